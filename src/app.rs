@@ -1,0 +1,176 @@
+//! Wiring of the daemon: ring → buffer writer → sinks, sources, monitoring,
+//! systemd notification, and the ordered shutdown.
+//!
+//! Shutdown order (SIGTERM / SIGINT, done within 5 s):
+//! 1. stop polling (sources end their current request at most);
+//! 2. wait until everything in the ring is committed (a barrier);
+//! 3. sinks deliver what is committed for up to 1.5 s, publish `offline`
+//!    and disconnect cleanly;
+//! 4. the writer persists the cursors and closes the database.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::buffer::Buffer;
+use crate::config::{Config, DeviceConfig, SinkConfig};
+use crate::ingest::Ingest;
+use crate::sinks::mqtt::sink::MqttSink;
+use crate::telemetry::{StatusLine, Telemetry, spawn_health, spawn_status};
+
+/// How `run` reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print the status line on stdout instead of logging it.
+    pub status_stdout: bool,
+    /// Override `[gateway] status_interval`.
+    pub status_interval: Option<Duration>,
+}
+
+/// Time sinks get at shutdown to deliver what is committed.
+const SINK_GRACE: Duration = Duration::from_millis(1500);
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+            _ = term => tracing::info!("SIGTERM received; shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
+    let n = handles.len();
+    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+    if tokio::time::timeout(within, async {
+        for h in handles {
+            let _ = h.await;
+        }
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("{what}: {n} task(s) did not stop within {within:?}; aborting them");
+        for a in aborts {
+            a.abort();
+        }
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
+    for w in &cfg.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let ingest = Arc::new(Ingest::new(cfg.buffer.ring_capacity));
+    let sink_names: Vec<String> = cfg.sinks.iter().map(|s| s.name().to_string()).collect();
+    let buffer = {
+        let (bcfg, dir, ingest) = (cfg.buffer.clone(), cfg.gateway.data_dir.clone(), ingest.clone());
+        let names = sink_names.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            Buffer::open(&bcfg, &dir, ingest, &refs)
+        })
+        .await??
+    };
+    let telemetry = Arc::new(Telemetry::default());
+
+    // Sinks.
+    let sinks_stop = CancellationToken::new();
+    let mut sink_tasks = Vec::new();
+    for s in &cfg.sinks {
+        match s {
+            SinkConfig::Mqtt(m) => {
+                let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
+                let sink = MqttSink::new(m.clone(), &cfg.gateway.id, buffer.reader()?, cursor, buffer.committed(), telemetry.sink(&m.name));
+                sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
+            }
+        }
+    }
+
+    // Sources.
+    let sources_stop = CancellationToken::new();
+    let modbus: Vec<_> = cfg
+        .devices
+        .iter()
+        .map(|d| match d {
+            DeviceConfig::ModbusTcp(m) => m.clone(),
+        })
+        .collect();
+    let source_tasks = crate::sources::modbus::poller::spawn_all(&modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+
+    // Monitoring.
+    let aux_stop = CancellationToken::new();
+    let status = StatusLine {
+        ingest: ingest.clone(),
+        buffer: buffer.stats().clone(),
+        cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
+        telemetry: telemetry.clone(),
+    };
+    let every = opts.status_interval.unwrap_or(cfg.gateway.status_interval);
+    let mut aux = vec![
+        spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
+        spawn_health(status.clone(), cfg.gateway.health_interval, aux_stop.clone()),
+    ];
+    aux.push(spawn_systemd(status, aux_stop.clone()));
+    let _ = sd_notify::notify(&[NotifyState::Ready]);
+    tracing::info!(
+        gateway = %cfg.gateway.id, devices = cfg.devices.len(), sinks = cfg.sinks.len(),
+        data_dir = %cfg.gateway.data_dir.display(), "relais running"
+    );
+
+    shutdown.cancelled().await;
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    let t0 = std::time::Instant::now();
+    sources_stop.cancel();
+    join_all(source_tasks, Duration::from_secs(1), "sources").await;
+    aux_stop.cancel();
+    join_all(aux, Duration::from_millis(200), "monitoring").await;
+    if tokio::time::timeout(Duration::from_secs(1), ingest.barrier()).await.is_err() {
+        tracing::warn!(pending = ingest.len(), "the buffer did not commit the last samples within 1s");
+    }
+    sinks_stop.cancel();
+    join_all(sink_tasks, SINK_GRACE + Duration::from_millis(800), "sinks").await;
+    let last = buffer.stats().last_seq.load(Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || buffer.close()).await?;
+    tracing::info!(last_seq = last, took = ?t0.elapsed(), "relais stopped");
+    Ok(())
+}
+
+/// systemd: watchdog pings while the buffer writer is alive, and STATUS lines.
+fn spawn_systemd(status: StatusLine, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(wd) = sd_notify::watchdog_enabled() else {
+            return;
+        };
+        let every = wd / 2;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let beat = status.buffer.heartbeat_ms.load(Ordering::Relaxed);
+            let now = crate::buffer::unix_ms_now();
+            if now.saturating_sub(beat) < wd.as_millis() as u64 {
+                let line = status.render(0.0);
+                let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&line)]);
+            } else {
+                tracing::error!("buffer writer is stuck; withholding the systemd watchdog ping");
+            }
+        }
+    })
+}

@@ -1,0 +1,219 @@
+//! Retention: cursor-based deletion, `max_rows`, `max_bytes`, `max_age`, and
+//! the counted, rate-limited reporting of every undelivered sample dropped.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+
+use super::cursors::SinkCursor;
+use super::writer::{BufferStats, RateLimited};
+use crate::config::BufferConfig;
+use crate::model::Timestamp;
+
+/// Rows deleted per statement, so one retention step never holds the write
+/// lock for long.
+const CHUNK: u64 = 50_000;
+/// Shortest period between two "dropped" warnings.
+pub(crate) const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Accumulates drops between two warnings.
+#[derive(Debug)]
+pub(crate) struct DropLog {
+    pending: u64,
+    reasons: Vec<&'static str>,
+    last: Option<Instant>,
+}
+
+impl DropLog {
+    fn add(&mut self, n: u64, reason: &'static str) {
+        self.pending += n;
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+
+    fn flush(&mut self, total: u64, force: bool) {
+        if self.pending == 0 {
+            return;
+        }
+        let due = self.last.is_none_or(|t| t.elapsed() >= DROP_LOG_PERIOD);
+        if due || force {
+            tracing::warn!(
+                dropped = self.pending, dropped_total = total, reason = %self.reasons.join(", "),
+                "buffer: dropped {} undelivered samples, oldest first ({})", self.pending, self.reasons.join(", ")
+            );
+            self.pending = 0;
+            self.reasons.clear();
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
+pub(crate) struct Retention {
+    max_rows: u64,
+    max_bytes: u64,
+    max_age: Duration,
+    cursors: Vec<SinkCursor>,
+    persisted: Vec<u64>,
+    first: u64,
+    next: u64,
+    drops: DropLog,
+    errors: RateLimited,
+    page_size: Option<i64>,
+}
+
+impl Retention {
+    pub(crate) fn new(cfg: &BufferConfig, cursors: Vec<SinkCursor>, first: u64, next: u64) -> Retention {
+        let persisted = cursors.iter().map(|c| c.get()).collect();
+        Retention {
+            max_rows: cfg.max_rows,
+            max_bytes: cfg.max_bytes,
+            max_age: cfg.max_age,
+            cursors,
+            persisted,
+            first,
+            next,
+            drops: DropLog { pending: 0, reasons: Vec::new(), last: None },
+            errors: RateLimited::new(Duration::from_secs(60)),
+            page_size: None,
+        }
+    }
+
+    /// Rows up to `next - 1` exist now.
+    pub(crate) fn appended(&mut self, next: u64) {
+        self.next = next;
+    }
+
+    /// A fresh, empty buffer whose next seq is `first`.
+    pub(crate) fn reset(&mut self, first: u64) {
+        self.first = first;
+        self.next = first;
+    }
+
+    fn rows(&self) -> u64 {
+        self.next.saturating_sub(self.first)
+    }
+
+    fn min_cursor(&self) -> Option<u64> {
+        self.cursors.iter().map(|c| c.get()).min()
+    }
+
+    /// Deletes rows with `seq <= upto`; counts undelivered ones as dropped when
+    /// `reason` is given.
+    fn delete_upto(&mut self, conn: &Connection, upto: u64, reason: Option<&'static str>, stats: &BufferStats) {
+        let upto = upto.min(self.next.saturating_sub(1));
+        if upto < self.first {
+            return;
+        }
+        let undelivered = match (reason, self.min_cursor()) {
+            (Some(_), Some(c)) => upto.saturating_sub(c.max(self.first - 1)),
+            _ => 0,
+        };
+        let start = self.first;
+        while self.first <= upto {
+            let end = upto.min(self.first + CHUNK - 1);
+            if let Err(e) = conn.execute("DELETE FROM samples WHERE seq <= ?1", params![end as i64]) {
+                if let Some(n) = self.errors.allow() {
+                    tracing::warn!(error = %e, suppressed = n, "buffer retention could not delete rows; will retry");
+                }
+                break;
+            }
+            self.first = end + 1;
+        }
+        stats.first_seq.store(self.first, Ordering::Relaxed);
+        if let Some(r) = reason
+            && undelivered > 0
+        {
+            // Count only what was really deleted.
+            let deleted = self.first - start;
+            let n = undelivered.min(deleted);
+            let total = stats.dropped_total.fetch_add(n, Ordering::Relaxed) + n;
+            self.drops.add(n, r);
+            self.drops.flush(total, false);
+        }
+    }
+
+    fn bytes_used(&mut self, conn: &Connection) -> Option<u64> {
+        let ps = match self.page_size {
+            Some(p) => p,
+            None => {
+                let p: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok()?;
+                self.page_size = Some(p);
+                p
+            }
+        };
+        let pc: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).ok()?;
+        let fl: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).ok()?;
+        Some(((pc - fl).max(0) * ps) as u64)
+    }
+
+    /// Caps checked after every commit: `max_rows` and `max_bytes`.
+    pub(crate) fn after_commit(&mut self, conn: &Connection, stats: &BufferStats) {
+        if self.max_rows > 0 && self.rows() > self.max_rows {
+            let upto = self.first + (self.rows() - self.max_rows) - 1;
+            self.delete_upto(conn, upto, Some("max_rows"), stats);
+        }
+        for _ in 0..4 {
+            let Some(used) = self.bytes_used(conn) else { break };
+            stats.bytes_used.store(used, Ordering::Relaxed);
+            if used <= self.max_bytes || self.rows() == 0 {
+                break;
+            }
+            // Drop enough rows to get back to 90 % of the cap.
+            let target = self.max_bytes as f64 * 0.9;
+            let frac = ((used as f64 - target) / used as f64).clamp(0.0, 1.0);
+            let n = ((self.rows() as f64 * frac).ceil() as u64).max(1);
+            let upto = self.first + n - 1;
+            self.delete_upto(conn, upto, Some("max_bytes"), stats);
+        }
+    }
+
+    /// About once a second: persist cursors, delete delivered rows, `max_age`,
+    /// and report drops.
+    pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats) {
+        for (i, c) in self.cursors.iter().enumerate() {
+            let v = c.get();
+            if v != self.persisted[i] {
+                match conn.execute("INSERT OR REPLACE INTO cursors(sink, seq) VALUES(?1, ?2)", params![c.name(), v as i64]) {
+                    Ok(_) => self.persisted[i] = v,
+                    Err(e) => {
+                        if let Some(n) = self.errors.allow() {
+                            tracing::warn!(error = %e, suppressed = n, sink = c.name(), "cannot persist sink cursor; will retry");
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(c) = self.min_cursor() {
+            self.delete_upto(conn, c, None, stats);
+        }
+        if !self.max_age.is_zero() && self.rows() > 0 {
+            let cutoff = Timestamp::now().0 - self.max_age.as_nanos() as i64;
+            let keep_from: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1",
+                    params![cutoff],
+                    |r| r.get(0),
+                )
+                .ok();
+            let upto = match keep_from {
+                Some(s) => (s as u64).saturating_sub(1),
+                None => self.next - 1,
+            };
+            self.delete_upto(conn, upto, Some("max_age"), stats);
+        }
+        self.after_commit(conn, stats);
+        let total = stats.dropped_total.load(Ordering::Relaxed);
+        self.drops.flush(total, false);
+    }
+
+    /// The disk is full: drop the oldest tenth of the rows (at least one).
+    pub(crate) fn free_space(&mut self, conn: &Connection, stats: &BufferStats) {
+        let n = (self.rows() / 10).max(1);
+        let upto = self.first + n - 1;
+        self.delete_upto(conn, upto, Some("disk full"), stats);
+        let total = stats.dropped_total.load(Ordering::Relaxed);
+        self.drops.flush(total, true);
+    }
+}

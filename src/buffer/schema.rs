@@ -1,0 +1,138 @@
+//! Opening the database: pragmas, schema, start-up check, corrupt-file recovery.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::config::{Durability, StartupCheck};
+
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS tags(
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT '',
+    UNIQUE(device, tag, unit));
+CREATE TABLE IF NOT EXISTS samples(
+    seq INTEGER PRIMARY KEY,
+    tag_id INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    value ANY,
+    reason TEXT,
+    ts INTEGER NOT NULL,
+    recv_ts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
+";
+
+/// Applies the connection pragmas shared by writer and readers.
+pub(crate) fn pragmas(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB
+    conn.busy_timeout(std::time::Duration::from_millis(50))?;
+    Ok(())
+}
+
+/// What [`open`] found.
+pub(crate) struct Opened {
+    pub conn: Connection,
+    /// Highest seq ever issued by this buffer.
+    pub last_seq: u64,
+}
+
+fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<(Connection, u64), rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    pragmas(&conn, durability)?;
+    if check == StartupCheck::Quick {
+        let res: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if res != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {res}")),
+            ));
+        }
+    }
+    conn.execute_batch(DDL)?;
+    let version: Option<i64> =
+        conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
+    match version {
+        None => {
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)", params![SCHEMA_VERSION])?;
+        }
+        Some(v) if v != SCHEMA_VERSION => {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!("buffer schema version {v}, this relais knows {SCHEMA_VERSION}")),
+            ));
+        }
+        Some(_) => {}
+    }
+    let meta_last: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get(0))
+        .unwrap_or(0);
+    let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM samples", [], |r| r.get(0))?;
+    Ok((conn, meta_last.max(max_seq).max(0) as u64))
+}
+
+/// True for errors that mean the file itself is damaged or not a buffer.
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Moves `path` (and its `-wal`/`-shm` files) aside; returns the new name.
+pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    std::fs::rename(path, &aside)?;
+    for ext in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{ext}", path.display()));
+        if side.exists() {
+            let _ = std::fs::rename(&side, format!("{}{ext}", aside.display()));
+        }
+    }
+    Ok(aside)
+}
+
+/// A `seq` origin above anything a lost buffer can have issued: the current
+/// time in microseconds (a buffer would need a million samples per second
+/// since 1970 to get there).
+pub(crate) fn recovery_seq_origin() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
+
+/// Opens (or creates) the buffer at `path`, moving a corrupt file aside.
+pub(crate) fn open(path: &Path, durability: Durability, check: StartupCheck) -> anyhow::Result<Opened> {
+    match try_open(path, durability, check) {
+        Ok((conn, last_seq)) => Ok(Opened { conn, last_seq }),
+        Err(e) if is_corruption(&e) => {
+            let aside = move_aside(path)
+                .map_err(|io| anyhow::anyhow!("buffer {} is corrupt ({e}) and cannot be moved aside: {io}", path.display()))?;
+            tracing::error!(
+                buffer = %path.display(), moved_to = %aside.display(), error = %e,
+                "buffer file is corrupt; moved it aside and started a new buffer (its undelivered samples are in the moved file)"
+            );
+            let (conn, _) = try_open(path, durability, check)?;
+            let origin = recovery_seq_origin();
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64])?;
+            Ok(Opened { conn, last_seq: origin })
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot open buffer {}: {e}", path.display())),
+    }
+}

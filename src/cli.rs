@@ -1,0 +1,284 @@
+//! Command line (clap): `run`, `check`, `sim`, `demo`, `probe modbus`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DeviceConfig, SinkConfig};
+use crate::sim::{Sim, SimConfig};
+use crate::sources::modbus::types::Table;
+
+/// relais: Modbus → SQLite store-and-forward → MQTT gateway.
+#[derive(Parser, Debug)]
+#[command(name = "relais", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr: `text` (human) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (the daemon).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print the plan: Modbus requests and MQTT topics.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the line simulator (Modbus TCP stations).
+    Sim {
+        /// Simulator configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Simulator and gateway together on the built-in demo configuration.
+    Demo {
+        /// Data directory (default ./relais-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// MQTT broker (default mqtt://127.0.0.1:1883).
+        #[arg(long)]
+        broker: Option<String>,
+    },
+    /// Read a device once and print every interpretation of the data.
+    Probe {
+        #[command(subcommand)]
+        what: Probe,
+    },
+}
+
+/// Probe targets.
+#[derive(Subcommand, Debug)]
+pub enum Probe {
+    /// Modbus TCP.
+    Modbus {
+        /// `host:port` of the device.
+        #[arg(long)]
+        endpoint: String,
+        /// Unit id (0–255, sent unchanged).
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// holding, input, coil or discrete_input.
+        #[arg(long, default_value = "holding")]
+        table: String,
+        /// 0-based PDU address.
+        #[arg(long)]
+        address: u16,
+        /// Registers or bits to read.
+        #[arg(long, default_value_t = 2)]
+        count: u16,
+        /// Response timeout, e.g. 1s.
+        #[arg(long, default_value = "1s")]
+        timeout: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tokio_modbus=warn,rumqttc=warn"));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text if under_journald => builder.without_time().with_ansi(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        eprintln!("\n{} error(s) in {}", e.0.len(), path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// Entry point of the `relais` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Check { .. } | Command::Probe { .. }) {
+        init_logging(cli.log_format);
+    }
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = runtime();
+            rt.block_on(async {
+                let stop = CancellationToken::new();
+                crate::app::cancel_on_signal(stop.clone());
+                crate::app::run(cfg, stop, Default::default()).await
+            })
+            .map_or_else(fatal, |_| ExitCode::SUCCESS)
+        }
+        Command::Sim { config } => {
+            let cfg = match SimConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime()
+                .block_on(async {
+                    let sim = Sim::start(cfg).await?;
+                    tracing::info!(stations = sim.stations().len(), "simulator running; Ctrl-C to stop");
+                    let stop = CancellationToken::new();
+                    crate::app::cancel_on_signal(stop.clone());
+                    stop.cancelled().await;
+                    drop(sim);
+                    anyhow::Ok(())
+                })
+                .map_or_else(fatal, |_| ExitCode::SUCCESS)
+        }
+        Command::Demo { data_dir, broker } => runtime().block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
+        Command::Probe { what: Probe::Modbus { endpoint, unit, table, address, count, timeout } } => {
+            let table: Table = match table.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("--table: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let timeout = match crate::units::parse_duration(&timeout) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("--timeout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime().block_on(crate::sources::modbus::probe::probe(&endpoint, unit, table, address, count, timeout)) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("probe failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn fatal(e: anyhow::Error) -> ExitCode {
+    tracing::error!("{e:#}");
+    eprintln!("relais: {e:#}");
+    ExitCode::from(1)
+}
+
+/// `relais check`: errors (exit 2) or the plan (exit 0).
+fn check(path: &Path) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    print!("{}", render_plan(&cfg));
+    ExitCode::SUCCESS
+}
+
+/// The plan printed by `relais check`.
+pub fn render_plan(cfg: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for w in &cfg.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let b = &cfg.buffer;
+    let _ = writeln!(
+        s,
+        "gateway {}: data_dir {}, buffer max {} / {}{}, durability {:?}",
+        cfg.gateway.id,
+        cfg.gateway.data_dir.display(),
+        crate::units::format_size(b.max_bytes),
+        crate::units::format_duration(b.max_age),
+        if b.max_rows > 0 { format!(" / {} rows", b.max_rows) } else { String::new() },
+        b.durability
+    );
+    for d in &cfg.devices {
+        match d {
+            DeviceConfig::ModbusTcp(m) => {
+                let _ = writeln!(
+                    s,
+                    "\ndevice {} (modbus-tcp {} unit {}, timeout {}, {} tags)",
+                    m.name,
+                    m.endpoint,
+                    m.unit_id,
+                    crate::units::format_duration(m.timeout),
+                    m.tags.len()
+                );
+                match crate::sources::modbus::poller::plan_device(m) {
+                    Err(e) => {
+                        let _ = writeln!(s, "  PLAN ERROR: {e}");
+                    }
+                    Ok(groups) => {
+                        for (iv, reqs) in groups {
+                            let _ = writeln!(s, "  every {}: {} request(s)", crate::units::format_duration(iv), reqs.len());
+                            for r in reqs {
+                                let names: Vec<&str> = r.tags.iter().map(|i| m.tags[*i].name.as_str()).collect();
+                                let _ = writeln!(
+                                    s,
+                                    "    FC{} {:<14} start {:>5} count {:>4}  tags: {}",
+                                    r.table.read_function(),
+                                    r.table.as_str(),
+                                    r.start,
+                                    r.count,
+                                    names.join(", ")
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for sink in &cfg.sinks {
+        match sink {
+            SinkConfig::Mqtt(m) => {
+                let _ = writeln!(
+                    s,
+                    "\nsink {} (mqtt {}, qos {}, {:?}, status {})",
+                    m.name, m.broker, m.qos, m.format, m.status_topic
+                );
+                for d in &cfg.devices {
+                    let DeviceConfig::ModbusTcp(md) = d;
+                    for t in &md.tags {
+                        let topic = match m.format {
+                            crate::sinks::mqtt::config::Format::Json => m.topic.render(&cfg.gateway.id, &md.name, &t.name),
+                            crate::sinks::mqtt::config::Format::JsonBatch => m.batch_topic.render(&cfg.gateway.id, &md.name, ""),
+                        };
+                        let _ = writeln!(s, "  {}/{} -> {topic}", md.name, t.name);
+                    }
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,348 @@
+//! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[sink]]`.
+//!
+//! Loading reads the TOML file once with spans, hands each `[[device]]` to its
+//! protocol's parser and each `[[sink]]` to its type's parser, and collects
+//! every error with its file, line, column and key before giving up. Every key
+//! is documented in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str};
+use crate::sinks::mqtt::config::{MqttSinkConfig, parse_sink};
+use crate::sources::modbus::config::{ModbusDevice, parse_device};
+use crate::{names, units};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
+    /// `[buffer]`.
+    pub buffer: BufferConfig,
+    /// `[[device]]` entries, in file order.
+    pub devices: Vec<DeviceConfig>,
+    /// `[[sink]]` entries, in file order.
+    pub sinks: Vec<SinkConfig>,
+    /// Non-fatal findings (printed by `relais check` and logged at start).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// `[gateway]`: who this gateway is and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Gateway id: the `gateway` field of every sample (required).
+    pub id: String,
+    /// Folder of the buffer database and other state (default `./relais-data`).
+    pub data_dir: PathBuf,
+    /// Period of the gateway's own health samples (device `_relais`); zero disables.
+    pub health_interval: Duration,
+    /// Period of the status log line; zero disables.
+    pub status_interval: Duration,
+}
+
+/// What survives what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// SQLite WAL with `synchronous=NORMAL`: accepted samples survive a process
+    /// crash (`kill -9`); the last commits may be lost on power loss.
+    Normal,
+    /// SQLite WAL with `synchronous=FULL`: accepted samples survive power loss.
+    Full,
+}
+
+/// How the buffer checks itself at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupCheck {
+    /// `PRAGMA quick_check` (default).
+    Quick,
+    /// Only open and read the schema.
+    None,
+}
+
+/// `[buffer]`: the SQLite store-and-forward buffer.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// Most bytes of live database pages (default 1 GiB); oldest rows dropped beyond.
+    pub max_bytes: u64,
+    /// Oldest sample kept, by acceptance time (default 7 days); zero = no limit.
+    pub max_age: Duration,
+    /// Most rows (default 0 = no limit).
+    pub max_rows: u64,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Capacity of the ingest ring, in samples (default 65536).
+    pub ring_capacity: usize,
+    /// Most samples committed in one transaction (default 8192).
+    pub batch_max: usize,
+    /// Check at start.
+    pub startup_check: StartupCheck,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(7 * 86400),
+            max_rows: 0,
+            durability: Durability::Normal,
+            ring_capacity: 65536,
+            batch_max: 8192,
+            startup_check: StartupCheck::Quick,
+        }
+    }
+}
+
+/// One `[[device]]`, by protocol.
+#[derive(Debug, Clone)]
+pub enum DeviceConfig {
+    /// `protocol = "modbus-tcp"`.
+    ModbusTcp(ModbusDevice),
+}
+
+impl DeviceConfig {
+    /// The device name.
+    pub fn name(&self) -> &str {
+        match self {
+            DeviceConfig::ModbusTcp(d) => &d.name,
+        }
+    }
+}
+
+/// One `[[sink]]`, by type.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// `type = "mqtt"`.
+    Mqtt(MqttSinkConfig),
+}
+
+impl SinkConfig {
+    /// The sink name (also its cursor name in the buffer).
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Mqtt(s) => &s.name,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    id: Spanned<String>,
+    data_dir: Option<String>,
+    health_interval: Option<Spanned<String>>,
+    status_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    max_bytes: Option<Spanned<String>>,
+    max_age: Option<Spanned<String>>,
+    max_rows: Option<Spanned<i64>>,
+    durability: Option<Spanned<String>>,
+    ring_capacity: Option<Spanned<i64>>,
+    batch_max: Option<Spanned<i64>>,
+    startup_check: Option<Spanned<String>>,
+}
+
+/// Protocols a `[[device]]` may name.
+pub const PROTOCOLS: &str = "modbus-tcp";
+/// Types a `[[sink]]` may name.
+pub const SINK_TYPES: &str = "mqtt";
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, &file, &base)
+    }
+
+    /// Validates configuration `text`, named `file` in messages; relative paths
+    /// in it resolve against `base_dir`.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut diag = Diag::new(file, text);
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            for e in &syntax {
+                diag.toml(e, "", 0..0);
+            }
+            return Err(diag.finish().err().expect("syntax errors were recorded"));
+        }
+        let doc_span = doc.span();
+        let mut gateway_item = None;
+        let mut buffer_item = None;
+        let mut device_items = Vec::new();
+        let mut sink_items = Vec::new();
+        for (k, v) in doc.into_inner() {
+            match k.get_ref().as_ref() {
+                "gateway" => gateway_item = Some(v),
+                "buffer" => buffer_item = Some(v),
+                "device" => device_items = array_items(v, &mut diag, "device"),
+                "sink" => sink_items = array_items(v, &mut diag, "sink"),
+                other => diag.error(
+                    k.span(),
+                    other,
+                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]] or [[sink]]"),
+                ),
+            }
+        }
+        let gateway = match gateway_item {
+            Some(g) => parse_gateway(g, &mut diag),
+            None => {
+                diag.error(doc_span.start..doc_span.start, "gateway", "missing [gateway] section with at least `id = \"...\"`");
+                None
+            }
+        };
+        let buffer = match buffer_item {
+            Some(b) => parse_buffer(b, &mut diag),
+            None => Some(BufferConfig::default()),
+        };
+        let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
+
+        let mut devices: Vec<DeviceConfig> = Vec::new();
+        let mut device_spans = std::collections::HashMap::new();
+        for (i, item) in device_items.into_iter().enumerate() {
+            let key = format!("device #{}", i + 1);
+            let span = item.span();
+            let name = peek_str(&item, "name");
+            match peek_str(&item, "protocol") {
+                Some((p, _)) if p == "modbus-tcp" => {
+                    if let Some(d) = parse_device(item, &mut diag, &key) {
+                        devices.push(DeviceConfig::ModbusTcp(d));
+                    }
+                }
+                Some((p, pspan)) => diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}")),
+                None => diag.error(span, &format!("{key} / protocol"), format!("missing key `protocol`; expected one of {PROTOCOLS}")),
+            }
+            if let Some((n, nspan)) = name {
+                if let Some(first) = device_spans.get(&n) {
+                    let (line, _) = crate::diag::line_col(text, *first);
+                    diag.error(nspan, &format!("device {n:?} / name"), format!("duplicate device name (first defined on line {line})"));
+                } else {
+                    device_spans.insert(n, nspan.start);
+                }
+            }
+        }
+
+        let mut sinks: Vec<SinkConfig> = Vec::new();
+        let mut sink_spans = std::collections::HashMap::new();
+        for (i, item) in sink_items.into_iter().enumerate() {
+            let key = format!("sink #{}", i + 1);
+            let span = item.span();
+            let name = peek_str(&item, "name");
+            match peek_str(&item, "type") {
+                Some((t, _)) if t == "mqtt" => {
+                    if let Some(s) = parse_sink(item, &mut diag, &key, &gw_id, base_dir) {
+                        sinks.push(SinkConfig::Mqtt(s));
+                    }
+                }
+                Some((t, tspan)) => diag.error(tspan, &format!("{key} / type"), format!("unknown sink type {t:?}; expected one of {SINK_TYPES}")),
+                None => diag.error(span, &format!("{key} / type"), format!("missing key `type`; expected one of {SINK_TYPES}")),
+            }
+            if let Some((n, nspan)) = name {
+                if let Some(first) = sink_spans.get(&n) {
+                    let (line, _) = crate::diag::line_col(text, *first);
+                    diag.error(nspan, &format!("sink {n:?} / name"), format!("duplicate sink name (first defined on line {line})"));
+                } else {
+                    sink_spans.insert(n, nspan.start);
+                }
+            }
+        }
+        if device_spans.is_empty() && diag.ok() {
+            diag.warn(doc_span.start..doc_span.start, "device", "no [[device]] configured: relais will only forward what other sources ingest");
+        }
+        let warnings = diag.finish()?;
+        Ok(Config {
+            gateway: gateway.expect("no errors means [gateway] parsed"),
+            buffer: buffer.expect("no errors means [buffer] parsed"),
+            devices,
+            sinks,
+            warnings,
+        })
+    }
+}
+
+fn dur(diag: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            diag.error(s.span(), key, e);
+            default
+        }),
+    }
+}
+
+fn parse_gateway(item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfig> {
+    let raw: RawGateway = de_item(item, diag, "gateway")?;
+    let before = diag.error_count();
+    if let Err(e) = names::check(raw.id.get_ref()) {
+        diag.error(raw.id.span(), "gateway / id", e);
+    }
+    // Like a command-line path: relative to the working directory.
+    let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./relais-data"));
+    let health_interval = dur(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
+    let status_interval = dur(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
+    if diag.error_count() > before {
+        return None;
+    }
+    Some(GatewayConfig { id: raw.id.into_inner(), data_dir, health_interval, status_interval })
+}
+
+fn parse_buffer(item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
+    let raw: RawBuffer = de_item(item, diag, "buffer")?;
+    let before = diag.error_count();
+    let mut b = BufferConfig::default();
+    if let Some(s) = &raw.max_bytes {
+        match units::parse_size(s.get_ref()) {
+            Ok(v) if v >= 1 << 20 => b.max_bytes = v,
+            Ok(_) => diag.error(s.span(), "buffer / max_bytes", "max_bytes must be at least 1MiB"),
+            Err(e) => diag.error(s.span(), "buffer / max_bytes", e),
+        }
+    }
+    b.max_age = dur(diag, &raw.max_age, "buffer / max_age", b.max_age);
+    if let Some(r) = &raw.max_rows {
+        if *r.get_ref() < 0 {
+            diag.error(r.span(), "buffer / max_rows", "max_rows must be 0 (no limit) or positive");
+        } else {
+            b.max_rows = *r.get_ref() as u64;
+        }
+    }
+    if let Some(d) = &raw.durability {
+        match d.get_ref().as_str() {
+            "normal" => b.durability = Durability::Normal,
+            "full" => b.durability = Durability::Full,
+            other => diag.error(d.span(), "buffer / durability", format!("unknown durability {other:?}; expected \"normal\" (survives a process crash) or \"full\" (survives power loss)")),
+        }
+    }
+    if let Some(c) = &raw.startup_check {
+        match c.get_ref().as_str() {
+            "quick" => b.startup_check = StartupCheck::Quick,
+            "none" => b.startup_check = StartupCheck::None,
+            other => diag.error(c.span(), "buffer / startup_check", format!("unknown startup_check {other:?}; expected \"quick\" or \"none\"")),
+        }
+    }
+    if let Some(r) = &raw.ring_capacity {
+        match *r.get_ref() {
+            v @ 1024..=16_777_216 => b.ring_capacity = v as usize,
+            v => diag.error(r.span(), "buffer / ring_capacity", format!("{v} is out of range; expected 1024..=16777216")),
+        }
+    }
+    if let Some(r) = &raw.batch_max {
+        match *r.get_ref() {
+            v @ 1..=1_000_000 => b.batch_max = v as usize,
+            v => diag.error(r.span(), "buffer / batch_max", format!("{v} is out of range; expected 1..=1000000")),
+        }
+    }
+    if diag.error_count() > before {
+        return None;
+    }
+    Some(b)
+}

@@ -1,0 +1,66 @@
+//! `relais demo`: the simulator and the gateway in one process, on the
+//! built-in configuration (`config/demo.toml`, `config/sim-demo.toml`; the
+//! copies compiled into the binary are used when the files are not found).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{RunOptions, cancel_on_signal, run as run_gateway};
+use crate::config::{Config, SinkConfig};
+use crate::sim::{Sim, SimConfig};
+use crate::sinks::mqtt::config::BrokerUrl;
+
+/// The demo gateway configuration compiled in.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// The demo simulator configuration compiled in.
+pub const SIM_DEMO_TOML: &str = include_str!("../config/sim-demo.toml");
+
+fn read_or(path: &str, builtin: &'static str) -> (String, String, PathBuf) {
+    match std::fs::read_to_string(path) {
+        Ok(t) => (t, path.to_string(), Path::new(path).parent().unwrap_or(Path::new(".")).to_path_buf()),
+        Err(_) => (builtin.to_string(), format!("(built-in) {path}"), PathBuf::from("config")),
+    }
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::Result<()> {
+    let (sim_text, sim_name, sim_base) = read_or("config/sim-demo.toml", SIM_DEMO_TOML);
+    let sim_cfg = SimConfig::parse(&sim_text, &sim_name, &sim_base).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (gw_text, gw_name, gw_base) = read_or("config/demo.toml", DEMO_TOML);
+    let mut cfg = Config::parse(&gw_text, &gw_name, &gw_base).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(d) = data_dir {
+        cfg.gateway.data_dir = d;
+    }
+    if let Some(b) = broker {
+        let url = BrokerUrl::parse(&b).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+        for s in &mut cfg.sinks {
+            let SinkConfig::Mqtt(m) = s;
+            m.broker = url.clone();
+        }
+    }
+    let sim = Sim::start(sim_cfg).await?;
+    let brokers: Vec<String> = cfg
+        .sinks
+        .iter()
+        .map(|s| {
+            let SinkConfig::Mqtt(m) = s;
+            format!("{} (topics {})", m.broker, m.topic)
+        })
+        .collect();
+    println!(
+        "relais demo: {} simulated stations, gateway {} with {} devices, data in {}, forwarding to {}",
+        sim.stations().len(),
+        cfg.gateway.id,
+        cfg.devices.len(),
+        cfg.gateway.data_dir.display(),
+        brokers.join(", ")
+    );
+    println!("Watch it: mosquitto_sub -t 'icam/#' -v     Stop: Ctrl-C\n");
+    let stop = CancellationToken::new();
+    cancel_on_signal(stop.clone());
+    let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)) }).await;
+    drop(sim);
+    r
+}

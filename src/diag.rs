@@ -1,0 +1,193 @@
+//! Located configuration errors: file, line, column and key.
+//!
+//! Every configuration error relais reports says where it is (`file:line:col`),
+//! which key, what was found and what was expected. Loaders collect all errors
+//! before giving up, so a user fixes a file in one pass.
+
+use std::fmt;
+use std::ops::Range;
+
+/// One configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name as given by the user.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub col: usize,
+    /// Key path, e.g. `device "pump1" / tag "temp" / type`.
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        } else {
+            write!(f, "{}: ", self.file)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the errors of one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects errors against one source text.
+#[derive(Debug)]
+pub struct Diag<'a> {
+    file: String,
+    src: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl<'a> Diag<'a> {
+    /// A collector for `src`, read from `file`.
+    pub fn new(file: impl Into<String>, src: &'a str) -> Self {
+        Diag { file: file.into(), src, errors: Vec::new(), warnings: Vec::new() }
+    }
+
+    fn locate(&self, span: Option<Range<usize>>, key: &str, message: String) -> ConfigError {
+        let (line, col) = match span {
+            Some(r) => line_col(self.src, r.start),
+            None => (0, 0),
+        };
+        ConfigError { file: self.file.clone(), line, col, key: key.to_string(), message }
+    }
+
+    /// Records an error at `span`.
+    pub fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let e = self.locate(Some(span), key, message.into());
+        self.errors.push(e);
+    }
+
+    /// Records an error without a location.
+    pub fn error_unlocated(&mut self, key: &str, message: impl Into<String>) {
+        let e = self.locate(None, key, message.into());
+        self.errors.push(e);
+    }
+
+    /// Records a warning at `span` (reported, not fatal).
+    pub fn warn(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let e = self.locate(Some(span), key, message.into());
+        self.warnings.push(e);
+    }
+
+    /// Records a TOML or serde error, prefixing its message with `key`.
+    pub fn toml(&mut self, e: &toml::de::Error, key: &str, fallback: Range<usize>) {
+        let msg = e.message().trim().to_string();
+        let span = e.span().unwrap_or(fallback);
+        self.error(span, key, msg);
+    }
+
+    /// True when no error was recorded.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Warnings recorded so far.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
+    }
+
+    /// Ends collection: the errors, if any.
+    pub fn finish(self) -> Result<Vec<ConfigError>, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(self.warnings)
+        } else {
+            let mut e = self.errors;
+            e.sort_by_key(|e| (e.line, e.col));
+            Err(ConfigErrors(e))
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `src`.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..src.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |p| before[p + 1..].chars().count()) + 1;
+    (line, col)
+}
+
+/// A TOML value with its span in the source.
+pub type Item<'i> = toml::Spanned<toml::de::DeValue<'i>>;
+
+/// Deserializes one TOML item into `T`, recording any error under `key`.
+pub fn de_item<T: serde::de::DeserializeOwned>(item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<T> {
+    let span = item.span();
+    match T::deserialize(toml::de::ValueDeserializer::from(item)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diag.toml(&e, key, span);
+            None
+        }
+    }
+}
+
+/// Removes `name` from a table item and returns its value.
+pub fn take_key<'i>(item: &mut Item<'i>, name: &str) -> Option<Item<'i>> {
+    let toml::de::DeValue::Table(t) = item.get_mut() else {
+        return None;
+    };
+    let k = t.keys().find(|k| k.get_ref().as_ref() == name)?.clone();
+    t.remove(&k)
+}
+
+/// Reads string key `name` of a table item without removing it.
+pub fn peek_str<'i>(item: &Item<'i>, name: &str) -> Option<(String, Range<usize>)> {
+    let toml::de::DeValue::Table(t) = item.get_ref() else {
+        return None;
+    };
+    t.iter().find(|(k, _)| k.get_ref().as_ref() == name).and_then(|(_, v)| match v.get_ref() {
+        toml::de::DeValue::String(s) => Some((s.to_string(), v.span())),
+        _ => None,
+    })
+}
+
+/// The elements of an array-of-tables item (`[[device]]`), or an error.
+pub fn array_items<'i>(item: Item<'i>, diag: &mut Diag<'_>, key: &str) -> Vec<Item<'i>> {
+    let span = item.span();
+    match item.into_inner() {
+        toml::de::DeValue::Array(a) => a.into_iter().collect(),
+        _ => {
+            diag.error(span, key, format!("expected an array of tables, written [[{key}]]"));
+            Vec::new()
+        }
+    }
+}
+
+impl<'a> Diag<'a> {
+    /// Number of errors recorded so far.
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &'a str {
+        self.src
+    }
+}

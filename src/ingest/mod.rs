@@ -1,0 +1,193 @@
+//! The lock-free ingest ring between sources and the buffer writer.
+//!
+//! - **Bounds.** A fixed-capacity MPMC queue (`crossbeam_queue::ArrayQueue`);
+//!   memory never grows with load.
+//! - **Producers.** Any number of sources push from tokio tasks or threads.
+//!   Pushing never takes a lock. When the ring is full a producer *waits* (the
+//!   device is simply read a little later); it never drops. Waiting time and
+//!   count are recorded in [`IngestStats`].
+//! - **Consumer.** Exactly one buffer writer thread pops in batches. It parks
+//!   when the ring is empty and producers unpark it.
+//! - **Ordering.** The queue is FIFO, so the samples one producer pushes are
+//!   accepted in its push order; per tag, order is preserved.
+//! - **Barriers.** [`Ingest::barrier`] resolves once everything its caller pushed
+//!   before it is committed: acceptance is observable.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::{Notify, oneshot};
+
+use crate::model::Sample;
+
+/// One slot of the ring.
+#[derive(Debug)]
+pub enum Entry {
+    /// A sample to accept.
+    Sample(Sample),
+    /// Answered with the last committed `seq` once every entry before it is committed.
+    Barrier(oneshot::Sender<u64>),
+}
+
+/// Counters of the ring (monotonic).
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Samples pushed.
+    pub pushed: AtomicU64,
+    /// Times a producer found the ring full and waited.
+    pub full_waits: AtomicU64,
+    /// Total time producers spent waiting, in nanoseconds.
+    pub wait_ns: AtomicU64,
+}
+
+/// The ingest ring. Share it as `Arc<Ingest>`.
+#[derive(Debug)]
+pub struct Ingest {
+    queue: ArrayQueue<Entry>,
+    writer: OnceLock<Thread>,
+    writer_idle: AtomicBool,
+    space: Notify,
+    /// Counters.
+    pub stats: IngestStats,
+}
+
+impl Ingest {
+    /// A ring of `capacity` entries.
+    pub fn new(capacity: usize) -> Ingest {
+        Ingest {
+            queue: ArrayQueue::new(capacity.max(2)),
+            writer: OnceLock::new(),
+            writer_idle: AtomicBool::new(false),
+            space: Notify::new(),
+            stats: IngestStats::default(),
+        }
+    }
+
+    /// Capacity in entries.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Entries waiting for the writer.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when no entry waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn wake_writer(&self) {
+        if self.writer_idle.load(Ordering::SeqCst)
+            && let Some(t) = self.writer.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Pushes without waiting; gives the entry back when the ring is full.
+    pub fn try_push(&self, e: Entry) -> Result<(), Entry> {
+        let is_sample = matches!(e, Entry::Sample(_));
+        self.queue.push(e)?;
+        if is_sample {
+            self.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake_writer();
+        Ok(())
+    }
+
+    /// Pushes one sample, waiting while the ring is full.
+    pub async fn push(&self, s: Sample) {
+        let Err(mut e) = self.try_push(Entry::Sample(s)) else { return };
+        let t0 = Instant::now();
+        self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_push(e) {
+                Ok(()) => break,
+                Err(back) => e = back,
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+        }
+        self.stats.wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Pushes samples in order, waiting while the ring is full.
+    pub async fn push_all(&self, samples: impl IntoIterator<Item = Sample>) {
+        for s in samples {
+            self.push(s).await;
+        }
+    }
+
+    /// Pushes from a plain thread, sleeping briefly while the ring is full.
+    pub fn push_blocking(&self, s: Sample) {
+        let Err(mut e) = self.try_push(Entry::Sample(s)) else { return };
+        let t0 = Instant::now();
+        self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+        let mut spins = 0u32;
+        loop {
+            match self.try_push(e) {
+                Ok(()) => break,
+                Err(back) => e = back,
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else if spins < 128 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        self.stats.wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves with the last committed `seq` once everything pushed before this
+    /// call (by this caller) is committed. `None` if the writer is gone.
+    pub async fn barrier(&self) -> Option<u64> {
+        let (tx, rx) = oneshot::channel();
+        let mut e = Entry::Barrier(tx);
+        loop {
+            match self.try_push(e) {
+                Ok(()) => break,
+                Err(back) => {
+                    e = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        rx.await.ok()
+    }
+
+    // ---- consumer side (the buffer writer) ----
+
+    /// Registers the calling thread as the writer (unparked by producers).
+    pub(crate) fn register_writer(&self) {
+        let _ = self.writer.set(std::thread::current());
+    }
+
+    /// Pops one entry.
+    pub(crate) fn pop(&self) -> Option<Entry> {
+        self.queue.pop()
+    }
+
+    /// Wakes producers waiting for space.
+    pub(crate) fn notify_space(&self) {
+        self.space.notify_waiters();
+    }
+
+    /// Parks the writer until a producer pushes or `timeout` passes.
+    pub(crate) fn park_writer(&self, timeout: Duration) {
+        self.writer_idle.store(true, Ordering::SeqCst);
+        if self.queue.is_empty() {
+            std::thread::park_timeout(timeout);
+        }
+        self.writer_idle.store(false, Ordering::SeqCst);
+    }
+}

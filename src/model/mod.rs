@@ -1,0 +1,14 @@
+//! The one sample schema every source produces and every sink consumes.
+//!
+//! Pure data: no I/O, no runtime. See `docs/payloads.md` for how a [`Sample`] is
+//! rendered on MQTT, and `../shared/GUIDE.md` §2 for the field definitions.
+
+mod quality;
+mod sample;
+mod time;
+mod value;
+
+pub use quality::{Quality, reason};
+pub use sample::{Sample, TagMeta};
+pub use time::{Timestamp, format_rfc3339};
+pub use value::Value;

@@ -1,0 +1,469 @@
+//! Simulator configuration: `[sim]` and `[[station]]` with `[[station.tag]]`.
+//! See `config/sim-demo.toml` and `src/sim/README.md`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::signal::{CsvColumn, Signal};
+use crate::diag::{ConfigError, ConfigErrors, Diag};
+use crate::sources::modbus::types::{ByteOrder, DataType, Table};
+use crate::units;
+
+/// What a read of an address no tag maps answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmapped {
+    /// Zeros (most devices with a flat register map).
+    Zero,
+    /// Exception 02, illegal data address (picky devices).
+    Exception,
+}
+
+/// Faults an instructor can inject into a station.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Delay before every answer.
+    pub delay: Duration,
+    /// Never answer (a dead device behind a live gateway).
+    pub silent: bool,
+    /// Address ranges answered with an exception code (field case B09).
+    pub exceptions: Vec<ExceptionRange>,
+}
+
+/// A range answered with an exception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExceptionRange {
+    /// Table.
+    pub table: Table,
+    /// First address.
+    pub start: u16,
+    /// Number of addresses.
+    pub count: u16,
+    /// Exception code (2 = illegal data address, 3 = illegal data value, 4 = device failure…).
+    pub code: u8,
+}
+
+/// One simulated tag.
+#[derive(Debug, Clone)]
+pub struct SimTag {
+    /// Name (for logs).
+    pub name: String,
+    /// Table.
+    pub table: Table,
+    /// 0-based address.
+    pub address: u16,
+    /// Data type.
+    pub ty: DataType,
+    /// Byte order.
+    pub byte_order: ByteOrder,
+    /// Bit of a register, for bool tags.
+    pub bit: Option<u8>,
+    /// Raw = (value − offset) / scale for integer types.
+    pub scale: f64,
+    /// See `scale`.
+    pub offset: f64,
+    /// The signal model.
+    pub signal: Signal,
+}
+
+/// One simulated device (a unit id on a listen address).
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    /// Name.
+    pub name: String,
+    /// TCP address served.
+    pub listen: SocketAddr,
+    /// Unit id answered on that address.
+    pub unit_id: u8,
+    /// Update period; one CSV row per tick.
+    pub tick: Duration,
+    /// Advance one tick per read request instead of by time (exact replays).
+    pub lockstep: bool,
+    /// Answer for unmapped addresses.
+    pub unmapped: Unmapped,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Tags.
+    pub tags: Vec<SimTag>,
+}
+
+/// A validated simulator configuration.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Stations.
+    pub stations: Vec<StationConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSimSection {
+    tick: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSim {
+    #[serde(default)]
+    sim: RawSimSection,
+    #[serde(default)]
+    station: Vec<RawStation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    name: Spanned<String>,
+    listen: Spanned<String>,
+    unit_id: Option<Spanned<i64>>,
+    tick: Option<Spanned<String>>,
+    #[serde(default)]
+    lockstep: bool,
+    unmapped: Option<Spanned<String>>,
+    faults: Option<RawFaults>,
+    #[serde(default)]
+    tag: Vec<RawTag>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFaults {
+    delay: Option<Spanned<String>>,
+    #[serde(default)]
+    silent: bool,
+    #[serde(default)]
+    exceptions: Vec<Spanned<RawException>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    table: String,
+    start: i64,
+    count: i64,
+    code: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTag {
+    name: Spanned<String>,
+    table: Spanned<String>,
+    address: Spanned<i64>,
+    #[serde(rename = "type")]
+    ty: Option<Spanned<String>>,
+    byte_order: Option<Spanned<String>>,
+    bit: Option<Spanned<i64>>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    signal: Spanned<RawSignal>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawSignal {
+    Constant { value: Option<f64>, text: Option<String> },
+    Sine { amplitude: f64, #[serde(default)] offset: f64, period: String, #[serde(default)] phase: f64 },
+    Ramp { #[serde(default)] start: f64, slope: f64, min: f64, max: f64 },
+    RandomWalk { start: f64, step: f64, min: f64, max: f64, seed: Option<u64> },
+    Counter { #[serde(default)] start: f64, #[serde(default = "one")] step: f64, wrap: Option<f64> },
+    Square { #[serde(default)] low: f64, #[serde(default = "one")] high: f64, period: String, #[serde(default = "half")] duty: f64 },
+    Csv { file: String, column: String, #[serde(default = "semicolon")] delimiter: String, #[serde(default = "yes")] r#loop: bool },
+    Tick {},
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn semicolon() -> String {
+    ";".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// Loaded CSV files, shared by the tags that replay their columns.
+type CsvCache = HashMap<(PathBuf, u8), Arc<(Vec<String>, Vec<Vec<Option<f64>>>)>>;
+
+fn load_csv(path: &Path, delimiter: u8, cache: &mut CsvCache) -> Result<Arc<(Vec<String>, Vec<Vec<Option<f64>>>)>, String> {
+    if let Some(t) = cache.get(&(path.to_path_buf(), delimiter)) {
+        return Ok(t.clone());
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("{}: bad header: {e}", path.display()))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); headers.len()];
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        for (c, col) in cols.iter_mut().enumerate() {
+            col.push(rec.get(c).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()));
+        }
+    }
+    let t = Arc::new((headers, cols));
+    cache.insert((path.to_path_buf(), delimiter), t.clone());
+    Ok(t)
+}
+
+impl SimConfig {
+    /// Reads a simulator configuration file; CSV paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<SimConfig, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+        })?;
+        SimConfig::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Validates simulator configuration `text`.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<SimConfig, ConfigErrors> {
+        let mut d = Diag::new(file, text);
+        let raw: RawSim = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                d.toml(&e, "", 0..0);
+                return Err(d.finish().err().expect("an error was recorded"));
+            }
+        };
+        let default_tick = match &raw.sim.tick {
+            None => Duration::from_secs(1),
+            Some(t) => units::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+                d.error(t.span(), "sim / tick", e);
+                Duration::from_secs(1)
+            }),
+        };
+        let mut cache = CsvCache::new();
+        let mut stations = Vec::new();
+        let mut seen: HashMap<(SocketAddr, u8), String> = HashMap::new();
+        for rs in raw.station {
+            let name = rs.name.get_ref().clone();
+            let key = format!("station {name:?}");
+            let listen: SocketAddr = match rs.listen.get_ref().parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    d.error(rs.listen.span(), &format!("{key} / listen"), format!("{:?} is not an address like \"127.0.0.1:5020\"", rs.listen.get_ref()));
+                    continue;
+                }
+            };
+            let unit_id = match &rs.unit_id {
+                None => 1,
+                Some(u) if (0..=255).contains(u.get_ref()) => *u.get_ref() as u8,
+                Some(u) => {
+                    d.error(u.span(), &format!("{key} / unit_id"), "unit_id must be in 0..=255");
+                    1
+                }
+            };
+            if let Some(other) = seen.insert((listen, unit_id), name.clone()) {
+                d.error(rs.listen.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {listen}"));
+            }
+            let tick = match &rs.tick {
+                None => default_tick,
+                Some(t) => match units::parse_duration(t.get_ref()) {
+                    Ok(x) if x >= Duration::from_millis(1) => x,
+                    Ok(_) => {
+                        d.error(t.span(), &format!("{key} / tick"), "tick must be at least 1ms");
+                        default_tick
+                    }
+                    Err(e) => {
+                        d.error(t.span(), &format!("{key} / tick"), e);
+                        default_tick
+                    }
+                },
+            };
+            let unmapped = match rs.unmapped.as_ref().map(|u| (u.get_ref().as_str(), u.span())) {
+                None | Some(("zero", _)) => Unmapped::Zero,
+                Some(("exception", _)) => Unmapped::Exception,
+                Some((other, span)) => {
+                    d.error(span, &format!("{key} / unmapped"), format!("unknown value {other:?}; expected \"zero\" or \"exception\""));
+                    Unmapped::Zero
+                }
+            };
+            let mut faults = Faults::default();
+            if let Some(f) = rs.faults {
+                faults.silent = f.silent;
+                if let Some(delay) = &f.delay {
+                    faults.delay = units::parse_duration(delay.get_ref()).unwrap_or_else(|e| {
+                        d.error(delay.span(), &format!("{key} / faults / delay"), e);
+                        Duration::ZERO
+                    });
+                }
+                for ex in f.exceptions {
+                    let span = ex.span();
+                    let ex = ex.into_inner();
+                    let table = match ex.table.parse::<Table>() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            d.error(span.clone(), &format!("{key} / faults / exceptions"), e);
+                            continue;
+                        }
+                    };
+                    if !(0..=65535).contains(&ex.start) || !(1..=65536).contains(&ex.count) || !(1..=255).contains(&ex.code) {
+                        d.error(span, &format!("{key} / faults / exceptions"), "start in 0..=65535, count in 1..=65536, code in 1..=255");
+                        continue;
+                    }
+                    faults.exceptions.push(ExceptionRange { table, start: ex.start as u16, count: ex.count.min(65536 - ex.start) as u16, code: ex.code as u8 });
+                }
+            }
+            let mut tags = Vec::new();
+            for rt in rs.tag {
+                let tkey = format!("{key} / tag {:?}", rt.name.get_ref());
+                let table = match rt.table.get_ref().parse::<Table>() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        d.error(rt.table.span(), &format!("{tkey} / table"), e);
+                        continue;
+                    }
+                };
+                let address = *rt.address.get_ref();
+                if !(0..=65535).contains(&address) {
+                    d.error(rt.address.span(), &format!("{tkey} / address"), "address must be in 0..=65535");
+                    continue;
+                }
+                let default_ty = if table.is_bit() || rt.bit.is_some() { DataType::Bool } else { DataType::U16 };
+                let ty = match &rt.ty {
+                    None => default_ty,
+                    Some(t) => match t.get_ref().parse::<DataType>() {
+                        Ok(x) => x,
+                        Err(e) => {
+                            d.error(t.span(), &format!("{tkey} / type"), e);
+                            continue;
+                        }
+                    },
+                };
+                if table.is_bit() && ty != DataType::Bool {
+                    d.error(rt.table.span(), &format!("{tkey} / type"), format!("the {table} table holds bits; use type = \"bool\""));
+                    continue;
+                }
+                if address as u32 + if table.is_bit() { 1 } else { ty.register_count() as u32 } > 65536 {
+                    d.error(rt.address.span(), &format!("{tkey} / address"), "the tag runs past address 65535");
+                    continue;
+                }
+                let byte_order = match &rt.byte_order {
+                    None => ByteOrder::ABCD,
+                    Some(b) => match b.get_ref().parse::<ByteOrder>() {
+                        Ok(x) => x,
+                        Err(e) => {
+                            d.error(b.span(), &format!("{tkey} / byte_order"), e);
+                            continue;
+                        }
+                    },
+                };
+                let bit = match &rt.bit {
+                    None => None,
+                    Some(b) if (0..=15).contains(b.get_ref()) && !table.is_bit() => Some(*b.get_ref() as u8),
+                    Some(b) => {
+                        d.error(b.span(), &format!("{tkey} / bit"), "bit must be in 0..=15, on a register table");
+                        continue;
+                    }
+                };
+                let span = rt.signal.span();
+                let skey = format!("{tkey} / signal");
+                let dur = |d: &mut Diag<'_>, s: &str| match units::parse_duration(s) {
+                    Ok(x) if !x.is_zero() => Some(x.as_secs_f64()),
+                    Ok(_) => {
+                        d.error(span.clone(), &skey, "period must be above zero");
+                        None
+                    }
+                    Err(e) => {
+                        d.error(span.clone(), &skey, e);
+                        None
+                    }
+                };
+                let signal = match rt.signal.into_inner() {
+                    RawSignal::Constant { value: Some(v), text: None } => Signal::Constant(v),
+                    RawSignal::Constant { value: None, text: Some(t) } => Signal::Text(t),
+                    RawSignal::Constant { .. } => {
+                        d.error(span, &skey, "constant needs exactly one of `value` or `text`");
+                        continue;
+                    }
+                    RawSignal::Sine { amplitude, offset, period, phase } => match dur(&mut d, &period) {
+                        Some(p) => Signal::Sine { amplitude, offset, period_s: p, phase },
+                        None => continue,
+                    },
+                    RawSignal::Ramp { start, slope, min, max } => {
+                        if max <= min {
+                            d.error(span, &skey, "ramp needs max > min");
+                            continue;
+                        }
+                        Signal::Ramp { start, slope, min, max }
+                    }
+                    RawSignal::RandomWalk { start, step, min, max, seed } => Signal::RandomWalk {
+                        value: start.clamp(min, max),
+                        step,
+                        min,
+                        max,
+                        rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+                    },
+                    RawSignal::Counter { start, step, wrap } => Signal::Counter { value: start, start, step, wrap, first: true },
+                    RawSignal::Square { low, high, period, duty } => match dur(&mut d, &period) {
+                        Some(p) => Signal::Square { low, high, period_s: p, duty: duty.clamp(0.0, 1.0) },
+                        None => continue,
+                    },
+                    RawSignal::Csv { file, column, delimiter, r#loop } => {
+                        let delim = match delimiter.as_bytes() {
+                            [b] => *b,
+                            _ if delimiter == "\\t" || delimiter == "tab" => b'\t',
+                            _ => {
+                                d.error(span, &skey, "delimiter must be one character");
+                                continue;
+                            }
+                        };
+                        let path = base_dir.join(&file);
+                        match load_csv(&path, delim, &mut cache) {
+                            Ok(t) => {
+                                let idx = t.0.iter().position(|h| *h == column).or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
+                                match idx {
+                                    Some(i) => Signal::Csv { column: CsvColumn { values: Arc::new(t.1[i].clone()) }, looped: r#loop },
+                                    None => {
+                                        d.error(span, &skey, format!("column {column:?} not found in {}; columns: {}", path.display(), t.0.join(", ")));
+                                        continue;
+                                    }
+                                }
+                            }
+                            Err(e) if !path.exists() => {
+                                d.warn(span, &skey, format!("{e}; serving a random walk instead"));
+                                Signal::RandomWalk { value: 0.0, step: 0.1, min: -1.0, max: 1.0, rng: fastrand::Rng::new() }
+                            }
+                            Err(e) => {
+                                d.error(span, &skey, e);
+                                continue;
+                            }
+                        }
+                    }
+                    RawSignal::Tick {} => Signal::Tick,
+                };
+                tags.push(SimTag {
+                    name: rt.name.into_inner(),
+                    table,
+                    address: address as u16,
+                    ty,
+                    byte_order,
+                    bit,
+                    scale: rt.scale.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0),
+                    offset: rt.offset.unwrap_or(0.0),
+                    signal,
+                });
+            }
+            stations.push(StationConfig { name, listen, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags });
+        }
+        let warnings = d.finish()?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(SimConfig { stations })
+    }
+}

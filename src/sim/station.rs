@@ -1,0 +1,240 @@
+//! A simulated station: its register tables, its signals and its faults.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+use tokio_modbus::ExceptionCode;
+
+use super::config::{Faults, SimTag, StationConfig, Unmapped};
+use super::signal::{Signal, SimValue};
+use crate::model::Value;
+use crate::sources::modbus::decode::{encode, with_bit, word16};
+use crate::sources::modbus::types::{DataType, Table};
+
+#[derive(Default)]
+struct Table16 {
+    data: Vec<u16>,
+    mapped: Vec<bool>,
+}
+
+#[derive(Default)]
+struct TableBits {
+    data: Vec<bool>,
+    mapped: Vec<bool>,
+}
+
+#[derive(Default)]
+struct Bank {
+    holding: Table16,
+    input: Table16,
+    coils: TableBits,
+    discrete: TableBits,
+}
+
+/// Read data of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadData {
+    /// Registers.
+    Words(Vec<u16>),
+    /// Bits.
+    Bits(Vec<bool>),
+}
+
+/// One simulated device.
+pub struct Station {
+    /// Its configuration (tags' signals are kept apart, in `signals`).
+    pub cfg: StationConfig,
+    bank: RwLock<Bank>,
+    signals: Mutex<Vec<Signal>>,
+    tick: AtomicU64,
+    faults: RwLock<Faults>,
+    start: Instant,
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+}
+
+impl Station {
+    /// Builds the tables and writes every signal's first value.
+    pub fn new(cfg: StationConfig) -> Station {
+        let mut bank = Bank::default();
+        for t in &cfg.tags {
+            let n = if t.table.is_bit() { 1 } else { t.ty.register_count() as usize };
+            let end = t.address as usize + n;
+            match t.table {
+                Table::Holding | Table::Input => {
+                    let tb = if t.table == Table::Holding { &mut bank.holding } else { &mut bank.input };
+                    grow(&mut tb.data, end);
+                    grow(&mut tb.mapped, end);
+                    tb.mapped[t.address as usize..end].iter_mut().for_each(|m| *m = true);
+                }
+                Table::Coil | Table::DiscreteInput => {
+                    let tb = if t.table == Table::Coil { &mut bank.coils } else { &mut bank.discrete };
+                    grow(&mut tb.data, end);
+                    grow(&mut tb.mapped, end);
+                    tb.mapped[t.address as usize] = true;
+                }
+            }
+        }
+        let signals: Vec<Signal> = cfg.tags.iter().map(|t| t.signal.clone()).collect();
+        let faults = cfg.faults.clone();
+        let st = Station {
+            cfg,
+            bank: RwLock::new(bank),
+            signals: Mutex::new(signals),
+            tick: AtomicU64::new(0),
+            faults: RwLock::new(faults),
+            start: Instant::now(),
+        };
+        st.refresh(0, true);
+        st
+    }
+
+    /// Current tick number (the CSV row served).
+    pub fn tick(&self) -> u64 {
+        self.tick.load(Ordering::Relaxed)
+    }
+
+    /// Moves to the next tick and updates every dynamic signal.
+    pub fn advance(&self) {
+        let t = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        self.refresh(t, false);
+    }
+
+    fn refresh(&self, tick: u64, first: bool) {
+        let t = self.start.elapsed().as_secs_f64();
+        let mut signals = self.signals.lock().expect("signals lock");
+        let values: Vec<Option<SimValue>> = signals
+            .iter_mut()
+            .map(|s| if s.is_static() && !first { None } else { Some(s.sample(t, tick)) })
+            .collect();
+        drop(signals);
+        let mut bank = self.bank.write().expect("bank lock");
+        for (tag, v) in self.cfg.tags.iter().zip(values) {
+            if let Some(v) = v {
+                write_tag(&mut bank, tag, v);
+            }
+        }
+    }
+
+    /// Replaces the injected faults (instructors, tests).
+    pub fn set_faults(&self, f: Faults) {
+        *self.faults.write().expect("faults lock") = f;
+    }
+
+    /// The injected faults.
+    pub fn faults(&self) -> Faults {
+        self.faults.read().expect("faults lock").clone()
+    }
+
+    /// Serves a read (FC1–FC4) with Modbus semantics: quantity limits (exception
+    /// 03), address range (exception 02), injected exceptions, unmapped policy.
+    pub fn read(&self, table: Table, start: u16, count: u16) -> Result<ReadData, ExceptionCode> {
+        if count == 0 || count > table.max_read_quantity() {
+            return Err(ExceptionCode::IllegalDataValue);
+        }
+        let end = start as usize + count as usize;
+        if end > 65536 {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        for ex in &self.faults.read().expect("faults lock").exceptions {
+            let (a, b) = (ex.start as usize, ex.start as usize + ex.count as usize);
+            if ex.table == table && (start as usize) < b && a < end {
+                return Err(ExceptionCode::new(ex.code));
+            }
+        }
+        let bank = self.bank.read().expect("bank lock");
+        let strict = self.cfg.unmapped == Unmapped::Exception;
+        let check = |mapped: &[bool]| -> Result<(), ExceptionCode> {
+            if strict && (start as usize..end).any(|i| !mapped.get(i).copied().unwrap_or(false)) {
+                Err(ExceptionCode::IllegalDataAddress)
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match table {
+            Table::Holding | Table::Input => {
+                let tb = if table == Table::Holding { &bank.holding } else { &bank.input };
+                check(&tb.mapped)?;
+                ReadData::Words((start as usize..end).map(|i| tb.data.get(i).copied().unwrap_or(0)).collect())
+            }
+            Table::Coil | Table::DiscreteInput => {
+                let tb = if table == Table::Coil { &bank.coils } else { &bank.discrete };
+                check(&tb.mapped)?;
+                ReadData::Bits((start as usize..end).map(|i| tb.data.get(i).copied().unwrap_or(false)).collect())
+            }
+        })
+    }
+
+    /// Writes holding registers (FC6/FC16/FC22 after masking).
+    pub fn write_registers(&self, start: u16, words: &[u16]) -> Result<(), ExceptionCode> {
+        let end = start as usize + words.len();
+        if words.is_empty() || end > 65536 {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let mut bank = self.bank.write().expect("bank lock");
+        grow(&mut bank.holding.data, end);
+        bank.holding.data[start as usize..end].copy_from_slice(words);
+        Ok(())
+    }
+
+    /// Writes coils (FC5/FC15).
+    pub fn write_coils(&self, start: u16, bits: &[bool]) -> Result<(), ExceptionCode> {
+        let end = start as usize + bits.len();
+        if bits.is_empty() || end > 65536 {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let mut bank = self.bank.write().expect("bank lock");
+        grow(&mut bank.coils.data, end);
+        bank.coils.data[start as usize..end].copy_from_slice(bits);
+        Ok(())
+    }
+}
+
+fn to_value(tag: &SimTag, v: f64) -> Value {
+    let raw = (v - tag.offset) / tag.scale;
+    match tag.ty {
+        DataType::Bool => Value::Bool(raw != 0.0),
+        DataType::F32 | DataType::F64 => Value::F64(raw),
+        DataType::U16 => Value::U64(raw.round().clamp(0.0, u16::MAX as f64) as u64),
+        DataType::U32 => Value::U64(raw.round().clamp(0.0, u32::MAX as f64) as u64),
+        DataType::U64 => Value::U64(raw.round().max(0.0) as u64),
+        DataType::I16 => Value::I64(raw.round().clamp(i16::MIN as f64, i16::MAX as f64) as i64),
+        DataType::I32 => Value::I64(raw.round().clamp(i32::MIN as f64, i32::MAX as f64) as i64),
+        DataType::I64 => Value::I64(raw.round() as i64),
+        DataType::String(_) => Value::Str(format!("{v}")),
+    }
+}
+
+fn write_tag(bank: &mut Bank, tag: &SimTag, v: SimValue) {
+    let value = match v {
+        SimValue::Missing => return,
+        SimValue::Text(s) => Value::Str(s),
+        SimValue::Num(x) => to_value(tag, x),
+    };
+    let a = tag.address as usize;
+    match tag.table {
+        Table::Coil | Table::DiscreteInput => {
+            let tb = if tag.table == Table::Coil { &mut bank.coils } else { &mut bank.discrete };
+            grow(&mut tb.data, a + 1);
+            tb.data[a] = matches!(value, Value::Bool(true));
+        }
+        Table::Holding | Table::Input => {
+            let tb = if tag.table == Table::Holding { &mut bank.holding } else { &mut bank.input };
+            if let (Some(bit), Value::Bool(on)) = (tag.bit, &value) {
+                grow(&mut tb.data, a + 1);
+                let w = word16(tb.data[a], tag.byte_order);
+                tb.data[a] = word16(with_bit(w, bit, *on), tag.byte_order);
+                return;
+            }
+            if let Ok(words) = encode(&value, tag.ty, tag.byte_order) {
+                grow(&mut tb.data, a + words.len());
+                tb.data[a..a + words.len()].copy_from_slice(&words);
+            }
+        }
+    }
+}

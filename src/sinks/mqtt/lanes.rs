@@ -1,0 +1,257 @@
+//! What a sink reads next, and how far its cursor may move (pure).
+//!
+//! Normally there is one lane: rows are read in `seq` order after the cursor
+//! and the cursor follows the contiguous acknowledged prefix.
+//!
+//! When the backlog (committed rows not yet read) exceeds `threshold` rows, the
+//! sink splits: a **replay lane** takes the backlog up to the current head, in
+//! `seq` order, and a **live lane** takes every newer row as soon as it is
+//! committed. Reads alternate between the lanes, so the backlog never starves
+//! live data and live data never starves the backlog. Within each lane order is
+//! kept; every message carries `seq` and `ts` so consumers can reorder. Below the
+//! threshold (short outages) delivery is strictly in `seq` order (field case B23).
+//!
+//! The durable cursor is the replay lane's acknowledged prefix while it exists,
+//! then the live lane's. A crash during replay therefore resends the live rows
+//! sent meanwhile: duplicates, never losses.
+
+use std::collections::VecDeque;
+
+/// Which lane a read belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneId {
+    /// The backlog after an outage.
+    Replay,
+    /// Fresh rows (or the only lane).
+    Live,
+}
+
+/// A read to perform: rows with `after < seq <= upto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Lane of the read.
+    pub lane: LaneId,
+    /// Exclusive lower bound.
+    pub after: u64,
+    /// Inclusive upper bound.
+    pub upto: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Batch {
+    id: u64,
+    /// Highest seq the batch covers (its read's upper reach).
+    last: u64,
+    outstanding: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Lane {
+    read_to: u64,
+    acked_to: u64,
+    upto: Option<u64>,
+    batches: VecDeque<Batch>,
+}
+
+impl Lane {
+    fn at(seq: u64) -> Lane {
+        Lane { read_to: seq, acked_to: seq, upto: None, batches: VecDeque::new() }
+    }
+
+    fn has_data(&self, head: u64) -> bool {
+        self.read_to < self.upto.unwrap_or(head).min(head)
+    }
+
+    fn settle(&mut self) {
+        while let Some(b) = self.batches.front() {
+            if b.outstanding > 0 {
+                break;
+            }
+            self.acked_to = self.acked_to.max(b.last);
+            self.batches.pop_front();
+        }
+    }
+}
+
+/// The lane state of one sink.
+#[derive(Debug, Clone)]
+pub struct Lanes {
+    threshold: u64,
+    replay: Option<Lane>,
+    live: Lane,
+    next_id: u64,
+    prefer_live: bool,
+}
+
+impl Lanes {
+    /// Lanes resuming after `cursor`; `threshold` = 0 never splits.
+    pub fn new(cursor: u64, threshold: u64) -> Lanes {
+        Lanes { threshold, replay: None, live: Lane::at(cursor), next_id: 1, prefer_live: true }
+    }
+
+    /// The durable cursor: everything up to it is acknowledged.
+    pub fn cursor(&self) -> u64 {
+        match &self.replay {
+            Some(r) => r.acked_to,
+            None => self.live.acked_to,
+        }
+    }
+
+    /// True while a replay lane exists.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// The next read, given the last committed `head`, or `None` when caught up.
+    pub fn next_read(&mut self, head: u64) -> Option<ReadPlan> {
+        if self.replay.is_none() && self.threshold > 0 && head.saturating_sub(self.live.read_to) > self.threshold {
+            let mut replay = std::mem::replace(&mut self.live, Lane::at(head));
+            replay.upto = Some(head);
+            self.replay = Some(replay);
+        }
+        let live = self.live.has_data(head);
+        let replay = self.replay.as_ref().is_some_and(|r| r.has_data(head));
+        let lane = match (replay, live) {
+            (false, false) => return None,
+            (true, false) => LaneId::Replay,
+            (false, true) => LaneId::Live,
+            (true, true) => {
+                self.prefer_live = !self.prefer_live;
+                if self.prefer_live { LaneId::Live } else { LaneId::Replay }
+            }
+        };
+        let l = self.lane(lane);
+        Some(ReadPlan { lane, after: l.read_to, upto: l.upto.unwrap_or(head).min(head) })
+    }
+
+    fn lane(&mut self, id: LaneId) -> &mut Lane {
+        match id {
+            LaneId::Live => &mut self.live,
+            LaneId::Replay => self.replay.as_mut().unwrap_or(&mut self.live),
+        }
+    }
+
+    /// Records a read of `plan` that returned rows up to `last_row` (None when
+    /// it returned none) and `complete` (fewer rows than the limit, so the
+    /// read reached `plan.upto`), sent as `messages` messages. Returns the batch
+    /// id to [`Lanes::ack`] once per message.
+    pub fn record(&mut self, plan: ReadPlan, last_row: Option<u64>, complete: bool, messages: usize) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let reach = if complete { plan.upto } else { last_row.unwrap_or(plan.upto) };
+        let lane = self.lane(plan.lane);
+        lane.read_to = lane.read_to.max(reach);
+        lane.batches.push_back(Batch { id, last: reach, outstanding: messages });
+        lane.settle();
+        self.finish_replay();
+        id
+    }
+
+    /// One message of batch `id` was acknowledged.
+    pub fn ack(&mut self, id: u64) {
+        for lane in std::iter::once(&mut self.live).chain(self.replay.as_mut()) {
+            if let Some(b) = lane.batches.iter_mut().find(|b| b.id == id) {
+                b.outstanding = b.outstanding.saturating_sub(1);
+                lane.settle();
+                break;
+            }
+        }
+        self.finish_replay();
+    }
+
+    fn finish_replay(&mut self) {
+        if let Some(r) = &self.replay
+            && r.upto.is_some_and(|u| r.acked_to >= u)
+        {
+            self.replay = None;
+        }
+    }
+
+    /// The connection was lost: everything read but unacknowledged is read again.
+    pub fn rewind(&mut self) {
+        for lane in std::iter::once(&mut self.live).chain(self.replay.as_mut()) {
+            lane.read_to = lane.acked_to;
+            lane.batches.clear();
+        }
+    }
+
+    /// Batches read and not yet fully acknowledged.
+    pub fn batches_in_flight(&self) -> usize {
+        self.live.batches.len() + self.replay.as_ref().map_or(0, |r| r.batches.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_lane_in_order() {
+        let mut l = Lanes::new(0, 1000);
+        let p = l.next_read(10).unwrap();
+        assert_eq!((p.lane, p.after, p.upto), (LaneId::Live, 0, 10));
+        let id = l.record(p, Some(10), true, 2);
+        assert!(l.next_read(10).is_none());
+        assert_eq!(l.cursor(), 0);
+        l.ack(id);
+        assert_eq!(l.cursor(), 0);
+        l.ack(id);
+        assert_eq!(l.cursor(), 10);
+    }
+
+    #[test]
+    fn cursor_waits_for_earlier_batches() {
+        let mut l = Lanes::new(0, 0);
+        let p1 = l.next_read(5).unwrap();
+        let b1 = l.record(p1, Some(5), true, 1);
+        let p2 = l.next_read(9).unwrap();
+        assert_eq!(p2.after, 5);
+        let b2 = l.record(p2, Some(9), true, 1);
+        l.ack(b2);
+        assert_eq!(l.cursor(), 0, "batch 2 acked before batch 1: cursor must not move");
+        l.ack(b1);
+        assert_eq!(l.cursor(), 9);
+    }
+
+    #[test]
+    fn splits_into_replay_and_live_above_threshold() {
+        let mut l = Lanes::new(0, 100);
+        let p = l.next_read(1000).unwrap();
+        // Backlog of 1000 > 100: replay lane covers (0, 1000], live starts at 1000.
+        assert!(l.replaying());
+        assert_eq!(p.lane, LaneId::Replay);
+        let r1 = l.record(p, Some(100), false, 1);
+        // Fresh rows arrive: live is served in alternation.
+        let p = l.next_read(1010).unwrap();
+        assert_eq!((p.lane, p.after, p.upto), (LaneId::Live, 1000, 1010));
+        let lv = l.record(p, Some(1010), true, 1);
+        l.ack(lv);
+        assert_eq!(l.cursor(), 0, "the durable cursor follows the replay lane");
+        l.ack(r1);
+        assert_eq!(l.cursor(), 100);
+        let p = l.next_read(1010).unwrap();
+        assert_eq!((p.lane, p.after, p.upto), (LaneId::Replay, 100, 1000));
+        let r2 = l.record(p, Some(1000), true, 1);
+        l.ack(r2);
+        assert!(!l.replaying());
+        assert_eq!(l.cursor(), 1010);
+    }
+
+    #[test]
+    fn rewind_rereads_unacked() {
+        let mut l = Lanes::new(3, 0);
+        let p = l.next_read(8).unwrap();
+        l.record(p, Some(8), true, 1);
+        l.rewind();
+        let p = l.next_read(8).unwrap();
+        assert_eq!((p.after, p.upto), (3, 8));
+    }
+
+    #[test]
+    fn empty_read_settles_at_once() {
+        let mut l = Lanes::new(0, 0);
+        let p = l.next_read(50).unwrap();
+        l.record(p, None, true, 0);
+        assert_eq!(l.cursor(), 50, "rows dropped by retention: nothing to send, cursor moves on");
+    }
+}

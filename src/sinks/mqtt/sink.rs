@@ -1,0 +1,415 @@
+//! The MQTT sink task: buffer rows after the cursor → MQTT → PUBACK → cursor.
+//!
+//! - Reads and encodes on the blocking pool; the async task only publishes and
+//!   handles events, so it never blocks polling or the runtime.
+//! - Hand-off to rumqttc is `try_publish` within a bounded window of
+//!   unacknowledged messages, so a slow or dead broker never blocks anything
+//!   (field case B22); rows simply stay in the buffer.
+//! - Acknowledgement: rumqttc reports `Outgoing::Publish(pkid)` in the order
+//!   requests were queued; each is matched to the message queued first, and
+//!   `PubAck(pkid)` back to it. The cursor moves only over acknowledged
+//!   messages (QoS 1), or over messages written to the socket (QoS 0).
+//!   Field case B20.
+//! - Each connection starts with a retained birth message `online` on the status
+//!   topic; the Last Will is the retained `offline`; a graceful stop publishes
+//!   `offline` itself before DISCONNECT (field case B24).
+//! - After a disconnect, everything unacknowledged is read again from the buffer
+//!   (duplicates carry the same `seq`), with backoff 1, 2, 4 … s up to
+//!   `reconnect_max`, with jitter.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{Event, Incoming, Outgoing, QoS};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{Format, MqttSinkConfig};
+use super::encode::{batch_json, sample_json, status_json};
+use super::lanes::{Lanes, ReadPlan};
+use super::session::{self, Session, SessionEvent, pause};
+use super::topic::TopicTemplate;
+use crate::buffer::{Reader, SinkCursor};
+use crate::model::{Sample, TagMeta};
+use crate::telemetry::SinkStats;
+
+/// One message ready to publish.
+struct Out {
+    topic: Arc<str>,
+    payload: Vec<u8>,
+    samples: usize,
+    batch: u64,
+}
+
+/// Renders topics and payloads, caching topics per tag.
+struct Encoder {
+    gateway: String,
+    format: Format,
+    topic: TopicTemplate,
+    batch_topic: TopicTemplate,
+    batch_max: usize,
+    topics: HashMap<usize, (Arc<TagMeta>, Arc<str>)>,
+    batch_topics: HashMap<String, Arc<str>>,
+}
+
+impl Encoder {
+    fn topic_of(&mut self, m: &Arc<TagMeta>) -> Arc<str> {
+        let key = Arc::as_ptr(m) as usize;
+        if let Some((_, t)) = self.topics.get(&key) {
+            return t.clone();
+        }
+        let t: Arc<str> = self.topic.render(&self.gateway, &m.device, &m.tag).into();
+        // Holding the Arc keeps the address from being reused by another tag.
+        self.topics.insert(key, (m.clone(), t.clone()));
+        t
+    }
+
+    fn encode(&mut self, rows: &[Sample], batch: u64, out: &mut Vec<Out>) {
+        match self.format {
+            Format::Json => {
+                for s in rows {
+                    let topic = self.topic_of(&s.meta);
+                    out.push(Out { topic, payload: sample_json(&self.gateway, s), samples: 1, batch });
+                }
+            }
+            Format::JsonBatch => {
+                let mut order: Vec<(&str, Vec<&Sample>)> = Vec::new();
+                let mut index: HashMap<&str, usize> = HashMap::new();
+                for s in rows {
+                    let i = *index.entry(s.meta.device.as_str()).or_insert_with(|| {
+                        order.push((s.meta.device.as_str(), Vec::new()));
+                        order.len() - 1
+                    });
+                    order[i].1.push(s);
+                }
+                for (device, samples) in order {
+                    let topic = match self.batch_topics.get(device) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t: Arc<str> = self.batch_topic.render(&self.gateway, device, "").into();
+                            self.batch_topics.insert(device.to_string(), t.clone());
+                            t
+                        }
+                    };
+                    for chunk in samples.chunks(self.batch_max) {
+                        out.push(Out {
+                            topic: topic.clone(),
+                            payload: batch_json(&self.gateway, device, chunk.iter().copied()),
+                            samples: chunk.len(),
+                            batch,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a queued publish stands for.
+#[derive(Clone, Copy)]
+struct Slot {
+    batch: Option<u64>,
+    samples: usize,
+    qos1: bool,
+}
+
+/// The MQTT sink.
+pub struct MqttSink {
+    cfg: MqttSinkConfig,
+    gateway: String,
+    reader: Reader,
+    cursor: SinkCursor,
+    committed: watch::Receiver<u64>,
+    stats: Arc<SinkStats>,
+    encoder: Arc<Mutex<Encoder>>,
+}
+
+enum End {
+    /// Stop requested and done (graceful).
+    Stopped,
+    /// Connection lost.
+    Lost(String),
+}
+
+impl MqttSink {
+    /// A sink delivering rows after `cursor`, woken by `committed`.
+    pub fn new(
+        cfg: MqttSinkConfig,
+        gateway: &str,
+        reader: Reader,
+        cursor: SinkCursor,
+        committed: watch::Receiver<u64>,
+        stats: Arc<SinkStats>,
+    ) -> MqttSink {
+        let encoder = Encoder {
+            gateway: gateway.to_string(),
+            format: cfg.format,
+            topic: cfg.topic.clone(),
+            batch_topic: cfg.batch_topic.clone(),
+            batch_max: cfg.batch_max_samples,
+            topics: HashMap::new(),
+            batch_topics: HashMap::new(),
+        };
+        MqttSink {
+            cfg,
+            gateway: gateway.to_string(),
+            reader,
+            cursor,
+            committed,
+            stats,
+            encoder: Arc::new(Mutex::new(encoder)),
+        }
+    }
+
+    /// Runs until `stop` fires; then delivers what is committed for up to
+    /// `grace`, publishes `offline`, and disconnects.
+    pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
+        let mut lanes = Lanes::new(self.cursor.get(), self.cfg.backlog_threshold);
+        let mut backoff = Duration::from_secs(1);
+        let mut failures: u64 = 0;
+        let mut last_warn: Option<Instant> = None;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let session = match session::start(&self.cfg, &self.gateway) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(sink = %self.cfg.name, error = %e, "cannot set up the MQTT session");
+                    self.stats.set_error(e.to_string());
+                    pause(self.cfg.reconnect_max, &stop).await;
+                    continue;
+                }
+            };
+            match self.connected(session, &mut lanes, &stop, grace, &mut backoff).await {
+                End::Stopped => return,
+                End::Lost(e) => {
+                    let was_up = self.stats.connected.swap(false, Ordering::Relaxed);
+                    self.stats.set_error(e.clone());
+                    lanes.rewind();
+                    failures += 1;
+                    let now = Instant::now();
+                    if was_up {
+                        let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
+                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.broker, error = %e, backlog,
+                            "MQTT connection lost; samples stay in the buffer until the broker is back");
+                        last_warn = Some(now);
+                        failures = 1;
+                    } else if failures == 1 || last_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.broker, error = %e, attempts = failures,
+                            "MQTT broker unreachable; buffering");
+                        last_warn = Some(now);
+                    }
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(self.cfg.reconnect_max);
+                    backoff = (backoff * 2).min(self.cfg.reconnect_max);
+                    pause(wait, &stop).await;
+                }
+            }
+        }
+    }
+
+    /// Reads and encodes the next batch on the blocking pool.
+    async fn prepare(&self, plan: ReadPlan, limit: usize) -> anyhow::Result<(Vec<Out>, Option<u64>, bool, u64)> {
+        let reader = self.reader.clone();
+        let encoder = self.encoder.clone();
+        let batch_id_hint = 0;
+        tokio::task::spawn_blocking(move || {
+            let rows = reader.read_blocking(plan.after, plan.upto, limit)?;
+            let complete = rows.len() < limit;
+            let last = rows.last().map(|s| s.seq);
+            let mut out = Vec::new();
+            encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows, batch_id_hint, &mut out);
+            Ok((out, last, complete, rows.len() as u64))
+        })
+        .await?
+    }
+
+    async fn connected(
+        &mut self,
+        mut s: Session,
+        lanes: &mut Lanes,
+        stop: &CancellationToken,
+        grace: Duration,
+        backoff: &mut Duration,
+    ) -> End {
+        // Wait for CONNACK.
+        let connack = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match s.events.recv().await {
+                    Some(SessionEvent::Mqtt(Event::Incoming(Incoming::ConnAck(a)))) => {
+                        return if a.code == rumqttc::ConnectReturnCode::Success {
+                            Ok(())
+                        } else {
+                            Err(format!("broker refused the connection: {:?}", a.code))
+                        };
+                    }
+                    Some(SessionEvent::Closed(e)) => return Err(e),
+                    None => return Err("event loop ended".into()),
+                    Some(_) => {}
+                }
+            }
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return End::Stopped,
+            r = connack => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return End::Lost(e),
+                Err(_) => return End::Lost("no CONNACK within 15s".into()),
+            }
+        }
+        *backoff = Duration::from_secs(1);
+        self.stats.connected.store(true, Ordering::Relaxed);
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        let head = *self.committed.borrow();
+        tracing::info!(sink = %self.cfg.name, broker = %self.cfg.broker, backlog = head.saturating_sub(lanes.cursor()), "MQTT connected");
+
+        let mut fifo: VecDeque<Slot> = VecDeque::new();
+        let mut inflight: HashMap<u16, Slot> = HashMap::new();
+        let mut pending: VecDeque<Out> = VecDeque::new();
+        let mut outstanding = 0usize;
+        let window = self.cfg.max_inflight as usize;
+        let qos = if self.cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+
+        // Birth: retained, QoS 1, on every CONNACK.
+        if let Err(e) = s.client.try_publish(&self.cfg.status_topic, QoS::AtLeastOnce, true, status_json(&self.gateway, true)) {
+            return End::Lost(format!("cannot queue the birth message: {e}"));
+        }
+        fifo.push_back(Slot { batch: None, samples: 0, qos1: true });
+        outstanding += 1;
+
+        let mut draining: Option<(Instant, u64)> = None;
+        let mut buffer_gone = false;
+        loop {
+            // Publish what is ready, then read more while the window allows.
+            loop {
+                while outstanding < window {
+                    let Some(m) = pending.front() else { break };
+                    match s.client.try_publish(m.topic.as_ref(), qos, self.cfg.retain, m.payload.clone()) {
+                        Ok(()) => {
+                            let m = pending.pop_front().expect("front exists");
+                            fifo.push_back(Slot { batch: Some(m.batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce });
+                            outstanding += 1;
+                            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => break, // request channel full: retry after the next event
+                    }
+                }
+                if !pending.is_empty() || outstanding >= window || lanes.batches_in_flight() >= 2 * window {
+                    break;
+                }
+                let head = *self.committed.borrow();
+                let Some(plan) = lanes.next_read(head) else { break };
+                let limit = match self.cfg.format {
+                    Format::Json => self.cfg.read_rows.min(window - outstanding).max(1),
+                    Format::JsonBatch => self.cfg.read_rows,
+                };
+                let (mut outs, last, complete, _n) = match self.prepare(plan, limit).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::error!(sink = %self.cfg.name, error = %e, "cannot read the buffer; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                };
+                let id = lanes.record(plan, last, complete, outs.len());
+                for o in outs.iter_mut() {
+                    o.batch = id;
+                }
+                pending.extend(outs);
+            }
+            self.cursor.advance(lanes.cursor());
+            if let Some((deadline, target)) = draining {
+                let done = lanes.cursor() >= target && pending.is_empty();
+                if done || Instant::now() >= deadline {
+                    if !done {
+                        tracing::warn!(sink = %self.cfg.name, undelivered = target.saturating_sub(lanes.cursor()),
+                            "stopping before the broker acknowledged everything; the rest stays in the buffer");
+                    }
+                    self.goodbye(&mut s).await;
+                    return End::Stopped;
+                }
+            }
+            let timer = async {
+                match draining {
+                    Some((d, _)) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = s.events.recv() => match ev {
+                    Some(SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                        let Some(slot) = fifo.pop_front() else { continue };
+                        if slot.qos1 {
+                            inflight.insert(pkid, slot);
+                        } else {
+                            outstanding = outstanding.saturating_sub(1);
+                            if let Some(b) = slot.batch {
+                                lanes.ack(b);
+                                self.stats.acked.fetch_add(slot.samples as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Some(SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(a)))) => {
+                        if let Some(slot) = inflight.remove(&a.pkid) {
+                            outstanding = outstanding.saturating_sub(1);
+                            if let Some(b) = slot.batch {
+                                lanes.ack(b);
+                                self.stats.acked.fetch_add(slot.samples as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Some(SessionEvent::Closed(e)) => return End::Lost(e),
+                    None => return End::Lost("event loop ended".into()),
+                    Some(_) => {}
+                },
+                r = self.committed.changed(), if !buffer_gone => {
+                    if r.is_err() {
+                        // The buffer is gone: deliver what is left, then stop.
+                        buffer_gone = true;
+                        if draining.is_none() {
+                            draining = Some((Instant::now() + grace, *self.committed.borrow()));
+                        }
+                    }
+                },
+                _ = stop.cancelled(), if draining.is_none() => {
+                    draining = Some((Instant::now() + grace, *self.committed.borrow()));
+                },
+                _ = timer => {}
+            }
+        }
+    }
+
+    /// Graceful end: retained `offline`, wait for its PUBACK, DISCONNECT.
+    async fn goodbye(&self, s: &mut Session) {
+        let _ = s.client.try_publish(&self.cfg.status_topic, QoS::AtLeastOnce, true, status_json(&self.gateway, false));
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut published = false;
+            while let Some(ev) = s.events.recv().await {
+                match ev {
+                    SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(_))) => published = true,
+                    SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(_))) if published => break,
+                    SessionEvent::Closed(_) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        let _ = s.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(ev) = s.events.recv().await {
+                if matches!(ev, SessionEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) | SessionEvent::Closed(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.stats.connected.store(false, Ordering::Relaxed);
+        tracing::info!(sink = %self.cfg.name, "MQTT session closed (offline published)");
+    }
+}

@@ -1,0 +1,141 @@
+//! MQTT topic templates (pure): `icam/line5/{device}/{tag}`.
+//!
+//! Placeholders: `{gateway}`, `{device}`, `{tag}`. Rendered topics are publish
+//! topics, so the wildcards `+` and `#` are refused (MQTT v3.1.1 §4.7.1).
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Gateway,
+    Device,
+    Tag,
+}
+
+/// A parsed topic template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTemplate {
+    src: String,
+    parts: Vec<Part>,
+}
+
+/// Placeholders a template may use.
+pub const PLACEHOLDERS: &str = "{gateway}, {device}, {tag}";
+
+impl TopicTemplate {
+    /// Parses a template; the error names the offending placeholder or character.
+    pub fn parse(src: &str) -> Result<TopicTemplate, String> {
+        if src.is_empty() {
+            return Err("topic template is empty".into());
+        }
+        if let Some(c) = src.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+            return Err(format!("topic template {src:?} contains {c:?}; wildcards are not allowed in publish topics"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_string()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("topic template {src:?} has an unclosed '{{'"));
+            };
+            let name = &rest[open + 1..open + close];
+            parts.push(match name {
+                "gateway" => Part::Gateway,
+                "device" => Part::Device,
+                "tag" => Part::Tag,
+                _ => {
+                    return Err(format!("unknown placeholder {{{name}}} in topic template {src:?}; known: {PLACEHOLDERS}"));
+                }
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("topic template {src:?} has a '}}' without '{{'"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(TopicTemplate { src: src.to_string(), parts })
+    }
+
+    /// Renders the topic of one tag.
+    pub fn render(&self, gateway: &str, device: &str, tag: &str) -> String {
+        let mut s = String::with_capacity(self.src.len() + device.len() + tag.len());
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => s.push_str(l),
+                Part::Gateway => s.push_str(gateway),
+                Part::Device => s.push_str(device),
+                Part::Tag => s.push_str(tag),
+            }
+        }
+        s
+    }
+
+    /// True when the template uses `{tag}`.
+    pub fn uses_tag(&self) -> bool {
+        self.parts.contains(&Part::Tag)
+    }
+
+    /// True when the template uses `{device}`.
+    pub fn uses_device(&self) -> bool {
+        self.parts.contains(&Part::Device)
+    }
+
+    /// The template text.
+    pub fn as_str(&self) -> &str {
+        &self.src
+    }
+
+    /// The leading topic levels that hold no placeholder: `icam/line5` for
+    /// `icam/line5/{device}/{tag}`; empty when the first level has one.
+    pub fn static_prefix(&self) -> String {
+        let lit = match self.parts.first() {
+            Some(Part::Lit(l)) => l.as_str(),
+            _ => "",
+        };
+        let whole = self.parts.len() == 1;
+        let levels: Vec<&str> = lit.split('/').collect();
+        let keep = if whole { levels.len() } else { levels.len().saturating_sub(1) };
+        levels[..keep].join("/").trim_end_matches('/').to_string()
+    }
+
+    /// The template without a trailing `/{tag}` level (the default json-batch
+    /// topic), or `None` when `{tag}` is used elsewhere.
+    pub fn without_tag_level(&self) -> Option<TopicTemplate> {
+        if !self.uses_tag() {
+            return Some(self.clone());
+        }
+        let stripped = self.src.strip_suffix("/{tag}")?;
+        let t = TopicTemplate::parse(stripped).ok()?;
+        if t.uses_tag() { None } else { Some(t) }
+    }
+}
+
+impl fmt::Display for TopicTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.src)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_checks() {
+        let t = TopicTemplate::parse("icam/line5/{device}/{tag}").unwrap();
+        assert_eq!(t.render("gw", "pump1", "temperature"), "icam/line5/pump1/temperature");
+        assert_eq!(t.static_prefix(), "icam/line5");
+        assert_eq!(t.without_tag_level().unwrap().as_str(), "icam/line5/{device}");
+        assert!(TopicTemplate::parse("a/{devices}/x").unwrap_err().contains("unknown placeholder {devices}"));
+        assert!(TopicTemplate::parse("a/+/x").is_err());
+        assert!(TopicTemplate::parse("a/{tag").is_err());
+        assert_eq!(TopicTemplate::parse("{gateway}/{device}").unwrap().static_prefix(), "");
+        assert_eq!(TopicTemplate::parse("plant/status").unwrap().static_prefix(), "plant/status");
+        assert!(TopicTemplate::parse("{tag}/x/{device}").unwrap().without_tag_level().is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! One Modbus TCP connection to one endpoint, shared by the unit ids behind it.
+//!
+//! - Every request is bounded by the device timeout (tokio-modbus has none of
+//!   its own). After a timeout the connection is dropped: a late answer can then
+//!   never be taken for the answer to a later request (the transaction id check
+//!   of tokio-modbus would only turn it into an error for the next request).
+//! - After a transport or protocol error the connection is dropped as well.
+//! - Reconnects: the first attempt after losing a working connection is
+//!   immediate; failed attempts back off 1, 2, 4 … s up to `reconnect_max`,
+//!   with ±20 % jitter. While waiting, reads fail at once without I/O, so a dead
+//!   device costs nothing to the others.
+//! - Exception responses (Modbus Application Protocol v1.1b3 §7) keep the
+//!   connection: the device is alive and said no.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::prelude::{SlaveContext, Slave};
+
+use super::types::Table;
+
+/// Data of one successful read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Words {
+    /// FC3/FC4 registers.
+    Registers(Vec<u16>),
+    /// FC1/FC2 bits.
+    Bits(Vec<bool>),
+}
+
+/// Why a read produced no data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadError {
+    /// The device answered with an exception code.
+    #[error("modbus exception 0x{0:02X}")]
+    Exception(u8),
+    /// No answer within the timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// Connection refused, reset, closed, or waiting to reconnect.
+    #[error("{0}")]
+    Comm(String),
+}
+
+/// Connection state, for logs and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Never connected yet.
+    Idle,
+    /// A connection is open.
+    Connected,
+    /// Waiting before the next connection attempt.
+    Backoff,
+}
+
+/// The connection to one endpoint.
+pub struct Link {
+    endpoint: String,
+    timeout: Duration,
+    reconnect_max: Duration,
+    ctx: Option<Context>,
+    next_attempt: Instant,
+    backoff: Duration,
+    failures: u64,
+    state: LinkState,
+    last_log: Option<Instant>,
+}
+
+impl Link {
+    /// A link to `endpoint` (`host:port`); nothing is opened until the first read.
+    pub fn new(endpoint: &str, reconnect_max: Duration) -> Link {
+        Link {
+            endpoint: endpoint.to_string(),
+            timeout: Duration::from_secs(1),
+            reconnect_max,
+            ctx: None,
+            next_attempt: Instant::now(),
+            backoff: Duration::from_secs(1),
+            failures: 0,
+            state: LinkState::Idle,
+            last_log: None,
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Current state.
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// Consecutive failed connection attempts.
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    fn schedule_retry(&mut self, why: &str) {
+        let jitter = 0.8 + fastrand::f64() * 0.4;
+        let wait = self.backoff.mul_f64(jitter).min(self.reconnect_max);
+        self.next_attempt = Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(self.reconnect_max);
+        self.failures += 1;
+        self.state = LinkState::Backoff;
+        let now = Instant::now();
+        if self.failures == 1 || self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            tracing::warn!(endpoint = %self.endpoint, attempts = self.failures, retry_in = ?wait, "modbus endpoint unreachable: {why}");
+            self.last_log = Some(now);
+        }
+    }
+
+    /// Drops the connection; the next read reconnects at once.
+    pub fn drop_connection(&mut self, why: &str) {
+        if self.ctx.take().is_some() {
+            tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
+            self.next_attempt = Instant::now();
+            self.state = LinkState::Backoff;
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), ReadError> {
+        if Instant::now() < self.next_attempt {
+            let left = self.next_attempt - Instant::now();
+            return Err(ReadError::Comm(format!("not connected; next attempt in {:.1}s", left.as_secs_f64())));
+        }
+        let endpoint = self.endpoint.clone();
+        let addr = match tokio::time::timeout(self.timeout, tokio::net::lookup_host(endpoint.as_str())).await {
+            Ok(Ok(mut it)) => it.next(),
+            Ok(Err(e)) => {
+                let msg = format!("cannot resolve {}: {e}", self.endpoint);
+                self.schedule_retry(&msg);
+                return Err(ReadError::Comm(msg));
+            }
+            Err(_) => None,
+        };
+        let Some(addr): Option<SocketAddr> = addr else {
+            let msg = format!("cannot resolve {}", self.endpoint);
+            self.schedule_retry(&msg);
+            return Err(ReadError::Comm(msg));
+        };
+        match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                self.ctx = Some(tokio_modbus::client::tcp::attach(stream));
+                if self.failures > 0 || self.state == LinkState::Backoff {
+                    tracing::info!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
+                } else {
+                    tracing::debug!(endpoint = %self.endpoint, "modbus endpoint connected");
+                }
+                self.state = LinkState::Connected;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let msg = format!("connect to {addr} failed: {e}");
+                self.schedule_retry(&msg);
+                Err(ReadError::Comm(msg))
+            }
+            Err(_) => {
+                let msg = format!("connect to {addr} timed out after {:?}", self.timeout);
+                self.schedule_retry(&msg);
+                Err(ReadError::Comm(msg))
+            }
+        }
+    }
+
+    /// Reads `count` items of `table` from `start` on unit `unit`.
+    ///
+    /// The unit id is sent unchanged, 0 and 255 included (field case B12).
+    /// `timeout` bounds the answer (and the connect, if one is needed).
+    pub async fn read(&mut self, unit: u8, table: Table, start: u16, count: u16, timeout: Duration) -> Result<Words, ReadError> {
+        if self.ctx.is_none() {
+            self.timeout = timeout;
+            self.connect().await?;
+        }
+        let ctx = self.ctx.as_mut().expect("connected above");
+        ctx.set_slave(Slave(unit));
+        let fut = async {
+            match table {
+                Table::Holding => ctx.read_holding_registers(start, count).await.map(|r| r.map(Words::Registers)),
+                Table::Input => ctx.read_input_registers(start, count).await.map(|r| r.map(Words::Registers)),
+                Table::Coil => ctx.read_coils(start, count).await.map(|r| r.map(Words::Bits)),
+                Table::DiscreteInput => ctx.read_discrete_inputs(start, count).await.map(|r| r.map(Words::Bits)),
+            }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(Ok(words))) => {
+                let got = match &words {
+                    Words::Registers(r) => r.len(),
+                    Words::Bits(b) => b.len(),
+                };
+                if got < count as usize {
+                    self.drop_connection("short response");
+                    return Err(ReadError::Comm(format!("short response: {got} of {count} items")));
+                }
+                if self.failures > 0 {
+                    self.failures = 0;
+                    self.backoff = Duration::from_secs(1);
+                }
+                Ok(words)
+            }
+            Ok(Ok(Err(exc))) => Err(ReadError::Exception(u8::from(exc))),
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                self.drop_connection(&msg);
+                Err(ReadError::Comm(msg))
+            }
+            Err(_) => {
+                self.drop_connection(&format!("no response within {timeout:?}"));
+                Err(ReadError::Timeout(timeout))
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `relais probe modbus`: read once and show every interpretation side by side,
+//! so the right type and byte order can be picked in seconds.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::decode::{decode, decode_ascii};
+use super::link::{Link, Words};
+use super::types::{ByteOrder, DataType, Table};
+use crate::model::Value;
+
+/// Reads `count` items once and returns the rendered report.
+pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: u16, timeout: Duration) -> anyhow::Result<String> {
+    if count == 0 || count > table.max_read_quantity() {
+        anyhow::bail!("count must be in 1..={} for the {table} table", table.max_read_quantity());
+    }
+    if address as u32 + count as u32 > 65536 {
+        anyhow::bail!("address {address} + count {count} runs past 65535");
+    }
+    let mut link = Link::new(endpoint, Duration::from_secs(1));
+    let words = link
+        .read(unit, table, address, count, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{endpoint} unit {unit}, FC{} {table} {address}+{count}: {e}", table.read_function()))?;
+    let mut out = format!(
+        "{endpoint} unit {unit}: FC{} {table} {address}..{} ({count} item{})\n\n",
+        table.read_function(),
+        address as u32 + count as u32 - 1,
+        if count == 1 { "" } else { "s" }
+    );
+    out.push_str(&render(&words, address));
+    Ok(out)
+}
+
+fn num(v: Value) -> String {
+    match v {
+        Value::F64(f) => format!("{f}"),
+        other => other.to_string(),
+    }
+}
+
+/// Renders the interpretations of `words` read from `start` (pure).
+pub fn render(words: &Words, start: u16) -> String {
+    let mut s = String::new();
+    match words {
+        Words::Bits(bits) => {
+            let _ = writeln!(s, "{:>6}  value", "addr");
+            for (i, b) in bits.iter().enumerate() {
+                let _ = writeln!(s, "{:>6}  {}", start as usize + i, *b as u8);
+            }
+        }
+        Words::Registers(w) => {
+            let _ = writeln!(s, "{:>6}  {:>6}  {:>6}  {:>6}  {:>6}  bits 15..0", "addr", "hex", "u16", "i16", "u16 BA");
+            for (i, x) in w.iter().enumerate() {
+                let _ = writeln!(s, "{:>6}  0x{x:04X}  {x:>6}  {:>6}  {:>6}  {x:016b}", start as usize + i, *x as i16, x.swap_bytes());
+            }
+            if w.len() >= 2 {
+                let _ = writeln!(s, "\n32-bit values (two registers from addr):");
+                let _ = writeln!(s, "{:>6}  {:<5} {:>12}  {:>12}  f32", "addr", "order", "u32", "i32");
+                for i in 0..w.len() - 1 {
+                    for o in ByteOrder::ALL {
+                        let p = &w[i..i + 2];
+                        let f = decode(p, DataType::F32, o, None).map(num).unwrap_or_default();
+                        let u = decode(p, DataType::U32, o, None).map(num).unwrap_or_default();
+                        let n = decode(p, DataType::I32, o, None).map(num).unwrap_or_default();
+                        let _ = writeln!(s, "{:>6}  {:<5} {u:>12}  {n:>12}  {f}", start as usize + i, o.as_str());
+                    }
+                }
+            }
+            if w.len() >= 4 {
+                let _ = writeln!(s, "\n64-bit values (four registers from addr):");
+                let _ = writeln!(s, "{:>6}  {:<8} {:>20}  {:>20}  f64", "addr", "order", "u64", "i64");
+                for i in 0..w.len() - 3 {
+                    for o in ByteOrder::ALL {
+                        let p = &w[i..i + 4];
+                        let f = decode(p, DataType::F64, o, None).map(num).unwrap_or_default();
+                        let u = decode(p, DataType::U64, o, None).map(num).unwrap_or_default();
+                        let n = decode(p, DataType::I64, o, None).map(num).unwrap_or_default();
+                        let _ = writeln!(s, "{:>6}  {:<8} {u:>20}  {n:>20}  {f}", start as usize + i, o.as_str8());
+                    }
+                }
+            }
+            let ascii = |o| decode_ascii(w, o).chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>();
+            let _ = writeln!(s, "\nASCII, high byte first (ABCD): {:?}", ascii(ByteOrder::ABCD));
+            let _ = writeln!(s, "ASCII, low byte first (BADC):  {:?}", ascii(ByteOrder::BADC));
+        }
+    }
+    s
+}

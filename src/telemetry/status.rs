@@ -1,0 +1,96 @@
+//! The status line: samples/s in, backlog per sink, broker state, drops.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Telemetry;
+use crate::buffer::{BufferStats, SinkCursor};
+use crate::ingest::Ingest;
+
+/// What the status line and the health samples read.
+#[derive(Clone)]
+pub struct StatusLine {
+    /// The ingest ring.
+    pub ingest: Arc<Ingest>,
+    /// Buffer counters.
+    pub buffer: Arc<BufferStats>,
+    /// Sink cursors, in sink order.
+    pub cursors: Vec<SinkCursor>,
+    /// Component counters.
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl StatusLine {
+    /// Backlog of each sink: committed samples not yet acknowledged.
+    pub fn backlogs(&self) -> Vec<(String, u64)> {
+        let last = self.buffer.last_seq.load(Ordering::Relaxed);
+        let first = self.buffer.first_seq.load(Ordering::Relaxed);
+        self.cursors
+            .iter()
+            .map(|c| {
+                let from = c.get().max(first.saturating_sub(1));
+                (c.name().to_string(), last.saturating_sub(from))
+            })
+            .collect()
+    }
+
+    /// One line: `in 1520/s | buffer 1.2 MiB, 3400 rows | plant-broker: connected, backlog 0 | dropped 0 | devices 3/3 up`.
+    pub fn render(&self, rate: f64) -> String {
+        let mut parts = vec![format!("in {rate:.0} samples/s")];
+        parts.push(format!(
+            "buffer {} rows, {}",
+            self.buffer.rows(),
+            crate::units::format_size(self.buffer.bytes_used.load(Ordering::Relaxed))
+        ));
+        let sinks = self.telemetry.sinks();
+        for (name, backlog) in self.backlogs() {
+            let state = sinks
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| {
+                    if s.connected.load(Ordering::Relaxed) {
+                        "connected".to_string()
+                    } else {
+                        format!("DISCONNECTED ({})", s.error().unwrap_or_else(|| "connecting".into()))
+                    }
+                })
+                .unwrap_or_default();
+            parts.push(format!("{name}: {state}, backlog {backlog}"));
+        }
+        parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
+        let (up, all) = self.telemetry.devices_up();
+        parts.push(format!("devices {up}/{all} up"));
+        parts.join(" | ")
+    }
+}
+
+/// Logs the status line every `every` until `cancel`; `print` also writes it
+/// to stdout (for `relais demo` on a terminal).
+pub fn spawn_status(status: StatusLine, every: Duration, print: bool, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if every.is_zero() {
+            return;
+        }
+        let mut last_n = status.buffer.accepted_total.load(Ordering::Relaxed);
+        let mut last_t = Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let n = status.buffer.accepted_total.load(Ordering::Relaxed);
+            let rate = (n - last_n) as f64 / last_t.elapsed().as_secs_f64();
+            last_n = n;
+            last_t = Instant::now();
+            let line = status.render(rate);
+            if print {
+                println!("{line}");
+            } else {
+                tracing::info!("status: {line}");
+            }
+        }
+    })
+}
