@@ -208,12 +208,16 @@ impl Retention {
         self.drops.flush(total, false);
     }
 
-    /// The disk is full: drop the oldest tenth of the rows (at least one).
-    pub(crate) fn free_space(&mut self, conn: &Connection, stats: &BufferStats) {
-        let n = (self.rows() / 10).max(1);
+    /// The disk is full: drop the oldest rows, a tenth of them or as many as
+    /// the batch waiting to be written, whichever is more. Returns false when
+    /// there was no row to drop.
+    pub(crate) fn free_space(&mut self, conn: &Connection, stats: &BufferStats, pending: usize) -> bool {
+        if self.rows() == 0 {
+            return false;
+        }
+        let n = (self.rows() / 10).max(pending as u64).max(1).min(self.rows());
         let upto = self.first + n - 1;
         self.delete_upto(conn, upto, Some("disk full"), stats);
-        let total = stats.dropped_total.load(Ordering::Relaxed);
-        self.drops.flush(total, true);
+        true
     }
 }

@@ -352,8 +352,17 @@ impl Writer {
                         self.recover_corrupt(&e);
                         continue;
                     }
-                    if matches!(code, Some(ErrorCode::DiskFull)) {
-                        self.retention.free_space(&self.conn, &self.stats);
+                    let full = matches!(code, Some(ErrorCode::DiskFull));
+                    if full && !self.retention.free_space(&self.conn, &self.stats, batch.len()) {
+                        // Nothing older is left: the batch itself does not fit.
+                        // Drop its oldest half, counted, so the newest data still lands.
+                        let n = batch.len().div_ceil(2);
+                        batch.drain(..n);
+                        let total = self.stats.dropped_total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                        tracing::warn!(dropped = n, dropped_total = total, "buffer full and empty of older rows: dropped the oldest {n} samples of the batch");
+                        if batch.is_empty() {
+                            return true;
+                        }
                     }
                     if let Some(suppressed) = self.errors.allow() {
                         let what = match code {
@@ -374,6 +383,10 @@ impl Writer {
                             );
                             return false;
                         }
+                    }
+                    if full {
+                        // Room was made (or the batch shrank): retry at once.
+                        continue;
                     }
                     std::thread::sleep(backoff);
                     self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);

@@ -50,7 +50,11 @@ pub struct Station {
     tick: AtomicU64,
     faults: RwLock<Faults>,
     start: Instant,
+    reads: Mutex<Vec<(Table, u16, u16)>>,
 }
+
+/// Most read requests remembered by [`Station::reads`].
+const READ_LOG: usize = 10_000;
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     if v.len() < len {
@@ -89,6 +93,7 @@ impl Station {
             tick: AtomicU64::new(0),
             faults: RwLock::new(faults),
             start: Instant::now(),
+            reads: Mutex::new(Vec::new()),
         };
         st.refresh(0, true);
         st
@@ -121,6 +126,12 @@ impl Station {
         }
     }
 
+    /// Takes the log of read requests received so far (table, start, count):
+    /// what a device would see on the wire.
+    pub fn take_reads(&self) -> Vec<(Table, u16, u16)> {
+        std::mem::take(&mut *self.reads.lock().expect("read log lock"))
+    }
+
     /// Replaces the injected faults (instructors, tests).
     pub fn set_faults(&self, f: Faults) {
         *self.faults.write().expect("faults lock") = f;
@@ -134,6 +145,13 @@ impl Station {
     /// Serves a read (FC1–FC4) with Modbus semantics: quantity limits (exception
     /// 03), address range (exception 02), injected exceptions, unmapped policy.
     pub fn read(&self, table: Table, start: u16, count: u16) -> Result<ReadData, ExceptionCode> {
+        {
+            let mut log = self.reads.lock().expect("read log lock");
+            if log.len() >= READ_LOG {
+                log.drain(..READ_LOG / 2);
+            }
+            log.push((table, start, count));
+        }
         if count == 0 || count > table.max_read_quantity() {
             return Err(ExceptionCode::IllegalDataValue);
         }

@@ -18,6 +18,8 @@
 //! endpoint keep their rate.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -221,35 +223,32 @@ impl EndpointPoller {
             };
             let leaves = self.execute(d, req.clone(), !keep_whole).await;
             let dev = &mut self.devices[d];
-            for (leaf, result) in &leaves {
+            for leaf in &leaves {
                 any = true;
-                if !matches!(result, Err(ReadError::Timeout(_))) {
+                if !matches!(leaf.result, Err(ReadError::Timeout(_))) {
                     all_timeouts = false;
                 }
-                dev.samples_of(leaf, result, &mut samples);
+                dev.samples_of(&leaf.req, &leaf.result, &mut samples);
             }
-            let n = leaves.len();
-            if n > 1 {
-                let all_failed = leaves.iter().all(|(_, res)| matches!(res, Err(ReadError::Exception(_))));
-                let group = &mut dev.groups[g];
-                if all_failed {
+            let group = &mut dev.groups[g];
+            if leaves.len() > 1 {
+                let parts: Vec<String> = leaves.iter().map(|l| format!("{}+{}", l.req.start, l.req.count)).collect();
+                tracing::info!(
+                    device = %dev.cfg.name, table = %req.table, start = req.start, count = req.count, parts = %parts.join(" "),
+                    "request drew exception 02/03; split it and keeping the split"
+                );
+                let n = leaves.len();
+                let new: Vec<Planned> = leaves.into_iter().map(|l| Planned { req: l.req, keep_whole: l.keep_whole }).collect();
+                group.requests.splice(r..=r, new);
+                r += n;
+            } else {
+                if leaves[0].keep_whole && !keep_whole {
                     tracing::warn!(
                         device = %dev.cfg.name, table = %req.table, start = req.start, count = req.count,
-                        "every part of the split request failed too; keeping it whole, its tags stay bad"
+                        "every part of the request failed as well; keeping it whole (its tags stay bad until the device answers)"
                     );
                     group.requests[r].keep_whole = true;
-                    r += 1;
-                } else {
-                    let parts: Vec<String> = leaves.iter().map(|(l, _)| format!("{}+{}", l.start, l.count)).collect();
-                    tracing::info!(
-                        device = %dev.cfg.name, table = %req.table, start = req.start, count = req.count, parts = %parts.join(" "),
-                        "request drew exception 02/03; split it and keeping the split"
-                    );
-                    let new: Vec<Planned> = leaves.into_iter().map(|(req, _)| Planned { req, keep_whole: false }).collect();
-                    group.requests.splice(r..=r, new);
-                    r += n;
                 }
-            } else {
                 r += 1;
             }
         }
@@ -277,33 +276,40 @@ impl EndpointPoller {
         self.ingest.push_all(samples).await;
     }
 
-    /// Reads `req`; on exception 02/03 with several tags, splits and reads the
-    /// parts. Returns the leaf requests with their results.
-    fn execute(
-        &mut self,
-        d: usize,
-        req: ReadRequest,
-        allow_split: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(ReadRequest, Result<Words, ReadError>)>> + Send + '_>> {
+    /// Reads `req`; on exception 02/03 with several tags, splits it and reads
+    /// the parts. Returns the leaf requests with their results; when every
+    /// part failed too, returns `req` alone, marked to be kept whole.
+    fn execute(&mut self, d: usize, req: ReadRequest, allow_split: bool) -> Pin<Box<dyn Future<Output = Vec<Leaf>> + Send + '_>> {
         Box::pin(async move {
             let (unit, timeout) = (self.devices[d].cfg.unit_id, self.devices[d].cfg.timeout);
-            let res = self.link.read(unit, req.table, req.start, req.count, timeout).await;
-            match res {
+            let result = self.link.read(unit, req.table, req.start, req.count, timeout).await;
+            match result {
                 Err(ReadError::Exception(2 | 3)) if allow_split && req.tags.len() > 1 => {
                     let parts = planner::split(&req, &self.devices[d].spans);
                     if parts.len() < 2 {
-                        return vec![(req, res)];
+                        return vec![Leaf { req, result, keep_whole: true }];
                     }
-                    let mut out = Vec::new();
+                    let mut leaves = Vec::new();
                     for p in parts {
-                        out.extend(self.execute(d, p, true).await);
+                        leaves.extend(self.execute(d, p, true).await);
                     }
-                    out
+                    if leaves.iter().all(|l| matches!(l.result, Err(ReadError::Exception(_)))) {
+                        return vec![Leaf { req, result, keep_whole: true }];
+                    }
+                    leaves
                 }
-                _ => vec![(req, res)],
+                _ => vec![Leaf { req, result, keep_whole: false }],
             }
         })
     }
+}
+
+/// A request as finally executed in a cycle.
+struct Leaf {
+    req: ReadRequest,
+    result: Result<Words, ReadError>,
+    /// Split was tried and every part failed: do not split it again.
+    keep_whole: bool,
 }
 
 impl Device {

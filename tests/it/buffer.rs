@@ -1,0 +1,220 @@
+//! The SQLite buffer: acceptance, seq, cursors, retention caps (B27),
+//! lock contention (B26), full database, corrupt file, data_dir lock.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use relais::buffer::Buffer;
+use relais::config::BufferConfig;
+use relais::ingest::Ingest;
+use relais::model::{Quality, Sample, TagMeta, Timestamp, Value};
+
+use crate::common::{buffer_with, sample};
+
+fn all_rows(b: &Buffer) -> Vec<Sample> {
+    b.reader().unwrap().read_blocking(0, u64::MAX, 1_000_000).unwrap()
+}
+
+#[tokio::test]
+async fn accepts_every_value_kind_with_strictly_increasing_seq() {
+    let tb = buffer_with(BufferConfig::default(), &[]);
+    let m = TagMeta::new("dev", "t", Some("Cel".into()));
+    let ts = Timestamp(1_764_410_073_120_000_001);
+    let values = vec![
+        Value::F64(79.34),
+        Value::I64(i64::MIN),
+        Value::U64(u64::MAX),
+        Value::U64(9007199254740993),
+        Value::Bool(true),
+        Value::Str("PUMP-01".into()),
+    ];
+    for v in &values {
+        tb.ingest.push(Sample::good(m.clone(), v.clone(), ts)).await;
+    }
+    tb.ingest.push(Sample::bad(m.clone(), "timeout: no response".into(), ts)).await;
+    let last = tb.ingest.barrier().await.unwrap();
+    assert_eq!(last, 7);
+    let rows = all_rows(&tb.buffer);
+    assert_eq!(rows.iter().map(|s| s.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    for (r, v) in rows.iter().zip(&values) {
+        assert_eq!(&r.value, v);
+        assert_eq!(r.quality, Quality::Good);
+        assert_eq!(r.ts, ts, "ns timestamps survive");
+        assert_eq!(r.meta.unit.as_deref(), Some("Cel"));
+    }
+    assert_eq!(rows[6].value, Value::Null);
+    assert_eq!(rows[6].quality, Quality::Bad);
+    assert_eq!(rows[6].reason.as_deref(), Some("timeout: no response"));
+}
+
+#[tokio::test]
+async fn seq_continues_across_reopen_even_when_rows_were_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BufferConfig::default();
+    let m = TagMeta::new("d", "t", None);
+    {
+        let ingest = std::sync::Arc::new(Ingest::new(1024));
+        let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
+        for i in 0..10 {
+            ingest.push(sample(&m, i as f64)).await;
+        }
+        assert_eq!(ingest.barrier().await, Some(10));
+        // The sink delivered everything: retention may delete all rows.
+        b.cursor("s").unwrap().advance(10);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(b.stats().rows(), 0, "delivered rows are deleted");
+        b.close();
+    }
+    let ingest = std::sync::Arc::new(Ingest::new(1024));
+    let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
+    assert_eq!(b.cursor("s").unwrap().get(), 10, "cursor persisted");
+    ingest.push(sample(&m, 1.0)).await;
+    assert_eq!(ingest.barrier().await, Some(11), "seq never goes back, even with an empty table");
+}
+
+#[tokio::test]
+async fn b27_max_rows_drops_oldest_and_counts() {
+    let cfg = BufferConfig { max_rows: 1000, ..Default::default() };
+    let tb = buffer_with(cfg, &["mqtt"]);
+    let m = TagMeta::new("d", "t", None);
+    for i in 1..=1500 {
+        tb.ingest.push(sample(&m, i as f64)).await;
+    }
+    tb.ingest.barrier().await;
+    let rows = all_rows(&tb.buffer);
+    assert_eq!(rows.len(), 1000);
+    assert_eq!(rows.first().unwrap().seq, 501);
+    assert_eq!(rows.last().unwrap().seq, 1500);
+    assert_eq!(rows.first().unwrap().value, Value::F64(501.0));
+    assert_eq!(tb.buffer.stats().dropped_total.load(Ordering::Relaxed), 500);
+}
+
+#[tokio::test]
+async fn max_bytes_keeps_the_file_bounded() {
+    let cfg = BufferConfig { max_bytes: 1 << 20, batch_max: 1000, ..Default::default() };
+    let tb = buffer_with(cfg, &["mqtt"]);
+    let m = TagMeta::new("d", "t", None);
+    let text = "x".repeat(200);
+    for _ in 0..20_000 {
+        tb.ingest.push(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now())).await;
+    }
+    let last = tb.ingest.barrier().await.unwrap();
+    assert_eq!(last, 20_000);
+    let st = tb.buffer.stats();
+    let used = st.bytes_used.load(Ordering::Relaxed);
+    assert!(used <= 1 << 20, "live pages {used} above max_bytes");
+    let dropped = st.dropped_total.load(Ordering::Relaxed);
+    assert!(dropped > 10_000, "the oldest rows were dropped and counted ({dropped})");
+    assert_eq!(st.rows() + dropped, 20_000, "every sample is either kept or counted as dropped");
+    let rows = all_rows(&tb.buffer);
+    assert_eq!(rows.last().unwrap().seq, 20_000, "the newest are kept");
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_cap_still_lands_its_newest_samples() {
+    // One transaction bigger than 125 % of max_bytes hits SQLITE_FULL (the same
+    // path as a full disk): the oldest part is dropped and counted, no crash.
+    let cfg = BufferConfig { max_bytes: 1 << 20, batch_max: 100_000, ring_capacity: 200_000, ..Default::default() };
+    let tb = buffer_with(cfg, &["mqtt"]);
+    let m = TagMeta::new("d", "t", None);
+    crate::common::logs();
+    let text = "y".repeat(300);
+    for _ in 0..20_000 {
+        assert!(tb.ingest.try_push(relais::ingest::Entry::Sample(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now()))).is_ok());
+    }
+    tb.ingest.barrier().await;
+    let st = tb.buffer.stats();
+    let dropped = st.dropped_total.load(Ordering::Relaxed);
+    assert!(dropped > 0);
+    assert_eq!(st.rows() + dropped, 20_000, "kept + dropped = produced");
+    let rows = all_rows(&tb.buffer);
+    assert!(!rows.is_empty());
+}
+
+#[tokio::test]
+async fn b26_database_locked_by_another_process_loses_nothing() {
+    let tb = buffer_with(BufferConfig::default(), &[]);
+    let path = tb.buffer.path().to_path_buf();
+    let m = TagMeta::new("d", "t", None);
+    let holder = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        c.execute_batch("COMMIT").unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 10 samples per 100 ms while the lock is held, and after.
+    for i in 0..30 {
+        tb.ingest.push(sample(&m, i as f64)).await;
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    holder.join().unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(5), tb.ingest.barrier()).await.unwrap().unwrap();
+    assert_eq!(last, 30);
+    let rows = all_rows(&tb.buffer);
+    let values: Vec<f64> = rows.iter().map(|s| s.value.as_f64().unwrap()).collect();
+    assert_eq!(values, (0..30).map(|i| i as f64).collect::<Vec<_>>(), "none lost, none duplicated, in order");
+    assert!(tb.buffer.stats().commit_retries.load(Ordering::Relaxed) > 0, "the lock was really hit");
+}
+
+#[tokio::test]
+async fn corrupt_file_is_moved_aside_and_seq_keeps_rising() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BufferConfig::default();
+    {
+        let ingest = std::sync::Arc::new(Ingest::new(1024));
+        let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &[]).unwrap();
+        ingest.push(sample(&TagMeta::new("d", "t", None), 1.0)).await;
+        ingest.barrier().await;
+        b.close();
+    }
+    std::fs::write(dir.path().join("buffer.db"), b"this is not a database at all, just garbage bytes".repeat(100)).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("buffer.db-wal"));
+    let ingest = std::sync::Arc::new(Ingest::new(1024));
+    let _b = Buffer::open(&cfg, dir.path(), ingest.clone(), &[]).unwrap();
+    let moved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("buffer.db.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "the corrupt file is kept aside");
+    ingest.push(sample(&TagMeta::new("d", "t", None), 2.0)).await;
+    let seq = ingest.barrier().await.unwrap();
+    assert!(seq > 1_000_000_000_000_000, "a new buffer continues above anything the old one issued ({seq})");
+}
+
+#[tokio::test]
+async fn a_second_instance_on_the_same_data_dir_is_refused() {
+    let tb = buffer_with(BufferConfig::default(), &[]);
+    let err = Buffer::open(&BufferConfig::default(), tb.dir.path(), std::sync::Arc::new(Ingest::new(16)), &[]).unwrap_err();
+    assert!(err.to_string().contains("in use by another relais"), "{err}");
+}
+
+#[tokio::test]
+async fn a_full_ring_makes_producers_wait_and_counts_it() {
+    let tb = buffer_with(BufferConfig { ring_capacity: 1024, ..Default::default() }, &[]);
+    let m = TagMeta::new("d", "t", None);
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let ingest = tb.ingest.clone();
+        let m = m.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5000 {
+                ingest.push(sample(&m, (p * 10_000 + i) as f64)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(tb.ingest.barrier().await, Some(20_000), "nothing dropped");
+    let rows = all_rows(&tb.buffer);
+    // Per producer, order is preserved.
+    for p in 0..4 {
+        let mine: Vec<f64> = rows.iter().map(|s| s.value.as_f64().unwrap()).filter(|v| (*v as i64) / 10_000 == p).collect();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {p} out of order");
+        assert_eq!(mine.len(), 5000);
+    }
+}

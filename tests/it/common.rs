@@ -1,0 +1,271 @@
+//! Test infrastructure: a private Mosquitto per test, an MQTT subscriber,
+//! free ports, and small builders.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use tokio::sync::mpsc;
+
+use relais::buffer::Buffer;
+use relais::config::BufferConfig;
+use relais::ingest::Ingest;
+use relais::model::{Sample, TagMeta, Timestamp, Value};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn mosquitto_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
+    dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file())
+}
+
+/// A Mosquitto broker of the test's own, on a free port, with persistence in
+/// a temp folder so a graceful stop keeps queued messages.
+pub struct Mosquitto {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts a broker; `None` (test skipped, with a message) when Mosquitto is
+    /// not installed, unless `RELAIS_REQUIRE_BROKER=1`.
+    pub fn start() -> Option<Mosquitto> {
+        let Some(bin) = mosquitto_bin() else {
+            if std::env::var("RELAIS_REQUIRE_BROKER").is_ok_and(|v| v == "1") {
+                panic!("mosquitto is not installed but RELAIS_REQUIRE_BROKER=1");
+            }
+            eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let mut m = Mosquitto { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), child: None };
+        m.spawn();
+        Some(m)
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_inflight_messages 0\n",
+                self.port,
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `mqtt://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Graceful stop (SIGTERM: queued messages are saved).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc_kill(c.id() as i32, 15) };
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends `sig` to process `pid`.
+pub fn kill(pid: u32, sig: i32) {
+    unsafe { libc_kill(pid as i32, sig) };
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One received MQTT message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Msg {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("bad JSON on {}: {e}: {}", self.topic, String::from_utf8_lossy(&self.payload)))
+    }
+}
+
+/// A QoS 1 subscriber with a persistent session: it resubscribes after a
+/// broker restart and gets the messages queued meanwhile.
+pub struct Sub {
+    rx: mpsc::UnboundedReceiver<Msg>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sub {
+    pub async fn new(port: u16, filter: &str) -> Sub {
+        Sub::with_id(port, filter, &format!("test-sub-{}", fastrand::u64(..)), false).await
+    }
+
+    /// A subscriber with a fixed client id; `clean` starts a clean session.
+    pub async fn with_id(port: u16, filter: &str, id: &str, clean: bool) -> Sub {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(clean);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(64 << 20, 64 << 20);
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let filter = filter.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let _ = tx.send(Msg { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await.expect("SUBACK within 10s");
+        Sub { rx, task }
+    }
+
+    /// The next message within `t`.
+    pub async fn next(&mut self, t: Duration) -> Option<Msg> {
+        tokio::time::timeout(t, self.rx.recv()).await.ok().flatten()
+    }
+
+    /// Messages until `done` says so or `t` passes.
+    pub async fn collect(&mut self, t: Duration, mut done: impl FnMut(&[Msg]) -> bool) -> Vec<Msg> {
+        let deadline = tokio::time::Instant::now() + t;
+        let mut out = Vec::new();
+        while !done(&out) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) => out.push(m),
+                _ => break,
+            }
+        }
+        out
+    }
+}
+
+/// The `seq` of every data message (json or json-batch), in arrival order.
+pub fn seqs(msgs: &[Msg]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for m in msgs {
+        let j = m.json();
+        if let Some(samples) = j.get("samples").and_then(|s| s.as_array()) {
+            out.extend(samples.iter().filter_map(|s| s["seq"].as_u64()));
+        } else if let Some(s) = j.get("seq").and_then(|s| s.as_u64()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Checks that `seqs`, after dropping repeats, is exactly `from..=to` ascending.
+pub fn assert_complete_in_order(seqs: &[u64], from: u64, to: u64) {
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<u64> = seqs.iter().copied().filter(|s| seen.insert(*s)).collect();
+    let expect: Vec<u64> = (from..=to).collect();
+    if firsts != expect {
+        let missing: Vec<u64> = expect.iter().copied().filter(|s| !seen.contains(s)).take(20).collect();
+        let out_of_order = firsts.windows(2).position(|w| w[0] >= w[1]);
+        panic!(
+            "expected seq {from}..={to} in order; got {} distinct (of {} received); missing (first 20): {missing:?}; first disorder at index {out_of_order:?}; extra: {:?}",
+            firsts.len(),
+            seqs.len(),
+            firsts.iter().filter(|s| **s < from || **s > to).take(10).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A buffer on a temp dir with one ring.
+pub struct TestBuffer {
+    pub ingest: Arc<Ingest>,
+    pub buffer: Buffer,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn buffer_with(cfg: BufferConfig, sinks: &[&str]) -> TestBuffer {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Arc::new(Ingest::new(cfg.ring_capacity));
+    let buffer = Buffer::open(&cfg, dir.path(), ingest.clone(), sinks).unwrap();
+    TestBuffer { ingest, buffer, dir }
+}
+
+/// A good f64 sample of `meta` with value `v`.
+pub fn sample(meta: &Arc<TagMeta>, v: f64) -> Sample {
+    Sample::good(meta.clone(), Value::F64(v), Timestamp::now())
+}
+
+/// Polls `f` every 20 ms until true or `t` passes.
+pub async fn eventually(t: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + t;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// Logs to the test output (RUST_LOG, default warn).
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}

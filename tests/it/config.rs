@@ -1,0 +1,248 @@
+//! Configuration errors: one test per kind of mistake, each checking that the
+//! message names the line and the key. Also `relais check` exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+use relais::config::{Config, DeviceConfig, SinkConfig};
+
+const GOOD: &str = r#"
+[gateway]
+id = "line5-edge01"
+data_dir = "./relais-data"
+
+[buffer]
+max_bytes = "1GiB"
+max_age = "7d"
+durability = "normal"
+
+[[device]]
+name = "pump1"
+protocol = "modbus-tcp"
+endpoint = "127.0.0.1:5020"
+unit_id = 1
+timeout = "1s"
+poll_interval = "1s"
+byte_order = "ABCD"
+
+  [[device.tag]]
+  name = "temperature"
+  table = "holding"
+  address = 2
+  type = "f32"
+  byte_order = "CDAB"
+  scale = 1.0
+  offset = 0.0
+  unit = "Cel"
+  poll_interval = "500ms"
+
+  [[device.tag]]
+  name = "alarm"
+  table = "holding"
+  address = 10
+  bit = 3
+
+[[sink]]
+name = "plant-broker"
+type = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+client_id = "relais-line5"
+topic = "icam/line5/{device}/{tag}"
+qos = 1
+format = "json"
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text, "test.toml", Path::new(".")) {
+        Ok(_) => panic!("config should be rejected:\n{text}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Replaces the first occurrence of `from` in the good config.
+fn with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from:?} not in the good config");
+    GOOD.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle present") + 1
+}
+
+fn assert_one(text: &str, needle_line: &str, key: &str, words: &str) {
+    let errs = errors(text);
+    let line = line_of(text, needle_line);
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!("test.toml:{line}:")) && e.contains(key) && e.contains(words)),
+        "expected an error on line {line} naming {key:?} and saying {words:?}; got:\n{}",
+        errs.join("\n")
+    );
+}
+
+#[test]
+fn the_issue_example_is_valid() {
+    let cfg = Config::parse(GOOD, "test.toml", Path::new(".")).unwrap();
+    let DeviceConfig::ModbusTcp(d) = &cfg.devices[0];
+    assert_eq!(d.tags.len(), 2);
+    assert_eq!(d.tags[0].byte_order.as_str(), "CDAB", "tag order overrides the device's");
+    assert_eq!(d.tags[1].byte_order.as_str(), "ABCD", "device order is the default");
+    assert_eq!(d.tags[0].poll_interval.as_millis(), 500);
+    assert_eq!(d.tags[1].poll_interval.as_millis(), 1000);
+    let SinkConfig::Mqtt(m) = &cfg.sinks[0];
+    assert_eq!(m.status_topic, "icam/line5/relais/line5-edge01/status");
+    assert_eq!(cfg.buffer.max_bytes, 1 << 30);
+}
+
+#[test]
+fn f32_on_a_coil() {
+    let t = with("  name = \"alarm\"\n  table = \"holding\"\n  address = 10\n  bit = 3", "  name = \"alarm\"\n  table = \"coil\"\n  address = 10\n  type = \"f32\" # here");
+    assert_one(&t, "# here", "tag \"alarm\" / type", "cannot be read from the coil table");
+}
+
+#[test]
+fn unknown_byte_order() {
+    let t = with("byte_order = \"CDAB\"", "byte_order = \"CBAD\"");
+    assert_one(&t, "CBAD", "tag \"temperature\" / byte_order", "unknown byte order \"CBAD\"");
+}
+
+#[test]
+fn duplicated_tag() {
+    let t = with("name = \"alarm\"", "name = \"temperature\"");
+    let errs = errors(&t);
+    let second = t.lines().enumerate().filter(|(_, l)| l.contains("name = \"temperature\"")).nth(1).unwrap().0 + 1;
+    let first = line_of(&t, "name = \"temperature\"");
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!("test.toml:{second}:")) && e.contains(&format!("first defined on line {first}"))),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn address_past_65535() {
+    let t = with("address = 2", "address = 65536");
+    assert_one(&t, "address = 65536", "tag \"temperature\" / address", "out of range");
+    let t = with("address = 2", "address = 65535");
+    assert_one(&t, "address = 65535", "tag \"temperature\" / address", "runs past 65535");
+}
+
+#[test]
+fn unknown_topic_placeholder() {
+    let t = with("{device}/{tag}", "{device}/{tagname}");
+    assert_one(&t, "{tagname}", "sink \"plant-broker\" / topic", "unknown placeholder {tagname}");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let t = with("timeout = \"1s\"", "timout = \"1s\"");
+    assert_one(&t, "timout", "device #1", "unknown field `timout`");
+}
+
+#[test]
+fn bad_duration_and_size() {
+    let t = with("poll_interval = \"500ms\"", "poll_interval = \"500 parsecs\"");
+    assert_one(&t, "500 parsecs", "poll_interval", "invalid duration");
+    let t = with("max_bytes = \"1GiB\"", "max_bytes = \"1GiBi\"");
+    assert_one(&t, "1GiBi", "buffer / max_bytes", "unknown size unit");
+}
+
+#[test]
+fn wrong_value_type() {
+    let t = with("unit_id = 1", "unit_id = \"one\"");
+    assert_one(&t, "unit_id = \"one\"", "device #1", "invalid type");
+}
+
+#[test]
+fn unit_id_range_and_bit_rules() {
+    let t = with("unit_id = 1", "unit_id = 256");
+    assert_one(&t, "unit_id = 256", "unit_id", "0..=255");
+    let t = with("bit = 3", "bit = 16");
+    assert_one(&t, "bit = 16", "bit", "0..=15");
+}
+
+#[test]
+fn qos_2_and_unknown_protocol_and_sink_type() {
+    let t = with("qos = 1", "qos = 2");
+    assert_one(&t, "qos = 2", "qos", "not supported");
+    let t = with("protocol = \"modbus-tcp\"", "protocol = \"modbus-tpc\"");
+    assert_one(&t, "modbus-tpc", "protocol", "unknown protocol");
+    let t = with("type = \"mqtt\"", "type = \"mqttt\"");
+    assert_one(&t, "mqttt", "type", "unknown sink type");
+}
+
+#[test]
+fn credentials_in_url_are_refused() {
+    let t = with("mqtt://127.0.0.1:1883", "mqtt://user:secret@127.0.0.1:1883");
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("carries credentials")), "{errs:?}");
+}
+
+#[test]
+fn every_error_is_listed_not_only_the_first() {
+    let t = with("byte_order = \"CDAB\"", "byte_order = \"XYZW\"")
+        .replacen("{device}/{tag}", "{device}/{tg}", 1)
+        .replacen("max_age = \"7d\"", "max_age = \"7 weeks or so\"", 1)
+        .replacen("bit = 3", "bit = 99", 1);
+    let errs = errors(&t);
+    assert!(errs.len() >= 4, "expected 4 errors, got {}:\n{}", errs.len(), errs.join("\n"));
+    // Sorted by line.
+    let lines: Vec<usize> = errs.iter().map(|e| e.split(':').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let t = GOOD.replacen("unit_id = 1", "unit_id = = 1", 1);
+    let errs = errors(&t);
+    let line = line_of(&t, "unit_id = = 1");
+    assert!(errs.iter().any(|e| e.starts_with(&format!("test.toml:{line}:"))), "{errs:?}");
+}
+
+#[test]
+fn missing_gateway_and_modicon_addresses() {
+    let t = GOOD.replacen("[gateway]\nid = \"line5-edge01\"", "[gateway]", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("missing field `id`")), "{errs:?}");
+    // "40003" = holding register 2; a mismatching table is an error.
+    let t = with("  table = \"holding\"\n  address = 2\n", "  address = \"40003\"\n");
+    let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
+    let DeviceConfig::ModbusTcp(d) = &cfg.devices[0];
+    assert_eq!((d.tags[0].table.as_str(), d.tags[0].address), ("holding", 2));
+    let t = with("  table = \"holding\"\n  address = 2\n", "  table = \"input\"\n  address = \"40003\"\n");
+    assert_one(&t, "40003", "address", "is in the holding table");
+}
+
+#[test]
+fn json_batch_needs_a_topic_without_tag_in_the_middle() {
+    let t = with("topic = \"icam/line5/{device}/{tag}\"", "topic = \"icam/{tag}/{device}\"").replacen("format = \"json\"", "format = \"json-batch\"", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("batch_topic")), "{errs:?}");
+}
+
+#[test]
+fn check_exit_codes_and_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("FC3 holding        start     2 count    2  tags: temperature"), "{plan}");
+    assert!(plan.contains("FC3 holding        start    10 count    1  tags: alarm"), "{plan}");
+    assert!(plan.contains("pump1/temperature -> icam/line5/pump1/temperature"), "{plan}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, with("byte_order = \"CDAB\"", "byte_order = \"CBAD\"")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:") && err.contains("CBAD"), "{err}");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for f in ["config/demo.toml", "src/sources/modbus/sample.toml", "src/sinks/mqtt/sample.toml"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        if let Err(e) = Config::load(&p) {
+            panic!("{f} is invalid:\n{e}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! relais integration tests: one test binary (one link) with a module per area.
+//!
+//! Tests that need Mosquitto start their own broker on a free port; when the
+//! `mosquitto` binary is missing they are skipped with a message, unless
+//! `RELAIS_REQUIRE_BROKER=1` (set by `.ci/run`), which turns the skip into a
+//! failure. Tests that need the SKAB data look for `../shared/data/skab`.
+
+mod buffer;
+mod common;
+mod decode;
+mod modbus;
+mod config;
+mod planner;
