@@ -35,12 +35,19 @@ pub struct Mosquitto {
     bin: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    persistence: bool,
 }
 
 impl Mosquitto {
     /// Starts a broker; `None` (test skipped, with a message) when Mosquitto is
     /// not installed, unless `RELAIS_REQUIRE_BROKER=1`.
     pub fn start() -> Option<Mosquitto> {
+        Mosquitto::start_with(true)
+    }
+
+    /// Like [`Mosquitto::start`]; `persistence = false` loses retained
+    /// messages and sessions on restart.
+    pub fn start_with(persistence: bool) -> Option<Mosquitto> {
         let Some(bin) = mosquitto_bin() else {
             if std::env::var("RELAIS_REQUIRE_BROKER").is_ok_and(|v| v == "1") {
                 panic!("mosquitto is not installed but RELAIS_REQUIRE_BROKER=1");
@@ -48,7 +55,7 @@ impl Mosquitto {
             eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
             return None;
         };
-        let mut m = Mosquitto { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), child: None };
+        let mut m = Mosquitto { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), child: None, persistence };
         m.spawn();
         Some(m)
     }
@@ -58,8 +65,9 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_inflight_messages 0\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence {}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_inflight_messages 0\n",
                 self.port,
+                self.persistence,
                 self.dir.path().display()
             ),
         )
@@ -186,6 +194,30 @@ impl Sub {
         tokio::time::timeout(t, self.rx.recv()).await.ok().flatten()
     }
 
+    /// Messages until every seq in `want` arrived (data messages parsed once
+    /// each) or `t` passes; `also` must hold too.
+    pub async fn until_seqs(&mut self, t: Duration, want: impl IntoIterator<Item = u64>, mut also: impl FnMut(&Msg) -> bool) -> Vec<Msg> {
+        let mut missing: std::collections::HashSet<u64> = want.into_iter().collect();
+        let mut also_ok = false;
+        let deadline = tokio::time::Instant::now() + t;
+        let mut out = Vec::new();
+        while !(missing.is_empty() && also_ok) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) => {
+                    for s in seqs(std::slice::from_ref(&m)) {
+                        missing.remove(&s);
+                    }
+                    if !also_ok && also(&m) {
+                        also_ok = true;
+                    }
+                    out.push(m);
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
     /// Messages until `done` says so or `t` passes.
     pub async fn collect(&mut self, t: Duration, mut done: impl FnMut(&[Msg]) -> bool) -> Vec<Msg> {
         let deadline = tokio::time::Instant::now() + t;
@@ -200,10 +232,15 @@ impl Sub {
     }
 }
 
+/// Data messages only (not the gateway's status topic).
+pub fn data(msgs: &[Msg]) -> Vec<Msg> {
+    msgs.iter().filter(|m| !m.topic.contains("/relais/")).cloned().collect()
+}
+
 /// The `seq` of every data message (json or json-batch), in arrival order.
 pub fn seqs(msgs: &[Msg]) -> Vec<u64> {
     let mut out = Vec::new();
-    for m in msgs {
+    for m in msgs.iter().filter(|m| !m.topic.contains("/relais/")) {
         let j = m.json();
         if let Some(samples) = j.get("samples").and_then(|s| s.as_array()) {
             out.extend(samples.iter().filter_map(|s| s["seq"].as_u64()));
@@ -268,4 +305,85 @@ pub fn logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
+}
+
+/// A TCP proxy in front of a broker: it can hold back the broker's answers
+/// (no PUBACK reaches the client) or cut every connection.
+pub struct Proxy {
+    pub port: u16,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let h = hold.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let mut cut1 = cut_rx.clone();
+                let mut cut2 = cut_rx.clone();
+                cut1.borrow_and_update();
+                cut2.borrow_and_update();
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        tokio::select! {
+                            _ = cut1.changed() => return,
+                            r = cr.read(&mut buf) => match r {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if sw.write_all(&buf[..n]).await.is_err() { return },
+                            }
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        while h.load(Ordering::Relaxed) {
+                            tokio::select! {
+                                _ = cut2.changed() => return,
+                                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                            }
+                        }
+                        tokio::select! {
+                            _ = cut2.changed() => return,
+                            r = sr.read(&mut buf) => match r {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if cw.write_all(&buf[..n]).await.is_err() { return },
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, hold, cut, task }
+    }
+
+    /// Holds back (true) or releases (false) everything the broker sends.
+    pub fn hold_answers(&self, on: bool) {
+        self.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Cuts every open connection (a network cut).
+    pub fn cut(&self) {
+        self.cut.send_modify(|v| *v += 1);
+    }
 }

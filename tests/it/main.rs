@@ -9,5 +9,6 @@ mod buffer;
 mod common;
 mod decode;
 mod modbus;
+mod mqtt;
 mod config;
 mod planner;

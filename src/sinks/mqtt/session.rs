@@ -109,6 +109,7 @@ pub fn start(cfg: &MqttSinkConfig, gateway: &str) -> anyhow::Result<Session> {
     let cap = opts.request_channel_capacity();
     let (client, mut el) = AsyncClient::new(opts, cap);
     el.network_options.set_connection_timeout(5);
+    el.network_options.set_tcp_nodelay(true);
     let (tx, events) = mpsc::channel(4096);
     let task = tokio::spawn(async move {
         loop {
