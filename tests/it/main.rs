@@ -7,6 +7,7 @@
 
 mod buffer;
 mod common;
+mod daemon;
 mod decode;
 mod modbus;
 mod mqtt;

@@ -111,15 +111,16 @@ impl Lanes {
         }
         let live = self.live.has_data(head);
         let replay = self.replay.as_ref().is_some_and(|r| r.has_data(head));
+        // Alternate when both lanes have rows; after serving one lane, the
+        // other one goes first.
         let lane = match (replay, live) {
             (false, false) => return None,
             (true, false) => LaneId::Replay,
             (false, true) => LaneId::Live,
-            (true, true) => {
-                self.prefer_live = !self.prefer_live;
-                if self.prefer_live { LaneId::Live } else { LaneId::Replay }
-            }
+            (true, true) if self.prefer_live => LaneId::Live,
+            (true, true) => LaneId::Replay,
         };
+        self.prefer_live = lane == LaneId::Replay;
         let l = self.lane(lane);
         Some(ReadPlan { lane, after: l.read_to, upto: l.upto.unwrap_or(head).min(head) })
     }
