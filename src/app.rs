@@ -73,13 +73,15 @@ async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
 
 /// Runs the gateway until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
-    for w in &cfg.warnings {
+    let Config { gateway, buffer: buffer_cfg, devices, sinks, warnings } = cfg;
+    for w in &warnings {
         tracing::warn!("config: {w}");
     }
-    let ingest = Arc::new(Ingest::new(cfg.buffer.ring_capacity));
-    let sink_names: Vec<String> = cfg.sinks.iter().map(|s| s.name().to_string()).collect();
+    let (n_devices, n_sinks) = (devices.len(), sinks.len());
+    let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
+    let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
     let buffer = {
-        let (bcfg, dir, ingest) = (cfg.buffer.clone(), cfg.gateway.data_dir.clone(), ingest.clone());
+        let (bcfg, dir, ingest) = (buffer_cfg, gateway.data_dir.clone(), ingest.clone());
         let names = sink_names.clone();
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -92,11 +94,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> 
     // Sinks.
     let sinks_stop = CancellationToken::new();
     let mut sink_tasks = Vec::new();
-    for s in &cfg.sinks {
+    for s in sinks {
         match s {
             SinkConfig::Mqtt(m) => {
                 let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
-                let sink = MqttSink::new(m.clone(), &cfg.gateway.id, buffer.reader()?, cursor, buffer.committed(), telemetry.sink(&m.name));
+                let stats = telemetry.sink(&m.name);
+                let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
                 sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
             }
         }
@@ -104,14 +107,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> 
 
     // Sources.
     let sources_stop = CancellationToken::new();
-    let modbus: Vec<_> = cfg
-        .devices
-        .iter()
+    let modbus: Vec<_> = devices
+        .into_iter()
         .map(|d| match d {
-            DeviceConfig::ModbusTcp(m) => m.clone(),
+            DeviceConfig::ModbusTcp(m) => m,
         })
         .collect();
-    let source_tasks = crate::sources::modbus::poller::spawn_all(&modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+    let source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
 
     // Monitoring.
     let aux_stop = CancellationToken::new();
@@ -121,16 +123,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> 
         cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
         telemetry: telemetry.clone(),
     };
-    let every = opts.status_interval.unwrap_or(cfg.gateway.status_interval);
+    let every = opts.status_interval.unwrap_or(gateway.status_interval);
     let mut aux = vec![
         spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
-        spawn_health(status.clone(), cfg.gateway.health_interval, aux_stop.clone()),
+        spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
     ];
     aux.push(spawn_systemd(status, aux_stop.clone()));
+    // Configuration parsing and planning are done: give their memory back.
+    crate::memory::trim();
     let _ = sd_notify::notify(&[NotifyState::Ready]);
     tracing::info!(
-        gateway = %cfg.gateway.id, devices = cfg.devices.len(), sinks = cfg.sinks.len(),
-        data_dir = %cfg.gateway.data_dir.display(), "relais running"
+        gateway = %gateway.id, devices = n_devices, sinks = n_sinks,
+        data_dir = %gateway.data_dir.display(), "relais running"
     );
 
     shutdown.cancelled().await;

@@ -119,6 +119,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 
 /// Entry point of the `relais` binary.
 pub fn main() -> ExitCode {
+    crate::memory::limit_arenas();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Check { .. } | Command::Probe { .. }) {
         init_logging(cli.log_format);

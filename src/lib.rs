@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod diag;
 pub mod ingest;
+pub mod memory;
 pub mod model;
 pub mod names;
 pub mod sim;

@@ -46,6 +46,7 @@
 
 mod cursors;
 mod reader;
+mod registry;
 mod retention;
 mod schema;
 mod writer;

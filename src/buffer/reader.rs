@@ -1,19 +1,19 @@
 //! Sink-side reads of committed samples, off the async runtime.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::registry::TagRegistry;
 use super::schema;
 use crate::config::Durability;
 use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
 
 struct Inner {
     conn: Connection,
-    tags: HashMap<i64, Arc<TagMeta>>,
+    tags: Arc<TagRegistry>,
 }
 
 /// A read connection for one sink. Cheap to clone (shared); queries run on
@@ -33,11 +33,11 @@ const SELECT: &str = "SELECT seq, tag_id, kind, value, reason, ts, recv_ts FROM 
                       WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3";
 
 impl Reader {
-    pub(crate) fn open(path: &Path, durability: Durability) -> anyhow::Result<Reader> {
+    pub(crate) fn open(path: &Path, durability: Durability, tags: Arc<TagRegistry>) -> anyhow::Result<Reader> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         schema::pragmas(&conn, durability)?;
         conn.pragma_update(None, "query_only", true)?;
-        Ok(Reader { inner: Arc::new(Mutex::new(Inner { conn, tags: HashMap::new() })) })
+        Ok(Reader { inner: Arc::new(Mutex::new(Inner { conn, tags })) })
     }
 
     /// Samples with `after < seq <= upto`, at most `limit`, in `seq` order
@@ -65,7 +65,7 @@ impl Reader {
                     _ => Value::Null,
                 };
                 let reason: Option<String> = r.get(4)?;
-                if !tags.contains_key(&tag_id) && !missing.contains(&tag_id) {
+                if !tags.contains(tag_id) && !missing.contains(&tag_id) {
                     missing.push(tag_id);
                 }
                 rows.push((seq as u64, tag_id, kind, value, reason.map(Arc::from), r.get(5)?, r.get(6)?));
@@ -75,15 +75,16 @@ impl Reader {
             let meta = conn
                 .query_row("SELECT device, tag, unit FROM tags WHERE id = ?1", params![id], |r| {
                     let unit: String = r.get(2)?;
-                    Ok(TagMeta::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, (!unit.is_empty()).then_some(unit)))
+                    Ok(TagMeta::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, Some(unit.as_str()).filter(|u| !u.is_empty())))
                 })
                 .unwrap_or_else(|_| TagMeta::new("?", format!("tag#{id}"), None));
             tags.insert(id, meta);
         }
+        let metas = tags.snapshot(rows.iter().map(|r| r.1));
         for (seq, tag_id, kind, value, reason, ts, recv_ts) in rows {
             out.push(Sample {
                 seq,
-                meta: tags[&tag_id].clone(),
+                meta: metas[&tag_id].clone(),
                 value,
                 quality: Quality::from_code((kind >> 3) as u8),
                 reason,

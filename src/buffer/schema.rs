@@ -33,7 +33,8 @@ pub(crate) fn pragmas(conn: &Connection, durability: Durability) -> rusqlite::Re
     conn.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB
+    // Appends and short range reads need little cache; keep RSS small.
+    conn.pragma_update(None, "cache_size", -2_000)?; // 2 MB
     conn.busy_timeout(std::time::Duration::from_millis(50))?;
     Ok(())
 }

@@ -14,11 +14,13 @@ use tokio::sync::{oneshot, watch};
 
 use super::cursors::SinkCursor;
 use super::reader::Reader;
+use super::registry::{MetaKey, TagRegistry};
 use super::retention::Retention;
 use super::schema;
 use crate::config::BufferConfig;
 use crate::ingest::{Entry, Ingest};
 use crate::model::{Sample, TagMeta, Value};
+
 
 /// Counters and gauges of the buffer, updated by the writer.
 #[derive(Debug, Default)]
@@ -57,6 +59,7 @@ pub struct Buffer {
     cursors: Vec<SinkCursor>,
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
+    registry: Arc<TagRegistry>,
     _lock: File,
 }
 
@@ -131,15 +134,7 @@ impl Buffer {
         let (committed_tx, committed) = watch::channel(last_seq);
         let stop = Arc::new(AtomicBool::new(false));
 
-        let mut tag_ids = HashMap::new();
-        {
-            let mut st = conn.prepare("SELECT id, device, tag, unit FROM tags")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
-            for r in rows {
-                let (id, d, t, u) = r?;
-                tag_ids.insert((d, t, u), id);
-            }
-        }
+        let registry = Arc::new(TagRegistry::default());
         tracing::info!(
             buffer = %path.display(), rows = last_seq + 1 - first_seq, first_seq, last_seq,
             "buffer opened"
@@ -151,7 +146,8 @@ impl Buffer {
             batch_max: cfg.batch_max,
             stats: stats.clone(),
             committed_tx,
-            tag_ids,
+            tag_ids: HashMap::new(),
+            registry: registry.clone(),
             instance: fastrand::u32(1..),
             stop: stop.clone(),
             path: path.clone(),
@@ -163,7 +159,7 @@ impl Buffer {
             .name("relais-writer".into())
             .spawn(move || w.run())
             .map_err(|e| anyhow::anyhow!("cannot start the buffer writer thread: {e}"))?;
-        Ok(Buffer { path, durability: cfg.durability, stats, committed, cursors, stop, writer: Some(writer), _lock: lock })
+        Ok(Buffer { path, durability: cfg.durability, stats, committed, cursors, stop, writer: Some(writer), registry, _lock: lock })
     }
 
     /// Path of the database file.
@@ -178,7 +174,7 @@ impl Buffer {
 
     /// A new read-only connection for a sink.
     pub fn reader(&self) -> anyhow::Result<Reader> {
-        Reader::open(&self.path, self.durability)
+        Reader::open(&self.path, self.durability, self.registry.clone())
     }
 
     /// Watch of the last committed `seq`.
@@ -246,7 +242,8 @@ struct Writer {
     batch_max: usize,
     stats: Arc<BufferStats>,
     committed_tx: watch::Sender<u64>,
-    tag_ids: HashMap<(String, String, String), i64>,
+    tag_ids: HashMap<MetaKey, i64>,
+    registry: Arc<TagRegistry>,
     instance: u32,
     stop: Arc<AtomicBool>,
     path: PathBuf,
@@ -425,6 +422,7 @@ impl Writer {
         let _ = conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64]);
         self.conn = conn;
         self.tag_ids.clear();
+        self.registry.clear();
         self.instance = self.instance.wrapping_add(1).max(1);
         self.stats.last_seq.store(origin, Ordering::Relaxed);
         self.stats.first_seq.store(origin + 1, Ordering::Relaxed);
@@ -432,25 +430,24 @@ impl Writer {
         tracing::warn!(seq_origin = origin, "started a new buffer after corruption");
     }
 
-    fn tag_id(&mut self, meta: &TagMeta) -> rusqlite::Result<i64> {
+    fn tag_id(&mut self, meta: &Arc<TagMeta>) -> rusqlite::Result<i64> {
         if let Some(id) = meta.cached_id(self.instance) {
             return Ok(id);
         }
-        let unit = meta.unit.clone().unwrap_or_default();
-        let key = (meta.device.clone(), meta.tag.clone(), unit);
+        let key = MetaKey(meta.clone());
         let id = match self.tag_ids.get(&key) {
             Some(id) => *id,
             None => {
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO tags(device, tag, unit) VALUES(?1, ?2, ?3)",
-                    params![key.0, key.1, key.2],
-                )?;
+                let unit = meta.unit.as_deref().unwrap_or("");
+                let (device, tag) = (&*meta.device, &*meta.tag);
+                self.conn.execute("INSERT OR IGNORE INTO tags(device, tag, unit) VALUES(?1, ?2, ?3)", params![device, tag, unit])?;
                 let id: i64 = self.conn.query_row(
                     "SELECT id FROM tags WHERE device = ?1 AND tag = ?2 AND unit = ?3",
-                    params![key.0, key.1, key.2],
+                    params![device, tag, unit],
                     |r| r.get(0),
                 )?;
                 self.tag_ids.insert(key, id);
+                self.registry.insert(id, meta.clone());
                 id
             }
         };

@@ -74,7 +74,7 @@ pub struct BufferConfig {
     pub max_rows: u64,
     /// Commit durability.
     pub durability: Durability,
-    /// Capacity of the ingest ring, in samples (default 65536).
+    /// Capacity of the ingest ring, in samples (default 16384).
     pub ring_capacity: usize,
     /// Most samples committed in one transaction (default 8192).
     pub batch_max: usize,
@@ -89,7 +89,7 @@ impl Default for BufferConfig {
             max_age: Duration::from_secs(7 * 86400),
             max_rows: 0,
             durability: Durability::Normal,
-            ring_capacity: 65536,
+            ring_capacity: 16384,
             batch_max: 8192,
             startup_check: StartupCheck::Quick,
         }

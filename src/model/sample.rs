@@ -10,24 +10,25 @@ use super::{Quality, Timestamp, Value};
 /// `device/tag`.
 #[derive(Debug)]
 pub struct TagMeta {
-    /// Device name from the config.
-    pub device: String,
+    /// Device name from the config (shared by the device's tags).
+    pub device: Arc<str>,
     /// Tag name from the config.
-    pub tag: String,
+    pub tag: Arc<str>,
     /// Engineering unit (UCUM style: `Cel`, `bar`, `m3/h`), if configured.
-    pub unit: Option<String>,
+    pub unit: Option<Arc<str>>,
     /// Buffer-assigned id cache: high 32 bits = buffer instance, low 32 = tag id.
     /// Only the buffer writer reads and sets it.
     pub(crate) interned: AtomicU64,
 }
 
 impl TagMeta {
-    /// A new tag identity.
-    pub fn new(device: impl Into<String>, tag: impl Into<String>, unit: Option<String>) -> Arc<TagMeta> {
+    /// A new tag identity. Pass the same `Arc<str>` for the device of many
+    /// tags to share it.
+    pub fn new(device: impl Into<Arc<str>>, tag: impl Into<Arc<str>>, unit: Option<&str>) -> Arc<TagMeta> {
         Arc::new(TagMeta {
             device: device.into(),
             tag: tag.into(),
-            unit,
+            unit: unit.map(Arc::from),
             interned: AtomicU64::new(0),
         })
     }

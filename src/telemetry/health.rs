@@ -27,7 +27,7 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
         let mut meta = |name: &str, unit: Option<&str>| {
             metas
                 .entry(name.to_string())
-                .or_insert_with(|| TagMeta::new(HEALTH_DEVICE, name, unit.map(str::to_string)))
+                .or_insert_with(|| TagMeta::new(HEALTH_DEVICE, name, unit))
                 .clone()
         };
         loop {

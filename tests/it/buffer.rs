@@ -18,7 +18,7 @@ fn all_rows(b: &Buffer) -> Vec<Sample> {
 #[tokio::test]
 async fn accepts_every_value_kind_with_strictly_increasing_seq() {
     let tb = buffer_with(BufferConfig::default(), &[]);
-    let m = TagMeta::new("dev", "t", Some("Cel".into()));
+    let m = TagMeta::new("dev", "t", Some("Cel"));
     let ts = Timestamp(1_764_410_073_120_000_001);
     let values = vec![
         Value::F64(79.34),

@@ -62,7 +62,7 @@ impl Chain {
         let buffer = Buffer::open(&BufferConfig::default(), dir.path(), ingest.clone(), &[]).unwrap();
         let telemetry = Arc::new(Telemetry::default());
         let stop = CancellationToken::new();
-        relais::sources::modbus::poller::spawn_all(devs, ingest.clone(), &telemetry, stop.clone()).unwrap();
+        relais::sources::modbus::poller::spawn_all(devs.to_vec(), ingest.clone(), &telemetry, stop.clone()).unwrap();
         Chain { ingest, buffer, telemetry, stop, _dir: dir, read_to: 0 }
     }
 
@@ -82,7 +82,7 @@ impl Chain {
         let mut all = Vec::new();
         loop {
             all.extend(self.take().await);
-            if all.iter().filter(|s| s.meta.device == device).count() >= n || tokio::time::Instant::now() > deadline {
+            if all.iter().filter(|s| &*s.meta.device == device).count() >= n || tokio::time::Instant::now() > deadline {
                 return all;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -97,7 +97,7 @@ impl Drop for Chain {
 }
 
 fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
-    samples.iter().filter(|s| s.meta.tag == tag).collect()
+    samples.iter().filter(|s| &*s.meta.tag == tag).collect()
 }
 
 #[tokio::test]
@@ -295,13 +295,13 @@ async fn b11_reconnect_after_the_device_drops_and_the_other_device_never_misses_
     let b_cycles_before = chain.telemetry.devices()[1].cycles.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let down = chain.take().await;
-    let a_down: Vec<&Sample> = down.iter().filter(|s| s.meta.device == "a").collect();
+    let a_down: Vec<&Sample> = down.iter().filter(|s| &*s.meta.device == "a").collect();
     let first_bad = a_down.iter().position(|s| s.quality == Quality::Bad).expect("a goes bad");
     assert!(first_bad <= 1, "bad from the first failed request");
     assert!(a_down[first_bad..].iter().all(|s| s.quality == Quality::Bad && s.value == Value::Null), "no stale value repeated as good");
     assert!(a_down.len() >= 15, "a bad sample every cycle while down ({} samples)", a_down.len());
     assert!(a_down.iter().any(|s| s.reason.as_deref().unwrap_or("").starts_with("comm_failure")));
-    let b_down: Vec<&Sample> = down.iter().filter(|s| s.meta.device == "b").collect();
+    let b_down: Vec<&Sample> = down.iter().filter(|s| &*s.meta.device == "b").collect();
     assert!(b_down.iter().all(|s| s.quality == Quality::Good));
     let b_cycles = chain.telemetry.devices()[1].cycles.load(Ordering::Relaxed) - b_cycles_before;
     assert!(b_cycles >= 17, "the other device kept its 100 ms rate: {b_cycles} cycles in 2 s");
@@ -311,7 +311,7 @@ async fn b11_reconnect_after_the_device_drops_and_the_other_device_never_misses_
     let mut good_at = None;
     while back.elapsed() < Duration::from_secs(3) {
         let got = chain.take().await;
-        if got.iter().any(|s| s.meta.device == "a" && s.quality == Quality::Good) {
+        if got.iter().any(|s| &*s.meta.device == "a" && s.quality == Quality::Good) {
             good_at = Some(back.elapsed());
             break;
         }
@@ -346,7 +346,7 @@ async fn b11_silent_device_times_out_degrades_and_never_takes_late_answers() {
     let all: Vec<&Sample> = slow.iter().chain(got.iter()).collect();
     for s in &all {
         if s.quality == Quality::Good {
-            let want = if s.meta.tag == "a" { 1111 } else { 2222 };
+            let want = if &*s.meta.tag == "a" { 1111 } else { 2222 };
             assert_eq!(s.value, Value::U64(want), "tag {} got another request's answer", s.meta.tag);
         }
     }
@@ -410,10 +410,10 @@ async fn units_behind_one_gateway_share_a_connection_and_a_dead_unit_is_degraded
     let devs = devices(&(dev("one", 1) + &dev("two", 2) + &dev("ghost", 3)));
     let mut chain = Chain::start(&devs);
     let got = chain.wait_for("two", 3, Duration::from_secs(3)).await;
-    assert!(of(&got, "v").iter().filter(|s| s.meta.device == "one").all(|s| s.value == Value::U64(11)));
-    assert!(of(&got, "v").iter().filter(|s| s.meta.device == "two").all(|s| s.value == Value::U64(22)));
+    assert!(of(&got, "v").iter().filter(|s| &*s.meta.device == "one").all(|s| s.value == Value::U64(11)));
+    assert!(of(&got, "v").iter().filter(|s| &*s.meta.device == "two").all(|s| s.value == Value::U64(22)));
     // Unit 3 does not exist: the simulated gateway answers exception 0x0B.
-    let ghost: Vec<&Sample> = got.iter().filter(|s| s.meta.device == "ghost").collect();
+    let ghost: Vec<&Sample> = got.iter().filter(|s| &*s.meta.device == "ghost").collect();
     assert!(ghost.iter().all(|s| s.quality == Quality::Bad && s.reason.as_deref().unwrap().starts_with("device_exception(11)")));
     // Unit 2 stops answering (silent): it is degraded, the others keep their rate.
     s.station("u2").unwrap().set_faults(Faults { silent: true, ..Default::default() });
@@ -423,7 +423,7 @@ async fn units_behind_one_gateway_share_a_connection_and_a_dead_unit_is_degraded
     let c1 = chain.telemetry.devices()[0].cycles.load(Ordering::Relaxed);
     assert!(c1 - c0 >= 15, "unit 1 kept its rate beside a dead unit: {} cycles in 2 s", c1 - c0);
     let got = chain.take().await;
-    let two: Vec<&Sample> = got.iter().filter(|s| s.meta.device == "two").collect();
+    let two: Vec<&Sample> = got.iter().filter(|s| &*s.meta.device == "two").collect();
     assert!(two.len() >= 15, "the dead unit still reports bad samples every cycle");
     assert!(two.iter().all(|s| s.quality == Quality::Bad));
     assert!(two.iter().any(|s| s.reason.as_deref().unwrap().contains("not answering")), "degraded mode visible");

@@ -223,7 +223,7 @@ async fn payloads_keep_64_bit_integers_and_never_carry_nan() {
     let mut sub = Sub::new(broker.port, "t/#").await;
     let chain = SinkChain::start(sink_cfg(broker.port, ""), BufferConfig::default());
     let ts = Timestamp::from_millis(1_764_410_073_120);
-    let m = |tag: &str, unit: Option<&str>| TagMeta::new("pump1", tag, unit.map(str::to_string));
+    let m = |tag: &str, unit: Option<&str>| TagMeta::new("pump1", tag, unit);
     let samples = vec![
         Sample::good(m("energy", Some("W.h")), Value::U64(9007199254740993), ts),
         Sample::good(m("min", None), Value::I64(i64::MIN), ts),

@@ -79,8 +79,8 @@ impl Encoder {
                 let mut order: Vec<(&str, Vec<&Sample>)> = Vec::new();
                 let mut index: HashMap<&str, usize> = HashMap::new();
                 for s in rows {
-                    let i = *index.entry(s.meta.device.as_str()).or_insert_with(|| {
-                        order.push((s.meta.device.as_str(), Vec::new()));
+                    let i = *index.entry(&*s.meta.device).or_insert_with(|| {
+                        order.push((&*s.meta.device, Vec::new()));
                         order.len() - 1
                     });
                     order[i].1.push(s);

@@ -88,7 +88,7 @@ fn spans_of(dev: &ModbusDevice) -> Vec<TagSpan> {
 
 /// Starts one polling task per distinct endpoint of `devices`.
 pub fn spawn_all(
-    devices: &[ModbusDevice],
+    devices: Vec<ModbusDevice>,
     ingest: Arc<Ingest>,
     telemetry: &Telemetry,
     cancel: CancellationToken,
@@ -96,8 +96,8 @@ pub fn spawn_all(
     let mut by_endpoint: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
     for d in devices {
         match by_endpoint.iter_mut().find(|(e, _)| *e == d.endpoint) {
-            Some((_, v)) => v.push(d.clone()),
-            None => by_endpoint.push((d.endpoint.clone(), vec![d.clone()])),
+            Some((_, v)) => v.push(d),
+            None => by_endpoint.push((d.endpoint.clone(), vec![d])),
         }
     }
     let mut handles = Vec::new();
@@ -133,7 +133,8 @@ impl EndpointPoller {
                     requests: reqs.into_iter().map(|req| Planned { req, keep_whole: false }).collect(),
                 })
                 .collect();
-            let metas = cfg.tags.iter().map(|t| TagMeta::new(&cfg.name, &t.name, t.unit.clone())).collect();
+            let device: Arc<str> = cfg.name.as_str().into();
+            let metas = cfg.tags.iter().map(|t| TagMeta::new(device.clone(), t.name.as_str(), t.unit.as_deref())).collect();
             devices.push(Device {
                 spans: spans_of(&cfg),
                 stats: telemetry.device(&cfg.name),
