@@ -65,7 +65,7 @@ fn rss_mb(pid: u32, field: &str) -> f64 {
 }
 
 fn configs(dir: &Path, s: &Scenario, broker: u16) -> (PathBuf, PathBuf) {
-    let base = free_port().max(20000) - 0;
+    let base = free_port().max(20000);
     let mut ports = Vec::new();
     let mut p = base;
     while ports.len() < s.devices {
@@ -128,7 +128,7 @@ async fn subscribe(port: u16, c: Arc<Counters>) {
                 let k = count_seq(&p.payload);
                 c.samples.fetch_add(k, Ordering::Relaxed);
                 n += 1;
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     // Latency of one sample of every 20th message.
                     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload)
                         && let Some(ts) = v["samples"][0]["recv_ts"].as_str()

@@ -162,6 +162,7 @@ fn spawn_systemd(status: StatusLine, stop: CancellationToken) -> JoinHandle<()> 
             return;
         };
         let every = wd / 2;
+        let mut last = (status.buffer.accepted_total.load(Ordering::Relaxed), std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -170,7 +171,10 @@ fn spawn_systemd(status: StatusLine, stop: CancellationToken) -> JoinHandle<()> 
             let beat = status.buffer.heartbeat_ms.load(Ordering::Relaxed);
             let now = crate::buffer::unix_ms_now();
             if now.saturating_sub(beat) < wd.as_millis() as u64 {
-                let line = status.render(0.0);
+                let n = status.buffer.accepted_total.load(Ordering::Relaxed);
+                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
+                last = (n, std::time::Instant::now());
+                let line = status.render(rate);
                 let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&line)]);
             } else {
                 tracing::error!("buffer writer is stuck; withholding the systemd watchdog ping");

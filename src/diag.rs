@@ -112,6 +112,13 @@ impl<'a> Diag<'a> {
         &self.warnings
     }
 
+    /// Ends collection when errors were recorded: all of them, sorted by line.
+    pub fn into_errors(self) -> ConfigErrors {
+        let mut e = self.errors;
+        e.sort_by_key(|e| (e.line, e.col));
+        ConfigErrors(e)
+    }
+
     /// Ends collection: the errors, if any.
     pub fn finish(self) -> Result<Vec<ConfigError>, ConfigErrors> {
         if self.errors.is_empty() {
@@ -139,10 +146,19 @@ pub type Item<'i> = toml::Spanned<toml::de::DeValue<'i>>;
 /// Deserializes one TOML item into `T`, recording any error under `key`.
 pub fn de_item<T: serde::de::DeserializeOwned>(item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<T> {
     let span = item.span();
+    // Which key holds which span, to name the key of a wrong-typed value.
+    let spans: Vec<(String, Range<usize>)> = match item.get_ref() {
+        toml::de::DeValue::Table(t) => t.iter().map(|(k, v)| (k.get_ref().to_string(), v.span())).collect(),
+        _ => Vec::new(),
+    };
     match T::deserialize(toml::de::ValueDeserializer::from(item)) {
         Ok(v) => Some(v),
         Err(e) => {
-            diag.toml(&e, key, span);
+            let field = e
+                .span()
+                .and_then(|es| spans.iter().find(|(_, vs)| vs.start <= es.start && es.end <= vs.end))
+                .map(|(k, _)| format!("{key} / {k}"));
+            diag.toml(&e, field.as_deref().unwrap_or(key), span);
             None
         }
     }
@@ -190,4 +206,40 @@ impl<'a> Diag<'a> {
     pub fn source(&self) -> &'a str {
         self.src
     }
+}
+
+/// Reports every key of a table item that is not in `known` (each with its
+/// own line, and a suggestion when a known key is close) and removes them, so
+/// that the rest of the table is still checked.
+pub fn reject_unknown_keys(item: &mut Item<'_>, known: &[&str], diag: &mut Diag<'_>, key: &str) {
+    let toml::de::DeValue::Table(t) = item.get_mut() else {
+        return;
+    };
+    let unknown: Vec<_> = t.keys().filter(|k| !known.contains(&k.get_ref().as_ref())).cloned().collect();
+    for k in unknown {
+        let name: &str = k.get_ref().as_ref();
+        let hint = known
+            .iter()
+            .map(|c| (edit_distance(name, c), *c))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, c)| format!("did you mean `{c}`? "))
+            .unwrap_or_default();
+        diag.error(k.span(), key, format!("unknown key `{name}`; {hint}expected one of: {}", known.join(", ")));
+        t.remove(&k);
+    }
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }

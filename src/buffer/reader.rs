@@ -29,6 +29,9 @@ impl std::fmt::Debug for Reader {
     }
 }
 
+/// seq, tag_id, kind, value, reason, ts, recv_ts.
+type RawRow = (u64, i64, i64, Value, Option<Arc<str>>, i64, i64);
+
 const SELECT: &str = "SELECT seq, tag_id, kind, value, reason, ts, recv_ts FROM samples \
                       WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3";
 
@@ -37,6 +40,8 @@ impl Reader {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         schema::pragmas(&conn, durability)?;
         conn.pragma_update(None, "query_only", true)?;
+        // Sequential range reads: a small page cache is enough.
+        conn.pragma_update(None, "cache_size", -512)?;
         Ok(Reader { inner: Arc::new(Mutex::new(Inner { conn, tags })) })
     }
 
@@ -47,7 +52,7 @@ impl Reader {
         let Inner { conn, tags } = &mut *g;
         let mut out = Vec::with_capacity(limit.min(4096));
         let mut missing: Vec<i64> = Vec::new();
-        let mut rows: Vec<(u64, i64, i64, Value, Option<Arc<str>>, i64, i64)> = Vec::with_capacity(limit.min(4096));
+        let mut rows: Vec<RawRow> = Vec::with_capacity(limit.min(4096));
         {
             let mut st = conn.prepare_cached(SELECT)?;
             let mut q = st.query(params![after.min(i64::MAX as u64) as i64, upto.min(i64::MAX as u64) as i64, limit as i64])?;
@@ -77,7 +82,7 @@ impl Reader {
                     let unit: String = r.get(2)?;
                     Ok(TagMeta::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, Some(unit.as_str()).filter(|u| !u.is_empty())))
                 })
-                .unwrap_or_else(|_| TagMeta::new("?", format!("tag#{id}"), None));
+                .unwrap_or_else(|_| TagMeta::new("unknown-device", format!("unknown-tag-{id}"), None));
             tags.insert(id, meta);
         }
         let metas = tags.snapshot(rows.iter().map(|r| r.1));

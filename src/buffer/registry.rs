@@ -57,7 +57,7 @@ impl TagRegistry {
         let mut local: HashMap<i64, Arc<TagMeta>> = HashMap::new();
         for id in ids {
             if let std::collections::hash_map::Entry::Vacant(e) = local.entry(id) {
-                let meta = m.get(&id).cloned().unwrap_or_else(|| TagMeta::new("?", format!("tag#{id}"), None));
+                let meta = m.get(&id).cloned().unwrap_or_else(|| TagMeta::new("unknown-device", format!("unknown-tag-{id}"), None));
                 e.insert(meta);
             }
         }

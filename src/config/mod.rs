@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str};
+use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str, reject_unknown_keys};
 use crate::sinks::mqtt::config::{MqttSinkConfig, parse_sink};
 use crate::sources::modbus::config::{ModbusDevice, parse_device};
 use crate::{names, units};
@@ -68,7 +68,7 @@ pub enum StartupCheck {
 pub struct BufferConfig {
     /// Most bytes of live database pages (default 1 GiB); oldest rows dropped beyond.
     pub max_bytes: u64,
-    /// Oldest sample kept, by acceptance time (default 7 days); zero = no limit.
+    /// Oldest sample kept, by acquisition time `recv_ts` (default 7 days); zero = no limit.
     pub max_age: Duration,
     /// Most rows (default 0 = no limit).
     pub max_rows: u64,
@@ -137,10 +137,18 @@ struct RawGateway {
     status_interval: Option<Spanned<String>>,
 }
 
+/// A size written as a string with a unit (`"512MiB"`) or a plain number of bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBuffer {
-    max_bytes: Option<Spanned<String>>,
+    max_bytes: Option<Spanned<RawSize>>,
     max_age: Option<Spanned<String>>,
     max_rows: Option<Spanned<i64>>,
     durability: Option<Spanned<String>>,
@@ -174,7 +182,7 @@ impl Config {
             for e in &syntax {
                 diag.toml(e, "", 0..0);
             }
-            return Err(diag.finish().err().expect("syntax errors were recorded"));
+            return Err(diag.into_errors());
         }
         let doc_span = doc.span();
         let mut gateway_item = None;
@@ -280,7 +288,11 @@ fn dur(diag: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Dur
     }
 }
 
-fn parse_gateway(item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfig> {
+const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
+const BUFFER_KEYS: &[&str] = &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check"];
+
+fn parse_gateway(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfig> {
+    reject_unknown_keys(&mut item, GATEWAY_KEYS, diag, "gateway");
     let raw: RawGateway = de_item(item, diag, "gateway")?;
     let before = diag.error_count();
     if let Err(e) = names::check(raw.id.get_ref()) {
@@ -296,12 +308,18 @@ fn parse_gateway(item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfig> {
     Some(GatewayConfig { id: raw.id.into_inner(), data_dir, health_interval, status_interval })
 }
 
-fn parse_buffer(item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
+fn parse_buffer(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
+    reject_unknown_keys(&mut item, BUFFER_KEYS, diag, "buffer");
     let raw: RawBuffer = de_item(item, diag, "buffer")?;
     let before = diag.error_count();
     let mut b = BufferConfig::default();
     if let Some(s) = &raw.max_bytes {
-        match units::parse_size(s.get_ref()) {
+        let parsed = match s.get_ref() {
+            RawSize::Bytes(b) if *b >= 0 => Ok(*b as u64),
+            RawSize::Bytes(b) => Err(format!("size {b} is negative")),
+            RawSize::Text(t) => units::parse_size(t),
+        };
+        match parsed {
             Ok(v) if v >= 1 << 20 => b.max_bytes = v,
             Ok(_) => diag.error(s.span(), "buffer / max_bytes", "max_bytes must be at least 1MiB"),
             Err(e) => diag.error(s.span(), "buffer / max_bytes", e),

@@ -163,14 +163,31 @@ struct RawTag {
     signal: Spanned<RawSignal>,
 }
 
+/// A TOML number kept exact when it is an integer.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn f(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawSignal {
-    Constant { value: Option<f64>, text: Option<String> },
+    Constant { value: Option<Num>, text: Option<String> },
     Sine { amplitude: f64, #[serde(default)] offset: f64, period: String, #[serde(default)] phase: f64 },
     Ramp { #[serde(default)] start: f64, slope: f64, min: f64, max: f64 },
     RandomWalk { start: f64, step: f64, min: f64, max: f64, seed: Option<u64> },
-    Counter { #[serde(default)] start: f64, #[serde(default = "one")] step: f64, wrap: Option<f64> },
+    Counter { #[serde(default)] start: i64, #[serde(default = "one_int")] step: i64, wrap: Option<i64> },
     Square { #[serde(default)] low: f64, #[serde(default = "one")] high: f64, period: String, #[serde(default = "half")] duty: f64 },
     Csv { file: String, column: String, #[serde(default = "semicolon")] delimiter: String, #[serde(default = "yes")] r#loop: bool },
     Tick {},
@@ -178,6 +195,9 @@ enum RawSignal {
 
 fn one() -> f64 {
     1.0
+}
+fn one_int() -> i64 {
+    1
 }
 fn half() -> f64 {
     0.5
@@ -189,10 +209,13 @@ fn yes() -> bool {
     true
 }
 
+/// A loaded CSV file: its header and its columns (numbers, `None` for empty
+/// or non-numeric cells).
+type CsvTable = (Vec<String>, Vec<Vec<Option<f64>>>);
 /// Loaded CSV files, shared by the tags that replay their columns.
-type CsvCache = HashMap<(PathBuf, u8), Arc<(Vec<String>, Vec<Vec<Option<f64>>>)>>;
+type CsvCache = HashMap<(PathBuf, u8), Arc<CsvTable>>;
 
-fn load_csv(path: &Path, delimiter: u8, cache: &mut CsvCache) -> Result<Arc<(Vec<String>, Vec<Vec<Option<f64>>>)>, String> {
+fn load_csv(path: &Path, delimiter: u8, cache: &mut CsvCache) -> Result<Arc<CsvTable>, String> {
     if let Some(t) = cache.get(&(path.to_path_buf(), delimiter)) {
         return Ok(t.clone());
     }
@@ -236,7 +259,7 @@ impl SimConfig {
             Ok(r) => r,
             Err(e) => {
                 d.toml(&e, "", 0..0);
-                return Err(d.finish().err().expect("an error was recorded"));
+                return Err(d.into_errors());
             }
         };
         let default_tick = match &raw.sim.tick {
@@ -384,7 +407,8 @@ impl SimConfig {
                     }
                 };
                 let signal = match rt.signal.into_inner() {
-                    RawSignal::Constant { value: Some(v), text: None } => Signal::Constant(v),
+                    RawSignal::Constant { value: Some(Num::Int(v)), text: None } => Signal::ConstantInt(v as i128),
+                    RawSignal::Constant { value: Some(v), text: None } => Signal::Constant(v.f()),
                     RawSignal::Constant { value: None, text: Some(t) } => Signal::Text(t),
                     RawSignal::Constant { .. } => {
                         d.error(span, &skey, "constant needs exactly one of `value` or `text`");
@@ -408,7 +432,9 @@ impl SimConfig {
                         max,
                         rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
                     },
-                    RawSignal::Counter { start, step, wrap } => Signal::Counter { value: start, start, step, wrap, first: true },
+                    RawSignal::Counter { start, step, wrap } => {
+                        Signal::Counter { value: start as i128, start: start as i128, step: step as i128, wrap: wrap.map(|w| w as i128), first: true }
+                    }
                     RawSignal::Square { low, high, period, duty } => match dur(&mut d, &period) {
                         Some(p) => Signal::Square { low, high, period_s: p, duty: duty.clamp(0.0, 1.0) },
                         None => continue,

@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub enum SimValue {
     /// A number (encoded into the tag's type).
     Num(f64),
+    /// An exact integer (counters and integer constants: 2^53 + 1 stays exact).
+    Int(i128),
     /// Text (string tags).
     Text(String),
     /// No value this tick (empty CSV cell): the register keeps its content.
@@ -29,6 +31,8 @@ pub struct CsvColumn {
 pub enum Signal {
     /// A fixed number, written once (clients may overwrite it: a setpoint).
     Constant(f64),
+    /// A fixed integer, written once, exact.
+    ConstantInt(i128),
     /// Fixed text, written once.
     Text(String),
     /// `offset + amplitude · sin(2π (t / period + phase))`.
@@ -38,7 +42,8 @@ pub enum Signal {
     /// Moves by a uniform step in `[-step, step]` per tick, kept in `[min, max]`.
     RandomWalk { value: f64, step: f64, min: f64, max: f64, rng: fastrand::Rng },
     /// `start`, then `+step` per tick; back to `start` past `wrap` if set.
-    Counter { value: f64, start: f64, step: f64, wrap: Option<f64>, first: bool },
+    /// Exact integer arithmetic (64-bit counters cross 2^53 correctly).
+    Counter { value: i128, start: i128, step: i128, wrap: Option<i128>, first: bool },
     /// `high` for `duty` of each `period`, else `low` (a toggle with duty 0.5).
     Square { low: f64, high: f64, period_s: f64, duty: f64 },
     /// Replays a CSV column, one row per tick, looping or stopping at the end.
@@ -50,13 +55,14 @@ pub enum Signal {
 impl Signal {
     /// True for signals written only at start (clients may change them).
     pub fn is_static(&self) -> bool {
-        matches!(self, Signal::Constant(_) | Signal::Text(_))
+        matches!(self, Signal::Constant(_) | Signal::ConstantInt(_) | Signal::Text(_))
     }
 
     /// The value at `t` seconds since start and tick number `tick`.
     pub fn sample(&mut self, t: f64, tick: u64) -> SimValue {
         match self {
             Signal::Constant(v) => SimValue::Num(*v),
+            Signal::ConstantInt(v) => SimValue::Int(*v),
             Signal::Text(s) => SimValue::Text(s.clone()),
             Signal::Sine { amplitude, offset, period_s, phase } => {
                 SimValue::Num(*offset + *amplitude * (std::f64::consts::TAU * (t / *period_s + *phase)).sin())
@@ -80,7 +86,7 @@ impl Signal {
                         *value = *start;
                     }
                 }
-                SimValue::Num(*value)
+                SimValue::Int(*value)
             }
             Signal::Square { low, high, period_s, duty } => {
                 let phase = (t / *period_s).rem_euclid(1.0);
@@ -97,7 +103,7 @@ impl Signal {
                     None => SimValue::Missing,
                 }
             }
-            Signal::Tick => SimValue::Num(tick as f64),
+            Signal::Tick => SimValue::Int(tick as i128),
         }
     }
 }
@@ -111,9 +117,12 @@ mod tests {
         let mut s = Signal::Sine { amplitude: 2.0, offset: 10.0, period_s: 4.0, phase: 0.0 };
         assert_eq!(s.sample(0.0, 0), SimValue::Num(10.0));
         assert!(matches!(s.sample(1.0, 0), SimValue::Num(v) if (v - 12.0).abs() < 1e-9));
-        let mut c = Signal::Counter { value: 5.0, start: 5.0, step: 1.0, wrap: Some(6.0), first: true };
+        let mut c = Signal::Counter { value: 5, start: 5, step: 1, wrap: Some(6), first: true };
         let seq: Vec<SimValue> = (0..4).map(|i| c.sample(0.0, i)).collect();
-        assert_eq!(seq, vec![SimValue::Num(5.0), SimValue::Num(6.0), SimValue::Num(5.0), SimValue::Num(6.0)]);
+        assert_eq!(seq, vec![SimValue::Int(5), SimValue::Int(6), SimValue::Int(5), SimValue::Int(6)]);
+        let mut big = Signal::Counter { value: 9007199254740992, start: 9007199254740992, step: 1, wrap: None, first: true };
+        big.sample(0.0, 0);
+        assert_eq!(big.sample(0.0, 1), SimValue::Int(9007199254740993));
         let mut r = Signal::Ramp { start: 0.0, slope: 1.0, min: 0.0, max: 10.0 };
         assert_eq!(r.sample(12.0, 0), SimValue::Num(2.0));
         let mut q = Signal::Square { low: 0.0, high: 1.0, period_s: 2.0, duty: 0.5 };

@@ -228,11 +228,31 @@ fn to_value(tag: &SimTag, v: f64) -> Value {
     }
 }
 
+/// Exact integers go to integer types unchanged (saturated to the type's
+/// range) when no scaling is configured; otherwise they take the float path.
+fn int_value(tag: &SimTag, i: i128) -> Value {
+    if tag.scale != 1.0 || tag.offset != 0.0 || tag.ty.is_float() || tag.ty == DataType::Bool {
+        return to_value(tag, i as f64);
+    }
+    let (lo, hi): (i128, i128) = match tag.ty {
+        DataType::U16 => (0, u16::MAX as i128),
+        DataType::U32 => (0, u32::MAX as i128),
+        DataType::U64 => (0, u64::MAX as i128),
+        DataType::I16 => (i16::MIN as i128, i16::MAX as i128),
+        DataType::I32 => (i32::MIN as i128, i32::MAX as i128),
+        DataType::I64 => (i64::MIN as i128, i64::MAX as i128),
+        _ => return to_value(tag, i as f64),
+    };
+    let v = i.clamp(lo, hi);
+    if lo == 0 { Value::U64(v as u64) } else { Value::I64(v as i64) }
+}
+
 fn write_tag(bank: &mut Bank, tag: &SimTag, v: SimValue) {
     let value = match v {
         SimValue::Missing => return,
         SimValue::Text(s) => Value::Str(s),
         SimValue::Num(x) => to_value(tag, x),
+        SimValue::Int(i) => int_value(tag, i),
     };
     let a = tag.address as usize;
     match tag.table {

@@ -4,7 +4,7 @@
 mod health;
 mod status;
 
-pub use health::spawn_health;
+pub use health::{HEALTH_DEVICE, spawn_health};
 pub use status::{StatusLine, spawn_status};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -37,7 +37,7 @@ impl StatusLine {
             .collect()
     }
 
-    /// One line: `in 1520/s | buffer 1.2 MiB, 3400 rows | plant-broker: connected, backlog 0 | dropped 0 | devices 3/3 up`.
+    /// One line: `in 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, backlog 0 | dropped 0 | devices 3/3 up`.
     pub fn render(&self, rate: f64) -> String {
         let mut parts = vec![format!("in {rate:.0} samples/s")];
         parts.push(format!(

@@ -134,7 +134,29 @@ fn unknown_topic_placeholder() {
 #[test]
 fn unknown_key_is_named_with_its_line() {
     let t = with("timeout = \"1s\"", "timout = \"1s\"");
-    assert_one(&t, "timout", "device #1", "unknown field `timout`");
+    assert_one(&t, "timout", "device #1", "unknown key `timout`; did you mean `timeout`?");
+}
+
+#[test]
+fn an_unknown_device_key_does_not_hide_tag_errors() {
+    let t = with("timeout = \"1s\"", "timout = \"1s\"").replacen("byte_order = \"CDAB\"", "byte_order = \"CBAD\"", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("timout")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("CBAD")), "tag errors are still reported: {errs:?}");
+    // A wrong type in the device table does not hide them either.
+    let t = with("unit_id = 1", "unit_id = \"one\"").replacen("byte_order = \"CDAB\"", "byte_order = \"CBAD\"", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("unit_id")) && errs.iter().any(|e| e.contains("CBAD")), "{errs:?}");
+}
+
+#[test]
+fn reserved_names_and_default_status_topic() {
+    let t = with("name = \"pump1\"", "name = \"_relais\"");
+    assert_one(&t, "_relais", "name", "reserved");
+    let t = GOOD.replacen("topic = \"icam/line5/{device}/{tag}\"\n", "", 1);
+    let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
+    let SinkConfig::Mqtt(m) = &cfg.sinks[0];
+    assert_eq!(m.status_topic, "relais/line5-edge01/status");
 }
 
 #[test]
@@ -235,6 +257,13 @@ fn check_exit_codes_and_plan() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:") && err.contains("CBAD"), "{err}");
+}
+
+#[test]
+fn shipped_simulator_config_is_valid() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim-demo.toml");
+    let cfg = relais::sim::SimConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.stations.len(), 3);
 }
 
 #[test]

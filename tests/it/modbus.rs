@@ -199,7 +199,7 @@ type = "i16"
     assert_eq!(last("b8"), Value::Bool(false));
     // All 16 bit tags are served by one read of quantity 1.
     let reads = st.take_reads();
-    assert!(reads.iter().any(|r| *r == (Table::Holding, 228, 1)), "{reads:?}");
+    assert!(reads.contains(&(Table::Holding, 228, 1)), "{reads:?}");
     assert!(!reads.iter().any(|r| r.1 <= 228 && r.1 as u32 + r.2 as u32 > 229), "228 read as part of a larger block: {reads:?}");
 }
 

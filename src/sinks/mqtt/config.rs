@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::topic::TopicTemplate;
-use crate::diag::{Diag, Item, de_item};
+use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
 use crate::{names, units};
 
 /// Payload layout.
@@ -140,6 +140,13 @@ pub struct MqttSinkConfig {
     pub reconnect_max: Duration,
 }
 
+/// Keys of an MQTT `[[sink]]`.
+pub const SINK_KEYS: &[&str] = &[
+    "name", "type", "url", "client_id", "topic", "batch_topic", "status_topic", "qos", "format", "retain", "username",
+    "password", "password_file", "password_env", "ca_file", "client_cert", "client_key", "keep_alive", "max_inflight",
+    "batch_max_samples", "read_rows", "backlog_threshold", "reconnect_max",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSink {
@@ -173,7 +180,8 @@ struct RawSink {
 /// Parses one `[[sink]]` item with `type = "mqtt"`. `gateway` is the gateway
 /// id (for the default client id and status topic); relative paths resolve
 /// against `base_dir`, the config file's folder.
-pub fn parse_sink(item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &str, base_dir: &Path) -> Option<MqttSinkConfig> {
+pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &str, base_dir: &Path) -> Option<MqttSinkConfig> {
+    reject_unknown_keys(&mut item, SINK_KEYS, diag, key);
     let raw: RawSink = de_item(item, diag, key)?;
     let before = diag.error_count();
     let name = raw.name.get_ref().clone();
@@ -239,7 +247,11 @@ pub fn parse_sink(item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &str,
         }),
         (None, Some(t)) => {
             let p = t.static_prefix();
-            Some(if p.is_empty() { format!("relais/{gateway}/status") } else { format!("{p}/relais/{gateway}/status") })
+            Some(if p.is_empty() || p == "relais" || p.ends_with("/relais") {
+                format!("{}relais/{gateway}/status", p.strip_suffix("relais").unwrap_or(""))
+            } else {
+                format!("{p}/relais/{gateway}/status")
+            })
         }
         (None, None) => None,
     };
@@ -260,7 +272,7 @@ pub fn parse_sink(item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &str,
         }
     };
     let max_inflight = int(diag, &raw.max_inflight, "max_inflight", 1, 65_000, 100) as u16;
-    let batch_max_samples = int(diag, &raw.batch_max_samples, "batch_max_samples", 1, 100_000, 500) as usize;
+    let batch_max_samples = int(diag, &raw.batch_max_samples, "batch_max_samples", 1, 10_000, 500) as usize;
     let read_rows = int(diag, &raw.read_rows, "read_rows", 1, 100_000, 1000) as usize;
     let backlog_threshold = int(diag, &raw.backlog_threshold, "backlog_threshold", 0, i64::MAX, 10_000) as u64;
     let dur = |diag: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str, default: Duration| match v {

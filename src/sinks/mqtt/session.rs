@@ -88,8 +88,8 @@ pub fn options(cfg: &MqttSinkConfig, gateway: &str) -> anyhow::Result<MqttOption
     let mut o = MqttOptions::new(&cfg.client_id, &cfg.broker.host, cfg.broker.port);
     o.set_keep_alive(cfg.keep_alive);
     o.set_clean_session(true);
-    // One more than our own window, so packet ids never collide (rumqttc wraps
-    // ids at this value).
+    // Above our own window (birth and goodbye included), so packet ids never
+    // collide: rumqttc wraps ids at this value.
     o.set_inflight(cfg.max_inflight.saturating_add(2));
     o.set_request_channel_capacity(cfg.max_inflight as usize * 2 + 16);
     o.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);

@@ -61,15 +61,19 @@ impl TopicTemplate {
         Ok(TopicTemplate { src: src.to_string(), parts })
     }
 
-    /// Renders the topic of one tag.
+    /// Renders the topic of one tag. In the names, the MQTT wildcards `+`
+    /// and `#` and NUL become `_`, so a rendered topic is always publishable.
     pub fn render(&self, gateway: &str, device: &str, tag: &str) -> String {
         let mut s = String::with_capacity(self.src.len() + device.len() + tag.len());
+        let push = |s: &mut String, name: &str| {
+            s.extend(name.chars().map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }));
+        };
         for p in &self.parts {
             match p {
                 Part::Lit(l) => s.push_str(l),
-                Part::Gateway => s.push_str(gateway),
-                Part::Device => s.push_str(device),
-                Part::Tag => s.push_str(tag),
+                Part::Gateway => push(&mut s, gateway),
+                Part::Device => push(&mut s, device),
+                Part::Tag => push(&mut s, tag),
             }
         }
         s
@@ -137,5 +141,6 @@ mod tests {
         assert_eq!(TopicTemplate::parse("{gateway}/{device}").unwrap().static_prefix(), "");
         assert_eq!(TopicTemplate::parse("plant/status").unwrap().static_prefix(), "plant/status");
         assert!(TopicTemplate::parse("{tag}/x/{device}").unwrap().without_tag_level().is_none());
+        assert_eq!(t.render("gw", "a+b", "c#d"), "icam/line5/a_b/c_d", "names never inject wildcards");
     }
 }

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::planner::Limits;
 use super::types::{ByteOrder, DataType, Table};
-use crate::diag::{Diag, Item, de_item, take_key};
+use crate::diag::{Diag, Item, de_item, reject_unknown_keys, take_key};
 use crate::{names, units};
 
 /// A validated Modbus TCP device.
@@ -67,6 +67,15 @@ impl ModbusTag {
     }
 }
 
+/// Keys of a Modbus `[[device]]` (besides its `[[device.tag]]` list).
+pub const DEVICE_KEYS: &[&str] = &[
+    "name", "protocol", "endpoint", "unit_id", "timeout", "poll_interval", "byte_order",
+    "max_registers_per_request", "max_bits_per_request", "max_gap", "max_gap_bits", "reconnect_max",
+];
+/// Keys of a Modbus `[[device.tag]]`.
+pub const TAG_KEYS: &[&str] =
+    &["name", "table", "address", "type", "byte_order", "bit", "scale", "offset", "unit", "poll_interval", "description"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDevice {
@@ -81,6 +90,7 @@ struct RawDevice {
     max_registers_per_request: Option<Spanned<i64>>,
     max_bits_per_request: Option<Spanned<i64>>,
     max_gap: Option<Spanned<i64>>,
+    max_gap_bits: Option<Spanned<i64>>,
     reconnect_max: Option<Spanned<String>>,
 }
 
@@ -177,12 +187,28 @@ fn modicon(text: &str) -> Result<(Table, u16), String> {
 /// Returns `None` when any error was recorded.
 pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<ModbusDevice> {
     let tags_item = take_key(&mut item, "tag");
-    let raw: RawDevice = de_item(item, diag, key)?;
     let before = diag.error_count();
+    reject_unknown_keys(&mut item, DEVICE_KEYS, diag, key);
+    let Some(raw) = de_item::<RawDevice>(item, diag, key) else {
+        // Still check the tags, so one pass shows every error.
+        if let Some(t) = tags_item {
+            for (i, t) in crate::diag::array_items(t, diag, &format!("{key} / tag")).into_iter().enumerate() {
+                let tkey = format!("{key} / tag #{}", i + 1);
+                let mut t = t;
+                reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
+                if let Some(rt) = de_item::<RawTag>(t, diag, &tkey) {
+                    validate_tag(rt, diag, key, ByteOrder::ABCD, Duration::from_secs(1), &Limits::default());
+                }
+            }
+        }
+        return None;
+    };
     let name = raw.name.get_ref().clone();
     let key = format!("device {name:?}");
     if let Err(e) = names::check(&name) {
         diag.error(raw.name.span(), &format!("{key} / name"), e);
+    } else if name == crate::telemetry::HEALTH_DEVICE {
+        diag.error(raw.name.span(), &format!("{key} / name"), format!("{name:?} is reserved for the gateway's own health samples"));
     }
     let endpoint = raw.endpoint.get_ref().trim().to_string();
     if let Err(e) = check_endpoint(&endpoint) {
@@ -203,9 +229,10 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         limits.max_bits = int_in(diag, v, &format!("{key} / max_bits_per_request"), 1, 2000).unwrap_or(2000) as u16;
     }
     if let Some(v) = &raw.max_gap {
-        let g = int_in(diag, v, &format!("{key} / max_gap"), 0, 124).unwrap_or(10) as u16;
-        limits.max_gap_registers = g;
-        limits.max_gap_bits = g.saturating_mul(16).min(1999);
+        limits.max_gap_registers = int_in(diag, v, &format!("{key} / max_gap"), 0, 124).unwrap_or(10) as u16;
+    }
+    if let Some(v) = &raw.max_gap_bits {
+        limits.max_gap_bits = int_in(diag, v, &format!("{key} / max_gap_bits"), 0, 1999).unwrap_or(64) as u16;
     }
 
     let mut tags = Vec::new();
@@ -217,8 +244,10 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     if items.is_empty() {
         diag.warn(raw.name.span(), &key, "device has no [[device.tag]]; nothing will be polled");
     }
-    for (i, t) in items.into_iter().enumerate() {
-        let Some(rt) = de_item::<RawTag>(t, diag, &format!("{key} / tag #{}", i + 1)) else { continue };
+    for (i, mut t) in items.into_iter().enumerate() {
+        let tkey = format!("{key} / tag #{}", i + 1);
+        reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
+        let Some(rt) = de_item::<RawTag>(t, diag, &tkey) else { continue };
         let tname = rt.name.get_ref().clone();
         if let Some(prev) = seen.get(&tname) {
             let (line, _) = crate::diag::line_col(diag.source(), prev.start);
@@ -262,7 +291,7 @@ fn validate_tag(
                 if let Some(tc) = table_cfg
                     && tc != t
                 {
-                    diag.error(rt.address.span(), &format!("{key} / address"), format!("Modicon reference {s:?} is in the {t} table but table = {tc:?}"));
+                    diag.error(rt.address.span(), &format!("{key} / address"), format!("Modicon reference {s:?} is in the {t} table but table = \"{tc}\""));
                 }
                 (t, a)
             }

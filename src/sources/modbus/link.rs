@@ -66,6 +66,8 @@ pub struct Link {
     failures: u64,
     state: LinkState,
     last_log: Option<Instant>,
+    /// Since when requests fail (None while the endpoint answers).
+    outage_since: Option<Instant>,
 }
 
 impl Link {
@@ -81,6 +83,7 @@ impl Link {
             failures: 0,
             state: LinkState::Idle,
             last_log: None,
+            outage_since: None,
         }
     }
 
@@ -106,6 +109,7 @@ impl Link {
         self.backoff = (self.backoff * 2).min(self.reconnect_max);
         self.failures += 1;
         self.state = LinkState::Backoff;
+        self.outage_since.get_or_insert_with(Instant::now);
         let now = Instant::now();
         if self.failures == 1 || self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
             tracing::warn!(endpoint = %self.endpoint, attempts = self.failures, retry_in = ?wait, "modbus endpoint unreachable: {why}");
@@ -113,10 +117,16 @@ impl Link {
         }
     }
 
-    /// Drops the connection; the next read reconnects at once.
+    /// Drops the connection; the next read reconnects at once. Logged once
+    /// per outage, not per attempt.
     pub fn drop_connection(&mut self, why: &str) {
         if self.ctx.take().is_some() {
-            tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
+            if self.outage_since.is_none() {
+                tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
+                self.outage_since = Some(Instant::now());
+            } else {
+                tracing::debug!(endpoint = %self.endpoint, "modbus connection dropped again: {why}");
+            }
             self.next_attempt = Instant::now();
             self.state = LinkState::Backoff;
         }
@@ -146,11 +156,7 @@ impl Link {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 self.ctx = Some(tokio_modbus::client::tcp::attach(stream));
-                if self.failures > 0 || self.state == LinkState::Backoff {
-                    tracing::info!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
-                } else {
-                    tracing::debug!(endpoint = %self.endpoint, "modbus endpoint connected");
-                }
+                tracing::debug!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
                 self.state = LinkState::Connected;
                 Ok(())
             }
@@ -200,9 +206,18 @@ impl Link {
                     self.failures = 0;
                     self.backoff = Duration::from_secs(1);
                 }
+                if let Some(since) = self.outage_since.take() {
+                    tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
+                }
                 Ok(words)
             }
-            Ok(Ok(Err(exc))) => Err(ReadError::Exception(u8::from(exc))),
+            Ok(Ok(Err(exc))) => {
+                // An exception is an answer: the link is fine.
+                if let Some(since) = self.outage_since.take() {
+                    tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
+                }
+                Err(ReadError::Exception(u8::from(exc)))
+            }
             Ok(Err(e)) => {
                 let msg = e.to_string();
                 self.drop_connection(&msg);

@@ -347,7 +347,14 @@ impl Device {
                             if let (Value::F64(x), Words::Registers(regs)) = (&v, words) {
                                 self.check_float(i, *x, &regs[off..off + n]);
                             }
-                            Sample::good(self.metas[i].clone(), apply_scale(v, scale, offset), ts)
+                            match apply_scale(v, scale, offset) {
+                                Value::F64(x) if !x.is_finite() => Sample::bad(
+                                    self.metas[i].clone(),
+                                    format!("{}: scaled value overflows ({x})", reason::NON_FINITE).into(),
+                                    ts,
+                                ),
+                                v => Sample::good(self.metas[i].clone(), v, ts),
+                            }
                         }
                         Some(Err(e)) => Sample::bad(self.metas[i].clone(), format!("{}: {e}", reason::PARSE_ERROR).into(), ts),
                         None => Sample::bad(self.metas[i].clone(), format!("{}: response too short", reason::PARSE_ERROR).into(), ts),

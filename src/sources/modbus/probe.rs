@@ -34,6 +34,7 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
 
 fn num(v: Value) -> String {
     match v {
+        Value::F64(f) if f != 0.0 && f.is_finite() && !(1e-6..1e15).contains(&f.abs()) => format!("{f:e}"),
         Value::F64(f) => format!("{f}"),
         other => other.to_string(),
     }
