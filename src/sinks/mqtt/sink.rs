@@ -41,7 +41,6 @@ struct Out {
     topic: Arc<str>,
     payload: Vec<u8>,
     samples: usize,
-    batch: u64,
 }
 
 /// Renders topics and payloads, caching topics per tag.
@@ -67,12 +66,12 @@ impl Encoder {
         t
     }
 
-    fn encode(&mut self, rows: &[Sample], batch: u64, out: &mut Vec<Out>) {
+    fn encode(&mut self, rows: &[Sample], out: &mut Vec<Out>) {
         match self.format {
             Format::Json => {
                 for s in rows {
                     let topic = self.topic_of(&s.meta);
-                    out.push(Out { topic, payload: sample_json(&self.gateway, s), samples: 1, batch });
+                    out.push(Out { topic, payload: sample_json(&self.gateway, s), samples: 1 });
                 }
             }
             Format::JsonBatch => {
@@ -99,7 +98,6 @@ impl Encoder {
                             topic: topic.clone(),
                             payload: batch_json(&self.gateway, device, chunk.iter().copied()),
                             samples: chunk.len(),
-                            batch,
                         });
                     }
                 }
@@ -215,17 +213,18 @@ impl MqttSink {
     }
 
     /// Reads and encodes the next batch on the blocking pool.
-    async fn prepare(&self, plan: ReadPlan, limit: usize) -> anyhow::Result<(Vec<Out>, Option<u64>, bool, u64)> {
+    /// Returns the messages, the last row's seq, and whether the read reached
+    /// `plan.upto` (fewer rows than `limit`).
+    async fn prepare(&self, plan: ReadPlan, limit: usize) -> anyhow::Result<(Vec<Out>, Option<u64>, bool)> {
         let reader = self.reader.clone();
         let encoder = self.encoder.clone();
-        let batch_id_hint = 0;
         tokio::task::spawn_blocking(move || {
             let rows = reader.read_blocking(plan.after, plan.upto, limit)?;
             let complete = rows.len() < limit;
             let last = rows.last().map(|s| s.seq);
             let mut out = Vec::new();
-            encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows, batch_id_hint, &mut out);
-            Ok((out, last, complete, rows.len() as u64))
+            encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows, &mut out);
+            Ok((out, last, complete))
         })
         .await?
     }
@@ -271,7 +270,8 @@ impl MqttSink {
 
         let mut fifo: VecDeque<Slot> = VecDeque::new();
         let mut inflight: HashMap<u16, Slot> = HashMap::new();
-        let mut pending: VecDeque<Out> = VecDeque::new();
+        // Encoded messages with their batch id, not yet handed to rumqttc.
+        let mut pending: VecDeque<(Out, u64)> = VecDeque::new();
         let mut outstanding = 0usize;
         let window = self.cfg.max_inflight as usize;
         let qos = if self.cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
@@ -289,15 +289,24 @@ impl MqttSink {
             // Publish what is ready, then read more while the window allows.
             loop {
                 while outstanding < window {
-                    let Some(m) = pending.front() else { break };
-                    match s.client.try_publish(m.topic.as_ref(), qos, self.cfg.retain, m.payload.clone()) {
+                    let Some((m, batch)) = pending.pop_front() else { break };
+                    match s.client.try_publish(m.topic.as_ref(), qos, self.cfg.retain, m.payload) {
                         Ok(()) => {
-                            let m = pending.pop_front().expect("front exists");
-                            fifo.push_back(Slot { batch: Some(m.batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce });
+                            fifo.push_back(Slot { batch: Some(batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce });
                             outstanding += 1;
                             self.stats.messages.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) => break, // request channel full: retry after the next event
+                        Err(e) => {
+                            // Request channel full (topics are always valid): keep the
+                            // message, retry after the next event.
+                            let payload = match e {
+                                rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p))
+                                | rumqttc::ClientError::Request(rumqttc::Request::Publish(p)) => p.payload.to_vec(),
+                                _ => Vec::new(),
+                            };
+                            pending.push_front((Out { topic: m.topic, payload, samples: m.samples }, batch));
+                            break;
+                        }
                     }
                 }
                 if !pending.is_empty() || outstanding >= window || lanes.batches_in_flight() >= 2 * window {
@@ -309,7 +318,7 @@ impl MqttSink {
                     Format::Json => self.cfg.read_rows.min(window - outstanding).max(1),
                     Format::JsonBatch => self.cfg.read_rows,
                 };
-                let (mut outs, last, complete, _n) = match self.prepare(plan, limit).await {
+                let (outs, last, complete) = match self.prepare(plan, limit).await {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::error!(sink = %self.cfg.name, error = %e, "cannot read the buffer; retrying");
@@ -318,10 +327,7 @@ impl MqttSink {
                     }
                 };
                 let id = lanes.record(plan, last, complete, outs.len());
-                for o in outs.iter_mut() {
-                    o.batch = id;
-                }
-                pending.extend(outs);
+                pending.extend(outs.into_iter().map(|o| (o, id)));
             }
             self.cursor.advance(lanes.cursor());
             if let Some((deadline, target)) = draining {
