@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub status_stdout: bool,
     /// Override `[gateway] status_interval`.
     pub status_interval: Option<Duration>,
+    /// Start only the buffer and the sinks (no devices, no sources): `relais import`.
+    pub sinks_only: bool,
 }
 
 /// Time sinks get at shutdown to deliver what is committed.
@@ -71,88 +73,150 @@ async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
     }
 }
 
-/// Runs the gateway until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
-    let Config { gateway, buffer: buffer_cfg, devices, sinks, warnings } = cfg;
-    for w in &warnings {
-        tracing::warn!("config: {w}");
-    }
-    let (n_devices, n_sinks) = (devices.len(), sinks.len());
-    let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
-    let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
-    let buffer = {
-        let (bcfg, dir, ingest) = (buffer_cfg, gateway.data_dir.clone(), ingest.clone());
-        let names = sink_names.clone();
-        tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            Buffer::open(&bcfg, &dir, ingest, &refs)
-        })
-        .await??
-    };
-    let telemetry = Arc::new(Telemetry::default());
+/// A started gateway: ring, buffer writer, sinks, sources, monitoring.
+pub struct Gateway {
+    /// Gateway id.
+    pub id: String,
+    /// The ingest ring.
+    pub ingest: Arc<Ingest>,
+    /// The buffer.
+    pub buffer: Buffer,
+    /// Component counters.
+    pub telemetry: Arc<Telemetry>,
+    /// What the status line reads.
+    pub status: StatusLine,
+    /// `type = "file"` sources (used by `relais import`).
+    pub file_sources: Vec<crate::sources::file::config::FileSource>,
+    sources_stop: CancellationToken,
+    sinks_stop: CancellationToken,
+    aux_stop: CancellationToken,
+    source_tasks: Vec<JoinHandle<()>>,
+    sink_tasks: Vec<JoinHandle<()>>,
+    aux: Vec<JoinHandle<()>>,
+}
 
-    // Sinks.
-    let sinks_stop = CancellationToken::new();
-    let mut sink_tasks = Vec::new();
-    for s in sinks {
-        match s {
-            SinkConfig::Mqtt(m) => {
-                let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
-                let stats = telemetry.sink(&m.name);
-                let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
-                sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
+impl Gateway {
+    /// Opens the buffer and starts sinks, sources and monitoring.
+    pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings } = cfg;
+        for w in &warnings {
+            tracing::warn!("config: {w}");
+        }
+        let (devices, sources) = if opts.sinks_only { (Vec::new(), sources.into_iter().filter(|s| matches!(s, crate::sources::SourceConfig::File(_))).collect()) } else { (devices, sources) };
+        let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
+        let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
+        let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
+        let buffer = {
+            let (bcfg, dir, ingest) = (buffer_cfg, gateway.data_dir.clone(), ingest.clone());
+            let names = sink_names.clone();
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                Buffer::open(&bcfg, &dir, ingest, &refs)
+            })
+            .await??
+        };
+        let telemetry = Arc::new(Telemetry::default());
+
+        // Sinks.
+        let sinks_stop = CancellationToken::new();
+        let mut sink_tasks = Vec::new();
+        for s in sinks {
+            match s {
+                SinkConfig::Mqtt(m) => {
+                    let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
+                    let stats = telemetry.sink(&m.name);
+                    let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
+                    sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
+                }
             }
         }
+
+        // Sources.
+        let sources_stop = CancellationToken::new();
+        let modbus: Vec<_> = devices
+            .into_iter()
+            .map(|d| match d {
+                DeviceConfig::ModbusTcp(m) => m,
+            })
+            .collect();
+        let mut source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+        let ctx = crate::sources::SourceCtx {
+            ingest: ingest.clone(),
+            reader: buffer.reader()?,
+            telemetry: telemetry.clone(),
+            stop: sources_stop.clone(),
+        };
+        let (tasks, file_sources) = crate::sources::spawn_sources(sources, &ctx).await?;
+        source_tasks.extend(tasks);
+
+        // Monitoring.
+        let aux_stop = CancellationToken::new();
+        let status = StatusLine {
+            ingest: ingest.clone(),
+            buffer: buffer.stats().clone(),
+            cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
+            telemetry: telemetry.clone(),
+        };
+        let every = opts.status_interval.unwrap_or(gateway.status_interval);
+        let aux = vec![
+            spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
+            spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
+            spawn_systemd(status.clone(), aux_stop.clone()),
+        ];
+        // Configuration parsing and planning are done: give their memory back.
+        crate::memory::trim();
+        tracing::info!(
+            gateway = %gateway.id, devices = n_devices, sources = n_sources, sinks = n_sinks,
+            data_dir = %gateway.data_dir.display(), "relais running"
+        );
+        Ok(Gateway {
+            id: gateway.id,
+            ingest,
+            buffer,
+            telemetry,
+            status,
+            file_sources,
+            sources_stop,
+            sinks_stop,
+            aux_stop,
+            source_tasks,
+            sink_tasks,
+            aux,
+        })
     }
 
-    // Sources.
-    let sources_stop = CancellationToken::new();
-    let modbus: Vec<_> = devices
-        .into_iter()
-        .map(|d| match d {
-            DeviceConfig::ModbusTcp(m) => m,
-        })
-        .collect();
-    let source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+    /// Committed samples not yet acknowledged by every sink (0 without sinks).
+    pub fn undelivered(&self) -> u64 {
+        self.status.backlogs().iter().map(|(_, b)| *b).max().unwrap_or(0)
+    }
 
-    // Monitoring.
-    let aux_stop = CancellationToken::new();
-    let status = StatusLine {
-        ingest: ingest.clone(),
-        buffer: buffer.stats().clone(),
-        cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
-        telemetry: telemetry.clone(),
-    };
-    let every = opts.status_interval.unwrap_or(gateway.status_interval);
-    let mut aux = vec![
-        spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
-        spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
-    ];
-    aux.push(spawn_systemd(status, aux_stop.clone()));
-    // Configuration parsing and planning are done: give their memory back.
-    crate::memory::trim();
+    /// The ordered shutdown (see the module docs).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let t0 = std::time::Instant::now();
+        self.sources_stop.cancel();
+        join_all(self.source_tasks, Duration::from_secs(1), "sources").await;
+        self.aux_stop.cancel();
+        join_all(self.aux, Duration::from_millis(200), "monitoring").await;
+        if tokio::time::timeout(Duration::from_secs(1), self.ingest.barrier()).await.is_err() {
+            tracing::warn!(pending = self.ingest.len(), "the buffer did not commit the last samples within 1s");
+        }
+        self.sinks_stop.cancel();
+        join_all(self.sink_tasks, SINK_GRACE + Duration::from_millis(800), "sinks").await;
+        let buffer = self.buffer;
+        let last = buffer.stats().last_seq.load(Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || buffer.close()).await?;
+        tracing::info!(last_seq = last, took = ?t0.elapsed(), "relais stopped");
+        Ok(())
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
+    let gw = Gateway::start(cfg, opts).await?;
     let _ = sd_notify::notify(&[NotifyState::Ready]);
-    tracing::info!(
-        gateway = %gateway.id, devices = n_devices, sinks = n_sinks,
-        data_dir = %gateway.data_dir.display(), "relais running"
-    );
-
     shutdown.cancelled().await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
-    let t0 = std::time::Instant::now();
-    sources_stop.cancel();
-    join_all(source_tasks, Duration::from_secs(1), "sources").await;
-    aux_stop.cancel();
-    join_all(aux, Duration::from_millis(200), "monitoring").await;
-    if tokio::time::timeout(Duration::from_secs(1), ingest.barrier()).await.is_err() {
-        tracing::warn!(pending = ingest.len(), "the buffer did not commit the last samples within 1s");
-    }
-    sinks_stop.cancel();
-    join_all(sink_tasks, SINK_GRACE + Duration::from_millis(800), "sinks").await;
-    let last = buffer.stats().last_seq.load(Ordering::Relaxed);
-    tokio::task::spawn_blocking(move || buffer.close()).await?;
-    tracing::info!(last_seq = last, took = ?t0.elapsed(), "relais stopped");
-    Ok(())
+    gw.shutdown().await
 }
 
 /// systemd: watchdog pings while the buffer writer is alive, and STATUS lines.

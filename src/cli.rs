@@ -65,6 +65,63 @@ pub enum Command {
         #[command(subcommand)]
         what: Probe,
     },
+    /// Import CSV or JSON files once (paths or globs), then forward them.
+    Import {
+        /// Configuration file (TOML) with a `[[source]]` of `type = "file"`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file source to use when the config has several.
+        #[arg(long)]
+        source: Option<String>,
+        /// Do not wait for the sinks to deliver before exiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Files or globs (quote globs: 'logs/*.csv').
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Records that could not be ingested: list, show one, export.
+    Quarantine {
+        #[command(subcommand)]
+        what: QuarantineCmd,
+    },
+}
+
+/// `relais quarantine` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCmd {
+    /// Counts by source and reason, then the newest records.
+    List {
+        /// Configuration file (for its data_dir).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Most records shown.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One record, with its raw text.
+    Show {
+        /// Configuration file (for its data_dir).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Record id (from `list`).
+        id: i64,
+    },
+    /// All records (or one source's) as JSON Lines.
+    Export {
+        /// Configuration file (for its data_dir).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Probe targets.
@@ -93,9 +150,9 @@ pub enum Probe {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tokio_modbus=warn,rumqttc=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let _ = match format {
@@ -121,8 +178,11 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     crate::memory::limit_arenas();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Check { .. } | Command::Probe { .. }) {
-        init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
+        // A one-shot command prints its own report: only problems are logged.
+        Command::Import { .. } => init_logging(cli.log_format, "warn"),
+        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn"),
     }
     match cli.command {
         Command::Check { config } => check(&config),
@@ -159,6 +219,17 @@ pub fn main() -> ExitCode {
                 })
                 .map_or_else(fatal, |_| ExitCode::SUCCESS)
         }
+        Command::Import { config, source, no_wait, paths } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = crate::sources::file::import::ImportOptions { source, no_wait };
+            runtime()
+                .block_on(crate::sources::file::import::run(cfg, &paths, opts))
+                .map_or_else(fatal, ExitCode::from)
+        }
+        Command::Quarantine { what } => quarantine(what),
         Command::Demo { data_dir, broker } => runtime().block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Probe { what: Probe::Modbus { endpoint, unit, table, address, count, timeout } } => {
             let table: Table = match table.parse() {
@@ -193,6 +264,71 @@ fn fatal(e: anyhow::Error) -> ExitCode {
     tracing::error!("{e:#}");
     eprintln!("relais: {e:#}");
     ExitCode::from(1)
+}
+
+fn quarantine(what: QuarantineCmd) -> ExitCode {
+    use crate::buffer::quarantine as q;
+    let config = match &what {
+        QuarantineCmd::List { config, .. } | QuarantineCmd::Show { config, .. } | QuarantineCmd::Export { config, .. } => config.clone(),
+    };
+    let cfg = match load(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let c = match q::open_readonly(&cfg.gateway.data_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("relais quarantine: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ts = |ns: i64| crate::model::format_rfc3339(crate::model::Timestamp(ns));
+    let result: anyhow::Result<()> = (|| {
+        match what {
+            QuarantineCmd::List { source, limit, .. } => {
+                let counts = q::counts(&c)?;
+                if counts.is_empty() {
+                    println!("the quarantine is empty");
+                    return Ok(());
+                }
+                println!("{:<20} {:<16} {:>8}", "source", "reason", "records");
+                for (s, r, n) in counts.iter().filter(|(s, _, _)| source.as_deref().is_none_or(|x| x == s)) {
+                    println!("{s:<20} {r:<16} {n:>8}");
+                }
+                println!();
+                for r in q::list(&c, source.as_deref(), limit)? {
+                    println!("#{} {} {} {} {}: {}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason);
+                }
+            }
+            QuarantineCmd::Show { id, .. } => match q::show(&c, id)? {
+                None => anyhow::bail!("no quarantined record #{id}"),
+                Some(r) => {
+                    println!("id:       {}\nwhen:     {}\nsource:   {}\norigin:   {}\nlocation: {}\nreason:   {}\nraw:\n{}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason, r.raw);
+                }
+            },
+            QuarantineCmd::Export { source, output, .. } => {
+                use std::io::Write;
+                let rows = q::list(&c, source.as_deref(), usize::MAX >> 1)?;
+                let mut out: Box<dyn Write> = match output {
+                    Some(p) => Box::new(std::fs::File::create(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
+                    None => Box::new(std::io::stdout().lock()),
+                };
+                for r in rows {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["recv_ts"] = serde_json::Value::String(ts(r.recv_ts));
+                    writeln!(out, "{v}")?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relais quarantine: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `relais check`: errors (exit 2) or the plan (exit 0).
@@ -260,13 +396,26 @@ pub fn render_plan(cfg: &Config) -> String {
             }
         }
     }
+    for src in &cfg.sources {
+        use crate::sources::SourceConfig as S;
+        let c = src.common();
+        let what = match src {
+            S::File(_) => "file (relais import)".to_string(),
+            S::Watch(w) => format!("watch {} ({}), settle {}", w.folder.display(), w.pattern, crate::units::format_duration(w.settle)),
+            S::Tail(t) => format!("tail {}", t.path.display()),
+            S::Http(h) => format!("http POST http://{}/ingest/{}", h.listen, c.name),
+            S::MqttIn(m) => format!("mqtt-in {} topics {}", m.conn.broker, m.topics.join(" ")),
+        };
+        let fmt = c.parse.format.map_or("by extension / Content-Type".to_string(), |f| format!("{f:?}"));
+        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {:?}, device {})", c.name, c.parse.policy, c.device);
+    }
     for sink in &cfg.sinks {
         match sink {
             SinkConfig::Mqtt(m) => {
                 let _ = writeln!(
                     s,
                     "\nsink {} (mqtt {}, qos {}, {:?}, status {})",
-                    m.name, m.broker, m.qos, m.format, m.status_topic
+                    m.name, m.conn.broker, m.qos, m.format, m.status_topic
                 );
                 for d in &cfg.devices {
                     let DeviceConfig::ModbusTcp(md) = d;

@@ -37,7 +37,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         let url = BrokerUrl::parse(&b).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
         for s in &mut cfg.sinks {
             let SinkConfig::Mqtt(m) = s;
-            m.broker = url.clone();
+            m.conn.broker = url.clone();
         }
     }
     let sim = Sim::start(sim_cfg).await?;
@@ -46,7 +46,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         .iter()
         .map(|s| {
             let SinkConfig::Mqtt(m) = s;
-            format!("{} (topics {})", m.broker, m.topic)
+            format!("{} (topics {})", m.conn.broker, m.topic)
         })
         .collect();
     println!(
@@ -60,7 +60,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     println!("Watch it: mosquitto_sub -t 'icam/#' -v     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
-    let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)) }).await;
+    let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() }).await;
     drop(sim);
     r
 }

@@ -26,8 +26,14 @@
 //! samples(seq INTEGER PRIMARY KEY, tag_id INTEGER, kind INTEGER, value ANY,
 //!         reason TEXT, ts INTEGER, recv_ts INTEGER)      -- ts, recv_ts: ns since epoch, UTC
 //! cursors(sink TEXT PRIMARY KEY, seq INTEGER)
-//! meta(key TEXT PRIMARY KEY, value ANY)                   -- schema_version, last_seq, gateway_id
+//! meta(key TEXT PRIMARY KEY, value ANY)                   -- schema_version, last_seq
+//! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)
+//! progress(key TEXT PRIMARY KEY, identity, offset, line, done, updated)
 //! ```
+//! Samples of a file or HTTP body are committed in the same transaction as
+//! the records of it that were quarantined and as its read `progress`, so a
+//! restart resumes exactly after the last committed record. The quarantine
+//! keeps at most 100,000 rows and no row older than `max_age`.
 //! `kind` = value type (bits 0–2: 0 null, 1 bool, 2 i64, 3 u64 stored as its
 //! i64 bit pattern, 4 f64, 5 text) | quality << 3 (0 good, 1 uncertain, 2 bad).
 //!
@@ -45,6 +51,7 @@
 //!   reported once per interval. A full disk also drops the oldest rows, counted.
 
 mod cursors;
+pub mod quarantine;
 mod reader;
 mod registry;
 mod retention;

@@ -100,6 +100,13 @@ impl Reader {
         Ok(out)
     }
 
+    /// The stored read progress of input `key` (blocking).
+    pub fn progress_blocking(&self, key: &str) -> anyhow::Result<Option<crate::ingest::Progress>> {
+        let g = self.inner.lock().map_err(|_| anyhow::anyhow!("buffer reader poisoned"))?;
+        let c: &Connection = &g.conn;
+        super::quarantine::progress(c, key)
+    }
+
     /// [`Reader::read_blocking`] on tokio's blocking pool.
     pub async fn read(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Sample>> {
         let me = self.clone();

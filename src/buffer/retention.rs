@@ -204,8 +204,27 @@ impl Retention {
             self.delete_upto(conn, upto, Some("max_age"), stats);
         }
         self.after_commit(conn, stats);
+        self.trim_quarantine(conn);
         let total = stats.dropped_total.load(Ordering::Relaxed);
         self.drops.flush(total, false);
+    }
+
+    /// Keeps the quarantine bounded: 100,000 rows, none older than `max_age`.
+    fn trim_quarantine(&mut self, conn: &Connection) {
+        let cutoff = if self.max_age.is_zero() { i64::MIN } else { Timestamp::now().0 - self.max_age.as_nanos() as i64 };
+        let r = conn.execute(
+            "DELETE FROM quarantine WHERE recv_ts < ?1 OR id <= (SELECT MAX(id) FROM quarantine) - ?2",
+            params![cutoff, super::quarantine::QUARANTINE_MAX_ROWS],
+        );
+        match r {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "quarantine trimmed (keeps 100000 records and max_age)"),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(n) = self.errors.allow() {
+                    tracing::warn!(error = %e, suppressed = n, "cannot trim the quarantine; will retry");
+                }
+            }
+        }
     }
 
     /// The disk is full: drop the oldest rows, a tenth of them or as many as

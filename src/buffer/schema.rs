@@ -25,6 +25,21 @@ CREATE TABLE IF NOT EXISTS samples(
     recv_ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
+CREATE TABLE IF NOT EXISTS quarantine(
+    id INTEGER PRIMARY KEY,
+    recv_ts INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    location TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS progress(
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    updated INTEGER NOT NULL);
 ";
 
 /// Applies the connection pragmas shared by writer and readers.

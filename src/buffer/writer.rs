@@ -37,6 +37,8 @@ pub struct BufferStats {
     pub bytes_used: AtomicU64,
     /// Commits that failed and were retried.
     pub commit_retries: AtomicU64,
+    /// Records put in quarantine since start.
+    pub quarantined_total: AtomicU64,
     /// Unix time (ms) of the writer's last loop turn: its liveness.
     pub heartbeat_ms: AtomicU64,
 }
@@ -289,6 +291,7 @@ impl Writer {
     fn run(&mut self) {
         self.ingest.register_writer();
         let mut batch: Vec<Sample> = Vec::with_capacity(self.batch_max);
+        let mut groups: Vec<GroupMeta> = Vec::new();
         let mut barriers: Vec<oneshot::Sender<u64>> = Vec::new();
         let mut last_maint = Instant::now();
         loop {
@@ -296,15 +299,20 @@ impl Writer {
             while batch.len() < self.batch_max {
                 match self.ingest.pop() {
                     Some(Entry::Sample(s)) => batch.push(s),
+                    Some(Entry::Group(g)) => {
+                        let g = *g;
+                        groups.push(GroupMeta { start: batch.len(), len: g.samples.len(), quarantine: g.quarantine, progress: g.progress, done: g.done });
+                        batch.extend(g.samples);
+                    }
                     Some(Entry::Barrier(b)) => barriers.push(b),
                     None => break,
                 }
             }
-            if !batch.is_empty() || !barriers.is_empty() {
+            if !batch.is_empty() || !barriers.is_empty() || !groups.is_empty() {
                 self.ingest.notify_space();
             }
-            if !batch.is_empty() {
-                if !self.commit_with_retry(&mut batch) {
+            if !batch.is_empty() || !groups.is_empty() {
+                if !self.commit_with_retry(&mut batch, &mut groups) {
                     break;
                 }
                 self.retention.after_commit(&self.conn, &self.stats);
@@ -332,13 +340,14 @@ impl Writer {
 
     /// Commits `batch`, retrying on lock and disk errors. Returns false when the
     /// writer must stop (shutdown while the database stays unwritable).
-    fn commit_with_retry(&mut self, batch: &mut Vec<Sample>) -> bool {
+    fn commit_with_retry(&mut self, batch: &mut Vec<Sample>, groups: &mut Vec<GroupMeta>) -> bool {
         let mut backoff = Duration::from_millis(10);
         let mut stop_seen: Option<Instant> = None;
         loop {
-            match self.commit(batch) {
+            match self.commit(batch, groups) {
                 Ok(()) => {
                     batch.clear();
+                    groups.clear();
                     return true;
                 }
                 Err(e) => {
@@ -355,9 +364,15 @@ impl Writer {
                         // Drop its oldest half, counted, so the newest data still lands.
                         let n = batch.len().div_ceil(2);
                         batch.drain(..n);
+                        for g in groups.iter_mut() {
+                            let end = (g.start + g.len).saturating_sub(n);
+                            g.start = g.start.saturating_sub(n);
+                            g.len = end - g.start;
+                        }
                         let total = self.stats.dropped_total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                         tracing::warn!(dropped = n, dropped_total = total, "buffer full and empty of older rows: dropped the oldest {n} samples of the batch");
-                        if batch.is_empty() {
+                        if batch.is_empty() && groups.iter().all(|g| g.quarantine.is_empty() && g.progress.is_none()) {
+                            groups.clear();
                             return true;
                         }
                     }
@@ -455,7 +470,7 @@ impl Writer {
         Ok(id)
     }
 
-    fn commit(&mut self, batch: &mut [Sample]) -> rusqlite::Result<()> {
+    fn commit(&mut self, batch: &mut [Sample], groups: &mut [GroupMeta]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
@@ -482,14 +497,54 @@ impl Writer {
         }
         self.ids = ids;
         let last = seq - 1;
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)")?
-            .execute(params![last as i64])?;
+        let now = crate::model::Timestamp::now().0;
+        let mut quarantined = 0u64;
+        for g in groups.iter() {
+            if !g.quarantine.is_empty() {
+                let mut q = self.conn.prepare_cached(
+                    "INSERT INTO quarantine(recv_ts, source, origin, location, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for r in &g.quarantine {
+                    q.execute(params![now, r.source, r.origin, r.location, r.reason, r.raw])?;
+                    quarantined += 1;
+                }
+            }
+            if let Some(p) = &g.progress {
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO progress(key, identity, offset, line, done, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![p.key, p.identity, p.offset as i64, p.line as i64, p.done, now])?;
+            }
+        }
+        if !batch.is_empty() {
+            self.conn
+                .prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)")?
+                .execute(params![last as i64])?;
+        }
         self.conn.execute_batch("COMMIT")?;
         self.stats.last_seq.store(last, Ordering::Relaxed);
         self.stats.accepted_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.quarantined_total.fetch_add(quarantined, Ordering::Relaxed);
         self.retention.appended(last + 1);
-        self.committed_tx.send_replace(last);
+        if !batch.is_empty() {
+            self.committed_tx.send_replace(last);
+        }
+        for g in groups.iter_mut() {
+            if let Some(done) = g.done.take() {
+                let (a, b) = if g.len == 0 { (last + 1, last) } else { (first + g.start as u64, first + (g.start + g.len) as u64 - 1) };
+                let _ = done.send(crate::ingest::Accepted { first: a, last: b });
+            }
+        }
         Ok(())
     }
+}
+
+/// A group's place in the pending batch and what it carries.
+struct GroupMeta {
+    start: usize,
+    len: usize,
+    quarantine: Vec<crate::parse::Quarantined>,
+    progress: Option<crate::ingest::Progress>,
+    done: Option<oneshot::Sender<crate::ingest::Accepted>>,
 }

@@ -14,6 +14,7 @@ use toml::Spanned;
 use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str, reject_unknown_keys};
 use crate::sinks::mqtt::config::{MqttSinkConfig, parse_sink};
 use crate::sources::modbus::config::{ModbusDevice, parse_device};
+use crate::sources::{SourceConfig, parse_source};
 use crate::{names, units};
 
 /// A validated configuration.
@@ -27,6 +28,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// `[[sink]]` entries, in file order.
     pub sinks: Vec<SinkConfig>,
+    /// `[[source]]` entries (files, folders, HTTP, MQTT ingest), in file order.
+    pub sources: Vec<SourceConfig>,
     /// Non-fatal findings (printed by `relais check` and logged at start).
     pub warnings: Vec<ConfigError>,
 }
@@ -189,16 +192,18 @@ impl Config {
         let mut buffer_item = None;
         let mut device_items = Vec::new();
         let mut sink_items = Vec::new();
+        let mut source_items = Vec::new();
         for (k, v) in doc.into_inner() {
             match k.get_ref().as_ref() {
                 "gateway" => gateway_item = Some(v),
                 "buffer" => buffer_item = Some(v),
                 "device" => device_items = array_items(v, &mut diag, "device"),
                 "sink" => sink_items = array_items(v, &mut diag, "sink"),
+                "source" => source_items = array_items(v, &mut diag, "source"),
                 other => diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]] or [[sink]]"),
+                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]] or [[sink]]"),
                 ),
             }
         }
@@ -240,6 +245,7 @@ impl Config {
             }
         }
 
+        let mut source_spans: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut sinks: Vec<SinkConfig> = Vec::new();
         let mut sink_spans = std::collections::HashMap::new();
         for (i, item) in sink_items.into_iter().enumerate() {
@@ -264,8 +270,24 @@ impl Config {
                 }
             }
         }
-        if device_spans.is_empty() && diag.ok() {
-            diag.warn(doc_span.start..doc_span.start, "device", "no [[device]] configured: relais will only forward what other sources ingest");
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for (i, item) in source_items.into_iter().enumerate() {
+            let key = format!("source #{}", i + 1);
+            let name = peek_str(&item, "name");
+            if let Some(s) = parse_source(item, &mut diag, &key, &gw_id, base_dir) {
+                sources.push(s);
+            }
+            if let Some((n, nspan)) = name {
+                if let Some(first) = device_spans.get(&n).or_else(|| source_spans.get(&n)) {
+                    let (line, _) = crate::diag::line_col(text, *first);
+                    diag.error(nspan, &format!("source {n:?} / name"), format!("name already used by a device or source on line {line}"));
+                } else {
+                    source_spans.insert(n, nspan.start);
+                }
+            }
+        }
+        if device_spans.is_empty() && source_spans.is_empty() && diag.ok() {
+            diag.warn(doc_span.start..doc_span.start, "device", "no [[device]] or [[source]] configured: nothing will be acquired");
         }
         let warnings = diag.finish()?;
         Ok(Config {
@@ -273,6 +295,7 @@ impl Config {
             buffer: buffer.expect("no errors means [buffer] parsed"),
             devices,
             sinks,
+            sources,
             warnings,
         })
     }

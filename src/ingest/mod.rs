@@ -28,8 +28,49 @@ use crate::model::Sample;
 pub enum Entry {
     /// A sample to accept.
     Sample(Sample),
+    /// Samples accepted together, in one transaction, with what they carry.
+    Group(Box<Group>),
     /// Answered with the last committed `seq` once every entry before it is committed.
     Barrier(oneshot::Sender<u64>),
+}
+
+/// Samples committed atomically with the quarantined records and the read
+/// progress of the same input, so that a restart resumes exactly after the
+/// last committed record (no loss, no duplicate).
+#[derive(Debug, Default)]
+pub struct Group {
+    /// Samples, in order.
+    pub samples: Vec<Sample>,
+    /// Records that could not be ingested.
+    pub quarantine: Vec<crate::parse::Quarantined>,
+    /// How far the input was read once these are committed.
+    pub progress: Option<Progress>,
+    /// Told the `seq` range once committed (`first > last` when no sample).
+    pub done: Option<oneshot::Sender<Accepted>>,
+}
+
+/// Read progress of one input (a file, a tailed file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Key of the input, e.g. `tail:<source>` or `file:<sha256>`.
+    pub key: String,
+    /// What the input is (path, size, inode, hash), to detect a replaced file.
+    pub identity: String,
+    /// Bytes consumed.
+    pub offset: u64,
+    /// Lines consumed.
+    pub line: u64,
+    /// The input was read to its end.
+    pub done: bool,
+}
+
+/// What a group became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// `seq` of the group's first sample.
+    pub first: u64,
+    /// `seq` of its last sample.
+    pub last: u64,
 }
 
 /// Counters of the ring (monotonic).
@@ -91,10 +132,14 @@ impl Ingest {
 
     /// Pushes without waiting; gives the entry back when the ring is full.
     pub fn try_push(&self, e: Entry) -> Result<(), Entry> {
-        let is_sample = matches!(e, Entry::Sample(_));
+        let n = match &e {
+            Entry::Sample(_) => 1,
+            Entry::Group(g) => g.samples.len() as u64,
+            Entry::Barrier(_) => 0,
+        };
         self.queue.push(e)?;
-        if is_sample {
-            self.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        if n > 0 {
+            self.stats.pushed.fetch_add(n, Ordering::Relaxed);
         }
         self.wake_writer();
         Ok(())
@@ -102,7 +147,43 @@ impl Ingest {
 
     /// Pushes one sample, waiting while the ring is full.
     pub async fn push(&self, s: Sample) {
-        let Err(mut e) = self.try_push(Entry::Sample(s)) else { return };
+        self.push_entry(Entry::Sample(s)).await
+    }
+
+    /// Pushes a group, waiting while the ring is full; resolves with its `seq`
+    /// range once committed (`None` if the writer dropped it).
+    pub async fn push_group(&self, mut g: Group) -> Option<Accepted> {
+        let (tx, rx) = oneshot::channel();
+        g.done = Some(tx);
+        self.push_entry(Entry::Group(Box::new(g))).await;
+        rx.await.ok()
+    }
+
+    /// Pushes a group from a plain thread (waiting while full) and returns
+    /// the receiver of its acceptance.
+    pub fn push_group_blocking(&self, mut g: Group) -> oneshot::Receiver<Accepted> {
+        let (tx, rx) = oneshot::channel();
+        g.done = Some(tx);
+        let mut e = Entry::Group(Box::new(g));
+        let t0 = Instant::now();
+        let mut waited = false;
+        loop {
+            match self.try_push(e) {
+                Ok(()) => break,
+                Err(back) => e = back,
+            }
+            waited = true;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if waited {
+            self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+            self.stats.wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        rx
+    }
+
+    async fn push_entry(&self, e: Entry) {
+        let Err(mut e) = self.try_push(e) else { return };
         let t0 = Instant::now();
         self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
         loop {

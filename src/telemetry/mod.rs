@@ -58,11 +58,41 @@ impl SinkStats {
     }
 }
 
+/// Counters of one `[[source]]` (files, HTTP, MQTT ingest).
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Source name.
+    pub name: String,
+    /// Records read.
+    pub records: AtomicU64,
+    /// Samples accepted.
+    pub samples: AtomicU64,
+    /// Records quarantined.
+    pub quarantined: AtomicU64,
+    /// Quarantined records by reason code.
+    pub reasons: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl SourceStats {
+    /// Adds a file report.
+    pub fn add(&self, r: &crate::sources::file::ingest::FileReport) {
+        self.records.fetch_add(r.records, Ordering::Relaxed);
+        self.samples.fetch_add(r.samples, Ordering::Relaxed);
+        self.quarantined.fetch_add(r.quarantined, Ordering::Relaxed);
+        if let Ok(mut m) = self.reasons.lock() {
+            for (k, v) in &r.reasons {
+                *m.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+}
+
 /// All counters of one gateway.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     devices: Mutex<Vec<Arc<DeviceStats>>>,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
+    sources: Mutex<Vec<Arc<SourceStats>>>,
 }
 
 impl Telemetry {
@@ -78,6 +108,18 @@ impl Telemetry {
         let s = Arc::new(SinkStats { name: name.to_string(), ..Default::default() });
         self.sinks.lock().expect("telemetry lock").push(s.clone());
         s
+    }
+
+    /// Registers a source and returns its counters.
+    pub fn source(&self, name: &str) -> Arc<SourceStats> {
+        let s = Arc::new(SourceStats { name: name.to_string(), ..Default::default() });
+        self.sources.lock().expect("telemetry lock").push(s.clone());
+        s
+    }
+
+    /// Snapshot of the source counters.
+    pub fn sources(&self) -> Vec<Arc<SourceStats>> {
+        self.sources.lock().expect("telemetry lock").clone()
     }
 
     /// Snapshot of the device counters.

@@ -10,6 +10,7 @@ mod common;
 mod daemon;
 mod decode;
 mod modbus;
+mod parse;
 mod mqtt;
 mod config;
 mod planner;

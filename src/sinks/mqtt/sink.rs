@@ -178,7 +178,7 @@ impl MqttSink {
                 Err(e) => {
                     tracing::error!(sink = %self.cfg.name, error = %e, "cannot set up the MQTT session");
                     self.stats.set_error(e.to_string());
-                    pause(self.cfg.reconnect_max, &stop).await;
+                    pause(self.cfg.conn.reconnect_max, &stop).await;
                     continue;
                 }
             };
@@ -192,20 +192,20 @@ impl MqttSink {
                     let now = Instant::now();
                     if was_up {
                         let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
-                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.broker, error = %e, backlog,
+                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.conn.broker, error = %e, backlog,
                             "MQTT connection lost; samples stay in the buffer until the broker is back");
                         last_warn = Some(now);
                         failures = 1;
                     } else if failures == 1 || last_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
-                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.broker, error = %e, attempts = failures,
+                        tracing::warn!(sink = %self.cfg.name, broker = %self.cfg.conn.broker, error = %e, attempts = failures,
                             "MQTT broker unreachable; buffering");
                         last_warn = Some(now);
                     }
                     if stop.is_cancelled() {
                         return;
                     }
-                    let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(self.cfg.reconnect_max);
-                    backoff = (backoff * 2).min(self.cfg.reconnect_max);
+                    let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(self.cfg.conn.reconnect_max);
+                    backoff = (backoff * 2).min(self.cfg.conn.reconnect_max);
                     pause(wait, &stop).await;
                 }
             }
@@ -266,7 +266,7 @@ impl MqttSink {
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let head = *self.committed.borrow();
-        tracing::info!(sink = %self.cfg.name, broker = %self.cfg.broker, backlog = head.saturating_sub(lanes.cursor()), "MQTT connected");
+        tracing::info!(sink = %self.cfg.name, broker = %self.cfg.conn.broker, backlog = head.saturating_sub(lanes.cursor()), "MQTT connected");
 
         let mut fifo: VecDeque<Slot> = VecDeque::new();
         let mut inflight: HashMap<u16, Slot> = HashMap::new();

@@ -1,0 +1,246 @@
+//! An MQTT client connection as configured: broker URL, client id,
+//! credentials, TLS (rustls with the ring provider). Shared by the MQTT sink
+//! and the `mqtt-in` source.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diag, Item, de_item};
+use crate::secret::{Secret, read_secret};
+use crate::units;
+
+/// Broker address parsed from `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// TLS (`mqtts://`, `ssl://`).
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (default 1883, or 8883 with TLS).
+    pub port: u16,
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", if self.tls { "mqtts" } else { "mqtt" }, self.host, self.port)
+    }
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt://`, `tcp://`, `mqtts://` or `ssl://` URLs; no path, no credentials.
+    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("broker url {url:?} needs a scheme: mqtt://host:port or mqtts://host:port"))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" | "tls" => true,
+            _ => return Err(format!("unknown scheme {scheme:?} in {url:?}; use mqtt:// or mqtts://")),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('@') {
+            return Err(format!(
+                "broker url {url:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"
+            ));
+        }
+        if rest.contains('/') || rest.contains('?') {
+            return Err(format!("broker url {url:?} may not have a path or query"));
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, p) = v6.split_once(']').ok_or_else(|| format!("bad IPv6 address in {url:?}"))?;
+            (h.to_string(), p.strip_prefix(':').map(str::to_string))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p.to_string())),
+                None => (rest.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("broker url {url:?} has no host"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("bad port {p:?} in {url:?}"))?,
+        };
+        Ok(BrokerUrl { tls, host, port })
+    }
+
+    /// True when the host is this machine.
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// The connection settings of one MQTT client.
+#[derive(Debug, Clone)]
+pub struct ClientConn {
+    /// Broker address.
+    pub broker: BrokerUrl,
+    /// MQTT client identifier.
+    pub client_id: String,
+    /// Username, if the broker needs one.
+    pub username: Option<String>,
+    /// Password, from `password`, `password_file` or `password_env`.
+    pub password: Option<Secret>,
+    /// CA certificates (PEM) to trust; system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    pub client_key: Option<PathBuf>,
+    /// MQTT keep-alive (default 30 s).
+    pub keep_alive: Duration,
+    /// Longest wait between reconnect attempts (default 30 s).
+    pub reconnect_max: Duration,
+}
+
+/// The connection keys.
+pub const CONN_KEYS: &[&str] =
+    &["url", "client_id", "username", "password", "password_file", "password_env", "ca_file", "client_cert", "client_key", "keep_alive", "reconnect_max"];
+
+#[derive(Deserialize)]
+struct RawConn {
+    url: Spanned<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+    keep_alive: Option<Spanned<String>>,
+    reconnect_max: Option<Spanned<String>>,
+}
+
+/// Reads the connection keys of `item` (which may hold other keys too);
+/// relative paths resolve against `base`.
+pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, default_client_id: String) -> Option<ClientConn> {
+    let span = item.span();
+    let raw: RawConn = de_item(item, d, key)?;
+    let before = d.error_count();
+    let k = |s: &str| format!("{key} / {s}");
+    let broker = match BrokerUrl::parse(raw.url.get_ref()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            d.error(raw.url.span(), &k("url"), e);
+            None
+        }
+    };
+    let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str, default: Duration| match v {
+        None => default,
+        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            d.error(s.span(), &k(what), e);
+            default
+        }),
+    };
+    let keep_alive = dur(d, &raw.keep_alive, "keep_alive", Duration::from_secs(30));
+    if keep_alive < Duration::from_secs(5) {
+        let s = raw.keep_alive.as_ref().map_or(span.clone(), |s| s.span());
+        d.error(s, &k("keep_alive"), "keep_alive must be at least 5s");
+    }
+    let reconnect_max = dur(d, &raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    let path = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
+        let v = v.as_ref()?;
+        let p = base.join(v.get_ref());
+        if !p.is_file() {
+            d.error(v.span(), &k(what), format!("file {} does not exist or is not a file", p.display()));
+        }
+        Some(p)
+    };
+    let ca_file = path(d, &raw.ca_file, "ca_file");
+    let client_cert = path(d, &raw.client_cert, "client_cert");
+    let client_key = path(d, &raw.client_key, "client_key");
+    if client_cert.is_some() != client_key.is_some() {
+        d.error(span.clone(), &k("client_cert"), "client_cert and client_key go together: set both or neither");
+    }
+    if broker.as_ref().is_some_and(|b| !b.tls) && (ca_file.is_some() || client_cert.is_some()) {
+        d.error(raw.url.span(), &k("url"), "TLS files are set but the url is mqtt://; use mqtts:// to enable TLS");
+    }
+    let password = read_secret(d, key, "password", &raw.password, &raw.password_file, &raw.password_env, base);
+    if password.is_some() && raw.username.is_none() {
+        d.error(span.clone(), &k("username"), "a password is set but no username");
+    }
+    if let (Some(b), Some(_)) = (&broker, &password)
+        && !b.tls
+        && !b.is_loopback()
+    {
+        d.warn(raw.url.span(), &k("url"), "the password is sent in clear text over mqtt:// to a remote broker; use mqtts://");
+    }
+    if d.error_count() > before {
+        return None;
+    }
+    Some(ClientConn {
+        broker: broker?,
+        client_id: raw.client_id.unwrap_or(default_client_id),
+        username: raw.username,
+        password,
+        ca_file,
+        client_cert,
+        client_key,
+        keep_alive,
+        reconnect_max,
+    })
+}
+
+/// Builds the rustls client configuration (ring provider only): the CA file
+/// or the system roots, and the client certificate for mutual TLS.
+pub fn tls_config(c: &ClientConn) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &c.ca_file {
+        Some(ca) => {
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))? {
+                let cert = cert.map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+                roots.add(cert).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("ca_file {} holds no PEM certificate", ca.display());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                anyhow::bail!("no system CA certificates found; set ca_file");
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match (&c.client_cert, &c.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| anyhow::anyhow!("client_cert {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("client_key {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    })
+}
+
+/// MQTT options of a connection: keep-alive, credentials, TLS, 16 MiB packets.
+/// The caller sets the session flags, Last Will and windows.
+pub fn options(c: &ClientConn) -> anyhow::Result<MqttOptions> {
+    let mut o = MqttOptions::new(&c.client_id, &c.broker.host, c.broker.port);
+    o.set_keep_alive(c.keep_alive);
+    o.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+    if let Some(u) = &c.username {
+        o.set_credentials(u, c.password.as_ref().map(|p| p.expose()).unwrap_or(""));
+    }
+    if c.broker.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(c)?))));
+    }
+    Ok(o)
+}

@@ -1,0 +1,314 @@
+//! JSON records into samples (over `serde_json`): one object, an array of
+//! objects, or JSON Lines. Values picked by JSON Pointer (RFC 6901) or dotted
+//! paths, or every numeric and boolean field (`select = "auto"`, nested
+//! objects flattened with `.`). Field cases B29 and B31.
+//!
+//! Bare `nan`, `-nan`, `NaN`, `Infinity`, `-Infinity` are not JSON. Under the
+//! strict policy (default) such a record is rejected to quarantine with its
+//! byte offset; under the lenient policy they are read as non-finite values and
+//! become bad samples while the other fields are kept.
+
+use std::io::BufRead;
+
+use serde_json::Value as J;
+
+use super::number::{NumError, is_non_finite_word, parse_number};
+use super::spec::{MissingTs, ParseSpec, Policy};
+use super::{Mapper, Record};
+use crate::model::{Timestamp, Value, reason};
+
+/// Marks a bare non-finite token rewritten into a string by [`repair_non_finite`].
+const NONFINITE: &str = "\u{0}relais-nonfinite:";
+
+/// Rewrites bare non-finite tokens outside strings into marked strings, so the
+/// document parses; `None` when there were none.
+pub fn repair_non_finite(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut last = 0;
+    let mut i = 0;
+    let mut in_str = false;
+    let mut changed = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+            i += 1;
+            continue;
+        }
+        if c == b'-' || c == b'+' || c.is_ascii_alphabetic() {
+            let start = i;
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'(' || b[j] == b')' || b[j] == b'#' || b[j] == b'.') {
+                j += 1;
+            }
+            let tok = &text[start..j];
+            if is_non_finite_word(tok) {
+                out.push_str(&text[last..start]);
+                out.push('"');
+                out.push_str("\\u0000relais-nonfinite:");
+                out.push_str(tok);
+                out.push('"');
+                last = j;
+                changed = true;
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[last..]);
+    Some(out)
+}
+
+/// Every scalar leaf of `v` with its dotted name, nested objects flattened.
+fn leaves<'a>(prefix: &str, ptr: &str, v: &'a J, out: &mut Vec<(String, String, &'a J)>) {
+    match v {
+        J::Object(m) => {
+            for (k, x) in m {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1"));
+                leaves(&name, &p, x, out);
+            }
+        }
+        J::Array(_) => {}
+        _ => out.push((prefix.to_string(), ptr.to_string(), v)),
+    }
+}
+
+enum Read {
+    Value(Value),
+    Null,
+    Bad(NumError),
+    NotScalar,
+}
+
+fn read_value(v: &J) -> Read {
+    match v {
+        J::Null => Read::Null,
+        J::Bool(b) => Read::Value(Value::Bool(*b)),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Read::Value(Value::I64(i))
+            } else if let Some(u) = n.as_u64() {
+                Read::Value(Value::U64(u))
+            } else {
+                Read::Value(Value::F64(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        J::String(s) => match s.strip_prefix(NONFINITE) {
+            Some(tok) => Read::Bad(NumError::NonFinite(tok.to_string())),
+            None => match parse_number(s, '.') {
+                Ok(v) => Read::Value(v),
+                Err(e) => Read::Bad(e),
+            },
+        },
+        _ => Read::NotScalar,
+    }
+}
+
+/// Turns one JSON object into samples.
+pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, location: String, raw: &str) -> Record {
+    let reject = |m: &Mapper, why: String| Err(m.reject(origin, location.clone(), format!("{}: {why}", reason::PARSE_ERROR), raw));
+    if !v.is_object() {
+        return reject(mapper, "expected a JSON object".into());
+    }
+    let recv = Timestamp::now();
+    let (ts, uncertain) = match &spec.json.timestamp {
+        None => (recv, None),
+        Some(p) => {
+            let parsed = match v.pointer(p) {
+                None | Some(J::Null) => Err(format!("no timestamp at {p}")),
+                Some(J::Number(n)) => spec.ts.parse_number(n.as_f64().unwrap_or(f64::NAN)),
+                Some(J::String(s)) => spec.ts.parse_text(s),
+                Some(other) => Err(format!("timestamp at {p} is not a string or a number: {other}")),
+            };
+            match parsed {
+                Ok(t) => (t.ts, t.uncertain),
+                Err(_) if spec.missing_timestamp == MissingTs::ReceiveTime => (recv, Some("timestamp_missing")),
+                Err(e) => return reject(mapper, format!("timestamp: {e}")),
+            }
+        }
+    };
+    let device = match &spec.json.device {
+        None => None,
+        Some(p) => match v.pointer(p) {
+            Some(J::String(s)) if crate::names::check(s).is_ok() => Some(s.clone()),
+            Some(J::String(s)) => return reject(mapper, format!("device name {s:?} at {p} is not a valid name")),
+            _ => return reject(mapper, format!("no device name (string) at {p}")),
+        },
+    };
+    let strict = spec.policy == Policy::Strict;
+    let mut picks: Vec<(String, Option<&J>)> = Vec::new();
+    if spec.listed_only {
+        for r in &spec.tags {
+            let p = r.path.clone().unwrap_or_else(|| format!("/{}", r.name));
+            picks.push((r.name.clone(), v.pointer(&p)));
+        }
+    } else {
+        let mut all = Vec::new();
+        leaves("", "", v, &mut all);
+        for (name, ptr, x) in all {
+            if Some(&ptr) == spec.json.timestamp.as_ref() || Some(&ptr) == spec.json.device.as_ref() {
+                continue;
+            }
+            // Configured rules may rename a path.
+            let name = spec.tags.iter().find(|r| r.path.as_deref() == Some(ptr.as_str())).map_or(name, |r| r.name.clone());
+            // Text that is not a number is not a measurement in auto mode
+            // (but "nan" is a measurement without a value).
+            if let J::String(s) = x
+                && !s.starts_with(NONFINITE)
+                && matches!(parse_number(s, '.'), Err(NumError::Invalid(_) | NumError::Empty))
+            {
+                continue;
+            }
+            picks.push((name, Some(x)));
+        }
+    }
+    let mut samples = Vec::with_capacity(picks.len());
+    for (name, x) in picks {
+        if let Err(e) = crate::names::check(&name) {
+            if strict {
+                return reject(mapper, format!("field {name:?}: {e}"));
+            }
+            continue;
+        }
+        let meta = mapper.meta(device.as_deref(), &name, None);
+        let Some(x) = x else {
+            if strict {
+                return reject(mapper, format!("tag {name:?}: field missing"));
+            }
+            samples.push(mapper.bad(meta, format!("{}: field missing", reason::NULL), ts, recv));
+            continue;
+        };
+        match read_value(x) {
+            Read::Value(val) => samples.push(mapper.sample(meta, val, ts, recv, uncertain)),
+            Read::Null => samples.push(mapper.bad(meta, reason::NULL.to_string(), ts, recv)),
+            Read::Bad(e) if strict => return reject(mapper, format!("tag {name:?}: {e}")),
+            Read::Bad(e @ NumError::NonFinite(_)) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::NON_FINITE), ts, recv)),
+            Read::Bad(e) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::PARSE_ERROR), ts, recv)),
+            Read::NotScalar if strict => return reject(mapper, format!("tag {name:?}: not a number, boolean or null")),
+            Read::NotScalar => samples.push(mapper.bad(meta, format!("{}: not a number, boolean or null", reason::PARSE_ERROR), ts, recv)),
+        }
+    }
+    Ok(samples)
+}
+
+/// Parses `text` (strict JSON, or with bare non-finite tokens under the
+/// lenient policy).
+fn parse_text(text: &str, spec: &ParseSpec) -> Result<J, serde_json::Error> {
+    match serde_json::from_str::<J>(text) {
+        Ok(v) => Ok(v),
+        Err(e) if spec.policy == Policy::Lenient => match repair_non_finite(text) {
+            Some(fixed) => serde_json::from_str(&fixed),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn syntax_reason(e: &serde_json::Error, text: &str, base: usize) -> (String, String) {
+    // serde_json reports line and column (just past the offending character);
+    // turn them into the byte offset of the offending token.
+    let mut offset = text
+        .split_inclusive('\n')
+        .take(e.line().saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + e.column().saturating_sub(1);
+    let b = text.as_bytes();
+    offset = offset.min(b.len());
+    while offset > 0 && (b[offset - 1].is_ascii_alphanumeric() || b[offset - 1] == b'-' || b[offset - 1] == b'+') {
+        offset -= 1;
+    }
+    (format!("byte {}", base + offset), format!("{}: invalid JSON: {e}", reason::PARSE_ERROR))
+}
+
+/// One JSON document: an object, or an array of objects (each a record).
+pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> u64 {
+    match parse_text(text, spec) {
+        Err(e) => {
+            let (loc, why) = syntax_reason(&e, text, 0);
+            out(Err(mapper.reject(origin, loc, why, text)));
+            1
+        }
+        Ok(J::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let raw = item.to_string();
+                out(record(item, spec, mapper, origin, format!("record {}", i + 1), &raw));
+            }
+            items.len() as u64
+        }
+        Ok(v) => {
+            out(record(&v, spec, mapper, origin, "record 1".into(), text));
+            1
+        }
+    }
+}
+
+/// JSON Lines: one object per line; blank lines are skipped.
+pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, super::csv::FileError> {
+    let mut n = 0u64;
+    let mut offset = 0usize;
+    let base = mapper.line_base;
+    for (i, line) in input.split(b'\n').enumerate() {
+        let bytes = line.map_err(|e| super::csv::FileError::Io(e.to_string()))?;
+        let len = bytes.len() + 1;
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t.trim_end_matches('\r'),
+            Err(_) => {
+                if i == 0 {
+                    super::csv::check_text(&bytes)?;
+                }
+                n += 1;
+                out(Err(mapper.reject(origin, format!("line {}", base + i as u64 + 1), format!("{}: invalid UTF-8", reason::PARSE_ERROR), &String::from_utf8_lossy(&bytes))));
+                offset += len;
+                continue;
+            }
+        };
+        if i == 0 {
+            super::csv::check_text(text.as_bytes())?;
+        }
+        let text = if i == 0 { text.trim_start_matches('\u{feff}') } else { text };
+        if text.trim().is_empty() {
+            offset += len;
+            continue;
+        }
+        n += 1;
+        match parse_text(text, spec) {
+            Ok(v) => out(record(&v, spec, mapper, origin, format!("line {}", base + i as u64 + 1), text)),
+            Err(e) => {
+                let (_, why) = syntax_reason(&e, text, offset);
+                out(Err(mapper.reject(origin, format!("line {} (byte {})", base + i as u64 + 1, offset + e.column().saturating_sub(1)), why, text)));
+            }
+        }
+        offset += len;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repair() {
+        let s = r#"{"a": 1, "b": nan, "c": -Infinity, "d": "nan x", "e": [NaN]}"#;
+        let r = super::repair_non_finite(s).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+        assert!(v["b"].as_str().unwrap().starts_with(super::NONFINITE), "{r}");
+        assert_eq!(v["d"], "nan x");
+    }
+}

@@ -1,0 +1,109 @@
+//! Numbers in text (pure): a fixed decimal separator, never guessed per value
+//! (field case B28), and the spellings of NaN and infinity devices emit
+//! (field case B29).
+
+use crate::model::Value;
+
+/// Why a text is not a finite number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumError {
+    /// Empty text.
+    Empty,
+    /// `nan`, `-nan`, `NaN`, `inf`, `Infinity`, `-Infinity`…
+    NonFinite(String),
+    /// Anything else, with the reason.
+    Invalid(String),
+}
+
+impl std::fmt::Display for NumError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumError::Empty => f.write_str("empty value"),
+            NumError::NonFinite(s) => write!(f, "non-finite value {s:?}"),
+            NumError::Invalid(s) => f.write_str(s),
+        }
+    }
+}
+
+/// True for the non-finite spellings: `nan`, `-nan`, `+nan`, `NaN`, `inf`,
+/// `-inf`, `Infinity`, `-Infinity` (any case).
+pub fn is_non_finite_word(s: &str) -> bool {
+    let l = s.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+    matches!(l.as_str(), "nan" | "inf" | "infinity" | "nan(ind)" | "1.#ind" | "1.#inf")
+}
+
+/// Parses a number with `decimal` (`'.'` or `','`) as the decimal separator.
+///
+/// Integers (no separator, no exponent) stay exact as [`Value::I64`] or
+/// [`Value::U64`]; others are [`Value::F64`]. The other separator anywhere is
+/// an error: `0.673` in a decimal-comma file is refused, never read as 673.
+/// `true`/`false` are booleans.
+pub fn parse_number(text: &str, decimal: char) -> Result<Value, NumError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(NumError::Empty);
+    }
+    if is_non_finite_word(s) {
+        return Err(NumError::NonFinite(s.to_string()));
+    }
+    if s.eq_ignore_ascii_case("true") {
+        return Ok(Value::Bool(true));
+    }
+    if s.eq_ignore_ascii_case("false") {
+        return Ok(Value::Bool(false));
+    }
+    let other = if decimal == ',' { '.' } else { ',' };
+    if s.contains(other) {
+        return Err(NumError::Invalid(format!(
+            "{s:?} contains {other:?} but the decimal separator is {decimal:?} (thousands separators are not accepted)"
+        )));
+    }
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if body.is_empty() || !body.chars().all(|c| c.is_ascii_digit() || c == decimal || c == 'e' || c == 'E' || c == '+' || c == '-') {
+        return Err(NumError::Invalid(format!("{s:?} is not a number")));
+    }
+    if !s.contains([decimal, 'e', 'E']) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Ok(Value::I64(i));
+        }
+        if let Ok(u) = s.parse::<u64>() {
+            return Ok(Value::U64(u));
+        }
+        // Beyond 64 bits: keep it as a float, never wrap.
+    }
+    let normal = if decimal == ',' { s.replace(',', ".") } else { s.to_string() };
+    match normal.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Value::F64(f)),
+        Ok(_) => Err(NumError::NonFinite(s.to_string())),
+        Err(_) => Err(NumError::Invalid(format!("{s:?} is not a number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_separator_is_fixed() {
+        assert_eq!(parse_number("0,673", ','), Ok(Value::F64(0.673)));
+        assert_eq!(parse_number("0,02375", ','), Ok(Value::F64(0.02375)));
+        assert_eq!(parse_number("12", ','), Ok(Value::I64(12)));
+        assert!(matches!(parse_number("0.673", ','), Err(NumError::Invalid(_))), "never 673");
+        assert!(matches!(parse_number("1,5", '.'), Err(NumError::Invalid(_))));
+        assert_eq!(parse_number(" -3.5e2 ", '.'), Ok(Value::F64(-350.0)));
+        assert_eq!(parse_number("18446744073709551615", '.'), Ok(Value::U64(u64::MAX)));
+        assert_eq!(parse_number("-9223372036854775808", '.'), Ok(Value::I64(i64::MIN)));
+        assert_eq!(parse_number("TRUE", '.'), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn non_finite_and_garbage() {
+        for s in ["nan", "-nan", "NaN", "Infinity", "-Infinity", "inf", "+inf"] {
+            assert!(matches!(parse_number(s, '.'), Err(NumError::NonFinite(_))), "{s}");
+        }
+        assert_eq!(parse_number("1e999", '.'), Err(NumError::NonFinite("1e999".into())));
+        assert_eq!(parse_number("", '.'), Err(NumError::Empty));
+        assert!(matches!(parse_number("12abc", '.'), Err(NumError::Invalid(_))));
+        assert!(matches!(parse_number("-", '.'), Err(NumError::Invalid(_))));
+    }
+}

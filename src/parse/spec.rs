@@ -1,0 +1,345 @@
+//! The parsing part of a `[[source]]`: format, policy, timestamps, CSV
+//! dialect and layout, JSON paths, per-tag rules. Flat keys, documented in
+//! `docs/configuration.md` (section "Sources").
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::timestamp::{Ambiguous, EpochUnit, TsFormat, TsSpec, icu_to_strftime};
+use crate::diag::Diag;
+
+/// Input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CSV (dialect below).
+    Csv,
+    /// One JSON object, or an array of objects.
+    Json,
+    /// JSON Lines: one object per line.
+    JsonLines,
+}
+
+/// What to do with a record holding an unreadable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Reject the whole record to quarantine (default).
+    Strict,
+    /// Keep the record: the unreadable values become bad samples with a reason;
+    /// bare `nan`/`Infinity` in JSON is accepted.
+    Lenient,
+}
+
+/// CSV layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One column per tag, one timestamp column.
+    Wide,
+    /// One row per value: tag and value columns (and optional unit, quality,
+    /// timestamp, device columns).
+    Long,
+}
+
+/// When a configured timestamp is missing or unreadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingTs {
+    /// Reject the record (default).
+    Reject,
+    /// Use the receive time and flag the samples uncertain (`timestamp_missing`).
+    ReceiveTime,
+}
+
+/// Per-tag rule: which column or JSON path, unit, scaling.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRule {
+    /// Tag name (an MQTT topic level).
+    pub name: String,
+    /// CSV column (default: the tag name).
+    pub column: Option<String>,
+    /// JSON path: a JSON Pointer (`/D1234/fecha`) or a dotted path (`D1234.fecha`).
+    pub path: Option<String>,
+    /// Engineering unit.
+    pub unit: Option<String>,
+    /// Multiplier.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Added after scaling.
+    #[serde(default)]
+    pub offset: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// CSV dialect and layout.
+#[derive(Debug, Clone)]
+pub struct CsvSpec {
+    /// Field delimiter; `None` detects it from the first line (`,` `;` tab `|`).
+    pub delimiter: Option<u8>,
+    /// Decimal separator, `.` or `,`; never guessed.
+    pub decimal: char,
+    /// First row names the columns.
+    pub header: bool,
+    /// Column names (override or replace the header).
+    pub columns: Option<Vec<String>>,
+    /// Wide or long.
+    pub layout: Layout,
+    /// Timestamp column (wide and long); none = receive time.
+    pub timestamp_column: Option<String>,
+    /// Device column (optional).
+    pub device_column: Option<String>,
+    /// Long layout: tag name column.
+    pub tag_column: String,
+    /// Long layout: value column.
+    pub value_column: String,
+    /// Long layout: unit column (optional).
+    pub unit_column: Option<String>,
+    /// Long layout: quality column (optional: good, uncertain, bad).
+    pub quality_column: Option<String>,
+    /// Wide layout: columns not ingested.
+    pub skip_columns: Vec<String>,
+}
+
+/// JSON paths.
+#[derive(Debug, Clone)]
+pub struct JsonSpec {
+    /// JSON Pointer of the timestamp; none = receive time.
+    pub timestamp: Option<String>,
+    /// JSON Pointer of the device name (optional).
+    pub device: Option<String>,
+}
+
+/// Everything a source needs to turn its input into samples.
+#[derive(Debug, Clone)]
+pub struct ParseSpec {
+    /// Input format; `None`: from the file extension (`.csv`, `.json`,
+    /// `.jsonl`/`.ndjson`) or the HTTP `Content-Type`.
+    pub format: Option<Format>,
+    /// Strict or lenient.
+    pub policy: Policy,
+    /// Timestamps.
+    pub ts: TsSpec,
+    /// Missing or unreadable timestamps.
+    pub missing_timestamp: MissingTs,
+    /// Only the `[[source.tag]]` entries are ingested (`select = "listed"`);
+    /// otherwise every numeric or boolean column/field (`"auto"`).
+    pub listed_only: bool,
+    /// CSV settings.
+    pub csv: CsvSpec,
+    /// JSON settings.
+    pub json: JsonSpec,
+    /// Per-tag rules.
+    pub tags: Vec<TagRule>,
+}
+
+/// Parse keys of a `[[source]]` (besides its type-specific keys).
+pub const PARSE_KEYS: &[&str] = &[
+    "format", "policy", "select", "timestamp_format", "timezone", "epoch_unit", "ambiguous_time", "missing_timestamp",
+    "delimiter", "decimal", "header", "columns", "layout", "timestamp_column", "device_column", "tag_column",
+    "value_column", "unit_column", "quality_column", "skip_columns", "timestamp_path", "device_path", "tag",
+];
+
+/// The raw parse keys.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawParse {
+    format: Option<Spanned<String>>,
+    policy: Option<Spanned<String>>,
+    select: Option<Spanned<String>>,
+    timestamp_format: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    epoch_unit: Option<Spanned<String>>,
+    ambiguous_time: Option<Spanned<String>>,
+    missing_timestamp: Option<Spanned<String>>,
+    delimiter: Option<Spanned<String>>,
+    decimal: Option<Spanned<String>>,
+    header: Option<bool>,
+    columns: Option<Vec<String>>,
+    layout: Option<Spanned<String>>,
+    timestamp_column: Option<String>,
+    device_column: Option<String>,
+    tag_column: Option<String>,
+    value_column: Option<String>,
+    unit_column: Option<String>,
+    quality_column: Option<String>,
+    #[serde(default)]
+    skip_columns: Vec<String>,
+    timestamp_path: Option<Spanned<String>>,
+    device_path: Option<Spanned<String>>,
+    #[serde(default)]
+    tag: Vec<Spanned<TagRule>>,
+}
+
+/// Turns a dotted path (`D1234.fecha`) into a JSON Pointer (`/D1234/fecha`);
+/// a pointer (leading `/`) or `""` is kept.
+pub fn to_pointer(path: &str) -> String {
+    if path.is_empty() || path.starts_with('/') {
+        return path.to_string();
+    }
+    path.split('.').map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1"))).collect()
+}
+
+fn choice<T: Copy>(d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, options: &[(&str, T)], default: T) -> T {
+    match v {
+        None => default,
+        Some(s) => match options.iter().find(|(n, _)| *n == s.get_ref()) {
+            Some((_, t)) => *t,
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                d.error(s.span(), key, format!("unknown value {:?}; expected one of {}", s.get_ref(), names.join(", ")));
+                default
+            }
+        },
+    }
+}
+
+impl RawParse {
+    /// Validates the parse keys of the source at `item_span`, named `key`.
+    pub fn validate(self, d: &mut Diag<'_>, key: &str, item_span: std::ops::Range<usize>) -> ParseSpec {
+        let k = |s: &str| format!("{key} / {s}");
+        let format = self.format.as_ref().map(|f| match f.get_ref().as_str() {
+            "csv" => Format::Csv,
+            "json" => Format::Json,
+            "jsonl" | "ndjson" | "json-lines" => Format::JsonLines,
+            other => {
+                d.error(f.span(), &k("format"), format!("unknown format {other:?}; expected \"csv\", \"json\" or \"jsonl\""));
+                Format::Csv
+            }
+        });
+        let policy = choice(d, &self.policy, &k("policy"), &[("strict", Policy::Strict), ("lenient", Policy::Lenient)], Policy::Strict);
+        let listed_only = choice(d, &self.select, &k("select"), &[("auto", false), ("listed", true)], false);
+        let epoch_unit = match &self.epoch_unit {
+            None => EpochUnit::Auto,
+            Some(u) => EpochUnit::parse(u.get_ref()).unwrap_or_else(|e| {
+                d.error(u.span(), &k("epoch_unit"), e);
+                EpochUnit::Auto
+            }),
+        };
+        let ts_format = match &self.timestamp_format {
+            None => TsFormat::Auto,
+            Some(f) => match f.get_ref().as_str() {
+                "auto" => TsFormat::Auto,
+                "rfc3339" | "iso8601" => TsFormat::Rfc3339,
+                "epoch" => TsFormat::Epoch,
+                other => {
+                    let sf = icu_to_strftime(other);
+                    // Check the format once on a known instant.
+                    let probe = chrono::NaiveDate::from_ymd_opt(2021, 9, 14).and_then(|x| x.and_hms_micro_opt(6, 32, 7, 507_569));
+                    if let Some(p) = probe {
+                        use std::fmt::Write;
+                        let mut out = String::new();
+                        if write!(out, "{}", p.format(&sf)).is_err() {
+                            d.error(f.span(), &k("timestamp_format"), format!("invalid strftime format {other:?}"));
+                        }
+                    }
+                    TsFormat::Strftime(sf)
+                }
+            },
+        };
+        let timezone = self.timezone.as_ref().and_then(|z| match z.get_ref().parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                d.error(z.span(), &k("timezone"), format!("unknown time zone {:?}; use an IANA name such as \"Europe/Paris\" or \"UTC\"", z.get_ref()));
+                None
+            }
+        });
+        let ambiguous = choice(d, &self.ambiguous_time, &k("ambiguous_time"), &[("earlier", Ambiguous::Earlier), ("later", Ambiguous::Later)], Ambiguous::Earlier);
+        let missing_timestamp = choice(d, &self.missing_timestamp, &k("missing_timestamp"), &[("reject", MissingTs::Reject), ("receive_time", MissingTs::ReceiveTime)], MissingTs::Reject);
+        let delimiter = match &self.delimiter {
+            None => None,
+            Some(s) => match s.get_ref().as_str() {
+                "auto" => None,
+                "\\t" | "tab" | "\t" => Some(b'\t'),
+                x if x.len() == 1 && x.is_ascii() => Some(x.as_bytes()[0]),
+                x => {
+                    d.error(s.span(), &k("delimiter"), format!("delimiter {x:?} must be one ASCII character, \"tab\" or \"auto\""));
+                    None
+                }
+            },
+        };
+        let decimal = match &self.decimal {
+            None => '.',
+            Some(s) if s.get_ref() == "." => '.',
+            Some(s) if s.get_ref() == "," => ',',
+            Some(s) => {
+                d.error(s.span(), &k("decimal"), format!("decimal separator {:?} must be \".\" or \",\"", s.get_ref()));
+                '.'
+            }
+        };
+        if decimal == ',' && delimiter == Some(b',') {
+            let span = self.decimal.as_ref().map_or(item_span.clone(), |s| s.span());
+            d.error(span, &k("decimal"), "decimal \",\" needs another delimiter (\";\" or tab)");
+        }
+        let layout = choice(d, &self.layout, &k("layout"), &[("wide", Layout::Wide), ("long", Layout::Long)], Layout::Wide);
+        let header = self.header.unwrap_or(true);
+        if !header && self.columns.is_none() && format != Some(Format::Json) && format != Some(Format::JsonLines) {
+            d.error(item_span.clone(), &k("columns"), "header = false needs `columns = [...]` naming the columns");
+        }
+        let mut tags = Vec::new();
+        for t in self.tag {
+            let span = t.span();
+            let mut r = t.into_inner();
+            if let Err(e) = crate::names::check(&r.name) {
+                d.error(span.clone(), &k("tag"), e);
+            }
+            if !r.scale.is_finite() || r.scale == 0.0 || !r.offset.is_finite() {
+                d.error(span.clone(), &k(&format!("tag {:?} / scale", r.name)), "scale must be finite and non-zero, offset finite");
+            }
+            r.path = r.path.as_deref().map(to_pointer);
+            tags.push(r);
+        }
+        if listed_only && tags.is_empty() {
+            let span = self.select.as_ref().map_or(item_span.clone(), |s| s.span());
+            d.error(span, &k("select"), "select = \"listed\" needs at least one [[source.tag]]");
+        }
+        ParseSpec {
+            format,
+            policy,
+            ts: TsSpec { format: ts_format, timezone, epoch_unit, ambiguous },
+            missing_timestamp,
+            listed_only,
+            csv: CsvSpec {
+                delimiter,
+                decimal,
+                header,
+                columns: self.columns,
+                layout,
+                timestamp_column: self.timestamp_column,
+                device_column: self.device_column,
+                tag_column: self.tag_column.unwrap_or_else(|| "tag".into()),
+                value_column: self.value_column.unwrap_or_else(|| "value".into()),
+                unit_column: self.unit_column,
+                quality_column: self.quality_column,
+                skip_columns: self.skip_columns,
+            },
+            json: JsonSpec {
+                timestamp: self.timestamp_path.map(|p| to_pointer(p.get_ref())),
+                device: self.device_path.map(|p| to_pointer(p.get_ref())),
+            },
+            tags,
+        }
+    }
+}
+
+impl Format {
+    /// The format a file name implies: `.csv`, `.json`, `.jsonl`/`.ndjson`.
+    pub fn from_path(p: &std::path::Path) -> Option<Format> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" | "txt" | "tsv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "jsonl" | "ndjson" => Some(Format::JsonLines),
+            _ => None,
+        }
+    }
+
+    /// The format an HTTP `Content-Type` names.
+    pub fn from_content_type(ct: &str) -> Option<Format> {
+        let ct = ct.split(';').next()?.trim().to_ascii_lowercase();
+        match ct.as_str() {
+            "text/csv" => Some(Format::Csv),
+            "application/json" => Some(Format::Json),
+            "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines" | "application/jsonlines" => Some(Format::JsonLines),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Secrets (passwords, tokens): read from the config, a file or an
+//! environment variable; never shown by `Debug` or in logs.
+
+use std::path::Path;
+
+use toml::Spanned;
+
+use crate::diag::Diag;
+
+/// A secret that never appears in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret text, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Reads a secret given inline (`<what>`), in a file (`<what>_file`, relative
+/// to `base`, trailing newline removed) or in an environment variable
+/// (`<what>_env`). At most one may be set; `key` prefixes error keys.
+pub fn read_secret(
+    d: &mut Diag<'_>,
+    key: &str,
+    what: &str,
+    inline: &Option<Spanned<String>>,
+    file: &Option<Spanned<String>>,
+    env: &Option<Spanned<String>>,
+    base: &Path,
+) -> Option<Secret> {
+    let given = [inline.is_some(), file.is_some(), env.is_some()].iter().filter(|g| **g).count();
+    let k = |s: &str| format!("{key} / {s}");
+    if given > 1 {
+        let span = inline.as_ref().or(file.as_ref()).or(env.as_ref()).map(|s| s.span()).unwrap_or(0..0);
+        d.error(span, &k(what), format!("set only one of {what}, {what}_file, {what}_env"));
+        return None;
+    }
+    if let Some(p) = inline {
+        if p.get_ref().is_empty() {
+            d.error(p.span(), &k(what), format!("{what} is empty"));
+        }
+        return Some(Secret(p.get_ref().clone()));
+    }
+    if let Some(f) = file {
+        let path = base.join(f.get_ref());
+        return match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Some(Secret(s.trim_end_matches(['\r', '\n']).to_string())),
+            Ok(_) => {
+                d.error(f.span(), &k(&format!("{what}_file")), format!("{} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                d.error(f.span(), &k(&format!("{what}_file")), format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        };
+    }
+    if let Some(v) = env {
+        return match std::env::var(v.get_ref()) {
+            Ok(s) if !s.is_empty() => Some(Secret(s)),
+            _ => {
+                d.error(v.span(), &k(&format!("{what}_env")), format!("environment variable {} is not set or empty", v.get_ref()));
+                None
+            }
+        };
+    }
+    None
+}

@@ -1,0 +1,256 @@
+//! Reading one file into the ring: parse, group, push, report.
+//!
+//! Records are pushed in groups of up to 4096 samples. Each group carries the
+//! records quarantined since the previous one and the input's progress (the
+//! number of records consumed), committed in the same transaction: after a
+//! crash, a resumed read skips exactly the committed records.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use crate::ingest::{Accepted, Group, Ingest, Progress};
+use crate::parse::csv::{FileError, read_csv};
+use crate::parse::json::{read_json_doc, read_json_lines};
+use crate::parse::spec::Format;
+use crate::parse::{Mapper, ParseSpec, Quarantined, Record};
+
+/// Samples per group pushed into the ring.
+pub const GROUP_SAMPLES: usize = 4096;
+
+/// What became of one input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileReport {
+    /// Records read (rows, objects, lines), skipped ones excluded.
+    pub records: u64,
+    /// Records skipped because an earlier run committed them.
+    pub resumed: u64,
+    /// Samples accepted (committed).
+    pub samples: u64,
+    /// Records quarantined.
+    pub quarantined: u64,
+    /// Quarantined records by reason code.
+    pub reasons: BTreeMap<String, u64>,
+    /// The quarantined records (location and reason), for `.errors` reports.
+    pub rejects: Vec<(String, String)>,
+    /// `seq` range accepted.
+    pub seqs: Option<(u64, u64)>,
+}
+
+impl FileReport {
+    fn add(&mut self, a: Accepted) {
+        if a.first <= a.last {
+            self.samples += a.last - a.first + 1;
+            self.seqs = Some(match self.seqs {
+                None => (a.first, a.last),
+                Some((f, l)) => (f.min(a.first), l.max(a.last)),
+            });
+        }
+    }
+}
+
+/// Reason code of a reason text (the part before `:`).
+pub fn reason_code(r: &str) -> String {
+    r.split(':').next().unwrap_or(r).trim().to_string()
+}
+
+/// Accumulates records into groups and pushes them.
+pub struct Batcher<'a> {
+    ingest: &'a Ingest,
+    group: Group,
+    waiting: Vec<oneshot::Receiver<Accepted>>,
+    /// The report so far.
+    pub report: FileReport,
+    key: Option<(String, String)>,
+    consumed: u64,
+    skip: u64,
+    keep_rejects: bool,
+    /// Byte offset recorded with the next progress (tail).
+    pub offset: u64,
+    /// Push a group every [`GROUP_SAMPLES`] samples (off: one group at `finish`).
+    pub auto_flush: bool,
+    /// Counts records as they are read (progress bars).
+    pub live_records: Option<Arc<AtomicU64>>,
+}
+
+impl<'a> Batcher<'a> {
+    /// A batcher recording progress under `key` (with `identity`) when given,
+    /// skipping the first `skip` records (committed by an earlier run).
+    pub fn new(ingest: &'a Ingest, key: Option<(String, String)>, skip: u64) -> Self {
+        Batcher { ingest, group: Group::default(), waiting: Vec::new(), report: FileReport::default(), key, consumed: 0, skip, keep_rejects: true, offset: 0, auto_flush: true, live_records: None }
+    }
+
+    /// Takes one record.
+    pub fn record(&mut self, r: Record) {
+        self.consumed += 1;
+        if self.skip > 0 {
+            self.skip -= 1;
+            self.report.resumed += 1;
+            return;
+        }
+        self.report.records += 1;
+        if let Some(c) = &self.live_records {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        match r {
+            Ok(samples) => self.group.samples.extend(samples),
+            Err(q) => self.quarantine(q),
+        }
+        if self.auto_flush && (self.group.samples.len() >= GROUP_SAMPLES || self.group.quarantine.len() >= 1024) {
+            self.flush(false);
+        }
+    }
+
+    /// Takes a whole-input problem as one quarantined record.
+    pub fn quarantine(&mut self, q: Quarantined) {
+        self.report.quarantined += 1;
+        *self.report.reasons.entry(reason_code(&q.reason)).or_default() += 1;
+        if self.keep_rejects && self.report.rejects.len() < 100_000 {
+            self.report.rejects.push((q.location.clone(), q.reason.clone()));
+        }
+        self.group.quarantine.push(q);
+    }
+
+    /// Pushes the current group (and the progress, marked `done` at the end).
+    pub fn flush(&mut self, done: bool) {
+        let mut g = std::mem::take(&mut self.group);
+        if let Some((key, identity)) = &self.key {
+            g.progress = Some(Progress { key: key.clone(), identity: identity.clone(), offset: self.offset, line: self.consumed, done });
+        }
+        if g.samples.is_empty() && g.quarantine.is_empty() && g.progress.is_none() {
+            return;
+        }
+        self.waiting.push(self.ingest.push_group_blocking(g));
+        // Collect what is already accepted, to keep the list short.
+        self.waiting.retain_mut(|rx| match rx.try_recv() {
+            Ok(a) => {
+                self.report.add(a);
+                false
+            }
+            Err(oneshot::error::TryRecvError::Empty) => true,
+            Err(oneshot::error::TryRecvError::Closed) => false,
+        });
+    }
+
+    /// Records consumed so far (skipped ones included).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Continues counting from `n` records (a resumed tail).
+    pub fn set_consumed(&mut self, n: u64) {
+        self.consumed = n;
+    }
+
+    /// Flushes (marking the input done) and waits until everything is committed.
+    pub fn finish(mut self) -> FileReport {
+        self.flush(true);
+        for rx in std::mem::take(&mut self.waiting) {
+            if let Ok(a) = rx.blocking_recv() {
+                self.report.add(a);
+            }
+        }
+        self.report
+    }
+}
+
+/// A reader that counts the bytes it has read (for progress bars).
+pub struct Counting<R> {
+    inner: R,
+    /// Bytes read so far.
+    pub count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Parses `input` as `format`, feeding every record to `out`. A whole-input
+/// problem (not text, unreadable header) is returned once.
+pub fn parse_input<R: Read>(input: R, format: Format, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, FileError> {
+    match format {
+        Format::Csv => read_csv(input, spec, mapper, origin, out),
+        Format::JsonLines => read_json_lines(std::io::BufReader::with_capacity(1 << 16, input), spec, mapper, origin, out),
+        Format::Json => {
+            let mut bytes = Vec::new();
+            let mut input = input;
+            input.read_to_end(&mut bytes).map_err(|e| FileError::Io(e.to_string()))?;
+            crate::parse::csv::check_text(&bytes[..bytes.len().min(8192)])?;
+            let text = String::from_utf8(bytes).map_err(|e| FileError::NotText(format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))?;
+            Ok(read_json_doc(text.trim_start_matches('\u{feff}'), spec, mapper, origin, out))
+        }
+    }
+}
+
+/// The format of `path`: the source's, else from the extension.
+pub fn format_of(path: &Path, spec: &ParseSpec) -> Result<Format, FileError> {
+    spec.format.or_else(|| Format::from_path(path)).ok_or_else(|| {
+        FileError::Header(format!("cannot tell the format of {} from its extension; set format = \"csv\", \"json\" or \"jsonl\"", path.display()))
+    })
+}
+
+/// SHA-256 of a file's content and its size: its identity for imports.
+pub fn file_identity(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, size))
+}
+
+/// Live counters of a file being read (progress bars).
+#[derive(Debug, Clone, Default)]
+pub struct LiveCounters {
+    /// Bytes read.
+    pub bytes: Arc<AtomicU64>,
+    /// Records read.
+    pub records: Arc<AtomicU64>,
+}
+
+/// Ingests one file (blocking): parses it and pushes its groups, waiting for
+/// their commit. `key` records progress; `skip` records are skipped (resume).
+pub fn ingest_file(
+    path: &Path,
+    spec: &ParseSpec,
+    mapper: &mut Mapper,
+    ingest: &Ingest,
+    key: Option<(String, String)>,
+    skip: u64,
+    live: &LiveCounters,
+) -> FileReport {
+    let origin = path.display().to_string();
+    let mut b = Batcher::new(ingest, key, skip);
+    b.live_records = Some(live.records.clone());
+    let bytes = live.bytes.clone();
+    let result = format_of(path, spec).and_then(|format| {
+        let f = std::fs::File::open(path).map_err(|e| FileError::Io(format!("cannot open: {e}")))?;
+        let input = Counting { inner: f, count: bytes };
+        parse_input(input, format, spec, mapper, &origin, &mut |r| b.record(r))
+    });
+    if let Err(e) = result {
+        let code = match e {
+            FileError::NotText(_) | FileError::Header(_) => crate::model::reason::PARSE_ERROR,
+            FileError::Io(_) => "read_error",
+        };
+        b.quarantine(mapper.reject(&origin, "file".into(), format!("{code}: {e}"), ""));
+    }
+    b.finish()
+}

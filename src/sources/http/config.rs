@@ -1,0 +1,117 @@
+//! `type = "http"`: `POST /ingest/{source}`. See `sample.toml` beside this file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diag, Item, de_item};
+use crate::secret::{Secret, read_secret};
+use crate::sources::common::{SourceCommon, parse_common};
+use crate::units;
+
+/// A validated HTTP ingest source.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    /// Name, device, parsing. The route is `/ingest/<name>`.
+    pub common: SourceCommon,
+    /// Listen address (default `127.0.0.1:8080`: loopback unless configured).
+    pub listen: SocketAddr,
+    /// Bearer token clients must send (`Authorization: Bearer <token>`);
+    /// required unless `allow_anonymous = true`.
+    pub token: Option<Secret>,
+    /// Largest accepted body (default 16 MiB); larger ones get 413.
+    pub max_body: u64,
+    /// Requests per second allowed on this route (default 0 = no limit); the
+    /// excess gets 429 with `Retry-After`.
+    pub max_requests_per_second: f64,
+    /// Requests processed at once (default 64); the excess gets 429.
+    pub max_concurrent: usize,
+    /// How long a request may wait for its samples to be committed (default 10 s; 503 after).
+    pub commit_timeout: Duration,
+}
+
+/// Type-specific keys.
+pub const HTTP_KEYS: &[&str] =
+    &["listen", "token", "token_file", "token_env", "allow_anonymous", "max_body", "max_requests_per_second", "max_concurrent", "commit_timeout"];
+
+#[derive(Deserialize)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_anonymous: bool,
+    max_body: Option<Spanned<String>>,
+    max_requests_per_second: Option<Spanned<f64>>,
+    max_concurrent: Option<Spanned<i64>>,
+    commit_timeout: Option<Spanned<String>>,
+}
+
+/// Parses a `type = "http"` source.
+pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> Option<HttpSource> {
+    let span = item.span();
+    let (common, item) = parse_common(item, d, key, HTTP_KEYS)?;
+    let key = format!("source {:?}", common.name);
+    let k = |s: &str| format!("{key} / {s}");
+    let raw: RawHttp = de_item(item, d, &key)?;
+    let listen = match &raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(l) => match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                d.error(l.span(), &k("listen"), format!("{:?} is not an address like \"127.0.0.1:8080\"", l.get_ref()));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        },
+    };
+    let token = read_secret(d, &key, "token", &raw.token, &raw.token_file, &raw.token_env, base);
+    if token.is_none() && !raw.allow_anonymous {
+        d.error(span.clone(), &k("token"), "set token_file (or token_env) for `Authorization: Bearer <token>`, or allow_anonymous = true");
+    }
+    if token.is_some() && raw.allow_anonymous {
+        d.error(span.clone(), &k("allow_anonymous"), "allow_anonymous = true and a token are exclusive");
+    }
+    if !listen.ip().is_loopback() {
+        let s = raw.listen.as_ref().map_or(span.clone(), |l| l.span());
+        if raw.allow_anonymous {
+            d.warn(s, &k("listen"), "anonymous ingest open beyond this machine: anyone on the network can write data");
+        } else {
+            d.warn(s, &k("listen"), "ingest listens beyond this machine over plain HTTP: the token travels in clear text; put a TLS reverse proxy in front");
+        }
+    }
+    let max_body = match &raw.max_body {
+        None => 16 << 20,
+        Some(s) => units::parse_size(s.get_ref()).unwrap_or_else(|e| {
+            d.error(s.span(), &k("max_body"), e);
+            16 << 20
+        }),
+    };
+    let max_requests_per_second = match &raw.max_requests_per_second {
+        None => 0.0,
+        Some(r) if r.get_ref().is_finite() && *r.get_ref() >= 0.0 => *r.get_ref(),
+        Some(r) => {
+            d.error(r.span(), &k("max_requests_per_second"), "must be 0 (no limit) or positive");
+            0.0
+        }
+    };
+    let max_concurrent = match &raw.max_concurrent {
+        None => 64,
+        Some(c) if (1..=10_000).contains(c.get_ref()) => *c.get_ref() as usize,
+        Some(c) => {
+            d.error(c.span(), &k("max_concurrent"), "must be in 1..=10000");
+            64
+        }
+    };
+    let commit_timeout = match &raw.commit_timeout {
+        None => Duration::from_secs(10),
+        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            d.error(s.span(), &k("commit_timeout"), e);
+            Duration::from_secs(10)
+        }),
+    };
+    Some(HttpSource { common, listen, token, max_body, max_requests_per_second, max_concurrent, commit_timeout })
+}

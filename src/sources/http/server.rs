@@ -1,0 +1,201 @@
+//! The HTTP ingest server (axum): `POST /ingest/{source}`.
+//!
+//! - Body: `text/csv`, `application/json` (an object or an array of
+//!   objects) or `application/x-ndjson` (JSON Lines); the source's `format`,
+//!   when set, wins over the `Content-Type`.
+//! - `Authorization: Bearer <token>` unless the source allows anonymous
+//!   writes; 401 otherwise.
+//! - All or nothing: if any record is rejected the answer is 422 with every
+//!   rejected record (location and reason), nothing of the body is accepted,
+//!   and the rejected records are kept in the quarantine. Otherwise the answer
+//!   is 200 only after the samples are committed, with their `seq` range.
+//! - 413 above `max_body`, 429 above `max_requests_per_second` or
+//!   `max_concurrent` (with `Retry-After`), 503 when the commit takes longer
+//!   than `commit_timeout`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::config::HttpSource;
+use crate::ingest::Group;
+use crate::parse::Mapper;
+use crate::parse::spec::Format;
+use crate::sources::SourceCtx;
+use crate::sources::file::ingest::{parse_input, reason_code};
+use crate::telemetry::SourceStats;
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+struct Route {
+    cfg: HttpSource,
+    stats: Arc<SourceStats>,
+    bucket: Mutex<Bucket>,
+    slots: Semaphore,
+}
+
+#[derive(Clone)]
+struct AppState {
+    routes: Arc<HashMap<String, Arc<Route>>>,
+    ctx: SourceCtx,
+}
+
+fn reply(code: StatusCode, body: serde_json::Value) -> Response {
+    (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Starts one server per distinct listen address.
+pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut by_addr: HashMap<SocketAddr, HashMap<String, Arc<Route>>> = HashMap::new();
+    for s in sources {
+        let route = Arc::new(Route {
+            stats: ctx.telemetry.source(&s.common.name),
+            bucket: Mutex::new(Bucket { tokens: s.max_requests_per_second.max(1.0), last: Instant::now() }),
+            slots: Semaphore::new(s.max_concurrent),
+            cfg: s,
+        });
+        by_addr.entry(route.cfg.listen).or_default().insert(route.cfg.common.name.clone(), route);
+    }
+    let mut tasks = Vec::new();
+    for (addr, routes) in by_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP ingest cannot listen on {addr}: {e}"))?;
+        let names: Vec<String> = routes.keys().map(|n| format!("/ingest/{n}")).collect();
+        tracing::info!(listen = %addr, routes = %names.join(" "), "HTTP ingest listening");
+        let state = AppState { routes: Arc::new(routes), ctx: ctx.clone() };
+        let app = Router::new()
+            .route("/ingest/{source}", post(ingest))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(state);
+        let stop = ctx.stop.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+                tracing::error!(listen = %addr, error = %e, "HTTP ingest stopped");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let Some(route) = st.routes.get(&source).cloned() else {
+        return reply(StatusCode::NOT_FOUND, json!({"error": format!("no HTTP source named {source:?} here")}));
+    };
+    let cfg = &route.cfg;
+    if let Some(token) = &cfg.token {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if !same(given.as_bytes(), token.expose().as_bytes()) {
+            let mut r = reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    if cfg.max_requests_per_second > 0.0 {
+        let mut b = route.bucket.lock().expect("bucket lock");
+        let rate = cfg.max_requests_per_second;
+        b.tokens = (b.tokens + b.last.elapsed().as_secs_f64() * rate).min(rate.max(1.0));
+        b.last = Instant::now();
+        if b.tokens < 1.0 {
+            let mut r = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": format!("more than {rate} requests per second")}));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        b.tokens -= 1.0;
+    }
+    let Ok(_slot) = route.slots.try_acquire() else {
+        let mut r = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": format!("more than {} requests at once", cfg.max_concurrent)}));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let too_large = || reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than max_body ({} bytes)", cfg.max_body)}));
+    if headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > cfg.max_body) {
+        return too_large();
+    }
+    let format = match cfg.common.parse.format {
+        Some(f) => f,
+        None => match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type) {
+            Some(f) => f,
+            None => {
+                return reply(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    json!({"error": "Content-Type must be text/csv, application/json or application/x-ndjson"}),
+                );
+            }
+        },
+    };
+    let bytes = match axum::body::to_bytes(body, cfg.max_body as usize).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    // Parse off the runtime.
+    let r2 = route.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let c = &r2.cfg.common;
+        let mut mapper = Mapper::new(&c.name, &c.device, &c.parse.tags);
+        let mut samples = Vec::new();
+        let mut rejects = Vec::new();
+        let mut records = 0u64;
+        let res = parse_input(&bytes[..], format, &c.parse, &mut mapper, "http", &mut |r| {
+            records += 1;
+            match r {
+                Ok(s) => samples.extend(s),
+                Err(q) => rejects.push(q),
+            }
+        });
+        if let Err(e) = res {
+            rejects.push(mapper.reject("http", "body".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(&bytes[..bytes.len().min(4096)])));
+        }
+        (records, samples, rejects)
+    })
+    .await;
+    let Ok((records, samples, rejects)) = parsed else {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "parser failed"}));
+    };
+    route.stats.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+    if !rejects.is_empty() {
+        let errors: Vec<serde_json::Value> = rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
+        let n = rejects.len();
+        route.stats.quarantined.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = route.stats.reasons.lock() {
+            for q in &rejects {
+                *m.entry(reason_code(&q.reason)).or_default() += 1;
+            }
+        }
+        // Keep them in the quarantine too (best effort, not awaited for long).
+        let g = Group { quarantine: rejects, ..Default::default() };
+        let _ = tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await;
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"source": cfg.common.name, "records": records, "accepted": 0, "rejected": n, "errors": errors,
+                   "note": "nothing of this body was accepted; fix the listed records and send the body again"}),
+        );
+    }
+    let n = samples.len() as u64;
+    let g = Group { samples, ..Default::default() };
+    match tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await {
+        Ok(Some(a)) => {
+            route.stats.samples.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let (first, last) = if a.first <= a.last { (Some(a.first), Some(a.last)) } else { (None, None) };
+            reply(StatusCode::OK, json!({"source": cfg.common.name, "records": records, "accepted": n, "first_seq": first, "last_seq": last}))
+        }
+        Ok(None) => reply(StatusCode::INSUFFICIENT_STORAGE, json!({"error": "the buffer could not store the samples (disk full?)"})),
+        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the buffer did not commit in time; retry later (samples may still be committed)"})),
+    }
+}

@@ -1,0 +1,74 @@
+//! `type = "mqtt-in"`: JSON payloads from subscribed topics. See `sample.toml`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diag, Item, de_item};
+use crate::mqtt::{CONN_KEYS, ClientConn, parse_conn};
+use crate::sources::common::{SourceCommon, parse_common};
+
+/// A validated MQTT ingest source.
+#[derive(Debug, Clone)]
+pub struct MqttInSource {
+    /// Name, device, parsing (format `json` by default).
+    pub common: SourceCommon,
+    /// Broker connection.
+    pub conn: ClientConn,
+    /// Topic filters (wildcards `+` and `#` allowed).
+    pub topics: Vec<String>,
+    /// Subscription QoS, 0 or 1 (default 1: a message is acknowledged to the
+    /// broker only once its samples are committed).
+    pub qos: u8,
+    /// Topic level (0-based) that names the device, e.g. 1 for `sensors/<device>/data`.
+    pub device_level: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawIn {
+    topics: Spanned<Vec<String>>,
+    qos: Option<Spanned<i64>>,
+    device_level: Option<Spanned<i64>>,
+}
+
+/// Type-specific keys (besides the connection keys).
+pub const MQTT_IN_KEYS: &[&str] = &["topics", "qos", "device_level"];
+
+/// Parses a `type = "mqtt-in"` source.
+pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str, base: &Path) -> Option<MqttInSource> {
+    let keys: Vec<&str> = MQTT_IN_KEYS.iter().chain(CONN_KEYS).copied().collect();
+    let (mut common, item) = parse_common(item, d, key, &keys)?;
+    let key = format!("source {:?}", common.name);
+    let k = |s: &str| format!("{key} / {s}");
+    let raw: RawIn = de_item(item.clone(), d, &key)?;
+    let conn = parse_conn(item, d, &key, base, format!("relais-{gateway}-{}", common.name));
+    if common.parse.format.is_none() {
+        common.parse.format = Some(crate::parse::spec::Format::Json);
+    }
+    if raw.topics.get_ref().is_empty() {
+        d.error(raw.topics.span(), &k("topics"), "topics is empty; give at least one topic filter such as \"sensors/#\"");
+    }
+    for t in raw.topics.get_ref() {
+        if !rumqttc::valid_filter(t) {
+            d.error(raw.topics.span(), &k("topics"), format!("{t:?} is not a valid MQTT topic filter"));
+        }
+    }
+    let qos = match &raw.qos {
+        None => 1,
+        Some(q) if matches!(q.get_ref(), 0 | 1) => *q.get_ref() as u8,
+        Some(q) => {
+            d.error(q.span(), &k("qos"), "qos must be 0 or 1");
+            1
+        }
+    };
+    let device_level = match &raw.device_level {
+        None => None,
+        Some(l) if (0..=32).contains(l.get_ref()) => Some(*l.get_ref() as usize),
+        Some(l) => {
+            d.error(l.span(), &k("device_level"), "device_level must be a topic level index in 0..=32");
+            None
+        }
+    };
+    Some(MqttInSource { common, conn: conn?, topics: raw.topics.into_inner(), qos, device_level })
+}

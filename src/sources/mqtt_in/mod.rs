@@ -1,0 +1,7 @@
+//! MQTT ingest: JSON payloads from subscribed topics, acknowledged to the
+//! broker once committed.
+
+pub mod config;
+mod source;
+
+pub use source::spawn;

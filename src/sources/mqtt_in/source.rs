@@ -1,0 +1,119 @@
+//! The `mqtt-in` task: subscribe, parse each JSON payload, commit, then
+//! acknowledge.
+//!
+//! The session is persistent (clean session off, fixed client id) and
+//! acknowledgements are manual: a QoS 1 message is acknowledged to the broker
+//! only after its samples are committed, so a crash or a restart never loses
+//! a message (the broker redelivers it; duplicates are possible, as with any
+//! at-least-once chain). The device is the source's, the topic level
+//! `device_level` when set, or the payload's `device_path`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, QoS};
+use tokio::task::JoinHandle;
+
+use super::config::MqttInSource;
+use crate::ingest::Group;
+use crate::parse::Mapper;
+use crate::parse::spec::Format;
+use crate::sources::SourceCtx;
+use crate::sources::file::ingest::{parse_input, reason_code};
+
+/// Starts the subscriber.
+pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let stats = ctx.telemetry.source(&cfg.common.name);
+        let cfg = Arc::new(cfg);
+        let mut backoff = Duration::from_secs(1);
+        let mut logged = false;
+        loop {
+            if ctx.stop.is_cancelled() {
+                return;
+            }
+            let mut opts = match crate::mqtt::options(&cfg.conn) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(source = %cfg.common.name, error = %e, "cannot set up the MQTT connection");
+                    tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(cfg.conn.reconnect_max) => continue }
+                }
+            };
+            opts.set_clean_session(false);
+            opts.set_manual_acks(true);
+            let (client, mut el) = AsyncClient::new(opts, 1024);
+            el.network_options.set_tcp_nodelay(true);
+            let qos = if cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+            loop {
+                let ev = tokio::select! {
+                    _ = ctx.stop.cancelled() => {
+                        let _ = client.try_disconnect();
+                        return;
+                    }
+                    ev = el.poll() => ev,
+                };
+                match ev {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        backoff = Duration::from_secs(1);
+                        logged = false;
+                        for t in &cfg.topics {
+                            let _ = client.try_subscribe(t.clone(), qos);
+                        }
+                        tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let (cfg2, ctx2, client2, stats2) = (cfg.clone(), ctx.clone(), client.clone(), stats.clone());
+                        // Parse and commit; acknowledge only once committed.
+                        let topic = p.topic.clone();
+                        let payload = p.payload.clone();
+                        let parsed = tokio::task::spawn_blocking(move || {
+                            let c = &cfg2.common;
+                            let device = cfg2.device_level.and_then(|l| topic.split('/').nth(l).map(str::to_string)).filter(|d| crate::names::check(d).is_ok());
+                            let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
+                            let mut g = Group::default();
+                            let format = c.parse.format.unwrap_or(Format::Json);
+                            let res = parse_input(&payload[..], format, &c.parse, &mut mapper, &topic, &mut |r| match r {
+                                Ok(s) => g.samples.extend(s),
+                                Err(q) => g.quarantine.push(q),
+                            });
+                            if let Err(e) = res {
+                                g.quarantine.push(mapper.reject(&topic, "payload".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(&payload)));
+                            }
+                            g
+                        })
+                        .await;
+                        let Ok(g) = parsed else { continue };
+                        stats2.records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if !g.quarantine.is_empty() {
+                            stats2.quarantined.fetch_add(g.quarantine.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            if let Ok(mut m) = stats2.reasons.lock() {
+                                for q in &g.quarantine {
+                                    *m.entry(reason_code(&q.reason)).or_default() += 1;
+                                }
+                            }
+                            tracing::debug!(source = %cfg.common.name, topic = %p.topic, "payload rejected to quarantine");
+                        }
+                        let n = g.samples.len() as u64;
+                        let ingest = ctx2.ingest.clone();
+                        tokio::spawn(async move {
+                            if ingest.push_group(g).await.is_some() {
+                                stats2.samples.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                let _ = client2.ack(&p).await;
+                            }
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if !logged {
+                            tracing::warn!(source = %cfg.common.name, broker = %cfg.conn.broker, error = %e, "MQTT ingest disconnected; reconnecting");
+                            logged = true;
+                        }
+                        let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(cfg.conn.reconnect_max);
+                        backoff = (backoff * 2).min(cfg.conn.reconnect_max);
+                        tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
+                    }
+                }
+            }
+        }
+    })
+}

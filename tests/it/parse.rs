@@ -1,0 +1,216 @@
+//! CSV and JSON into samples: field cases B28, B29 and B31, and the parsing
+//! rules (decimal separator, timestamps, policies), no I/O.
+
+use std::path::Path;
+
+use relais::config::Config;
+use relais::model::{Quality, Sample, Value, format_rfc3339};
+use relais::parse::{Mapper, ParseSpec, Quarantined, Record};
+use relais::sources::SourceConfig;
+use relais::sources::file::ingest::parse_input;
+use relais::parse::spec::Format;
+
+/// The parse spec of a `type = "file"` source with `keys`.
+pub fn spec(keys: &str) -> ParseSpec {
+    let text = format!("[gateway]\nid = \"t\"\n[[source]]\nname = \"src\"\ntype = \"file\"\n{keys}\n");
+    let cfg = Config::parse(&text, "src.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    match cfg.sources.into_iter().next().unwrap() {
+        SourceConfig::File(f) => f.common.parse,
+        _ => unreachable!(),
+    }
+}
+
+/// Parses `input` with `spec`: (samples per record, quarantined records).
+pub fn run(input: &[u8], format: Format, spec: &ParseSpec) -> (Vec<Vec<Sample>>, Vec<Quarantined>) {
+    let mut mapper = Mapper::new("src", "dev", &spec.tags);
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    let r = parse_input(input, format, spec, &mut mapper, "input", &mut |r: Record| match r {
+        Ok(s) => ok.push(s),
+        Err(q) => bad.push(q),
+    });
+    if let Err(e) = r {
+        bad.push(mapper.reject("input", "file".into(), e.to_string(), ""));
+    }
+    (ok, bad)
+}
+
+fn val<'a>(rec: &'a [Sample], tag: &str) -> &'a Sample {
+    rec.iter().find(|s| &*s.meta.tag == tag).unwrap_or_else(|| panic!("no tag {tag} in {rec:?}"))
+}
+
+const B28: &[u8] = b"\xEF\xBB\xBFTimestamp;Current;Voltage;Count\r\n01.11.2017 00:00:02;0,02375;0,19375;12\r\n01.11.2017 00:00:03;0,673;0,62;13\r\n";
+const B28_KEYS: &str = "format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"Timestamp\"\ntimestamp_format = \"dd.MM.yyyy HH:mm:ss\"\ntimezone = \"Europe/Warsaw\"";
+
+#[test]
+fn b28_bom_semicolon_decimal_comma() {
+    let (ok, bad) = run(B28, Format::Csv, &spec(B28_KEYS));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(ok.len(), 2);
+    let tags: Vec<&str> = ok[0].iter().map(|s| &*s.meta.tag).collect();
+    assert_eq!(tags, vec!["Current", "Voltage", "Count"], "header names without U+FEFF");
+    assert_eq!(format_rfc3339(ok[0][0].ts), "2017-10-31T23:00:02Z");
+    assert_eq!(val(&ok[0], "Current").value, Value::F64(0.02375));
+    assert_eq!(val(&ok[0], "Voltage").value, Value::F64(0.19375));
+    assert_eq!(val(&ok[0], "Count").value, Value::I64(12));
+    assert_eq!(val(&ok[1], "Current").value, Value::F64(0.673), "0.673, never 673");
+    assert_eq!(val(&ok[1], "Voltage").value, Value::F64(0.62));
+    assert_eq!(val(&ok[1], "Count").value, Value::I64(13));
+}
+
+#[test]
+fn b28_wrong_delimiter_never_shifts_columns() {
+    // Same config with ",": the timestamp column cannot be found; reported once.
+    let (ok, bad) = run(B28, Format::Csv, &spec(&B28_KEYS.replace("delimiter = \";\"", "delimiter = \"\\t\"")));
+    assert!(ok.is_empty());
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].reason.contains("timestamp column \"Timestamp\" is not in the header"), "{}", bad[0].reason);
+    // Without a timestamp column: header 1 column, rows 3: each row rejected.
+    let (ok, bad) = run(B28, Format::Csv, &spec("format = \"csv\"\ndelimiter = \",\"\ndecimal = \".\""));
+    assert!(ok.is_empty(), "nothing ingested with shifted columns");
+    assert_eq!(bad.len(), 2);
+    for q in &bad {
+        assert!(q.reason.contains("column count mismatch (header 1, row 3)"), "{}", q.reason);
+    }
+    assert_eq!((bad[0].location.as_str(), bad[1].location.as_str()), ("line 2", "line 3"));
+    // Line numbers stay right with CRLF, blank lines and quoted newlines.
+    let (_, bad) = run(b"A;B\r\n1;2\r\n\r\n3;x\r\n5;\"a\r\nb\"\r\n6;y\r\n", Format::Csv, &spec("format = \"csv\"\ndelimiter = \";\""));
+    let locs: Vec<&str> = bad.iter().map(|q| q.location.as_str()).collect();
+    assert_eq!(locs, vec!["line 4", "line 5", "line 7"]);
+}
+
+#[test]
+fn b28_a_dot_in_a_decimal_comma_file_is_an_error_for_that_cell() {
+    let input = b"Timestamp;Current;Voltage;Count\n01.11.2017 00:00:04;0.5;0,1;14\n";
+    let (ok, bad) = run(input, Format::Csv, &spec(B28_KEYS));
+    assert!(ok.is_empty());
+    assert!(bad[0].reason.contains("column \"Current\"") && bad[0].reason.contains("'.'"), "{}", bad[0].reason);
+    assert_eq!(bad[0].raw, "01.11.2017 00:00:04;0.5;0,1;14");
+    let (ok, bad) = run(input, Format::Csv, &spec(&format!("{B28_KEYS}\npolicy = \"lenient\"")));
+    assert!(bad.is_empty());
+    let cur = val(&ok[0], "Current");
+    assert_eq!((cur.quality, cur.value.clone()), (Quality::Bad, Value::Null));
+    assert!(cur.reason.as_deref().unwrap().starts_with("parse_error"));
+    assert_eq!(val(&ok[0], "Voltage").value, Value::F64(0.1));
+}
+
+const B29: &str = r#"{"contactor_cycles": 181, "alert_count": 18, "avg_startup_temp": nan, "uptime_s": 52993842}"#;
+
+#[test]
+fn b29_bare_nan_strict_rejects_the_frame() {
+    let (ok, bad) = run(B29.as_bytes(), Format::Json, &spec("format = \"json\""));
+    assert!(ok.is_empty());
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].reason.starts_with("parse_error: invalid JSON"), "{}", bad[0].reason);
+    assert_eq!(bad[0].location, "byte 65", "byte offset of the bare nan");
+    assert_eq!(bad[0].raw, B29);
+}
+
+#[test]
+fn b29_lenient_keeps_the_other_fields() {
+    let lenient = spec("format = \"json\"\npolicy = \"lenient\"");
+    for token in ["nan", "NaN", "-nan", "Infinity", "-Infinity", "\"nan\""] {
+        let doc = B29.replace("nan", token);
+        let (ok, bad) = run(doc.as_bytes(), Format::Json, &lenient);
+        assert!(bad.is_empty(), "{token}: {bad:?}");
+        let rec = &ok[0];
+        assert_eq!(val(rec, "contactor_cycles").value, Value::I64(181));
+        assert_eq!(val(rec, "alert_count").value, Value::I64(18));
+        assert_eq!(val(rec, "uptime_s").value, Value::I64(52993842));
+        assert!(rec.iter().filter(|s| &*s.meta.tag != "avg_startup_temp").all(|s| s.quality == Quality::Good));
+        let t = val(rec, "avg_startup_temp");
+        assert_eq!((t.quality, t.value.clone()), (Quality::Bad, Value::Null), "{token}");
+        assert!(t.reason.as_deref().unwrap().starts_with("non_finite"), "{token}: {:?}", t.reason);
+    }
+    // The string "nan" in strict mode rejects the record too.
+    let (_, bad) = run(B29.replace("nan", "\"nan\"").as_bytes(), Format::Json, &spec("format = \"json\""));
+    assert!(bad[0].reason.contains("non-finite"), "{}", bad[0].reason);
+}
+
+#[test]
+fn b31_nested_timestamp_path_and_epochs() {
+    let doc = r#"{"device":"dev1","D1234":{"temperatura":20.200000000000003,"pw":33.5,"fecha":"2025-10-20T11:53:37.637Z"},"estado":"OK"}"#;
+    let (ok, bad) = run(doc.as_bytes(), Format::Json, &spec("format = \"json\"\ntimestamp_path = \"D1234.fecha\"\ndevice_path = \"device\""));
+    assert!(bad.is_empty(), "{bad:?}");
+    let rec = &ok[0];
+    assert_eq!(rec.len(), 2, "temperatura and pw; text fields are not measurements: {rec:?}");
+    let t = val(rec, "D1234.temperatura");
+    assert_eq!(t.ts.as_millis(), 1760961217637);
+    assert_eq!(t.value, Value::F64(20.200000000000003));
+    assert_eq!(&*t.meta.device, "dev1");
+    // Epoch milliseconds and seconds.
+    let ms = spec("format = \"json\"\ntimestamp_path = \"ts\"\nepoch_unit = \"ms\"");
+    let (ok, _) = run(br#"{"ts":1669035610000,"values":{"p1":4.5,"p2":45.0}}"#, Format::Json, &ms);
+    assert_eq!(format_rfc3339(ok[0][0].ts), "2022-11-21T13:00:10Z");
+    assert_eq!(val(&ok[0], "values.p2").value, Value::F64(45.0));
+    let s = spec("format = \"json\"\ntimestamp_path = \"/ts\"\nepoch_unit = \"s\"");
+    let (ok, _) = run(br#"{"ts":1669035610,"values":{"p1":4.5}}"#, Format::Json, &s);
+    assert_eq!(format_rfc3339(ok[0][0].ts), "2022-11-21T13:00:10Z");
+    let (ok, bad) = run(br#"{"ts":1669035610000,"values":{"p1":4.5}}"#, Format::Json, &s);
+    assert!(ok.is_empty());
+    assert!(bad[0].reason.contains("timestamp unit mismatch"), "{}", bad[0].reason);
+    // Microseconds and an explicit null.
+    let iso = spec("format = \"json\"\ntimestamp_path = \"timestamp\"");
+    let (ok, _) = run(br#"{"value": null, "timestamp": "2021-09-14T06:32:07.507569+00:00"}"#, Format::Json, &iso);
+    let v = val(&ok[0], "value");
+    assert_eq!(format_rfc3339(v.ts), "2021-09-14T06:32:07.507569Z");
+    assert_eq!((v.quality, v.value.clone(), v.reason.as_deref()), (Quality::Bad, Value::Null, Some("null")), "null is bad, never 0");
+    // A missing timestamp: rejected, or receive time flagged uncertain if configured.
+    let (ok, bad) = run(br#"{"value": 1}"#, Format::Json, &iso);
+    assert!(ok.is_empty() && bad[0].reason.contains("no timestamp at /timestamp"));
+    let fallback = spec("format = \"json\"\ntimestamp_path = \"timestamp\"\nmissing_timestamp = \"receive_time\"");
+    let (ok, _) = run(br#"{"value": 1}"#, Format::Json, &fallback);
+    assert_eq!(ok[0][0].quality, Quality::Uncertain);
+    assert_eq!(ok[0][0].reason.as_deref(), Some("timestamp_missing"));
+}
+
+#[test]
+fn json_arrays_lines_listed_tags_and_scaling() {
+    let keys = "format = \"jsonl\"\nselect = \"listed\"\n[[source.tag]]\nname = \"temp\"\npath = \"/s/t\"\nunit = \"Cel\"\nscale = 0.1\n[[source.tag]]\nname = \"on\"\npath = \"/on\"";
+    let input = b"{\"s\":{\"t\":215},\"on\":true,\"other\":5}\n\n{\"s\":{\"t\":\"-12\"},\"on\":false}\n{broken\n";
+    let (ok, bad) = run(input, Format::JsonLines, &spec(keys));
+    assert_eq!(ok.len(), 2);
+    assert_eq!(val(&ok[0], "temp").value, Value::F64(21.5));
+    assert_eq!(val(&ok[0], "temp").meta.unit.as_deref(), Some("Cel"));
+    assert_eq!(val(&ok[0], "on").value, Value::Bool(true));
+    assert_eq!(ok[0].len(), 2, "unlisted fields are ignored");
+    assert_eq!(val(&ok[1], "temp").value, Value::F64(-1.2000000000000002), "numbers as strings are parsed");
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].location.starts_with("line 4"), "{}", bad[0].location);
+    // An array of objects: one record each.
+    let (ok, _) = run(br#"[{"a":1},{"a":2},{"a":3}]"#, Format::Json, &spec("format = \"json\""));
+    assert_eq!(ok.len(), 3);
+}
+
+#[test]
+fn long_layout_and_binary_files() {
+    let keys = "format = \"csv\"\nlayout = \"long\"\ntimestamp_column = \"time\"\nunit_column = \"unit\"\nquality_column = \"q\"";
+    let input = b"time,tag,value,unit,q\n2026-01-05T10:00:00Z,flow,12.5,m3/h,good\n2026-01-05T10:00:00Z,level,3,m,uncertain\n2026-01-05T10:00:00Z,pressure,,bar,bad\n";
+    let (ok, bad) = run(input, Format::Csv, &spec(keys));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(val(&ok[0], "flow").value, Value::F64(12.5));
+    assert_eq!(val(&ok[0], "flow").meta.unit.as_deref(), Some("m3/h"));
+    assert_eq!(val(&ok[1], "level").quality, Quality::Uncertain);
+    assert_eq!(val(&ok[2], "pressure").quality, Quality::Bad);
+    // A binary file is reported once, not line by line.
+    let mut binary = b"PK\x03\x04".to_vec();
+    binary.extend(std::iter::repeat_n(0u8, 5000));
+    let (ok, bad) = run(&binary, Format::Csv, &spec("format = \"csv\""));
+    assert!(ok.is_empty());
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].reason.contains("not a UTF-8 text file"), "{}", bad[0].reason);
+}
+
+#[test]
+fn delimiter_detection_and_dst() {
+    let (ok, _) = run(b"time\tA\tB\n2026-10-25 02:30:00\t1\t2\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""));
+    // The repeated autumn hour: earlier instant by default, flagged uncertain.
+    assert_eq!(format_rfc3339(ok[0][0].ts), "2026-10-25T00:30:00Z");
+    assert_eq!(ok[0][0].quality, Quality::Uncertain);
+    assert_eq!(ok[0][0].reason.as_deref(), Some("ambiguous_local_time"));
+    let (ok, bad) = run(b"time;A\n2026-03-29 02:30:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""));
+    assert!(ok.is_empty());
+    assert!(bad[0].reason.contains("does not exist"), "spring gap: {}", bad[0].reason);
+    let (_, bad) = run(b"time;A\n1989-12-31 23:00:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"UTC\""));
+    assert!(bad[0].reason.contains("outside 1990..2100"), "{}", bad[0].reason);
+}
