@@ -1,0 +1,291 @@
+//! CSV and JSON sources end to end: `relais import` of the SKAB data to a real
+//! Mosquitto, watched folders, tailed files, HTTP ingest, MQTT ingest, the
+//! quarantine command.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use relais::app::{Gateway, RunOptions};
+use relais::config::Config;
+use relais::model::{Quality, Sample, Value};
+
+use crate::common::{Mosquitto, Sub, eventually, free_port};
+
+fn gateway_config(dir: &Path, body: &str) -> Config {
+    let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}", dir.join("data").display());
+    Config::parse(&text, "ingest.toml", dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// All samples in the buffer.
+fn samples(gw: &Gateway) -> Vec<Sample> {
+    gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
+}
+
+/// SKAB `valve1_0.csv` imported with `relais import`: every value of every row
+/// arrives on MQTT unchanged, with its UTC timestamp (Europe/Moscow naive
+/// times), `anomaly` and `changepoint` included.
+#[tokio::test]
+async fn skab_import_every_value_arrives_on_mqtt() {
+    let skab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/skab/valve1_0.csv");
+    if !skab.exists() {
+        eprintln!("SKIPPED: SKAB data not found at {}", skab.display());
+        return;
+    }
+    let Some(broker) = Mosquitto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("import.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"lab\"\ndata_dir = \"{}\"\n[[source]]\nname = \"skab\"\ntype = \"file\"\nformat = \"csv\"\ndelimiter = \";\"\ntimestamp_column = \"datetime\"\ntimezone = \"Europe/Moscow\"\ndevice = \"pump\"\n\
+             [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"lab/{{device}}/{{tag}}\"\nformat = \"json-batch\"\n",
+            dir.path().join("data").display(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    let mut sub = Sub::with_id(broker.port, "lab/#", "skab-sub", false).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["import", "--config"]).arg(&cfg).arg(&skab).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1147 records, 11470 samples accepted, 0 quarantined"), "{stdout}");
+    assert!(stdout.contains("delivered to every sink"), "{stdout}");
+    // Expected values straight from the file.
+    let mut rdr = csv::ReaderBuilder::new().delimiter(b';').from_path(&skab).unwrap();
+    let headers: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
+    let mut expect: std::collections::HashMap<(String, String), f64> = Default::default();
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let naive = chrono::NaiveDateTime::parse_from_str(&r[0], "%Y-%m-%d %H:%M:%S").unwrap();
+        let utc = (naive - chrono::Duration::hours(3)).and_utc();
+        for (i, h) in headers.iter().enumerate().skip(1) {
+            expect.insert((utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), h.clone()), r[i].parse().unwrap());
+        }
+    }
+    assert_eq!(expect.len(), 11470);
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got < expect.len() && tokio::time::Instant::now() < deadline {
+        let Some(m) = sub.next(Duration::from_secs(5)).await else { break };
+        if m.topic.contains("/relais/") {
+            continue;
+        }
+        assert_eq!(m.topic, "lab/pump");
+        for s in m.json()["samples"].as_array().unwrap() {
+            let key = (s["ts"].as_str().unwrap().to_string(), s["tag"].as_str().unwrap().to_string());
+            let want = expect.get(&key).unwrap_or_else(|| panic!("unexpected sample {s}"));
+            assert_eq!(s["value"].as_f64().unwrap(), *want, "{key:?}");
+            assert_eq!(s["quality"], "good");
+            got += 1;
+        }
+    }
+    assert_eq!(got, 11470, "every value of every row");
+    // The same file again: not duplicated.
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["import", "--config"]).arg(&cfg).arg(&skab).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already imported"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn write_atomic(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn watch_folder_ingests_once_waits_for_complete_files_and_sets_bad_files_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let cfg = gateway_config(
+        dir.path(),
+        "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\npattern = \"*.csv\"\nsettle = \"400ms\"\nformat = \"csv\"\ntimestamp_column = \"ts\"\n",
+    );
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    // 1. A file dropped while relais runs is ingested once and moved to done/.
+    write_atomic(&inbox, "a.csv", "ts,flow,level\n2026-01-05T10:00:00Z,1.5,10\n2026-01-05T10:00:01Z,1.6,11\n");
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["a.csv"]).await);
+    assert_eq!(samples(&gw).len(), 4);
+    // The same content again under another name: not ingested twice.
+    write_atomic(&inbox, "a-copy.csv", "ts,flow,level\n2026-01-05T10:00:00Z,1.5,10\n2026-01-05T10:00:01Z,1.6,11\n");
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")).len() == 2).await);
+    assert_eq!(samples(&gw).len(), 4, "same content imported once");
+    // 2. A file written slowly is not read half-way.
+    let slow = inbox.join("slow.csv");
+    let mut f = std::fs::File::create(&slow).unwrap();
+    writeln!(f, "ts,flow,level").unwrap();
+    for i in 0..10 {
+        write!(f, "2026-01-05T11:00:{i:02}Z,{i}.5,").unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        writeln!(f, "{i}").unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    drop(f);
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")).contains(&"slow.csv".to_string())).await);
+    let all = samples(&gw);
+    assert_eq!(all.len(), 4 + 20, "every row of the slow file, once");
+    assert!(all.iter().all(|s| s.quality == Quality::Good));
+    // 3. Two bad lines: the file goes to failed/ with exactly those two lines
+    //    reported; the good lines are accepted.
+    write_atomic(&inbox, "b.csv", "ts,flow,level\n2026-01-05T12:00:00Z,1,2\n2026-01-05T12:00:01Z,oops,3\n2026-01-05T12:00:02Z,4,5\nnot a time,6,7\n2026-01-05T12:00:04Z,8,9\n");
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("failed")).len() == 2).await, "{:?}", files_in(&inbox.join("failed")));
+    assert_eq!(files_in(&inbox.join("failed")), vec!["b.csv", "b.csv.errors"]);
+    let report = std::fs::read_to_string(inbox.join("failed/b.csv.errors")).unwrap();
+    let lines: Vec<&str> = report.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert!(lines[0].starts_with("line 3: parse_error: column \"flow\""), "{report}");
+    assert!(lines[1].starts_with("line 5: parse_error: timestamp"), "{report}");
+    assert_eq!(samples(&gw).len(), 24 + 6, "the three good rows are accepted");
+    let dd = dir.path().join("data");
+    gw.shutdown().await.unwrap();
+    // The quarantine command shows them.
+    let cfg_file = dir.path().join("q.toml");
+    std::fs::write(&cfg_file, format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n", dd.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["quarantine", "list", "--config"]).arg(&cfg_file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("drop") && text.contains("parse_error") && text.contains("line 3") && text.contains("line 5"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["quarantine", "export", "--config"]).arg(&cfg_file).output().unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["raw"], "2026-01-05T12:00:01Z,oops,3");
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["quarantine", "show", "--config"]).arg(&cfg_file).arg(rows[1]["id"].to_string()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a time,6,7"));
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn values(all: &[Sample]) -> Vec<i64> {
+    let mut v: Vec<i64> = all.iter().filter_map(|s| if let Value::I64(x) = s.value { Some(x) } else { None }).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn tail_survives_rotation_and_restart_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\nformat = \"jsonl\"\n";
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..5).map(line).collect::<String>());
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 5).await);
+    // A half-written line waits for its end.
+    append(&log, "{\"n\": 5}\n{\"n\": ");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(samples(&gw).len(), 6);
+    append(&log, "6}\n");
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 7).await);
+    // Rotation: rename, new file.
+    append(&log, &line(7));
+    std::fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    append(&log, &(8..10).map(line).collect::<String>());
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 10).await, "{:?}", values(&samples(&gw)));
+    gw.shutdown().await.unwrap();
+    // While relais is down: more lines, and another rotation.
+    append(&log, &(10..12).map(line).collect::<String>());
+    std::fs::rename(&log, dir.path().join("app.jsonl.2")).unwrap();
+    append(&log, &(12..14).map(line).collect::<String>());
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 14).await, "{:?}", values(&samples(&gw)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(values(&samples(&gw)), (0..14).collect::<Vec<_>>(), "every line exactly once");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_ingest_answers_after_commit_and_lists_bad_records() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let port = free_port();
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"token\"\nmax_body = \"4KiB\"\ntimestamp_column = \"ts\"\ntimestamp_path = \"ts\"\n"
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    let url = format!("http://127.0.0.1:{port}/ingest/lab");
+    let http = reqwest::Client::new();
+    let post = |ct: &'static str, b: String| http.post(&url).header("content-type", ct).bearer_auth("s3cret").body(b).send();
+    // Good CSV: 200 once committed.
+    let r = post("text/csv", "ts,a,b\n2026-01-05T10:00:00Z,1,2\n2026-01-05T10:00:01Z,3,4\n".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["accepted"], 4);
+    let last = j["last_seq"].as_u64().unwrap();
+    assert!(gw.buffer.stats().last_seq.load(std::sync::atomic::Ordering::Relaxed) >= last, "2xx only after commit");
+    assert_eq!(samples(&gw).len(), 4);
+    // JSON Lines.
+    let r = post("application/x-ndjson", "{\"ts\":\"2026-01-05T10:00:02Z\",\"a\":5}\n{\"ts\":\"2026-01-05T10:00:03Z\",\"a\":6}\n".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Bad records: 422 with each of them, nothing of the body accepted.
+    let r = post("text/csv", "ts,a,b\n2026-01-05T10:00:00Z,1,2\n2026-01-05T10:00:01Z,x,4\nbad,5,6\n".into()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let j: serde_json::Value = r.json().await.unwrap();
+    let errs = j["errors"].as_array().unwrap();
+    assert_eq!(errs.len(), 2);
+    assert_eq!(errs[0]["location"], "line 3");
+    assert_eq!(errs[1]["location"], "line 4");
+    assert_eq!(samples(&gw).len(), 6, "nothing of a rejected body");
+    // Too large, no token, wrong type.
+    let r = post("text/csv", format!("ts,a\n{}", "2026-01-05T10:00:00Z,1\n".repeat(300))).await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = http.post(&url).header("content-type", "text/csv").body("ts,a\n").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post("application/xml", "<a/>".into()).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = http.post(format!("http://127.0.0.1:{port}/ingest/nope")).bearer_auth("s3cret").body("x").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_ingest_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!("[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nmax_requests_per_second = 2\nformat = \"jsonl\"\n");
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        let r = http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body(format!("{{\"a\":{i}}}")).send().await.unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert!(codes.iter().filter(|c| **c == 200).count() <= 3, "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[[source]]\nname = \"esp\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"sensors/+/data\"]\ndevice_level = 1\ntimestamp_path = \"ts\"\nepoch_unit = \"ms\"\n",
+        broker.port
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut o = rumqttc::MqttOptions::new("pub", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    client.publish("sensors/esp32-1/data", rumqttc::QoS::AtLeastOnce, false, r#"{"ts":1764410073120,"temp":21.5,"rh":"40"}"#).await.unwrap();
+    client.publish("sensors/esp32-2/data", rumqttc::QoS::AtLeastOnce, false, "{not json").await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 2).await);
+    let all = samples(&gw);
+    assert!(all.iter().all(|s| &*s.meta.device == "esp32-1"));
+    assert_eq!(all.iter().find(|s| &*s.meta.tag == "rh").unwrap().value, Value::I64(40));
+    assert_eq!(all[0].ts.as_millis(), 1764410073120);
+    assert!(eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
+    gw.shutdown().await.unwrap();
+}
