@@ -9,6 +9,7 @@ mod buffer;
 mod common;
 mod daemon;
 mod decode;
+mod fuzz;
 mod ingest;
 mod modbus;
 mod parse;
