@@ -268,7 +268,14 @@ fn shipped_simulator_config_is_valid() {
 
 #[test]
 fn shipped_configs_are_valid() {
-    for f in ["config/demo.toml", "src/sources/modbus/sample.toml", "src/sinks/mqtt/sample.toml"] {
+    for f in [
+        "config/demo.toml",
+        "src/sources/modbus/sample.toml",
+        "src/sinks/mqtt/sample.toml",
+        "src/sources/file/sample.toml",
+        "src/sources/http/sample.toml",
+        "src/sources/mqtt_in/sample.toml",
+    ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
         if let Err(e) = Config::load(&p) {
             panic!("{f} is invalid:\n{e}");
