@@ -154,12 +154,26 @@ fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    // A closed log pipe must never take the gateway down: no internal error
+    // printing (it would panic on EPIPE).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text if under_journald => builder.without_time().with_ansi(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // Panics are logged like any error (one JSON line with --log-format json).
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        tracing::error!(location = %place, "internal error (panic): {msg}");
+    }));
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -261,8 +275,8 @@ pub fn main() -> ExitCode {
 }
 
 fn fatal(e: anyhow::Error) -> ExitCode {
+    // Logging is set up for the commands that can fail this way.
     tracing::error!("{e:#}");
-    eprintln!("relais: {e:#}");
     ExitCode::from(1)
 }
 

@@ -5,7 +5,9 @@
 //!   connection. It drains the ingest ring in batches and commits each batch in
 //!   one transaction. A sample is *accepted* when that transaction commits; its
 //!   `seq` is assigned in the same transaction and is strictly increasing per
-//!   gateway, across restarts (the last `seq` is stored in `meta`).
+//!   gateway, across restarts (the last `seq` is stored in `meta`). A new
+//!   buffer starts at the current time in microseconds, so a deleted or lost
+//!   buffer never makes a `seq` repeat.
 //! - **Contiguous rows.** Rows are only appended (increasing `seq`) and only
 //!   deleted from the oldest end, so the table always holds one contiguous `seq`
 //!   range `[first, last]`.

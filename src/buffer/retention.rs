@@ -101,10 +101,11 @@ impl Retention {
 
     /// Deletes rows with `seq <= upto`; counts undelivered ones as dropped when
     /// `reason` is given.
-    fn delete_upto(&mut self, conn: &Connection, upto: u64, reason: Option<&'static str>, stats: &BufferStats) {
+    /// Returns the number of rows deleted.
+    fn delete_upto(&mut self, conn: &Connection, upto: u64, reason: Option<&'static str>, stats: &BufferStats) -> u64 {
         let upto = upto.min(self.next.saturating_sub(1));
         if upto < self.first {
-            return;
+            return 0;
         }
         let undelivered = match (reason, self.min_cursor()) {
             (Some(_), Some(c)) => upto.saturating_sub(c.max(self.first - 1)),
@@ -132,6 +133,7 @@ impl Retention {
             self.drops.add(n, r);
             self.drops.flush(total, false);
         }
+        self.first - start
     }
 
     fn bytes_used(&mut self, conn: &Connection) -> Option<u64> {
@@ -152,7 +154,7 @@ impl Retention {
     pub(crate) fn after_commit(&mut self, conn: &Connection, stats: &BufferStats) {
         if self.max_rows > 0 && self.rows() > self.max_rows {
             let upto = self.first + (self.rows() - self.max_rows) - 1;
-            self.delete_upto(conn, upto, Some("max_rows"), stats);
+            let _ = self.delete_upto(conn, upto, Some("max_rows"), stats);
         }
         for _ in 0..4 {
             let Some(used) = self.bytes_used(conn) else { break };
@@ -165,7 +167,7 @@ impl Retention {
             let frac = ((used as f64 - target) / used as f64).clamp(0.0, 1.0);
             let n = ((self.rows() as f64 * frac).ceil() as u64).max(1);
             let upto = self.first + n - 1;
-            self.delete_upto(conn, upto, Some("max_bytes"), stats);
+            let _ = self.delete_upto(conn, upto, Some("max_bytes"), stats);
         }
     }
 
@@ -186,7 +188,7 @@ impl Retention {
             }
         }
         if let Some(c) = self.min_cursor() {
-            self.delete_upto(conn, c, None, stats);
+            let _ = self.delete_upto(conn, c, None, stats);
         }
         if !self.max_age.is_zero() && self.rows() > 0 {
             let cutoff = Timestamp::now().0 - self.max_age.as_nanos() as i64;
@@ -201,7 +203,7 @@ impl Retention {
                 Some(s) => (s as u64).saturating_sub(1),
                 None => self.next - 1,
             };
-            self.delete_upto(conn, upto, Some("max_age"), stats);
+            let _ = self.delete_upto(conn, upto, Some("max_age"), stats);
         }
         self.after_commit(conn, stats);
         self.trim_quarantine(conn);
@@ -231,12 +233,15 @@ impl Retention {
     /// the batch waiting to be written, whichever is more. Returns false when
     /// there was no row to drop.
     pub(crate) fn free_space(&mut self, conn: &Connection, stats: &BufferStats, pending: usize) -> bool {
+        // The WAL file may hold most of the space: fold it back first.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         if self.rows() == 0 {
             return false;
         }
         let n = (self.rows() / 10).max(pending as u64).max(1).min(self.rows());
         let upto = self.first + n - 1;
-        self.delete_upto(conn, upto, Some("disk full"), stats);
-        true
+        let deleted = self.delete_upto(conn, upto, Some("disk full"), stats);
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        deleted > 0
     }
 }

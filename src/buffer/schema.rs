@@ -91,11 +91,22 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
         }
         Some(_) => {}
     }
-    let meta_last: i64 = conn
-        .query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get(0))
-        .unwrap_or(0);
+    let meta_last: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get(0)).ok();
     let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM samples", [], |r| r.get(0))?;
-    Ok((conn, meta_last.max(max_seq).max(0) as u64))
+    let last = match meta_last {
+        Some(m) => m.max(max_seq).max(0) as u64,
+        None if max_seq > 0 => max_seq as u64,
+        None => {
+            // A new buffer (first start, or the old one was deleted): start
+            // above anything an earlier buffer of this gateway can have issued,
+            // so (gateway, seq) never repeats.
+            let origin = recovery_seq_origin();
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64])?;
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('seq_origin', ?1)", params![origin as i64])?;
+            origin
+        }
+    };
+    Ok((conn, last))
 }
 
 /// True for errors that mean the file itself is damaged or not a buffer.
@@ -123,9 +134,10 @@ pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     Ok(aside)
 }
 
-/// A `seq` origin above anything a lost buffer can have issued: the current
-/// time in microseconds (a buffer would need a million samples per second
-/// since 1970 to get there).
+/// The `seq` origin of a new buffer, above anything a lost or deleted buffer
+/// can have issued: the current time in microseconds since 1970 (a buffer
+/// would need a million samples per second since 1970 to get there). It stays
+/// below 2^53 until the year 2255, so JavaScript consumers read it exactly.
 pub(crate) fn recovery_seq_origin() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

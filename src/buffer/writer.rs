@@ -115,9 +115,14 @@ impl Buffer {
                 stored.insert(k, v.max(0) as u64);
             }
         }
+        let last_seq = opened.last_seq;
+        let first: i64 = conn.query_row("SELECT COALESCE(MIN(seq), 0) FROM samples", [], |r| r.get(0))?;
+        let first_seq = if first > 0 { first as u64 } else { last_seq + 1 };
         let mut cursors = Vec::new();
         for s in sinks {
-            let seq = stored.remove(*s).unwrap_or(0);
+            // Rows below the first one are gone: a new sink (or one behind a
+            // recovered buffer) starts just before the oldest row kept.
+            let seq = stored.remove(*s).unwrap_or(0).max(first_seq - 1);
             conn.execute("INSERT OR REPLACE INTO cursors(sink, seq) VALUES(?1, ?2)", params![s, seq as i64])?;
             cursors.push(SinkCursor::new(s, seq));
         }
@@ -126,9 +131,6 @@ impl Buffer {
             conn.execute("DELETE FROM cursors WHERE sink = ?1", params![gone])?;
         }
 
-        let last_seq = opened.last_seq;
-        let first: i64 = conn.query_row("SELECT COALESCE(MIN(seq), 0) FROM samples", [], |r| r.get(0))?;
-        let first_seq = if first > 0 { first as u64 } else { last_seq + 1 };
         let stats = Arc::new(BufferStats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
         stats.first_seq.store(first_seq, Ordering::Relaxed);
@@ -155,6 +157,7 @@ impl Buffer {
             path: path.clone(),
             cfg: cfg.clone(),
             errors: RateLimited::new(Duration::from_secs(60)),
+            full_log: RateLimited::new(Duration::from_secs(10)),
             ids: Vec::with_capacity(cfg.batch_max),
         };
         let writer = std::thread::Builder::new()
@@ -252,6 +255,7 @@ struct Writer {
     cfg: BufferConfig,
     retention: Retention,
     errors: RateLimited,
+    full_log: RateLimited,
     ids: Vec<i64>,
 }
 
@@ -358,10 +362,12 @@ impl Writer {
                         self.recover_corrupt(&e);
                         continue;
                     }
-                    let full = matches!(code, Some(ErrorCode::DiskFull));
+                    // A full disk shows as SQLITE_FULL, or as an I/O error on write.
+                    let full = matches!(code, Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure));
                     if full && !self.retention.free_space(&self.conn, &self.stats, batch.len()) {
-                        // Nothing older is left: the batch itself does not fit.
-                        // Drop its oldest half, counted, so the newest data still lands.
+                        // Nothing older could be dropped: the batch itself does not
+                        // fit. Drop its oldest half, counted, so acquisition goes on
+                        // and the newest data lands as soon as there is room.
                         let n = batch.len().div_ceil(2);
                         batch.drain(..n);
                         for g in groups.iter_mut() {
@@ -370,9 +376,13 @@ impl Writer {
                             g.len = end - g.start;
                         }
                         let total = self.stats.dropped_total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-                        tracing::warn!(dropped = n, dropped_total = total, "buffer full and empty of older rows: dropped the oldest {n} samples of the batch");
+                        if let Some(suppressed) = self.full_log.allow() {
+                            tracing::warn!(dropped = n, dropped_total = total, similar_since_last_report = suppressed,
+                                "buffer disk full and nothing older to drop: dropped the oldest {n} samples of the batch");
+                        }
                         if batch.is_empty() && groups.iter().all(|g| g.quarantine.is_empty() && g.progress.is_none()) {
                             groups.clear();
+                            std::thread::sleep(Duration::from_millis(20));
                             return true;
                         }
                     }
@@ -381,14 +391,14 @@ impl Writer {
                             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
                                 "buffer is locked by another connection; samples wait in the ingest ring and the commit is retried"
                             }
-                            Some(ErrorCode::DiskFull) => "buffer disk is full; dropping the oldest rows and retrying",
+                            Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure) => "buffer disk is full (or failing); dropping the oldest rows and retrying",
                             _ => "buffer commit failed; retrying",
                         };
                         tracing::warn!(error = %e, pending = batch.len(), retries_since_last_report = suppressed, "{what}");
                     }
                     if self.stop.load(Ordering::SeqCst) {
                         let t = *stop_seen.get_or_insert_with(Instant::now);
-                        if t.elapsed() > Duration::from_secs(3) {
+                        if t.elapsed() > Duration::from_secs(2) {
                             tracing::error!(
                                 lost = batch.len() + self.ingest.len(), error = %e,
                                 "shutting down while the buffer cannot be written: these samples were never accepted"
@@ -397,7 +407,8 @@ impl Writer {
                         }
                     }
                     if full {
-                        // Room was made (or the batch shrank): retry at once.
+                        // Room was made (or the batch shrank): retry soon.
+                        std::thread::sleep(Duration::from_millis(20));
                         continue;
                     }
                     std::thread::sleep(backoff);

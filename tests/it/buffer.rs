@@ -18,6 +18,8 @@ fn all_rows(b: &Buffer) -> Vec<Sample> {
 #[tokio::test]
 async fn accepts_every_value_kind_with_strictly_increasing_seq() {
     let tb = buffer_with(BufferConfig::default(), &[]);
+    let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
+    assert!(base > 1_700_000_000_000_000, "a new buffer starts at the current time in µs, not at 1 ({base})");
     let m = TagMeta::new("dev", "t", Some("Cel"));
     let ts = Timestamp(1_764_410_073_120_000_001);
     let values = vec![
@@ -33,9 +35,9 @@ async fn accepts_every_value_kind_with_strictly_increasing_seq() {
     }
     tb.ingest.push(Sample::bad(m.clone(), "timeout: no response".into(), ts)).await;
     let last = tb.ingest.barrier().await.unwrap();
-    assert_eq!(last, 7);
+    assert_eq!(last, base + 7);
     let rows = all_rows(&tb.buffer);
-    assert_eq!(rows.iter().map(|s| s.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    assert_eq!(rows.iter().map(|s| s.seq).collect::<Vec<_>>(), (base + 1..=base + 7).collect::<Vec<_>>());
     for (r, v) in rows.iter().zip(&values) {
         assert_eq!(&r.value, v);
         assert_eq!(r.quality, Quality::Good);
@@ -52,30 +54,43 @@ async fn seq_continues_across_reopen_even_when_rows_were_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = BufferConfig::default();
     let m = TagMeta::new("d", "t", None);
+    let base;
     {
         let ingest = std::sync::Arc::new(Ingest::new(1024));
         let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
+        base = b.stats().last_seq.load(Ordering::Relaxed);
+        assert_eq!(b.cursor("s").unwrap().get(), base, "a new sink starts just before the first row");
         for i in 0..10 {
             ingest.push(sample(&m, i as f64)).await;
         }
-        assert_eq!(ingest.barrier().await, Some(10));
+        assert_eq!(ingest.barrier().await, Some(base + 10));
         // The sink delivered everything: retention may delete all rows.
-        b.cursor("s").unwrap().advance(10);
+        b.cursor("s").unwrap().advance(base + 10);
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert_eq!(b.stats().rows(), 0, "delivered rows are deleted");
         b.close();
     }
     let ingest = std::sync::Arc::new(Ingest::new(1024));
     let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
-    assert_eq!(b.cursor("s").unwrap().get(), 10, "cursor persisted");
+    assert_eq!(b.cursor("s").unwrap().get(), base + 10, "cursor persisted");
     ingest.push(sample(&m, 1.0)).await;
-    assert_eq!(ingest.barrier().await, Some(11), "seq never goes back, even with an empty table");
+    assert_eq!(ingest.barrier().await, Some(base + 11), "seq never goes back, even with an empty table");
+    drop(b);
+    // Deleting the buffer file never makes seq repeat.
+    for f in ["buffer.db", "buffer.db-wal", "buffer.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let ingest = std::sync::Arc::new(Ingest::new(1024));
+    let _b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
+    ingest.push(sample(&m, 2.0)).await;
+    assert!(ingest.barrier().await.unwrap() > base + 11, "a new buffer starts above the old one");
 }
 
 #[tokio::test]
 async fn b27_max_rows_drops_oldest_and_counts() {
     let cfg = BufferConfig { max_rows: 1000, ..Default::default() };
     let tb = buffer_with(cfg, &["mqtt"]);
+    let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
     let m = TagMeta::new("d", "t", None);
     for i in 1..=1500 {
         tb.ingest.push(sample(&m, i as f64)).await;
@@ -83,8 +98,8 @@ async fn b27_max_rows_drops_oldest_and_counts() {
     tb.ingest.barrier().await;
     let rows = all_rows(&tb.buffer);
     assert_eq!(rows.len(), 1000);
-    assert_eq!(rows.first().unwrap().seq, 501);
-    assert_eq!(rows.last().unwrap().seq, 1500);
+    assert_eq!(rows.first().unwrap().seq, base + 501);
+    assert_eq!(rows.last().unwrap().seq, base + 1500);
     assert_eq!(rows.first().unwrap().value, Value::F64(501.0));
     assert_eq!(tb.buffer.stats().dropped_total.load(Ordering::Relaxed), 500);
 }
@@ -93,13 +108,14 @@ async fn b27_max_rows_drops_oldest_and_counts() {
 async fn max_bytes_keeps_the_file_bounded() {
     let cfg = BufferConfig { max_bytes: 1 << 20, batch_max: 1000, ..Default::default() };
     let tb = buffer_with(cfg, &["mqtt"]);
+    let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
     let m = TagMeta::new("d", "t", None);
     let text = "x".repeat(200);
     for _ in 0..20_000 {
         tb.ingest.push(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now())).await;
     }
     let last = tb.ingest.barrier().await.unwrap();
-    assert_eq!(last, 20_000);
+    assert_eq!(last, base + 20_000);
     let st = tb.buffer.stats();
     let used = st.bytes_used.load(Ordering::Relaxed);
     assert!(used <= 1 << 20, "live pages {used} above max_bytes");
@@ -107,7 +123,7 @@ async fn max_bytes_keeps_the_file_bounded() {
     assert!(dropped > 10_000, "the oldest rows were dropped and counted ({dropped})");
     assert_eq!(st.rows() + dropped, 20_000, "every sample is either kept or counted as dropped");
     let rows = all_rows(&tb.buffer);
-    assert_eq!(rows.last().unwrap().seq, 20_000, "the newest are kept");
+    assert_eq!(rows.last().unwrap().seq, base + 20_000, "the newest are kept");
 }
 
 #[tokio::test]
@@ -134,6 +150,7 @@ async fn a_batch_larger_than_the_cap_still_lands_its_newest_samples() {
 #[tokio::test]
 async fn b26_database_locked_by_another_process_loses_nothing() {
     let tb = buffer_with(BufferConfig::default(), &[]);
+    let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
     let path = tb.buffer.path().to_path_buf();
     let m = TagMeta::new("d", "t", None);
     let holder = std::thread::spawn(move || {
@@ -152,7 +169,7 @@ async fn b26_database_locked_by_another_process_loses_nothing() {
     }
     holder.join().unwrap();
     let last = tokio::time::timeout(Duration::from_secs(5), tb.ingest.barrier()).await.unwrap().unwrap();
-    assert_eq!(last, 30);
+    assert_eq!(last, base + 30);
     let rows = all_rows(&tb.buffer);
     let values: Vec<f64> = rows.iter().map(|s| s.value.as_f64().unwrap()).collect();
     assert_eq!(values, (0..30).map(|i| i as f64).collect::<Vec<_>>(), "none lost, none duplicated, in order");
@@ -182,7 +199,7 @@ async fn corrupt_file_is_moved_aside_and_seq_keeps_rising() {
     assert_eq!(moved.len(), 1, "the corrupt file is kept aside");
     ingest.push(sample(&TagMeta::new("d", "t", None), 2.0)).await;
     let seq = ingest.barrier().await.unwrap();
-    assert!(seq > 1_000_000_000_000_000, "a new buffer continues above anything the old one issued ({seq})");
+    assert!(seq > 1_700_000_000_000_000, "a new buffer continues above anything the old one issued ({seq})");
 }
 
 #[tokio::test]
@@ -195,6 +212,7 @@ async fn a_second_instance_on_the_same_data_dir_is_refused() {
 #[tokio::test]
 async fn a_full_ring_makes_producers_wait_and_counts_it() {
     let tb = buffer_with(BufferConfig { ring_capacity: 1024, ..Default::default() }, &[]);
+    let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
     let m = TagMeta::new("d", "t", None);
     let mut tasks = Vec::new();
     for p in 0..4 {
@@ -209,7 +227,7 @@ async fn a_full_ring_makes_producers_wait_and_counts_it() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(tb.ingest.barrier().await, Some(20_000), "nothing dropped");
+    assert_eq!(tb.ingest.barrier().await, Some(base + 20_000), "nothing dropped");
     let rows = all_rows(&tb.buffer);
     // Per producer, order is preserved.
     for p in 0..4 {

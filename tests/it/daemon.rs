@@ -79,9 +79,18 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     None
 }
 
-fn last_seq(data_dir: &Path) -> u64 {
+fn meta(data_dir: &Path, key: &str) -> u64 {
     let c = rusqlite::Connection::open(data_dir.join("buffer.db")).unwrap();
-    c.query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+fn last_seq(data_dir: &Path) -> u64 {
+    meta(data_dir, "last_seq")
+}
+
+/// The first seq the buffer issued.
+fn first_seq(data_dir: &Path) -> u64 {
+    meta(data_dir, "seq_origin") + 1
 }
 
 #[tokio::test]
@@ -102,11 +111,11 @@ async fn sigterm_flushes_and_exits_zero_within_5s() {
     assert_eq!(code, Some(0), "exit 0 within 5 s");
     assert!(t0.elapsed() < Duration::from_secs(5));
     // Every accepted sample was delivered before the exit.
-    let last = last_seq(&dir.path().join("data"));
-    let msgs = sub.until_seqs(Duration::from_secs(5), 1..=last, |_| true).await;
+    let (first_seq, last) = (first_seq(&dir.path().join("data")), last_seq(&dir.path().join("data")));
+    let msgs = sub.until_seqs(Duration::from_secs(5), first_seq..=last, |_| true).await;
     let mut all = vec![first];
     all.extend(msgs);
-    assert_complete_in_order(&seqs(&all), 1, last);
+    assert_complete_in_order(&seqs(&all), first_seq, last);
     // The gateway said goodbye itself: retained offline.
     let mut s = Sub::with_id(broker.port, "plant/relais/gw1/status", "term-status", true).await;
     assert_eq!(s.next(Duration::from_secs(3)).await.unwrap().json()["state"], "offline");
@@ -141,14 +150,14 @@ async fn kill_9_loses_no_accepted_sample_even_during_a_broker_outage() {
     kill(child.id(), 15);
     let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(5))).await.unwrap();
     assert_eq!(code, Some(0));
-    let last = last_seq(&dir.path().join("data"));
+    let (first, last) = (first_seq(&dir.path().join("data")), last_seq(&dir.path().join("data")));
     assert!(last > buffered_at_kill, "acquisition resumed after the restart");
-    let msgs = sub.until_seqs(Duration::from_secs(10), 1..=last, |_| true).await;
+    let msgs = sub.until_seqs(Duration::from_secs(10), first..=last, |_| true).await;
     // Every accepted seq arrived; repeats (around the kills) carry the same seq.
     let got = seqs(&msgs);
     let distinct: std::collections::HashSet<u64> = got.iter().copied().collect();
-    let missing: Vec<u64> = (1..=last).filter(|s| !distinct.contains(s)).take(20).collect();
-    assert!(missing.is_empty(), "lost accepted samples: {missing:?} (of 1..={last})");
+    let missing: Vec<u64> = (first..=last).filter(|s| !distinct.contains(s)).take(20).collect();
+    assert!(missing.is_empty(), "lost accepted samples: {missing:?} (of {first}..={last})");
     assert!(distinct.iter().all(|s| *s <= last));
 }
 
@@ -170,7 +179,8 @@ async fn b22_a_dead_broker_never_slows_polling() {
     let cycles = rows / 10;
     assert!(cycles >= 26, "poll cycles kept their 100 ms schedule with the broker down: {cycles} in 3 s");
     let cursor: i64 = c.query_row("SELECT seq FROM cursors WHERE sink = 'broker'", [], |r| r.get(0)).unwrap();
-    assert_eq!(cursor, 0, "nothing counted as delivered");
+    let origin: i64 = c.query_row("SELECT value FROM meta WHERE key = 'seq_origin'", [], |r| r.get(0)).unwrap();
+    assert_eq!(cursor, origin, "nothing counted as delivered");
 }
 
 /// Real input: the simulator replays `valve1_0.csv` (lock-step, one row per

@@ -428,3 +428,98 @@ async fn units_behind_one_gateway_share_a_connection_and_a_dead_unit_is_degraded
     assert!(two.iter().all(|s| s.quality == Quality::Bad));
     assert!(two.iter().any(|s| s.reason.as_deref().unwrap().contains("not answering")), "degraded mode visible");
 }
+
+/// A raw Modbus TCP device whose answers a test controls byte by byte.
+/// `answer(request) -> Option<reply>`; `None` closes the connection.
+async fn raw_device(answer: impl Fn(&[u8; 12]) -> Option<Vec<u8>> + Send + Sync + 'static) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let a2 = accepts.clone();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            a2.fetch_add(1, Ordering::Relaxed);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut req = [0u8; 12];
+                    if sock.read_exact(&mut req).await.is_err() {
+                        return;
+                    }
+                    match answer(&req) {
+                        Some(r) => {
+                            if sock.write_all(&r).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                }
+            });
+        }
+    });
+    (port, accepts)
+}
+
+/// A read reply with `words` registers (function code from the request).
+fn reply(req: &[u8; 12], words: &[u16]) -> Vec<u8> {
+    let n = words.len() * 2;
+    let mut r = vec![req[0], req[1], 0, 0, 0, (n + 3) as u8, req[6], req[7], n as u8];
+    for w in words {
+        r.extend_from_slice(&w.to_be_bytes());
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_wrong_register_count_is_a_bad_sample_not_a_crash() {
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c2 = calls.clone();
+    // Answers 2 registers to a request for 3, twice; then 4; then correctly.
+    let (port, _) = raw_device(move |req| {
+        let n = c2.fetch_add(1, Ordering::Relaxed);
+        Some(match n {
+            0 | 1 => reply(req, &[1000, 1001]),
+            2 => reply(req, &[1000, 1001, 1002, 1003]),
+            _ => reply(req, &[1000, 1001, 1002]),
+        })
+    })
+    .await;
+    let devs = devices(&format!(
+        "[[device]]\nname = \"odd\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"50ms\"\n\
+         [[device.tag]]\nname = \"a\"\ntable = \"holding\"\naddress = 0\n[[device.tag]]\nname = \"b\"\ntable = \"holding\"\naddress = 1\n[[device.tag]]\nname = \"c\"\ntable = \"holding\"\naddress = 2\n"
+    ));
+    let mut chain = Chain::start(&devs);
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline && !got.iter().any(|s: &Sample| s.quality == Quality::Good) {
+        got.extend(chain.take().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c: Vec<&Sample> = of(&got, "c");
+    assert_eq!(c[0].quality, Quality::Bad);
+    assert_eq!(c[0].reason.as_deref(), Some("comm_failure: protocol error: 2 registers in the response, 3 asked for"));
+    assert!(c.iter().any(|s| s.reason.as_deref() == Some("comm_failure: protocol error: 4 registers in the response, 3 asked for")));
+    let last = c.last().unwrap();
+    assert_eq!((last.quality, last.value.clone()), (Quality::Good, Value::U64(1002)), "the poller survived and recovered");
+}
+
+#[tokio::test]
+async fn a_device_that_closes_every_connection_is_not_hammered() {
+    // Accepts, then closes without answering: every connection is useless.
+    let (port, accepts) = raw_device(|_| None).await;
+    let devs = devices(&format!(
+        "[[device]]\nname = \"rude\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"20ms\"\n\
+         [[device.tag]]\nname = \"a\"\ntable = \"holding\"\naddress = 0\n"
+    ));
+    let mut chain = Chain::start(&devs);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = chain.take().await;
+    let n = accepts.load(Ordering::Relaxed);
+    assert!(n <= 4, "{n} connections in 3 s at a 20 ms poll: the reconnects must back off (1, 2 s…)");
+    assert!(got.len() >= 100, "a bad sample every cycle meanwhile ({})", got.len());
+    let r = got[0].reason.as_deref().unwrap();
+    assert!(r.starts_with("comm_failure: connection closed by the device"), "{r}");
+}

@@ -18,6 +18,11 @@ use relais::telemetry::SinkStats;
 
 use crate::common::{Mosquitto, Proxy, Sub, TestBuffer, assert_complete_in_order, buffer_with, data, eventually, sample, seqs};
 
+/// Seqs of `msgs` relative to the chain's origin (1 = first sample).
+fn rel(c: &SinkChain, msgs: &[crate::common::Msg]) -> Vec<u64> {
+    seqs(msgs).into_iter().map(|s| s - c.base).collect()
+}
+
 /// An MQTT sink config from `[[sink]]` keys (name "mqtt").
 pub fn sink_cfg(port: u16, extra: &str) -> MqttSinkConfig {
     let text = format!(
@@ -31,6 +36,8 @@ pub fn sink_cfg(port: u16, extra: &str) -> MqttSinkConfig {
 /// Ring → buffer → MQTT sink.
 pub struct SinkChain {
     pub tb: TestBuffer,
+    /// The buffer's seq origin: its first sample is `base + 1`.
+    pub base: u64,
     pub stats: Arc<SinkStats>,
     pub stop: CancellationToken,
     pub task: Option<JoinHandle<()>>,
@@ -39,7 +46,8 @@ pub struct SinkChain {
 impl SinkChain {
     pub fn start(cfg: MqttSinkConfig, bcfg: BufferConfig) -> SinkChain {
         let tb = buffer_with(bcfg, &["mqtt"]);
-        let mut c = SinkChain { tb, stats: Arc::new(SinkStats::default()), stop: CancellationToken::new(), task: None };
+        let base = tb.buffer.stats().last_seq.load(Ordering::Relaxed);
+        let mut c = SinkChain { tb, base, stats: Arc::new(SinkStats::default()), stop: CancellationToken::new(), task: None };
         c.spawn(cfg);
         c
     }
@@ -57,8 +65,9 @@ impl SinkChain {
         self.task = Some(tokio::spawn(sink.run(self.stop.clone(), Duration::from_millis(1500))));
     }
 
+    /// The sink's cursor, relative to the buffer's first seq (0 = nothing delivered).
     pub fn cursor(&self) -> u64 {
-        self.tb.buffer.cursor("mqtt").unwrap().get()
+        self.tb.buffer.cursor("mqtt").unwrap().get() - self.base
     }
 
     pub async fn push_n(&self, meta: &Arc<TagMeta>, from: u64, n: u64, every: Duration) {
@@ -107,12 +116,12 @@ async fn b20_b23_broker_outage_every_seq_arrives_in_order() {
     broker.restart();
     chain.push_n(&m, 80, 20, Duration::from_millis(10)).await;
     assert!(eventually(Duration::from_secs(10), || chain.cursor() == 100).await, "backlog drained, cursor {}", chain.cursor());
-    let msgs = sub.until_seqs(Duration::from_secs(5), 1..=100, |_| true).await;
-    assert_complete_in_order(&seqs(&msgs), 1, 100);
+    let msgs = sub.until_seqs(Duration::from_secs(5), chain.base + 1..=chain.base + 100, |_| true).await;
+    assert_complete_in_order(&rel(&chain, &msgs), 1, 100);
     // Values travel with their seq.
     for m in &data(&msgs) {
         let j = m.json();
-        assert_eq!(j["value"].as_f64().unwrap() as u64 + 1, j["seq"].as_u64().unwrap());
+        assert_eq!(j["value"].as_f64().unwrap() as u64 + 1, j["seq"].as_u64().unwrap() - chain.base);
         assert_eq!(m.topic, "t/counter/n");
     }
 }
@@ -127,11 +136,11 @@ async fn b27_buffer_cap_broker_down_then_exactly_the_newest_1000_arrive() {
     chain.push_n(&m, 1, 1500, Duration::ZERO).await;
     let st = chain.tb.buffer.stats();
     assert_eq!(st.dropped_total.load(Ordering::Relaxed), 500);
-    assert_eq!((st.first_seq.load(Ordering::Relaxed), st.last_seq.load(Ordering::Relaxed)), (501, 1500));
+    assert_eq!((st.first_seq.load(Ordering::Relaxed) - chain.base, st.last_seq.load(Ordering::Relaxed) - chain.base), (501, 1500));
     broker.restart();
     assert!(eventually(Duration::from_secs(15), || chain.cursor() == 1500).await);
-    let msgs = sub.until_seqs(Duration::from_secs(5), 501..=1500, |_| true).await;
-    assert_complete_in_order(&seqs(&msgs), 501, 1500);
+    let msgs = sub.until_seqs(Duration::from_secs(5), chain.base + 501..=chain.base + 1500, |_| true).await;
+    assert_complete_in_order(&rel(&chain, &msgs), 501, 1500);
 }
 
 #[tokio::test]
@@ -172,8 +181,8 @@ async fn network_cut_resends_from_the_acknowledged_cursor() {
     proxy.cut();
     proxy.hold_answers(false);
     assert!(eventually(Duration::from_secs(10), || chain.cursor() == 100).await, "cursor {} (was {before})", chain.cursor());
-    let msgs = sub.until_seqs(Duration::from_secs(5), 1..=100, |_| true).await;
-    assert_complete_in_order(&seqs(&msgs), 1, 100);
+    let msgs = sub.until_seqs(Duration::from_secs(5), chain.base + 1..=chain.base + 100, |_| true).await;
+    assert_complete_in_order(&rel(&chain, &msgs), 1, 100);
 }
 
 #[tokio::test]
@@ -239,7 +248,7 @@ async fn payloads_keep_64_bit_integers_and_never_carry_nan() {
     assert!(raw("/nan").contains("\"value\":null") && !raw("/nan").to_lowercase().contains("nan,"));
     assert_eq!(
         raw("/temperature"),
-        r#"{"gateway":"gw","device":"pump1","tag":"temperature","value":79.34,"unit":"Cel","quality":"good","ts":"2025-11-29T09:54:33.120Z","recv_ts":"2025-11-29T09:54:33.120Z","seq":4}"#
+        format!(r#"{{"gateway":"gw","device":"pump1","tag":"temperature","value":79.34,"unit":"Cel","quality":"good","ts":"2025-11-29T09:54:33.120Z","recv_ts":"2025-11-29T09:54:33.120Z","seq":{}}}"#, chain.base + 4)
     );
     let dead: serde_json::Value = serde_json::from_str(&raw("/dead")).unwrap();
     assert_eq!(dead["value"], serde_json::Value::Null);
@@ -266,7 +275,7 @@ async fn json_batch_one_message_per_device() {
     assert_eq!(j["gateway"], "gw");
     assert!(j["samples"].as_array().unwrap().iter().all(|s| s["tag"].is_string() && s["seq"].is_u64()));
     assert_complete_in_order(&{
-        let mut s = seqs(&msgs);
+        let mut s = rel(&chain, &msgs);
         s.sort();
         s
     }, 1, 60);
@@ -291,12 +300,12 @@ async fn long_backlog_does_not_starve_live_data() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let msgs = sub.until_seqs(Duration::from_secs(60), 1..=20_000, |m| m.topic == "t/line/live").await;
+    let msgs = sub.until_seqs(Duration::from_secs(60), chain.base + 1..=chain.base + 20_000, |m| m.topic == "t/line/live").await;
     feeder.abort();
     let first_live = msgs.iter().position(|m| m.topic == "t/line/live").expect("live data arrived");
     let last_old = msgs.iter().rposition(|m| m.topic == "t/line/old").unwrap();
     assert!(first_live < last_old, "live data waited behind the whole backlog (first live at {first_live}, last backlog at {last_old})");
-    let old_seqs: Vec<u64> = seqs(&msgs.iter().filter(|m| m.topic == "t/line/old").cloned().collect::<Vec<_>>());
+    let old_seqs: Vec<u64> = rel(&chain, &msgs.iter().filter(|m| m.topic == "t/line/old").cloned().collect::<Vec<_>>());
     assert_complete_in_order(&old_seqs, 1, 20_000);
     let live_seqs: Vec<u64> = seqs(&msgs.iter().filter(|m| m.topic == "t/line/live").cloned().collect::<Vec<_>>());
     assert!(live_seqs.windows(2).all(|w| w[0] < w[1]), "live lane in order");

@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_modbus::client::{Context, Reader};
-use tokio_modbus::prelude::{SlaveContext, Slave};
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::prelude::{Slave, SlaveContext};
+use tokio_modbus::{ProtocolError, Request, Response};
 
 use super::types::Table;
 
@@ -34,7 +35,7 @@ pub enum Words {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadError {
     /// The device answered with an exception code.
-    #[error("modbus exception 0x{0:02X}")]
+    #[error("modbus exception 0x{code:02X} {name}", code = .0, name = crate::model::reason::exception_name(*.0))]
     Exception(u8),
     /// No answer within the timeout.
     #[error("no response within {0:?}")]
@@ -68,6 +69,8 @@ pub struct Link {
     last_log: Option<Instant>,
     /// Since when requests fail (None while the endpoint answers).
     outage_since: Option<Instant>,
+    /// The current connection has given at least one valid answer.
+    useful: bool,
 }
 
 impl Link {
@@ -84,6 +87,7 @@ impl Link {
             state: LinkState::Idle,
             last_log: None,
             outage_since: None,
+            useful: false,
         }
     }
 
@@ -117,9 +121,20 @@ impl Link {
         }
     }
 
-    /// Drops the connection; the next read reconnects at once. Logged once
+    /// Drops the connection after a transport or protocol error. Logged once
     /// per outage, not per attempt.
     pub fn drop_connection(&mut self, why: &str) {
+        self.drop_with(why, true);
+    }
+
+    /// Drops the connection after a timeout: the timeout itself paces the
+    /// attempts, so the next read reconnects at once.
+    fn drop_after_timeout(&mut self, why: &str) {
+        self.drop_with(why, false);
+    }
+
+    /// `pace`: back off when this connection never gave a valid answer.
+    fn drop_with(&mut self, why: &str, pace: bool) {
         if self.ctx.take().is_some() {
             if self.outage_since.is_none() {
                 tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
@@ -127,8 +142,16 @@ impl Link {
             } else {
                 tracing::debug!(endpoint = %self.endpoint, "modbus connection dropped again: {why}");
             }
-            self.next_attempt = Instant::now();
-            self.state = LinkState::Backoff;
+            if self.useful || !pace {
+                // It worked before (or a timeout already paced us): reconnect at once.
+                self.next_attempt = Instant::now();
+                self.state = LinkState::Backoff;
+            } else {
+                // A connection that never gave a valid answer: back off, so a
+                // device that closes or garbles every time is not hammered.
+                self.schedule_retry(why);
+            }
+            self.useful = false;
         }
     }
 
@@ -155,6 +178,14 @@ impl Link {
         match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                // Discard anything a device sends before being asked.
+                let mut junk = [0u8; 512];
+                while let Ok(n) = stream.try_read(&mut junk) {
+                    if n == 0 {
+                        break;
+                    }
+                    tracing::debug!(endpoint = %self.endpoint, bytes = n, "discarded unsolicited bytes after connect");
+                }
                 self.ctx = Some(tokio_modbus::client::tcp::attach(stream));
                 tracing::debug!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
                 self.state = LinkState::Connected;
@@ -176,7 +207,10 @@ impl Link {
     /// Reads `count` items of `table` from `start` on unit `unit`.
     ///
     /// The unit id is sent unchanged, 0 and 255 included (field case B12).
-    /// `timeout` bounds the answer (and the connect, if one is needed).
+    /// `timeout` bounds the answer (and the connect, if one is needed). The
+    /// answer must hold exactly the items asked for (bits: the bytes that
+    /// carry them); anything else is a protocol error that drops the
+    /// connection.
     pub async fn read(&mut self, unit: u8, table: Table, start: u16, count: u16, timeout: Duration) -> Result<Words, ReadError> {
         if self.ctx.is_none() {
             self.timeout = timeout;
@@ -184,49 +218,90 @@ impl Link {
         }
         let ctx = self.ctx.as_mut().expect("connected above");
         ctx.set_slave(Slave(unit));
-        let fut = async {
-            match table {
-                Table::Holding => ctx.read_holding_registers(start, count).await.map(|r| r.map(Words::Registers)),
-                Table::Input => ctx.read_input_registers(start, count).await.map(|r| r.map(Words::Registers)),
-                Table::Coil => ctx.read_coils(start, count).await.map(|r| r.map(Words::Bits)),
-                Table::DiscreteInput => ctx.read_discrete_inputs(start, count).await.map(|r| r.map(Words::Bits)),
-            }
+        let request = match table {
+            Table::Holding => Request::ReadHoldingRegisters(start, count),
+            Table::Input => Request::ReadInputRegisters(start, count),
+            Table::Coil => Request::ReadCoils(start, count),
+            Table::DiscreteInput => Request::ReadDiscreteInputs(start, count),
         };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(Ok(words))) => {
-                let got = match &words {
-                    Words::Registers(r) => r.len(),
-                    Words::Bits(b) => b.len(),
-                };
-                if got < count as usize {
-                    self.drop_connection("short response");
-                    return Err(ReadError::Comm(format!("short response: {got} of {count} items")));
-                }
-                if self.failures > 0 {
-                    self.failures = 0;
-                    self.backoff = Duration::from_secs(1);
-                }
-                if let Some(since) = self.outage_since.take() {
-                    tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
-                }
-                Ok(words)
+        let answer = tokio::time::timeout(timeout, ctx.call(request)).await;
+        let words = match answer {
+            Err(_) => {
+                self.drop_after_timeout(&format!("no response within {timeout:?}"));
+                return Err(ReadError::Timeout(timeout));
+            }
+            Ok(Err(e)) => {
+                let msg = describe(&e);
+                self.drop_connection(&msg);
+                return Err(ReadError::Comm(msg));
             }
             Ok(Ok(Err(exc))) => {
                 // An exception is an answer: the link is fine.
-                if let Some(since) = self.outage_since.take() {
-                    tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
+                self.answered();
+                return Err(ReadError::Exception(u8::from(exc)));
+            }
+            Ok(Ok(Ok(resp))) => match (table, resp) {
+                (Table::Holding, Response::ReadHoldingRegisters(w)) | (Table::Input, Response::ReadInputRegisters(w)) => {
+                    if w.len() != count as usize {
+                        let msg = format!("protocol error: {} registers in the response, {count} asked for", w.len());
+                        self.drop_connection(&msg);
+                        return Err(ReadError::Comm(msg));
+                    }
+                    Words::Registers(w)
                 }
-                Err(ReadError::Exception(u8::from(exc)))
-            }
-            Ok(Err(e)) => {
-                let msg = e.to_string();
-                self.drop_connection(&msg);
-                Err(ReadError::Comm(msg))
-            }
-            Err(_) => {
-                self.drop_connection(&format!("no response within {timeout:?}"));
-                Err(ReadError::Timeout(timeout))
-            }
+                (Table::Coil, Response::ReadCoils(mut b)) | (Table::DiscreteInput, Response::ReadDiscreteInputs(mut b)) => {
+                    // Bits come in whole bytes: 8 per byte, padded with zeros.
+                    if b.len() < count as usize || b.len() >= count as usize + 8 {
+                        let msg = format!("protocol error: {} bits in the response, {count} asked for", b.len());
+                        self.drop_connection(&msg);
+                        return Err(ReadError::Comm(msg));
+                    }
+                    b.truncate(count as usize);
+                    Words::Bits(b)
+                }
+                (_, other) => {
+                    let msg = format!("protocol error: response {:?} to a read of the {table} table", other.function_code());
+                    self.drop_connection(&msg);
+                    return Err(ReadError::Comm(msg));
+                }
+            },
+        };
+        self.answered();
+        Ok(words)
+    }
+
+    /// A valid answer arrived: the connection works.
+    fn answered(&mut self) {
+        self.useful = true;
+        if self.failures > 0 {
+            self.failures = 0;
+            self.backoff = Duration::from_secs(1);
         }
+        if let Some(since) = self.outage_since.take() {
+            tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
+        }
+    }
+}
+
+/// A stable, readable reason for a transport or protocol error (no register
+/// values, no internal type names).
+fn describe(e: &tokio_modbus::Error) -> String {
+    match e {
+        tokio_modbus::Error::Protocol(ProtocolError::HeaderMismatch { .. }) => {
+            "protocol error: the response header (transaction or unit id) does not match the request".into()
+        }
+        tokio_modbus::Error::Protocol(ProtocolError::FunctionCodeMismatch { .. }) => {
+            "protocol error: the response function code does not match the request".into()
+        }
+        tokio_modbus::Error::Transport(io) => match io.kind() {
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe => {
+                format!("connection closed by the device ({io})")
+            }
+            // tokio-modbus reports an end of stream with the last OS error,
+            // whatever it was; and a framing error as "invalid data".
+            std::io::ErrorKind::InvalidData => format!("protocol error: malformed response ({io})"),
+            _ if io.raw_os_error() == Some(115) || io.kind() == std::io::ErrorKind::WouldBlock => "connection closed by the device".into(),
+            _ => format!("connection lost: {io}"),
+        },
     }
 }

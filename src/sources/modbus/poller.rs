@@ -102,9 +102,28 @@ pub fn spawn_all(
     }
     let mut handles = Vec::new();
     for (endpoint, devs) in by_endpoint {
-        let poller = EndpointPoller::new(&endpoint, devs, ingest.clone(), telemetry)?;
-        let cancel = cancel.clone();
-        handles.push(tokio::spawn(poller.run(cancel)));
+        let stats: Vec<Arc<DeviceStats>> = devs.iter().map(|d| telemetry.device(&d.name)).collect();
+        // Plan errors surface here, before anything runs.
+        EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone())?;
+        let (ingest, cancel) = (ingest.clone(), cancel.clone());
+        handles.push(tokio::spawn(async move {
+            // Supervisor: a poller that panics (a bug, or a library assertion on
+            // a malformed answer) is logged and restarted, never lost.
+            loop {
+                let Ok(poller) = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()) else { return };
+                match tokio::spawn(poller.run(cancel.clone())).await {
+                    Ok(()) => return,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(endpoint = %endpoint, "modbus poller crashed; restarting it in 1 s");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
     }
     Ok(handles)
 }
@@ -119,11 +138,11 @@ pub struct EndpointPoller {
 impl EndpointPoller {
     /// Plans every device; fails only on a plan error (which `relais check`
     /// reports before start).
-    pub fn new(endpoint: &str, devs: Vec<ModbusDevice>, ingest: Arc<Ingest>, telemetry: &Telemetry) -> anyhow::Result<Self> {
+    pub fn new(endpoint: &str, devs: Vec<ModbusDevice>, ingest: Arc<Ingest>, stats: Vec<Arc<DeviceStats>>) -> anyhow::Result<Self> {
         let reconnect_max = devs.iter().map(|d| d.reconnect_max).max().unwrap_or(Duration::from_secs(30));
         let now = Instant::now();
         let mut devices = Vec::new();
-        for cfg in devs {
+        for (cfg, stats) in devs.into_iter().zip(stats) {
             let plan = plan_device(&cfg).map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.name))?;
             let groups = plan
                 .into_iter()
@@ -137,7 +156,7 @@ impl EndpointPoller {
             let metas = cfg.tags.iter().map(|t| TagMeta::new(device.clone(), t.name.as_str(), t.unit.as_deref())).collect();
             devices.push(Device {
                 spans: spans_of(&cfg),
-                stats: telemetry.device(&cfg.name),
+                stats,
                 metas,
                 groups,
                 cfg,
