@@ -236,3 +236,63 @@ async fn a_full_ring_makes_producers_wait_and_counts_it() {
         assert_eq!(mine.len(), 5000);
     }
 }
+
+/// A tmpfs of `size` mounted for a test (root only); unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        let p = dir.join("fs");
+        std::fs::create_dir_all(&p).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&p)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(p))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_acquiring_and_counts_every_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), "3M") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    // max_bytes above the disk size: the disk fills first, as in the field.
+    let cfg = BufferConfig { max_bytes: 64 << 20, ..Default::default() };
+    let ingest = std::sync::Arc::new(Ingest::new(cfg.ring_capacity));
+    let b = Buffer::open(&cfg, &disk.0, ingest.clone(), &["mqtt"]).unwrap();
+    let m = TagMeta::new("d", "t", None);
+    let text = "z".repeat(100);
+    let t0 = std::time::Instant::now();
+    let mut produced = 0u64;
+    while t0.elapsed() < Duration::from_secs(3) {
+        for _ in 0..500 {
+            ingest.push(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now())).await;
+            produced += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pushed_for = t0.elapsed();
+    assert!(pushed_for < Duration::from_secs(6), "producers were blocked by the full disk: {pushed_for:?}");
+    tokio::time::timeout(Duration::from_secs(10), ingest.barrier()).await.expect("the writer keeps going");
+    let st = b.stats();
+    let (accepted, dropped) = (st.accepted_total.load(Ordering::Relaxed), st.dropped_total.load(Ordering::Relaxed));
+    assert!(produced > 50_000, "enough to fill 3 MB ({produced})");
+    assert!(dropped > 0, "drops are counted");
+    assert!(accepted + dropped >= produced, "every sample accepted or counted as dropped: {accepted} + {dropped} < {produced}");
+    // The newest sample is kept.
+    let rows = b.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap();
+    assert_eq!(rows.last().unwrap().seq, st.last_seq.load(Ordering::Relaxed));
+    b.close();
+    drop(disk);
+}

@@ -312,6 +312,7 @@ pub fn logs() {
 pub struct Proxy {
     pub port: u16,
     hold: Arc<std::sync::atomic::AtomicBool>,
+    drop_answers: Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -329,8 +330,10 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drop_answers = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
         let h = hold.clone();
+        let dr = drop_answers.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { return };
@@ -342,6 +345,7 @@ impl Proxy {
                 cut1.borrow_and_update();
                 cut2.borrow_and_update();
                 let h = h.clone();
+                let dr = dr.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     loop {
@@ -367,6 +371,7 @@ impl Proxy {
                             _ = cut2.changed() => return,
                             r = sr.read(&mut buf) => match r {
                                 Ok(0) | Err(_) => return,
+                                Ok(_) if dr.load(Ordering::Relaxed) => {}
                                 Ok(n) => if cw.write_all(&buf[..n]).await.is_err() { return },
                             }
                         }
@@ -374,12 +379,17 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, hold, cut, task }
+        Proxy { port, hold, drop_answers, cut, task }
     }
 
     /// Holds back (true) or releases (false) everything the broker sends.
     pub fn hold_answers(&self, on: bool) {
         self.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Discards (true) everything the broker sends: PUBACKs are lost.
+    pub fn drop_answers(&self, on: bool) {
+        self.drop_answers.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Cuts every open connection (a network cut).

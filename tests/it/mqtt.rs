@@ -310,3 +310,36 @@ async fn long_backlog_does_not_starve_live_data() {
     let live_seqs: Vec<u64> = seqs(&msgs.iter().filter(|m| m.topic == "t/line/live").cloned().collect::<Vec<_>>());
     assert!(live_seqs.windows(2).all(|w| w[0] < w[1]), "live lane in order");
 }
+
+#[tokio::test]
+async fn lost_pubacks_do_not_stall_the_sink() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let proxy = Proxy::start(broker.port).await;
+    let chain = SinkChain::start(sink_cfg(proxy.port, "ack_timeout = \"2s\"\nkeep_alive = \"60s\""), BufferConfig::default());
+    let m = TagMeta::new("d", "v", None);
+    chain.push_n(&m, 0, 5, Duration::ZERO).await;
+    assert!(eventually(Duration::from_secs(5), || chain.cursor() == 5).await);
+    let connects = chain.stats.connects.load(Ordering::Relaxed);
+    proxy.drop_answers(true);
+    chain.push_n(&m, 5, 50, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.drop_answers(false);
+    assert!(eventually(Duration::from_secs(10), || chain.cursor() == 55).await, "resent after the ack timeout (cursor {})", chain.cursor());
+    assert!(chain.stats.connects.load(Ordering::Relaxed) > connects, "the connection was rebuilt");
+}
+
+#[tokio::test]
+async fn json_batch_messages_respect_max_message_bytes() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let mut sub = Sub::new(broker.port, "t/#").await;
+    let chain = SinkChain::start(sink_cfg(broker.port, "format = \"json-batch\"\nbatch_max_samples = 10000\nmax_message_bytes = \"2KiB\""), BufferConfig::default());
+    let metas: Vec<_> = (0..300).map(|i| TagMeta::new("big", format!("tag{i}"), None)).collect();
+    for m in &metas {
+        chain.tb.ingest.push(sample(m, 1.5)).await;
+    }
+    chain.tb.ingest.barrier().await;
+    let msgs = data(&sub.until_seqs(Duration::from_secs(10), chain.base + 1..=chain.base + 300, |_| true).await);
+    assert!(msgs.iter().all(|m| m.payload.len() <= 2048), "{:?}", msgs.iter().map(|m| m.payload.len()).max());
+    assert!(msgs.len() > 10);
+    assert_eq!(seqs(&msgs).len(), 300);
+}

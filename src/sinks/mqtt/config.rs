@@ -48,11 +48,20 @@ pub struct MqttSinkConfig {
     /// Backlog size, in rows, above which live samples are sent in a lane of
     /// their own beside the replay (default 10000).
     pub backlog_threshold: u64,
+    /// Longest wait for a PUBACK before the connection is rebuilt and the
+    /// unacknowledged messages resent (default 30 s).
+    pub ack_timeout: std::time::Duration,
+    /// Largest json-batch payload in bytes (default 128 KiB): bigger batches
+    /// are split. Many brokers and clouds limit messages (AWS IoT: 128 KiB).
+    pub max_message_bytes: usize,
 }
 
 /// Keys of an MQTT `[[sink]]` besides the connection keys ([`CONN_KEYS`]).
 pub const SINK_KEYS: &[&str] =
-    &["name", "type", "topic", "batch_topic", "status_topic", "qos", "format", "retain", "max_inflight", "batch_max_samples", "read_rows", "backlog_threshold"];
+    &[
+        "name", "type", "topic", "batch_topic", "status_topic", "qos", "format", "retain", "max_inflight", "batch_max_samples", "read_rows",
+        "backlog_threshold", "ack_timeout", "max_message_bytes",
+    ];
 
 #[derive(Deserialize)]
 struct RawSink {
@@ -67,6 +76,8 @@ struct RawSink {
     batch_max_samples: Option<Spanned<i64>>,
     read_rows: Option<Spanned<i64>>,
     backlog_threshold: Option<Spanned<i64>>,
+    ack_timeout: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<toml::Value>>,
 }
 
 /// Parses one `[[sink]]` item with `type = "mqtt"`. `gateway` is the gateway
@@ -162,10 +173,47 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
     let batch_max_samples = int(diag, &raw.batch_max_samples, "batch_max_samples", 1, 10_000, 500) as usize;
     let read_rows = int(diag, &raw.read_rows, "read_rows", 1, 100_000, 1000) as usize;
     let backlog_threshold = int(diag, &raw.backlog_threshold, "backlog_threshold", 0, i64::MAX, 10_000) as u64;
+    let ack_timeout = match &raw.ack_timeout {
+        None => std::time::Duration::from_secs(30),
+        Some(t) => match crate::units::parse_duration(t.get_ref()) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+            Ok(_) => {
+                diag.error(t.span(), &k("ack_timeout"), "ack_timeout must be at least 1s");
+                std::time::Duration::from_secs(30)
+            }
+            Err(e) => {
+                diag.error(t.span(), &k("ack_timeout"), e);
+                std::time::Duration::from_secs(30)
+            }
+        },
+    };
+    let max_message_bytes = match &raw.max_message_bytes {
+        None => 128 * 1024,
+        Some(v) => {
+            let parsed = match v.get_ref() {
+                toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
+                toml::Value::String(s) => crate::units::parse_size(s),
+                other => Err(format!("expected a size such as \"128KiB\", found {other}")),
+            };
+            match parsed {
+                Ok(b) if (1024..=(16 << 20)).contains(&b) => b as usize,
+                Ok(_) => {
+                    diag.error(v.span(), &k("max_message_bytes"), "max_message_bytes must be in 1KiB..=16MiB");
+                    128 * 1024
+                }
+                Err(e) => {
+                    diag.error(v.span(), &k("max_message_bytes"), e);
+                    128 * 1024
+                }
+            }
+        }
+    };
     if diag.error_count() > before {
         return None;
     }
     Some(MqttSinkConfig {
+        ack_timeout,
+        max_message_bytes,
         name,
         conn: conn?,
         topic: topic?,

@@ -50,11 +50,24 @@ struct Encoder {
     topic: TopicTemplate,
     batch_topic: TopicTemplate,
     batch_max: usize,
+    max_bytes: usize,
     topics: HashMap<usize, (Arc<TagMeta>, Arc<str>)>,
     batch_topics: HashMap<String, Arc<str>>,
 }
 
 impl Encoder {
+    /// One json-batch message, split in halves until it fits `max_bytes`.
+    fn push_batch(&self, device: &str, topic: &Arc<str>, chunk: &[&Sample], out: &mut Vec<Out>) {
+        let payload = batch_json(&self.gateway, device, chunk.iter().copied());
+        if payload.len() > self.max_bytes && chunk.len() > 1 {
+            let (a, b) = chunk.split_at(chunk.len() / 2);
+            self.push_batch(device, topic, a, out);
+            self.push_batch(device, topic, b, out);
+        } else {
+            out.push(Out { topic: topic.clone(), payload, samples: chunk.len() });
+        }
+    }
+
     fn topic_of(&mut self, m: &Arc<TagMeta>) -> Arc<str> {
         let key = Arc::as_ptr(m) as usize;
         if let Some((_, t)) = self.topics.get(&key) {
@@ -94,11 +107,7 @@ impl Encoder {
                         }
                     };
                     for chunk in samples.chunks(self.batch_max) {
-                        out.push(Out {
-                            topic: topic.clone(),
-                            payload: batch_json(&self.gateway, device, chunk.iter().copied()),
-                            samples: chunk.len(),
-                        });
+                        self.push_batch(device, &topic, chunk, out);
                     }
                 }
             }
@@ -112,6 +121,8 @@ struct Slot {
     batch: Option<u64>,
     samples: usize,
     qos1: bool,
+    /// When it was handed to rumqttc (for the acknowledgement timeout).
+    since: Instant,
 }
 
 /// The MQTT sink.
@@ -148,6 +159,7 @@ impl MqttSink {
             topic: cfg.topic.clone(),
             batch_topic: cfg.batch_topic.clone(),
             batch_max: cfg.batch_max_samples,
+            max_bytes: cfg.max_message_bytes,
             topics: HashMap::new(),
             batch_topics: HashMap::new(),
         };
@@ -280,7 +292,7 @@ impl MqttSink {
         if let Err(e) = s.client.try_publish(&self.cfg.status_topic, QoS::AtLeastOnce, true, status_json(&self.gateway, true)) {
             return End::Lost(format!("cannot queue the birth message: {e}"));
         }
-        fifo.push_back(Slot { batch: None, samples: 0, qos1: true });
+        fifo.push_back(Slot { batch: None, samples: 0, qos1: true, since: Instant::now() });
         outstanding += 1;
 
         let mut draining: Option<(Instant, u64)> = None;
@@ -292,7 +304,7 @@ impl MqttSink {
                     let Some((m, batch)) = pending.pop_front() else { break };
                     match s.client.try_publish(m.topic.as_ref(), qos, self.cfg.retain, m.payload) {
                         Ok(()) => {
-                            fifo.push_back(Slot { batch: Some(batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce });
+                            fifo.push_back(Slot { batch: Some(batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce, since: Instant::now() });
                             outstanding += 1;
                             self.stats.messages.fetch_add(1, Ordering::Relaxed);
                         }
@@ -341,6 +353,15 @@ impl MqttSink {
                     return End::Stopped;
                 }
             }
+            // A broker (or a middlebox) that swallows PUBACKs must not stall
+            // the sink forever: past `ack_timeout`, reconnect and resend.
+            let oldest = fifo.front().map(|s| s.since).into_iter().chain(inflight.values().map(|s| s.since)).min();
+            if let Some(t) = oldest
+                && t.elapsed() > self.cfg.ack_timeout
+            {
+                return End::Lost(format!("no PUBACK within {}; reconnecting to resend", crate::units::format_duration(self.cfg.ack_timeout)));
+            }
+            let ack_check = tokio::time::sleep(Duration::from_millis(500));
             let timer = async {
                 match draining {
                     Some((d, _)) => tokio::time::sleep_until(d).await,
@@ -387,6 +408,7 @@ impl MqttSink {
                     draining = Some((Instant::now() + grace, *self.committed.borrow()));
                 },
                 _ = timer => {}
+                _ = ack_check, if oldest.is_some() => {}
             }
         }
     }
