@@ -11,11 +11,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct SinkCursor {
     name: Arc<str>,
     acked: Arc<AtomicU64>,
+    live: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl SinkCursor {
-    pub(crate) fn new(name: &str, seq: u64) -> SinkCursor {
-        SinkCursor { name: name.into(), acked: Arc::new(AtomicU64::new(seq)) }
+    pub(crate) fn new(name: &str, seq: u64, live: Option<(u64, u64)>) -> SinkCursor {
+        SinkCursor { name: name.into(), acked: Arc::new(AtomicU64::new(seq)), live: Arc::new(std::sync::Mutex::new(live)) }
+    }
+
+    /// The live lane during a replay: `(start, acked)`, meaning every `seq` in
+    /// `start + 1..=acked` was delivered too. Persisted with the cursor so a
+    /// restart during a long replay does not send the live rows again.
+    pub fn live(&self) -> Option<(u64, u64)> {
+        self.live.lock().ok().and_then(|g| *g)
+    }
+
+    /// Records the live lane (`None` when there is no replay).
+    pub fn set_live(&self, live: Option<(u64, u64)>) {
+        if let Ok(mut g) = self.live.lock() {
+            *g = live;
+        }
     }
 
     /// The sink's name.

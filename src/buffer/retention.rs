@@ -55,7 +55,7 @@ pub(crate) struct Retention {
     max_bytes: u64,
     max_age: Duration,
     cursors: Vec<SinkCursor>,
-    persisted: Vec<u64>,
+    persisted: Vec<(u64, Option<(u64, u64)>)>,
     first: u64,
     next: u64,
     drops: DropLog,
@@ -65,7 +65,7 @@ pub(crate) struct Retention {
 
 impl Retention {
     pub(crate) fn new(cfg: &BufferConfig, cursors: Vec<SinkCursor>, first: u64, next: u64) -> Retention {
-        let persisted = cursors.iter().map(|c| c.get()).collect();
+        let persisted = cursors.iter().map(|c| (c.get(), c.live())).collect();
         Retention {
             max_rows: cfg.max_rows,
             max_bytes: cfg.max_bytes,
@@ -171,13 +171,16 @@ impl Retention {
         }
     }
 
-    /// About once a second: persist cursors, delete delivered rows, `max_age`,
-    /// and report drops.
-    pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats) {
+    /// Writes the cursors that moved.
+    pub(crate) fn persist_cursors(&mut self, conn: &Connection) {
         for (i, c) in self.cursors.iter().enumerate() {
-            let v = c.get();
+            let v = (c.get(), c.live());
             if v != self.persisted[i] {
-                match conn.execute("INSERT OR REPLACE INTO cursors(sink, seq) VALUES(?1, ?2)", params![c.name(), v as i64]) {
+                let (ls, la) = v.1.map_or((0, 0), |l| (l.0 as i64, l.1 as i64));
+                match conn.execute(
+                    "INSERT OR REPLACE INTO cursors(sink, seq, live_start, live_acked) VALUES(?1, ?2, ?3, ?4)",
+                    params![c.name(), v.0 as i64, ls, la],
+                ) {
                     Ok(_) => self.persisted[i] = v,
                     Err(e) => {
                         if let Some(n) = self.errors.allow() {
@@ -187,6 +190,12 @@ impl Retention {
                 }
             }
         }
+    }
+
+    /// About once a second: persist cursors, delete delivered rows, `max_age`,
+    /// and report drops.
+    pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats) {
+        self.persist_cursors(conn);
         if let Some(c) = self.min_cursor() {
             let _ = self.delete_upto(conn, c, None, stats);
         }

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS samples(
     reason TEXT,
     ts INTEGER NOT NULL,
     recv_ts INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL, live_start INTEGER NOT NULL DEFAULT 0, live_acked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
 CREATE TABLE IF NOT EXISTS quarantine(
     id INTEGER PRIMARY KEY,
@@ -77,6 +77,15 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
         }
     }
     conn.execute_batch(DDL)?;
+    // Buffers made before the live lane was persisted.
+    let has_live: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('cursors') WHERE name = 'live_start'")?
+        .exists([])?;
+    if !has_live {
+        conn.execute_batch(
+            "ALTER TABLE cursors ADD COLUMN live_start INTEGER NOT NULL DEFAULT 0; ALTER TABLE cursors ADD COLUMN live_acked INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     let version: Option<i64> =
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
     match version {

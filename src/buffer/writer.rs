@@ -106,13 +106,14 @@ impl Buffer {
         conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
 
         // Cursors.
-        let mut stored: HashMap<String, u64> = HashMap::new();
+        let mut stored: HashMap<String, (u64, Option<(u64, u64)>)> = HashMap::new();
         {
-            let mut st = conn.prepare("SELECT sink, seq FROM cursors")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut st = conn.prepare("SELECT sink, seq, live_start, live_acked FROM cursors")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
             for r in rows {
-                let (k, v) = r?;
-                stored.insert(k, v.max(0) as u64);
+                let (k, v, ls, la) = r?;
+                let live = (ls > 0 && la >= ls).then_some((ls as u64, la as u64));
+                stored.insert(k, (v.max(0) as u64, live));
             }
         }
         let last_seq = opened.last_seq;
@@ -122,11 +123,16 @@ impl Buffer {
         for s in sinks {
             // Rows below the first one are gone: a new sink (or one behind a
             // recovered buffer) starts just before the oldest row kept.
-            let seq = stored.remove(*s).unwrap_or(0).max(first_seq - 1);
-            conn.execute("INSERT OR REPLACE INTO cursors(sink, seq) VALUES(?1, ?2)", params![s, seq as i64])?;
-            cursors.push(SinkCursor::new(s, seq));
+            let (seq, live) = stored.remove(*s).unwrap_or((0, None));
+            let seq = seq.max(first_seq - 1);
+            let live = live.filter(|(start, _)| *start > seq);
+            conn.execute(
+                "INSERT OR REPLACE INTO cursors(sink, seq, live_start, live_acked) VALUES(?1, ?2, ?3, ?4)",
+                params![s, seq as i64, live.map_or(0, |l| l.0 as i64), live.map_or(0, |l| l.1 as i64)],
+            )?;
+            cursors.push(SinkCursor::new(s, seq, live));
         }
-        for (gone, seq) in stored {
+        for (gone, (seq, _)) in stored {
             tracing::info!(sink = %gone, cursor = seq, "removing the cursor of a sink that is no longer configured");
             conn.execute("DELETE FROM cursors WHERE sink = ?1", params![gone])?;
         }
@@ -298,6 +304,7 @@ impl Writer {
         let mut groups: Vec<GroupMeta> = Vec::new();
         let mut barriers: Vec<oneshot::Sender<u64>> = Vec::new();
         let mut last_maint = Instant::now();
+        let mut last_cursor = Instant::now();
         loop {
             self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
             while batch.len() < self.batch_max {
@@ -328,6 +335,11 @@ impl Writer {
             if last_maint.elapsed() >= Duration::from_secs(1) {
                 self.retention.periodic(&self.conn, &self.stats);
                 last_maint = Instant::now();
+                last_cursor = Instant::now();
+            } else if last_cursor.elapsed() >= Duration::from_millis(200) {
+                // Cursors often: a crash resends at most ~200 ms of acknowledged data.
+                self.retention.persist_cursors(&self.conn);
+                last_cursor = Instant::now();
             }
             if batch.is_empty() && self.ingest.is_empty() {
                 if self.stop.load(Ordering::SeqCst) {

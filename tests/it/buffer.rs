@@ -296,3 +296,24 @@ async fn a_full_disk_keeps_acquiring_and_counts_every_drop() {
     b.close();
     drop(disk);
 }
+
+#[tokio::test]
+async fn a_sinks_live_lane_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BufferConfig::default();
+    let base;
+    {
+        let ingest = std::sync::Arc::new(Ingest::new(1024));
+        let b = Buffer::open(&cfg, dir.path(), ingest.clone(), &["s"]).unwrap();
+        base = b.stats().last_seq.load(Ordering::Relaxed);
+        let c = b.cursor("s").unwrap();
+        c.advance(base + 10);
+        c.set_live(Some((base + 500, base + 620)));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        b.close();
+    }
+    let b = Buffer::open(&cfg, dir.path(), std::sync::Arc::new(Ingest::new(16)), &["s"]).unwrap();
+    let c = b.cursor("s").unwrap();
+    assert_eq!(c.get(), base + 10);
+    assert_eq!(c.live(), Some((base + 500, base + 620)));
+}

@@ -89,6 +89,25 @@ impl Lanes {
         Lanes { threshold, replay: None, live: Lane::at(cursor), next_id: 1, prefer_live: true }
     }
 
+    /// Lanes resuming a replay interrupted by a restart: the replay covers
+    /// `(cursor, start]` and the live lane continues after `acked`.
+    pub fn resume(cursor: u64, live: Option<(u64, u64)>, threshold: u64) -> Lanes {
+        let mut l = Lanes::new(cursor, threshold);
+        if let Some((start, acked)) = live
+            && start > cursor
+            && acked >= start
+        {
+            l.replay = Some(Lane { read_to: cursor, acked_to: cursor, upto: Some(start), batches: VecDeque::new() });
+            l.live = Lane::at(acked);
+        }
+        l
+    }
+
+    /// The live lane while a replay runs: `(start, acked)`, to persist.
+    pub fn live_state(&self) -> Option<(u64, u64)> {
+        self.replay.as_ref().and_then(|r| r.upto).map(|start| (start, self.live.acked_to))
+    }
+
     /// The durable cursor: everything up to it is acknowledged.
     pub fn cursor(&self) -> u64 {
         match &self.replay {
@@ -236,6 +255,27 @@ mod tests {
         l.ack(r2);
         assert!(!l.replaying());
         assert_eq!(l.cursor(), 1010);
+    }
+
+    #[test]
+    fn a_replay_resumes_after_a_restart() {
+        let mut l = Lanes::new(0, 100);
+        let p = l.next_read(1000).unwrap();
+        let r = l.record(p, Some(100), false, 1);
+        l.ack(r);
+        let p = l.next_read(1050).unwrap();
+        assert_eq!(p.lane, LaneId::Live);
+        let lv = l.record(p, Some(1050), true, 1);
+        l.ack(lv);
+        assert_eq!(l.live_state(), Some((1000, 1050)));
+        // Restart: the live rows already acknowledged are not read again.
+        let mut back = Lanes::resume(l.cursor(), l.live_state(), 100);
+        assert_eq!(back.cursor(), 100);
+        let p = back.next_read(1060).unwrap();
+        let q = back.next_read(1060).unwrap();
+        let plans = [(p.lane, p.after, p.upto), (q.lane, q.after, q.upto)];
+        assert!(plans.contains(&(LaneId::Replay, 100, 1000)), "{plans:?}");
+        assert!(plans.contains(&(LaneId::Live, 1050, 1060)), "{plans:?}");
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl MqttSink {
     /// Runs until `stop` fires; then delivers what is committed for up to
     /// `grace`, publishes `offline`, and disconnects.
     pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
-        let mut lanes = Lanes::new(self.cursor.get(), self.cfg.backlog_threshold);
+        let mut lanes = Lanes::resume(self.cursor.get(), self.cursor.live(), self.cfg.backlog_threshold);
         let mut backoff = Duration::from_secs(1);
         let mut failures: u64 = 0;
         let mut last_warn: Option<Instant> = None;
@@ -342,6 +342,7 @@ impl MqttSink {
                 pending.extend(outs.into_iter().map(|o| (o, id)));
             }
             self.cursor.advance(lanes.cursor());
+            self.cursor.set_live(lanes.live_state());
             if let Some((deadline, target)) = draining {
                 let done = lanes.cursor() >= target && pending.is_empty();
                 if done || Instant::now() >= deadline {
