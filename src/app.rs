@@ -36,11 +36,23 @@ pub struct RunOptions {
 /// Time sinks get at shutdown to deliver what is committed.
 const SINK_GRACE: Duration = Duration::from_millis(1500);
 
-/// Cancels `token` on SIGTERM or SIGINT.
+/// Cancels `token` on SIGTERM or SIGINT. SIGHUP, SIGUSR1 and SIGUSR2 are
+/// logged and ignored (their default action would kill the daemon without
+/// its orderly shutdown).
 pub fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, name) in [(SignalKind::hangup(), "SIGHUP"), (SignalKind::user_defined1(), "SIGUSR1"), (SignalKind::user_defined2(), "SIGUSR2")] {
+        if let Ok(mut s) = signal(kind) {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    tracing::warn!("{name} ignored: relais does not reload its configuration; restart it to apply changes");
+                }
+            });
+        }
+    }
     tokio::spawn(async move {
         let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            match signal(SignalKind::terminate()) {
                 Ok(mut s) => {
                     s.recv().await;
                 }

@@ -365,7 +365,7 @@ pub fn render_plan(cfg: &Config) -> String {
     let b = &cfg.buffer;
     let _ = writeln!(
         s,
-        "gateway {}: data_dir {}, buffer max {} / {}{}, durability {:?}",
+        "gateway {}: data_dir {}, buffer max {} / {}{}, durability {}",
         cfg.gateway.id,
         cfg.gateway.data_dir.display(),
         crate::units::format_size(b.max_bytes),
@@ -420,15 +420,20 @@ pub fn render_plan(cfg: &Config) -> String {
             S::Http(h) => format!("http POST http://{}/ingest/{}", h.listen, c.name),
             S::MqttIn(m) => format!("mqtt-in {} topics {}", m.conn.broker, m.topics.join(" ")),
         };
-        let fmt = c.parse.format.map_or("by extension / Content-Type".to_string(), |f| format!("{f:?}"));
-        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {:?}, device {})", c.name, c.parse.policy, c.device);
+        let fmt = c.parse.format.map_or("by extension / Content-Type", |f| match f {
+            crate::parse::spec::Format::Csv => "csv",
+            crate::parse::spec::Format::Json => "json",
+            crate::parse::spec::Format::JsonLines => "jsonl",
+        });
+        let policy = if c.parse.policy == crate::parse::Policy::Strict { "strict" } else { "lenient" };
+        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, device {})", c.name, c.device);
     }
     for sink in &cfg.sinks {
         match sink {
             SinkConfig::Mqtt(m) => {
                 let _ = writeln!(
                     s,
-                    "\nsink {} (mqtt {}, qos {}, {:?}, status {})",
+                    "\nsink {} (mqtt {}, qos {}, format {}, status {})",
                     m.name, m.conn.broker, m.qos, m.format, m.status_topic
                 );
                 for d in &cfg.devices {

@@ -40,6 +40,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
             m.conn.broker = url.clone();
         }
     }
+    let missing = sim_cfg.missing_data.clone();
     let sim = Sim::start(sim_cfg).await?;
     let brokers: Vec<String> = cfg
         .sinks
@@ -57,7 +58,22 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         cfg.gateway.data_dir.display(),
         brokers.join(", ")
     );
-    println!("Watch it: mosquitto_sub -t 'icam/#' -v     Stop: Ctrl-C\n");
+    if !missing.is_empty() {
+        println!(
+            "NOTE: the pump's real sensor data (SKAB) was not found ({}): it serves simulated values instead.\n      \
+             Put the SKAB CSV files in ./data/skab (scripts/get-skab.sh downloads them) or set RELAIS_DATA_PATH.",
+            missing.join(", ")
+        );
+    }
+    let (host, port) = cfg
+        .sinks
+        .first()
+        .map(|s| {
+            let SinkConfig::Mqtt(m) = s;
+            (m.conn.broker.host.clone(), m.conn.broker.port)
+        })
+        .unwrap_or(("127.0.0.1".into(), 1883));
+    println!("Watch it: mosquitto_sub -h {host} -p {port} -t 'icam/#' -v     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() }).await;

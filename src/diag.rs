@@ -140,28 +140,55 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Keys (or key endings) that hold durations, for a better type error.
+const DURATION_KEYS: &[&str] = &["interval", "timeout", "max_age", "settle", "keep_alive", "reconnect_max", "tick", "delay"];
+
 /// A TOML value with its span in the source.
 pub type Item<'i> = toml::Spanned<toml::de::DeValue<'i>>;
 
 /// Deserializes one TOML item into `T`, recording any error under `key`.
-pub fn de_item<T: serde::de::DeserializeOwned>(item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<T> {
+///
+/// A value of the wrong type is reported with its key, then removed and the
+/// table deserialized again, so that one mistake never hides the others; the
+/// value returned then holds defaults for the removed keys (the recorded
+/// errors still fail the configuration).
+pub fn de_item<T: serde::de::DeserializeOwned>(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<T> {
     let span = item.span();
-    // Which key holds which span, to name the key of a wrong-typed value.
-    let spans: Vec<(String, Range<usize>)> = match item.get_ref() {
-        toml::de::DeValue::Table(t) => t.iter().map(|(k, v)| (k.get_ref().to_string(), v.span())).collect(),
-        _ => Vec::new(),
-    };
-    match T::deserialize(toml::de::ValueDeserializer::from(item)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let field = e
-                .span()
-                .and_then(|es| spans.iter().find(|(_, vs)| vs.start <= es.start && es.end <= vs.end))
-                .map(|(k, _)| format!("{key} / {k}"));
-            diag.toml(&e, field.as_deref().unwrap_or(key), span);
-            None
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..64 {
+        // Which key holds which span, to name the key of a wrong-typed value.
+        let spans: Vec<(String, Range<usize>)> = match item.get_ref() {
+            toml::de::DeValue::Table(t) => t.iter().map(|(k, v)| (k.get_ref().to_string(), v.span())).collect(),
+            _ => Vec::new(),
+        };
+        match T::deserialize(toml::de::ValueDeserializer::from(item.clone())) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let msg = e.message().trim().to_string();
+                if removed.iter().any(|r| msg == format!("missing field `{r}`")) {
+                    // A required key was reported already.
+                    return None;
+                }
+                let found = e.span().and_then(|es| spans.iter().find(|(_, vs)| vs.start <= es.start && es.end <= vs.end)).cloned();
+                let field = found.as_ref().map(|(k, _)| format!("{key} / {k}"));
+                let hint = match found.as_ref().map(|(k, _)| k.as_str()) {
+                    Some(k) if msg.contains("expected a string") && DURATION_KEYS.iter().any(|d| k.ends_with(d)) => {
+                        " (durations are text with a unit, e.g. \"1s\", \"500ms\", \"7d\")"
+                    }
+                    _ => "",
+                };
+                diag.error(e.span().unwrap_or(span.clone()), field.as_deref().unwrap_or(key), format!("{msg}{hint}"));
+                match found {
+                    Some((k, _)) => {
+                        take_key(&mut item, &k);
+                        removed.push(k);
+                    }
+                    None => return None,
+                }
+            }
         }
     }
+    None
 }
 
 /// Removes `name` from a table item and returns its value.
@@ -184,13 +211,19 @@ pub fn peek_str<'i>(item: &Item<'i>, name: &str) -> Option<(String, Range<usize>
     })
 }
 
-/// The elements of an array-of-tables item (`[[device]]`), or an error.
+/// The elements of an array-of-tables item, or an error saying it must be
+/// written `[[header]]` (e.g. `[[device.tag]]`, not `[device.tag]`).
 pub fn array_items<'i>(item: Item<'i>, diag: &mut Diag<'_>, key: &str) -> Vec<Item<'i>> {
+    array_items_of(item, diag, key, key)
+}
+
+/// [`array_items`] with the TOML header name given apart from the key path.
+pub fn array_items_of<'i>(item: Item<'i>, diag: &mut Diag<'_>, key: &str, header: &str) -> Vec<Item<'i>> {
     let span = item.span();
     match item.into_inner() {
         toml::de::DeValue::Array(a) => a.into_iter().collect(),
         _ => {
-            diag.error(span, key, format!("expected an array of tables, written [[{key}]]"));
+            diag.error(span, key, format!("expected a list of tables: write [[{header}]] (two brackets), once per entry"));
             Vec::new()
         }
     }

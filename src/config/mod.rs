@@ -223,9 +223,9 @@ impl Config {
         let mut devices: Vec<DeviceConfig> = Vec::new();
         let mut device_spans = std::collections::HashMap::new();
         for (i, item) in device_items.into_iter().enumerate() {
-            let key = format!("device #{}", i + 1);
-            let span = item.span();
             let name = peek_str(&item, "name");
+            let key = name.as_ref().map_or_else(|| format!("device #{}", i + 1), |(n, _)| format!("device {n:?}"));
+            let span = item.span();
             match peek_str(&item, "protocol") {
                 Some((p, _)) if p == "modbus-tcp" => {
                     if let Some(d) = parse_device(item, &mut diag, &key) {
@@ -249,9 +249,9 @@ impl Config {
         let mut sinks: Vec<SinkConfig> = Vec::new();
         let mut sink_spans = std::collections::HashMap::new();
         for (i, item) in sink_items.into_iter().enumerate() {
-            let key = format!("sink #{}", i + 1);
-            let span = item.span();
             let name = peek_str(&item, "name");
+            let key = name.as_ref().map_or_else(|| format!("sink #{}", i + 1), |(n, _)| format!("sink {n:?}"));
+            let span = item.span();
             match peek_str(&item, "type") {
                 Some((t, _)) if t == "mqtt" => {
                     if let Some(s) = parse_sink(item, &mut diag, &key, &gw_id, base_dir) {
@@ -272,8 +272,8 @@ impl Config {
         }
         let mut sources: Vec<SourceConfig> = Vec::new();
         for (i, item) in source_items.into_iter().enumerate() {
-            let key = format!("source #{}", i + 1);
             let name = peek_str(&item, "name");
+            let key = name.as_ref().map_or_else(|| format!("source #{}", i + 1), |(n, _)| format!("source {n:?}"));
             if let Some(s) = parse_source(item, &mut diag, &key, &gw_id, base_dir) {
                 sources.push(s);
             }
@@ -285,6 +285,38 @@ impl Config {
                     source_spans.insert(n, nspan.start);
                 }
             }
+        }
+        // MQTT clients must not share an id on one broker (they kick each
+        // other off), and sinks must not share a status topic.
+        let mut clients: std::collections::HashMap<(String, u16, String), String> = Default::default();
+        let mut statuses: std::collections::HashMap<String, String> = Default::default();
+        let conns = sinks
+            .iter()
+            .map(|s| match s {
+                SinkConfig::Mqtt(m) => (format!("sink {:?}", m.name), m.name.clone(), &m.conn, Some(m.status_topic.clone())),
+            })
+            .chain(sources.iter().filter_map(|s| match s {
+                SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), m.common.name.clone(), &m.conn, None)),
+                _ => None,
+            }));
+        for (what, name, conn, status) in conns {
+            let at = sink_spans.get(&name).or_else(|| source_spans.get(&name)).copied().unwrap_or(0);
+            let key = (conn.broker.host.clone(), conn.broker.port, conn.client_id.clone());
+            if let Some(other) = clients.insert(key, what.clone()) {
+                diag.error(at..at, &format!("{what} / client_id"), format!("client_id {:?} is also used by {other} on the same broker; each MQTT client needs its own", conn.client_id));
+            }
+            if let Some(st) = status
+                && let Some(other) = statuses.insert(st.clone(), what.clone())
+            {
+                diag.error(at..at, &format!("{what} / status_topic"), format!("status topic {st:?} is also used by {other}"));
+            }
+        }
+        if sinks.is_empty() && diag.ok() {
+            diag.warn(
+                doc_span.start..doc_span.start,
+                "sink",
+                "no [[sink]] configured: samples are only kept in the buffer (and dropped, oldest first, at max_bytes/max_age)",
+            );
         }
         if device_spans.is_empty() && source_spans.is_empty() && diag.ok() {
             diag.warn(doc_span.start..doc_span.start, "device", "no [[device]] or [[source]] configured: nothing will be acquired");
@@ -325,6 +357,16 @@ fn parse_gateway(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfi
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./relais-data"));
     let health_interval = dur(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
     let status_interval = dur(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
+    for (v, d, key) in [(&raw.health_interval, health_interval, "gateway / health_interval"), (&raw.status_interval, status_interval, "gateway / status_interval")] {
+        if !d.is_zero() && d < Duration::from_secs(1)
+            && let Some(v) = v
+        {
+            diag.error(v.span(), key, "must be 0 (off) or at least 1s");
+        }
+    }
+    if raw.data_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        diag.error(raw.id.span(), "gateway / data_dir", "data_dir is empty; give a folder such as \"/var/lib/relais\"");
+    }
     if diag.error_count() > before {
         return None;
     }
@@ -386,4 +428,13 @@ fn parse_buffer(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig>
         return None;
     }
     Some(b)
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Normal => "normal",
+            Durability::Full => "full",
+        })
+    }
 }

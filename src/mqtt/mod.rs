@@ -143,9 +143,9 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
         }),
     };
     let keep_alive = dur(d, &raw.keep_alive, "keep_alive", Duration::from_secs(30));
-    if keep_alive < Duration::from_secs(5) {
+    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65_535) {
         let s = raw.keep_alive.as_ref().map_or(span.clone(), |s| s.span());
-        d.error(s, &k("keep_alive"), "keep_alive must be at least 5s");
+        d.error(s, &k("keep_alive"), "keep_alive must be in 5s..=65535s (the MQTT limit)");
     }
     let reconnect_max = dur(d, &raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     let path = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
@@ -157,8 +157,22 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
         Some(p)
     };
     let ca_file = path(d, &raw.ca_file, "ca_file");
+    if let (Some(p), Some(v)) = (&ca_file, &raw.ca_file)
+        && p.is_file()
+    {
+        match CertificateDer::pem_file_iter(p).map(|it| it.filter_map(Result::ok).count()) {
+            Ok(0) | Err(_) => d.error(v.span(), &k("ca_file"), format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display())),
+            Ok(_) => {}
+        }
+    }
     let client_cert = path(d, &raw.client_cert, "client_cert");
     let client_key = path(d, &raw.client_key, "client_key");
+    if let (Some(p), Some(v)) = (&client_key, &raw.client_key)
+        && p.is_file()
+        && PrivateKeyDer::from_pem_file(p).is_err()
+    {
+        d.error(v.span(), &k("client_key"), format!("{} holds no PEM private key", p.display()));
+    }
     if client_cert.is_some() != client_key.is_some() {
         d.error(span.clone(), &k("client_cert"), "client_cert and client_key go together: set both or neither");
     }
@@ -178,9 +192,14 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     if d.error_count() > before {
         return None;
     }
+    let client_id = raw.client_id.unwrap_or(default_client_id);
+    if client_id.is_empty() || client_id.len() > 256 {
+        d.error(span.clone(), &k("client_id"), "client_id must be 1 to 256 bytes");
+        return None;
+    }
     Some(ClientConn {
         broker: broker?,
-        client_id: raw.client_id.unwrap_or(default_client_id),
+        client_id,
         username: raw.username,
         password,
         ca_file,

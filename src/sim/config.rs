@@ -97,6 +97,24 @@ pub struct StationConfig {
 pub struct SimConfig {
     /// Stations.
     pub stations: Vec<StationConfig>,
+    /// CSV files that were not found: their tags serve simulated values
+    /// (a random walk, or 0 for bits) instead.
+    pub missing_data: Vec<String>,
+}
+
+/// Where a replayed CSV file is looked for: relative to the configuration
+/// file, then in each folder of `RELAIS_DATA_PATH` (`:`-separated), then
+/// `./data/skab` and `../shared/data/skab` (by file name).
+pub fn find_data_file(base_dir: &Path, file: &str) -> PathBuf {
+    let direct = base_dir.join(file);
+    if direct.exists() {
+        return direct;
+    }
+    let name = Path::new(file).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("RELAIS_DATA_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.push(PathBuf::from("data/skab"));
+    dirs.push(PathBuf::from("../shared/data/skab"));
+    dirs.into_iter().map(|d| d.join(&name)).find(|p| p.exists()).unwrap_or(direct)
 }
 
 #[derive(Deserialize, Default)]
@@ -270,6 +288,7 @@ impl SimConfig {
             }),
         };
         let mut cache = CsvCache::new();
+        let mut missing_data: Vec<String> = Vec::new();
         let mut stations = Vec::new();
         let mut seen: HashMap<(SocketAddr, u8), String> = HashMap::new();
         for rs in raw.station {
@@ -448,7 +467,7 @@ impl SimConfig {
                                 continue;
                             }
                         };
-                        let path = base_dir.join(&file);
+                        let path = find_data_file(base_dir, &file);
                         match load_csv(&path, delim, &mut cache) {
                             Ok(t) => {
                                 let idx = t.0.iter().position(|h| *h == column).or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
@@ -460,9 +479,13 @@ impl SimConfig {
                                     }
                                 }
                             }
-                            Err(e) if !path.exists() => {
-                                d.warn(span, &skey, format!("{e}; serving a random walk instead"));
-                                Signal::RandomWalk { value: 0.0, step: 0.1, min: -1.0, max: 1.0, rng: fastrand::Rng::new() }
+                            Err(_) if !path.exists() => {
+                                missing_data.push(file.clone());
+                                if table.is_bit() {
+                                    Signal::Constant(0.0)
+                                } else {
+                                    Signal::RandomWalk { value: 0.0, step: 0.1, min: -1.0, max: 1.0, rng: fastrand::Rng::new() }
+                                }
                             }
                             Err(e) => {
                                 d.error(span, &skey, e);
@@ -486,10 +509,12 @@ impl SimConfig {
             }
             stations.push(StationConfig { name, listen, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags });
         }
+        missing_data.sort();
+        missing_data.dedup();
         let warnings = d.finish()?;
         for w in warnings {
             tracing::warn!("{w}");
         }
-        Ok(SimConfig { stations })
+        Ok(SimConfig { stations, missing_data })
     }
 }

@@ -37,9 +37,15 @@ impl StatusLine {
             .collect()
     }
 
-    /// One line: `in 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, backlog 0 | dropped 0 | devices 3/3 up`.
+    /// One line: `acquired 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, 12 unacknowledged | dropped 0 | devices 3/3 up`.
+    ///
+    /// *acquired*: samples accepted into the buffer per second; *buffer*: rows
+    /// kept (undelivered, or delivered and not yet deleted); per sink: its
+    /// state and the samples not yet acknowledged by it (a few while healthy:
+    /// those in flight); *dropped*: undelivered samples dropped by the limits
+    /// since start.
     pub fn render(&self, rate: f64) -> String {
-        let mut parts = vec![format!("in {rate:.0} samples/s")];
+        let mut parts = vec![format!("acquired {rate:.0} samples/s")];
         parts.push(format!(
             "buffer {} rows, {}",
             self.buffer.rows(),
@@ -58,7 +64,7 @@ impl StatusLine {
                     }
                 })
                 .unwrap_or_default();
-            parts.push(format!("{name}: {state}, backlog {backlog}"));
+            parts.push(format!("{name}: {state}, {backlog} unacknowledged"));
         }
         parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
         let (up, all) = self.telemetry.devices_up();

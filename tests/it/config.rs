@@ -134,7 +134,7 @@ fn unknown_topic_placeholder() {
 #[test]
 fn unknown_key_is_named_with_its_line() {
     let t = with("timeout = \"1s\"", "timout = \"1s\"");
-    assert_one(&t, "timout", "device #1", "unknown key `timout`; did you mean `timeout`?");
+    assert_one(&t, "timout", "device \"pump1\"", "unknown key `timout`; did you mean `timeout`?");
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn bad_duration_and_size() {
 #[test]
 fn wrong_value_type() {
     let t = with("unit_id = 1", "unit_id = \"one\"");
-    assert_one(&t, "unit_id = \"one\"", "device #1", "invalid type");
+    assert_one(&t, "unit_id = \"one\"", "device \"pump1\" / unit_id", "invalid type");
 }
 
 #[test]
@@ -281,4 +281,44 @@ fn shipped_configs_are_valid() {
             panic!("{f} is invalid:\n{e}");
         }
     }
+}
+
+#[test]
+fn wrong_types_do_not_hide_other_errors_and_say_what_to_write() {
+    let t = GOOD.replacen("max_age = \"7d\"", "max_age = 7", 1).replacen("durability = \"normal\"", "durability = \"ful\"", 1).replacen("poll_interval = \"1s\"", "poll_interval = 1", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("buffer / max_age") && e.contains("durations are text with a unit")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("buffer / durability") && e.contains("\"ful\"")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("device \"pump1\" / poll_interval") && e.contains("\"1s\"")), "{errs:?}");
+    let t = with("address = 2", "address = 1.0");
+    assert_one(&t, "address = 1.0", "tag \"temperature\" / address", "a Modicon reference string such as \"40001\"");
+    let t = GOOD.replacen("  [[device.tag]]\n  name = \"alarm\"", "  [device.tag]\n  name = \"alarm\"", 1).replacen("  [[device.tag]]\n  name = \"temperature\"", "  [device.tagx]\n  name = \"temperature\"", 1);
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("write [[device.tag]]") || e.contains("unknown key `tagx`")), "{errs:?}");
+}
+
+#[test]
+fn mqtt_limits_and_shared_identities() {
+    let t = with("qos = 1", "qos = 1\nkeep_alive = \"65536s\"");
+    assert_one(&t, "65536s", "keep_alive", "5s..=65535s");
+    let t = with("topic = \"icam/line5/{device}/{tag}\"", "topic = \"$SYS/{device}/{tag}\"");
+    assert_one(&t, "$SYS", "topic", "reserved");
+    let second = "\n[[sink]]\nname = \"copy\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"relais-line5\"\ntopic = \"b/{device}/{tag}\"\n";
+    let errs = errors(&format!("{GOOD}{second}"));
+    assert!(errs.iter().any(|e| e.contains("client_id \"relais-line5\" is also used by sink \"plant-broker\"")), "{errs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let t = format!("{}\nca_file = \"empty.pem\"", GOOD.replacen("mqtt://", "mqtts://", 1));
+    let errs = match Config::parse(&t, "test.toml", dir.path()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+    };
+    assert!(errs.iter().any(|e| e.contains("holds no PEM certificate")), "{errs:?}");
+}
+
+#[test]
+fn a_config_without_sink_is_warned() {
+    let t = GOOD[..GOOD.find("[[sink]]").unwrap()].to_string();
+    let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
+    assert!(cfg.warnings.iter().any(|w| w.message.contains("no [[sink]] configured")), "{:?}", cfg.warnings);
 }

@@ -59,6 +59,9 @@ fn b03_64_bit_integers() {
     assert_eq!(int(&ones, U64, ABCD), Value::U64(18446744073709551615));
     let big = [0x0020, 0x0000, 0x0000, 0x0001];
     assert_eq!(int(&big, U64, ABCD), Value::U64(9007199254740993));
+    // A 1/10 scale gives the decimal the device meant, without float noise.
+    assert_eq!(apply_scale(Value::I64(2152), 0.1, 0.0), Value::F64(215.2));
+    assert_eq!(apply_scale(Value::I64(423), 0.1, 0.0), Value::F64(42.3));
     // Identity scaling keeps the integer exact; real scaling happens after assembly.
     assert_eq!(apply_scale(Value::U64(9007199254740993), 1.0, 0.0), Value::U64(9007199254740993));
     assert_eq!(apply_scale(Value::I64(123456789), 0.001, 0.0), Value::F64(123456.789));

@@ -523,3 +523,22 @@ async fn a_device_that_closes_every_connection_is_not_hammered() {
     let r = got[0].reason.as_deref().unwrap();
     assert!(r.starts_with("comm_failure: connection closed by the device"), "{r}");
 }
+
+#[tokio::test]
+async fn splitting_a_dead_block_costs_a_bounded_number_of_requests_per_cycle() {
+    let port = free_port();
+    let s = sim(&bare_station("dead", port, 1)).await;
+    let st = s.station("dead").unwrap();
+    st.set_faults(Faults { exceptions: vec![ExceptionRange { table: Table::Holding, start: 0, count: 200, code: 2 }], ..Default::default() });
+    let mut tags = String::new();
+    for a in 0..200 {
+        tags += &format!("[[device.tag]]\nname = \"r{a}\"\ntable = \"holding\"\naddress = {a}\n");
+    }
+    let devs = devices(&format!("[[device]]\nname = \"dead\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n{tags}"));
+    let mut chain = Chain::start(&devs);
+    let got = chain.wait_for("dead", 200, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 200, "one bad sample per tag");
+    assert!(got.iter().all(|s| s.quality == Quality::Bad));
+    let reads = st.take_reads().len();
+    assert!(reads <= 2 + 2 * 16, "{reads} requests in the first cycle (2 merged + a bounded split)");
+}

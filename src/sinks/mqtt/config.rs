@@ -107,7 +107,15 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
         None => TopicTemplate::parse("relais/{gateway}/{device}/{tag}").ok(),
     };
     let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
-        None | Some(("json", _)) => Format::Json,
+        None | Some(("json", _)) => {
+            if let Some(t) = &topic
+                && !t.uses_tag()
+            {
+                let span = raw.topic.as_ref().map_or(raw.name.span(), |t| t.span());
+                diag.warn(span, &k("topic"), "format \"json\" without {tag} in the topic: every tag of a device shares one topic (retained values would overwrite each other)");
+            }
+            Format::Json
+        }
         Some(("json-batch", _)) => Format::JsonBatch,
         Some((other, span)) => {
             diag.error(span, &k("format"), format!("unknown format {other:?}; expected \"json\" or \"json-batch\""));
@@ -227,4 +235,13 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
         read_rows,
         backlog_threshold,
     })
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Json => "json",
+            Format::JsonBatch => "json-batch",
+        })
+    }
 }

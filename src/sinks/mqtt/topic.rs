@@ -29,8 +29,17 @@ impl TopicTemplate {
         if src.is_empty() {
             return Err("topic template is empty".into());
         }
-        if let Some(c) = src.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        if src.contains('\0') {
+            return Err(format!("topic template {src:?} contains a NUL character"));
+        }
+        if let Some(c) = src.chars().find(|c| matches!(c, '+' | '#')) {
             return Err(format!("topic template {src:?} contains {c:?}; wildcards are not allowed in publish topics"));
+        }
+        if src.starts_with('$') {
+            return Err(format!("topic template {src:?} starts with '$': such topics are reserved by brokers ($SYS) and messages to them are dropped"));
+        }
+        if src.len() > 1024 {
+            return Err(format!("topic template is {} bytes long; keep it under 1024", src.len()));
         }
         let mut parts = Vec::new();
         let mut rest = src;

@@ -95,7 +95,7 @@ struct RawDevice {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "an integer (a 0-based PDU address such as 0) or a Modicon reference string such as \"40001\"")]
 enum RawAddress {
     Number(i64),
     Text(String),
@@ -192,8 +192,8 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     let Some(raw) = de_item::<RawDevice>(item, diag, key) else {
         // Still check the tags, so one pass shows every error.
         if let Some(t) = tags_item {
-            for (i, t) in crate::diag::array_items(t, diag, &format!("{key} / tag")).into_iter().enumerate() {
-                let tkey = format!("{key} / tag #{}", i + 1);
+            for (i, t) in crate::diag::array_items_of(t, diag, &format!("{key} / tag"), "device.tag").into_iter().enumerate() {
+                let tkey = crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
                 let mut t = t;
                 reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
                 if let Some(rt) = de_item::<RawTag>(t, diag, &tkey) {
@@ -216,8 +216,16 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     }
     let unit_id = raw.unit_id.as_ref().and_then(|u| int_in(diag, u, &format!("{key} / unit_id"), 0, 255)).unwrap_or(1) as u8;
     let timeout = duration(diag, &raw.timeout, &format!("{key} / timeout"), Duration::from_secs(1), Duration::from_millis(10));
+    if timeout > Duration::from_secs(600) {
+        let span = raw.timeout.as_ref().map_or(raw.name.span(), |t| t.span());
+        diag.error(span, &format!("{key} / timeout"), "timeout is longer than 10 minutes: a silent device would never report");
+    }
     let poll_interval =
         duration(diag, &raw.poll_interval, &format!("{key} / poll_interval"), Duration::from_secs(1), Duration::from_millis(1));
+    if poll_interval > Duration::from_secs(86_400) {
+        let span = raw.poll_interval.as_ref().map_or(raw.name.span(), |t| t.span());
+        diag.error(span, &format!("{key} / poll_interval"), "poll_interval is longer than a day");
+    }
     let reconnect_max =
         duration(diag, &raw.reconnect_max, &format!("{key} / reconnect_max"), Duration::from_secs(30), Duration::from_millis(100));
     let byte_order = raw.byte_order.as_ref().and_then(|b| parsed(diag, b, &format!("{key} / byte_order"))).unwrap_or_default();
@@ -238,14 +246,14 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     let mut tags = Vec::new();
     let mut seen: std::collections::HashMap<String, std::ops::Range<usize>> = Default::default();
     let items = match tags_item {
-        Some(t) => crate::diag::array_items(t, diag, &format!("{key} / tag")),
+        Some(t) => crate::diag::array_items_of(t, diag, &format!("{key} / tag"), "device.tag"),
         None => Vec::new(),
     };
     if items.is_empty() {
         diag.warn(raw.name.span(), &key, "device has no [[device.tag]]; nothing will be polled");
     }
     for (i, mut t) in items.into_iter().enumerate() {
-        let tkey = format!("{key} / tag #{}", i + 1);
+        let tkey = crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
         reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
         let Some(rt) = de_item::<RawTag>(t, diag, &tkey) else { continue };
         let tname = rt.name.get_ref().clone();

@@ -50,7 +50,17 @@ struct Group {
     interval: Duration,
     next_due: Instant,
     requests: Vec<Planned>,
+    /// The merged plan, tried again [`REMERGE_AFTER`] after a split (the
+    /// device may have been fixed, or the exception was transient).
+    original: Vec<ReadRequest>,
+    split_since: Option<Instant>,
 }
+
+/// How long a split plan is kept before the merged plan is tried again.
+const REMERGE_AFTER: Duration = Duration::from_secs(600);
+/// Most extra reads one request may cost in one cycle while it is split;
+/// the split goes on in the next cycles.
+const SPLIT_BUDGET: u32 = 16;
 
 struct Device {
     cfg: ModbusDevice,
@@ -149,7 +159,9 @@ impl EndpointPoller {
                 .map(|(interval, reqs)| Group {
                     interval,
                     next_due: now,
-                    requests: reqs.into_iter().map(|req| Planned { req, keep_whole: false }).collect(),
+                    requests: reqs.iter().cloned().map(|req| Planned { req, keep_whole: false }).collect(),
+                    original: reqs,
+                    split_since: None,
                 })
                 .collect();
             let device: Arc<str> = cfg.name.as_str().into();
@@ -236,12 +248,22 @@ impl EndpointPoller {
         let mut all_timeouts = true;
         let mut any = false;
         let mut r = 0;
+        {
+            let dev = &mut self.devices[d];
+            let group = &mut dev.groups[g];
+            if group.split_since.is_some_and(|t| t.elapsed() >= REMERGE_AFTER) {
+                tracing::debug!(device = %dev.cfg.name, "trying the merged read plan again");
+                group.requests = group.original.iter().cloned().map(|req| Planned { req, keep_whole: false }).collect();
+                group.split_since = None;
+            }
+        }
         while r < self.devices[d].groups[g].requests.len() {
             let (req, keep_whole) = {
                 let p = &self.devices[d].groups[g].requests[r];
                 (p.req.clone(), p.keep_whole)
             };
-            let leaves = self.execute(d, req.clone(), !keep_whole).await;
+            let mut budget = SPLIT_BUDGET;
+            let leaves = self.execute(d, req.clone(), !keep_whole, &mut budget).await;
             let dev = &mut self.devices[d];
             for leaf in &leaves {
                 any = true;
@@ -260,6 +282,7 @@ impl EndpointPoller {
                 let n = leaves.len();
                 let new: Vec<Planned> = leaves.into_iter().map(|l| Planned { req: l.req, keep_whole: l.keep_whole }).collect();
                 group.requests.splice(r..=r, new);
+                group.split_since.get_or_insert_with(Instant::now);
                 r += n;
             } else {
                 if leaves[0].keep_whole && !keep_whole {
@@ -299,7 +322,7 @@ impl EndpointPoller {
     /// Reads `req`; on exception 02/03 with several tags, splits it and reads
     /// the parts. Returns the leaf requests with their results; when every
     /// part failed too, returns `req` alone, marked to be kept whole.
-    fn execute(&mut self, d: usize, req: ReadRequest, allow_split: bool) -> Pin<Box<dyn Future<Output = Vec<Leaf>> + Send + '_>> {
+    fn execute<'a>(&'a mut self, d: usize, req: ReadRequest, allow_split: bool, budget: &'a mut u32) -> Pin<Box<dyn Future<Output = Vec<Leaf>> + Send + 'a>> {
         Box::pin(async move {
             let (unit, timeout) = (self.devices[d].cfg.unit_id, self.devices[d].cfg.timeout);
             let result = self.link.read(unit, req.table, req.start, req.count, timeout).await;
@@ -311,7 +334,14 @@ impl EndpointPoller {
                     }
                     let mut leaves = Vec::new();
                     for p in parts {
-                        leaves.extend(self.execute(d, p, true).await);
+                        if *budget == 0 {
+                            // Out of budget: this part fails like its parent
+                            // this cycle and is split further next cycle.
+                            leaves.push(Leaf { req: p, result: result.clone(), keep_whole: false });
+                            continue;
+                        }
+                        *budget -= 1;
+                        leaves.extend(self.execute(d, p, true, budget).await);
                     }
                     if leaves.iter().all(|l| matches!(l.result, Err(ReadError::Exception(_)))) {
                         return vec![Leaf { req, result, keep_whole: true }];

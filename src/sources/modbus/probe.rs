@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::decode::{decode, decode_ascii};
+use super::decode::decode;
 use super::link::{Link, Words};
 use super::types::{ByteOrder, DataType, Table};
 use crate::model::Value;
@@ -22,7 +22,20 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
         .read(unit, table, address, count, timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{endpoint} unit {unit}, FC{} {table} {address}+{count}: {e}", table.read_function()))?;
-    let mut out = format!(
+    let mut out = String::new();
+    let modicon_base = match table {
+        Table::Coil => 1,
+        Table::DiscreteInput => 10_001,
+        Table::Input => 30_001,
+        Table::Holding => 40_001,
+    };
+    if (modicon_base..modicon_base + 10_000).contains(&(address as u32)) && address as u32 >= 10_001 {
+        out.push_str(&format!(
+            "note: --address is a 0-based PDU address; if {address} is a Modicon reference, the PDU address is {}\n",
+            address as u32 - modicon_base
+        ));
+    }
+    out += &format!(
         "{endpoint} unit {unit}: FC{} {table} {address}..{} ({count} item{})\n\n",
         table.read_function(),
         address as u32 + count as u32 - 1,
@@ -81,7 +94,14 @@ pub fn render(words: &Words, start: u16) -> String {
                     }
                 }
             }
-            let ascii = |o| decode_ascii(w, o).chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>();
+            let ascii = |o| {
+                let mut b = Vec::new();
+                for x in w {
+                    let v = super::decode::word16(*x, o);
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+                b.iter().map(|c| if c.is_ascii_graphic() || *c == b' ' { *c as char } else { '.' }).collect::<String>()
+            };
             let _ = writeln!(s, "\nASCII, high byte first (ABCD): {:?}", ascii(ByteOrder::ABCD));
             let _ = writeln!(s, "ASCII, low byte first (BADC):  {:?}", ascii(ByteOrder::BADC));
         }
