@@ -397,3 +397,14 @@ impl Proxy {
         self.cut.send_modify(|v| *v += 1);
     }
 }
+
+/// A SKAB file: `../shared/data/skab/<name>` or `data/skab/<name>` (see
+/// scripts/get-skab.sh); `None`, with a message, when absent.
+pub fn skab(name: &str) -> Option<PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = [root.join("../shared/data/skab").join(name), root.join("data/skab").join(name)].into_iter().find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("SKIPPED: SKAB file {name} not found in ../shared/data/skab or data/skab (scripts/get-skab.sh)");
+    }
+    found
+}

@@ -187,11 +187,7 @@ async fn b22_a_dead_broker_never_slows_polling() {
 /// poll) and every value received on MQTT equals the CSV value as f32.
 #[tokio::test]
 async fn skab_replay_arrives_on_mqtt_row_by_row() {
-    let skab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/skab/valve1_0.csv");
-    if !skab.exists() {
-        eprintln!("SKIPPED: SKAB data not found at {} (see ../shared/data/skab)", skab.display());
-        return;
-    }
+    let Some(skab) = crate::common::skab("valve1_0.csv") else { return };
     let Some(broker) = Mosquitto::start() else { return };
     // Expected values, straight from the file.
     let mut rdr = csv::ReaderBuilder::new().delimiter(b';').from_path(&skab).unwrap();

@@ -28,11 +28,7 @@ fn samples(gw: &Gateway) -> Vec<Sample> {
 /// times), `anomaly` and `changepoint` included.
 #[tokio::test]
 async fn skab_import_every_value_arrives_on_mqtt() {
-    let skab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/skab/valve1_0.csv");
-    if !skab.exists() {
-        eprintln!("SKIPPED: SKAB data not found at {}", skab.display());
-        return;
-    }
+    let Some(skab) = crate::common::skab("valve1_0.csv") else { return };
     let Some(broker) = Mosquitto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("import.toml");
