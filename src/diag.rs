@@ -276,3 +276,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+/// Reads an optional duration key (`"500ms"`, `"2s"`), recording a bad one
+/// under `key` and using `default` instead.
+pub fn duration(d: &mut Diag<'_>, v: &Option<toml::Spanned<String>>, key: &str, default: std::time::Duration) -> std::time::Duration {
+    match v {
+        None => default,
+        Some(s) => crate::units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            d.error(s.span(), key, e);
+            default
+        }),
+    }
+}

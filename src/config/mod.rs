@@ -333,15 +333,6 @@ impl Config {
     }
 }
 
-fn dur(diag: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
-    match v {
-        None => default,
-        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
-            diag.error(s.span(), key, e);
-            default
-        }),
-    }
-}
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 const BUFFER_KEYS: &[&str] = &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check"];
@@ -355,8 +346,8 @@ fn parse_gateway(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfi
     }
     // Like a command-line path: relative to the working directory.
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./relais-data"));
-    let health_interval = dur(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
-    let status_interval = dur(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
+    let health_interval = crate::diag::duration(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
+    let status_interval = crate::diag::duration(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
     for (v, d, key) in [(&raw.health_interval, health_interval, "gateway / health_interval"), (&raw.status_interval, status_interval, "gateway / status_interval")] {
         if !d.is_zero() && d < Duration::from_secs(1)
             && let Some(v) = v
@@ -390,7 +381,7 @@ fn parse_buffer(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig>
             Err(e) => diag.error(s.span(), "buffer / max_bytes", e),
         }
     }
-    b.max_age = dur(diag, &raw.max_age, "buffer / max_age", b.max_age);
+    b.max_age = crate::diag::duration(diag, &raw.max_age, "buffer / max_age", b.max_age);
     if let Some(r) = &raw.max_rows {
         if *r.get_ref() < 0 {
             diag.error(r.span(), "buffer / max_rows", "max_rows must be 0 (no limit) or positive");

@@ -14,7 +14,6 @@ use toml::Spanned;
 
 use crate::diag::{Diag, Item, de_item};
 use crate::secret::{Secret, read_secret};
-use crate::units;
 
 /// Broker address parsed from `mqtt://host:port` or `mqtts://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,19 +134,12 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
             None
         }
     };
-    let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str, default: Duration| match v {
-        None => default,
-        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
-            d.error(s.span(), &k(what), e);
-            default
-        }),
-    };
-    let keep_alive = dur(d, &raw.keep_alive, "keep_alive", Duration::from_secs(30));
+    let keep_alive = crate::diag::duration(d, &raw.keep_alive, &k("keep_alive"), Duration::from_secs(30));
     if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65_535) {
         let s = raw.keep_alive.as_ref().map_or(span.clone(), |s| s.span());
         d.error(s, &k("keep_alive"), "keep_alive must be in 5s..=65535s (the MQTT limit)");
     }
-    let reconnect_max = dur(d, &raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    let reconnect_max = crate::diag::duration(d, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(30));
     let path = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
         let v = v.as_ref()?;
         let p = base.join(v.get_ref());

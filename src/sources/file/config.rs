@@ -9,7 +9,6 @@ use toml::Spanned;
 
 use crate::diag::{Diag, Item, de_item};
 use crate::sources::common::{SourceCommon, parse_common};
-use crate::units;
 
 /// `type = "file"`: settings for `relais import --config FILE PATH...`.
 #[derive(Debug, Clone)]
@@ -81,15 +80,6 @@ struct RawTail {
     poll_interval: Option<Spanned<String>>,
 }
 
-fn dur(d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
-    match v {
-        None => default,
-        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
-            d.error(s.span(), key, e);
-            default
-        }),
-    }
-}
 
 /// Parses a `type = "file"` source.
 pub fn parse_file(item: Item<'_>, d: &mut Diag<'_>, key: &str) -> Option<FileSource> {
@@ -103,7 +93,7 @@ pub fn parse_watch(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> 
     let key = format!("source {:?}", common.name);
     let raw: RawWatch = de_item(item, d, &key)?;
     let folder = base.join(raw.folder.get_ref());
-    let settle = dur(d, &raw.settle, &format!("{key} / settle"), Duration::from_secs(2));
+    let settle = crate::diag::duration(d, &raw.settle, &format!("{key} / settle"), Duration::from_secs(2));
     Some(WatchSource {
         done_dir: raw.done_dir.map_or_else(|| folder.join("done"), |p| base.join(p)),
         failed_dir: raw.failed_dir.map_or_else(|| folder.join("failed"), |p| base.join(p)),
@@ -130,6 +120,6 @@ pub fn parse_tail(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
     if common.parse.format == Some(crate::parse::spec::Format::Json) {
         d.error(raw.path.span(), &format!("{key} / format"), "tail reads line by line: use format = \"csv\" or \"jsonl\"");
     }
-    let poll_interval = dur(d, &raw.poll_interval, &format!("{key} / poll_interval"), Duration::from_millis(500));
+    let poll_interval = crate::diag::duration(d, &raw.poll_interval, &format!("{key} / poll_interval"), Duration::from_millis(500));
     Some(TailSource { path: base.join(raw.path.get_ref()), start_at, poll_interval, common })
 }
