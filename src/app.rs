@@ -148,7 +148,7 @@ impl Gateway {
         let modbus: Vec<_> = devices
             .into_iter()
             .map(|d| match d {
-                DeviceConfig::ModbusTcp(m) => m,
+                DeviceConfig::Modbus(m) => m,
             })
             .collect();
         let mut source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;

@@ -375,11 +375,12 @@ pub fn render_plan(cfg: &Config) -> String {
     );
     for d in &cfg.devices {
         match d {
-            DeviceConfig::ModbusTcp(m) => {
+            DeviceConfig::Modbus(m) => {
                 let _ = writeln!(
                     s,
-                    "\ndevice {} (modbus-tcp {} unit {}, timeout {}, {} tags)",
+                    "\ndevice {} ({} {} unit {}, timeout {}, {} tags)",
                     m.name,
+                    m.transport.protocol(),
                     m.endpoint,
                     m.unit_id,
                     crate::units::format_duration(m.timeout),
@@ -437,7 +438,7 @@ pub fn render_plan(cfg: &Config) -> String {
                     m.name, m.conn.broker, m.qos, m.format, m.status_topic
                 );
                 for d in &cfg.devices {
-                    let DeviceConfig::ModbusTcp(md) = d;
+                    let DeviceConfig::Modbus(md) = d;
                     for t in &md.tags {
                         let topic = match m.format {
                             crate::sinks::mqtt::config::Format::Json => m.topic.render(&cfg.gateway.id, &md.name, &t.name),

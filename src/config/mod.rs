@@ -102,15 +102,15 @@ impl Default for BufferConfig {
 /// One `[[device]]`, by protocol.
 #[derive(Debug, Clone)]
 pub enum DeviceConfig {
-    /// `protocol = "modbus-tcp"`.
-    ModbusTcp(ModbusDevice),
+    /// `protocol = "modbus-tcp"`, `"modbus-rtu"` or `"modbus-rtu-over-tcp"`.
+    Modbus(ModbusDevice),
 }
 
 impl DeviceConfig {
     /// The device name.
     pub fn name(&self) -> &str {
         match self {
-            DeviceConfig::ModbusTcp(d) => &d.name,
+            DeviceConfig::Modbus(d) => &d.name,
         }
     }
 }
@@ -161,7 +161,7 @@ struct RawBuffer {
 }
 
 /// Protocols a `[[device]]` may name.
-pub const PROTOCOLS: &str = "modbus-tcp";
+pub const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp";
 /// Types a `[[sink]]` may name.
 pub const SINK_TYPES: &str = "mqtt";
 
@@ -227,9 +227,9 @@ impl Config {
             let key = name.as_ref().map_or_else(|| format!("device #{}", i + 1), |(n, _)| format!("device {n:?}"));
             let span = item.span();
             match peek_str(&item, "protocol") {
-                Some((p, _)) if p == "modbus-tcp" => {
+                Some((p, _)) if p == "modbus-tcp" || p == "modbus-rtu" || p == "modbus-rtu-over-tcp" => {
                     if let Some(d) = parse_device(item, &mut diag, &key) {
-                        devices.push(DeviceConfig::ModbusTcp(d));
+                        devices.push(DeviceConfig::Modbus(d));
                     }
                 }
                 Some((p, pspan)) => diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}")),
@@ -283,6 +283,23 @@ impl Config {
                     diag.error(nspan, &format!("source {n:?} / name"), format!("name already used by a device or source on line {line}"));
                 } else {
                     source_spans.insert(n, nspan.start);
+                }
+            }
+        }
+        // Devices on one serial port must agree on its settings.
+        let mut serial: std::collections::HashMap<String, (String, crate::sources::modbus::config::Transport)> = Default::default();
+        for d in &devices {
+            let DeviceConfig::Modbus(m) = d;
+            if let crate::sources::modbus::config::Transport::Rtu { port, .. } = &m.transport {
+                match serial.get(port) {
+                    Some((other, t)) if *t != m.transport => {
+                        let at = device_spans.get(&m.name).copied().unwrap_or(0);
+                        diag.error(at..at, &format!("device {:?} / port", m.name), format!("serial port {port} is also used by device {other:?} with other settings (baud rate, parity, bits)"));
+                    }
+                    Some(_) => {}
+                    None => {
+                        serial.insert(port.clone(), (m.name.clone(), m.transport.clone()));
+                    }
                 }
             }
         }

@@ -71,13 +71,23 @@ pub struct SimTag {
     pub signal: Signal,
 }
 
-/// One simulated device (a unit id on a listen address).
+/// Where a station is served.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Line {
+    /// Modbus TCP on this address.
+    Tcp(SocketAddr),
+    /// Modbus RTU on a pseudo-terminal; the path given becomes a symbolic link
+    /// to its serial end, for clients to open like a serial port.
+    Serial(PathBuf),
+}
+
+/// One simulated device (a unit id on a listen address or a serial line).
 #[derive(Debug, Clone)]
 pub struct StationConfig {
     /// Name.
     pub name: String,
-    /// TCP address served.
-    pub listen: SocketAddr,
+    /// Where it is served.
+    pub line: Line,
     /// Unit id answered on that address.
     pub unit_id: u8,
     /// Update period; one CSV row per tick.
@@ -136,7 +146,8 @@ struct RawSim {
 #[serde(deny_unknown_fields)]
 struct RawStation {
     name: Spanned<String>,
-    listen: Spanned<String>,
+    listen: Option<Spanned<String>>,
+    serial: Option<Spanned<String>>,
     unit_id: Option<Spanned<i64>>,
     tick: Option<Spanned<String>>,
     #[serde(default)]
@@ -290,14 +301,21 @@ impl SimConfig {
         let mut cache = CsvCache::new();
         let mut missing_data: Vec<String> = Vec::new();
         let mut stations = Vec::new();
-        let mut seen: HashMap<(SocketAddr, u8), String> = HashMap::new();
+        let mut seen: HashMap<(Line, u8), String> = HashMap::new();
         for rs in raw.station {
             let name = rs.name.get_ref().clone();
             let key = format!("station {name:?}");
-            let listen: SocketAddr = match rs.listen.get_ref().parse() {
-                Ok(a) => a,
-                Err(_) => {
-                    d.error(rs.listen.span(), &format!("{key} / listen"), format!("{:?} is not an address like \"127.0.0.1:5020\"", rs.listen.get_ref()));
+            let line = match (&rs.listen, &rs.serial) {
+                (Some(l), None) => match l.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Line::Tcp(a),
+                    Err(_) => {
+                        d.error(l.span(), &format!("{key} / listen"), format!("{:?} is not an address like \"127.0.0.1:5020\"", l.get_ref()));
+                        continue;
+                    }
+                },
+                (None, Some(p)) => Line::Serial(base_dir.join(p.get_ref())),
+                _ => {
+                    d.error(rs.name.span(), &format!("{key} / listen"), "give exactly one of `listen` (Modbus TCP, \"127.0.0.1:5020\") or `serial` (Modbus RTU on a pseudo-terminal, a path)");
                     continue;
                 }
             };
@@ -309,8 +327,8 @@ impl SimConfig {
                     1
                 }
             };
-            if let Some(other) = seen.insert((listen, unit_id), name.clone()) {
-                d.error(rs.listen.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {listen}"));
+            if let Some(other) = seen.insert((line.clone(), unit_id), name.clone()) {
+                d.error(rs.name.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {line:?}"));
             }
             let tick = match &rs.tick {
                 None => default_tick,
@@ -507,7 +525,7 @@ impl SimConfig {
                     signal,
                 });
             }
-            stations.push(StationConfig { name, listen, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags });
+            stations.push(StationConfig { name, line, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags });
         }
         missing_data.sort();
         missing_data.dedup();

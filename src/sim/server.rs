@@ -1,9 +1,10 @@
 //! Modbus TCP server of the simulator (tokio-modbus `tcp-server`).
 //!
-//! One listener per `listen` address; the unit id of each request picks the
-//! station. An unknown unit id gets exception 0x0B (gateway target device
-//! failed to respond), as a TCP→RTU gateway answers. A silent station sends
-//! nothing, so clients time out.
+//! One listener per `listen` address (or one RTU server per pseudo-terminal);
+//! the unit id of each request picks the station. Over TCP an unknown unit id
+//! gets exception 0x0B (gateway target device failed to respond), as a
+//! TCP→RTU gateway answers; on a serial line it gets no answer at all. A
+//! silent station sends nothing, so clients time out.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +21,8 @@ use crate::sources::modbus::types::Table;
 #[derive(Clone)]
 pub struct SimService {
     pub(crate) stations: Arc<HashMap<u8, Arc<Station>>>,
+    /// On a serial line an absent unit is simply silent.
+    pub(crate) serial: bool,
 }
 
 impl Service for SimService {
@@ -30,9 +33,10 @@ impl Service for SimService {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         let station = self.stations.get(&req.slave).cloned();
+        let serial = self.serial;
         Box::pin(async move {
             let Some(st) = station else {
-                return Err(ExceptionCode::GatewayTargetDevice);
+                return if serial { Ok(None) } else { Err(ExceptionCode::GatewayTargetDevice) };
             };
             let faults = st.faults();
             if faults.silent {

@@ -82,7 +82,7 @@ fn assert_one(text: &str, needle_line: &str, key: &str, words: &str) {
 #[test]
 fn the_issue_example_is_valid() {
     let cfg = Config::parse(GOOD, "test.toml", Path::new(".")).unwrap();
-    let DeviceConfig::ModbusTcp(d) = &cfg.devices[0];
+    let DeviceConfig::Modbus(d) = &cfg.devices[0];
     assert_eq!(d.tags.len(), 2);
     assert_eq!(d.tags[0].byte_order.as_str(), "CDAB", "tag order overrides the device's");
     assert_eq!(d.tags[1].byte_order.as_str(), "ABCD", "device order is the default");
@@ -227,7 +227,7 @@ fn missing_gateway_and_modicon_addresses() {
     // "40003" = holding register 2; a mismatching table is an error.
     let t = with("  table = \"holding\"\n  address = 2\n", "  address = \"40003\"\n");
     let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
-    let DeviceConfig::ModbusTcp(d) = &cfg.devices[0];
+    let DeviceConfig::Modbus(d) = &cfg.devices[0];
     assert_eq!((d.tags[0].table.as_str(), d.tags[0].address), ("holding", 2));
     let t = with("  table = \"holding\"\n  address = 2\n", "  table = \"input\"\n  address = \"40003\"\n");
     assert_one(&t, "40003", "address", "is in the holding table");
@@ -321,4 +321,23 @@ fn a_config_without_sink_is_warned() {
     let t = GOOD[..GOOD.find("[[sink]]").unwrap()].to_string();
     let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
     assert!(cfg.warnings.iter().any(|w| w.message.contains("no [[sink]] configured")), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
+    let rtu = |name: &str, unit: u32, baud: u32| {
+        format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"/dev/ttyUSB0\"\nbaud_rate = {baud}\nunit_id = {unit}\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n")
+    };
+    let t = format!("[gateway]\nid = \"g\"\n{}", rtu("a", 0, 9600));
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("unit_id") && e.contains("broadcast")), "{errs:?}");
+    let t = format!("[gateway]\nid = \"g\"\n{}{}", rtu("a", 1, 9600), rtu("b", 2, 19200));
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"")), "{errs:?}");
+    let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"a\"\nprotocol = \"modbus-rtu\"\nendpoint = \"1.2.3.4:502\"\n";
+    let errs = errors(t);
+    assert!(errs.iter().any(|e| e.contains("missing key `port`")), "{errs:?}");
+    // TCP keeps 0 and 255 (field case B12).
+    let t = GOOD.replacen("unit_id = 1", "unit_id = 0", 1);
+    assert!(Config::parse(&t, "test.toml", Path::new(".")).is_ok());
 }

@@ -40,7 +40,7 @@ pub fn devices(toml: &str) -> Vec<ModbusDevice> {
     cfg.devices
         .into_iter()
         .map(|d| match d {
-            DeviceConfig::ModbusTcp(m) => m,
+            DeviceConfig::Modbus(m) => m,
         })
         .collect()
 }
@@ -541,4 +541,42 @@ async fn splitting_a_dead_block_costs_a_bounded_number_of_requests_per_cycle() {
     assert!(got.iter().all(|s| s.quality == Quality::Bad));
     let reads = st.take_reads().len();
     assert!(reads <= 2 + 2 * 16, "{reads} requests in the first cycle (2 merged + a bounded split)");
+}
+
+/// Modbus RTU on a pseudo-terminal: three unit ids on one line, one of them
+/// dead; the other two keep their poll rate; values and byte orders as for TCP.
+#[tokio::test]
+async fn rtu_line_with_a_dead_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("rtu0");
+    let station = |name: &str, unit: u8| format!("[[station]]\nname = \"{name}\"\nserial = \"{}\"\nunit_id = {unit}\nlockstep = true\n", link.display());
+    let s = sim(&(station("meter", 1) + &station("drive", 2))).await;
+    s.station("meter").unwrap().write_registers(2, &[0x9BD4, 0x436E]).unwrap();
+    s.station("drive").unwrap().write_registers(0, &[0x1234, 0xFFEC]).unwrap();
+    let dev = |name: &str, unit: u8, tags: &str| {
+        format!(
+            "[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nbaud_rate = 115200\nunit_id = {unit}\npoll_interval = \"100ms\"\ntimeout = \"100ms\"\n{tags}",
+            link.display()
+        )
+    };
+    let devs = devices(
+        &(dev("meter", 1, "[[device.tag]]\nname = \"voltage\"\ntable = \"holding\"\naddress = 2\ntype = \"f32\"\nbyte_order = \"CDAB\"\n")
+            + &dev("drive", 2, "[[device.tag]]\nname = \"status\"\ntable = \"holding\"\naddress = 0\n[[device.tag]]\nname = \"temp\"\ntable = \"holding\"\naddress = 1\ntype = \"i16\"\n")
+            + &dev("ghost", 3, "[[device.tag]]\nname = \"x\"\ntable = \"holding\"\naddress = 0\n")),
+    );
+    let mut chain = Chain::start(&devs);
+    let got = chain.wait_for("drive", 4, Duration::from_secs(5)).await;
+    assert_eq!(of(&got, "voltage")[0].value, Value::F64(238.60870361328125));
+    assert_eq!(of(&got, "status")[0].value, Value::U64(4660));
+    assert_eq!(of(&got, "temp")[0].value, Value::I64(-20));
+    let ghost: Vec<&Sample> = got.iter().filter(|s| &*s.meta.device == "ghost").collect();
+    assert!(ghost.iter().all(|s| s.quality == Quality::Bad && s.reason.as_deref().unwrap().starts_with("timeout")), "{ghost:?}");
+    // Once the dead unit is degraded, the others keep their 100 ms rate.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let c0: Vec<u64> = chain.telemetry.devices().iter().map(|d| d.cycles.load(Ordering::Relaxed)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c1: Vec<u64> = chain.telemetry.devices().iter().map(|d| d.cycles.load(Ordering::Relaxed)).collect();
+    assert!(c1[0] - c0[0] >= 14 && c1[1] - c0[1] >= 14, "units 1 and 2 kept their rate beside a dead unit: {c0:?} -> {c1:?}");
+    let later = chain.take().await;
+    assert!(later.iter().filter(|s| &*s.meta.device != "ghost").all(|s| s.quality == Quality::Good));
 }

@@ -12,13 +12,81 @@ use super::types::{ByteOrder, DataType, Table};
 use crate::diag::{Diag, Item, de_item, reject_unknown_keys, take_key};
 use crate::{names, units};
 
-/// A validated Modbus TCP device.
+/// Parity of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    /// No parity bit.
+    None,
+    /// Even parity (the Modbus default, 8E1).
+    Even,
+    /// Odd parity.
+    Odd,
+}
+
+/// How a Modbus device is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// Modbus TCP (MBAP header), `host:port`.
+    Tcp,
+    /// RTU frames (CRC) over a TCP socket, `host:port` (serial device servers).
+    RtuOverTcp,
+    /// RTU on a serial line (RS-485/RS-232).
+    Rtu {
+        /// Serial device path, e.g. `/dev/ttyUSB0`.
+        port: String,
+        /// Baud rate (default 19200).
+        baud_rate: u32,
+        /// Parity (default even).
+        parity: Parity,
+        /// Data bits, 7 or 8 (default 8).
+        data_bits: u8,
+        /// Stop bits, 1 or 2 (default 1).
+        stop_bits: u8,
+    },
+}
+
+impl Transport {
+    /// What identifies the line: devices with the same key share one
+    /// connection (or serial port), one request at a time.
+    pub fn line_key(&self, endpoint: &str) -> String {
+        match self {
+            Transport::Tcp => format!("tcp:{endpoint}"),
+            Transport::RtuOverTcp => format!("rtu-over-tcp:{endpoint}"),
+            Transport::Rtu { port, .. } => format!("rtu:{port}"),
+        }
+    }
+
+    /// Protocol name as configured.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "modbus-tcp",
+            Transport::RtuOverTcp => "modbus-rtu-over-tcp",
+            Transport::Rtu { .. } => "modbus-rtu",
+        }
+    }
+
+    /// The silent interval between two RTU frames: 3.5 character times at
+    /// the baud rate, 1.75 ms above 19200 baud (Modbus over Serial Line
+    /// v1.02 §2.5.1.1). Zero for TCP.
+    pub fn frame_gap(&self) -> std::time::Duration {
+        match self {
+            Transport::Rtu { baud_rate, .. } if *baud_rate <= 19_200 => std::time::Duration::from_secs_f64(3.5 * 11.0 / *baud_rate as f64),
+            Transport::Rtu { .. } => std::time::Duration::from_micros(1750),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// A validated Modbus device (TCP, RTU, or RTU over TCP).
 #[derive(Debug, Clone)]
 pub struct ModbusDevice {
     /// Device name (an MQTT topic level).
     pub name: String,
-    /// `host:port` of the Modbus TCP server (or TCP→RTU gateway).
+    /// The line: `host:port` for TCP and RTU over TCP, the serial path for RTU.
+    /// Devices on the same line share one connection, one request at a time.
     pub endpoint: String,
+    /// How the line is reached.
+    pub transport: Transport,
     /// Unit id sent in the MBAP header, 0–255, sent unchanged (field case B12).
     pub unit_id: u8,
     /// Response timeout per request; also the connect timeout.
@@ -71,6 +139,7 @@ impl ModbusTag {
 pub const DEVICE_KEYS: &[&str] = &[
     "name", "protocol", "endpoint", "unit_id", "timeout", "poll_interval", "byte_order",
     "max_registers_per_request", "max_bits_per_request", "max_gap", "max_gap_bits", "reconnect_max",
+    "port", "baud_rate", "parity", "data_bits", "stop_bits",
 ];
 /// Keys of a Modbus `[[device.tag]]`.
 pub const TAG_KEYS: &[&str] =
@@ -80,9 +149,13 @@ pub const TAG_KEYS: &[&str] =
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     name: Spanned<String>,
-    #[allow(dead_code)]
     protocol: String,
-    endpoint: Spanned<String>,
+    endpoint: Option<Spanned<String>>,
+    port: Option<Spanned<String>>,
+    baud_rate: Option<Spanned<i64>>,
+    parity: Option<Spanned<String>>,
+    data_bits: Option<Spanned<i64>>,
+    stop_bits: Option<Spanned<i64>>,
     unit_id: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
     poll_interval: Option<Spanned<String>>,
@@ -210,11 +283,76 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     } else if name == crate::telemetry::HEALTH_DEVICE {
         diag.error(raw.name.span(), &format!("{key} / name"), format!("{name:?} is reserved for the gateway's own health samples"));
     }
-    let endpoint = raw.endpoint.get_ref().trim().to_string();
-    if let Err(e) = check_endpoint(&endpoint) {
-        diag.error(raw.endpoint.span(), &format!("{key} / endpoint"), e);
+    let rtu = raw.protocol == "modbus-rtu";
+    let (endpoint, transport) = if rtu {
+        for (v, k) in [(&raw.endpoint, "endpoint")] {
+            if let Some(v) = v {
+                diag.error(v.span(), &format!("{key} / {k}"), "a modbus-rtu device is on a serial `port`; use protocol = \"modbus-rtu-over-tcp\" for a serial device server");
+            }
+        }
+        let port = match &raw.port {
+            Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().trim().to_string(),
+            Some(p) => {
+                diag.error(p.span(), &format!("{key} / port"), "port is empty; give the serial device, e.g. \"/dev/ttyUSB0\"");
+                String::new()
+            }
+            None => {
+                diag.error(raw.name.span(), &format!("{key} / port"), "missing key `port`: the serial device, e.g. \"/dev/ttyUSB0\"");
+                String::new()
+            }
+        };
+        let baud_rate = raw.baud_rate.as_ref().and_then(|b| int_in(diag, b, &format!("{key} / baud_rate"), 300, 4_000_000)).unwrap_or(19_200) as u32;
+        let parity = match raw.parity.as_ref().map(|p| (p.get_ref().to_ascii_lowercase(), p.span())) {
+            None => Parity::Even,
+            Some((p, _)) if p == "even" || p == "e" => Parity::Even,
+            Some((p, _)) if p == "odd" || p == "o" => Parity::Odd,
+            Some((p, _)) if p == "none" || p == "n" => Parity::None,
+            Some((p, span)) => {
+                diag.error(span, &format!("{key} / parity"), format!("unknown parity {p:?}; expected \"even\" (Modbus default), \"odd\" or \"none\""));
+                Parity::Even
+            }
+        };
+        let data_bits = raw.data_bits.as_ref().and_then(|b| int_in(diag, b, &format!("{key} / data_bits"), 7, 8)).unwrap_or(8) as u8;
+        let stop_bits = raw.stop_bits.as_ref().and_then(|b| int_in(diag, b, &format!("{key} / stop_bits"), 1, 2)).unwrap_or(1) as u8;
+        (port.clone(), Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits })
+    } else {
+        for (v, k) in [(&raw.port, "port"), (&raw.parity, "parity")] {
+            if let Some(v) = v {
+                diag.error(v.span(), &format!("{key} / {k}"), format!("`{k}` belongs to protocol = \"modbus-rtu\" (a serial line)"));
+            }
+        }
+        for (v, k) in [(&raw.baud_rate, "baud_rate"), (&raw.data_bits, "data_bits"), (&raw.stop_bits, "stop_bits")] {
+            if let Some(v) = v {
+                diag.error(v.span(), &format!("{key} / {k}"), format!("`{k}` belongs to protocol = \"modbus-rtu\" (a serial line)"));
+            }
+        }
+        let endpoint = match &raw.endpoint {
+            Some(e) => {
+                let ep = e.get_ref().trim().to_string();
+                if let Err(err) = check_endpoint(&ep) {
+                    diag.error(e.span(), &format!("{key} / endpoint"), err);
+                }
+                ep
+            }
+            None => {
+                diag.error(raw.name.span(), &format!("{key} / endpoint"), "missing key `endpoint`: \"host:port\", e.g. \"192.168.1.10:502\"");
+                String::new()
+            }
+        };
+        let t = if raw.protocol == "modbus-rtu-over-tcp" { Transport::RtuOverTcp } else { Transport::Tcp };
+        (endpoint, t)
+    };
+    let serial_framing = transport != Transport::Tcp;
+    let unit_id = match &raw.unit_id {
+        None => 1,
+        // On a serial line 0 is broadcast (no answer) and 248..=255 are reserved.
+        Some(u) if serial_framing => int_in(diag, u, &format!("{key} / unit_id"), 1, 247).unwrap_or(1),
+        Some(u) => int_in(diag, u, &format!("{key} / unit_id"), 0, 255).unwrap_or(1),
+    } as u8;
+    if serial_framing && raw.unit_id.as_ref().is_some_and(|u| *u.get_ref() == 0) {
+        let u = raw.unit_id.as_ref().expect("checked");
+        diag.error(u.span(), &format!("{key} / unit_id"), "unit id 0 is the RTU broadcast address: devices never answer it, so it cannot be read");
     }
-    let unit_id = raw.unit_id.as_ref().and_then(|u| int_in(diag, u, &format!("{key} / unit_id"), 0, 255)).unwrap_or(1) as u8;
     let timeout = duration(diag, &raw.timeout, &format!("{key} / timeout"), Duration::from_secs(1), Duration::from_millis(10));
     if timeout > Duration::from_secs(600) {
         let span = raw.timeout.as_ref().map_or(raw.name.span(), |t| t.span());
@@ -268,7 +406,7 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         }
     }
     if diag.error_count() > before { None } else {
-        Some(ModbusDevice { name, endpoint, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, tags })
+        Some(ModbusDevice { name, endpoint, transport, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, tags })
     }
 }
 

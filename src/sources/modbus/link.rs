@@ -1,4 +1,6 @@
-//! One Modbus TCP connection to one endpoint, shared by the unit ids behind it.
+//! One Modbus connection to one endpoint or serial line, shared by the unit
+//! ids behind it: Modbus TCP, RTU over TCP (serial device servers), or RTU on
+//! a serial port (with the 3.5-character silent interval between frames).
 //!
 //! - Every request is bounded by the device timeout (tokio-modbus has none of
 //!   its own). After a timeout the connection is dropped: a late answer can then
@@ -20,6 +22,7 @@ use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::{Slave, SlaveContext};
 use tokio_modbus::{ProtocolError, Request, Response};
 
+use super::config::{Parity, Transport};
 use super::types::Table;
 
 /// Data of one successful read.
@@ -56,9 +59,12 @@ pub enum LinkState {
     Backoff,
 }
 
-/// The connection to one endpoint.
+/// The connection to one endpoint (or serial line).
 pub struct Link {
     endpoint: String,
+    transport: Transport,
+    /// End of the last exchange, for the RTU silent interval.
+    last_frame: Option<Instant>,
     timeout: Duration,
     reconnect_max: Duration,
     ctx: Option<Context>,
@@ -74,10 +80,13 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link to `endpoint` (`host:port`); nothing is opened until the first read.
-    pub fn new(endpoint: &str, reconnect_max: Duration) -> Link {
+    /// A link to `endpoint` (`host:port`, or the serial path for RTU) over
+    /// `transport`; nothing is opened until the first read.
+    pub fn new(endpoint: &str, transport: Transport, reconnect_max: Duration) -> Link {
         Link {
             endpoint: endpoint.to_string(),
+            transport,
+            last_frame: None,
             timeout: Duration::from_secs(1),
             reconnect_max,
             ctx: None,
@@ -160,6 +169,29 @@ impl Link {
             let left = self.next_attempt - Instant::now();
             return Err(ReadError::Comm(format!("not connected; next attempt in {:.1}s", left.as_secs_f64())));
         }
+        if let Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits } = &self.transport {
+            let builder = tokio_serial::new(port, *baud_rate)
+                .parity(match parity {
+                    Parity::None => tokio_serial::Parity::None,
+                    Parity::Even => tokio_serial::Parity::Even,
+                    Parity::Odd => tokio_serial::Parity::Odd,
+                })
+                .data_bits(if *data_bits == 7 { tokio_serial::DataBits::Seven } else { tokio_serial::DataBits::Eight })
+                .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One });
+            return match tokio_serial::SerialStream::open(&builder) {
+                Ok(stream) => {
+                    self.ctx = Some(tokio_modbus::client::rtu::attach(stream));
+                    tracing::debug!(port = %port, "serial line opened");
+                    self.state = LinkState::Connected;
+                    Ok(())
+                }
+                Err(e) => {
+                    let msg = format!("cannot open serial port {port}: {e}");
+                    self.schedule_retry(&msg);
+                    Err(ReadError::Comm(msg))
+                }
+            };
+        }
         let endpoint = self.endpoint.clone();
         let addr = match tokio::time::timeout(self.timeout, tokio::net::lookup_host(endpoint.as_str())).await {
             Ok(Ok(mut it)) => it.next(),
@@ -186,7 +218,11 @@ impl Link {
                     }
                     tracing::debug!(endpoint = %self.endpoint, bytes = n, "discarded unsolicited bytes after connect");
                 }
-                self.ctx = Some(tokio_modbus::client::tcp::attach(stream));
+                self.ctx = Some(if self.transport == Transport::RtuOverTcp {
+                    tokio_modbus::client::rtu::attach(stream)
+                } else {
+                    tokio_modbus::client::tcp::attach(stream)
+                });
                 tracing::debug!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
                 self.state = LinkState::Connected;
                 Ok(())
@@ -216,6 +252,14 @@ impl Link {
             self.timeout = timeout;
             self.connect().await?;
         }
+        // RTU: keep the silent interval between frames.
+        let gap = self.transport.frame_gap();
+        if let Some(t) = self.last_frame
+            && !gap.is_zero()
+            && t.elapsed() < gap
+        {
+            tokio::time::sleep(gap - t.elapsed()).await;
+        }
         let ctx = self.ctx.as_mut().expect("connected above");
         ctx.set_slave(Slave(unit));
         let request = match table {
@@ -225,6 +269,7 @@ impl Link {
             Table::DiscreteInput => Request::ReadDiscreteInputs(start, count),
         };
         let answer = tokio::time::timeout(timeout, ctx.call(request)).await;
+        self.last_frame = Some(Instant::now());
         let words = match answer {
             Err(_) => {
                 self.drop_after_timeout(&format!("no response within {timeout:?}"));

@@ -103,15 +103,17 @@ pub fn spawn_all(
     telemetry: &Telemetry,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut by_endpoint: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
+    let mut by_line: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
     for d in devices {
-        match by_endpoint.iter_mut().find(|(e, _)| *e == d.endpoint) {
+        let key = d.transport.line_key(&d.endpoint);
+        match by_line.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(d),
-            None => by_endpoint.push((d.endpoint.clone(), vec![d])),
+            None => by_line.push((key, vec![d])),
         }
     }
     let mut handles = Vec::new();
-    for (endpoint, devs) in by_endpoint {
+    for (_, devs) in by_line {
+        let endpoint = devs[0].endpoint.clone();
         let stats: Vec<Arc<DeviceStats>> = devs.iter().map(|d| telemetry.device(&d.name)).collect();
         // Plan errors surface here, before anything runs.
         EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone())?;
@@ -177,7 +179,8 @@ impl EndpointPoller {
                 warned_floats: HashSet::new(),
             });
         }
-        Ok(EndpointPoller { link: Link::new(endpoint, reconnect_max), devices, ingest })
+        let transport = devices.first().map_or(super::config::Transport::Tcp, |d| d.cfg.transport.clone());
+        Ok(EndpointPoller { link: Link::new(endpoint, transport, reconnect_max), devices, ingest })
     }
 
     /// Polls until `cancel` fires.

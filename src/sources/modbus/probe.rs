@@ -17,7 +17,7 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
     if address as u32 + count as u32 > 65536 {
         anyhow::bail!("address {address} + count {count} runs past 65535");
     }
-    let mut link = Link::new(endpoint, Duration::from_secs(1));
+    let mut link = Link::new(endpoint, super::config::Transport::Tcp, Duration::from_secs(1));
     let words = link
         .read(unit, table, address, count, timeout)
         .await
