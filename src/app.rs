@@ -145,13 +145,22 @@ impl Gateway {
 
         // Sources.
         let sources_stop = CancellationToken::new();
-        let modbus: Vec<_> = devices
-            .into_iter()
-            .map(|d| match d {
-                DeviceConfig::Modbus(m) => m,
-            })
-            .collect();
+        let (mut modbus, mut opcua) = (Vec::new(), Vec::new());
+        for d in devices {
+            match d {
+                DeviceConfig::Modbus(m) => modbus.push(m),
+                DeviceConfig::OpcUa(o) => opcua.push(o),
+            }
+        }
         let mut source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+        source_tasks.extend(crate::sources::opcua::session::spawn_all(
+            opcua,
+            ingest.clone(),
+            &telemetry,
+            sources_stop.clone(),
+            &gateway.data_dir,
+            &gateway.id,
+        )?);
         let ctx = crate::sources::SourceCtx {
             ingest: ingest.clone(),
             reader: buffer.reader()?,

@@ -60,6 +60,44 @@ pub enum Command {
         #[arg(long)]
         broker: Option<String>,
     },
+    /// Print an OPC UA server's address space as a tree (and a config snippet).
+    Browse {
+        /// Server URL, `opc.tcp://host:port[/path]` (or use --config and --device).
+        url: Option<String>,
+        /// Start node (default: the Objects folder, i=85); `nsu=` or `ns=` form.
+        #[arg(long, default_value = "i=85")]
+        node: String,
+        /// Levels below the start node.
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Print a `[[device]]` block with one tag per readable variable instead of the tree.
+        #[arg(long)]
+        snippet: bool,
+        /// Also expand the standard objects (Server, Aliases…) below the Objects folder.
+        #[arg(long)]
+        all: bool,
+        /// Take endpoint, security and identity from this configuration's device.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The `protocol = "opcua"` device of --config.
+        #[arg(long)]
+        device: Option<String>,
+        /// Security policy: None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
+        #[arg(long, default_value = "None")]
+        security_policy: String,
+        /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
+        #[arg(long)]
+        security_mode: Option<String>,
+        /// User name (the password is read from the environment variable of --password-env).
+        #[arg(long)]
+        username: Option<String>,
+        /// Environment variable holding the password.
+        #[arg(long, default_value = "RELAIS_OPCUA_PASSWORD")]
+        password_env: String,
+        /// PKI folder (the gateway's certificate and trust list).
+        #[arg(long, default_value = "relais-data/pki")]
+        pki_dir: PathBuf,
+    },
     /// Read a device once and print every interpretation of the data.
     Probe {
         #[command(subcommand)]
@@ -195,8 +233,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
-        Command::Import { .. } => init_logging(cli.log_format, "warn"),
-        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn"),
+        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=error,opcua_core=error"),
+        // The OPC UA library logs every reconnect step; relais reports them itself.
+        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=error,opcua_core=error,opcua_crypto=warn,opcua_server=warn"),
     }
     match cli.command {
         Command::Check { config } => check(&config),
@@ -245,6 +284,38 @@ pub fn main() -> ExitCode {
         }
         Command::Quarantine { what } => quarantine(what),
         Command::Demo { data_dir, broker } => runtime().block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
+        Command::Browse { url, node, depth, snippet, all, config, device, security_policy, security_mode, username, password_env, pki_dir } => {
+            let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
+            let (dev, pki_dir, gateway_id) = match browse_target(args) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let run = async {
+                let pki = crate::sources::opcua::client::Pki::open(&pki_dir, &gateway_id)?;
+                pki.trust(&dev.trust)?;
+                crate::sources::opcua::browse::browse(&dev, &pki, &gateway_id, &node, depth, all).await
+            };
+            match runtime().block_on(run) {
+                Ok(found) if snippet => {
+                    print!("{}", crate::sources::opcua::browse::render_snippet(&found, &dev.name, &dev.endpoint));
+                    ExitCode::SUCCESS
+                }
+                Ok(found) => {
+                    print!("{}", crate::sources::opcua::browse::render_tree(&found));
+                    if found.is_empty() {
+                        eprintln!("no objects or variables below {node}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("browse failed: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Probe { what: Probe::Modbus { endpoint, unit, table, address, count, timeout } } => {
             let table: Table = match table.parse() {
                 Ok(t) => t,
@@ -271,6 +342,60 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+struct BrowseArgs {
+    url: Option<String>,
+    config: Option<PathBuf>,
+    device: Option<String>,
+    security_policy: String,
+    security_mode: Option<String>,
+    username: Option<String>,
+    password_env: String,
+    pki_dir: PathBuf,
+}
+
+/// The device to browse (from --config/--device or the command line), its
+/// PKI folder and the gateway id of its certificate.
+fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
+    if let Some(path) = &a.config {
+        let cfg = Config::load(path).map_err(|e| e.to_string())?;
+        let devs: Vec<_> = cfg
+            .devices
+            .iter()
+            .filter_map(|d| match d {
+                DeviceConfig::OpcUa(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        let dev = match (&a.device, devs.as_slice()) {
+            (Some(n), _) => devs.iter().find(|d| d.name == *n).ok_or_else(|| format!("{} has no opcua device {n:?}", path.display()))?,
+            (None, [one]) => one,
+            (None, []) => return Err(format!("{} has no device with protocol = \"opcua\"", path.display())),
+            (None, _) => return Err(format!("{} has several opcua devices; choose one with --device", path.display())),
+        };
+        let mut dev = (*dev).clone();
+        if let Some(u) = a.url {
+            dev.endpoint = u;
+        }
+        let pki = dev.pki_dir.clone().unwrap_or_else(|| cfg.gateway.data_dir.join("pki"));
+        return Ok((dev, pki, cfg.gateway.id.clone()));
+    }
+    let url = a.url.ok_or("give the server URL (opc.tcp://host:port) or --config with an opcua device")?;
+    let mode = a.security_mode.as_deref().map_or(String::new(), |m| format!("security_mode = {m:?}\n"));
+    let user = match &a.username {
+        Some(u) => format!("username = {u:?}\npassword_env = {:?}\n", a.password_env),
+        None => String::new(),
+    };
+    let toml = format!(
+        "[gateway]\nid = \"relais\"\n[[device]]\nname = \"server\"\nprotocol = \"opcua\"\nendpoint = {url:?}\nsecurity_policy = {:?}\n{mode}{user}",
+        a.security_policy
+    );
+    let cfg = Config::parse(&toml, "command line", Path::new(".")).map_err(|e| e.to_string())?;
+    match cfg.devices.into_iter().next() {
+        Some(DeviceConfig::OpcUa(d)) => Ok((d, a.pki_dir, "relais".to_string())),
+        _ => Err("bad browse arguments".into()),
     }
 }
 
@@ -409,6 +534,30 @@ pub fn render_plan(cfg: &Config) -> String {
                     }
                 }
             }
+            DeviceConfig::OpcUa(o) => {
+                use crate::sources::opcua::config::Acquisition;
+                let _ = writeln!(
+                    s,
+                    "\ndevice {} (opcua {}, security {:?}/{:?}, {} tags)",
+                    o.name,
+                    o.endpoint,
+                    o.policy,
+                    o.mode,
+                    o.tags.len()
+                );
+                for t in &o.tags {
+                    let how = match t.acquisition {
+                        Acquisition::Subscription { publishing_interval, sampling_interval, queue_size, deadband } => format!(
+                            "subscription: publishing {}, sampling {}, queue {queue_size}{}",
+                            crate::units::format_duration(publishing_interval),
+                            crate::units::format_duration(sampling_interval),
+                            deadband.map_or(String::new(), |d| format!(", deadband {d:?}"))
+                        ),
+                        Acquisition::Poll { interval } => format!("poll every {}", crate::units::format_duration(interval)),
+                    };
+                    let _ = writeln!(s, "  {:<20} {}  ({how})", t.name, t.node);
+                }
+            }
         }
     }
     for src in &cfg.sources {
@@ -438,13 +587,16 @@ pub fn render_plan(cfg: &Config) -> String {
                     m.name, m.conn.broker, m.qos, m.format, m.status_topic
                 );
                 for d in &cfg.devices {
-                    let DeviceConfig::Modbus(md) = d;
-                    for t in &md.tags {
+                    let tags: Vec<&str> = match d {
+                        DeviceConfig::Modbus(md) => md.tags.iter().map(|t| t.name.as_str()).collect(),
+                        DeviceConfig::OpcUa(od) => od.tags.iter().map(|t| t.name.as_str()).collect(),
+                    };
+                    for t in tags {
                         let topic = match m.format {
-                            crate::sinks::mqtt::config::Format::Json => m.topic.render(&cfg.gateway.id, &md.name, &t.name),
-                            crate::sinks::mqtt::config::Format::JsonBatch => m.batch_topic.render(&cfg.gateway.id, &md.name, ""),
+                            crate::sinks::mqtt::config::Format::Json => m.topic.render(&cfg.gateway.id, d.name(), t),
+                            crate::sinks::mqtt::config::Format::JsonBatch => m.batch_topic.render(&cfg.gateway.id, d.name(), ""),
                         };
-                        let _ = writeln!(s, "  {}/{} -> {topic}", md.name, t.name);
+                        let _ = writeln!(s, "  {}/{} -> {topic}", d.name(), t);
                     }
                 }
             }

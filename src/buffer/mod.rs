@@ -26,7 +26,8 @@
 //! ```sql
 //! tags(id INTEGER PRIMARY KEY, device TEXT, tag TEXT, unit TEXT, UNIQUE(device, tag, unit))
 //! samples(seq INTEGER PRIMARY KEY, tag_id INTEGER, kind INTEGER, value ANY,
-//!         reason TEXT, ts INTEGER, recv_ts INTEGER)      -- ts, recv_ts: ns since epoch, UTC
+//!         reason TEXT, ts INTEGER, recv_ts INTEGER,     -- ts, recv_ts: ns since epoch, UTC
+//!         server_ts INTEGER, status INTEGER)        -- OPC UA ServerTimestamp, StatusCode (or NULL)
 //! cursors(sink TEXT PRIMARY KEY, seq INTEGER)
 //! meta(key TEXT PRIMARY KEY, value ANY)                   -- schema_version, last_seq
 //! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)

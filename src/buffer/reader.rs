@@ -29,10 +29,10 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// seq, tag_id, kind, value, reason, ts, recv_ts.
-type RawRow = (u64, i64, i64, Value, Option<Arc<str>>, i64, i64);
+/// seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status.
+type RawRow = (u64, i64, i64, Value, Option<Arc<str>>, i64, i64, Option<i64>, Option<u32>);
 
-const SELECT: &str = "SELECT seq, tag_id, kind, value, reason, ts, recv_ts FROM samples \
+const SELECT: &str = "SELECT seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status FROM samples \
                       WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3";
 
 impl Reader {
@@ -73,7 +73,7 @@ impl Reader {
                 if !tags.contains(tag_id) && !missing.contains(&tag_id) {
                     missing.push(tag_id);
                 }
-                rows.push((seq as u64, tag_id, kind, value, reason.map(Arc::from), r.get(5)?, r.get(6)?));
+                rows.push((seq as u64, tag_id, kind, value, reason.map(Arc::from), r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?));
             }
         }
         for id in missing {
@@ -86,7 +86,7 @@ impl Reader {
             tags.insert(id, meta);
         }
         let metas = tags.snapshot(rows.iter().map(|r| r.1));
-        for (seq, tag_id, kind, value, reason, ts, recv_ts) in rows {
+        for (seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) in rows {
             out.push(Sample {
                 seq,
                 meta: metas[&tag_id].clone(),
@@ -95,6 +95,8 @@ impl Reader {
                 reason,
                 ts: Timestamp(ts),
                 recv_ts: Timestamp(recv_ts),
+                server_ts: server_ts.map(Timestamp),
+                status,
             });
         }
         Ok(out)

@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS samples(
     value ANY,
     reason TEXT,
     ts INTEGER NOT NULL,
-    recv_ts INTEGER NOT NULL);
+    recv_ts INTEGER NOT NULL,
+    server_ts INTEGER,
+    status INTEGER);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL, live_start INTEGER NOT NULL DEFAULT 0, live_acked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
 CREATE TABLE IF NOT EXISTS quarantine(
@@ -85,6 +87,11 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
         conn.execute_batch(
             "ALTER TABLE cursors ADD COLUMN live_start INTEGER NOT NULL DEFAULT 0; ALTER TABLE cursors ADD COLUMN live_acked INTEGER NOT NULL DEFAULT 0;",
         )?;
+    }
+    // Buffers made before OPC UA server timestamps and status codes were kept.
+    let has_status: bool = conn.prepare("SELECT 1 FROM pragma_table_info('samples') WHERE name = 'status'")?.exists([])?;
+    if !has_status {
+        conn.execute_batch("ALTER TABLE samples ADD COLUMN server_ts INTEGER; ALTER TABLE samples ADD COLUMN status INTEGER;")?;
     }
     let version: Option<i64> =
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();

@@ -295,7 +295,7 @@ pub(crate) fn kind_of(s: &Sample) -> i64 {
     vt | (s.quality.code() as i64) << 3
 }
 
-const INSERT: &str = "INSERT INTO samples(seq, tag_id, kind, value, reason, ts, recv_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT: &str = "INSERT INTO samples(seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 impl Writer {
     fn run(&mut self) {
@@ -512,7 +512,9 @@ impl Writer {
                     SqlValue(&s.value),
                     s.reason.as_deref(),
                     s.ts.0,
-                    s.recv_ts.0
+                    s.recv_ts.0,
+                    s.server_ts.map(|t| t.0),
+                    s.status
                 ])?;
                 s.seq = seq;
                 seq += 1;

@@ -104,6 +104,8 @@ impl Default for BufferConfig {
 pub enum DeviceConfig {
     /// `protocol = "modbus-tcp"`, `"modbus-rtu"` or `"modbus-rtu-over-tcp"`.
     Modbus(ModbusDevice),
+    /// `protocol = "opcua"`.
+    OpcUa(crate::sources::opcua::config::OpcUaDevice),
 }
 
 impl DeviceConfig {
@@ -111,6 +113,7 @@ impl DeviceConfig {
     pub fn name(&self) -> &str {
         match self {
             DeviceConfig::Modbus(d) => &d.name,
+            DeviceConfig::OpcUa(d) => &d.name,
         }
     }
 }
@@ -161,7 +164,7 @@ struct RawBuffer {
 }
 
 /// Protocols a `[[device]]` may name.
-pub const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp";
+pub const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua";
 /// Types a `[[sink]]` may name.
 pub const SINK_TYPES: &str = "mqtt";
 
@@ -232,6 +235,11 @@ impl Config {
                         devices.push(DeviceConfig::Modbus(d));
                     }
                 }
+                Some((p, _)) if p == "opcua" => {
+                    if let Some(d) = crate::sources::opcua::config::parse_device(item, &mut diag, &key, base_dir) {
+                        devices.push(DeviceConfig::OpcUa(d));
+                    }
+                }
                 Some((p, pspan)) => diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}")),
                 None => diag.error(span, &format!("{key} / protocol"), format!("missing key `protocol`; expected one of {PROTOCOLS}")),
             }
@@ -289,7 +297,7 @@ impl Config {
         // Devices on one serial port must agree on its settings.
         let mut serial: std::collections::HashMap<String, (String, crate::sources::modbus::config::Transport)> = Default::default();
         for d in &devices {
-            let DeviceConfig::Modbus(m) = d;
+            let DeviceConfig::Modbus(m) = d else { continue };
             if let crate::sources::modbus::config::Transport::Rtu { port, .. } = &m.transport {
                 match serial.get(port) {
                     Some((other, t)) if *t != m.transport => {

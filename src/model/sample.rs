@@ -82,12 +82,18 @@ pub struct Sample {
     pub ts: Timestamp,
     /// The gateway's own acquisition time (UTC).
     pub recv_ts: Timestamp,
+    /// The server's timestamp, when the source gives one besides `ts`
+    /// (OPC UA ServerTimestamp, Part 4 §7.11).
+    pub server_ts: Option<Timestamp>,
+    /// The source's full status code when it has one (the 32-bit OPC UA
+    /// StatusCode, Part 4 §7.39), kept for diagnostics beside `quality`.
+    pub status: Option<u32>,
 }
 
 impl Sample {
     /// A good sample acquired at `ts`.
     pub fn good(meta: Arc<TagMeta>, value: Value, ts: Timestamp) -> Sample {
-        Sample { seq: 0, meta, value, quality: Quality::Good, reason: None, ts, recv_ts: ts }
+        Sample { seq: 0, meta, value, quality: Quality::Good, reason: None, ts, recv_ts: ts, server_ts: None, status: None }
     }
 
     /// A bad sample: no value, a reason.
@@ -100,6 +106,8 @@ impl Sample {
             reason: Some(reason),
             ts,
             recv_ts: ts,
+            server_ts: None,
+            status: None,
         }
     }
 }

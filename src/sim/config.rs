@@ -69,6 +69,8 @@ pub struct SimTag {
     pub offset: f64,
     /// The signal model.
     pub signal: Signal,
+    /// A fixed OPC UA StatusCode served instead of the value (fault injection).
+    pub opcua_status: Option<u32>,
 }
 
 /// Where a station is served.
@@ -79,6 +81,8 @@ pub enum Line {
     /// Modbus RTU on a pseudo-terminal; the path given becomes a symbolic link
     /// to its serial end, for clients to open like a serial port.
     Serial(PathBuf),
+    /// Not served over Modbus (OPC UA only).
+    None,
 }
 
 /// One simulated device (a unit id on a listen address or a serial line).
@@ -110,6 +114,8 @@ pub struct SimConfig {
     /// CSV files that were not found: their tags serve simulated values
     /// (a random walk, or 0 for bits) instead.
     pub missing_data: Vec<String>,
+    /// The OPC UA server, when `[opcua]` is present.
+    pub opcua: Option<super::opcua::OpcUaSimConfig>,
 }
 
 /// Where a replayed CSV file is looked for: relative to the configuration
@@ -140,6 +146,30 @@ struct RawSim {
     sim: RawSimSection,
     #[serde(default)]
     station: Vec<RawStation>,
+    opcua: Option<RawOpcUa>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpcUa {
+    listen: Option<Spanned<String>>,
+    namespace_uri: Option<String>,
+    security: Option<Spanned<Vec<String>>>,
+    pki_dir: Option<String>,
+    trust_client_certs: Option<bool>,
+    anonymous: Option<bool>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    restart_after: Option<Spanned<String>>,
+    down_for: Option<Spanned<String>>,
+    scan: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: String,
+    password: String,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +220,7 @@ struct RawTag {
     scale: Option<f64>,
     offset: Option<f64>,
     signal: Spanned<RawSignal>,
+    opcua_status: Option<Spanned<i64>>,
 }
 
 /// A TOML number kept exact when it is an integer.
@@ -314,6 +345,7 @@ impl SimConfig {
                     }
                 },
                 (None, Some(p)) => Line::Serial(base_dir.join(p.get_ref())),
+                (None, None) if raw.opcua.is_some() => Line::None,
                 _ => {
                     d.error(rs.name.span(), &format!("{key} / listen"), "give exactly one of `listen` (Modbus TCP, \"127.0.0.1:5020\") or `serial` (Modbus RTU on a pseudo-terminal, a path)");
                     continue;
@@ -327,7 +359,9 @@ impl SimConfig {
                     1
                 }
             };
-            if let Some(other) = seen.insert((line.clone(), unit_id), name.clone()) {
+            if line != Line::None
+                && let Some(other) = seen.insert((line.clone(), unit_id), name.clone())
+            {
                 d.error(rs.name.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {line:?}"));
             }
             let tick = match &rs.tick {
@@ -513,7 +547,18 @@ impl SimConfig {
                     }
                     RawSignal::Tick {} => Signal::Tick,
                 };
+                let opcua_status = match &rt.opcua_status {
+                    None => None,
+                    Some(c) => match u32::try_from(*c.get_ref()) {
+                        Ok(v) => Some(v),
+                        Err(_) => {
+                            d.error(c.span(), &format!("{tkey} / opcua_status"), "opcua_status is a 32-bit StatusCode, e.g. 0x801F0000 (BadUserAccessDenied)");
+                            continue;
+                        }
+                    },
+                };
                 tags.push(SimTag {
+                    opcua_status,
                     name: rt.name.into_inner(),
                     table,
                     address: address as u16,
@@ -529,10 +574,54 @@ impl SimConfig {
         }
         missing_data.sort();
         missing_data.dedup();
+        let opcua = raw.opcua.map(|o| parse_opcua(o, &mut d));
         let warnings = d.finish()?;
         for w in warnings {
             tracing::warn!("{w}");
         }
-        Ok(SimConfig { stations, missing_data })
+        Ok(SimConfig { stations, missing_data, opcua })
+    }
+}
+
+fn parse_opcua(o: RawOpcUa, d: &mut Diag<'_>) -> super::opcua::OpcUaSimConfig {
+    use opcua::crypto::SecurityPolicy;
+    let listen = match &o.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 4840)),
+        Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+            d.error(l.span(), "opcua / listen", format!("{:?} is not an address like \"127.0.0.1:4840\"", l.get_ref()));
+            SocketAddr::from(([127, 0, 0, 1], 4840))
+        }),
+    };
+    let mut security = Vec::new();
+    let mut allow_none = true;
+    if let Some(list) = &o.security {
+        allow_none = false;
+        for p in list.get_ref() {
+            match p.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
+                "none" => allow_none = true,
+                "basic256sha256" => security.push(SecurityPolicy::Basic256Sha256),
+                "aes128sha256rsaoaep" => security.push(SecurityPolicy::Aes128Sha256RsaOaep),
+                "aes256sha256rsapss" => security.push(SecurityPolicy::Aes256Sha256RsaPss),
+                other => d.error(list.span(), "opcua / security", format!("unknown security policy {other:?}; expected None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss")),
+            }
+        }
+    } else {
+        security.push(SecurityPolicy::Basic256Sha256);
+    }
+    let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration| crate::diag::duration(d, v, &format!("opcua / {key}"), default);
+    let restart_after = o.restart_after.as_ref().map(|_| dur(d, &o.restart_after, "restart_after", Duration::from_secs(60)));
+    let scan = dur(d, &o.scan, "scan", Duration::from_millis(100)).max(Duration::from_millis(10));
+    super::opcua::OpcUaSimConfig {
+        listen,
+        namespace_uri: o.namespace_uri.unwrap_or_else(|| "urn:relais:sim".into()),
+        security,
+        allow_none,
+        pki_dir: PathBuf::from(o.pki_dir.unwrap_or_else(|| "relais-sim-pki".into())),
+        trust_client_certs: o.trust_client_certs.unwrap_or(true),
+        users: o.users.into_iter().map(|u| (u.username, u.password)).collect(),
+        anonymous: o.anonymous.unwrap_or(true),
+        restart_after,
+        down_for: dur(d, &o.down_for, "down_for", Duration::from_secs(5)),
+        scan,
     }
 }

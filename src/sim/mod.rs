@@ -5,8 +5,10 @@
 //! - [`config`]: `[[station]]` configuration.
 //! - [`station`]: one station's register tables, signals and faults.
 //! - [`server`]: the tokio-modbus service answering requests.
+//! - [`opcua`]: the OPC UA server (async-opcua) serving the same stations.
 
 pub mod config;
+pub mod opcua;
 pub mod server;
 pub mod signal;
 pub mod station;
@@ -32,6 +34,7 @@ pub struct Sim {
     tasks: Vec<JoinHandle<()>>,
     /// Serial ends kept open (and their links, removed on drop).
     ptys: Vec<(tokio_serial::SerialStream, std::path::PathBuf)>,
+    opcua: Option<opcua::OpcUaSim>,
 }
 
 impl Drop for Sim {
@@ -78,6 +81,7 @@ impl Sim {
         let mut ptys = Vec::new();
         for (line, map) in groups {
             match line {
+                Line::None => {}
                 Line::Tcp(addr) => {
                     let listener = TcpListener::bind(addr)
                         .await
@@ -135,7 +139,11 @@ impl Sim {
                 }
             }));
         }
-        Ok(Sim { stations, addrs, tasks, ptys })
+        let opcua = match cfg.opcua {
+            Some(o) => Some(opcua::OpcUaSim::start(o, stations.clone()).await?),
+            None => None,
+        };
+        Ok(Sim { stations, addrs, tasks, ptys, opcua })
     }
 
     /// The stations, in config order.
@@ -146,6 +154,11 @@ impl Sim {
     /// The station named `name`.
     pub fn station(&self, name: &str) -> Option<&Arc<Station>> {
         self.stations.iter().find(|s| s.cfg.name == name)
+    }
+
+    /// The OPC UA server, when configured.
+    pub fn opcua(&self) -> Option<&opcua::OpcUaSim> {
+        self.opcua.as_ref()
     }
 
     /// The address actually bound for configured `listen` (differs for port 0).

@@ -1,7 +1,7 @@
 //! A simulated station: its register tables, its signals and its faults.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tokio_modbus::ExceptionCode;
@@ -51,6 +51,9 @@ pub struct Station {
     faults: RwLock<Faults>,
     start: Instant,
     reads: Mutex<Vec<(Table, u16, u16)>>,
+    /// Engineering value of each tag (before Modbus scaling), for OPC UA.
+    values: RwLock<Arc<Vec<Value>>>,
+    version: AtomicU64,
 }
 
 /// Most read requests remembered by [`Station::reads`].
@@ -94,6 +97,8 @@ impl Station {
             faults: RwLock::new(faults),
             start: Instant::now(),
             reads: Mutex::new(Vec::new()),
+            values: RwLock::new(Arc::new(Vec::new())),
+            version: AtomicU64::new(0),
         };
         st.refresh(0, true);
         st
@@ -118,12 +123,30 @@ impl Station {
             .map(|s| if s.is_static() && !first { None } else { Some(s.sample(t, tick)) })
             .collect();
         drop(signals);
+        let mut eng: Vec<Value> = self.values.read().expect("values lock").as_ref().clone();
+        eng.resize(self.cfg.tags.len(), Value::Null);
         let mut bank = self.bank.write().expect("bank lock");
-        for (tag, v) in self.cfg.tags.iter().zip(values) {
+        for ((tag, v), e) in self.cfg.tags.iter().zip(values).zip(eng.iter_mut()) {
             if let Some(v) = v {
+                if let Some(x) = engineering(tag, &v) {
+                    *e = x;
+                }
                 write_tag(&mut bank, tag, v);
             }
         }
+        drop(bank);
+        *self.values.write().expect("values lock") = Arc::new(eng);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Each tag's current engineering value (what the OPC UA server serves).
+    pub fn values(&self) -> Arc<Vec<Value>> {
+        self.values.read().expect("values lock").clone()
+    }
+
+    /// Changes on every tick (for the OPC UA server's change detection).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Takes the log of read requests received so far (table, start, count):
@@ -211,6 +234,24 @@ impl Station {
         bank.coils.data[start as usize..end].copy_from_slice(bits);
         Ok(())
     }
+}
+
+/// A signal value in engineering units, typed as the tag's data type
+/// suggests (integers stay exact).
+fn engineering(tag: &SimTag, v: &SimValue) -> Option<Value> {
+    Some(match v {
+        SimValue::Missing => return None,
+        SimValue::Text(s) => Value::Str(s.clone()),
+        SimValue::Num(x) if tag.ty == DataType::Bool => Value::Bool(*x != 0.0),
+        SimValue::Num(x) => Value::F64(*x),
+        SimValue::Int(i) if tag.ty == DataType::Bool => Value::Bool(*i != 0),
+        SimValue::Int(i) if tag.ty.is_float() || tag.scale != 1.0 || tag.offset != 0.0 => Value::F64(*i as f64),
+        SimValue::Int(i) if matches!(tag.ty, DataType::I16 | DataType::I32 | DataType::I64) => {
+            Value::I64((*i).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+        }
+        SimValue::Int(i) if matches!(tag.ty, DataType::U16 | DataType::U32 | DataType::U64) => Value::U64((*i).clamp(0, u64::MAX as i128) as u64),
+        SimValue::Int(i) => Value::F64(*i as f64),
+    })
 }
 
 fn to_value(tag: &SimTag, v: f64) -> Value {

@@ -1,7 +1,8 @@
 //! Southbound sources: they turn device data into [`crate::model::Sample`]s and
 //! push them into the ingest ring. A source never touches SQLite or a sink.
 //!
-//! - [`modbus`]: Modbus TCP devices (`[[device]]`).
+//! - [`modbus`]: Modbus TCP/RTU devices (`[[device]]`).
+//! - [`opcua`]: OPC UA servers (`[[device]]`, `protocol = "opcua"`).
 //! - [`file`]: `relais import`, watched folders and tailed files (`[[source]]`).
 //! - [`http`]: `POST /ingest/{source}`.
 //! - [`mqtt_in`]: JSON from subscribed MQTT topics.
@@ -11,6 +12,7 @@ pub mod file;
 pub mod http;
 pub mod modbus;
 pub mod mqtt_in;
+pub mod opcua;
 
 use std::path::Path;
 

@@ -7,6 +7,9 @@
 //! - `json-batch`: one message per device with `samples`, each sample without
 //!   `gateway` and `device`.
 //!
+//! OPC UA samples also carry `server_ts` (ServerTimestamp) and `status_code`
+//! (the 32-bit StatusCode, OPC UA Part 4 §7.39) when the server gave them.
+//!
 //! Non-finite floats are written as `null` (field case B29); integers are
 //! written exactly, 64-bit included (field case B03).
 
@@ -27,6 +30,10 @@ struct One<'a> {
     reason: Option<&'a str>,
     ts: String,
     recv_ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_ts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u32>,
     seq: u64,
 }
 
@@ -41,6 +48,10 @@ struct Item<'a> {
     reason: Option<&'a str>,
     ts: String,
     recv_ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_ts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u32>,
     seq: u64,
 }
 
@@ -63,6 +74,8 @@ pub fn sample_json(gateway: &str, s: &Sample) -> Vec<u8> {
         reason: s.reason.as_deref(),
         ts: format_rfc3339(s.ts),
         recv_ts: format_rfc3339(s.recv_ts),
+        server_ts: s.server_ts.map(format_rfc3339),
+        status_code: s.status,
         seq: s.seq,
     };
     serde_json::to_vec(&one).unwrap_or_default()
@@ -82,6 +95,8 @@ pub fn batch_json<'a>(gateway: &str, device: &str, samples: impl Iterator<Item =
                 reason: s.reason.as_deref(),
                 ts: format_rfc3339(s.ts),
                 recv_ts: format_rfc3339(s.recv_ts),
+                server_ts: s.server_ts.map(format_rfc3339),
+                status_code: s.status,
                 seq: s.seq,
             })
             .collect(),

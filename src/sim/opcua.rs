@@ -1,0 +1,473 @@
+//! The simulator's OPC UA server (async-opcua): the stations' signals as
+//! variables, for students without a PLC and for the OPC UA source's tests.
+//!
+//! Address space (namespace `urn:relais:sim` unless configured):
+//!
+//! ```text
+//! Objects
+//! └─ <station>            ns=<sim>;s=<station>          Object
+//!    ├─ <tag>             ns=<sim>;s=<station>.<tag>    Variable (Double, Int64, UInt64, Boolean, String)
+//!    └─ setpoint          ns=<sim>;s=<station>.setpoint Variable, Double, writable
+//! ```
+//!
+//! Values are the signals' engineering values (before Modbus scaling), with
+//! the station's clock as SourceTimestamp. A tag may be given a fixed
+//! StatusCode (`opcua_status`), served with no value (field case B14).
+//!
+//! `restart_after` stops the server after that long and starts it again
+//! `down_for` later with one more namespace registered before ours, so our
+//! namespace index changes, as after a PLC firmware update (field case B16).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opcua::crypto::SecurityPolicy;
+use opcua::server::address_space::{ObjectBuilder, VariableBuilder};
+use opcua::server::diagnostics::NamespaceMetadata;
+use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
+use opcua::server::{ANONYMOUS_USER_TOKEN_ID, ServerBuilder, ServerHandle, ServerUserToken};
+use opcua::types::{DataTypeId, DataValue, DateTime, MessageSecurityMode, NodeId, ObjectId, StatusCode, Variant};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::Station;
+use crate::model::Value;
+
+/// `[opcua]` of a simulator config.
+#[derive(Debug, Clone)]
+pub struct OpcUaSimConfig {
+    /// Listen address (`127.0.0.1:4840`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Namespace URI of the stations' nodes.
+    pub namespace_uri: String,
+    /// Security policies offered besides None (each with Sign and SignAndEncrypt).
+    pub security: Vec<SecurityPolicy>,
+    /// Offer security None too (default true).
+    pub allow_none: bool,
+    /// PKI folder of the server (its certificate, trusted and rejected clients).
+    pub pki_dir: PathBuf,
+    /// Trust any client certificate (default true; false = clients must be
+    /// in `<pki_dir>/trusted`, as on a real PLC).
+    pub trust_client_certs: bool,
+    /// User name / password pairs accepted besides anonymous.
+    pub users: Vec<(String, String)>,
+    /// Accept anonymous sessions (default true).
+    pub anonymous: bool,
+    /// Restart the server after this long (fault injection), then every time again.
+    pub restart_after: Option<Duration>,
+    /// How long the server stays down on a restart.
+    pub down_for: Duration,
+    /// How often station values are copied into the address space.
+    pub scan: Duration,
+}
+
+struct Running {
+    handle: ServerHandle,
+    nm: Arc<SimpleNodeManager>,
+    ns: u16,
+    task: JoinHandle<()>,
+}
+
+struct Shared {
+    cfg: OpcUaSimConfig,
+    stations: Vec<Arc<Station>>,
+    addr: SocketAddr,
+    current: Mutex<Option<Running>>,
+    generation: AtomicU32,
+    max_sessions: AtomicU32,
+    /// Sessions created by earlier server generations.
+    sessions_before: AtomicU64,
+    /// Status overrides by (station, tag) index.
+    status: Mutex<std::collections::HashMap<(usize, usize), u32>>,
+}
+
+/// A running simulator OPC UA server.
+pub struct OpcUaSim {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for OpcUaSim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Ok(mut g) = self.shared.current.lock()
+            && let Some(r) = g.take()
+        {
+            r.handle.cancel();
+            r.task.abort();
+        }
+    }
+}
+
+fn node_of(ns: u16, station: &str, tag: &str) -> NodeId {
+    NodeId::new(ns, format!("{station}.{tag}"))
+}
+
+fn variant_of(v: &Value) -> Variant {
+    match v {
+        Value::Null => Variant::Empty,
+        Value::Bool(b) => Variant::Boolean(*b),
+        Value::I64(i) => Variant::Int64(*i),
+        Value::U64(u) => Variant::UInt64(*u),
+        Value::F64(f) => Variant::Double(*f),
+        Value::Str(s) => Variant::from(s.as_str()),
+    }
+}
+
+fn data_type_of(v: &Value) -> DataTypeId {
+    match v {
+        Value::Bool(_) => DataTypeId::Boolean,
+        Value::I64(_) => DataTypeId::Int64,
+        Value::U64(_) => DataTypeId::UInt64,
+        Value::Str(_) => DataTypeId::String,
+        Value::Null | Value::F64(_) => DataTypeId::Double,
+    }
+}
+
+impl OpcUaSim {
+    /// Binds the listen address and starts serving `stations`.
+    pub async fn start(cfg: OpcUaSimConfig, stations: Vec<Arc<Station>>) -> anyhow::Result<OpcUaSim> {
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("simulator cannot listen for OPC UA on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let mut status = std::collections::HashMap::new();
+        for (s, st) in stations.iter().enumerate() {
+            for (t, tag) in st.cfg.tags.iter().enumerate() {
+                if let Some(code) = tag.opcua_status {
+                    status.insert((s, t), code);
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            stations,
+            addr,
+            current: Mutex::new(None),
+            generation: AtomicU32::new(0),
+            max_sessions: AtomicU32::new(0),
+            sessions_before: AtomicU64::new(0),
+            status: Mutex::new(status),
+        });
+        Shared::launch(&shared, listener)?;
+        let mut tasks = Vec::new();
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut iv = tokio::time::interval(s.cfg.scan);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut seen: Vec<u64> = vec![u64::MAX; s.stations.len()];
+            let mut last_gen = u32::MAX;
+            loop {
+                iv.tick().await;
+                let g = s.generation.load(Ordering::Relaxed);
+                if g != last_gen {
+                    seen.iter_mut().for_each(|v| *v = u64::MAX);
+                    last_gen = g;
+                }
+                s.publish(&mut seen);
+                s.count_sessions();
+            }
+        }));
+        if let Some(after) = shared.cfg.restart_after {
+            let s = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(after).await;
+                    tracing::info!(down_for = ?s.cfg.down_for, "simulator: restarting the OPC UA server (fault injection)");
+                    s.stop();
+                    tokio::time::sleep(s.cfg.down_for).await;
+                    if let Err(e) = s.relaunch().await {
+                        tracing::error!(error = %e, "simulator: OPC UA server did not come back");
+                    }
+                }
+            }));
+        }
+        tracing::info!(endpoint = %format!("opc.tcp://{addr}/"), namespace = %shared.cfg.namespace_uri, "simulator serving OPC UA");
+        Ok(OpcUaSim { shared, tasks })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `opc.tcp://<addr>/`.
+    pub fn endpoint(&self) -> String {
+        format!("opc.tcp://{}/", self.shared.addr)
+    }
+
+    /// The namespace index of the stations' nodes in the running server.
+    pub fn namespace_index(&self) -> Option<u16> {
+        self.shared.current.lock().ok()?.as_ref().map(|r| r.ns)
+    }
+
+    /// Sessions open now (0 while stopped).
+    pub fn session_count(&self) -> u32 {
+        self.shared.count_sessions()
+    }
+
+    /// Most sessions open at once, sampled every scan and on every call.
+    pub fn max_sessions_seen(&self) -> u32 {
+        self.shared.count_sessions();
+        self.shared.max_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Sessions created since start, over all restarts.
+    pub fn sessions_created(&self) -> u64 {
+        let now = self.shared.current.lock().ok().and_then(|g| g.as_ref().map(|r| counter(&r.handle, false) as u64));
+        self.shared.sessions_before.load(Ordering::Relaxed) + now.unwrap_or(0)
+    }
+
+    /// Stops the server (clients see the connection drop).
+    pub fn stop(&self) {
+        self.shared.stop();
+    }
+
+    /// Starts the server again after [`OpcUaSim::stop`], with one more
+    /// namespace registered before ours (so our index changes).
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.shared.stop();
+        self.shared.relaunch().await
+    }
+
+    /// Serves tag `tag` of `station` with StatusCode `code` and no value
+    /// (`None`: back to its signal).
+    pub fn set_status(&self, station: &str, tag: &str, code: Option<u32>) -> anyhow::Result<()> {
+        let (s, t) = self.shared.index(station, tag)?;
+        let mut g = self.shared.status.lock().map_err(|_| anyhow::anyhow!("status lock"))?;
+        match code {
+            Some(c) => g.insert((s, t), c),
+            None => g.remove(&(s, t)),
+        };
+        drop(g);
+        // Publish now, so the change does not wait for the next tick.
+        self.shared.publish_one(s, t);
+        Ok(())
+    }
+
+    /// The server's certificate (DER), for clients' trust lists.
+    pub fn certificate_path(&self) -> PathBuf {
+        self.shared.cfg.pki_dir.join("own/cert.der")
+    }
+
+    /// The value of a node as a client would read it (for tests of writes).
+    pub fn read(&self, station: &str, tag: &str) -> Option<DataValue> {
+        let g = self.shared.current.lock().ok()?;
+        let r = g.as_ref()?;
+        let space = r.nm.address_space().read();
+        let node = space.find(&node_of(r.ns, station, tag))?;
+        match node {
+            opcua::server::address_space::NodeType::Variable(v) => Some(v.value(
+                opcua::types::TimestampsToReturn::Both,
+                &opcua::types::NumericRange::None,
+                &opcua::types::DataEncoding::Binary,
+                0.0,
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Shared {
+    fn index(&self, station: &str, tag: &str) -> anyhow::Result<(usize, usize)> {
+        let s = self.stations.iter().position(|s| s.cfg.name == station).ok_or_else(|| anyhow::anyhow!("no station {station:?}"))?;
+        let t = self.stations[s].cfg.tags.iter().position(|t| t.name == tag).ok_or_else(|| anyhow::anyhow!("station {station:?} has no tag {tag:?}"))?;
+        Ok((s, t))
+    }
+
+    fn count_sessions(&self) -> u32 {
+        let Ok(g) = self.current.lock() else { return 0 };
+        let Some(r) = g.as_ref() else { return 0 };
+        let n = counter(&r.handle, true);
+        self.max_sessions.fetch_max(n, Ordering::Relaxed);
+        n
+    }
+
+    fn stop(&self) {
+        if let Ok(mut g) = self.current.lock()
+            && let Some(r) = g.take()
+        {
+            self.max_sessions.fetch_max(counter(&r.handle, true), Ordering::Relaxed);
+            self.sessions_before.fetch_add(counter(&r.handle, false) as u64, Ordering::Relaxed);
+            r.handle.cancel();
+            r.task.abort();
+        }
+    }
+
+    async fn relaunch(self: &Arc<Self>) -> anyhow::Result<()> {
+        // The port is free again once the old listener is dropped; retry briefly.
+        let mut last = None;
+        for _ in 0..50 {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    self.generation.fetch_add(1, Ordering::Relaxed);
+                    return Shared::launch(self, l);
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(anyhow::anyhow!("cannot listen on {} again: {}", self.addr, last.map_or(String::new(), |e| e.to_string())))
+    }
+
+    /// Builds and starts one server generation on `listener`.
+    fn launch(self: &Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut user_ids: Vec<String> = Vec::new();
+        if cfg.anonymous {
+            user_ids.push(ANONYMOUS_USER_TOKEN_ID.to_string());
+        }
+        let mut b = ServerBuilder::new()
+            .application_name("relais simulator")
+            .application_uri("urn:relais:sim:server")
+            .product_uri("urn:relais")
+            .host(self.addr.ip().to_string())
+            .port(self.addr.port())
+            .pki_dir(&cfg.pki_dir)
+            .create_sample_keypair(true)
+            .trust_client_certs(cfg.trust_client_certs)
+            .diagnostics_enabled(true)
+            .discovery_urls(vec![format!("opc.tcp://{}/", self.addr)]);
+        for (i, (user, pass)) in cfg.users.iter().enumerate() {
+            let id = format!("user{i}");
+            b = b.add_user_token(&id, ServerUserToken::user_pass(user.as_str(), pass.as_str()));
+            user_ids.push(id);
+        }
+        let ids: Vec<&str> = user_ids.iter().map(|s| s.as_str()).collect();
+        if cfg.allow_none {
+            b = b.add_endpoint("none", ("/", SecurityPolicy::None, MessageSecurityMode::None, ids.as_slice()));
+        }
+        for p in &cfg.security {
+            for (m, n) in [(MessageSecurityMode::Sign, "sign"), (MessageSecurityMode::SignAndEncrypt, "sign_encrypt")] {
+                b = b.add_endpoint(format!("{}_{n}", p.to_str()), ("/", *p, m, ids.as_slice()));
+            }
+        }
+        // Every other generation registers a padding namespace first, so the
+        // stations' namespace index moves between restarts.
+        for k in 0..(generation % 2) {
+            b = b.with_node_manager(simple_node_manager(
+                NamespaceMetadata { namespace_uri: format!("urn:relais:sim:padding:{k}"), ..Default::default() },
+                "padding",
+            ));
+        }
+        b = b.with_node_manager(simple_node_manager(
+            NamespaceMetadata { namespace_uri: cfg.namespace_uri.clone(), ..Default::default() },
+            "relais-sim",
+        ));
+        let (server, handle) = b.build().map_err(|e| anyhow::anyhow!("simulator OPC UA server: {e}"))?;
+        let nm = handle
+            .node_managers()
+            .get_by_name::<SimpleNodeManager>("relais-sim")
+            .ok_or_else(|| anyhow::anyhow!("simulator OPC UA node manager missing"))?;
+        let ns = handle.get_namespace_index(&cfg.namespace_uri).ok_or_else(|| anyhow::anyhow!("simulator namespace missing"))?;
+        {
+            let mut space = nm.address_space().write();
+            for st in &self.stations {
+                let obj = NodeId::new(ns, st.cfg.name.clone());
+                ObjectBuilder::new(&obj, st.cfg.name.as_str(), st.cfg.name.as_str())
+                    .organized_by(ObjectId::ObjectsFolder)
+                    .insert(&mut *space);
+                let values = st.values();
+                for (tag, v) in st.cfg.tags.iter().zip(values.iter()) {
+                    let id = node_of(ns, &st.cfg.name, &tag.name);
+                    VariableBuilder::new(&id, tag.name.as_str(), tag.name.as_str())
+                        .data_type(data_type_of(v))
+                        .value(variant_of(v))
+                        .component_of(obj.clone())
+                        .insert(&mut *space);
+                }
+                let sp = node_of(ns, &st.cfg.name, "setpoint");
+                VariableBuilder::new(&sp, "setpoint", "setpoint")
+                    .data_type(DataTypeId::Double)
+                    .value(0.0f64)
+                    .writable()
+                    .component_of(obj.clone())
+                    .insert(&mut *space);
+            }
+        }
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run_with(listener).await {
+                tracing::error!(error = %e, "simulator OPC UA server stopped");
+            }
+        });
+        if let Ok(mut g) = self.current.lock() {
+            *g = Some(Running { handle, nm, ns, task });
+        }
+        Ok(())
+    }
+
+    /// Copies changed station values into the address space (notifying
+    /// subscriptions).
+    fn publish(&self, seen: &mut [u64]) {
+        let Ok(g) = self.current.lock() else { return };
+        let Some(r) = g.as_ref() else { return };
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let now = DateTime::now();
+        let mut updates: Vec<(NodeId, DataValue)> = Vec::new();
+        for (s, st) in self.stations.iter().enumerate() {
+            let v = st.version();
+            if v == seen[s] {
+                continue;
+            }
+            seen[s] = v;
+            for (t, (tag, value)) in st.cfg.tags.iter().zip(st.values().iter()).enumerate() {
+                updates.push((node_of(r.ns, &st.cfg.name, &tag.name), data_value(value, status.get(&(s, t)).copied(), now)));
+            }
+        }
+        if updates.is_empty() {
+            return;
+        }
+        let _ = r.nm.set_values(r.handle.subscriptions(), updates.iter().map(|(id, dv)| (id, None, dv.clone())));
+    }
+
+    fn publish_one(&self, s: usize, t: usize) {
+        let Ok(g) = self.current.lock() else { return };
+        let Some(r) = g.as_ref() else { return };
+        let code = self.status.lock().ok().and_then(|m| m.get(&(s, t)).copied());
+        let st = &self.stations[s];
+        let values = st.values();
+        let dv = data_value(&values[t], code, DateTime::now());
+        let _ = r.nm.set_value(r.handle.subscriptions(), &node_of(r.ns, &st.cfg.name, &st.cfg.tags[t].name), None, dv);
+    }
+}
+
+fn data_value(v: &Value, status: Option<u32>, now: DateTime) -> DataValue {
+    match status {
+        // An Empty value (not None): the library reads a missing value as Good.
+        Some(code) => DataValue {
+            value: Some(Variant::Empty),
+            status: Some(StatusCode::from(code)),
+            source_timestamp: Some(now),
+            server_timestamp: Some(now),
+            ..Default::default()
+        },
+        None => DataValue {
+            value: Some(variant_of(v)),
+            status: Some(StatusCode::Good),
+            source_timestamp: Some(now),
+            server_timestamp: Some(now),
+            ..Default::default()
+        },
+    }
+}
+
+/// CurrentSessionCount (`current`) or CumulatedSessionCount of the server's
+/// diagnostics summary (OPC UA Part 5 §12.9).
+fn counter(h: &ServerHandle, current: bool) -> u32 {
+    use opcua::types::VariableId as V;
+    let id = if current {
+        V::Server_ServerDiagnostics_ServerDiagnosticsSummary_CurrentSessionCount
+    } else {
+        V::Server_ServerDiagnostics_ServerDiagnosticsSummary_CumulatedSessionCount
+    };
+    match h.info().diagnostics.summary.get(id).and_then(|dv| dv.value) {
+        Some(Variant::UInt32(n)) => n,
+        _ => 0,
+    }
+}

@@ -1,0 +1,249 @@
+//! The gateway's OPC UA application identity and the library client.
+//!
+//! - One application instance certificate per gateway, in `<pki_dir>/own/cert.der`
+//!   with its key in `<pki_dir>/private/private.pem` (mode 0600). It is made
+//!   on first start and reused afterwards: the same SHA-1 thumbprint across
+//!   restarts, so a server admin trusts it once (field case B19).
+//! - Server certificates are trusted by file: `<pki_dir>/trusted/` (the
+//!   `trust_server_certificate` key copies files there). An untrusted server
+//!   certificate is saved to `<pki_dir>/rejected/` and reported with the
+//!   command that trusts it. There is no fallback to security None.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opcua::client::{Client, ClientBuilder, IdentityToken};
+use opcua::core::config::Config as _;
+use opcua::crypto::{CertificateStore, X509, X509Data};
+use opcua::types::{EndpointDescription, StatusCode};
+
+use super::config::{Identity, OpcUaDevice};
+
+/// The gateway's application identity and PKI folder.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// PKI folder.
+    pub dir: PathBuf,
+    /// Application URI (`urn:relais:<gateway id>`), also in the certificate.
+    pub application_uri: String,
+    /// Our certificate (DER).
+    pub cert_path: PathBuf,
+    /// Our private key (PEM).
+    pub key_path: PathBuf,
+    /// SHA-1 thumbprint of our certificate, hex.
+    pub thumbprint: String,
+}
+
+/// Validity of a generated client certificate.
+const CERT_DAYS: u32 = 5 * 365;
+
+impl Pki {
+    /// Opens (or makes, on first use) the PKI folder `dir` and the gateway's
+    /// certificate. Errors name the file that cannot be read or written.
+    pub fn open(dir: &Path, gateway_id: &str) -> anyhow::Result<Pki> {
+        for sub in ["own", "private", "trusted", "rejected"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.join(sub).display()))?;
+        }
+        let cert_path = dir.join("own/cert.der");
+        let key_path = dir.join("private/private.pem");
+        let application_uri = format!("urn:relais:{gateway_id}");
+        let cert = if cert_path.exists() && key_path.exists() {
+            let cert = CertificateStore::read_cert(&cert_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_path.display()))?;
+            CertificateStore::read_pkey(&key_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
+            if cert.is_application_uri_valid(&application_uri).is_err() {
+                tracing::warn!(
+                    certificate = %cert_path.display(), application_uri = %application_uri,
+                    "the OPC UA client certificate was made for another gateway id; servers may reject it (BadCertificateUriInvalid). \
+                     Delete it and its key to make a new one, then trust the new one on the servers"
+                );
+            }
+            cert
+        } else {
+            let desc = ClientBuilder::new()
+                .application_name(format!("relais {gateway_id}"))
+                .application_uri(&application_uri)
+                .config()
+                .application_description();
+            let mut data = X509Data::from(desc);
+            data.certificate_duration_days = CERT_DAYS;
+            let (cert, _) = CertificateStore::create_certificate_and_key(&data, false, &cert_path, &key_path)
+                .map_err(|e| anyhow::anyhow!("cannot write the OPC UA client certificate to {}: {e}", dir.display()))?;
+            restrict(&key_path)?;
+            tracing::info!(
+                certificate = %cert_path.display(), thumbprint = %cert.thumbprint().as_hex_string(),
+                "made the gateway's OPC UA client certificate (kept and reused from now on); trust it on the servers that use security"
+            );
+            cert
+        };
+        let thumbprint = cert.thumbprint().as_hex_string();
+        Ok(Pki { dir: dir.to_path_buf(), application_uri, cert_path, key_path, thumbprint })
+    }
+
+    /// Copies server certificate files (DER or PEM) into the trusted folder,
+    /// named as the library looks them up.
+    pub fn trust(&self, files: &[PathBuf]) -> anyhow::Result<()> {
+        for f in files {
+            let cert = read_any_cert(f)?;
+            let dest = self.dir.join("trusted").join(CertificateStore::cert_file_name(&cert));
+            let der = cert.to_der().map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            std::fs::write(&dest, der).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the certificate of `endpoint` is in the trusted folder, with
+    /// the file name it has (or would have) in the PKI folders.
+    pub fn server_trust(&self, endpoint: &EndpointDescription) -> Option<(bool, String, String)> {
+        let cert = X509::from_byte_string(&endpoint.server_certificate).ok()?;
+        let name = CertificateStore::cert_file_name(&cert);
+        Some((self.dir.join("trusted").join(&name).exists(), name, cert.thumbprint().as_hex_string()))
+    }
+}
+
+fn read_any_cert(f: &Path) -> anyhow::Result<X509> {
+    let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+    X509::from_der(&bytes)
+        .or_else(|_| X509::from_pem(&bytes))
+        .map_err(|e| anyhow::anyhow!("{} is not an X.509 certificate (DER or PEM): {e}", f.display()))
+}
+
+#[cfg(unix)]
+fn restrict(p: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).map_err(|e| anyhow::anyhow!("cannot restrict {}: {e}", p.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The library client for `dev`: our certificate, no certificate made by the
+/// library, reconnects forever with backoff up to `reconnect_max`, keep-alive
+/// reads every `keep_alive` (three failures close the session), subscriptions
+/// managed by us (not recreated by the library with stale namespace indexes).
+pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str) -> anyhow::Result<Client> {
+    ClientBuilder::new()
+        .application_name(format!("relais {gateway_id}"))
+        .application_uri(&pki.application_uri)
+        .product_uri("urn:relais")
+        .session_name(format!("relais {gateway_id} {}", dev.name))
+        .pki_dir(&pki.dir)
+        .certificate_path(pki.cert_path.strip_prefix(&pki.dir).unwrap_or(&pki.cert_path))
+        .private_key_path(pki.key_path.strip_prefix(&pki.dir).unwrap_or(&pki.key_path))
+        .create_sample_keypair(false)
+        .trust_server_certs(false)
+        .verify_server_certs(dev.strict_server_certificate)
+        .session_retry_limit(-1)
+        .session_retry_initial(Duration::from_millis(500).min(dev.reconnect_max))
+        .session_retry_max(dev.reconnect_max)
+        .keep_alive_interval(dev.keep_alive)
+        .max_failed_keep_alive_count(3)
+        .request_timeout(dev.request_timeout)
+        .publish_timeout(dev.request_timeout.max(dev.keep_alive * 3))
+        .session_timeout(dev.session_timeout.as_millis().min(u32::MAX as u128) as u32)
+        .recreate_subscriptions(false)
+        .client()
+        .map_err(|errs| anyhow::anyhow!("device {}: OPC UA client settings rejected: {}", dev.name, errs.join("; ")))
+}
+
+/// The session's user identity token.
+pub fn identity_token(id: &Identity) -> anyhow::Result<IdentityToken> {
+    Ok(match id {
+        Identity::Anonymous => IdentityToken::Anonymous,
+        Identity::User { username, password } => IdentityToken::UserName(username.clone(), password.expose().into()),
+        Identity::X509 { certificate, private_key } => IdentityToken::new_x509_path(certificate, private_key)
+            .map_err(|e| anyhow::anyhow!("user certificate {} / key {}: {e}", certificate.display(), private_key.display()))?,
+    })
+}
+
+/// What to tell an operator about a failed connect, when the status says
+/// more than "it failed" (field case B19).
+pub fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, server_cert: Option<&(bool, String, String)>) -> Option<String> {
+    use opcua::types::StatusCode as S;
+    let sub = status.sub_code();
+    let ours = || {
+        format!(
+            "the server does not trust the gateway's client certificate (thumbprint {}, file {}): trust it on the server \
+             (it usually sits in the server's rejected-certificates folder); the gateway keeps retrying and connects once it is trusted",
+            pki.thumbprint,
+            pki.cert_path.display()
+        )
+    };
+    let theirs = |c: &(bool, String, String)| {
+        format!(
+            "the gateway does not trust the server's certificate (thumbprint {}): it was saved to {}; move it to {} \
+             (or set trust_server_certificate) to trust it; the gateway keeps retrying",
+            c.2,
+            pki.dir.join("rejected").join(&c.1).display(),
+            pki.dir.join("trusted").display()
+        )
+    };
+    if sub == S::BadCertificateUntrusted.sub_code() || sub == S::BadSecurityChecksFailed.sub_code() || sub == S::BadCertificateInvalid.sub_code() {
+        return Some(match server_cert {
+            Some(c) if !c.0 => theirs(c),
+            _ => ours(),
+        });
+    }
+    if dev.policy != super::config::Policy::None
+        && (sub == S::BadConnectionClosed.sub_code() || sub == S::BadCommunicationError.sub_code() || sub == S::BadSecureChannelClosed.sub_code())
+        && server_cert.is_some_and(|c| c.0)
+    {
+        return Some(format!("the server closed the secure channel: most likely {}", ours()));
+    }
+    if sub == S::BadCertificateHostNameInvalid.sub_code() || sub == S::BadCertificateUriInvalid.sub_code() || sub == S::BadCertificateTimeInvalid.sub_code() {
+        return Some(format!(
+            "the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
+             or set strict_server_certificate = false to check only that it is trusted"
+        ));
+    }
+    if sub == S::BadIdentityTokenInvalid.sub_code() || sub == S::BadIdentityTokenRejected.sub_code() || sub == S::BadUserAccessDenied.sub_code() {
+        return Some("the server rejected the user identity (username/password or user certificate)".to_string());
+    }
+    if sub == S::BadTcpEndpointUrlInvalid.sub_code() {
+        return Some(format!("the server does not know the endpoint path of {}", dev.endpoint));
+    }
+    None
+}
+
+/// Why a session could not be set up.
+#[derive(Debug)]
+pub enum OpenError {
+    /// GetEndpoints failed (server down, network): retry.
+    Unreachable(String),
+    /// The server offers no endpoint with the configured policy and mode.
+    NoEndpoint(String),
+}
+
+/// GetEndpoints on `dev.endpoint`, then a session (not yet connected: the
+/// returned event loop connects it) on the endpoint with the configured
+/// security policy and mode. Never falls back to another security mode.
+pub async fn open_session(
+    client: &Client,
+    dev: &OpcUaDevice,
+    identity: IdentityToken,
+) -> Result<(std::sync::Arc<opcua::client::Session>, opcua::client::SessionEventLoop<opcua::client::transport::TcpConnector>, EndpointDescription), OpenError> {
+    let eps = client
+        .get_server_endpoints_from_url(dev.endpoint.as_str())
+        .await
+        .map_err(|e| OpenError::Unreachable(format!("cannot reach {}: {}", dev.endpoint, e.status())))?;
+    let Some(ep) = Client::find_matching_endpoint(&eps, &dev.endpoint, dev.policy.to_opcua(), dev.mode.to_opcua()) else {
+        let offered: Vec<String> = eps
+            .iter()
+            .map(|e| format!("{}/{:?}", e.security_policy_uri.as_ref().rsplit('#').next().unwrap_or(""), e.security_mode))
+            .collect();
+        return Err(OpenError::NoEndpoint(format!(
+            "the server offers no endpoint with security_policy {:?} and security_mode {:?} at {}; it offers: {}",
+            dev.policy,
+            dev.mode,
+            dev.endpoint,
+            offered.join(", ")
+        )));
+    };
+    let (session, lp) = client
+        .session_builder()
+        .connect_to_endpoint_directly(ep.clone())
+        .and_then(|b| b.user_identity_token(identity).build(client.certificate_store().clone()))
+        .map_err(|e| OpenError::Unreachable(format!("{e}")))?;
+    Ok((session, lp, ep))
+}

@@ -1,0 +1,15 @@
+//! OPC UA client source (async-opcua): `protocol = "opcua"` devices.
+//!
+//! - [`config`]: `[[device]]` entries and their tags (NodeIds, subscription or polling).
+//! - [`node`]: NodeIds with `nsu=` namespace URIs, resolved per session (pure).
+//! - [`convert`]: DataValue → sample, StatusCode → quality (pure).
+//! - [`client`]: the gateway's certificate, trust list, the library client.
+//! - [`session`]: the supervisor: session, subscriptions, polls, recovery.
+//! - [`browse`]: `relais browse`.
+
+pub mod browse;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod node;
+pub mod session;

@@ -1,0 +1,752 @@
+//! The session supervisor of one OPC UA device: connect, build the per-session
+//! state, deliver values, and come back after any loss.
+//!
+//! One task per device owns one library [`Session`]; a second task drives the
+//! library's event loop (secure channel, keep-alive reads of
+//! `Server.ServerStatus.State`, publish requests, reconnects) and forwards the
+//! events that matter. On every new session the supervisor:
+//!
+//! 1. reads the server's NamespaceArray and resolves every `nsu=` tag again
+//!    (servers renumber namespaces after updates and restarts);
+//! 2. reads the operation limits (MaxNodesPerRead, MaxMonitoredItemsPerCall)
+//!    and splits Read and CreateMonitoredItems calls to fit them;
+//! 3. tries TransferSubscriptions for the subscriptions of the lost session
+//!    when the namespace table is unchanged; otherwise, or when the server
+//!    refuses (BadServiceUnsupported, BadSubscriptionIdInvalid), deletes them
+//!    and creates new subscriptions with every monitored item (field case B18);
+//! 4. retries a tag whose node is BadNodeIdUnknown once after reading the
+//!    namespace table again (field case B16).
+//!
+//! The library reconnects one session: it re-activates the lost session on
+//! a new secure channel, and creates a new one only when that fails (the old
+//! one is gone on the server), so the server never holds two sessions of one
+//! device. Attempts back off exponentially up to `reconnect_max`, with jitter,
+//! forever. While disconnected, every tag gets one bad sample with reason
+//! `comm_failure` (per state change, not per interval).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use opcua::client::{DataChangeCallback, MonitoredItem, Session, SessionConnectMode, SessionPollResult};
+use opcua::types::{
+    AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, ExtensionObject, MonitoredItemCreateRequest, MonitoringMode,
+    MonitoringParameters, NamespaceMap, NodeId, ReadValueId, StatusCode, TimestampsToReturn, Variant, VariableId,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{OpenError, Pki, build_client, explain, identity_token, open_session};
+use super::config::{Acquisition, Deadband, OpcUaDevice};
+use super::convert::{status_reason, to_sample};
+use crate::ingest::Ingest;
+use crate::model::{Quality, Sample, TagMeta, Timestamp, reason};
+use crate::telemetry::DeviceStats;
+
+/// Most nodes per Read and items per CreateMonitoredItems when the server
+/// states no limit (0) or cannot be asked.
+const DEFAULT_CHUNK: usize = 1000;
+/// How often tags whose node or namespace was missing are tried again.
+const RETRY_MISSING: Duration = Duration::from_secs(30);
+/// Shortest time between two namespace re-reads caused by BadNodeIdUnknown.
+const NS_RECHECK: Duration = Duration::from_secs(10);
+
+/// Events of the library's event loop that the supervisor acts on.
+#[derive(Debug)]
+enum Event {
+    Connected(bool),
+    Lost(StatusCode),
+    ConnectFailed(StatusCode),
+    SessionDead(StatusCode),
+}
+
+/// A subscription of the device: tags with the same publishing interval.
+struct SubGroup {
+    publishing_interval: Duration,
+    tags: Vec<usize>,
+    id: Option<u32>,
+    /// Tags whose item could not be created (retried every [`RETRY_MISSING`]).
+    missing: Vec<usize>,
+}
+
+/// Tags polled at one interval.
+struct PollGroup {
+    interval: Duration,
+    tags: Vec<usize>,
+    next_due: Instant,
+}
+
+/// One device's runtime state.
+pub struct Device {
+    dev: OpcUaDevice,
+    metas: Arc<Vec<Arc<TagMeta>>>,
+    stats: Arc<DeviceStats>,
+    pki: Pki,
+    gateway_id: String,
+    subs: Vec<SubGroup>,
+    polls: Vec<PollGroup>,
+    /// NodeId of each tag in the current session (None = unresolved).
+    resolved: Vec<Option<NodeId>>,
+    /// The current session's NamespaceArray.
+    namespaces: Vec<String>,
+    max_read: usize,
+    max_items: usize,
+    up: bool,
+    /// Reason of the last comm_failure samples, so a state is reported once.
+    reported_down: bool,
+    last_ns_check: Option<Instant>,
+    samples_tx: mpsc::UnboundedSender<Sample>,
+}
+
+/// Starts one supervisor task per device. PKI folders are opened (and the
+/// gateway certificate made) before any task starts, so devices sharing a
+/// folder never race to create it.
+pub fn spawn_all(
+    devices: Vec<OpcUaDevice>,
+    ingest: Arc<Ingest>,
+    telemetry: &crate::telemetry::Telemetry,
+    cancel: CancellationToken,
+    data_dir: &std::path::Path,
+    gateway_id: &str,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut pkis: HashMap<std::path::PathBuf, Pki> = HashMap::new();
+    let mut handles = Vec::new();
+    for dev in devices {
+        let dir = dev.pki_dir.clone().unwrap_or_else(|| data_dir.join("pki"));
+        let pki = match pkis.get(&dir) {
+            Some(p) => p.clone(),
+            None => {
+                let p = Pki::open(&dir, gateway_id)?;
+                pkis.insert(dir.clone(), p.clone());
+                p
+            }
+        };
+        pki.trust(&dev.trust).map_err(|e| anyhow::anyhow!("device {}: trust_server_certificate: {e}", dev.name))?;
+        let stats = telemetry.device(&dev.name);
+        let (ingest, cancel, gateway_id) = (ingest.clone(), cancel.clone(), gateway_id.to_string());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone());
+                match tokio::spawn(device.run(cancel.clone())).await {
+                    Ok(()) => return,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(device = %dev.name, "OPC UA supervisor crashed; restarting it in 1 s");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    Ok(handles)
+}
+
+impl Device {
+    /// The runtime of `dev`; nothing is contacted yet.
+    pub fn new(dev: OpcUaDevice, ingest: Arc<Ingest>, stats: Arc<DeviceStats>, pki: Pki, gateway_id: String) -> Device {
+        let name: Arc<str> = dev.name.as_str().into();
+        let metas: Arc<Vec<Arc<TagMeta>>> =
+            Arc::new(dev.tags.iter().map(|t| TagMeta::new(name.clone(), t.name.as_str(), t.unit.as_deref())).collect());
+        let mut subs: Vec<SubGroup> = Vec::new();
+        let mut polls: Vec<PollGroup> = Vec::new();
+        for (i, t) in dev.tags.iter().enumerate() {
+            match t.acquisition {
+                Acquisition::Subscription { publishing_interval, .. } => match subs.iter_mut().find(|s| s.publishing_interval == publishing_interval) {
+                    Some(s) => s.tags.push(i),
+                    None => subs.push(SubGroup { publishing_interval, tags: vec![i], id: None, missing: Vec::new() }),
+                },
+                Acquisition::Poll { interval } => match polls.iter_mut().find(|p| p.interval == interval) {
+                    Some(p) => p.tags.push(i),
+                    None => polls.push(PollGroup { interval, tags: vec![i], next_due: Instant::now() }),
+                },
+            }
+        }
+        // Samples from subscription callbacks (sync, inside the library's
+        // event loop) go through this channel to the ring.
+        let (samples_tx, samples_rx) = mpsc::unbounded_channel::<Sample>();
+        tokio::spawn(forward(samples_rx, ingest, stats.clone()));
+        let n = dev.tags.len();
+        Device {
+            dev,
+            metas,
+            stats,
+            pki,
+            gateway_id,
+            subs,
+            polls,
+            resolved: vec![None; n],
+            namespaces: Vec::new(),
+            max_read: DEFAULT_CHUNK,
+            max_items: DEFAULT_CHUNK,
+            up: false,
+            reported_down: false,
+            last_ns_check: None,
+            samples_tx,
+        }
+    }
+
+    /// Runs until `cancel` fires; then closes the session (CloseSession with
+    /// its subscriptions) so the server frees it at once.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let client = match build_client(&self.dev, &self.pki, &self.gateway_id) {
+            Ok(c) => c,
+            Err(e) => return self.fatal(&cancel, format!("{e:#}")).await,
+        };
+        let identity = match identity_token(&self.dev.identity) {
+            Ok(i) => i,
+            Err(e) => return self.fatal(&cancel, format!("{e:#}")).await,
+        };
+        let mut failures: u32 = 0;
+        loop {
+            // 1. GetEndpoints, to pick the configured policy and mode.
+            let opened = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = open_session(&client, &self.dev, identity.clone()) => r,
+            };
+            let (session, event_loop, ep) = match opened {
+                Ok(x) => x,
+                Err(OpenError::Unreachable(m)) => {
+                    self.down(&format!("{}: {m}", reason::COMM_FAILURE)).await;
+                    if !self.wait(&cancel, &mut failures).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(OpenError::NoEndpoint(m)) => {
+                    tracing::error!(device = %self.dev.name, "{m}");
+                    self.down(&format!("{}: {m}", reason::CONFIG_ERROR)).await;
+                    failures = failures.max(8);
+                    if !self.wait(&cancel, &mut failures).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if self.dev.policy != super::config::Policy::None
+                && let Some((false, _, thumbprint)) = self.pki.server_trust(&ep)
+            {
+                tracing::warn!(device = %self.dev.name, thumbprint = %thumbprint,
+                    "the server's certificate is not in the trust list {}; the connection will be refused until it is", self.pki.dir.join("trusted").display());
+            }
+            // 2. The event loop runs in its own task: service calls made here
+            // need it to be polled while this task awaits them.
+            let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
+            let reconnect_max = self.dev.reconnect_max;
+            let pump = tokio::spawn(async move {
+                let stream = event_loop.enter();
+                futures::pin_mut!(stream);
+                let mut fails = 0u32;
+                while let Some(ev) = stream.next().await {
+                    let e = match ev {
+                        Ok(SessionPollResult::Reconnected(mode)) => {
+                            fails = 0;
+                            Event::Connected(matches!(mode, SessionConnectMode::NewSession(_)))
+                        }
+                        Ok(SessionPollResult::ConnectionLost(c)) => Event::Lost(c),
+                        Ok(SessionPollResult::ReconnectFailed(c)) => {
+                            fails += 1;
+                            // Jitter on top of the library's exponential backoff,
+                            // so gateways restarted together do not knock in step.
+                            let _ = ev_tx.send(Event::ConnectFailed(c));
+                            let base = Duration::from_millis(250 << fails.min(6)).min(reconnect_max);
+                            tokio::time::sleep(base.mul_f64(fastrand::f64() * 0.25)).await;
+                            continue;
+                        }
+                        Ok(SessionPollResult::Subscription(opcua::client::SubscriptionActivity::FatalFailure(c))) => Event::SessionDead(c),
+                        Ok(_) => continue,
+                        Err(c) => Event::Lost(c),
+                    };
+                    if ev_tx.send(e).is_err() {
+                        break;
+                    }
+                }
+            });
+            let session_end = self.serve(&session, &mut ev_rx, &cancel, &mut failures).await;
+            // 3. Close the session, then stop the event loop.
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.disconnect()).await;
+            pump.abort();
+            for s in &mut self.subs {
+                s.id = None;
+            }
+            if session_end == End::Cancelled {
+                return;
+            }
+            self.down(&format!("{}: session to {} ended", reason::COMM_FAILURE, self.dev.endpoint)).await;
+            if !self.wait(&cancel, &mut failures).await {
+                return;
+            }
+        }
+    }
+
+    /// Handles one session's events and polls until it ends.
+    async fn serve(&mut self, session: &Arc<Session>, ev_rx: &mut mpsc::UnboundedReceiver<Event>, cancel: &CancellationToken, failures: &mut u32) -> End {
+        let mut retry_at = Instant::now() + RETRY_MISSING;
+        let mut last_fail_log: Option<(String, Instant)> = None;
+        loop {
+            let next_poll = if self.up { self.polls.iter().map(|p| p.next_due).min() } else { None };
+            tokio::select! {
+                _ = cancel.cancelled() => return End::Cancelled,
+                ev = ev_rx.recv() => match ev {
+                    None => return End::Lost,
+                    Some(Event::Connected(new_session)) => {
+                        *failures = 0;
+                        last_fail_log = None;
+                        self.reported_down = false;
+                        tracing::info!(device = %self.dev.name, endpoint = %self.dev.endpoint, new_session,
+                            "OPC UA session {}", if new_session { "created" } else { "re-activated" });
+                        self.up = true;
+                        self.stats.up.store(true, Ordering::Relaxed);
+                        if let Err(e) = self.rebuild(session, new_session).await {
+                            tracing::warn!(device = %self.dev.name, error = %e, "building the session state failed; waiting for the next reconnect");
+                        }
+                        retry_at = Instant::now() + RETRY_MISSING;
+                    }
+                    Some(Event::Lost(code)) => {
+                        self.down(&format!("{}: connection to {} lost ({})", reason::COMM_FAILURE, self.dev.endpoint, code)).await;
+                    }
+                    Some(Event::SessionDead(code)) => {
+                        tracing::warn!(device = %self.dev.name, status = %code, "the server says the session is gone; rebuilding it once");
+                        self.down(&format!("{}: session lost ({})", reason::COMM_FAILURE, code)).await;
+                    }
+                    Some(Event::ConnectFailed(code)) => {
+                        *failures += 1;
+                        let cert = if self.dev.policy == super::config::Policy::None { None } else { self.server_cert(session) };
+                        let why = explain(code, &self.dev, &self.pki, cert.as_ref()).unwrap_or_else(|| format!("{code}"));
+                        // Log a new reason at once, a repeated one once a minute.
+                        let repeat = last_fail_log.as_ref().is_some_and(|(w, at)| *w == why && at.elapsed() < Duration::from_secs(60));
+                        if !repeat {
+                            tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, status = %code, attempts = *failures,
+                                "OPC UA connect failed: {why}; retrying with backoff");
+                            last_fail_log = Some((why.clone(), Instant::now()));
+                        }
+                        self.down(&format!("{}: {why}", reason::COMM_FAILURE)).await;
+                    }
+                },
+                _ = sleep_until_opt(next_poll) => {
+                    self.poll_due(session).await;
+                }
+                _ = tokio::time::sleep_until(retry_at), if self.up => {
+                    retry_at = Instant::now() + RETRY_MISSING;
+                    if self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()) {
+                        if let Err(e) = self.rebuild(session, false).await {
+                            tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server certificate as the session's endpoint gives it.
+    fn server_cert(&self, session: &Arc<Session>) -> Option<(bool, String, String)> {
+        self.pki.server_trust(&session.endpoint_info().endpoint)
+    }
+
+    /// Builds the per-session state. `new_session`: the server-side state of
+    /// the previous session is gone (or may be); otherwise it is intact and
+    /// only the missing parts are retried, then current values are read.
+    async fn rebuild(&mut self, session: &Arc<Session>, new_session: bool) -> Result<(), String> {
+        let before = self.namespaces.clone();
+        self.read_namespaces(session).await?;
+        let ns_changed = !before.is_empty() && before != self.namespaces;
+        if ns_changed {
+            tracing::warn!(device = %self.dev.name, before = ?before, now = ?self.namespaces,
+                "the server's namespace table changed; resolving every tag again");
+        }
+        self.resolve_all();
+        if new_session {
+            self.read_limits(session).await;
+        }
+        // Subscriptions of the previous session.
+        let old: Vec<u32> = self.subs.iter().filter_map(|s| s.id).collect();
+        if !old.is_empty() && (new_session || ns_changed) {
+            let mut kept: Vec<u32> = Vec::new();
+            if !ns_changed {
+                match session.transfer_subscriptions(&old, true).await {
+                    Ok(res) => {
+                        for (id, r) in old.iter().zip(res.iter()) {
+                            if r.status_code.is_good() {
+                                kept.push(*id);
+                            }
+                        }
+                        if kept.len() < old.len() {
+                            tracing::info!(device = %self.dev.name, transferred = kept.len(), total = old.len(),
+                                "TransferSubscriptions refused ({}); creating the subscriptions again",
+                                res.iter().find(|r| !r.status_code.is_good()).map_or(String::new(), |r| r.status_code.to_string()));
+                        }
+                    }
+                    Err(e) => tracing::info!(device = %self.dev.name, status = %e.status(),
+                        "TransferSubscriptions not supported; creating the subscriptions again"),
+                }
+            }
+            let gone: Vec<u32> = old.iter().copied().filter(|id| !kept.contains(id)).collect();
+            if !gone.is_empty() {
+                // Clears them from the library's state (the server answers
+                // BadSubscriptionIdInvalid for the ones it lost).
+                let _ = session.delete_subscriptions(&gone).await;
+            }
+            for s in &mut self.subs {
+                if s.id.is_some_and(|id| gone.contains(&id)) {
+                    s.id = None;
+                }
+            }
+        }
+        for g in 0..self.subs.len() {
+            if self.subs[g].id.is_none() {
+                self.create_subscription(session, g).await?;
+            } else if !self.subs[g].missing.is_empty() {
+                let missing = std::mem::take(&mut self.subs[g].missing);
+                self.create_items(session, g, missing).await?;
+            }
+        }
+        if !new_session {
+            // A re-activated session keeps its subscriptions, which only
+            // report changes: read the current values so tags marked
+            // comm_failure during the outage come back now.
+            let tags: Vec<usize> = self.subs.iter().flat_map(|s| s.tags.iter().copied()).collect();
+            self.read_tags(session, &tags).await;
+        }
+        let now = Instant::now();
+        for p in &mut self.polls {
+            p.next_due = now;
+        }
+        Ok(())
+    }
+
+    async fn read_namespaces(&mut self, session: &Arc<Session>) -> Result<(), String> {
+        let r = session
+            .read(&[ReadValueId::new_value(VariableId::Server_NamespaceArray.into())], TimestampsToReturn::Neither, 0.0)
+            .await
+            .map_err(|e| format!("reading the NamespaceArray: {}", e.status()))?;
+        let uris: Vec<String> = match r.into_iter().next().and_then(|dv| dv.value) {
+            Some(Variant::Array(a)) => {
+                if let Ok(map) = NamespaceMap::new_from_variant_array(&a.values) {
+                    session.set_namespaces(map);
+                }
+                a.values
+                .iter()
+                .map(|v| match v {
+                    Variant::String(s) => s.value().clone().unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .collect()
+            }
+            other => return Err(format!("the server's NamespaceArray is not a string array: {other:?}")),
+        };
+        self.namespaces = uris;
+        self.last_ns_check = Some(Instant::now());
+        Ok(())
+    }
+
+    fn resolve_all(&mut self) {
+        let map = namespace_map(&self.namespaces);
+        let mut unresolved = Vec::new();
+        for (i, t) in self.dev.tags.iter().enumerate() {
+            match t.node.resolve(&map) {
+                Ok(id) => self.resolved[i] = Some(id),
+                Err(e) => {
+                    self.resolved[i] = None;
+                    unresolved.push(Sample::bad(self.metas[i].clone(), format!("{}: {} ({})", reason::CONFIG_ERROR, e, t.node).into(), Timestamp::now()));
+                }
+            }
+        }
+        if !unresolved.is_empty() {
+            tracing::warn!(device = %self.dev.name, tags = unresolved.len(), first = %unresolved[0].reason.as_deref().unwrap_or(""),
+                "tags in namespaces the server does not have; retried every {}s", RETRY_MISSING.as_secs());
+            self.emit(unresolved);
+        }
+    }
+
+    async fn read_limits(&mut self, session: &Arc<Session>) {
+        let ids = [
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+        ];
+        let req: Vec<ReadValueId> = ids.iter().map(|v| ReadValueId::new_value((*v).into())).collect();
+        let limit = |dv: Option<&DataValue>| -> usize {
+            match dv.and_then(|d| d.value.as_ref()) {
+                Some(Variant::UInt32(n)) if *n > 0 => (*n as usize).min(DEFAULT_CHUNK * 10),
+                _ => DEFAULT_CHUNK,
+            }
+        };
+        if let Ok(r) = session.read(&req, TimestampsToReturn::Neither, 0.0).await {
+            self.max_read = limit(r.first());
+            self.max_items = limit(r.get(1));
+        }
+    }
+
+    async fn create_subscription(&mut self, session: &Arc<Session>, g: usize) -> Result<(), String> {
+        let interval = self.subs[g].publishing_interval;
+        // Keep-alive count: a publish response at least every keep_alive;
+        // lifetime: 3 × that, as Part 4 §5.13.1 requires at least.
+        let keep_alive = ((self.dev.keep_alive.as_secs_f64() / interval.as_secs_f64().max(0.001)).ceil() as u32).clamp(1, 1000);
+        let lifetime = (keep_alive * 3).max((self.dev.session_timeout.as_secs_f64() / interval.as_secs_f64().max(0.001)).ceil() as u32);
+        let metas = self.metas.clone();
+        let tx = self.samples_tx.clone();
+        let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
+            let i = item.client_handle() as usize;
+            if i >= 1 && i <= metas.len() {
+                let _ = tx.send(to_sample(metas[i - 1].clone(), &dv, Timestamp::now()));
+            }
+        });
+        let id = session
+            .create_subscription(interval, lifetime, keep_alive, 0, 0, true, callback)
+            .await
+            .map_err(|e| format!("CreateSubscription ({} ms): {}", interval.as_millis(), e.status()))?;
+        self.subs[g].id = Some(id);
+        let tags = self.subs[g].tags.clone();
+        self.subs[g].missing.clear();
+        self.create_items(session, g, tags).await
+    }
+
+    /// Creates the monitored items of `tags` in subscription group `g`, in
+    /// calls of at most MaxMonitoredItemsPerCall. Failed items get a bad
+    /// sample and are retried later; BadNodeIdUnknown first re-reads the
+    /// namespace table once (field case B16).
+    async fn create_items(&mut self, session: &Arc<Session>, g: usize, tags: Vec<usize>) -> Result<(), String> {
+        let Some(sub) = self.subs[g].id else { return Ok(()) };
+        let tags: Vec<usize> = tags.into_iter().filter(|&i| self.resolved[i].is_some()).collect();
+        let mut failed: Vec<(usize, StatusCode)> = Vec::new();
+        for chunk in tags.chunks(self.max_items.max(1)) {
+            let reqs: Vec<MonitoredItemCreateRequest> = chunk.iter().map(|&i| self.item_request(i)).collect();
+            let res = session
+                .create_monitored_items(sub, TimestampsToReturn::Both, reqs)
+                .await
+                .map_err(|e| format!("CreateMonitoredItems: {}", e.status()))?;
+            for (&i, r) in chunk.iter().zip(res.iter()) {
+                if !r.result.status_code.is_good() {
+                    failed.push((i, r.result.status_code));
+                }
+            }
+        }
+        if failed.iter().any(|(_, c)| c.sub_code() == StatusCode::BadNodeIdUnknown.sub_code()) && self.ns_recheck_allowed() {
+            let before = self.namespaces.clone();
+            self.read_namespaces(session).await?;
+            if before != self.namespaces {
+                tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown after connect: the namespace table changed; resolving again");
+                self.resolve_all();
+                let retry: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+                failed.clear();
+                let tags: Vec<usize> = retry.into_iter().filter(|&i| self.resolved[i].is_some()).collect();
+                for chunk in tags.chunks(self.max_items.max(1)) {
+                    let reqs: Vec<MonitoredItemCreateRequest> = chunk.iter().map(|&i| self.item_request(i)).collect();
+                    let res = session
+                        .create_monitored_items(sub, TimestampsToReturn::Both, reqs)
+                        .await
+                        .map_err(|e| format!("CreateMonitoredItems: {}", e.status()))?;
+                    for (&i, r) in chunk.iter().zip(res.iter()) {
+                        if !r.result.status_code.is_good() {
+                            failed.push((i, r.result.status_code));
+                        }
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let ts = Timestamp::now();
+            let samples: Vec<Sample> = failed
+                .iter()
+                .map(|(i, c)| {
+                    let mut s = Sample::bad(self.metas[*i].clone(), format!("{} (CreateMonitoredItems on {})", status_reason(c.bits()), self.dev.tags[*i].node).into(), ts);
+                    s.status = Some(c.bits());
+                    s
+                })
+                .collect();
+            tracing::warn!(device = %self.dev.name, items = failed.len(), first = %samples[0].reason.as_deref().unwrap_or(""),
+                "monitored items refused by the server; retried every {}s", RETRY_MISSING.as_secs());
+            self.emit(samples);
+            self.subs[g].missing = failed.into_iter().map(|(i, _)| i).collect();
+        }
+        Ok(())
+    }
+
+    fn item_request(&self, i: usize) -> MonitoredItemCreateRequest {
+        let (sampling, queue, deadband) = match self.dev.tags[i].acquisition {
+            Acquisition::Subscription { sampling_interval, queue_size, deadband, .. } => (sampling_interval, queue_size, deadband),
+            Acquisition::Poll { interval } => (interval, 1, None),
+        };
+        let filter = match deadband {
+            None => ExtensionObject::null(),
+            Some(d) => {
+                let (kind, value) = match d {
+                    Deadband::Absolute(v) => (1, v),
+                    Deadband::Percent(v) => (2, v),
+                };
+                ExtensionObject::from_message(DataChangeFilter { trigger: DataChangeTrigger::StatusValue, deadband_type: kind, deadband_value: value })
+            }
+        };
+        MonitoredItemCreateRequest {
+            item_to_monitor: ReadValueId::new_value(self.resolved[i].clone().unwrap_or_default()),
+            monitoring_mode: MonitoringMode::Reporting,
+            requested_parameters: MonitoringParameters {
+                client_handle: (i + 1) as u32,
+                sampling_interval: sampling.as_secs_f64() * 1000.0,
+                filter,
+                queue_size: queue,
+                discard_oldest: true,
+            },
+        }
+    }
+
+    fn ns_recheck_allowed(&self) -> bool {
+        self.last_ns_check.is_none_or(|t| t.elapsed() >= NS_RECHECK)
+    }
+
+    /// Polls the groups that are due.
+    async fn poll_due(&mut self, session: &Arc<Session>) {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.polls.len()).filter(|&p| self.polls[p].next_due <= now).collect();
+        for p in due {
+            self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+            let tags = self.polls[p].tags.clone();
+            let unknown = self.read_tags(session, &tags).await;
+            let group = &mut self.polls[p];
+            group.next_due += group.interval;
+            let now = Instant::now();
+            if group.next_due <= now {
+                let behind = now - group.next_due;
+                let skipped = behind.as_nanos() / group.interval.as_nanos().max(1) + 1;
+                group.next_due += group.interval * skipped as u32;
+                self.stats.overruns.fetch_add(skipped as u64, Ordering::Relaxed);
+            }
+            if unknown && self.ns_recheck_allowed() && self.dev.tags.iter().any(|t| t.node.uri().is_some()) {
+                let before = self.namespaces.clone();
+                if self.read_namespaces(session).await.is_ok() && before != self.namespaces {
+                    tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown: the server's namespace table changed; resolving and subscribing again");
+                    if let Err(e) = self.rebuild(session, true).await {
+                        tracing::warn!(device = %self.dev.name, error = %e, "rebuilding after a namespace change failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads `tags` (Read service, at most MaxNodesPerRead per call) and
+    /// pushes one sample per tag. Returns whether any node was BadNodeIdUnknown.
+    async fn read_tags(&mut self, session: &Arc<Session>, tags: &[usize]) -> bool {
+        let tags: Vec<usize> = tags.iter().copied().filter(|&i| self.resolved[i].is_some()).collect();
+        let mut unknown = false;
+        let mut out = Vec::with_capacity(tags.len());
+        for chunk in tags.chunks(self.max_read.max(1)) {
+            let req: Vec<ReadValueId> = chunk.iter().map(|&i| ReadValueId::new(self.resolved[i].clone().unwrap_or_default(), AttributeId::Value)).collect();
+            let recv = Timestamp::now();
+            match session.read(&req, TimestampsToReturn::Both, 0.0).await {
+                Ok(values) => {
+                    for (k, &i) in chunk.iter().enumerate() {
+                        match values.get(k) {
+                            Some(dv) => {
+                                if dv.status.is_some_and(|s| s.sub_code() == StatusCode::BadNodeIdUnknown.sub_code()) {
+                                    unknown = true;
+                                }
+                                out.push(to_sample(self.metas[i].clone(), dv, recv));
+                            }
+                            None => out.push(Sample::bad(self.metas[i].clone(), format!("{}: the server returned fewer results than nodes read", reason::PARSE_ERROR).into(), recv)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    let code = e.status();
+                    let why: Arc<str> = if code.sub_code() == StatusCode::BadTimeout.sub_code() {
+                        format!("{}: no Read response within {:?}", reason::TIMEOUT, self.dev.request_timeout).into()
+                    } else {
+                        format!("{}: Read failed: {code}", reason::COMM_FAILURE).into()
+                    };
+                    for &i in chunk {
+                        let mut s = Sample::bad(self.metas[i].clone(), why.clone(), recv);
+                        s.status = Some(code.bits());
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        self.emit(out);
+        unknown
+    }
+
+    /// Marks the device down: one bad sample per tag with `why`, once per
+    /// state change.
+    async fn down(&mut self, why: &str) {
+        let was_up = self.up;
+        self.up = false;
+        self.stats.up.store(false, Ordering::Relaxed);
+        if was_up {
+            tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, "OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back");
+        }
+        if self.reported_down {
+            return;
+        }
+        self.reported_down = true;
+        let ts = Timestamp::now();
+        let why: Arc<str> = why.into();
+        let samples: Vec<Sample> = self.metas.iter().map(|m| Sample::bad(m.clone(), why.clone(), ts)).collect();
+        self.emit(samples);
+    }
+
+    fn emit(&mut self, samples: Vec<Sample>) {
+        if samples.iter().any(|s| s.quality != Quality::Bad || s.reason.as_deref().is_some_and(|r| !r.starts_with(reason::COMM_FAILURE))) {
+            self.reported_down = false;
+        }
+        for s in samples {
+            let _ = self.samples_tx.send(s);
+        }
+    }
+
+    /// A configuration problem that no retry fixes: one bad sample per tag,
+    /// then wait for shutdown.
+    async fn fatal(mut self, cancel: &CancellationToken, why: String) {
+        tracing::error!(device = %self.dev.name, "{why}");
+        let ts = Timestamp::now();
+        let why: Arc<str> = format!("{}: {why}", reason::CONFIG_ERROR).into();
+        let samples = self.metas.iter().map(|m| Sample::bad(m.clone(), why.clone(), ts)).collect();
+        self.emit(samples);
+        cancel.cancelled().await;
+    }
+
+    /// Waits the reconnect backoff (with jitter); false when cancelled.
+    async fn wait(&mut self, cancel: &CancellationToken, failures: &mut u32) -> bool {
+        *failures += 1;
+        let base = Duration::from_millis(500u64 << (*failures).min(8)).min(self.dev.reconnect_max);
+        let d = base.mul_f64(0.75 + fastrand::f64() * 0.5);
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Cancelled,
+    Lost,
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves samples from the channel to the ring, in batches, counting them.
+async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, stats: Arc<DeviceStats>) {
+    let mut buf = Vec::with_capacity(1024);
+    while rx.recv_many(&mut buf, 4096).await > 0 {
+        let good = buf.iter().filter(|s| s.quality != Quality::Bad).count() as u64;
+        stats.good.fetch_add(good, Ordering::Relaxed);
+        stats.bad.fetch_add(buf.len() as u64 - good, Ordering::Relaxed);
+        ingest.push_all(buf.drain(..)).await;
+    }
+}
+
+/// A namespace table (index → URI) as the library's map.
+pub fn namespace_map(uris: &[String]) -> NamespaceMap {
+    let values: Vec<Variant> = uris.iter().map(|u| Variant::from(u.as_str())).collect();
+    NamespaceMap::new_from_variant_array(&values).unwrap_or_default()
+}
