@@ -233,9 +233,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
-        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=error,opcua_core=error"),
+        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off"),
         // The OPC UA library logs every reconnect step; relais reports them itself.
-        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=error,opcua_core=error,opcua_crypto=warn,opcua_server=warn"),
+        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=warn,opcua_server=warn"),
     }
     match cli.command {
         Command::Check { config } => check(&config),

@@ -12,7 +12,8 @@
 //!
 //! Values are the signals' engineering values (before Modbus scaling), with
 //! the station's clock as SourceTimestamp. A tag may be given a fixed
-//! StatusCode (`opcua_status`), served with no value (field case B14).
+//! StatusCode (`opcua_status`): a bad one is served with no value (field case
+//! B14), a good or uncertain one with the value (field case B15).
 //!
 //! `restart_after` stops the server after that long and starts it again
 //! `down_for` later with one more namespace registered before ours, so our
@@ -439,9 +440,10 @@ impl Shared {
 
 fn data_value(v: &Value, status: Option<u32>, now: DateTime) -> DataValue {
     match status {
-        // An Empty value (not None): the library reads a missing value as Good.
+        // A bad code is served without a value (an Empty one: the library
+        // reads a missing value as Good); good and uncertain codes keep it.
         Some(code) => DataValue {
-            value: Some(Variant::Empty),
+            value: Some(if code >> 30 >= 2 { Variant::Empty } else { variant_of(v) }),
             status: Some(StatusCode::from(code)),
             source_timestamp: Some(now),
             server_timestamp: Some(now),

@@ -312,6 +312,7 @@ pub fn logs() {
 pub struct Proxy {
     pub port: u16,
     hold: Arc<std::sync::atomic::AtomicBool>,
+    hold_up: Arc<std::sync::atomic::AtomicBool>,
     drop_answers: Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -330,6 +331,8 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hu = hold_up.clone();
         let drop_answers = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
         let h = hold.clone();
@@ -345,10 +348,17 @@ impl Proxy {
                 cut1.borrow_and_update();
                 cut2.borrow_and_update();
                 let h = h.clone();
+                let hu = hu.clone();
                 let dr = dr.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     loop {
+                        while hu.load(Ordering::Relaxed) {
+                            tokio::select! {
+                                _ = cut1.changed() => return,
+                                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                            }
+                        }
                         tokio::select! {
                             _ = cut1.changed() => return,
                             r = cr.read(&mut buf) => match r {
@@ -379,12 +389,19 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, hold, drop_answers, cut, task }
+        Proxy { port, hold, hold_up, drop_answers, cut, task }
     }
 
     /// Holds back (true) or releases (false) everything the broker sends.
     pub fn hold_answers(&self, on: bool) {
         self.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Holds back (true) or releases (false) traffic in both directions: a
+    /// network blackhole (new connections are accepted but stay silent).
+    pub fn blackhole(&self, on: bool) {
+        self.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.hold_up.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Discards (true) everything the broker sends: PUBACKs are lost.

@@ -82,7 +82,7 @@ fn assert_one(text: &str, needle_line: &str, key: &str, words: &str) {
 #[test]
 fn the_issue_example_is_valid() {
     let cfg = Config::parse(GOOD, "test.toml", Path::new(".")).unwrap();
-    let DeviceConfig::Modbus(d) = &cfg.devices[0];
+    let DeviceConfig::Modbus(d) = &cfg.devices[0] else { panic!("not modbus") };
     assert_eq!(d.tags.len(), 2);
     assert_eq!(d.tags[0].byte_order.as_str(), "CDAB", "tag order overrides the device's");
     assert_eq!(d.tags[1].byte_order.as_str(), "ABCD", "device order is the default");
@@ -227,7 +227,7 @@ fn missing_gateway_and_modicon_addresses() {
     // "40003" = holding register 2; a mismatching table is an error.
     let t = with("  table = \"holding\"\n  address = 2\n", "  address = \"40003\"\n");
     let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
-    let DeviceConfig::Modbus(d) = &cfg.devices[0];
+    let DeviceConfig::Modbus(d) = &cfg.devices[0] else { panic!("not modbus") };
     assert_eq!((d.tags[0].table.as_str(), d.tags[0].address), ("holding", 2));
     let t = with("  table = \"holding\"\n  address = 2\n", "  table = \"input\"\n  address = \"40003\"\n");
     assert_one(&t, "40003", "address", "is in the holding table");

@@ -12,6 +12,7 @@ mod decode;
 mod fuzz;
 mod ingest;
 mod modbus;
+mod opcua;
 mod parse;
 mod mqtt;
 mod config;

@@ -39,8 +39,9 @@ pub fn devices(toml: &str) -> Vec<ModbusDevice> {
     let cfg = Config::parse(&text, "devices.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     cfg.devices
         .into_iter()
-        .map(|d| match d {
-            DeviceConfig::Modbus(m) => m,
+        .filter_map(|d| match d {
+            DeviceConfig::Modbus(m) => Some(m),
+            _ => None,
         })
         .collect()
 }

@@ -45,9 +45,9 @@ pub struct Found {
 /// Below the Objects folder, standard (namespace 0) objects such as `Server`
 /// are listed but not expanded unless `all`.
 pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
-    let client = build_client(dev, pki, gateway_id)?;
+    let client = build_client(dev, pki, gateway_id, false)?;
     let identity = identity_token(&dev.identity)?;
-    let (session, event_loop, _) = open_session(&client, dev, identity).await.map_err(|e| match e {
+    let (session, event_loop, _) = open_session(&client, &client, dev, identity).await.map_err(|e| match e {
         super::client::OpenError::Unreachable(m) | super::client::OpenError::NoEndpoint(m) => anyhow::anyhow!(m),
     })?;
     session.disable_reconnects();

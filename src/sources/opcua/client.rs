@@ -119,10 +119,12 @@ fn restrict(_: &Path) -> anyhow::Result<()> {
 }
 
 /// The library client for `dev`: our certificate, no certificate made by the
-/// library, reconnects forever with backoff up to `reconnect_max`, keep-alive
-/// reads every `keep_alive` (three failures close the session), subscriptions
-/// managed by us (not recreated by the library with stale namespace indexes).
-pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str) -> anyhow::Result<Client> {
+/// library, keep-alive reads every `keep_alive` (three failures close the
+/// session), subscriptions managed by us (not recreated by the library with
+/// stale namespace indexes). With `reconnect`, a session reconnects forever
+/// with backoff up to `reconnect_max`; without, every call fails at once
+/// when the server is unreachable (for GetEndpoints and one-shot commands).
+pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, reconnect: bool) -> anyhow::Result<Client> {
     ClientBuilder::new()
         .application_name(format!("relais {gateway_id}"))
         .application_uri(&pki.application_uri)
@@ -134,7 +136,7 @@ pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str) -> anyhow::R
         .create_sample_keypair(false)
         .trust_server_certs(false)
         .verify_server_certs(dev.strict_server_certificate)
-        .session_retry_limit(-1)
+        .session_retry_limit(if reconnect { -1 } else { 0 })
         .session_retry_initial(Duration::from_millis(500).min(dev.reconnect_max))
         .session_retry_max(dev.reconnect_max)
         .keep_alive_interval(dev.keep_alive)
@@ -215,15 +217,17 @@ pub enum OpenError {
     NoEndpoint(String),
 }
 
-/// GetEndpoints on `dev.endpoint`, then a session (not yet connected: the
+/// GetEndpoints on `dev.endpoint` (with `discovery`, which does not retry),
+/// then a session of `client` (not yet connected: the
 /// returned event loop connects it) on the endpoint with the configured
 /// security policy and mode. Never falls back to another security mode.
 pub async fn open_session(
+    discovery: &Client,
     client: &Client,
     dev: &OpcUaDevice,
     identity: IdentityToken,
 ) -> Result<(std::sync::Arc<opcua::client::Session>, opcua::client::SessionEventLoop<opcua::client::transport::TcpConnector>, EndpointDescription), OpenError> {
-    let eps = client
+    let eps = discovery
         .get_server_endpoints_from_url(dev.endpoint.as_str())
         .await
         .map_err(|e| OpenError::Unreachable(format!("cannot reach {}: {}", dev.endpoint, e.status())))?;
@@ -240,6 +244,12 @@ pub async fn open_session(
             offered.join(", ")
         )));
     };
+    // Connect where the configuration says, not where the server advertises:
+    // behind NAT or a port forward the advertised host and port are often
+    // unreachable (only the security settings are taken from the server's
+    // description).
+    let mut ep = ep;
+    ep.endpoint_url = dev.endpoint.as_str().into();
     let (session, lp) = client
         .session_builder()
         .connect_to_endpoint_directly(ep.clone())

@@ -195,9 +195,9 @@ impl Device {
     /// Runs until `cancel` fires; then closes the session (CloseSession with
     /// its subscriptions) so the server frees it at once.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let client = match build_client(&self.dev, &self.pki, &self.gateway_id) {
-            Ok(c) => c,
-            Err(e) => return self.fatal(&cancel, format!("{e:#}")).await,
+        let (client, discovery) = match (build_client(&self.dev, &self.pki, &self.gateway_id, true), build_client(&self.dev, &self.pki, &self.gateway_id, false)) {
+            (Ok(c), Ok(d)) => (c, d),
+            (Err(e), _) | (_, Err(e)) => return self.fatal(&cancel, format!("{e:#}")).await,
         };
         let identity = match identity_token(&self.dev.identity) {
             Ok(i) => i,
@@ -208,7 +208,7 @@ impl Device {
             // 1. GetEndpoints, to pick the configured policy and mode.
             let opened = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = open_session(&client, &self.dev, identity.clone()) => r,
+                r = open_session(&discovery, &client, &self.dev, identity.clone()) => r,
             };
             let (session, event_loop, ep) = match opened {
                 Ok(x) => x,

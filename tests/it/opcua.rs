@@ -1,0 +1,555 @@
+//! The OPC UA source against real OPC UA servers: the simulator's
+//! (async-opcua server) and, when Python's `asyncua` is installed, a
+//! third-party one. Field cases B14, B15, B16, B18, B19.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use relais::buffer::Buffer;
+use relais::config::{BufferConfig, Config, DeviceConfig};
+use relais::ingest::Ingest;
+use relais::model::{Quality, Sample, Value};
+use relais::sim::{Sim, SimConfig};
+use relais::sources::opcua::config::OpcUaDevice;
+use relais::telemetry::Telemetry;
+
+const NS: &str = "urn:relais:sim";
+
+/// A simulator serving `stations` over OPC UA only, on a free port.
+async fn ua_sim(stations: &str, opcua: &str, pki: &Path) -> Sim {
+    let toml = format!("[opcua]\nlisten = \"127.0.0.1:0\"\npki_dir = {:?}\n{opcua}\n{stations}", pki.display().to_string());
+    let cfg = SimConfig::parse(&toml, "sim.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    Sim::start(cfg).await.unwrap()
+}
+
+/// One OPC UA-only station with constant tags: `(name, type, value)`.
+fn station(name: &str, tags: &[(&str, &str, &str)], extra: &[(&str, &str)]) -> String {
+    let mut s = format!("[[station]]\nname = \"{name}\"\ntick = \"200ms\"\n");
+    for (i, (tag, ty, v)) in tags.iter().enumerate() {
+        s += &format!(
+            "[[station.tag]]\nname = \"{tag}\"\ntable = \"holding\"\naddress = {}\ntype = \"{ty}\"\nsignal = {{ kind = \"constant\", value = {v} }}\n",
+            i * 4
+        );
+        if let Some((_, x)) = extra.iter().find(|(t, _)| t == tag) {
+            s += x;
+            s += "\n";
+        }
+    }
+    s
+}
+
+fn ua_devices(toml: &str) -> Vec<OpcUaDevice> {
+    let text = format!("[gateway]\nid = \"test\"\n{toml}");
+    let cfg = Config::parse(&text, "devices.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    cfg.devices
+        .into_iter()
+        .filter_map(|d| match d {
+            DeviceConfig::OpcUa(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Supervisors → ring → buffer, without sinks.
+struct Chain {
+    ingest: Arc<Ingest>,
+    buffer: Buffer,
+    stop: CancellationToken,
+    dir: tempfile::TempDir,
+    read_to: u64,
+    all: Vec<Sample>,
+}
+
+impl Chain {
+    fn start(devs: &[OpcUaDevice]) -> Chain {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(devs, dir)
+    }
+
+    fn start_in(devs: &[OpcUaDevice], dir: tempfile::TempDir) -> Chain {
+        crate::common::logs();
+        let ingest = Arc::new(Ingest::new(65536));
+        let buffer = Buffer::open(&BufferConfig::default(), dir.path(), ingest.clone(), &[]).unwrap();
+        let telemetry = Arc::new(Telemetry::default());
+        let stop = CancellationToken::new();
+        relais::sources::opcua::session::spawn_all(devs.to_vec(), ingest.clone(), &telemetry, stop.clone(), dir.path(), "test").unwrap();
+        Chain { ingest, buffer, stop, dir, read_to: 0, all: Vec::new() }
+    }
+
+    /// Samples committed since the last call (also kept in `all`).
+    async fn take(&mut self) -> Vec<Sample> {
+        self.ingest.barrier().await;
+        let rows = self.buffer.reader().unwrap().read_blocking(self.read_to, u64::MAX, 1_000_000).unwrap();
+        if let Some(l) = rows.last() {
+            self.read_to = l.seq;
+        }
+        self.all.extend(rows.iter().cloned());
+        rows
+    }
+
+    /// Takes samples until `done(new samples so far)` or the timeout; returns
+    /// the samples taken during the wait.
+    async fn until(&mut self, t: Duration, mut done: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
+        let deadline = tokio::time::Instant::now() + t;
+        let mut got = Vec::new();
+        loop {
+            got.extend(self.take().await);
+            if done(&got) || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
+    samples.iter().filter(|s| &*s.meta.tag == tag).collect()
+}
+
+/// The latest sample of every tag in `tags` is good.
+fn all_good(samples: &[Sample], tags: &[&str]) -> bool {
+    tags.iter().all(|t| of(samples, t).last().is_some_and(|s| s.quality == Quality::Good))
+}
+
+fn device(endpoint: &str, extra: &str, tags: &[(&str, &str, &str)]) -> String {
+    let mut s = format!("[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"{endpoint}\"\n{extra}\n");
+    for (name, node, more) in tags {
+        s += &format!("[[device.tag]]\nname = \"{name}\"\nnode_id = \"{node}\"\n{more}\n");
+    }
+    s
+}
+
+/// Field case B14 (Read): one node denied, its neighbour good; the cycle
+/// does not fail as a whole.
+#[tokio::test]
+async fn b14_read_keeps_the_good_node_beside_a_denied_one() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("denied", "i32", "1337"), ("answer", "i32", "42")], &[("denied", "opcua_status = 0x801F0000")]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "mode = \"poll\"\npoll_interval = \"200ms\"",
+        &[("denied", &format!("nsu={NS};s=s.denied"), ""), ("answer", &format!("nsu={NS};s=s.answer"), "")],
+    ));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(15), |s| of(s, "answer").len() >= 2 && of(s, "denied").len() >= 2).await;
+    let answer = of(&got, "answer");
+    assert!(answer.len() >= 2, "no reads: {got:?}");
+    for a in &answer {
+        assert_eq!((a.quality, &a.value), (Quality::Good, &Value::I64(42)));
+        assert_eq!(a.status, Some(0));
+    }
+    for d in of(&got, "denied") {
+        assert_eq!(d.quality, Quality::Bad);
+        assert_eq!(d.value, Value::Null);
+        assert_eq!(d.status, Some(0x801F_0000));
+        assert_eq!(d.reason.as_deref(), Some("opcua_status(0x801F0000): BadUserAccessDenied"));
+    }
+}
+
+/// Field case B14 (subscription): a value that turns bad arrives as null
+/// with its status; the last good value is never re-sent as bad.
+#[tokio::test]
+async fn b14_subscription_bad_value_is_null_never_the_last_good_one() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("temp", "f32", "10.0")], &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(&ua.endpoint(), "publishing_interval = \"100ms\"", &[("temp", &format!("nsu={NS};s=s.temp"), "")]));
+    let mut chain = Chain::start(&devs);
+    let first = chain.until(Duration::from_secs(15), |s| !of(s, "temp").is_empty()).await;
+    let t1 = of(&first, "temp")[0].clone();
+    assert_eq!((t1.quality, &t1.value), (Quality::Good, &Value::F64(10.0)));
+    ua.set_status("s", "temp", Some(0x8000_0000)).unwrap();
+    let bad = chain.until(Duration::from_secs(10), |s| of(s, "temp").iter().any(|x| x.quality == Quality::Bad)).await;
+    let b = of(&bad, "temp").into_iter().find(|x| x.quality == Quality::Bad).expect("a bad sample").clone();
+    assert_eq!(b.value, Value::Null);
+    assert_eq!(b.status, Some(0x8000_0000));
+    assert!(b.ts > t1.ts, "t2 sample has its own timestamp");
+    ua.set_status("s", "temp", None).unwrap();
+    let back = chain.until(Duration::from_secs(10), |s| of(s, "temp").last().is_some_and(|x| x.quality == Quality::Good)).await;
+    assert_eq!(of(&back, "temp").last().unwrap().value, Value::F64(10.0));
+    // Never a bad sample with a number, never a good one while it was bad.
+    for s in &chain.all {
+        if s.quality == Quality::Bad {
+            assert_eq!(s.value, Value::Null, "{s:?}");
+        }
+    }
+}
+
+/// Field case B15 end to end: the server's StatusCodes, by severity bits.
+#[tokio::test]
+async fn b15_status_codes_classified_by_severity_bits() {
+    let pki = tempfile::tempdir().unwrap();
+    let codes = [
+        ("c0", 0x0000_0000u32, Quality::Good),
+        ("c1", 0x0000_00C0, Quality::Good),
+        ("c2", 0x4000_0000, Quality::Uncertain),
+        ("c3", 0x4090_0000, Quality::Uncertain),
+        ("c4", 0x8000_0000, Quality::Bad),
+        ("c5", 0x8034_0000, Quality::Bad),
+        ("c6", 0x801F_0000, Quality::Bad),
+    ];
+    let tags: Vec<(&str, &str, &str)> = codes.iter().map(|(n, _, _)| (*n, "f64", "1.0")).collect();
+    let extras: Vec<(String, String)> = codes.iter().map(|(n, c, _)| (n.to_string(), format!("opcua_status = {c}"))).collect();
+    let extras_ref: Vec<(&str, &str)> = extras.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let sim = ua_sim(&station("s", &tags, &extras_ref), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dtags: Vec<(String, String)> = codes.iter().map(|(n, _, _)| (n.to_string(), format!("nsu={NS};s=s.{n}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "mode = \"poll\"")).collect();
+    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "poll_interval = \"300ms\"", &dref)));
+    let got = chain.until(Duration::from_secs(15), |s| codes.iter().all(|(n, _, _)| !of(s, n).is_empty())).await;
+    for (n, code, q) in codes {
+        let s = of(&got, n)[0];
+        assert_eq!(s.quality, q, "{n} 0x{code:08X}");
+        assert_eq!(s.status, Some(code), "{n}: the full code is kept");
+        if q == Quality::Bad {
+            assert_eq!(s.value, Value::Null);
+        } else {
+            assert_eq!(s.value, Value::F64(1.0), "{n} 0x{code:08X} keeps its value");
+        }
+    }
+}
+
+/// Field case B16 and the restart test: the server restarts with
+/// its namespace table reordered; every tag is good again within 10 s of
+/// the server coming back, the outage shows as one comm_failure sample per
+/// tag, and the server never sees two sessions of ours.
+#[tokio::test]
+async fn b16_server_restart_with_renumbered_namespace_recovers_with_one_session() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "i32", "7")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let ns_before = ua.namespace_index().unwrap();
+    let mut dtags: Vec<(String, String, &str)> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        // Half subscribed, half polled: both paths must recover.
+        dtags.push((n.clone(), format!("nsu={NS};s=s.{n}"), if i % 2 == 0 { "" } else { "mode = \"poll\"" }));
+    }
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)).collect();
+    let names_ref: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "publishing_interval = \"200ms\"\npoll_interval = \"200ms\"\nkeep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"2s\"",
+        &dref,
+    ));
+    let mut chain = Chain::start(&devs);
+    let up = chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await;
+    assert!(all_good(&up, &names_ref), "not all good before the restart");
+
+    ua.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ua.restart().await.unwrap();
+    let back_at = tokio::time::Instant::now();
+    assert_ne!(ua.namespace_index(), Some(ns_before), "the simulator renumbered the namespace");
+    let after = chain.until(Duration::from_secs(10), |s| all_good(s, &names_ref)).await;
+    assert!(all_good(&after, &names_ref), "not all tags good within 10 s of the server's return: {:?}", after.iter().map(|s| (&*s.meta.tag, s.quality, s.reason.clone())).collect::<Vec<_>>());
+    eprintln!("all tags good {:?} after the server came back", back_at.elapsed());
+    for n in &names {
+        let bad: Vec<&Sample> = chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Bad).collect();
+        assert_eq!(bad.len(), 1, "{n}: one comm_failure sample for the outage, got {bad:?}");
+        assert!(bad[0].reason.as_deref().unwrap().starts_with("comm_failure"), "{:?}", bad[0].reason);
+        let v: Vec<&Sample> = chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Good).collect();
+        assert!(v.iter().all(|s| s.value == Value::I64(7)), "{n}: wrong node after renumbering: {v:?}");
+    }
+    assert!(ua.max_sessions_seen() <= 1, "the server saw {} sessions at once", ua.max_sessions_seen());
+}
+
+/// Field case B18: a network blackhole longer than the session timeout; the
+/// session cannot be re-activated and subscriptions cannot be transferred,
+/// so they are created again; the outage is one bad sample per tag.
+#[tokio::test]
+async fn b18_blackhole_longer_than_the_session_timeout_resubscribes() {
+    let pki = tempfile::tempdir().unwrap();
+    let names = ["a", "b", "c", "d", "e"];
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (*n, "f32", "2.5")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
+    let dtags: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), format!("nsu={NS};s=s.{n}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "")).collect();
+    // The endpoint goes through the proxy; the server advertises its own
+    // port, which the client replaces with ours only for the host, so the
+    // discovery URL must be the proxy's.
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{}/", proxy.port),
+        "publishing_interval = \"1s\"\nsession_timeout = \"2s\"\nkeep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"2s\"",
+        &dref,
+    ));
+    let mut chain = Chain::start(&devs);
+    let up = chain.until(Duration::from_secs(15), |s| all_good(s, &names)).await;
+    assert!(all_good(&up, &names), "not up: {up:?}");
+    let created_before = ua.sessions_created();
+
+    proxy.blackhole(true);
+    let down = chain.until(Duration::from_secs(10), |s| names.iter().all(|n| of(s, n).iter().any(|x| x.quality == Quality::Bad))).await;
+    assert!(names.iter().all(|n| of(&down, n).iter().any(|x| x.quality == Quality::Bad)), "the outage was not reported");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    proxy.cut();
+    proxy.blackhole(false);
+    let back = chain.until(Duration::from_secs(15), |s| all_good(s, &names)).await;
+    assert!(all_good(&back, &names), "not back after the blackhole: {back:?}");
+    for n in names {
+        let bad = chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Bad).count();
+        assert_eq!(bad, 1, "{n}: one bad sample for the outage, not a flood");
+    }
+    assert!(ua.sessions_created() > created_before, "a new session was needed (the old one timed out)");
+    assert!(ua.max_sessions_seen() <= 1, "two sessions at once");
+}
+
+/// Field case B19: a stable client certificate; a clear error while the
+/// server does not trust it; connected once trusted, without a restart.
+#[tokio::test]
+async fn b19_client_certificate_is_stable_and_trust_is_picked_up_without_restart() {
+    let sim_pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(
+        &station("s", &[("v", "i32", "5")], &[]),
+        "security = [\"Basic256Sha256\"]\ntrust_client_certs = false",
+        sim_pki.path(),
+    )
+    .await;
+    let ua = sim.opcua().unwrap();
+    let server_cert = ua.certificate_path();
+    let dev = device(
+        &ua.endpoint(),
+        &format!(
+            "security_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = {:?}\nreconnect_max = \"1s\"\nkeep_alive = \"500ms\"",
+            server_cert.display().to_string()
+        ),
+        &[("v", &format!("nsu={NS};s=s.v"), "")],
+    );
+    let devs = ua_devices(&dev);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+
+    // First start: the certificate is made; the server rejects it.
+    let mut chain = Chain::start_in(&devs, dir);
+    let got = chain.until(Duration::from_secs(20), |s| !of(s, "v").is_empty()).await;
+    let first = of(&got, "v")[0].clone();
+    assert_eq!(first.quality, Quality::Bad);
+    let reason = first.reason.as_deref().unwrap();
+    let cert = std::fs::read(chain.pki().join("own/cert.der")).unwrap();
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(chain.pki().join("private/private.pem")).unwrap().permissions());
+    assert_eq!(key_mode & 0o077, 0, "the private key is readable by the owner only");
+    assert!(reason.contains("does not trust the gateway's client certificate"), "{reason}");
+    let thumb = relais::sources::opcua::client::Pki::open(&chain.pki(), "test").unwrap().thumbprint;
+    assert!(reason.contains(&thumb), "the error names the thumbprint: {reason}");
+    let dir = std::mem::replace(&mut chain.dir, tempfile::tempdir().unwrap());
+    drop(chain);
+
+    // Second start: the same certificate.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut chain = Chain::start_in(&devs, dir);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(std::fs::read(data.join("pki/own/cert.der")).unwrap(), cert, "same certificate on the second start");
+    // Trust it on the server while the gateway runs.
+    let rejected = sim_pki.path().join("rejected");
+    let found = crate::common::eventually(Duration::from_secs(15), || std::fs::read_dir(&rejected).map(|d| d.count() > 0).unwrap_or(false)).await;
+    assert!(found, "the server kept our certificate in its rejected folder");
+    for e in std::fs::read_dir(&rejected).unwrap() {
+        let e = e.unwrap();
+        std::fs::rename(e.path(), sim_pki.path().join("trusted").join(e.file_name())).unwrap();
+    }
+    let ok = chain.until(Duration::from_secs(20), |s| of(s, "v").last().is_some_and(|x| x.quality == Quality::Good)).await;
+    assert_eq!(of(&ok, "v").last().map(|s| &s.value), Some(&Value::I64(5)), "connected once trusted, without restart");
+    assert_eq!(std::fs::read(data.join("pki/own/cert.der")).unwrap(), cert, "no new certificate");
+}
+
+/// Field case B19, server side: without the server's certificate in the
+/// trust list the connection is refused (no fallback to None), and the
+/// error says where the certificate was put and how to trust it.
+#[tokio::test]
+async fn b19_untrusted_server_certificate_is_refused_with_instructions() {
+    let sim_pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"None\", \"Basic256Sha256\"]", sim_pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "security_policy = \"Basic256Sha256\"\nreconnect_max = \"1s\"",
+        &[("v", &format!("nsu={NS};s=s.v"), "")],
+    ));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(20), |s| !of(s, "v").is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = chain.take().await;
+    let first = of(&got, "v")[0];
+    assert_eq!(first.quality, Quality::Bad);
+    let reason = first.reason.as_deref().unwrap();
+    assert!(reason.contains("does not trust the server's certificate"), "{reason}");
+    assert!(reason.contains("rejected"), "{reason}");
+    assert!(of(&all, "v").iter().chain(of(&got, "v").iter()).all(|s| s.quality == Quality::Bad), "no silent fallback to None");
+    // Trusting the rejected file (as the message says) connects without restart.
+    let rejected = chain.pki().join("rejected");
+    for e in std::fs::read_dir(&rejected).unwrap() {
+        let e = e.unwrap();
+        std::fs::rename(e.path(), chain.pki().join("trusted").join(e.file_name())).unwrap();
+    }
+    let ok = chain.until(Duration::from_secs(20), |s| of(s, "v").last().is_some_and(|x| x.quality == Quality::Good)).await;
+    assert_eq!(of(&ok, "v").last().map(|s| &s.value), Some(&Value::I64(5)));
+}
+
+/// Username/password identity, and a clear error for a wrong password.
+#[tokio::test]
+async fn user_identity_and_a_wrong_password() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(
+        &station("s", &[("v", "i32", "9")], &[]),
+        "anonymous = false\nusers = [{ username = \"operator\", password = \"s3cret\" }]",
+        pki.path(),
+    )
+    .await;
+    let ua = sim.opcua().unwrap();
+    let tag = [("v", format!("nsu={NS};s=s.v"), "")];
+    let tref: Vec<(&str, &str, &str)> = tag.iter().map(|(a, b, c)| (*a, b.as_str(), *c)).collect();
+    let good = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"s3cret\"", &tref));
+    let mut chain = Chain::start(&good);
+    let got = chain.until(Duration::from_secs(15), |s| of(s, "v").iter().any(|x| x.quality == Quality::Good)).await;
+    assert!(of(&got, "v").iter().any(|x| x.value == Value::I64(9)), "{got:?}");
+    drop(chain);
+    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"1s\"", &tref));
+    let mut chain = Chain::start(&wrong);
+    let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
+    let s = of(&got, "v")[0];
+    assert_eq!(s.quality, Quality::Bad);
+    assert!(s.reason.as_deref().unwrap().contains("rejected the user identity"), "{:?}", s.reason);
+    assert!(!s.reason.as_deref().unwrap().contains("nope"), "the password never appears");
+}
+
+/// Unknown nodes and namespaces are bad samples with the reason; their
+/// neighbours are unaffected.
+#[tokio::test]
+async fn unknown_nodes_and_namespaces_do_not_touch_their_neighbours() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("v", "i32", "3")], &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "publishing_interval = \"200ms\"",
+        &[
+            ("v", &format!("nsu={NS};s=s.v"), ""),
+            ("no_node", &format!("nsu={NS};s=s.nothing"), ""),
+            ("no_ns", "nsu=urn:not:here;s=x", ""),
+            ("polled_no_node", &format!("nsu={NS};s=s.nothing"), "mode = \"poll\""),
+        ],
+    ));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(15), |s| ["v", "no_node", "no_ns", "polled_no_node"].iter().all(|t| !of(s, t).is_empty())).await;
+    assert_eq!(of(&got, "v")[0].value, Value::I64(3));
+    assert!(of(&got, "no_node")[0].reason.as_deref().unwrap().contains("BadNodeIdUnknown"), "{:?}", of(&got, "no_node")[0]);
+    assert!(of(&got, "no_ns")[0].reason.as_deref().unwrap().starts_with("config_error"), "{:?}", of(&got, "no_ns")[0]);
+    assert!(of(&got, "no_ns")[0].reason.as_deref().unwrap().contains("urn:not:here"));
+    assert!(of(&got, "polled_no_node")[0].reason.as_deref().unwrap().contains("BadNodeIdUnknown"));
+}
+
+/// A server that is down at start: one bad sample per tag, then data once
+/// it is up, without a flood of samples meanwhile.
+#[tokio::test]
+async fn a_server_down_at_start_is_waited_for() {
+    let port = crate::common::free_port();
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{port}/"),
+        "reconnect_max = \"1s\"",
+        &[("v", &format!("nsu={NS};s=s.v"), "")],
+    ));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(5), |s| !of(s, "v").is_empty()).await;
+    assert!(of(&got, "v")[0].reason.as_deref().unwrap().starts_with("comm_failure"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(of(&chain.take().await, "v").len(), 0, "no repeated samples while down");
+    let pki = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[opcua]\nlisten = \"127.0.0.1:{port}\"\npki_dir = {:?}\n{}",
+        pki.path().display().to_string(),
+        station("s", &[("v", "i32", "11")], &[])
+    );
+    let _sim = Sim::start(SimConfig::parse(&toml, "sim.toml", Path::new(".")).unwrap()).await.unwrap();
+    let ok = chain.until(Duration::from_secs(10), |s| of(s, "v").iter().any(|x| x.quality == Quality::Good)).await;
+    assert_eq!(of(&ok, "v").iter().find(|x| x.quality == Quality::Good).map(|s| &s.value), Some(&Value::I64(11)));
+}
+
+/// `relais browse`'s walk finds the simulator's stations with nsu= NodeIds,
+/// and its snippet is a valid config.
+#[tokio::test]
+async fn browse_lists_the_stations_and_the_snippet_loads() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("press", &[("force", "f32", "1.5"), ("count", "u32", "3")], &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dev = ua_devices(&device(&ua.endpoint(), "", &[])).remove(0);
+    let cpki = tempfile::tempdir().unwrap();
+    let p = relais::sources::opcua::client::Pki::open(cpki.path(), "test").unwrap();
+    let found = relais::sources::opcua::browse::browse(&dev, &p, "test", "i=85", 3, false).await.unwrap();
+    let tree = relais::sources::opcua::browse::render_tree(&found);
+    assert!(tree.contains(&format!("force  nsu={NS};s=press.force  Variable  Double  read")), "{tree}");
+    assert!(tree.contains(&format!("setpoint  nsu={NS};s=press.setpoint  Variable  Double  read/write")), "{tree}");
+    assert!(!tree.contains("ServerCapabilities"), "standard objects are not expanded: {tree}");
+    let snippet = relais::sources::opcua::browse::render_snippet(&found, "press", &ua.endpoint());
+    let cfg = Config::parse(&format!("[gateway]\nid = \"g\"\n{snippet}"), "snippet", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{snippet}"));
+    let DeviceConfig::OpcUa(d) = &cfg.devices[0] else { panic!() };
+    assert_eq!(d.tags.len(), 3, "{snippet}");
+}
+
+/// A third-party server: Python's asyncua (pip install asyncua). Skipped
+/// when it is not installed, unless RELAIS_REQUIRE_ASYNCUA=1 (CI installs it).
+#[tokio::test]
+async fn third_party_asyncua_server_read_and_subscribe() {
+    let python = std::env::var("RELAIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = std::process::Command::new(&python).args(["-c", "import asyncua"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !has {
+        if std::env::var("RELAIS_REQUIRE_ASYNCUA").as_deref() == Ok("1") {
+            panic!("Python asyncua is required (RELAIS_REQUIRE_ASYNCUA=1) but `{python} -c 'import asyncua'` fails");
+        }
+        eprintln!("SKIPPED: Python asyncua not installed (pip install asyncua, or set RELAIS_PYTHON)");
+        return;
+    }
+    let port = crate::common::free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/opcua/asyncua_server.py");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(
+        std::process::Command::new(&python)
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = crate::common::eventually(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+    assert!(up, "the asyncua server did not start");
+    let ns = "urn:relais:test:asyncua";
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{port}/"),
+        "publishing_interval = \"200ms\"\nreconnect_max = \"1s\"",
+        &[
+            ("counter", &format!("nsu={ns};s=line.counter"), ""),
+            ("temperature", &format!("nsu={ns};s=line.temperature"), "mode = \"poll\"\npoll_interval = \"300ms\""),
+            ("running", &format!("nsu={ns};s=line.running"), ""),
+        ],
+    ));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(20), |s| of(s, "counter").len() >= 3 && !of(s, "temperature").is_empty() && !of(s, "running").is_empty()).await;
+    let counters: Vec<i64> = of(&got, "counter").iter().filter_map(|s| if let Value::I64(v) = s.value { Some(v) } else { None }).collect();
+    assert!(counters.len() >= 3, "{got:?}");
+    assert!(counters.windows(2).all(|w| w[1] > w[0]), "a counter that increases: {counters:?}");
+    assert_eq!(of(&got, "temperature")[0].value, Value::F64(21.5));
+    assert_eq!(of(&got, "running")[0].value, Value::Bool(true));
+}
