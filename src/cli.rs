@@ -551,7 +551,10 @@ pub fn render_plan(cfg: &Config) -> String {
                             "subscription: publishing {}, sampling {}, queue {queue_size}{}",
                             crate::units::format_duration(publishing_interval),
                             crate::units::format_duration(sampling_interval),
-                            deadband.map_or(String::new(), |d| format!(", deadband {d:?}"))
+                            deadband.map_or(String::new(), |d| match d {
+                                crate::sources::opcua::config::Deadband::Absolute(x) => format!(", deadband {x} (absolute)"),
+                                crate::sources::opcua::config::Deadband::Percent(x) => format!(", deadband {x} %"),
+                            })
                         ),
                         Acquisition::Poll { interval } => format!("poll every {}", crate::units::format_duration(interval)),
                     };

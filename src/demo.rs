@@ -27,7 +27,7 @@ fn read_or(path: &str, builtin: &'static str) -> (String, String, PathBuf) {
 /// Runs the demo until Ctrl-C.
 pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::Result<()> {
     let (sim_text, sim_name, sim_base) = read_or("config/sim-demo.toml", SIM_DEMO_TOML);
-    let sim_cfg = SimConfig::parse(&sim_text, &sim_name, &sim_base).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sim_cfg = SimConfig::parse(&sim_text, &sim_name, &sim_base).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (gw_text, gw_name, gw_base) = read_or("config/demo.toml", DEMO_TOML);
     let mut cfg = Config::parse(&gw_text, &gw_name, &gw_base).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(d) = data_dir {
@@ -39,6 +39,12 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
             let SinkConfig::Mqtt(m) = s;
             m.conn.broker = url.clone();
         }
+    }
+    // The simulator's OPC UA certificate lives with the demo's data.
+    if let Some(o) = &mut sim_cfg.opcua
+        && o.pki_dir.is_relative()
+    {
+        o.pki_dir = cfg.gateway.data_dir.join("sim-pki");
     }
     let missing = sim_cfg.missing_data.clone();
     let sim = Sim::start(sim_cfg).await?;
@@ -73,6 +79,9 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
             (m.conn.broker.host.clone(), m.conn.broker.port)
         })
         .unwrap_or(("127.0.0.1".into(), 1883));
+    if let Some(ua) = sim.opcua() {
+        println!("The simulator also serves OPC UA at {} (try: relais browse {})", ua.endpoint(), ua.endpoint());
+    }
     println!("Watch it: mosquitto_sub -h {host} -p {port} -t 'icam/#' -v     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());

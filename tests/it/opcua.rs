@@ -553,3 +553,71 @@ async fn third_party_asyncua_server_read_and_subscribe() {
     assert_eq!(of(&got, "temperature")[0].value, Value::F64(21.5));
     assert_eq!(of(&got, "running")[0].value, Value::Bool(true));
 }
+
+/// The whole chain: the simulator's OPC UA server → relais (a secure
+/// Basic256Sha256/SignAndEncrypt device and a security None one) → SQLite →
+/// a real Mosquitto; values, status codes and server timestamps arrive on MQTT.
+#[tokio::test]
+async fn values_from_secure_and_plain_endpoints_arrive_on_mqtt() {
+    let Some(broker) = crate::common::Mosquitto::start() else { return };
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("press", &[("force", "f64", "12.5"), ("strokes", "u32", "77")], &[]), "security = [\"None\", \"Basic256Sha256\"]", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}{}[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"lab/{{device}}/{{tag}}\"\n",
+        device(
+            &ua.endpoint(),
+            &format!("security_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = {:?}", ua.certificate_path().display().to_string()),
+            &[("force", &format!("nsu={NS};s=press.force"), ""), ("strokes", &format!("nsu={NS};s=press.strokes"), "mode = \"poll\"")],
+        ),
+        device(&ua.endpoint(), "", &[("force", &format!("nsu={NS};s=press.force"), "")]).replace("name = \"plc\"", "name = \"plain\""),
+        broker.port
+    );
+    let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}", dir.path().join("data").display());
+    let cfg = Config::parse(&text, "ua.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = crate::common::Sub::new(broker.port, "lab/#").await;
+    let gw = relais::app::Gateway::start(cfg, relais::app::RunOptions::default()).await.unwrap();
+    let msgs = sub
+        .collect(Duration::from_secs(30), |m| {
+            ["lab/plc/force", "lab/plc/strokes", "lab/plain/force"].iter().all(|t| m.iter().any(|x| x.topic == *t))
+        })
+        .await;
+    gw.shutdown().await.unwrap();
+    for (topic, value) in [("lab/plc/force", serde_json::json!(12.5)), ("lab/plc/strokes", serde_json::json!(77)), ("lab/plain/force", serde_json::json!(12.5))] {
+        let m = msgs.iter().find(|m| m.topic == topic).unwrap_or_else(|| panic!("nothing on {topic}: {msgs:?}"));
+        let j = m.json();
+        assert_eq!(j["value"], value, "{topic}: {j}");
+        assert_eq!(j["quality"], "good");
+        assert_eq!(j["status_code"], 0);
+        assert!(j["server_ts"].is_string(), "server timestamp kept: {j}");
+    }
+}
+
+/// A short network cut: the session survives on the server, so relais
+/// re-activates it (no second session, subscriptions kept) and the tags
+/// marked bad during the cut are good again at once (their current values
+/// are read, since an unchanged value is never re-published).
+#[tokio::test]
+async fn a_short_cut_reactivates_the_same_session() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("a", "i32", "1"), ("b", "i32", "2")], &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{}/", proxy.port),
+        "publishing_interval = \"200ms\"\nsession_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"",
+        &[("a", &format!("nsu={NS};s=s.a"), ""), ("b", &format!("nsu={NS};s=s.b"), "")],
+    ));
+    let mut chain = Chain::start(&devs);
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &["a", "b"])).await, &["a", "b"]));
+    let created = ua.sessions_created();
+    proxy.cut();
+    let down = chain.until(Duration::from_secs(10), |s| of(s, "a").iter().any(|x| x.quality == Quality::Bad)).await;
+    assert!(of(&down, "a").iter().any(|x| x.quality == Quality::Bad), "the cut was not reported");
+    let back = chain.until(Duration::from_secs(15), |s| all_good(s, &["a", "b"])).await;
+    assert!(all_good(&back, &["a", "b"]), "constant values are good again after the cut: {back:?}");
+    assert_eq!(of(&back, "a").last().unwrap().value, Value::I64(1));
+    assert_eq!(ua.sessions_created(), created, "the same session was re-activated, no new one");
+    assert!(ua.max_sessions_seen() <= 1);
+}

@@ -99,6 +99,8 @@ pub struct Device {
     /// Reason of the last comm_failure samples, so a state is reported once.
     reported_down: bool,
     last_ns_check: Option<Instant>,
+    /// The namespace table changed while items were created: rebuild again.
+    ns_changed_pending: bool,
     samples_tx: mpsc::UnboundedSender<Sample>,
 }
 
@@ -188,6 +190,7 @@ impl Device {
             up: false,
             reported_down: false,
             last_ns_check: None,
+            ns_changed_pending: false,
             samples_tx,
         }
     }
@@ -303,7 +306,8 @@ impl Device {
                             "OPC UA session {}", if new_session { "created" } else { "re-activated" });
                         self.up = true;
                         self.stats.up.store(true, Ordering::Relaxed);
-                        if let Err(e) = self.rebuild(session, new_session).await {
+                        let why = if new_session { Rebuild::NewSession } else { Rebuild::Reactivated };
+                        if let Err(e) = self.rebuild(session, why).await {
                             tracing::warn!(device = %self.dev.name, error = %e, "building the session state failed; waiting for the next reconnect");
                         }
                         retry_at = Instant::now() + RETRY_MISSING;
@@ -334,10 +338,10 @@ impl Device {
                 }
                 _ = tokio::time::sleep_until(retry_at), if self.up => {
                     retry_at = Instant::now() + RETRY_MISSING;
-                    if self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()) {
-                        if let Err(e) = self.rebuild(session, false).await {
-                            tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
-                        }
+                    if (self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()))
+                        && let Err(e) = self.rebuild(session, Rebuild::RetryMissing).await
+                    {
+                        tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
                     }
                 }
             }
@@ -349,10 +353,12 @@ impl Device {
         self.pki.server_trust(&session.endpoint_info().endpoint)
     }
 
-    /// Builds the per-session state. `new_session`: the server-side state of
-    /// the previous session is gone (or may be); otherwise it is intact and
-    /// only the missing parts are retried, then current values are read.
-    async fn rebuild(&mut self, session: &Arc<Session>, new_session: bool) -> Result<(), String> {
+    /// Builds the per-session state for `why`: after a new session the
+    /// server-side state of the previous one is gone (or may be); after a
+    /// re-activation it is intact, so only missing parts are retried and the
+    /// current values read; a retry only creates what is missing.
+    async fn rebuild(&mut self, session: &Arc<Session>, why: Rebuild) -> Result<(), String> {
+        let new_session = why == Rebuild::NewSession;
         let before = self.namespaces.clone();
         self.read_namespaces(session).await?;
         let ns_changed = !before.is_empty() && before != self.namespaces;
@@ -406,7 +412,7 @@ impl Device {
                 self.create_items(session, g, missing).await?;
             }
         }
-        if !new_session {
+        if why == Rebuild::Reactivated {
             // A re-activated session keeps its subscriptions, which only
             // report changes: read the current values so tags marked
             // comm_failure during the outage come back now.
@@ -416,6 +422,9 @@ impl Device {
         let now = Instant::now();
         for p in &mut self.polls {
             p.next_due = now;
+        }
+        if std::mem::take(&mut self.ns_changed_pending) {
+            return Box::pin(self.rebuild(session, Rebuild::NewSession)).await;
         }
         Ok(())
     }
@@ -526,28 +535,12 @@ impl Device {
                 }
             }
         }
-        if failed.iter().any(|(_, c)| c.sub_code() == StatusCode::BadNodeIdUnknown.sub_code()) && self.ns_recheck_allowed() {
-            let before = self.namespaces.clone();
-            self.read_namespaces(session).await?;
-            if before != self.namespaces {
-                tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown after connect: the namespace table changed; resolving again");
-                self.resolve_all();
-                let retry: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
-                failed.clear();
-                let tags: Vec<usize> = retry.into_iter().filter(|&i| self.resolved[i].is_some()).collect();
-                for chunk in tags.chunks(self.max_items.max(1)) {
-                    let reqs: Vec<MonitoredItemCreateRequest> = chunk.iter().map(|&i| self.item_request(i)).collect();
-                    let res = session
-                        .create_monitored_items(sub, TimestampsToReturn::Both, reqs)
-                        .await
-                        .map_err(|e| format!("CreateMonitoredItems: {}", e.status()))?;
-                    for (&i, r) in chunk.iter().zip(res.iter()) {
-                        if !r.result.status_code.is_good() {
-                            failed.push((i, r.result.status_code));
-                        }
-                    }
-                }
-            }
+        if failed.iter().any(|(_, c)| c.sub_code() == StatusCode::BadNodeIdUnknown.sub_code())
+            && self.ns_recheck_allowed()
+            && self.namespaces_changed(session).await
+        {
+            tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown after connect: the namespace table changed; resolving and subscribing again");
+            self.ns_changed_pending = true;
         }
         if !failed.is_empty() {
             let ts = Timestamp::now();
@@ -616,16 +609,32 @@ impl Device {
                 group.next_due += group.interval * skipped as u32;
                 self.stats.overruns.fetch_add(skipped as u64, Ordering::Relaxed);
             }
-            if unknown && self.ns_recheck_allowed() && self.dev.tags.iter().any(|t| t.node.uri().is_some()) {
-                let before = self.namespaces.clone();
-                if self.read_namespaces(session).await.is_ok() && before != self.namespaces {
-                    tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown: the server's namespace table changed; resolving and subscribing again");
-                    if let Err(e) = self.rebuild(session, true).await {
-                        tracing::warn!(device = %self.dev.name, error = %e, "rebuilding after a namespace change failed");
-                    }
+            if unknown
+                && self.ns_recheck_allowed()
+                && self.dev.tags.iter().any(|t| t.node.uri().is_some())
+                && self.namespaces_changed(session).await
+            {
+                tracing::warn!(device = %self.dev.name, "BadNodeIdUnknown: the server's namespace table changed; resolving and subscribing again");
+                if let Err(e) = self.rebuild(session, Rebuild::NewSession).await {
+                    tracing::warn!(device = %self.dev.name, error = %e, "rebuilding after a namespace change failed");
                 }
             }
         }
+    }
+
+    /// Reads the namespace table again; true when it changed. The old table
+    /// is kept in `self.namespaces` so that [`Device::rebuild`] sees the change
+    /// and recreates every subscription.
+    async fn namespaces_changed(&mut self, session: &Arc<Session>) -> bool {
+        let before = self.namespaces.clone();
+        if self.read_namespaces(session).await.is_err() {
+            return false;
+        }
+        let changed = before != self.namespaces;
+        if changed {
+            self.namespaces = before;
+        }
+        changed
     }
 
     /// Reads `tags` (Read service, at most MaxNodesPerRead per call) and
@@ -719,6 +728,14 @@ impl Device {
             _ = tokio::time::sleep(d) => true,
         }
     }
+}
+
+/// Why the session state is (re)built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rebuild {
+    NewSession,
+    Reactivated,
+    RetryMissing,
 }
 
 #[derive(Debug, PartialEq, Eq)]
