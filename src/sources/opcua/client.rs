@@ -24,7 +24,8 @@ use super::config::{Identity, OpcUaDevice};
 pub struct Pki {
     /// PKI folder.
     pub dir: PathBuf,
-    /// Application URI (`urn:relais:<gateway id>`), also in the certificate.
+    /// Application URI (`urn:relais:<gateway id>` of the gateway that made the
+    /// certificate, kept in `own/application_uri`), also in the certificate.
     pub application_uri: String,
     /// Our certificate (DER).
     pub cert_path: PathBuf,
@@ -46,19 +47,23 @@ impl Pki {
         }
         let cert_path = dir.join("own/cert.der");
         let key_path = dir.join("private/private.pem");
-        let application_uri = format!("urn:relais:{gateway_id}");
-        let cert = if cert_path.exists() && key_path.exists() {
+        // The application URI is kept beside the certificate that carries it,
+        // so both stay consistent when the gateway id changes.
+        let uri_path = dir.join("own/application_uri");
+        let (cert, application_uri) = if cert_path.exists() && key_path.exists() {
             let cert = CertificateStore::read_cert(&cert_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_path.display()))?;
             CertificateStore::read_pkey(&key_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
-            if cert.is_application_uri_valid(&application_uri).is_err() {
+            let uri = std::fs::read_to_string(&uri_path).map(|u| u.trim().to_string()).unwrap_or_else(|_| format!("urn:relais:{gateway_id}"));
+            if cert.is_application_uri_valid(&uri).is_err() {
                 tracing::warn!(
-                    certificate = %cert_path.display(), application_uri = %application_uri,
-                    "the OPC UA client certificate was made for another gateway id; servers may reject it (BadCertificateUriInvalid). \
-                     Delete it and its key to make a new one, then trust the new one on the servers"
+                    certificate = %cert_path.display(), application_uri = %uri,
+                    "the OPC UA client certificate does not carry this application URI; servers may reject it (BadCertificateUriInvalid). \
+                     Delete the certificate and its key to make a new one, then trust the new one on the servers"
                 );
             }
-            cert
+            (cert, uri)
         } else {
+            let application_uri = format!("urn:relais:{gateway_id}");
             let desc = ClientBuilder::new()
                 .application_name(format!("relais {gateway_id}"))
                 .application_uri(&application_uri)
@@ -69,11 +74,12 @@ impl Pki {
             let (cert, _) = CertificateStore::create_certificate_and_key(&data, false, &cert_path, &key_path)
                 .map_err(|e| anyhow::anyhow!("cannot write the OPC UA client certificate to {}: {e}", dir.display()))?;
             restrict(&key_path)?;
+            std::fs::write(&uri_path, &application_uri).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", uri_path.display()))?;
             tracing::info!(
                 certificate = %cert_path.display(), thumbprint = %cert.thumbprint().as_hex_string(),
                 "made the gateway's OPC UA client certificate (kept and reused from now on); trust it on the servers that use security"
             );
-            cert
+            (cert, application_uri)
         };
         let thumbprint = cert.thumbprint().as_hex_string();
         Ok(Pki { dir: dir.to_path_buf(), application_uri, cert_path, key_path, thumbprint })
