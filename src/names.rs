@@ -4,12 +4,15 @@
 //! namespace style), so they may not contain the MQTT wildcards `+` and `#`,
 //! the level separator `/`, or control characters (MQTT v3.1.1 §4.7).
 
+/// Longest name, in bytes.
+pub const MAX_LEN: usize = 128;
+
 /// Checks a name; the error says what is wrong.
 pub fn check(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("name is empty".into());
     }
-    if name.len() > 128 {
+    if name.len() > MAX_LEN {
         return Err(format!("name {name:?} is longer than 128 bytes"));
     }
     if name != name.trim() {

@@ -156,6 +156,31 @@ impl Retention {
             let upto = self.first + (self.rows() - self.max_rows) - 1;
             let _ = self.delete_upto(conn, upto, Some("max_rows"), stats);
         }
+        // Over the cap, quarantined records (copies of bad input, kept for
+        // people to look at) go first: undelivered samples are never dropped
+        // to make room for them, so a producer of garbage cannot wipe the
+        // buffer during a broker outage. The oldest half goes each step.
+        let mut trimmed = 0usize;
+        for _ in 0..24 {
+            let Some(used) = self.bytes_used(conn) else { break };
+            if used <= self.max_bytes {
+                break;
+            }
+            let n = conn
+                .execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT MAX(1, (SELECT COUNT(*) FROM quarantine) / 2))",
+                    [],
+                )
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            trimmed += n;
+        }
+        if trimmed > 0 {
+            tracing::warn!(deleted = trimmed, max_bytes = self.max_bytes,
+                "buffer at max_bytes: the oldest quarantined records were deleted first, to keep undelivered samples");
+        }
         for _ in 0..4 {
             let Some(used) = self.bytes_used(conn) else { break };
             stats.bytes_used.store(used, Ordering::Relaxed);

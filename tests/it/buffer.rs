@@ -126,6 +126,43 @@ async fn max_bytes_keeps_the_file_bounded() {
     assert_eq!(rows.last().unwrap().seq, base + 20_000, "the newest are kept");
 }
 
+/// A producer of garbage during a broker outage: quarantined records never
+/// push undelivered samples out of a full buffer; the oldest quarantined
+/// records go first.
+#[tokio::test]
+async fn quarantine_never_pushes_out_undelivered_samples() {
+    let cfg = BufferConfig { max_bytes: 2 << 20, batch_max: 1000, ..Default::default() };
+    let tb = buffer_with(cfg, &["mqtt"]);
+    let m = TagMeta::new("d", "t", None);
+    for i in 0..5_000 {
+        tb.ingest.push(Sample::good(m.clone(), Value::F64(i as f64), Timestamp::now())).await;
+    }
+    tb.ingest.barrier().await;
+    for i in 0..200 {
+        let q = relais::parse::Quarantined {
+            source: "bad".into(),
+            origin: "http".into(),
+            location: format!("record {i}"),
+            reason: "parse_error: not JSON".into(),
+            raw: "z".repeat(60 * 1024),
+        };
+        let g = relais::ingest::Group { samples: Vec::new(), quarantine: vec![q], progress: None, done: None };
+        tb.ingest.push_group(g).await;
+    }
+    tb.ingest.barrier().await;
+    let st = tb.buffer.stats();
+    assert_eq!(st.dropped_total.load(Ordering::Relaxed), 0, "no undelivered sample dropped for the quarantine");
+    assert_eq!(st.rows(), 5_000);
+    let c = rusqlite::Connection::open(tb.buffer.path()).unwrap();
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0)).unwrap();
+    assert!(n > 0 && n < 200, "the oldest quarantined records were deleted ({n} kept)");
+    let newest: String = c.query_row("SELECT location FROM quarantine ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(newest, "record 199", "the newest are kept");
+    let oldest: String = c.query_row("SELECT location FROM quarantine ORDER BY id LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert_ne!(oldest, "record 0", "the oldest went first");
+    assert!(st.bytes_used.load(Ordering::Relaxed) <= 2 << 20);
+}
+
 #[tokio::test]
 async fn a_batch_larger_than_the_cap_still_lands_its_newest_samples() {
     // One transaction bigger than 125 % of max_bytes hits SQLITE_FULL (the same

@@ -343,3 +343,32 @@ async fn json_batch_messages_respect_max_message_bytes() {
     assert!(msgs.len() > 10);
     assert_eq!(seqs(&msgs).len(), 300);
 }
+
+/// One sample too large to publish (a 1 MB reason from data, a device name
+/// with '/', and over 128 bytes) never blocks the ones behind it: it goes out
+/// as a bad `payload_too_large` sample, on a topic of bounded levels, and the
+/// cursor moves on (field case: a huge CSV cell under the lenient policy).
+#[tokio::test]
+async fn an_oversized_sample_is_replaced_and_never_jams_the_sink() {
+    let Some(broker) = Mosquitto::start() else { return };
+    for format in ["json", "json-batch"] {
+        let mut sub = Sub::new(broker.port, "t/#").await;
+        let chain = SinkChain::start(sink_cfg(broker.port, &format!("format = \"{format}\"")), BufferConfig::default());
+        let ts = Timestamp::from_millis(1_764_410_073_120);
+        let huge: Arc<str> = format!("parse_error: {}", "A".repeat(1_000_000)).into();
+        let long_device = format!("press/{}", "x".repeat(70_000));
+        chain.tb.ingest.push(Sample::bad(TagMeta::new(long_device.as_str(), "temp", None), huge, ts)).await;
+        chain.tb.ingest.push(Sample::good(TagMeta::new("ok", "after", None), Value::F64(2.0), ts)).await;
+        let msgs = data(&sub.until_seqs(Duration::from_secs(10), chain.base + 1..=chain.base + 2, |_| true).await);
+        assert_eq!(seqs(&msgs), vec![chain.base + 1, chain.base + 2], "{format}: both delivered, in order");
+        let first = &msgs[0];
+        assert!(first.payload.len() <= 128 * 1024, "{format}: {} bytes", first.payload.len());
+        assert!(first.topic.starts_with("t/press_xxx"), "{format}: no extra topic level: {}", &first.topic[..20]);
+        assert!(first.topic.len() < 300, "{format}: topic levels are bounded");
+        let j = first.json();
+        let item = if format == "json" { j.clone() } else { j["samples"][0].clone() };
+        assert_eq!(item["quality"], "bad");
+        assert!(item["reason"].as_str().unwrap().starts_with("payload_too_large"), "{item}");
+        assert!(eventually(Duration::from_secs(5), || chain.tb.buffer.cursor("mqtt").unwrap().get() == chain.base + 2).await, "the cursor moved past it");
+    }
+}

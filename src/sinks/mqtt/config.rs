@@ -51,8 +51,10 @@ pub struct MqttSinkConfig {
     /// Longest wait for a PUBACK before the connection is rebuilt and the
     /// unacknowledged messages resent (default 30 s).
     pub ack_timeout: std::time::Duration,
-    /// Largest json-batch payload in bytes (default 128 KiB): bigger batches
-    /// are split. Many brokers and clouds limit messages (AWS IoT: 128 KiB).
+    /// Largest payload in bytes (default 128 KiB): bigger json-batch messages
+    /// are split; a single sample above it is sent as a bad
+    /// `payload_too_large` sample. Many brokers and clouds limit messages
+    /// (AWS IoT: 128 KiB).
     pub max_message_bytes: usize,
 }
 

@@ -55,6 +55,22 @@ struct Encoder {
     batch_topics: HashMap<String, Arc<str>>,
 }
 
+/// A sample whose message would exceed `max_message_bytes` (a huge text
+/// value or reason from data) cannot be published as is, and must never
+/// block the samples behind it: it is sent as a bad sample that says so,
+/// keeping the start of its reason.
+fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
+    let mut r = s.clone();
+    let mut head: String = s.reason.as_deref().unwrap_or("").chars().take(200).collect();
+    if !head.is_empty() {
+        head = format!("; it was: {head}…");
+    }
+    r.value = crate::model::Value::Null;
+    r.quality = crate::model::Quality::Bad;
+    r.reason = Some(format!("payload_too_large: the message was {size} bytes, above max_message_bytes ({max}); value dropped{head}").into());
+    r
+}
+
 impl Encoder {
     /// One json-batch message, split in halves until it fits `max_bytes`.
     fn push_batch(&self, device: &str, topic: &Arc<str>, chunk: &[&Sample], out: &mut Vec<Out>) {
@@ -63,6 +79,9 @@ impl Encoder {
             let (a, b) = chunk.split_at(chunk.len() / 2);
             self.push_batch(device, topic, a, out);
             self.push_batch(device, topic, b, out);
+        } else if payload.len() > self.max_bytes {
+            let small = too_large(chunk[0], payload.len(), self.max_bytes);
+            out.push(Out { topic: topic.clone(), payload: batch_json(&self.gateway, device, std::iter::once(&small)), samples: 1 });
         } else {
             out.push(Out { topic: topic.clone(), payload, samples: chunk.len() });
         }
@@ -84,7 +103,11 @@ impl Encoder {
             Format::Json => {
                 for s in rows {
                     let topic = self.topic_of(&s.meta);
-                    out.push(Out { topic, payload: sample_json(&self.gateway, s), samples: 1 });
+                    let mut payload = sample_json(&self.gateway, s);
+                    if payload.len() > self.max_bytes {
+                        payload = sample_json(&self.gateway, &too_large(s, payload.len(), self.max_bytes));
+                    }
+                    out.push(Out { topic, payload, samples: 1 });
                 }
             }
             Format::JsonBatch => {

@@ -74,8 +74,22 @@ impl TopicTemplate {
     /// and `#` and NUL become `_`, so a rendered topic is always publishable.
     pub fn render(&self, gateway: &str, device: &str, tag: &str) -> String {
         let mut s = String::with_capacity(self.src.len() + device.len() + tag.len());
+        // Names from data (a CSV device column, a JSON field) are not checked
+        // like configured ones: wildcards, NUL and '/' (an extra topic level)
+        // become '_', and a level is cut at 128 bytes, so no sample can make
+        // a topic the broker refuses or that escapes its level.
         let push = |s: &mut String, name: &str| {
-            s.extend(name.chars().map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }));
+            let mut n = 0;
+            for c in name.chars() {
+                n += c.len_utf8();
+                if n > crate::names::MAX_LEN {
+                    break;
+                }
+                s.push(if matches!(c, '+' | '#' | '\0' | '/') || c.is_control() { '_' } else { c });
+            }
+            if name.is_empty() {
+                s.push('_');
+            }
         };
         for p in &self.parts {
             match p {
@@ -151,5 +165,9 @@ mod tests {
         assert_eq!(TopicTemplate::parse("plant/status").unwrap().static_prefix(), "plant/status");
         assert!(TopicTemplate::parse("{tag}/x/{device}").unwrap().without_tag_level().is_none());
         assert_eq!(t.render("gw", "a+b", "c#d"), "icam/line5/a_b/c_d", "names never inject wildcards");
+        assert_eq!(t.render("gw", "press/2", ""), "icam/line5/press_2/_", "names from data never add a level");
+        let long = "é".repeat(100);
+        let r = t.render("gw", &long, "x");
+        assert_eq!(r.len(), "icam/line5/".len() + 128 + "/x".len(), "a level is cut at 128 bytes on a char boundary");
     }
 }
