@@ -292,6 +292,8 @@ impl Device {
     async fn serve(&mut self, session: &Arc<Session>, ev_rx: &mut mpsc::UnboundedReceiver<Event>, cancel: &CancellationToken, failures: &mut u32) -> End {
         let mut retry_at = Instant::now() + RETRY_MISSING;
         let mut last_fail_log: Option<(String, Instant)> = None;
+        let mut heartbeat = Heartbeat::default();
+        let mut beat_at = Instant::now() + self.dev.keep_alive;
         loop {
             let next_poll = if self.up { self.polls.iter().map(|p| p.next_due).min() } else { None };
             tokio::select! {
@@ -335,6 +337,14 @@ impl Device {
                 },
                 _ = sleep_until_opt(next_poll) => {
                     self.poll_due(session).await;
+                }
+                _ = tokio::time::sleep_until(beat_at), if self.up => {
+                    beat_at = Instant::now() + self.dev.keep_alive;
+                    if let Some(why) = heartbeat.beat(session, &self.dev).await {
+                        tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, "{why}; closing the session and opening a new one");
+                        self.down(&format!("{}: {why}", reason::COMM_FAILURE)).await;
+                        return End::Lost;
+                    }
                 }
                 _ = tokio::time::sleep_until(retry_at), if self.up => {
                     retry_at = Instant::now() + RETRY_MISSING;
@@ -727,6 +737,49 @@ impl Device {
             _ = cancel.cancelled() => false,
             _ = tokio::time::sleep(d) => true,
         }
+    }
+}
+
+/// The heartbeat on the server's clock (`Server.ServerStatus.CurrentTime`,
+/// i=2258), read every `keep_alive` beside the library's keep-alive read of
+/// the server state: a server whose clock stops (a hung runtime that still
+/// answers) or that fails three reads in a row gets a new session. The
+/// offset to our clock is logged once when above 5 s (timestamps from that
+/// server are off by as much).
+#[derive(Default)]
+struct Heartbeat {
+    last: Option<i64>,
+    frozen: u32,
+    failed: u32,
+    skew_warned: bool,
+}
+
+impl Heartbeat {
+    async fn beat(&mut self, session: &Arc<Session>, dev: &OpcUaDevice) -> Option<String> {
+        let r = session
+            .read(&[ReadValueId::new_value(VariableId::Server_ServerStatus_CurrentTime.into())], TimestampsToReturn::Neither, 0.0)
+            .await;
+        let t = match r.ok().and_then(|v| v.into_iter().next()).and_then(|dv| dv.value) {
+            Some(Variant::DateTime(t)) => super::convert::timestamp(&t),
+            _ => None,
+        };
+        let Some(t) = t else {
+            self.failed += 1;
+            return (self.failed >= 3).then(|| format!("the server's CurrentTime could not be read {} times in a row", self.failed));
+        };
+        self.failed = 0;
+        let skew = (t.0 - Timestamp::now().0) / 1_000_000;
+        if skew.abs() > 5_000 && !self.skew_warned {
+            self.skew_warned = true;
+            tracing::warn!(device = %dev.name, skew_ms = skew, "the server's clock differs from ours by more than 5 s; its SourceTimestamps are used as ts as they are");
+        }
+        if self.last == Some(t.0) {
+            self.frozen += 1;
+        } else {
+            self.frozen = 0;
+        }
+        self.last = Some(t.0);
+        (self.frozen >= 3).then(|| "the server's CurrentTime stopped advancing (server hung)".to_string())
     }
 }
 
