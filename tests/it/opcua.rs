@@ -626,3 +626,21 @@ async fn a_short_cut_reactivates_the_same_session() {
     assert_eq!(ua.sessions_created(), created, "the same session was re-activated, no new one");
     assert!(ua.max_sessions_seen() <= 1);
 }
+
+/// More tags than the server allows in one subscription (the simulator, like
+/// many PLCs, takes 1000 MonitoredItems per subscription): relais splits
+/// them over several subscriptions, and every tag delivers.
+#[tokio::test]
+async fn more_items_than_the_servers_limit_per_subscription() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..2500).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
+    let sim = ua_sim(&station("big", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dtags: Vec<(String, String)> = names.iter().map(|n| (n.clone(), format!("nsu={NS};s=big.{n}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "")).collect();
+    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "publishing_interval = \"200ms\"", &dref)));
+    let got = chain.until(Duration::from_secs(30), |s| s.iter().filter(|x| x.quality == Quality::Good).count() >= 2500).await;
+    let good: std::collections::HashSet<&str> = got.iter().filter(|x| x.quality == Quality::Good).map(|x| &*x.meta.tag).collect();
+    assert_eq!(good.len(), 2500, "every tag delivered; bad ones: {:?}", got.iter().filter(|x| x.quality == Quality::Bad).take(3).collect::<Vec<_>>());
+}

@@ -95,6 +95,8 @@ pub struct Device {
     namespaces: Vec<String>,
     max_read: usize,
     max_items: usize,
+    /// The server's MaxMonitoredItemsPerSubscription (`usize::MAX`: none).
+    max_per_sub: usize,
     up: bool,
     /// Reason of the last comm_failure samples, so a state is reported once.
     reported_down: bool,
@@ -187,6 +189,7 @@ impl Device {
             namespaces: Vec::new(),
             max_read: DEFAULT_CHUNK,
             max_items: DEFAULT_CHUNK,
+            max_per_sub: usize::MAX,
             up: false,
             reported_down: false,
             last_ns_check: None,
@@ -414,13 +417,17 @@ impl Device {
                 }
             }
         }
-        for g in 0..self.subs.len() {
+        // A full subscription moves its remaining tags to a new group at
+        // the end (see `create_items`): the list may grow while walked.
+        let mut g = 0;
+        while g < self.subs.len() {
             if self.subs[g].id.is_none() {
                 self.create_subscription(session, g).await?;
             } else if !self.subs[g].missing.is_empty() {
                 let missing = std::mem::take(&mut self.subs[g].missing);
                 self.create_items(session, g, missing).await?;
             }
+            g += 1;
         }
         if why == Rebuild::Reactivated {
             // A re-activated session keeps its subscriptions, which only
@@ -487,6 +494,7 @@ impl Device {
         let ids = [
             VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
             VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+            VariableId::Server_ServerCapabilities_MaxMonitoredItemsPerSubscription,
         ];
         let req: Vec<ReadValueId> = ids.iter().map(|v| ReadValueId::new_value((*v).into())).collect();
         let limit = |dv: Option<&DataValue>| -> usize {
@@ -498,7 +506,42 @@ impl Device {
         if let Ok(r) = session.read(&req, TimestampsToReturn::Neither, 0.0).await {
             self.max_read = limit(r.first());
             self.max_items = limit(r.get(1));
+            self.max_per_sub = match r.get(2).and_then(|d| d.value.as_ref()) {
+                Some(Variant::UInt32(n)) if *n > 0 => *n as usize,
+                _ => usize::MAX,
+            };
         }
+        self.partition_subs();
+    }
+
+    /// Splits the subscriptions that are to be created so that none holds
+    /// more MonitoredItems than the server's MaxMonitoredItemsPerSubscription
+    /// (PLCs often allow 1000 or fewer). Subscriptions that exist are kept.
+    fn partition_subs(&mut self) {
+        let limit = self.max_per_sub.max(1);
+        if self.subs.iter().all(|s| s.id.is_some() || s.tags.len() <= limit) {
+            return;
+        }
+        let mut out: Vec<SubGroup> = Vec::new();
+        let mut pending: Vec<(Duration, Vec<usize>)> = Vec::new();
+        for s in std::mem::take(&mut self.subs) {
+            if s.id.is_some() {
+                out.push(s);
+                continue;
+            }
+            match pending.iter_mut().find(|(iv, _)| *iv == s.publishing_interval) {
+                Some((_, t)) => t.extend(s.tags),
+                None => pending.push((s.publishing_interval, s.tags)),
+            }
+        }
+        for (iv, tags) in pending {
+            for chunk in tags.chunks(limit) {
+                out.push(SubGroup { publishing_interval: iv, tags: chunk.to_vec(), id: None, missing: Vec::new() });
+            }
+        }
+        tracing::info!(device = %self.dev.name, subscriptions = out.len(), max_items_per_subscription = limit,
+            "subscriptions split to the server's MaxMonitoredItemsPerSubscription");
+        self.subs = out;
     }
 
     async fn create_subscription(&mut self, session: &Arc<Session>, g: usize) -> Result<(), String> {
@@ -533,16 +576,41 @@ impl Device {
         let Some(sub) = self.subs[g].id else { return Ok(()) };
         let tags: Vec<usize> = tags.into_iter().filter(|&i| self.resolved[i].is_some()).collect();
         let mut failed: Vec<(usize, StatusCode)> = Vec::new();
-        for chunk in tags.chunks(self.max_items.max(1)) {
-            let reqs: Vec<MonitoredItemCreateRequest> = chunk.iter().map(|&i| self.item_request(i)).collect();
-            let res = session
-                .create_monitored_items(sub, TimestampsToReturn::Both, reqs)
-                .await
-                .map_err(|e| format!("CreateMonitoredItems: {}", e.status()))?;
-            for (&i, r) in chunk.iter().zip(res.iter()) {
-                if !r.result.status_code.is_good() {
-                    failed.push((i, r.result.status_code));
+        let (mut i, mut created) = (0usize, 0usize);
+        while i < tags.len() {
+            let chunk = &tags[i..(i + self.max_items.max(1)).min(tags.len())];
+            let reqs: Vec<MonitoredItemCreateRequest> = chunk.iter().map(|&t| self.item_request(t)).collect();
+            match session.create_monitored_items(sub, TimestampsToReturn::Both, reqs).await {
+                Ok(res) => {
+                    for (&t, r) in chunk.iter().zip(res.iter()) {
+                        if !r.result.status_code.is_good() {
+                            failed.push((t, r.result.status_code));
+                        }
+                    }
+                    created += chunk.len();
+                    i += chunk.len();
                 }
+                // The subscription is full (servers that do not state their
+                // MaxMonitoredItemsPerSubscription): smaller calls first, then
+                // the remaining tags go to a subscription of their own.
+                Err(e) if e.status().sub_code() == StatusCode::BadTooManyMonitoredItems.sub_code() => {
+                    if created == 0 && chunk.len() > 1 {
+                        self.max_items = chunk.len() / 2;
+                        continue;
+                    }
+                    if created == 0 {
+                        return Err("CreateMonitoredItems: BadTooManyMonitoredItems for a single item".into());
+                    }
+                    self.max_per_sub = self.max_per_sub.min(created);
+                    let rest: std::collections::HashSet<usize> = tags[i..].iter().copied().collect();
+                    self.subs[g].tags.retain(|t| !rest.contains(t));
+                    let interval = self.subs[g].publishing_interval;
+                    tracing::info!(device = %self.dev.name, items = created, moved = rest.len(),
+                        "the server's subscription is full (BadTooManyMonitoredItems); the remaining tags go to another subscription");
+                    self.subs.push(SubGroup { publishing_interval: interval, tags: tags[i..].to_vec(), id: None, missing: Vec::new() });
+                    break;
+                }
+                Err(e) => return Err(format!("CreateMonitoredItems: {}", e.status())),
             }
         }
         if failed.iter().any(|(_, c)| c.sub_code() == StatusCode::BadNodeIdUnknown.sub_code())
