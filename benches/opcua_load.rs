@@ -86,13 +86,13 @@ struct Params {
 
 fn configs(dir: &Path, p: &Params, broker: u16, ua: u16) -> (PathBuf, PathBuf) {
     let mut sim = format!(
-        "[sim]\ntick = \"100ms\"\n[opcua]\nlisten = \"127.0.0.1:{ua}\"\npki_dir = \"{}\"\nscan = \"100ms\"\nrestart_after = \"{}s\"\ndown_for = \"5s\"\n",
+        "[sim]\ntick = \"100ms\"\n[opcua]\nlisten = \"127.0.0.1:{ua}\"\npki_dir = \"{}\"\nscan = \"50ms\"\nrestart_after = \"{}s\"\ndown_for = \"5s\"\n",
         dir.join("sim-pki").display(),
         p.restart_after
     );
     let mut gw = format!(
         "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n[buffer]\nmax_bytes = \"4GiB\"\n\
-         [[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:{ua}/\"\npublishing_interval = \"100ms\"\nkeep_alive = \"1s\"\nreconnect_max = \"2s\"\n",
+         [[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:{ua}/\"\npublishing_interval = \"100ms\"\nsampling_interval = \"50ms\"\nqueue_size = 4\nkeep_alive = \"1s\"\nreconnect_max = \"2s\"\n",
         dir.join("data").display()
     );
     for s in 0..p.stations {
@@ -179,20 +179,25 @@ fn main() {
     let pid = gw.id();
     std::thread::sleep(Duration::from_secs(warmup));
     let (n0, c0, t0) = (seen.samples.load(Ordering::Relaxed), cpu_seconds(pid), Instant::now());
+    let (sc0, bc0) = (cpu_seconds(sim.id()), cpu_seconds(broker.id()));
     std::thread::sleep(Duration::from_secs(p.seconds));
     let secs = t0.elapsed().as_secs_f64();
     let n = seen.samples.load(Ordering::Relaxed) - n0;
     let cpu = (cpu_seconds(pid) - c0) / secs * 100.0;
+    let sim_cpu = (cpu_seconds(sim.id()) - sc0) / secs * 100.0;
+    let broker_cpu = (cpu_seconds(broker.id()) - bc0) / secs * 100.0;
     let (rss, peak) = (rss_mb(pid, "VmRSS:"), rss_mb(pid, "VmHWM:"));
     let items = p.stations * p.tags;
     println!(
-        "opcua {} items / 100 ms: offered {:.0} samples/s | delivered {:.0} samples/s | relais CPU {:.1} % of a core, RSS {:.1} MB (peak {:.1} MB)",
+        "opcua {} items / 100 ms: offered {:.0} samples/s | delivered {:.0} samples/s | relais CPU {:.1} % of a core, RSS {:.1} MB (peak {:.1} MB) | sim {:.1} %, mosquitto {:.1} %",
         items,
         items as f64 * 10.0,
         n as f64 / secs,
         cpu,
         rss,
-        peak
+        peak,
+        sim_cpu,
+        broker_cpu
     );
     // Restart: the server goes down at sim_start + restart_after and is back 5 s later.
     let back = sim_start + Duration::from_secs(p.restart_after + 5);

@@ -151,6 +151,12 @@ pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, reconnect: b
         .publish_timeout(dev.request_timeout.max(dev.keep_alive * 3))
         .session_timeout(dev.session_timeout.as_millis().min(u32::MAX as u128) as u32)
         .recreate_subscriptions(false)
+        // The library's decoding limits (1000 array elements, 5 chunks) are
+        // below what one publish of a few thousand MonitoredItems carries: a
+        // response above them would be dropped, its values lost.
+        .max_array_length(1_000_000)
+        .max_chunk_count(4096)
+        .max_message_size(256 << 20)
         .client()
         .map_err(|errs| anyhow::anyhow!("device {}: OPC UA client settings rejected: {}", dev.name, errs.join("; ")))
 }

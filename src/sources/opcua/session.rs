@@ -407,9 +407,7 @@ impl Device {
             }
             let gone: Vec<u32> = old.iter().copied().filter(|id| !kept.contains(id)).collect();
             if !gone.is_empty() {
-                // Clears them from the library's state (the server answers
-                // BadSubscriptionIdInvalid for the ones it lost).
-                let _ = session.delete_subscriptions(&gone).await;
+                forget_subscriptions(session, &gone).await;
             }
             for s in &mut self.subs {
                 if s.id.is_some_and(|id| gone.contains(&id)) {
@@ -880,6 +878,31 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, s
         stats.good.fetch_add(good, Ordering::Relaxed);
         stats.bad.fetch_add(buf.len() as u64 - good, Ordering::Relaxed);
         ingest.push_all(buf.drain(..)).await;
+    }
+}
+
+/// Deletes subscriptions of a lost session, on the server if it still has
+/// them and in the library's own state in any case (the library forgets a
+/// subscription only when DeleteSubscriptions answers; a server with no
+/// subscription at all answers BadNoSubscription instead, so a throwaway
+/// subscription is created to get per-id answers). Without this, every
+/// server restart would leave the old subscriptions and their items in
+/// memory for good.
+async fn forget_subscriptions(session: &Arc<Session>, ids: &[u32]) {
+    match session.delete_subscriptions(ids).await {
+        Err(e) if e.status().sub_code() == StatusCode::BadNoSubscription.sub_code() => {
+            let noop = DataChangeCallback::new(|_: DataValue, _: &MonitoredItem| {});
+            if let Ok(tmp) = session.create_subscription(Duration::from_secs(10), 3, 1, 0, 0, false, noop).await {
+                let mut all = ids.to_vec();
+                all.push(tmp);
+                let _ = session.delete_subscriptions(&all).await;
+            }
+        }
+        _ => {}
+    }
+    let left = session.subscription_state().lock().subscription_ids().map_or(0, |v| v.iter().filter(|id| ids.contains(id)).count());
+    if left > 0 {
+        tracing::debug!(left, "old subscriptions still in the client's state");
     }
 }
 
