@@ -13,12 +13,15 @@
 //! Needs `mosquitto` (Debian package) on PATH or in /usr/sbin.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+mod common;
+use common::{cpu_seconds, free_port, mosquitto, rss_mb, stop, wait_port};
 
 struct Scenario {
     name: String,
@@ -26,42 +29,6 @@ struct Scenario {
     tags: usize,
     interval: String,
     seconds: u64,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn mosquitto() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file()).expect("mosquitto not found: apt-get install mosquitto")
-}
-
-fn wait_port(port: u16) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn rss_mb(pid: u32, field: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn configs(dir: &Path, s: &Scenario, broker: u16) -> (PathBuf, PathBuf) {
@@ -152,23 +119,6 @@ fn pct(v: &mut [u64], p: f64) -> f64 {
     }
     v.sort_unstable();
     v[((v.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
-}
-
-fn stop(mut c: Child) {
-    unsafe { kill(c.id() as i32, 15) };
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(6) {
-        if c.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 fn run(s: &Scenario, rt: &tokio::runtime::Runtime) {

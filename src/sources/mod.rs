@@ -13,6 +13,7 @@ pub mod http;
 pub mod modbus;
 pub mod mqtt_in;
 pub mod opcua;
+pub mod schedule;
 
 use std::path::Path;
 

@@ -199,15 +199,8 @@ impl EndpointPoller {
                 _ = self.cycle(d, g) => {}
             }
             let group = &mut self.devices[d].groups[g];
-            group.next_due += group.interval;
-            let now = Instant::now();
-            if group.next_due <= now {
-                // Overran: skip the missed ticks rather than bursting.
-                let behind = now - group.next_due;
-                let skipped = behind.as_nanos() / group.interval.as_nanos().max(1) + 1;
-                group.next_due += group.interval * skipped as u32;
-                self.devices[d].stats.overruns.fetch_add(skipped as u64, Ordering::Relaxed);
-            }
+            let skipped = crate::sources::schedule::advance(&mut group.next_due, group.interval);
+            self.devices[d].stats.overruns.fetch_add(skipped, Ordering::Relaxed);
         }
     }
 

@@ -677,14 +677,8 @@ impl Device {
             let tags = self.polls[p].tags.clone();
             let unknown = self.read_tags(session, &tags).await;
             let group = &mut self.polls[p];
-            group.next_due += group.interval;
-            let now = Instant::now();
-            if group.next_due <= now {
-                let behind = now - group.next_due;
-                let skipped = behind.as_nanos() / group.interval.as_nanos().max(1) + 1;
-                group.next_due += group.interval * skipped as u32;
-                self.stats.overruns.fetch_add(skipped as u64, Ordering::Relaxed);
-            }
+            let skipped = crate::sources::schedule::advance(&mut group.next_due, group.interval);
+            self.stats.overruns.fetch_add(skipped, Ordering::Relaxed);
             if unknown
                 && self.ns_recheck_allowed()
                 && self.dev.tags.iter().any(|t| t.node.uri().is_some())
