@@ -62,13 +62,7 @@ fn configs(dir: &Path, s: &Scenario, broker: u16) -> (PathBuf, PathBuf) {
             }
         }
     }
-    gw += &format!(
-        "[[sink]]\nname = \"broker\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{broker}\"\ntopic = \"bench/{{device}}/{{tag}}\"\nqos = 1\nformat = \"json-batch\"\nmax_inflight = 200\nread_rows = 5000\n"
-    );
-    let (sp, gp) = (dir.join("sim.toml"), dir.join("relais.toml"));
-    std::fs::write(&sp, sim).unwrap();
-    std::fs::write(&gp, gw).unwrap();
-    (sp, gp)
+    common::write_configs(dir, &sim, gw, broker)
 }
 
 struct Counters {

@@ -51,13 +51,7 @@ fn configs(dir: &Path, p: &Params, broker: u16, ua: u16) -> (PathBuf, PathBuf) {
             gw += &format!("[[device.tag]]\nname = \"s{s}.t{t}\"\nnode_id = \"nsu=urn:relais:sim;s=s{s}.t{t}\"\n");
         }
     }
-    gw += &format!(
-        "[[sink]]\nname = \"broker\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{broker}\"\ntopic = \"bench/{{device}}/{{tag}}\"\nqos = 1\nformat = \"json-batch\"\nmax_inflight = 200\nread_rows = 5000\n"
-    );
-    let (sp, gp) = (dir.join("sim.toml"), dir.join("relais.toml"));
-    std::fs::write(&sp, sim).unwrap();
-    std::fs::write(&gp, gw).unwrap();
-    (sp, gp)
+    common::write_configs(dir, &sim, gw, broker)
 }
 
 #[derive(Default)]

@@ -60,3 +60,15 @@ unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
+
+/// Adds the benches' MQTT sink (QoS 1, json-batch, `bench/{device}/{tag}`)
+/// to the gateway config and writes both files; returns (sim, gateway) paths.
+pub fn write_configs(dir: &std::path::Path, sim: &str, mut gw: String, broker: u16) -> (PathBuf, PathBuf) {
+    gw += &format!(
+        "[[sink]]\nname = \"broker\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{broker}\"\ntopic = \"bench/{{device}}/{{tag}}\"\nqos = 1\nformat = \"json-batch\"\nmax_inflight = 200\nread_rows = 5000\n"
+    );
+    let (sp, gp) = (dir.join("sim.toml"), dir.join("relais.toml"));
+    std::fs::write(&sp, sim).unwrap();
+    std::fs::write(&gp, gw).unwrap();
+    (sp, gp)
+}
