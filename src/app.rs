@@ -183,6 +183,7 @@ impl Gateway {
             spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
             spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
             spawn_systemd(status.clone(), aux_stop.clone()),
+            crate::telemetry::spawn_reject_log(telemetry.clone(), aux_stop.clone()),
         ];
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();

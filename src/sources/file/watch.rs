@@ -118,7 +118,7 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
             let skip = other.map_or(0, |p| p.line);
             let mut mapper = Mapper::new(&cfg.common.name, &cfg.common.device, &cfg.common.parse.tags);
             let r = ingest_file(path, &cfg.common.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &LiveCounters::default());
-            stats.add(&r);
+            stats.add(&r, &path.display().to_string());
             r
         }
     };

@@ -33,7 +33,7 @@ use crate::ingest::Group;
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::{parse_input, reason_code};
+use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
 
 struct Bucket {
@@ -172,12 +172,7 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
     if !rejects.is_empty() {
         let errors: Vec<serde_json::Value> = rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
         let n = rejects.len();
-        route.stats.quarantined.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut m) = route.stats.reasons.lock() {
-            for q in &rejects {
-                *m.entry(reason_code(&q.reason)).or_default() += 1;
-            }
-        }
+        route.stats.rejected(&rejects);
         // Keep them in the quarantine too (best effort, not awaited for long).
         let g = Group { quarantine: rejects, ..Default::default() };
         let _ = tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await;

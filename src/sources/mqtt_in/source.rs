@@ -19,7 +19,7 @@ use crate::ingest::Group;
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::{parse_input, reason_code};
+use crate::sources::file::ingest::parse_input;
 
 /// Starts the subscriber.
 pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
@@ -84,15 +84,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                         .await;
                         let Ok(g) = parsed else { continue };
                         stats2.records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if !g.quarantine.is_empty() {
-                            stats2.quarantined.fetch_add(g.quarantine.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                            if let Ok(mut m) = stats2.reasons.lock() {
-                                for q in &g.quarantine {
-                                    *m.entry(reason_code(&q.reason)).or_default() += 1;
-                                }
-                            }
-                            tracing::debug!(source = %cfg.common.name, topic = %p.topic, "payload rejected to quarantine");
-                        }
+                        stats2.rejected(&g.quarantine);
                         let n = g.samples.len() as u64;
                         let ingest = ctx2.ingest.clone();
                         tokio::spawn(async move {
