@@ -2,14 +2,19 @@
 //! to `done/`, or to `failed/` with a `.errors` report when any record was
 //! quarantined (the good records are accepted either way).
 //!
-//! A file is read only once it is complete: its size and modification time
-//! must stay unchanged for `settle` (default 2 s). Names starting with `.` or
-//! ending in `.tmp`, `.part` or `.partial` are never read, so writers can also
-//! write under such a name and rename into place. The folder is watched with
-//! inotify (the `notify` crate) and rescanned every second as a fallback.
-//! A file whose content was already imported (same SHA-256 and size) is not
-//! ingested twice; an import interrupted by a crash resumes after its last
-//! committed record.
+//! - A file is read only once it is complete: its size and modification time
+//!   must stay unchanged for `settle` (default 2 s).
+//! - Names starting with `.` or ending in `.tmp`, `.part` or `.partial` are
+//!   never read, so writers can also write under such a name and rename into
+//!   place. The folder is watched with inotify (the `notify` crate) and
+//!   rescanned every second as a fallback.
+//! - A file whose content was already imported with the same parse settings
+//!   (same SHA-256, size and settings; see [`super::ingest::import_key`]) is
+//!   not ingested twice; after the source's settings are corrected (and relais
+//!   restarted), a file copied back from `failed/` is ingested again.
+//! - An ingest interrupted by a crash or a shutdown resumes after its last
+//!   committed record: at shutdown the file is left in the folder and the
+//!   read stops at the next group of records.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +25,9 @@ use notify::Watcher;
 use tokio::task::JoinHandle;
 
 use super::config::WatchSource;
-use super::ingest::{FileReport, LiveCounters, file_identity, ingest_file};
+use super::ingest::{LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous};
 use crate::parse::Mapper;
+use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
 
 fn ignored(name: &str) -> bool {
@@ -43,6 +49,14 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
     unreachable!()
 }
 
+/// What the folder scan knows of a file.
+struct Seen {
+    size: u64,
+    mtime: SystemTime,
+    /// Last change of size or modification time.
+    since: Instant,
+}
+
 /// Starts watching.
 pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>> {
     for d in [&cfg.folder, &cfg.done_dir, &cfg.failed_dir] {
@@ -62,7 +76,7 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     Ok(tokio::spawn(async move {
         let _watcher = watcher;
         let cfg = Arc::new(cfg);
-        let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
         loop {
             tokio::select! {
                 _ = ctx.stop.cancelled() => return,
@@ -80,12 +94,12 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 let path = e.path();
                 present.push(path.clone());
                 let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-                let entry = seen.entry(path.clone()).or_insert((size, mtime, Instant::now()));
-                if entry.0 != size || entry.1 != mtime {
-                    *entry = (size, mtime, Instant::now());
+                let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now() });
+                if entry.size != size || entry.mtime != mtime {
+                    *entry = Seen { size, mtime, since: Instant::now() };
                     continue;
                 }
-                if entry.2.elapsed() < cfg.settle {
+                if entry.since.elapsed() < cfg.settle {
                     continue;
                 }
                 seen.remove(&path);
@@ -103,44 +117,65 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     }))
 }
 
+fn move_file(path: &Path, dest: &Path) -> anyhow::Result<()> {
+    std::fs::rename(path, dest)
+        .or_else(|_| std::fs::copy(path, dest).and_then(|_| std::fs::remove_file(path)))
+        .map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", path.display(), dest.display()))
+}
+
 /// Ingests one settled file and moves it to `done/` or `failed/`.
 fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crate::telemetry::SourceStats) -> anyhow::Result<()> {
+    let src = &cfg.common;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let origin = path.display().to_string();
     let (hash, size) = file_identity(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let key = format!("file:{hash}:{size}");
-    let stored = ctx.reader.progress_blocking(&key)?;
-    let report = match stored {
-        Some(p) if p.done => {
-            tracing::warn!(source = %cfg.common.name, file = %path.display(), "this content was already imported; not ingesting it again");
-            FileReport::default()
-        }
-        other => {
-            let skip = other.map_or(0, |p| p.line);
-            let mut mapper = Mapper::new(&cfg.common.name, &cfg.common.device, &cfg.common.parse.tags);
-            let r = ingest_file(path, &cfg.common.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &LiveCounters::default());
-            stats.add(&r, &path.display().to_string());
-            r
+    let format = format_of(path, &src.parse).unwrap_or(Format::Csv);
+    let key = import_key(&hash, size, &src.parse, format, &src.device);
+    let skip = match previous(&ctx.reader, &key, &legacy_import_key(&hash, size))? {
+        Previous::New => 0,
+        Previous::Resume(n) => n,
+        done @ (Previous::Done | Previous::LegacyDone) => {
+            let dest = free_name(&cfg.done_dir, &name);
+            move_file(path, &dest)?;
+            let why = if done == Previous::Done {
+                "this content was already imported with the same settings; not ingesting it again (edit the file, or correct the source's parse settings and restart relais, to ingest it again)"
+            } else {
+                "this content was already imported by an earlier relais version; not ingesting it again (`relais import --force` with relais stopped ingests it again)"
+            };
+            tracing::warn!(source = %src.name, file = %name, "{why}; moved to {}", dest.display());
+            return Ok(());
         }
     };
+    let mut mapper = Mapper::new(&src.name, &src.device, &src.parse.tags);
+    let live = LiveCounters { cancel: Some(ctx.stop.clone()), ..Default::default() };
+    let report = ingest_file(path, &src.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &live);
+    if !report.complete() && !report.file_error {
+        // Stopped by the shutdown (or the buffer stopped): the file stays
+        // here and the next start resumes after the committed records.
+        tracing::info!(source = %src.name, file = %name, committed_records = skip + report.records,
+            "ingest stopped by the shutdown; the file stays in the folder and the rest is read at the next start");
+        stats.add(&report, &origin);
+        return Ok(());
+    }
     let failed = report.quarantined > 0;
     let dest_dir = if failed { &cfg.failed_dir } else { &cfg.done_dir };
     let dest = free_name(dest_dir, &name);
-    std::fs::rename(path, &dest).or_else(|_| std::fs::copy(path, &dest).and_then(|_| std::fs::remove_file(path)))
-        .map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", path.display(), dest.display()))?;
+    move_file(path, &dest)?;
     if failed {
         let mut text = format!(
             "# {}: {} records, {} samples accepted, {} records quarantined (see `relais quarantine list --source {}`)\n",
-            name, report.records, report.samples, report.quarantined, cfg.common.name
+            name, report.records, report.samples, report.quarantined, src.name
         );
         for (loc, why) in &report.rejects {
             text.push_str(&format!("{loc}: {why}\n"));
         }
         let errors = PathBuf::from(format!("{}.errors", dest.display()));
         std::fs::write(&errors, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", errors.display()))?;
-        tracing::warn!(source = %cfg.common.name, file = %name, accepted = report.samples, quarantined = report.quarantined,
+        tracing::info!(source = %src.name, file = %name, accepted = report.samples, quarantined = report.quarantined,
             "file ingested with rejected records; moved to {}", dest.display());
     } else {
-        tracing::info!(source = %cfg.common.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
+        tracing::info!(source = %src.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
     }
+    stats.add(&report, &dest.display().to_string());
     Ok(())
 }
