@@ -263,7 +263,7 @@ pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: 
 /// JSON Lines: one object per line; blank lines are skipped.
 pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, super::csv::FileError> {
     let mut n = 0u64;
-    let mut offset = 0usize;
+    let mut offset = mapper.byte_base as usize;
     let base = mapper.line_base;
     for (i, line) in input.split(b'\n').enumerate() {
         let bytes = line.map_err(|e| super::csv::FileError::Io(e.to_string()))?;

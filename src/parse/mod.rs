@@ -64,6 +64,8 @@ pub struct Mapper {
     pub device: Arc<str>,
     /// Added to the line numbers parsers report (tailing a file in chunks).
     pub line_base: u64,
+    /// Added to the byte offsets JSON Lines parsing reports (tailing a file in chunks).
+    pub byte_base: u64,
     rules: HashMap<String, TagRule>,
     metas: HashMap<(Arc<str>, Arc<str>), Arc<TagMeta>>,
 }
@@ -75,6 +77,7 @@ impl Mapper {
             source: source.to_string(),
             device: device.into(),
             line_base: 0,
+            byte_base: 0,
             rules: rules.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             metas: HashMap::new(),
         }

@@ -375,3 +375,39 @@ fn import_output_into_a_closed_pipe_does_not_panic() {
     assert!(!stderr.contains("panic") && !stderr.contains("Broken pipe"), "{stderr}");
     assert_eq!(counts(dir.path()).0, 5 + 30_000 * BIG_COLS as i64);
 }
+
+/// Issue 7c: two rotations while relais was stopped: the rest of the file
+/// read before the stop and the current file are read, and the file rotated
+/// in between (never read) is named in a warning.
+#[test]
+fn tail_warns_about_a_file_rotated_away_while_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let lines = |r: std::ops::Range<i64>| r.map(|i| format!("{{\"n\": {i}}}\n")).collect::<String>();
+    let append = |p: &Path, s: &str| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap().write_all(s.as_bytes()).unwrap();
+    append(&log, &lines(0..5));
+    let cfg = config(dir.path(), "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\n");
+    let mut child = spawn_run(&cfg, &dir.path().join("run1.log"));
+    assert!(wait_samples(dir.path(), 5, Duration::from_secs(10)));
+    kill(child.id(), 15);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
+    // While stopped: more lines, and two rotations (logrotate numbering).
+    append(&log, &lines(5..7));
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    append(&log, &lines(7..9));
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::rename(dir.path().join("app.jsonl.1"), dir.path().join("app.jsonl.2")).unwrap();
+    std::fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    append(&log, &lines(9..11));
+    let run2 = dir.path().join("run2.log");
+    let mut child = spawn_run(&cfg, &run2);
+    assert!(wait_samples(dir.path(), 9, Duration::from_secs(10)), "the rest of the first file and the current one");
+    std::thread::sleep(Duration::from_millis(300));
+    kill(child.id(), 15);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
+    assert_eq!(counts(dir.path()).0, 9, "lines 7 and 8 (in the middle file) are not read");
+    let logged = std::fs::read_to_string(&run2).unwrap();
+    let warn = logged.lines().find(|l| l.contains("WARN") && l.contains("rotated more than once")).unwrap_or_else(|| panic!("{logged}"));
+    assert!(warn.contains("app.jsonl.1 is not read, its lines are missing"), "{warn}");
+}

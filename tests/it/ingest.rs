@@ -339,3 +339,50 @@ async fn mqtt_in_commits_a_burst_in_arrival_order() {
     assert_eq!(got, (0..n).collect::<Vec<i64>>());
     gw.shutdown().await.unwrap();
 }
+
+fn quarantine_locations(dir: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT location FROM quarantine ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// Issue 7a: a file truncated and written again, longer than before, between
+/// two polls is read again from its first line (its head changed), not from
+/// the old offset.
+#[tokio::test]
+async fn tail_reads_a_file_rewritten_longer_between_two_polls_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..5).map(line).collect::<String>());
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"400ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 5).await);
+    // Same inode, truncated and rewritten with 100 other lines in one go.
+    std::fs::write(&log, (100..200).map(line).collect::<String>()).unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() >= 105).await, "{:?}", values(&samples(&gw)));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let want: Vec<i64> = (0..5).chain(100..200).collect();
+    assert_eq!(values(&samples(&gw)), want, "every line of the rewritten file, once");
+    gw.shutdown().await.unwrap();
+}
+
+/// Issue 7b: after a truncation, quarantined lines are numbered from the new
+/// start of the file.
+#[tokio::test]
+async fn tail_numbers_lines_from_one_after_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..10).map(line).collect::<String>());
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 10).await);
+    // copytruncate: emptied in place, then written again.
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(&log, "{\"n\": 20}\n{broken\n{\"n\": 21}\n");
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 12).await, "{:?}", values(&samples(&gw)));
+    gw.shutdown().await.unwrap();
+    assert_eq!(quarantine_locations(dir.path()), vec!["line 2 (byte 11)"], "line 2 of the truncated file, not line 12");
+}
