@@ -386,3 +386,34 @@ async fn tail_numbers_lines_from_one_after_a_truncation() {
     gw.shutdown().await.unwrap();
     assert_eq!(quarantine_locations(dir.path()), vec!["line 2 (byte 11)"], "line 2 of the truncated file, not line 12");
 }
+
+/// Issue 10: a writer that pauses longer than `settle` in the middle of a
+/// line does not get its file ingested half-way: a file whose last line has
+/// no newline yet is waited for (up to 10 × settle), then read whole.
+#[tokio::test]
+async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let body = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    let path = inbox.join("paused.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    write!(f, "ts,flow,level\n2026-01-05T10:00:00Z,1.5,10\n2026-01-05T10:00:01Z,1.").unwrap();
+    f.flush().unwrap();
+    // The writer pauses 4 × settle mid-line.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(files_in(&inbox.join("done")).is_empty() && files_in(&inbox.join("failed")).is_empty(), "not read half-way");
+    write!(f, "6,11\n2026-01-05T10:00:02Z,1.7,12\n").unwrap();
+    f.flush().unwrap();
+    drop(f);
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["paused.csv"]).await, "{:?}", files_in(&inbox.join("failed")));
+    assert_eq!(samples(&gw).len(), 6, "every row, once");
+    // A file that never gets its final newline is read after 10 × settle.
+    write_atomic(&inbox, "no-newline.csv", "ts,flow\n2026-01-05T11:00:00Z,3");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string()), "still waiting at 5 × settle");
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string())).await);
+    assert_eq!(samples(&gw).len(), 7);
+    gw.shutdown().await.unwrap();
+}

@@ -3,7 +3,11 @@
 //! quarantined (the good records are accepted either way).
 //!
 //! - A file is read only once it is complete: its size and modification time
-//!   must stay unchanged for `settle` (default 2 s).
+//!   must stay unchanged for `settle` (default 2 s). A CSV or JSON Lines file
+//!   whose last line has no newline yet (and a JSON document that does not
+//!   end in `}` or `]`) is given more time: it is read once it ends
+//!   properly, or once it has not changed for 10 × `settle`
+//!   ([`INCOMPLETE_WAIT`] settles), whichever comes first.
 //! - Names starting with `.` or ending in `.tmp`, `.part` or `.partial` are
 //!   never read, so writers can also write under such a name and rename into
 //!   place. The folder is watched with inotify (the `notify` crate) and
@@ -17,6 +21,7 @@
 //!   read stops at the next group of records.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +34,10 @@ use super::ingest::{LiveCounters, Previous, file_identity, format_of, import_key
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
+
+/// How many `settle` periods a file that does not end properly (no final
+/// newline) is waited for before it is read as it is.
+pub const INCOMPLETE_WAIT: u32 = 10;
 
 fn ignored(name: &str) -> bool {
     name.starts_with('.') || [".tmp", ".part", ".partial", ".errors"].iter().any(|s| name.ends_with(s))
@@ -49,12 +58,34 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
     unreachable!()
 }
 
+/// True when the file ends the way a complete file of `format` does: a
+/// newline for CSV and JSON Lines, `}` or `]` (before trailing white space)
+/// for a JSON document. An empty file is not complete.
+pub fn ends_properly(path: &Path, format: Option<Format>) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else { return true };
+    let Ok(len) = f.metadata().map(|m| m.len()) else { return true };
+    if len == 0 {
+        return false;
+    }
+    let n = len.min(256);
+    let mut tail = vec![0u8; n as usize];
+    if f.seek(SeekFrom::Start(len - n)).and_then(|_| f.read_exact(&mut tail)).is_err() {
+        return true;
+    }
+    match format {
+        Some(Format::Json) => matches!(tail.iter().rev().find(|b| !b.is_ascii_whitespace()), Some(b'}' | b']') | None),
+        _ => tail.last() == Some(&b'\n'),
+    }
+}
+
 /// What the folder scan knows of a file.
 struct Seen {
     size: u64,
     mtime: SystemTime,
     /// Last change of size or modification time.
     since: Instant,
+    /// Logged that it waits for its end.
+    told: bool,
 }
 
 /// Starts watching.
@@ -94,13 +125,27 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 let path = e.path();
                 present.push(path.clone());
                 let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-                let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now() });
+                let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now(), told: false });
                 if entry.size != size || entry.mtime != mtime {
-                    *entry = Seen { size, mtime, since: Instant::now() };
+                    *entry = Seen { size, mtime, since: Instant::now(), told: entry.told };
                     continue;
                 }
-                if entry.since.elapsed() < cfg.settle {
+                let quiet = entry.since.elapsed();
+                if quiet < cfg.settle {
                     continue;
+                }
+                let format = format_of(&path, &cfg.common.parse).ok();
+                if !ends_properly(&path, format) {
+                    if quiet < cfg.settle * INCOMPLETE_WAIT {
+                        if !entry.told {
+                            tracing::info!(source = %cfg.common.name, file = %name,
+                                "file settled but its last line is not complete yet; waiting up to {:?} for the rest", cfg.settle * INCOMPLETE_WAIT);
+                            entry.told = true;
+                        }
+                        continue;
+                    }
+                    tracing::info!(source = %cfg.common.name, file = %name,
+                        "file has no complete last line after {:?} without change; reading it as it is", cfg.settle * INCOMPLETE_WAIT);
                 }
                 seen.remove(&path);
                 let (cfg2, ctx2, stats2) = (cfg.clone(), ctx.clone(), stats.clone());
