@@ -417,3 +417,35 @@ async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
     assert_eq!(samples(&gw).len(), 7);
     gw.shutdown().await.unwrap();
 }
+
+/// Issue 6 over HTTP: `"temp": "ERR"` in a field that carried numbers in an
+/// earlier request is no longer dropped with a 200: the body is rejected
+/// (strict) and the record quarantined; `""` gives a bad sample `null`;
+/// `"1,5"` is 1.5 with `decimal = ","`.
+#[tokio::test]
+async fn http_json_strings_in_numeric_fields_are_values_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nformat = \"json\"\ndecimal = \",\"\n"
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |b: &'static str| http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body(b).send();
+    let r = post(r#"{"temp": 21, "status": "OK"}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["accepted"], 1, "status is text, not a tag");
+    let r = post(r#"{"temp": "ERR", "status": "OK"}"#).await.unwrap();
+    assert_eq!(r.status(), 422, "not a silent 200");
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("\"ERR\" is not a number"), "{j}");
+    let r = post(r#"{"temp": ""}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(r#"{"temp": "1,5"}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let all = samples(&gw);
+    let temps: Vec<(Quality, Value)> = all.iter().map(|s| (s.quality, s.value.clone())).collect();
+    assert_eq!(temps, vec![(Quality::Good, Value::I64(21)), (Quality::Bad, Value::Null), (Quality::Good, Value::F64(1.5))]);
+    assert_eq!(all[1].reason.as_deref(), Some("null: empty string"));
+    gw.shutdown().await.unwrap();
+}

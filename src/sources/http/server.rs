@@ -44,6 +44,8 @@ struct Bucket {
 struct Route {
     cfg: HttpSource,
     stats: Arc<SourceStats>,
+    /// Text and numeric fields learnt from earlier bodies.
+    fields: Arc<crate::parse::Fields>,
     bucket: Mutex<Bucket>,
     slots: Semaphore,
 }
@@ -68,6 +70,7 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     for s in sources {
         let route = Arc::new(Route {
             stats: ctx.telemetry.source(&s.common.name),
+            fields: Arc::default(),
             bucket: Mutex::new(Bucket { tokens: s.max_requests_per_second.max(1.0), last: Instant::now() }),
             slots: Semaphore::new(s.max_concurrent),
             cfg: s,
@@ -149,6 +152,7 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
     let parsed = tokio::task::spawn_blocking(move || {
         let c = &r2.cfg.common;
         let mut mapper = Mapper::new(&c.name, &c.device, &c.parse.tags);
+        mapper.fields = r2.fields.clone();
         let mut samples = Vec::new();
         let mut rejects = Vec::new();
         let mut records = 0u64;

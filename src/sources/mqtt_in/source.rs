@@ -27,7 +27,7 @@ use rumqttc::Publish;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ingest::{Accepted, Group};
-use crate::parse::Mapper;
+use crate::parse::{Fields, Mapper};
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
 use crate::sources::file::ingest::parse_input;
@@ -53,10 +53,12 @@ fn spawn_acks(client: AsyncClient, stats: Arc<SourceStats>) -> mpsc::UnboundedSe
 }
 
 /// One payload into a group: its samples, or its quarantined records.
-fn parse_payload(cfg: &MqttInSource, topic: &str, payload: &[u8]) -> Group {
+/// `fields`: the text and numeric fields learnt from earlier payloads.
+fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload: &[u8]) -> Group {
     let c = &cfg.common;
     let device = cfg.device_level.and_then(|l| topic.split('/').nth(l).map(str::to_string)).filter(|d| crate::names::check(d).is_ok());
     let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
+    mapper.fields = fields.clone();
     let mut g = Group::default();
     let format = c.parse.format.unwrap_or(Format::Json);
     let res = parse_input(payload, format, &c.parse, &mut mapper, topic, &mut |r| match r {
@@ -73,6 +75,7 @@ fn parse_payload(cfg: &MqttInSource, topic: &str, payload: &[u8]) -> Group {
 pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
     tokio::spawn(async move {
         let stats = ctx.telemetry.source(&cfg.common.name);
+        let fields: Arc<Fields> = Arc::default();
         let cfg = Arc::new(cfg);
         let mut backoff = Duration::from_secs(1);
         let mut logged = false;
@@ -111,10 +114,10 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                         tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        let cfg2 = cfg.clone();
+                        let (cfg2, fields2) = (cfg.clone(), fields.clone());
                         let topic = p.topic.clone();
                         let payload = p.payload.clone();
-                        let parsed = tokio::task::spawn_blocking(move || parse_payload(&cfg2, &topic, &payload)).await;
+                        let parsed = tokio::task::spawn_blocking(move || parse_payload(&cfg2, &fields2, &topic, &payload)).await;
                         let Ok(g) = parsed else { continue };
                         stats.records.fetch_add(1, Ordering::Relaxed);
                         stats.rejected(&g.quarantine);
