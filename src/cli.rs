@@ -497,6 +497,28 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Where the samples of a source get their device name, as `relais check`
+/// shows it: the topic level (`mqtt-in` with `device_level`), the CSV column
+/// or the JSON path when configured, with the source's `device` as default.
+fn source_device(src: &crate::sources::SourceConfig) -> String {
+    let c = src.common();
+    let level = match src {
+        crate::sources::SourceConfig::MqttIn(m) => m.device_level,
+        _ => None,
+    };
+    let from = match (level, &c.parse.csv.device_column, &c.parse.json.device) {
+        (Some(l), _, _) => Some(format!("topic level {l}")),
+        (None, Some(col), Some(path)) => Some(format!("CSV column {col:?} or JSON {path}")),
+        (None, Some(col), None) => Some(format!("column {col:?}")),
+        (None, None, Some(path)) => Some(format!("JSON {path}")),
+        (None, None, None) => None,
+    };
+    match from {
+        Some(f) => format!("device from {f} (default {})", c.device),
+        None => format!("device {}", c.device),
+    }
+}
+
 /// The plan printed by `relais check`.
 pub fn render_plan(cfg: &Config) -> String {
     use std::fmt::Write as _;
@@ -593,7 +615,7 @@ pub fn render_plan(cfg: &Config) -> String {
             crate::parse::spec::Format::JsonLines => "jsonl",
         });
         let policy = if c.parse.policy == crate::parse::Policy::Strict { "strict" } else { "lenient" };
-        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, device {})", c.name, c.device);
+        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, {})", c.name, source_device(src));
     }
     for sink in &cfg.sinks {
         match sink {

@@ -242,7 +242,9 @@ impl TsSpec {
                 if let Ok(n) = t.parse::<f64>() {
                     return self.parse_number(n);
                 }
-                Err(format!("timestamp {t:?} is neither RFC 3339, ISO 8601 nor an epoch number; set `format`"))
+                Err(format!(
+                    "timestamp {t:?} is neither RFC 3339, ISO 8601 nor an epoch number; set `timestamp_format` (e.g. \"dd.MM.yyyy HH:mm:ss\" or \"%d.%m.%Y %H:%M:%S\")"
+                ))
             }
         }
     }

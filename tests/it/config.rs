@@ -341,3 +341,23 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     let t = GOOD.replacen("unit_id = 1", "unit_id = 0", 1);
     assert!(Config::parse(&t, "test.toml", Path::new(".")).is_ok());
 }
+
+/// Issue 8: `relais check` says where an mqtt-in source takes its device
+/// from (the topic level), not just the default.
+#[test]
+fn check_shows_the_device_level_of_mqtt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("in.toml");
+    std::fs::write(
+        &cfg,
+        "[gateway]\nid = \"gw\"\n[[source]]\nname = \"esp\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:1883\"\ntopics = [\"sensors/+/data\"]\ndevice_level = 1\n\
+         [[source]]\nname = \"lines\"\ntype = \"file\"\nlayout = \"long\"\ndevice_column = \"machine\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("device from topic level 1 (default esp)"), "{text}");
+    assert!(!text.contains("device esp)"), "{text}");
+    assert!(text.contains("device from column \"machine\" (default lines)"), "{text}");
+}

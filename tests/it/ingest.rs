@@ -449,3 +449,38 @@ async fn http_json_strings_in_numeric_fields_are_values_or_errors() {
     assert_eq!(all[1].reason.as_deref(), Some("null: empty string"));
     gw.shutdown().await.unwrap();
 }
+
+fn quarantine_origins(dir: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT origin FROM quarantine ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// Issues 1 and 8 in a watch folder: a file whose every record failed for a
+/// missing time zone goes to failed/, and its quarantine records name it
+/// there; once the config is corrected (and relais restarted), the same file
+/// copied back is ingested instead of "already imported".
+#[tokio::test]
+async fn watch_reingests_a_failed_file_after_the_config_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let body = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"time\"\n";
+    let content = "time,flow\n2026-01-05 10:00:00,1.5\n2026-01-05 10:00:01,1.6\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    write_atomic(&inbox, "naive.csv", content);
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("failed")) == ["naive.csv", "naive.csv.errors"]).await);
+    assert!(samples(&gw).is_empty());
+    gw.shutdown().await.unwrap();
+    let failed = inbox.join("failed/naive.csv").display().to_string();
+    assert_eq!(quarantine_origins(dir.path()), vec![failed.clone(), failed.clone()], "the records name the file where it went");
+    // Corrected config, restart, the file copied back.
+    let fixed = format!("{body}timezone = \"Europe/Paris\"\n");
+    let gw = Gateway::start(gateway_config(dir.path(), &fixed), RunOptions::default()).await.unwrap();
+    write_atomic(&inbox, "naive.csv", &std::fs::read_to_string(&failed).unwrap());
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["naive.csv"]).await, "{:?}", files_in(&inbox));
+    let all = samples(&gw);
+    assert_eq!(all.len(), 2);
+    assert_eq!(relais::model::format_rfc3339(all[0].ts), "2026-01-05T09:00:00Z");
+    gw.shutdown().await.unwrap();
+}

@@ -271,3 +271,10 @@ fn json_strings_in_numeric_fields_never_vanish() {
     let (_, bad) = run(br#"{"temp": "1.5"}"#, Format::Json, &spec("format = \"json\"\ndecimal = \",\""));
     assert!(bad[0].reason.contains("'.'"), "a dot in a decimal-comma source is reported: {:?}", bad);
 }
+
+/// Issue 8: an unreadable timestamp names the key to set, `timestamp_format`.
+#[test]
+fn unreadable_timestamps_name_the_timestamp_format_key() {
+    let (_, bad) = run(b"ts,a\n05/01/2026 10h00,1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"ts\""));
+    assert!(bad[0].reason.contains("set `timestamp_format`"), "{}", bad[0].reason);
+}

@@ -19,6 +19,7 @@
 //! - An ingest interrupted by a crash or a shutdown resumes after its last
 //!   committed record: at shutdown the file is left in the folder and the
 //!   read stops at the next group of records.
+//! - Quarantined records name the file where it ends up (`failed/…`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::config::WatchSource;
 use super::ingest::{LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous};
+use crate::ingest::{Group, Moved};
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
@@ -207,6 +209,9 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
     let dest = free_name(dest_dir, &name);
     move_file(path, &dest)?;
     if failed {
+        // The quarantined records name the file where it is now.
+        let moved = Moved { source: src.name.clone(), from: origin.clone(), to: dest.display().to_string() };
+        let _ = ctx.ingest.push_group_blocking(Group { moved: Some(moved), ..Default::default() }).blocking_recv();
         let mut text = format!(
             "# {}: {} records, {} samples accepted, {} records quarantined (see `relais quarantine list --source {}`)\n",
             name, report.records, report.samples, report.quarantined, src.name
