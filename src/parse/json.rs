@@ -263,7 +263,7 @@ fn parse_text(text: &str, spec: &ParseSpec) -> Result<J, serde_json::Error> {
     }
 }
 
-fn syntax_reason(e: &serde_json::Error, text: &str, base: usize) -> (String, String) {
+fn syntax_reason(e: &serde_json::Error, text: &str, base: usize, spec: &ParseSpec) -> (String, String) {
     // serde_json reports line and column (just past the offending character);
     // turn them into the byte offset of the offending token.
     let mut offset = text
@@ -277,14 +277,20 @@ fn syntax_reason(e: &serde_json::Error, text: &str, base: usize) -> (String, Str
     while offset > 0 && (b[offset - 1].is_ascii_alphanumeric() || b[offset - 1] == b'-' || b[offset - 1] == b'+') {
         offset -= 1;
     }
-    (format!("byte {}", base + offset), format!("{}: invalid JSON: {e}", reason::PARSE_ERROR))
+    let token: String = text[offset..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '(' | ')' | '#')).collect();
+    let hint = if spec.policy == Policy::Strict && is_non_finite_word(&token) {
+        format!(" (bare {token} is not JSON; policy = \"lenient\" reads it as a bad value with reason non_finite and keeps the other fields)")
+    } else {
+        String::new()
+    };
+    (format!("byte {}", base + offset), format!("{}: invalid JSON: {e}{hint}", reason::PARSE_ERROR))
 }
 
 /// One JSON document: an object, or an array of objects (each a record).
 pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> u64 {
     match parse_text(text, spec) {
         Err(e) => {
-            let (loc, why) = syntax_reason(&e, text, 0);
+            let (loc, why) = syntax_reason(&e, text, 0, spec);
             out(Err(mapper.reject(origin, loc, why, text)));
             1
         }
@@ -334,7 +340,7 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
         match parse_text(text, spec) {
             Ok(v) => out(record(&v, spec, mapper, origin, format!("line {}", base + i as u64 + 1), text)),
             Err(e) => {
-                let (_, why) = syntax_reason(&e, text, offset);
+                let (_, why) = syntax_reason(&e, text, offset, spec);
                 out(Err(mapper.reject(origin, format!("line {} (byte {})", base + i as u64 + 1, offset + e.column().saturating_sub(1)), why, text)));
             }
         }

@@ -411,3 +411,55 @@ fn tail_warns_about_a_file_rotated_away_while_stopped() {
     let warn = logged.lines().find(|l| l.contains("WARN") && l.contains("rotated more than once")).unwrap_or_else(|| panic!("{logged}"));
     assert!(warn.contains("app.jsonl.1 is not read, its lines are missing"), "{warn}");
 }
+
+/// A terminal of 80 columns that keeps what is drawn on it.
+#[derive(Debug, Default, Clone)]
+struct Term80(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl indicatif::TermLike for Term80 {
+    fn width(&self) -> u16 {
+        80
+    }
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.lock().unwrap().push(s.to_string());
+        Ok(())
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.lock().unwrap().push(s.to_string());
+        Ok(())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 9: the import progress bar keeps the record count whole on an
+/// 80-column terminal, even for a large file and a long path.
+#[test]
+fn import_progress_bar_fits_80_columns() {
+    use relais::sources::file::import::{bar_message, progress_bar};
+    let term = Term80::default();
+    let bar = progress_bar(1023 << 20, indicatif::ProgressDrawTarget::term_like(Box::new(term.clone())));
+    bar.set_position(512 << 20);
+    bar.set_message(bar_message(9_999_999, 123_456.0));
+    bar.tick();
+    let drawn = term.0.lock().unwrap().clone();
+    let line = drawn.iter().rev().find(|l| l.contains("records")).unwrap_or_else(|| panic!("{drawn:?}"));
+    assert!(line.contains("9999999 records, 123456/s"), "{line}");
+    assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+}

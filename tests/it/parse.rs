@@ -278,3 +278,15 @@ fn unreadable_timestamps_name_the_timestamp_format_key() {
     let (_, bad) = run(b"ts,a\n05/01/2026 10h00,1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"ts\""));
     assert!(bad[0].reason.contains("set `timestamp_format`"), "{}", bad[0].reason);
 }
+
+/// Issue 9: the strict-mode error for a bare NaN says how to read it.
+#[test]
+fn b29_strict_error_hints_at_the_lenient_policy() {
+    let (_, bad) = run(B29.as_bytes(), Format::Json, &spec("format = \"json\""));
+    assert!(bad[0].reason.contains("bare nan is not JSON; policy = \"lenient\" reads it"), "{}", bad[0].reason);
+    let (_, bad) = run(b"{\"a\": -Infinity}\n", Format::JsonLines, &spec("format = \"jsonl\""));
+    assert!(bad[0].reason.contains("bare -Infinity is not JSON"), "{}", bad[0].reason);
+    // Other syntax errors get no such hint.
+    let (_, bad) = run(b"{\"a\": tru}\n", Format::JsonLines, &spec("format = \"jsonl\""));
+    assert!(!bad[0].reason.contains("lenient"), "{}", bad[0].reason);
+}
