@@ -85,7 +85,7 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
     let start_id = start_ref.resolve(&map).map_err(|e| anyhow::anyhow!("--node {start}: {e}"))?;
 
     let mut seen = std::collections::HashSet::new();
-    if !all && start_id == NodeId::from(opcua::types::ObjectId::ObjectsFolder) {
+    if !all && start_id == opcua::types::ObjectId::ObjectsFolder {
         // Mark the standard objects as seen: listed, not expanded.
         for (id, _, _) in children_of(session, &start_id).await? {
             if id.namespace == 0 {
@@ -145,8 +145,7 @@ async fn children_of(session: &Arc<Session>, node: &NodeId) -> anyhow::Result<Ve
     };
     let mut out = Vec::new();
     let mut results = session.browse(&[desc], 1000, None).await.map_err(|e| anyhow::anyhow!("Browse {node}: {}", e.status()))?;
-    loop {
-        let Some(r) = results.pop() else { break };
+    while let Some(r) = results.pop() {
         if !r.status_code.is_good() {
             anyhow::bail!("Browse {node}: {}", r.status_code);
         }
@@ -173,7 +172,7 @@ async fn describe(session: &Arc<Session>, out: &mut [Found], idx: &[usize], uris
     let mut req = Vec::new();
     for &i in idx {
         let Ok(r) = out[i].node_id.parse::<super::node::NodeRef>() else { continue };
-        let map = super::session::namespace_map(&uris);
+        let map = super::session::namespace_map(uris);
         let Ok(id) = r.resolve(&map) else { continue };
         req.push(ReadValueId::new(id.clone(), AttributeId::DataType));
         req.push(ReadValueId::new(id, AttributeId::AccessLevel));

@@ -194,10 +194,11 @@ pub fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, server_cert: Op
         return Some(format!("the server closed the secure channel: most likely {}", ours()));
     }
     if sub == S::BadCertificateHostNameInvalid.sub_code() || sub == S::BadCertificateUriInvalid.sub_code() || sub == S::BadCertificateTimeInvalid.sub_code() {
-        return Some(format!(
+        return Some(
             "the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
              or set strict_server_certificate = false to check only that it is trusted"
-        ));
+                .to_string(),
+        );
     }
     if sub == S::BadIdentityTokenInvalid.sub_code() || sub == S::BadIdentityTokenRejected.sub_code() || sub == S::BadUserAccessDenied.sub_code() {
         return Some("the server rejected the user identity (username/password or user certificate)".to_string());

@@ -334,10 +334,10 @@ impl Device {
                 }
                 _ = tokio::time::sleep_until(retry_at), if self.up => {
                     retry_at = Instant::now() + RETRY_MISSING;
-                    if self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()) {
-                        if let Err(e) = self.rebuild(session, false).await {
-                            tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
-                        }
+                    if (self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()))
+                        && let Err(e) = self.rebuild(session, false).await
+                    {
+                        tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
                     }
                 }
             }
