@@ -50,21 +50,28 @@ pub fn cancel_on_signal(token: CancellationToken) {
             });
         }
     }
+    // Both handlers are installed before this returns (not when the task
+    // first runs): a signal arriving right after start is never missed, nor
+    // does it kill the process with the default action.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
     tokio::spawn(async move {
-        let term = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
-            _ = term => tracing::info!("SIGTERM received; shutting down"),
+            _ = wait_signal(int.as_mut()) => tracing::info!("SIGINT received; shutting down"),
+            _ = wait_signal(term.as_mut()) => tracing::info!("SIGTERM received; shutting down"),
         }
         token.cancel();
     });
+}
+
+/// Waits for the next delivery of `s` (forever without a handler).
+async fn wait_signal(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
@@ -183,6 +190,7 @@ impl Gateway {
             spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
             spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
             spawn_systemd(status.clone(), aux_stop.clone()),
+            crate::telemetry::spawn_reject_log(telemetry.clone(), aux_stop.clone()),
         ];
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeviceConfig, SinkConfig};
+use crate::{out, outln};
 use crate::sim::{Sim, SimConfig};
 use crate::sources::modbus::types::Table;
 
@@ -114,6 +115,10 @@ pub enum Command {
         /// Do not wait for the sinks to deliver before exiting.
         #[arg(long)]
         no_wait: bool,
+        /// Read the files even if they were imported before with the same
+        /// content and settings (their samples get new seq numbers).
+        #[arg(long)]
+        force: bool,
         /// Files or globs (quote globs: 'logs/*.csv').
         #[arg(required = true)]
         paths: Vec<String>,
@@ -218,6 +223,16 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
+/// Runs `f` on a new runtime, then shuts the runtime down without waiting
+/// more than a second for blocking threads (a file read that has not
+/// noticed the shutdown yet must not keep the process alive).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let rt = runtime();
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    out
+}
+
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -244,8 +259,7 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let rt = runtime();
-            rt.block_on(async {
+            block_on(async {
                 let stop = CancellationToken::new();
                 crate::app::cancel_on_signal(stop.clone());
                 crate::app::run(cfg, stop, Default::default()).await
@@ -272,18 +286,16 @@ pub fn main() -> ExitCode {
                 })
                 .map_or_else(fatal, |_| ExitCode::SUCCESS)
         }
-        Command::Import { config, source, no_wait, paths } => {
+        Command::Import { config, source, no_wait, force, paths } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let opts = crate::sources::file::import::ImportOptions { source, no_wait };
-            runtime()
-                .block_on(crate::sources::file::import::run(cfg, &paths, opts))
-                .map_or_else(fatal, ExitCode::from)
+            let opts = crate::sources::file::import::ImportOptions { source, no_wait, force, config_path: config };
+            block_on(crate::sources::file::import::run(cfg, &paths, opts)).map_or_else(fatal, ExitCode::from)
         }
         Command::Quarantine { what } => quarantine(what),
-        Command::Demo { data_dir, broker } => runtime().block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
+        Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { url, node, depth, snippet, all, config, device, security_policy, security_mode, username, password_env, pki_dir } => {
             let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
             let (dev, pki_dir, gateway_id) = match browse_target(args) {
@@ -300,11 +312,11 @@ pub fn main() -> ExitCode {
             };
             match runtime().block_on(run) {
                 Ok(found) if snippet => {
-                    print!("{}", crate::sources::opcua::browse::render_snippet(&found, &dev.name, &dev.endpoint));
+                    out!("{}", crate::sources::opcua::browse::render_snippet(&found, &dev.name, &dev.endpoint));
                     ExitCode::SUCCESS
                 }
                 Ok(found) => {
-                    print!("{}", crate::sources::opcua::browse::render_tree(&found));
+                    out!("{}", crate::sources::opcua::browse::render_tree(&found));
                     if found.is_empty() {
                         eprintln!("no objects or variables below {node}");
                     }
@@ -333,7 +345,7 @@ pub fn main() -> ExitCode {
             };
             match runtime().block_on(crate::sources::modbus::probe::probe(&endpoint, unit, table, address, count, timeout)) {
                 Ok(report) => {
-                    print!("{report}");
+                    out!("{report}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -427,22 +439,22 @@ fn quarantine(what: QuarantineCmd) -> ExitCode {
             QuarantineCmd::List { source, limit, .. } => {
                 let counts = q::counts(&c)?;
                 if counts.is_empty() {
-                    println!("the quarantine is empty");
+                    outln!("the quarantine is empty");
                     return Ok(());
                 }
-                println!("{:<20} {:<16} {:>8}", "source", "reason", "records");
+                outln!("{:<20} {:<16} {:>8}", "source", "reason", "records");
                 for (s, r, n) in counts.iter().filter(|(s, _, _)| source.as_deref().is_none_or(|x| x == s)) {
-                    println!("{s:<20} {r:<16} {n:>8}");
+                    outln!("{s:<20} {r:<16} {n:>8}");
                 }
-                println!();
+                outln!();
                 for r in q::list(&c, source.as_deref(), limit)? {
-                    println!("#{} {} {} {} {}: {}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason);
+                    outln!("#{} {} {} {} {}: {}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason);
                 }
             }
             QuarantineCmd::Show { id, .. } => match q::show(&c, id)? {
                 None => anyhow::bail!("no quarantined record #{id}"),
                 Some(r) => {
-                    println!("id:       {}\nwhen:     {}\nsource:   {}\norigin:   {}\nlocation: {}\nreason:   {}\nraw:\n{}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason, r.raw);
+                    outln!("id:       {}\nwhen:     {}\nsource:   {}\norigin:   {}\nlocation: {}\nreason:   {}\nraw:\n{}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason, r.raw);
                 }
             },
             QuarantineCmd::Export { source, output, .. } => {
@@ -455,7 +467,12 @@ fn quarantine(what: QuarantineCmd) -> ExitCode {
                 for r in rows {
                     let mut v = serde_json::to_value(&r)?;
                     v["recv_ts"] = serde_json::Value::String(ts(r.recv_ts));
-                    writeln!(out, "{v}")?;
+                    match writeln!(out, "{v}") {
+                        Ok(()) => {}
+                        // The reader went away (`| head`): stop quietly.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
@@ -476,8 +493,30 @@ fn check(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    print!("{}", render_plan(&cfg));
+    out!("{}", render_plan(&cfg));
     ExitCode::SUCCESS
+}
+
+/// Where the samples of a source get their device name, as `relais check`
+/// shows it: the topic level (`mqtt-in` with `device_level`), the CSV column
+/// or the JSON path when configured, with the source's `device` as default.
+fn source_device(src: &crate::sources::SourceConfig) -> String {
+    let c = src.common();
+    let level = match src {
+        crate::sources::SourceConfig::MqttIn(m) => m.device_level,
+        _ => None,
+    };
+    let from = match (level, &c.parse.csv.device_column, &c.parse.json.device) {
+        (Some(l), _, _) => Some(format!("topic level {l}")),
+        (None, Some(col), Some(path)) => Some(format!("CSV column {col:?} or JSON {path}")),
+        (None, Some(col), None) => Some(format!("column {col:?}")),
+        (None, None, Some(path)) => Some(format!("JSON {path}")),
+        (None, None, None) => None,
+    };
+    match from {
+        Some(f) => format!("device from {f} (default {})", c.device),
+        None => format!("device {}", c.device),
+    }
 }
 
 /// The plan printed by `relais check`.
@@ -579,7 +618,7 @@ pub fn render_plan(cfg: &Config) -> String {
             crate::parse::spec::Format::JsonLines => "jsonl",
         });
         let policy = if c.parse.policy == crate::parse::Policy::Strict { "strict" } else { "lenient" };
-        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, device {})", c.name, c.device);
+        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, {})", c.name, source_device(src));
     }
     for sink in &cfg.sinks {
         match sink {

@@ -15,6 +15,7 @@ pub mod app;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod diag;
 pub mod ingest;

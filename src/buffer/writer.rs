@@ -312,7 +312,7 @@ impl Writer {
                     Some(Entry::Sample(s)) => batch.push(s),
                     Some(Entry::Group(g)) => {
                         let g = *g;
-                        groups.push(GroupMeta { start: batch.len(), len: g.samples.len(), quarantine: g.quarantine, progress: g.progress, done: g.done });
+                        groups.push(GroupMeta { start: batch.len(), len: g.samples.len(), quarantine: g.quarantine, progress: g.progress, done: g.done, moved: g.moved });
                         batch.extend(g.samples);
                     }
                     Some(Entry::Barrier(b)) => barriers.push(b),
@@ -347,6 +347,12 @@ impl Writer {
                 }
                 self.ingest.park_writer(Duration::from_millis(100));
             }
+        }
+        // Nothing pushed from now on can be committed: close the ring so that
+        // every producer and waiter returns at once instead of blocking.
+        let lost = self.ingest.close();
+        if lost > 0 {
+            tracing::warn!(samples = lost, "buffer writer stopped with samples still arriving in the ring; they were not accepted");
         }
         // Shutdown: persist cursors, fold the WAL back.
         self.retention.periodic(&self.conn, &self.stats);
@@ -392,7 +398,7 @@ impl Writer {
                             tracing::warn!(dropped = n, dropped_total = total, similar_since_last_report = suppressed,
                                 "buffer disk full and nothing older to drop: dropped the oldest {n} samples of the batch");
                         }
-                        if batch.is_empty() && groups.iter().all(|g| g.quarantine.is_empty() && g.progress.is_none()) {
+                        if batch.is_empty() && groups.iter().all(|g| g.quarantine.is_empty() && g.progress.is_none() && g.moved.is_none()) {
                             groups.clear();
                             std::thread::sleep(Duration::from_millis(20));
                             return true;
@@ -534,6 +540,11 @@ impl Writer {
                     quarantined += 1;
                 }
             }
+            if let Some(m) = &g.moved {
+                self.conn
+                    .prepare_cached("UPDATE quarantine SET origin = ?3 WHERE source = ?1 AND origin = ?2")?
+                    .execute(params![m.source, m.from, m.to])?;
+            }
             if let Some(p) = &g.progress {
                 self.conn
                     .prepare_cached(
@@ -572,4 +583,5 @@ struct GroupMeta {
     quarantine: Vec<crate::parse::Quarantined>,
     progress: Option<crate::ingest::Progress>,
     done: Option<oneshot::Sender<crate::ingest::Accepted>>,
+    moved: Option<crate::ingest::Moved>,
 }

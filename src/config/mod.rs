@@ -311,6 +311,29 @@ impl Config {
                 }
             }
         }
+        // HTTP sources share one server per identical listen address; two
+        // different addresses on one port clash when one is a wildcard
+        // (0.0.0.0 takes the port on every IPv4 interface, [::] on every
+        // interface, IPv4 included on Linux).
+        let https: Vec<&crate::sources::http::config::HttpSource> = sources
+            .iter()
+            .filter_map(|s| match s {
+                SourceConfig::Http(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        for (i, b) in https.iter().enumerate() {
+            if let Some(a) = https[..i].iter().find(|a| a.listen != b.listen && a.listen.port() == b.listen.port() && b.listen.port() != 0 && listen_overlaps(a.listen.ip(), b.listen.ip())) {
+                diag.error(
+                    b.listen_span.clone(),
+                    &format!("source {:?} / listen", b.common.name),
+                    format!(
+                        "{} clashes with {} of source {:?}: a wildcard address takes the port on every interface; give both sources the same listen (they then share one server) or use another port",
+                        b.listen, a.listen, a.common.name
+                    ),
+                );
+            }
+        }
         // MQTT clients must not share an id on one broker (they kick each
         // other off), and sinks must not share a status topic.
         let mut clients: std::collections::HashMap<(String, u16, String), String> = Default::default();
@@ -358,6 +381,12 @@ impl Config {
     }
 }
 
+
+/// True when listening on `a` and on `b` (same port) would clash.
+fn listen_overlaps(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    let covers = |w: std::net::IpAddr, x: std::net::IpAddr| w.is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+    a == b || covers(a, b) || covers(b, a)
+}
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 const BUFFER_KEYS: &[&str] = &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check"];

@@ -12,6 +12,11 @@
 //!   accepted in its push order; per tag, order is preserved.
 //! - **Barriers.** [`Ingest::barrier`] resolves once everything its caller pushed
 //!   before it is committed: acceptance is observable.
+//! - **Closing.** When the writer stops it closes the ring ([`Ingest::close`]):
+//!   what is still queued, and anything pushed later, is dropped at once and
+//!   counted (`discarded`). Dropping an entry drops its acceptance sender, so
+//!   every waiter (a group's receiver, a barrier) resolves with an error
+//!   instead of waiting forever for a commit that can no longer happen.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +27,14 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, oneshot};
 
 use crate::model::Sample;
+
+fn samples_in(e: &Entry) -> u64 {
+    match e {
+        Entry::Sample(_) => 1,
+        Entry::Group(g) => g.samples.len() as u64,
+        Entry::Barrier(_) => 0,
+    }
+}
 
 /// One slot of the ring.
 #[derive(Debug)]
@@ -47,6 +60,20 @@ pub struct Group {
     pub progress: Option<Progress>,
     /// Told the `seq` range once committed (`first > last` when no sample).
     pub done: Option<oneshot::Sender<Accepted>>,
+    /// A file moved after its ingest: its quarantined records are updated
+    /// to name the file where it now is.
+    pub moved: Option<Moved>,
+}
+
+/// A file that was moved (to a watch folder's `done/` or `failed/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// Source name of the quarantined records.
+    pub source: String,
+    /// Origin recorded while the file was read.
+    pub from: String,
+    /// Where the file is now.
+    pub to: String,
 }
 
 /// Read progress of one input (a file, a tailed file).
@@ -82,6 +109,8 @@ pub struct IngestStats {
     pub full_waits: AtomicU64,
     /// Total time producers spent waiting, in nanoseconds.
     pub wait_ns: AtomicU64,
+    /// Samples dropped because they reached the ring after the writer stopped.
+    pub discarded: AtomicU64,
 }
 
 /// The ingest ring. Share it as `Arc<Ingest>`.
@@ -90,6 +119,7 @@ pub struct Ingest {
     queue: ArrayQueue<Entry>,
     writer: OnceLock<Thread>,
     writer_idle: AtomicBool,
+    closed: AtomicBool,
     space: Notify,
     /// Counters.
     pub stats: IngestStats,
@@ -102,6 +132,7 @@ impl Ingest {
             queue: ArrayQueue::new(capacity.max(2)),
             writer: OnceLock::new(),
             writer_idle: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             space: Notify::new(),
             stats: IngestStats::default(),
         }
@@ -131,18 +162,61 @@ impl Ingest {
     }
 
     /// Pushes without waiting; gives the entry back when the ring is full.
+    ///
+    /// Once the ring is closed (the writer stopped) the entry is dropped and
+    /// counted instead: `Ok` then means "will never block", not "will be
+    /// committed"; a group's or barrier's receiver resolves with an error.
     pub fn try_push(&self, e: Entry) -> Result<(), Entry> {
-        let n = match &e {
-            Entry::Sample(_) => 1,
-            Entry::Group(g) => g.samples.len() as u64,
-            Entry::Barrier(_) => 0,
-        };
+        if self.is_closed() {
+            self.discard(e);
+            return Ok(());
+        }
+        let n = samples_in(&e);
         self.queue.push(e)?;
         if n > 0 {
             self.stats.pushed.fetch_add(n, Ordering::Relaxed);
         }
+        if self.is_closed() {
+            // The writer closed the ring while we pushed: nobody else will
+            // ever pop this entry.
+            self.drain_closed();
+            return Ok(());
+        }
         self.wake_writer();
         Ok(())
+    }
+
+    /// True once the writer has stopped: nothing pushed now will be committed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the ring (called by the writer when it stops): drops what is
+    /// queued and everything pushed from now on, and wakes waiting producers.
+    /// Returns the number of samples dropped now.
+    pub fn close(&self) -> u64 {
+        self.closed.store(true, Ordering::SeqCst);
+        let n = self.drain_closed();
+        self.space.notify_waiters();
+        n
+    }
+
+    fn drain_closed(&self) -> u64 {
+        let mut n = 0;
+        while let Some(e) = self.queue.pop() {
+            n += self.discard(e);
+        }
+        n
+    }
+
+    fn discard(&self, e: Entry) -> u64 {
+        let n = samples_in(&e);
+        if n > 0 {
+            self.stats.discarded.fetch_add(n, Ordering::Relaxed);
+        }
+        // Dropping `e` drops its acceptance sender: its waiter sees an error.
+        drop(e);
+        n
     }
 
     /// Pushes one sample, waiting while the ring is full.
@@ -151,12 +225,19 @@ impl Ingest {
     }
 
     /// Pushes a group, waiting while the ring is full; resolves with its `seq`
-    /// range once committed (`None` if the writer dropped it).
-    pub async fn push_group(&self, mut g: Group) -> Option<Accepted> {
+    /// range once committed (`None` if the writer dropped it or has stopped).
+    pub async fn push_group(&self, g: Group) -> Option<Accepted> {
+        self.push_group_ordered(g).await.await.ok()
+    }
+
+    /// Pushes a group, waiting while the ring is full, and returns the
+    /// receiver of its acceptance without waiting for the commit: groups
+    /// pushed one after the other by one task are committed in that order.
+    pub async fn push_group_ordered(&self, mut g: Group) -> oneshot::Receiver<Accepted> {
         let (tx, rx) = oneshot::channel();
         g.done = Some(tx);
         self.push_entry(Entry::Group(Box::new(g))).await;
-        rx.await.ok()
+        rx
     }
 
     /// Pushes a group from a plain thread (waiting while full) and returns

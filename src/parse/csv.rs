@@ -119,8 +119,33 @@ impl<R: Read> Read for Lines<R> {
 }
 
 enum Plan {
-    Wide { cols: Vec<(usize, Arc<TagMeta>)> },
+    /// Column index, its tag, and whether a `[[source.tag]]` names it.
+    Wide { cols: Vec<(usize, Arc<TagMeta>, bool)> },
     Long { tag: usize, value: usize, unit: Option<usize>, quality: Option<usize> },
+}
+
+/// Wide layout, first data row: a column not named by a `[[source.tag]]`,
+/// not known as numeric, whose cell is text is a text column: dropped from
+/// `cols` (INFO once). The others are numeric from now on when their cell
+/// holds a number.
+fn classify_columns(cols: &mut Vec<(usize, Arc<TagMeta>, bool)>, rec: &csv::StringRecord, header: &[String], decimal: char, mapper: &Mapper, line: u64) {
+    use super::{FieldKind, note_text_field};
+    cols.retain(|(i, meta, configured)| {
+        let cell = &rec[*i];
+        let kind = mapper.fields.kind(&meta.tag);
+        if *configured || kind == Some(FieldKind::Numeric) {
+            return true;
+        }
+        if kind == Some(FieldKind::Text) || super::number::is_text(cell, decimal) {
+            mapper.fields.set(&meta.tag, FieldKind::Text);
+            note_text_field(&mapper.source, "column", &header[*i], cell, &format!(" in line {line}"));
+            return false;
+        }
+        if parse_number(cell, decimal).is_ok() {
+            mapper.fields.set(&meta.tag, FieldKind::Numeric);
+        }
+        true
+    });
 }
 
 /// Reads CSV from `input`, calling `out` once per record. `origin` names the
@@ -176,7 +201,7 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                         "column {h:?} cannot be a tag name (no '/', '+', '#'); rename it with [[source.tag]] name = \"...\" column = {h:?}, or add it to skip_columns"
                     )));
                 }
-                cols.push((i, mapper.meta(None, &name, None)));
+                cols.push((i, mapper.meta(None, &name, None), rule.is_some()));
             }
             if spec.listed_only {
                 for r in &spec.tags {
@@ -194,6 +219,8 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
         },
     };
     let strict = spec.policy == Policy::Strict;
+    let mut plan = plan;
+    let mut classified = false;
     let mut rec = csv::StringRecord::new();
     let mut n = 0u64;
     loop {
@@ -230,6 +257,12 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
             )));
             continue;
         }
+        if !classified {
+            classified = true;
+            if let Plan::Wide { cols } = &mut plan {
+                classify_columns(cols, &rec, &header, c.decimal, mapper, line);
+            }
+        }
         let recv = Timestamp::now();
         let (ts, mut uncertain) = match ts_col {
             None => (recv, None),
@@ -251,7 +284,7 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
         match &plan {
             Plan::Wide { cols } => {
                 samples.reserve(cols.len());
-                for (i, meta) in cols {
+                for (i, meta, _) in cols {
                     let meta = match &device {
                         Some(d) => mapper.meta(Some(d), &meta.tag, None),
                         None => meta.clone(),

@@ -97,7 +97,7 @@ enum Read {
     NotScalar,
 }
 
-fn read_value(v: &J) -> Read {
+fn read_value(v: &J, decimal: char) -> Read {
     match v {
         J::Null => Read::Null,
         J::Bool(b) => Read::Value(Value::Bool(*b)),
@@ -112,12 +112,55 @@ fn read_value(v: &J) -> Read {
         }
         J::String(s) => match s.strip_prefix(NONFINITE) {
             Some(tok) => Read::Bad(NumError::NonFinite(tok.to_string())),
-            None => match parse_number(s, '.') {
+            // Numbers written as strings follow the source's `decimal`.
+            None => match parse_number(s, decimal) {
                 Ok(v) => Read::Value(v),
+                // An empty string is no value, like an empty CSV cell.
+                Err(NumError::Empty) => Read::Null,
                 Err(e) => Read::Bad(e),
             },
         },
         _ => Read::NotScalar,
+    }
+}
+
+/// `select = "auto"`: whether field `name` holding `x` is a measurement
+/// (see the rules in [`crate::parse`]). Numbers and booleans are, and make
+/// the field numeric; a string is one when it holds a number (the field
+/// becomes numeric), or when the field is numeric or configured (then an
+/// unreadable or empty string is a bad value, not nothing). Text in a field
+/// not known as numeric makes it a text field: skipped, logged once. An
+/// empty string in such a field is skipped too.
+fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper) -> bool {
+    use super::{FieldKind, note_text_field};
+    let fields = &mapper.fields;
+    match x {
+        J::Number(_) | J::Bool(_) => {
+            fields.set(name, FieldKind::Numeric);
+            true
+        }
+        J::String(s) if s.starts_with(NONFINITE) => true,
+        J::String(s) => {
+            let numeric = configured || fields.kind(name) == Some(FieldKind::Numeric);
+            match parse_number(s, decimal) {
+                Ok(_) => {
+                    fields.set(name, FieldKind::Numeric);
+                    true
+                }
+                // "nan": a measurement without a value.
+                Err(NumError::NonFinite(_)) => true,
+                Err(NumError::Empty) => numeric,
+                Err(NumError::Invalid(_)) if numeric => true,
+                Err(NumError::Invalid(_)) if super::number::is_text(s, decimal) => {
+                    fields.set(name, FieldKind::Text);
+                    note_text_field(&mapper.source, "field", name, s, "");
+                    false
+                }
+                // A malformed number ("0.5" with decimal ","): reported.
+                Err(NumError::Invalid(_)) => true,
+            }
+        }
+        _ => true,
     }
 }
 
@@ -153,6 +196,7 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
         },
     };
     let strict = spec.policy == Policy::Strict;
+    let decimal = spec.csv.decimal;
     let mut picks: Vec<(String, Option<&J>)> = Vec::new();
     if spec.listed_only {
         for r in &spec.tags {
@@ -167,13 +211,10 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
                 continue;
             }
             // Configured rules may rename a path.
-            let name = spec.tags.iter().find(|r| r.path.as_deref() == Some(ptr.as_str())).map_or(name, |r| r.name.clone());
-            // Text that is not a number is not a measurement in auto mode
-            // (but "nan" is a measurement without a value).
-            if let J::String(s) = x
-                && !s.starts_with(NONFINITE)
-                && matches!(parse_number(s, '.'), Err(NumError::Invalid(_) | NumError::Empty))
-            {
+            let rule = spec.tags.iter().find(|r| r.path.as_deref() == Some(ptr.as_str()));
+            let configured = rule.is_some();
+            let name = rule.map_or(name, |r| r.name.clone());
+            if !classify(x, &name, configured, decimal, mapper) {
                 continue;
             }
             picks.push((name, Some(x)));
@@ -195,8 +236,9 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
             samples.push(mapper.bad(meta, format!("{}: field missing", reason::NULL), ts, recv));
             continue;
         };
-        match read_value(x) {
+        match read_value(x, decimal) {
             Read::Value(val) => samples.push(mapper.sample(meta, val, ts, recv, uncertain)),
+            Read::Null if matches!(x, J::String(_)) => samples.push(mapper.bad(meta, format!("{}: empty string", reason::NULL), ts, recv)),
             Read::Null => samples.push(mapper.bad(meta, reason::NULL.to_string(), ts, recv)),
             Read::Bad(e) if strict => return reject(mapper, format!("tag {name:?}: {e}")),
             Read::Bad(e @ NumError::NonFinite(_)) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::NON_FINITE), ts, recv)),
@@ -221,7 +263,7 @@ fn parse_text(text: &str, spec: &ParseSpec) -> Result<J, serde_json::Error> {
     }
 }
 
-fn syntax_reason(e: &serde_json::Error, text: &str, base: usize) -> (String, String) {
+fn syntax_reason(e: &serde_json::Error, text: &str, base: usize, spec: &ParseSpec) -> (String, String) {
     // serde_json reports line and column (just past the offending character);
     // turn them into the byte offset of the offending token.
     let mut offset = text
@@ -235,14 +277,20 @@ fn syntax_reason(e: &serde_json::Error, text: &str, base: usize) -> (String, Str
     while offset > 0 && (b[offset - 1].is_ascii_alphanumeric() || b[offset - 1] == b'-' || b[offset - 1] == b'+') {
         offset -= 1;
     }
-    (format!("byte {}", base + offset), format!("{}: invalid JSON: {e}", reason::PARSE_ERROR))
+    let token: String = text[offset..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '(' | ')' | '#')).collect();
+    let hint = if spec.policy == Policy::Strict && is_non_finite_word(&token) {
+        format!(" (bare {token} is not JSON; policy = \"lenient\" reads it as a bad value with reason non_finite and keeps the other fields)")
+    } else {
+        String::new()
+    };
+    (format!("byte {}", base + offset), format!("{}: invalid JSON: {e}{hint}", reason::PARSE_ERROR))
 }
 
 /// One JSON document: an object, or an array of objects (each a record).
 pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> u64 {
     match parse_text(text, spec) {
         Err(e) => {
-            let (loc, why) = syntax_reason(&e, text, 0);
+            let (loc, why) = syntax_reason(&e, text, 0, spec);
             out(Err(mapper.reject(origin, loc, why, text)));
             1
         }
@@ -263,7 +311,7 @@ pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: 
 /// JSON Lines: one object per line; blank lines are skipped.
 pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, super::csv::FileError> {
     let mut n = 0u64;
-    let mut offset = 0usize;
+    let mut offset = mapper.byte_base as usize;
     let base = mapper.line_base;
     for (i, line) in input.split(b'\n').enumerate() {
         let bytes = line.map_err(|e| super::csv::FileError::Io(e.to_string()))?;
@@ -292,7 +340,7 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
         match parse_text(text, spec) {
             Ok(v) => out(record(&v, spec, mapper, origin, format!("line {}", base + i as u64 + 1), text)),
             Err(e) => {
-                let (_, why) = syntax_reason(&e, text, offset);
+                let (_, why) = syntax_reason(&e, text, offset, spec);
                 out(Err(mapper.reject(origin, format!("line {} (byte {})", base + i as u64 + 1, offset + e.column().saturating_sub(1)), why, text)));
             }
         }

@@ -11,6 +11,18 @@
 //! values that could not be read under the lenient policy) or is rejected
 //! whole as a [`Quarantined`] record with its location, raw text and reason.
 //! Nothing is dropped silently.
+//!
+//! Text fields (`select = "auto"`): a CSV column, or a JSON field, is
+//! *numeric* once it has held a number (or when a `[[source.tag]]` names
+//! it), and *text* when its first value is text (see
+//! [`number::is_text`]): `operator = Anna`, `"estado": "OK"`. A text field is
+//! not a tag: it is skipped, with one INFO log per source and field. Text in
+//! a numeric field is an unreadable value: the record is rejected (strict
+//! policy) or the value becomes a bad sample `parse_error` (lenient). A CSV
+//! column is classified by its value in the first data row; a JSON field by
+//! the first value seen. What was learnt is kept in [`Fields`]: per file for
+//! imports and watch folders, for the life of the source for `tail`, `http`
+//! and `mqtt-in`.
 
 pub mod csv;
 pub mod json;
@@ -18,8 +30,8 @@ pub mod number;
 pub mod spec;
 pub mod timestamp;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
 pub use spec::{ParseSpec, Policy, TagRule};
@@ -54,6 +66,57 @@ pub fn clip(s: &str) -> String {
 /// The outcome of one record.
 pub type Record = Result<Vec<Sample>, Quarantined>;
 
+/// What a field (CSV column, JSON field) was found to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Measurements: text in it is an unreadable value.
+    Numeric,
+    /// Text: not a tag, skipped.
+    Text,
+}
+
+/// The kinds of a source's fields learnt so far (see the module docs).
+#[derive(Debug, Default)]
+pub struct Fields {
+    kinds: Mutex<HashMap<String, FieldKind>>,
+}
+
+impl Fields {
+    /// The kind of `name`, if known.
+    pub fn kind(&self, name: &str) -> Option<FieldKind> {
+        self.kinds.lock().ok()?.get(name).copied()
+    }
+
+    /// Records the kind of `name`.
+    pub fn set(&self, name: &str, kind: FieldKind) {
+        if let Ok(mut k) = self.kinds.lock()
+            && k.get(name) != Some(&kind)
+        {
+            k.insert(name.to_string(), kind);
+        }
+    }
+}
+
+/// Logs once per process, source and field that a text field is skipped;
+/// `what` is `column` or `field`, `value` its text, `place` where it was seen.
+pub fn note_text_field(source: &str, what: &str, field: &str, value: &str, place: &str) {
+    static SEEN: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+    let Ok(mut seen) = SEEN.lock() else { return };
+    if seen.get_or_insert_with(HashSet::new).insert((source.to_string(), field.to_string())) {
+        tracing::info!(
+            source = %source, field = %field,
+            "{what} {field:?} holds text ({:?}{place}): not ingested as a tag. To silence this, add it to skip_columns (CSV), \
+             or list the fields to ingest with [[source.tag]] and select = \"listed\"; to ingest it, name it in a [[source.tag]] \
+             (its text values are then errors)",
+            clip_example(value)
+        );
+    }
+}
+
+fn clip_example(s: &str) -> &str {
+    &s[..s.floor_char_boundary(40)]
+}
+
 /// Builds samples for one source: names, units, scaling, and one shared
 /// `TagMeta` per (device, tag).
 #[derive(Debug)]
@@ -64,6 +127,11 @@ pub struct Mapper {
     pub device: Arc<str>,
     /// Added to the line numbers parsers report (tailing a file in chunks).
     pub line_base: u64,
+    /// Added to the byte offsets JSON Lines parsing reports (tailing a file in chunks).
+    pub byte_base: u64,
+    /// Kinds of the fields learnt so far (text or numeric); share one
+    /// between the mappers of a long-lived source.
+    pub fields: Arc<Fields>,
     rules: HashMap<String, TagRule>,
     metas: HashMap<(Arc<str>, Arc<str>), Arc<TagMeta>>,
 }
@@ -75,6 +143,8 @@ impl Mapper {
             source: source.to_string(),
             device: device.into(),
             line_base: 0,
+            byte_base: 0,
+            fields: Arc::default(),
             rules: rules.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             metas: HashMap::new(),
         }

@@ -32,6 +32,14 @@ pub fn is_non_finite_word(s: &str) -> bool {
     matches!(l.as_str(), "nan" | "inf" | "infinity" | "nan(ind)" | "1.#ind" | "1.#inf")
 }
 
+/// True when `text` is text rather than a number, even a malformed one: it
+/// is not a number, boolean or non-finite spelling, and it holds a letter
+/// other than the exponent `e` (`Anna`, `ERR`, `n/a`, `v1.2`). `0.5` in a
+/// decimal-comma source, `-` or `1.2.3` are malformed numbers, not text.
+pub fn is_text(text: &str, decimal: char) -> bool {
+    matches!(parse_number(text, decimal), Err(NumError::Invalid(_))) && text.chars().any(|c| c.is_alphabetic() && c != 'e' && c != 'E')
+}
+
 /// Parses a number with `decimal` (`'.'` or `','`) as the decimal separator.
 ///
 /// Integers (no separator, no exponent) stay exact as [`Value::I64`] or
@@ -94,6 +102,16 @@ mod tests {
         assert_eq!(parse_number("18446744073709551615", '.'), Ok(Value::U64(u64::MAX)));
         assert_eq!(parse_number("-9223372036854775808", '.'), Ok(Value::I64(i64::MIN)));
         assert_eq!(parse_number("TRUE", '.'), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn text_or_malformed_number() {
+        for t in ["Anna", "ERR", "n/a", "v1.2", "12abc", "OK", "Żółw"] {
+            assert!(is_text(t, '.'), "{t}");
+        }
+        for n in ["0.5", "1,5", "1.234,5", "-", "--", "", "nan", "true", "12", "1e5", "1.5e"] {
+            assert!(!is_text(n, ','), "{n}");
+        }
     }
 
     #[test]

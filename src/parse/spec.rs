@@ -321,7 +321,65 @@ impl RawParse {
     }
 }
 
+impl ParseSpec {
+    /// A stable text of every setting that changes the samples a file gives,
+    /// for `format` (the file's resolved format) and `device` (the source's
+    /// default device). Part of a file import's identity, so that a file
+    /// imported with wrong settings is imported again once they are fixed.
+    pub fn settings(&self, format: Format, device: &str) -> String {
+        let c = &self.csv;
+        let j = &self.json;
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let mut s = format!(
+            "v1 device={device:?} format={} policy={} select={} missing_timestamp={} {} \
+             delimiter={:?} decimal={:?} header={} columns={:?} layout={} timestamp_column={:?} device_column={:?} \
+             tag_column={:?} value_column={:?} unit_column={:?} quality_column={:?} skip_columns={:?} \
+             timestamp_path={:?} device_path={:?}",
+            format.name(),
+            if self.policy == Policy::Strict { "strict" } else { "lenient" },
+            if self.listed_only { "listed" } else { "auto" },
+            if self.missing_timestamp == MissingTs::Reject { "reject" } else { "receive_time" },
+            self.ts.settings(),
+            c.delimiter.map(char::from),
+            c.decimal,
+            c.header,
+            c.columns,
+            if c.layout == Layout::Wide { "wide" } else { "long" },
+            opt(&c.timestamp_column),
+            opt(&c.device_column),
+            c.tag_column,
+            c.value_column,
+            opt(&c.unit_column),
+            opt(&c.quality_column),
+            c.skip_columns,
+            opt(&j.timestamp),
+            opt(&j.device),
+        );
+        for t in &self.tags {
+            s.push_str(&format!(
+                " tag={:?}:column={:?}:path={:?}:unit={:?}:scale={:?}:offset={:?}",
+                t.name,
+                opt(&t.column),
+                opt(&t.path),
+                opt(&t.unit),
+                t.scale,
+                t.offset
+            ));
+        }
+        s
+    }
+}
+
 impl Format {
+    /// The name used in the configuration: `csv`, `json`, `jsonl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::JsonLines => "jsonl",
+        }
+    }
+
     /// The format a file name implies: `.csv`, `.json`, `.jsonl`/`.ndjson`.
     pub fn from_path(p: &std::path::Path) -> Option<Format> {
         match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {

@@ -165,6 +165,20 @@ pub fn icu_to_strftime(f: &str) -> String {
 }
 
 impl TsSpec {
+    /// A stable text of every setting that changes how timestamps are read
+    /// (part of a file import's identity).
+    pub fn settings(&self) -> String {
+        let format = match &self.format {
+            TsFormat::Auto => "auto".to_string(),
+            TsFormat::Rfc3339 => "rfc3339".to_string(),
+            TsFormat::Epoch => "epoch".to_string(),
+            TsFormat::Strftime(f) => format!("strftime:{f}"),
+        };
+        let zone = self.timezone.map_or("", |z| z.name());
+        let ambiguous = if self.ambiguous == Ambiguous::Earlier { "earlier" } else { "later" };
+        format!("format={format:?} timezone={zone:?} epoch_unit={} ambiguous={ambiguous}", self.epoch_unit.name())
+    }
+
     fn localize(&self, naive: NaiveDateTime, text: &str) -> Result<ParsedTs, String> {
         let Some(tz) = self.timezone else {
             return Err(format!("timestamp {text:?} has no UTC offset; set `timezone` (an IANA name such as \"Europe/Paris\")"));
@@ -228,7 +242,9 @@ impl TsSpec {
                 if let Ok(n) = t.parse::<f64>() {
                     return self.parse_number(n);
                 }
-                Err(format!("timestamp {t:?} is neither RFC 3339, ISO 8601 nor an epoch number; set `format`"))
+                Err(format!(
+                    "timestamp {t:?} is neither RFC 3339, ISO 8601 nor an epoch number; set `timestamp_format` (e.g. \"dd.MM.yyyy HH:mm:ss\" or \"%d.%m.%Y %H:%M:%S\")"
+                ))
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The gateway's own health samples, device `_relais`, sent like any data.
 //!
-//! Tags: `accepted_total`, `dropped_total`, `buffer_rows`, `buffer_bytes`,
-//! `ring_full_waits_total`, `devices_up`, and per sink `<sink>.backlog` and
-//! `<sink>.connected`.
+//! Tags: `accepted_total`, `dropped_total`, `quarantined_total`,
+//! `buffer_rows`, `buffer_bytes`, `ring_full_waits_total`, `devices_up`, per
+//! sink `<sink>.backlog` and `<sink>.connected`, and per `[[source]]`
+//! `<source>.records_total` and `<source>.quarantined_total`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
             let mut samples = vec![
                 Sample::good(meta("accepted_total", None), Value::U64(b.accepted_total.load(Ordering::Relaxed)), ts),
                 Sample::good(meta("dropped_total", None), Value::U64(b.dropped_total.load(Ordering::Relaxed)), ts),
+                Sample::good(meta("quarantined_total", None), Value::U64(b.quarantined_total.load(Ordering::Relaxed)), ts),
                 Sample::good(meta("buffer_rows", None), Value::U64(b.rows()), ts),
                 Sample::good(meta("buffer_bytes", Some("By")), Value::U64(b.bytes_used.load(Ordering::Relaxed)), ts),
                 Sample::good(
@@ -54,6 +56,10 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
                 samples.push(Sample::good(meta(&format!("{name}.backlog"), None), Value::U64(backlog), ts));
                 let up = sinks.iter().any(|s| s.name == name && s.connected.load(Ordering::Relaxed));
                 samples.push(Sample::good(meta(&format!("{name}.connected"), None), Value::Bool(up), ts));
+            }
+            for src in status.telemetry.sources() {
+                samples.push(Sample::good(meta(&format!("{}.records_total", src.name), None), Value::U64(src.records.load(Ordering::Relaxed)), ts));
+                samples.push(Sample::good(meta(&format!("{}.quarantined_total", src.name), None), Value::U64(src.quarantined.load(Ordering::Relaxed)), ts));
             }
             status.ingest.push_all(samples).await;
         }

@@ -7,8 +7,29 @@ mod status;
 pub use health::{HEALTH_DEVICE, spawn_health};
 pub use status::{StatusLine, spawn_status};
 
+/// Logs the sources' rejected records not reported yet every few seconds
+/// (each source at most once per [`REJECT_LOG_PERIOD`]) until `cancel`.
+pub fn spawn_reject_log(telemetry: Arc<Telemetry>, cancel: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    for s in telemetry.sources() {
+                        s.report_rejects_now();
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            telemetry.report_rejects();
+        }
+    })
+}
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Counters of one polled device.
 #[derive(Debug, Default)]
@@ -58,6 +79,9 @@ impl SinkStats {
     }
 }
 
+/// Shortest time between two "records rejected" warnings of one source.
+pub const REJECT_LOG_PERIOD: Duration = Duration::from_secs(60);
+
 /// Counters of one `[[source]]` (files, HTTP, MQTT ingest).
 #[derive(Debug, Default)]
 pub struct SourceStats {
@@ -71,19 +95,102 @@ pub struct SourceStats {
     pub quarantined: AtomicU64,
     /// Quarantined records by reason code.
     pub reasons: Mutex<std::collections::BTreeMap<String, u64>>,
+    log: Mutex<RejectLog>,
+}
+
+/// Rejected records not yet reported in the log.
+#[derive(Debug, Default)]
+struct RejectLog {
+    last: Option<Instant>,
+    counts: BTreeMap<String, u64>,
+    /// Origin, location and reason of the first one.
+    example: Option<(String, String, String)>,
 }
 
 impl SourceStats {
-    /// Adds a file report.
-    pub fn add(&self, r: &crate::sources::file::ingest::FileReport) {
+    /// Adds a file report; `origin` names the file (for the log example).
+    pub fn add(&self, r: &crate::sources::file::ingest::FileReport, origin: &str) {
         self.records.fetch_add(r.records, Ordering::Relaxed);
         self.samples.fetch_add(r.samples, Ordering::Relaxed);
+        if r.quarantined == 0 {
+            return;
+        }
         self.quarantined.fetch_add(r.quarantined, Ordering::Relaxed);
         if let Ok(mut m) = self.reasons.lock() {
             for (k, v) in &r.reasons {
                 *m.entry(k.clone()).or_default() += v;
             }
         }
+        let example = r.rejects.first().map(|(loc, why)| (origin.to_string(), loc.clone(), why.clone()));
+        self.note(r.reasons.iter().map(|(k, v)| (k.clone(), *v)), example);
+    }
+
+    /// Counts quarantined records (HTTP bodies, MQTT payloads) and reports
+    /// them in the log (see [`SourceStats::report_rejects`]).
+    pub fn rejected<'a>(&self, rejects: impl IntoIterator<Item = &'a crate::parse::Quarantined>) {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut example = None;
+        let mut n = 0;
+        for q in rejects {
+            n += 1;
+            *counts.entry(crate::sources::file::ingest::reason_code(&q.reason)).or_default() += 1;
+            if example.is_none() {
+                example = Some((q.origin.clone(), q.location.clone(), q.reason.clone()));
+            }
+        }
+        if n == 0 {
+            return;
+        }
+        self.quarantined.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut m) = self.reasons.lock() {
+            for (k, v) in &counts {
+                *m.entry(k.clone()).or_default() += v;
+            }
+        }
+        self.note(counts.into_iter(), example);
+    }
+
+    fn note(&self, counts: impl Iterator<Item = (String, u64)>, example: Option<(String, String, String)>) {
+        if let Ok(mut l) = self.log.lock() {
+            for (k, v) in counts {
+                *l.counts.entry(k).or_default() += v;
+            }
+            if l.example.is_none() {
+                l.example = example;
+            }
+        }
+        self.report_rejects();
+    }
+
+    /// Logs the rejected records not reported yet, as one warning with the
+    /// count by reason and one example (origin, location, reason), at most
+    /// once per [`REJECT_LOG_PERIOD`]. Called on every rejection and
+    /// periodically, so a burst is reported at once and its tail a minute
+    /// later.
+    pub fn report_rejects(&self) {
+        self.log_rejects(false);
+    }
+
+    /// Logs the rejected records not reported yet now (at shutdown).
+    pub fn report_rejects_now(&self) {
+        self.log_rejects(true);
+    }
+
+    fn log_rejects(&self, now: bool) {
+        let Ok(mut l) = self.log.lock() else { return };
+        if l.counts.is_empty() || (!now && l.last.is_some_and(|t| t.elapsed() < REJECT_LOG_PERIOD)) {
+            return;
+        }
+        l.last = Some(Instant::now());
+        let counts = std::mem::take(&mut l.counts);
+        let (origin, location, reason) = l.example.take().unwrap_or_default();
+        let total: u64 = counts.values().sum();
+        let by_reason: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        tracing::warn!(
+            source = %self.name, rejected = total, reasons = %by_reason.join(", "), origin = %origin, location = %location, reason = %reason,
+            "{total} record(s) rejected to the quarantine since the last report (e.g. {origin} {location}: {reason}); see `relais quarantine list --source {}`",
+            self.name
+        );
     }
 }
 
@@ -130,6 +237,14 @@ impl Telemetry {
     /// Snapshot of the sink counters.
     pub fn sinks(&self) -> Vec<Arc<SinkStats>> {
         self.sinks.lock().expect("telemetry lock").clone()
+    }
+
+    /// Reports the rejected records of every source not logged yet (see
+    /// [`SourceStats::report_rejects`]).
+    pub fn report_rejects(&self) {
+        for s in self.sources() {
+            s.report_rejects();
+        }
     }
 
     /// Devices currently answering, and devices in all.

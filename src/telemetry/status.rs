@@ -37,13 +37,15 @@ impl StatusLine {
             .collect()
     }
 
-    /// One line: `acquired 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, 12 unacknowledged | dropped 0 | devices 3/3 up`.
+    /// One line: `acquired 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, 12 unacknowledged | dropped 0 | quarantined 3 (esp 3) | devices 3/3 up`.
     ///
     /// *acquired*: samples accepted into the buffer per second; *buffer*: rows
     /// kept (undelivered, or delivered and not yet deleted); per sink: its
     /// state and the samples not yet acknowledged by it (a few while healthy:
     /// those in flight); *dropped*: undelivered samples dropped by the limits
-    /// since start.
+    /// since start; *quarantined* (only with `[[source]]` entries): records
+    /// the sources rejected since start, with the sources that rejected any;
+    /// *devices* (only with `[[device]]` entries): devices answering.
     pub fn render(&self, rate: f64) -> String {
         let mut parts = vec![format!("acquired {rate:.0} samples/s")];
         parts.push(format!(
@@ -67,8 +69,25 @@ impl StatusLine {
             parts.push(format!("{name}: {state}, {backlog} unacknowledged"));
         }
         parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
+        let sources = self.telemetry.sources();
+        if !sources.is_empty() {
+            let total: u64 = sources.iter().map(|s| s.quarantined.load(Ordering::Relaxed)).sum();
+            let each: Vec<String> = sources
+                .iter()
+                .map(|s| (s.name.as_str(), s.quarantined.load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            if each.is_empty() {
+                parts.push(format!("quarantined {total}"));
+            } else {
+                parts.push(format!("quarantined {total} ({})", each.join(", ")));
+            }
+        }
         let (up, all) = self.telemetry.devices_up();
-        parts.push(format!("devices {up}/{all} up"));
+        if all > 0 {
+            parts.push(format!("devices {up}/{all} up"));
+        }
         parts.join(" | ")
     }
 }

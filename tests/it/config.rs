@@ -341,3 +341,44 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     let t = GOOD.replacen("unit_id = 1", "unit_id = 0", 1);
     assert!(Config::parse(&t, "test.toml", Path::new(".")).is_ok());
 }
+
+/// Issue 8: `relais check` says where an mqtt-in source takes its device
+/// from (the topic level), not just the default.
+#[test]
+fn check_shows_the_device_level_of_mqtt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("in.toml");
+    std::fs::write(
+        &cfg,
+        "[gateway]\nid = \"gw\"\n[[source]]\nname = \"esp\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:1883\"\ntopics = [\"sensors/+/data\"]\ndevice_level = 1\n\
+         [[source]]\nname = \"lines\"\ntype = \"file\"\nlayout = \"long\"\ndevice_column = \"machine\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("device from topic level 1 (default esp)"), "{text}");
+    assert!(!text.contains("device esp)"), "{text}");
+    assert!(text.contains("device from column \"machine\" (default lines)"), "{text}");
+}
+
+/// Issue 9: two HTTP sources on one port with a wildcard and a specific
+/// address clash (the second bind would fail at run time); the same address
+/// is one shared server, and other ports or families are fine.
+#[test]
+fn http_sources_on_one_port_with_a_wildcard_clash() {
+    let src = |name: &str, listen: &str| format!("[[source]]\nname = \"{name}\"\ntype = \"http\"\nlisten = \"{listen}\"\nallow_anonymous = true\n");
+    let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", "0.0.0.0:18081"), src("b", "127.0.0.1:18081"));
+    let errs = errors(&text);
+    let line = line_of(&text, "127.0.0.1:18081");
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!("test.toml:{line}:")) && e.contains("source \"b\" / listen") && e.contains("clashes with 0.0.0.0:18081 of source \"a\"")),
+        "{errs:?}"
+    );
+    let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", "127.0.0.1:18082"), src("b", "[::]:18082"));
+    assert!(errors(&text).iter().any(|e| e.contains("clashes with 127.0.0.1:18082")), "[::] takes IPv4 too");
+    for (x, y) in [("0.0.0.0:18083", "0.0.0.0:18083"), ("127.0.0.1:18084", "127.0.0.2:18084"), ("0.0.0.0:18085", "[::1]:18085"), ("0.0.0.0:18086", "127.0.0.1:18087")] {
+        let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", x), src("b", y));
+        assert!(Config::parse(&text, "test.toml", Path::new(".")).is_ok(), "{x} and {y} do not clash");
+    }
+}

@@ -285,3 +285,202 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     assert!(eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
     gw.shutdown().await.unwrap();
 }
+
+/// Publishes `payloads` on `topic` with QoS 1 and waits for every PUBACK.
+async fn publish_all(port: u16, topic: &str, payloads: Vec<String>) {
+    let mut o = rumqttc::MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_inflight(100);
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
+    let n = payloads.len();
+    let acked = tokio::spawn(async move {
+        let mut acks = 0;
+        while acks < n {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acks += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher: {e}"),
+            }
+        }
+    });
+    for p in payloads {
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, p).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), acked).await.expect("every PUBACK").unwrap();
+}
+
+/// Issue 5: a burst of queued QoS 1 messages (published while relais was
+/// stopped, delivered at once on reconnect) is committed in arrival order:
+/// `seq` order equals publish order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt_in_commits_a_burst_in_arrival_order() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("[[source]]\nname = \"burst\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"line/seq\"]\n", broker.port);
+    // First run: the persistent session subscribes.
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    for _ in 0..50 {
+        publish_all(broker.port, "line/seq", vec!["{\"n\": -1}".into()]).await;
+        if eventually(Duration::from_millis(200), || !samples(&gw).is_empty()).await {
+            break;
+        }
+    }
+    let warmup = samples(&gw).len();
+    assert!(warmup > 0, "the source subscribed");
+    gw.shutdown().await.unwrap();
+    // Queued while relais is down, delivered as one burst on reconnect.
+    let n = 400;
+    publish_all(broker.port, "line/seq", (0..n).map(|i| format!("{{\"n\": {i}}}")).collect()).await;
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || samples(&gw).len() == n as usize + warmup).await, "{} samples", samples(&gw).len());
+    let got: Vec<i64> = samples(&gw).iter().skip(warmup).map(|s| if let Value::I64(v) = s.value { v } else { panic!("{s:?}") }).collect();
+    let first_disorder = got.windows(2).position(|w| w[0] > w[1]);
+    assert_eq!(first_disorder, None, "seq order is publish order: {:?}", &got[first_disorder.unwrap_or(0).saturating_sub(3)..(first_disorder.unwrap_or(0) + 5).min(got.len())]);
+    assert_eq!(got, (0..n).collect::<Vec<i64>>());
+    gw.shutdown().await.unwrap();
+}
+
+fn quarantine_locations(dir: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT location FROM quarantine ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// Issue 7a: a file truncated and written again, longer than before, between
+/// two polls is read again from its first line (its head changed), not from
+/// the old offset.
+#[tokio::test]
+async fn tail_reads_a_file_rewritten_longer_between_two_polls_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..5).map(line).collect::<String>());
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"400ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 5).await);
+    // Same inode, truncated and rewritten with 100 other lines in one go.
+    std::fs::write(&log, (100..200).map(line).collect::<String>()).unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() >= 105).await, "{:?}", values(&samples(&gw)));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let want: Vec<i64> = (0..5).chain(100..200).collect();
+    assert_eq!(values(&samples(&gw)), want, "every line of the rewritten file, once");
+    gw.shutdown().await.unwrap();
+}
+
+/// Issue 7b: after a truncation, quarantined lines are numbered from the new
+/// start of the file.
+#[tokio::test]
+async fn tail_numbers_lines_from_one_after_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..10).map(line).collect::<String>());
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 10).await);
+    // copytruncate: emptied in place, then written again.
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(&log, "{\"n\": 20}\n{broken\n{\"n\": 21}\n");
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 12).await, "{:?}", values(&samples(&gw)));
+    gw.shutdown().await.unwrap();
+    assert_eq!(quarantine_locations(dir.path()), vec!["line 2 (byte 11)"], "line 2 of the truncated file, not line 12");
+}
+
+/// Issue 10: a writer that pauses longer than `settle` in the middle of a
+/// line does not get its file ingested half-way: a file whose last line has
+/// no newline yet is waited for (up to 10 × settle), then read whole.
+#[tokio::test]
+async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let body = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    let path = inbox.join("paused.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    write!(f, "ts,flow,level\n2026-01-05T10:00:00Z,1.5,10\n2026-01-05T10:00:01Z,1.").unwrap();
+    f.flush().unwrap();
+    // The writer pauses 4 × settle mid-line.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(files_in(&inbox.join("done")).is_empty() && files_in(&inbox.join("failed")).is_empty(), "not read half-way");
+    write!(f, "6,11\n2026-01-05T10:00:02Z,1.7,12\n").unwrap();
+    f.flush().unwrap();
+    drop(f);
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["paused.csv"]).await, "{:?}", files_in(&inbox.join("failed")));
+    assert_eq!(samples(&gw).len(), 6, "every row, once");
+    // A file that never gets its final newline is read after 10 × settle.
+    write_atomic(&inbox, "no-newline.csv", "ts,flow\n2026-01-05T11:00:00Z,3");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string()), "still waiting at 5 × settle");
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string())).await);
+    assert_eq!(samples(&gw).len(), 7);
+    gw.shutdown().await.unwrap();
+}
+
+/// Issue 6 over HTTP: `"temp": "ERR"` in a field that carried numbers in an
+/// earlier request is no longer dropped with a 200: the body is rejected
+/// (strict) and the record quarantined; `""` gives a bad sample `null`;
+/// `"1,5"` is 1.5 with `decimal = ","`.
+#[tokio::test]
+async fn http_json_strings_in_numeric_fields_are_values_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nformat = \"json\"\ndecimal = \",\"\n"
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |b: &'static str| http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body(b).send();
+    let r = post(r#"{"temp": 21, "status": "OK"}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["accepted"], 1, "status is text, not a tag");
+    let r = post(r#"{"temp": "ERR", "status": "OK"}"#).await.unwrap();
+    assert_eq!(r.status(), 422, "not a silent 200");
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("\"ERR\" is not a number"), "{j}");
+    let r = post(r#"{"temp": ""}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(r#"{"temp": "1,5"}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let all = samples(&gw);
+    let temps: Vec<(Quality, Value)> = all.iter().map(|s| (s.quality, s.value.clone())).collect();
+    assert_eq!(temps, vec![(Quality::Good, Value::I64(21)), (Quality::Bad, Value::Null), (Quality::Good, Value::F64(1.5))]);
+    assert_eq!(all[1].reason.as_deref(), Some("null: empty string"));
+    gw.shutdown().await.unwrap();
+}
+
+fn quarantine_origins(dir: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT origin FROM quarantine ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// Issues 1 and 8 in a watch folder: a file whose every record failed for a
+/// missing time zone goes to failed/, and its quarantine records name it
+/// there; once the config is corrected (and relais restarted), the same file
+/// copied back is ingested instead of "already imported".
+#[tokio::test]
+async fn watch_reingests_a_failed_file_after_the_config_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let body = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"time\"\n";
+    let content = "time,flow\n2026-01-05 10:00:00,1.5\n2026-01-05 10:00:01,1.6\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    write_atomic(&inbox, "naive.csv", content);
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("failed")) == ["naive.csv", "naive.csv.errors"]).await);
+    assert!(samples(&gw).is_empty());
+    gw.shutdown().await.unwrap();
+    let failed = inbox.join("failed/naive.csv").display().to_string();
+    assert_eq!(quarantine_origins(dir.path()), vec![failed.clone(), failed.clone()], "the records name the file where it went");
+    // Corrected config, restart, the file copied back.
+    let fixed = format!("{body}timezone = \"Europe/Paris\"\n");
+    let gw = Gateway::start(gateway_config(dir.path(), &fixed), RunOptions::default()).await.unwrap();
+    write_atomic(&inbox, "naive.csv", &std::fs::read_to_string(&failed).unwrap());
+    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["naive.csv"]).await, "{:?}", files_in(&inbox));
+    let all = samples(&gw);
+    assert_eq!(all.len(), 2);
+    assert_eq!(relais::model::format_rfc3339(all[0].ts), "2026-01-05T09:00:00Z");
+    gw.shutdown().await.unwrap();
+}

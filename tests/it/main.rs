@@ -9,6 +9,7 @@ mod buffer;
 mod common;
 mod daemon;
 mod decode;
+mod files;
 mod fuzz;
 mod ingest;
 mod modbus;

@@ -214,3 +214,79 @@ fn delimiter_detection_and_dst() {
     let (_, bad) = run(b"time;A\n1989-12-31 23:00:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"UTC\""));
     assert!(bad[0].reason.contains("outside 1990..2100"), "{}", bad[0].reason);
 }
+
+/// Issue 6: in auto mode a CSV column whose first data row holds text is a
+/// text column, skipped (not every row quarantined); text later in a numeric
+/// column is an error for that row.
+#[test]
+fn csv_text_columns_are_skipped_and_text_in_numeric_columns_is_an_error() {
+    let input = b"ts,operator,temp\n2026-01-05T10:00:00Z,Anna,21.5\n2026-01-05T10:00:01Z,Bob,21.7\n2026-01-05T10:00:02Z,Anna,ERR\n2026-01-05T10:00:03Z,,22.1\n";
+    let keys = "format = \"csv\"\ntimestamp_column = \"ts\"";
+    let (ok, bad) = run(input, Format::Csv, &spec(keys));
+    assert_eq!(ok.len(), 3, "{bad:?}");
+    assert!(ok.iter().flatten().all(|s| &*s.meta.tag == "temp"), "operator is not a tag: {ok:?}");
+    assert_eq!(val(&ok[1], "temp").value, Value::F64(21.7));
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].location, "line 4");
+    assert!(bad[0].reason.starts_with("parse_error: column \"temp\": \"ERR\" is not a number"), "{}", bad[0].reason);
+    // Lenient: that value is a bad sample, the row is kept.
+    let (ok, bad) = run(input, Format::Csv, &spec(&format!("{keys}\npolicy = \"lenient\"")));
+    assert!(bad.is_empty());
+    let t = val(&ok[2], "temp");
+    assert_eq!((t.quality, t.value.clone()), (Quality::Bad, Value::Null));
+    assert!(t.reason.as_deref().unwrap().starts_with("parse_error"), "{:?}", t.reason);
+    // A column named by a [[source.tag]] is never skipped: its text is an error.
+    let (ok, bad) = run(input, Format::Csv, &spec(&format!("{keys}\n[[source.tag]]\nname = \"operator\"")));
+    assert!(ok.len() == 1 && bad.len() == 3, "{ok:?} {bad:?}");
+    assert!(bad[0].reason.contains("column \"operator\": \"Anna\" is not a number"), "{}", bad[0].reason);
+    // A malformed number in the first row is not "text": B28 still reports it.
+    let (ok, bad) = run(b"ts;v\n2026-01-05T10:00:00Z;0.5\n2026-01-05T10:00:01Z;0,5\n", Format::Csv, &spec("format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"ts\""));
+    assert_eq!((ok.len(), bad.len()), (1, 1));
+    assert!(bad[0].reason.contains("'.'"), "{}", bad[0].reason);
+}
+
+/// Issue 6: in JSON, text in a field that held numbers is an unreadable value
+/// (strict: the record is rejected; lenient: a bad sample `parse_error`), an
+/// empty string a bad sample `null`, and `"1,5"` a number with `decimal = ","`;
+/// a field that only ever held text is not a tag.
+#[test]
+fn json_strings_in_numeric_fields_never_vanish() {
+    let input = b"{\"temp\": 21.5, \"status\": \"OK\"}\n{\"temp\": \"ERR\", \"status\": \"FAULT\"}\n{\"temp\": \"\", \"status\": \"OK\"}\n";
+    let (ok, bad) = run(input, Format::JsonLines, &spec("format = \"jsonl\""));
+    assert_eq!(ok.len(), 2, "{bad:?}");
+    assert!(ok.iter().flatten().all(|s| &*s.meta.tag == "temp"), "status is text: {ok:?}");
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].reason.starts_with("parse_error: tag \"temp\": \"ERR\" is not a number"), "{}", bad[0].reason);
+    let empty = val(&ok[1], "temp");
+    assert_eq!((empty.quality, empty.value.clone(), empty.reason.as_deref()), (Quality::Bad, Value::Null, Some("null: empty string")));
+    let (ok, bad) = run(input, Format::JsonLines, &spec("format = \"jsonl\"\npolicy = \"lenient\""));
+    assert!(bad.is_empty());
+    let err = val(&ok[1], "temp");
+    assert_eq!((err.quality, err.value.clone()), (Quality::Bad, Value::Null));
+    assert!(err.reason.as_deref().unwrap().starts_with("parse_error"), "{:?}", err.reason);
+    // Decimal comma in strings.
+    let (ok, bad) = run(br#"{"temp": "1,5", "p": 2}"#, Format::Json, &spec("format = \"json\"\ndecimal = \",\""));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(val(&ok[0], "temp").value, Value::F64(1.5));
+    let (_, bad) = run(br#"{"temp": "1.5"}"#, Format::Json, &spec("format = \"json\"\ndecimal = \",\""));
+    assert!(bad[0].reason.contains("'.'"), "a dot in a decimal-comma source is reported: {:?}", bad);
+}
+
+/// Issue 8: an unreadable timestamp names the key to set, `timestamp_format`.
+#[test]
+fn unreadable_timestamps_name_the_timestamp_format_key() {
+    let (_, bad) = run(b"ts,a\n05/01/2026 10h00,1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"ts\""));
+    assert!(bad[0].reason.contains("set `timestamp_format`"), "{}", bad[0].reason);
+}
+
+/// Issue 9: the strict-mode error for a bare NaN says how to read it.
+#[test]
+fn b29_strict_error_hints_at_the_lenient_policy() {
+    let (_, bad) = run(B29.as_bytes(), Format::Json, &spec("format = \"json\""));
+    assert!(bad[0].reason.contains("bare nan is not JSON; policy = \"lenient\" reads it"), "{}", bad[0].reason);
+    let (_, bad) = run(b"{\"a\": -Infinity}\n", Format::JsonLines, &spec("format = \"jsonl\""));
+    assert!(bad[0].reason.contains("bare -Infinity is not JSON"), "{}", bad[0].reason);
+    // Other syntax errors get no such hint.
+    let (_, bad) = run(b"{\"a\": tru}\n", Format::JsonLines, &spec("format = \"jsonl\""));
+    assert!(!bad[0].reason.contains("lenient"), "{}", bad[0].reason);
+}

@@ -27,7 +27,8 @@ pub struct WatchSource {
     /// File name pattern (`*` and `?` wildcards), default `*`.
     pub pattern: String,
     /// A file is read once its size and modification time have not changed
-    /// for this long (default 2 s); names starting with `.` or ending in
+    /// for this long (default 2 s), or up to 10 times as long while its last
+    /// line has no newline; names starting with `.` or ending in
     /// `.tmp`/`.part` are never read (write then rename into place).
     pub settle: Duration,
     /// Where ingested files go (default `<folder>/done`).

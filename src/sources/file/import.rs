@@ -1,26 +1,38 @@
 //! `relais import --config FILE PATH...`: a one-shot import of CSV and JSON
 //! files into the buffer, forwarded by the configured sinks.
 //!
-//! Each file is identified by its SHA-256 and size: importing the same
-//! content twice does nothing the second time, and an import interrupted by a
-//! crash resumes after its last committed record. On a terminal a progress
-//! bar shows bytes, records/s and the ETA; a summary follows: records read,
-//! samples accepted, records quarantined by reason. Exit code 0 when every
-//! record was accepted, 3 when some were quarantined, 1 on errors.
+//! An import is identified by the file's SHA-256 and size **and** the parse
+//! settings that change its samples (device, format, columns, timestamp
+//! settings, time zone, decimal, delimiter…; see
+//! [`crate::parse::ParseSpec::settings`]): importing the same content with the
+//! same settings twice does nothing the second time, while a file imported
+//! with wrong settings is imported again once they are corrected. `--force`
+//! reads a file regardless. A file that ended with a file-level error (wrong
+//! column name, not text) is not recorded as imported. An import interrupted
+//! by a crash or by Ctrl-C resumes after its last committed record.
+//!
+//! On a terminal a progress bar shows bytes, records/s and the ETA; a summary
+//! follows: records read, samples accepted, records quarantined by reason.
+//! Exit code 0 when every record was accepted, 3 when some were quarantined,
+//! 1 on errors, 130 when interrupted (SIGINT/SIGTERM).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::config::FileSource;
-use super::ingest::{FileReport, LiveCounters, file_identity, ingest_file};
+use super::ingest::{FileReport, LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous};
 use crate::app::{Gateway, RunOptions};
 use crate::config::Config;
+use crate::outln;
 use crate::parse::Mapper;
+
+/// Exit code of an interrupted import (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Options of `relais import`.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +41,12 @@ pub struct ImportOptions {
     pub source: Option<String>,
     /// Do not wait for the sinks to deliver.
     pub no_wait: bool,
+    /// Read the files again even when they were imported before with the
+    /// same content and settings (their samples get new `seq` numbers).
+    pub force: bool,
+    /// The configuration file, as given on the command line (for the hints
+    /// printed in the summary).
+    pub config_path: PathBuf,
 }
 
 /// Expands globs (`*`, `?`, `[...]`) in `paths`; a path without matches is an error.
@@ -73,6 +91,25 @@ fn pick_source(sources: &[FileSource], name: Option<&str>) -> anyhow::Result<Fil
     }
 }
 
+/// The message of the progress bar: records read and their rate. It comes
+/// first on the bar's line, so a narrow terminal never cuts it.
+pub fn bar_message(records: u64, per_second: f64) -> String {
+    format!("{records} records, {per_second:.0}/s")
+}
+
+/// The progress bar of one file of `size` bytes drawn on `target`. Its line
+/// fits 80 columns up to 9,999,999 records and 1000 MiB files; the file name
+/// is printed on a line of its own before it.
+pub fn progress_bar(size: u64, target: ProgressDrawTarget) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(size), target);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:16}] {bytes}/{total_bytes} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b
+}
+
 /// Runs the import; returns the exit code.
 pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::Result<u8> {
     let (files, missing) = expand(paths);
@@ -100,39 +137,52 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
     };
     let interrupted = CancellationToken::new();
     crate::app::cancel_on_signal(interrupted.clone());
+    let config = shown(&opts.config_path);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut total = FileReport::default();
     let mut failed_files = 0usize;
+    let mut stopped_in: Option<(PathBuf, u64)> = None;
+    let reader = gw.buffer.reader()?;
     let t0 = Instant::now();
-    for path in files {
+    let n_files = files.len();
+    let mut not_started = 0usize;
+    for (i, path) in files.into_iter().enumerate() {
         if interrupted.is_cancelled() {
+            not_started = n_files - i;
             break;
         }
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let (hash, size) = match file_identity(&path) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("{}: cannot read: {e}", path.display());
                 failed_files += 1;
-                let _ = size;
                 continue;
             }
         };
-        let key = format!("file:{hash}:{size}");
-        let stored = gw.buffer.reader()?.progress_blocking(&key)?;
-        if stored.as_ref().is_some_and(|p| p.done) {
-            println!("{}: already imported (same content); skipped", path.display());
-            continue;
-        }
-        let skip = stored.map_or(0, |p| p.line);
-        let live = LiveCounters::default();
+        // The key needs the file's format; a file whose format cannot be
+        // told is read anyway, to report that problem.
+        let format = format_of(&path, &source.common.parse).unwrap_or(crate::parse::spec::Format::Csv);
+        let key = import_key(&hash, size, &source.common.parse, format, &source.common.device);
+        let skip = match previous(&reader, &key, &legacy_import_key(&hash, size))? {
+            _ if opts.force => 0,
+            Previous::New => 0,
+            Previous::Resume(n) => n,
+            Previous::Done => {
+                outln!("{}: already imported (same content, same settings); skipped (--force imports it again)", path.display());
+                continue;
+            }
+            Previous::LegacyDone => {
+                outln!(
+                    "{}: already imported by an earlier relais version (same content; its settings were not recorded); skipped (--force imports it again)",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        let live = LiveCounters { cancel: Some(interrupted.clone()), ..Default::default() };
         let bar = if tty {
-            let b = ProgressBar::new(size);
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {wide_msg} [{bar:25}] {bytes}/{total_bytes} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            eprintln!("importing {} ({})", path.display(), crate::units::format_size(size));
+            let b = progress_bar(size, ProgressDrawTarget::stderr());
             b.enable_steady_tick(Duration::from_millis(120));
             Some(b)
         } else {
@@ -153,7 +203,7 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
                     if let Some(b) = &bar {
                         let recs = live.records.load(Ordering::Relaxed);
                         b.set_position(live.bytes.load(Ordering::Relaxed));
-                        b.set_message(format!("{}: {recs} records, {:.0} records/s", path.display(), recs as f64 / started.elapsed().as_secs_f64()));
+                        b.set_message(bar_message(recs, recs as f64 / started.elapsed().as_secs_f64()));
                     }
                 }
             }
@@ -162,9 +212,9 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
             b.finish_and_clear();
         }
         if skip > 0 {
-            println!("{}: resumed after {skip} records committed by an earlier run", path.display());
+            outln!("{}: resumed after {skip} records committed by an earlier run", path.display());
         }
-        println!(
+        outln!(
             "{}: {} records, {} samples accepted, {} quarantined{}",
             path.display(),
             report.records,
@@ -172,21 +222,29 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
             report.quarantined,
             reasons(&report.reasons)
         );
-        if report.rejects.iter().any(|(l, _)| l == "file") {
+        if report.file_error {
             failed_files += 1;
             for (_, why) in report.rejects.iter().filter(|(l, _)| l == "file") {
                 eprintln!("{}: {why}", path.display());
             }
         }
+        if report.unconfirmed > 0 {
+            failed_files += 1;
+            eprintln!("{}: the buffer stopped before confirming every commit; run the same command again to resume", path.display());
+        }
         total.records += report.records;
         total.samples += report.samples;
         total.quarantined += report.quarantined;
-        for (k, v) in report.reasons {
-            *total.reasons.entry(k).or_default() += v;
+        for (k, v) in &report.reasons {
+            *total.reasons.entry(k.clone()).or_default() += v;
+        }
+        if report.interrupted {
+            stopped_in = Some((path.clone(), skip + report.records));
+            break;
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "\ntotal: {} records, {} samples accepted ({:.0} samples/s), {} records quarantined{}",
         total.records,
         total.samples,
@@ -195,24 +253,44 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
         reasons(&total.reasons)
     );
     if total.quarantined > 0 {
-        println!("see them with: relais quarantine list --config <config> --source {}", source.common.name);
+        outln!("see them with: relais quarantine list --config {config} --source {}", source.common.name);
+    }
+    if stopped_in.is_some() || not_started > 0 {
+        match &stopped_in {
+            Some((path, n)) if opts.force => {
+                outln!("{}: interrupted after {n} records; run the same command without --force to resume", path.display())
+            }
+            Some((path, n)) => outln!("{}: interrupted after {n} records; run the same command again to resume", path.display()),
+            None => outln!("interrupted before {not_started} file(s); run the same command again to import them"),
+        }
+        gw.shutdown().await?;
+        return Ok(EXIT_INTERRUPTED);
     }
     // Deliver.
-    if !opts.no_wait && !gw.status.cursors.is_empty() && !interrupted.is_cancelled() {
+    if !opts.no_wait && !gw.status.cursors.is_empty() {
         let mut last_print = Instant::now() - Duration::from_secs(10);
         loop {
             let left = gw.undelivered();
-            if left == 0 || interrupted.is_cancelled() {
+            if left == 0 {
+                outln!("delivered to every sink");
                 break;
             }
+            if interrupted.is_cancelled() {
+                outln!(
+                    "interrupted: {left} samples not yet delivered; they stay in the buffer of {} and are sent by `relais run` (or the next `relais import`) with this data_dir",
+                    data_dir.display()
+                );
+                gw.shutdown().await?;
+                return Ok(EXIT_INTERRUPTED);
+            }
             if last_print.elapsed() >= Duration::from_secs(5) {
-                println!("delivering: {left} samples left (Ctrl-C stops waiting; they stay in the buffer for `relais run`)");
+                outln!("delivering: {left} samples left (Ctrl-C stops waiting; they stay in the buffer for `relais run`)");
                 last_print = Instant::now();
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if gw.undelivered() == 0 {
-            println!("delivered to every sink");
+            tokio::select! {
+                _ = interrupted.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
     gw.shutdown().await?;
@@ -225,4 +303,9 @@ fn reasons(r: &BTreeMap<String, u64>) -> String {
     }
     let parts: Vec<String> = r.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     format!(" ({})", parts.join(", "))
+}
+
+/// The config path as the user gave it (for hints), or `<config>`.
+pub fn shown(config: &Path) -> String {
+    if config.as_os_str().is_empty() { "<config>".into() } else { config.display().to_string() }
 }

@@ -3,14 +3,22 @@
 //! - Only complete lines (ending in `\n`) are read; a half-written last line
 //!   waits for its end.
 //! - The byte offset and line count are committed with the samples they
-//!   produced (key `tail:<source>`, identity = device and inode), so a restart
-//!   resumes exactly there: nothing skipped, nothing read twice.
+//!   produced (key `tail:<source>`, identity = device, inode and a
+//!   fingerprint of the file's head), so a restart resumes exactly there:
+//!   nothing skipped, nothing read twice.
 //! - Rotation by rename (`app.log` → `app.log.1`, new `app.log`): the old file
 //!   is read to its end before switching. After a restart, a file whose inode
 //!   differs from the stored one is looked for among its neighbours (the
 //!   rotated file) and its rest is read first.
-//! - Truncation in place (copytruncate): reading restarts at the beginning,
-//!   with a warning.
+//! - Two rotations while relais was stopped: only the file read before the
+//!   stop and the current file are read; the files rotated in between are
+//!   named in a warning (their lines are missing). Likewise a rotated file
+//!   that is gone is reported.
+//! - Truncation in place (copytruncate), and a rewrite in place (truncated
+//!   and written again, even longer than before, between two polls or while
+//!   relais was stopped): detected by the size, or by the fingerprint of the
+//!   file's head (SHA-256 of the header and up to 256 bytes after it); reading
+//!   restarts at the beginning, with a warning, and line numbers restart at 1.
 //! - CSV with a header: the header is the file's first line; it is re-read
 //!   after each rotation.
 
@@ -27,8 +35,59 @@ use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
 
-fn identity(md: &std::fs::Metadata) -> String {
+/// Bytes after the header covered by the head fingerprint.
+pub const HEAD_BYTES: u64 = 256;
+
+fn file_id(md: &std::fs::Metadata) -> String {
     format!("{}:{}", md.dev(), md.ino())
+}
+
+/// Fingerprint of a file's first bytes: how many, and their SHA-256 (hex,
+/// 16 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    len: u64,
+    hash: String,
+}
+
+impl Head {
+    /// The fingerprint of the first `min(file length, body_start + HEAD_BYTES)` bytes.
+    fn of(f: &mut File, body_start: u64) -> std::io::Result<Head> {
+        let len = f.metadata()?.len().min(body_start + HEAD_BYTES);
+        Head::first(f, len)
+    }
+
+    /// The fingerprint of the first `len` bytes (fewer if the file is shorter).
+    fn first(f: &mut File, len: u64) -> std::io::Result<Head> {
+        use sha2::Digest;
+        f.seek(SeekFrom::Start(0))?;
+        let mut buf = Vec::with_capacity(len as usize);
+        f.take(len).read_to_end(&mut buf)?;
+        let digest = sha2::Sha256::digest(&buf);
+        Ok(Head { len: buf.len() as u64, hash: digest.iter().take(16).map(|b| format!("{b:02x}")).collect() })
+    }
+
+    /// True when the file's first `self.len` bytes still have this fingerprint.
+    fn matches(&self, f: &mut File) -> std::io::Result<bool> {
+        Ok(Head::first(f, self.len)? == *self)
+    }
+}
+
+/// The identity stored with the progress: `dev:ino head=LEN:HASH`.
+fn identity(id: &str, head: &Head) -> String {
+    format!("{id} head={}:{}", head.len, head.hash)
+}
+
+/// Splits a stored identity into the file id and the head fingerprint (none
+/// in progress written by earlier versions).
+fn parse_identity(s: &str) -> (&str, Option<Head>) {
+    match s.split_once(" head=") {
+        Some((id, h)) => {
+            let head = h.split_once(':').and_then(|(n, hash)| Some(Head { len: n.parse().ok()?, hash: hash.to_string() }));
+            (id, head)
+        }
+        None => (s, None),
+    }
 }
 
 /// Starts following the file.
@@ -41,10 +100,21 @@ pub fn spawn(cfg: TailSource, ctx: SourceCtx) -> JoinHandle<()> {
 }
 
 struct Open {
+    path: PathBuf,
     file: File,
-    identity: String,
+    /// `dev:ino`.
+    id: String,
+    head: Head,
+    /// First byte after the header (0 without one).
+    body_start: u64,
     offset: u64,
     header: Option<String>,
+}
+
+impl Open {
+    fn identity(&self) -> String {
+        identity(&self.id, &self.head)
+    }
 }
 
 fn header_line(f: &mut File) -> std::io::Result<Option<(String, u64)>> {
@@ -84,13 +154,32 @@ fn open_at(path: &Path, offset: Option<u64>, csv_header: bool) -> std::io::Resul
         (None, 0)
     };
     let offset = offset.unwrap_or(body_start).max(body_start);
-    Ok(Some(Open { file, identity: identity(&md), offset, header }))
+    let head = Head::of(&mut file, body_start)?;
+    Ok(Some(Open { path: path.to_path_buf(), file, id: file_id(&md), head, body_start, offset, header }))
 }
 
-/// Finds a file beside `path` whose identity is `ident` (a rotated file).
-fn find_rotated(path: &Path, ident: &str) -> Option<PathBuf> {
+/// Finds a file beside `path` whose id is `id` (a rotated file).
+fn find_rotated(path: &Path, id: &str) -> Option<PathBuf> {
     let dir = path.parent()?;
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p != path && std::fs::metadata(p).is_ok_and(|m| m.is_file() && identity(&m) == ident))
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p != path && std::fs::metadata(p).is_ok_and(|m| m.is_file() && file_id(&m) == id))
+}
+
+/// Files beside `path` named like its rotations (`<name>.1`, `<name>-2026…`)
+/// and written after `rotated` (the file read before a restart), other than
+/// `rotated` itself: rotated while relais was stopped, so never read.
+fn rotated_meanwhile(path: &Path, rotated: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().map(|n| n.to_string_lossy().to_string())) else { return Vec::new() };
+    let Some(since) = std::fs::metadata(rotated).and_then(|m| m.modified()).ok() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p != path && p != rotated)
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().len() > name.len() && n.to_string_lossy().starts_with(&name)))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.modified().is_ok_and(|t| t > since)))
+        .collect();
+    out.sort();
+    out
 }
 
 fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
@@ -106,14 +195,33 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
     // After a restart with a rotated file: finish the old one first.
     let mut cur: Option<Open> = None;
     if let Some(p) = &stored {
-        let now = std::fs::metadata(&cfg.path).ok().map(|m| identity(&m));
-        if now.as_deref() == Some(p.identity.as_str()) {
-            cur = open_at(&cfg.path, Some(p.offset), csv_header)?;
-        } else if let Some(old) = find_rotated(&cfg.path, &p.identity) {
+        let (id, head) = parse_identity(&p.identity);
+        let now = std::fs::metadata(&cfg.path).ok().map(|m| file_id(&m));
+        let found = if now.as_deref() == Some(id) {
+            Some(cfg.path.clone())
+        } else if let Some(old) = find_rotated(&cfg.path, id) {
             tracing::info!(source = %name, rotated = %old.display(), "reading the rest of the rotated file first");
-            cur = open_at(&old, Some(p.offset), csv_header)?;
+            for missed in rotated_meanwhile(&cfg.path, &old) {
+                tracing::warn!(source = %name, file = %missed.display(),
+                    "the file was rotated more than once while relais was stopped: {} is not read, its lines are missing", missed.display());
+            }
+            Some(old)
         } else {
-            tracing::warn!(source = %name, "the file read before the restart is gone; starting on the current file");
+            tracing::warn!(source = %name, "the file read before the restart is gone (rotated and removed?): lines written to it after the last commit may be missing; starting on the current file");
+            None
+        };
+        if let Some(path) = found {
+            cur = open_at(&path, Some(p.offset), csv_header)?;
+            // Same inode, but written again from the start while relais was stopped?
+            if let (Some(open), Some(head)) = (cur.as_mut(), head)
+                && !head.matches(&mut open.file)?
+            {
+                tracing::warn!(source = %name, file = %path.display(), "the file was rewritten while relais was stopped (its first bytes changed); reading it again from the beginning");
+                lines = 0;
+                cur = open_at(&path, None, csv_header)?;
+            }
+        } else {
+            lines = 0;
         }
     }
     if cur.is_none() {
@@ -133,13 +241,21 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             cur = open_at(&cfg.path, None, csv_header)?;
             continue;
         };
-        // Truncated in place?
+        // Truncated in place, or rewritten (its head changed)?
         let len = open.file.metadata()?.len();
-        if len < open.offset {
-            tracing::warn!(source = %name, "file truncated; reading it again from the beginning");
-            cur = open_at(&cfg.path, None, csv_header)?;
+        let rewritten = len >= open.offset && !open.head.matches(&mut open.file)?;
+        if len < open.offset || rewritten {
+            let what = if rewritten { "file rewritten (its first bytes changed)" } else { "file truncated" };
+            tracing::warn!(source = %name, file = %open.path.display(), "{what}; reading it again from the beginning");
+            let path = open.path.clone();
+            cur = open_at(&path, None, csv_header)?;
             pending.clear();
+            lines = 0;
             continue;
+        }
+        // The fingerprint covers more of a file that was short when opened.
+        if open.head.len < open.body_start + HEAD_BYTES && len > open.head.len {
+            open.head = Head::of(&mut open.file, open.body_start)?;
         }
         open.file.seek(SeekFrom::Start(open.offset + pending.len() as u64))?;
         let mut buf = Vec::new();
@@ -149,26 +265,25 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
         if complete > 0 {
             let chunk: Vec<u8> = pending.drain(..complete).collect();
             let n_lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
-            let mut b = Batcher::new(&ctx.ingest, Some((key.clone(), open.identity.clone())), 0);
+            let mut b = Batcher::new(&ctx.ingest, Some((key.clone(), open.identity())), 0);
             // One group per chunk: its progress (offset) matches its samples.
             b.auto_flush = false;
             b.set_consumed(lines);
+            // Line numbers: the parsers count from the chunk's start; the
+            // header (when there is one) is line 1 of the file.
+            mapper.line_base = lines;
+            mapper.byte_base = if open.header.is_some() { 0 } else { open.offset };
             let input: Vec<u8> = match &open.header {
                 Some(h) => {
-                    // Line numbers: the header is line 1 of the file.
-                    mapper.line_base = lines;
                     let mut v = Vec::with_capacity(h.len() + 1 + chunk.len());
                     v.extend_from_slice(h.as_bytes());
                     v.push(b'\n');
                     v.extend_from_slice(&chunk);
                     v
                 }
-                None => {
-                    mapper.line_base = lines;
-                    chunk
-                }
+                None => chunk,
             };
-            let origin = cfg.path.display().to_string();
+            let origin = open.path.display().to_string();
             if let Err(e) = parse_input(&input[..], format, &cfg.common.parse, &mut mapper, &origin, &mut |r| b.record(r)) {
                 b.quarantine(mapper.reject(&origin, format!("line {}", lines + 1), format!("{}: {e}", crate::model::reason::PARSE_ERROR), ""));
             }
@@ -177,12 +292,12 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             b.offset = open.offset;
             b.set_consumed(lines);
             let report = b.finish();
-            stats.add(&report);
+            stats.add(&report, &origin);
             continue; // there may be more
         }
         // At the end: rotated?
-        let now = std::fs::metadata(&cfg.path).ok().map(|m| identity(&m));
-        if now.is_some() && now.as_deref() != Some(open.identity.as_str()) {
+        let now = std::fs::metadata(&cfg.path).ok().map(|m| file_id(&m));
+        if now.is_some() && now.as_deref() != Some(open.id.as_str()) {
             if !pending.is_empty() {
                 // The old file ended without a newline: take its last line too.
                 pending.push(b'\n');

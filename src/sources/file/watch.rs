@@ -2,16 +2,27 @@
 //! to `done/`, or to `failed/` with a `.errors` report when any record was
 //! quarantined (the good records are accepted either way).
 //!
-//! A file is read only once it is complete: its size and modification time
-//! must stay unchanged for `settle` (default 2 s). Names starting with `.` or
-//! ending in `.tmp`, `.part` or `.partial` are never read, so writers can also
-//! write under such a name and rename into place. The folder is watched with
-//! inotify (the `notify` crate) and rescanned every second as a fallback.
-//! A file whose content was already imported (same SHA-256 and size) is not
-//! ingested twice; an import interrupted by a crash resumes after its last
-//! committed record.
+//! - A file is read only once it is complete: its size and modification time
+//!   must stay unchanged for `settle` (default 2 s). A CSV or JSON Lines file
+//!   whose last line has no newline yet (and a JSON document that does not
+//!   end in `}` or `]`) is given more time: it is read once it ends
+//!   properly, or once it has not changed for 10 × `settle`
+//!   ([`INCOMPLETE_WAIT`] settles), whichever comes first.
+//! - Names starting with `.` or ending in `.tmp`, `.part` or `.partial` are
+//!   never read, so writers can also write under such a name and rename into
+//!   place. The folder is watched with inotify (the `notify` crate) and
+//!   rescanned every second as a fallback.
+//! - A file whose content was already imported with the same parse settings
+//!   (same SHA-256, size and settings; see [`super::ingest::import_key`]) is
+//!   not ingested twice; after the source's settings are corrected (and relais
+//!   restarted), a file copied back from `failed/` is ingested again.
+//! - An ingest interrupted by a crash or a shutdown resumes after its last
+//!   committed record: at shutdown the file is left in the folder and the
+//!   read stops at the next group of records.
+//! - Quarantined records name the file where it ends up (`failed/…`).
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,9 +31,15 @@ use notify::Watcher;
 use tokio::task::JoinHandle;
 
 use super::config::WatchSource;
-use super::ingest::{FileReport, LiveCounters, file_identity, ingest_file};
+use super::ingest::{LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous};
+use crate::ingest::{Group, Moved};
 use crate::parse::Mapper;
+use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
+
+/// How many `settle` periods a file that does not end properly (no final
+/// newline) is waited for before it is read as it is.
+pub const INCOMPLETE_WAIT: u32 = 10;
 
 fn ignored(name: &str) -> bool {
     name.starts_with('.') || [".tmp", ".part", ".partial", ".errors"].iter().any(|s| name.ends_with(s))
@@ -41,6 +58,36 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
         }
     }
     unreachable!()
+}
+
+/// True when the file ends the way a complete file of `format` does: a
+/// newline for CSV and JSON Lines, `}` or `]` (before trailing white space)
+/// for a JSON document. An empty file is not complete.
+pub fn ends_properly(path: &Path, format: Option<Format>) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else { return true };
+    let Ok(len) = f.metadata().map(|m| m.len()) else { return true };
+    if len == 0 {
+        return false;
+    }
+    let n = len.min(256);
+    let mut tail = vec![0u8; n as usize];
+    if f.seek(SeekFrom::Start(len - n)).and_then(|_| f.read_exact(&mut tail)).is_err() {
+        return true;
+    }
+    match format {
+        Some(Format::Json) => matches!(tail.iter().rev().find(|b| !b.is_ascii_whitespace()), Some(b'}' | b']') | None),
+        _ => tail.last() == Some(&b'\n'),
+    }
+}
+
+/// What the folder scan knows of a file.
+struct Seen {
+    size: u64,
+    mtime: SystemTime,
+    /// Last change of size or modification time.
+    since: Instant,
+    /// Logged that it waits for its end.
+    told: bool,
 }
 
 /// Starts watching.
@@ -62,7 +109,7 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     Ok(tokio::spawn(async move {
         let _watcher = watcher;
         let cfg = Arc::new(cfg);
-        let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
         loop {
             tokio::select! {
                 _ = ctx.stop.cancelled() => return,
@@ -80,13 +127,27 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 let path = e.path();
                 present.push(path.clone());
                 let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-                let entry = seen.entry(path.clone()).or_insert((size, mtime, Instant::now()));
-                if entry.0 != size || entry.1 != mtime {
-                    *entry = (size, mtime, Instant::now());
+                let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now(), told: false });
+                if entry.size != size || entry.mtime != mtime {
+                    *entry = Seen { size, mtime, since: Instant::now(), told: entry.told };
                     continue;
                 }
-                if entry.2.elapsed() < cfg.settle {
+                let quiet = entry.since.elapsed();
+                if quiet < cfg.settle {
                     continue;
+                }
+                let format = format_of(&path, &cfg.common.parse).ok();
+                if !ends_properly(&path, format) {
+                    if quiet < cfg.settle * INCOMPLETE_WAIT {
+                        if !entry.told {
+                            tracing::info!(source = %cfg.common.name, file = %name,
+                                "file settled but its last line is not complete yet; waiting up to {:?} for the rest", cfg.settle * INCOMPLETE_WAIT);
+                            entry.told = true;
+                        }
+                        continue;
+                    }
+                    tracing::info!(source = %cfg.common.name, file = %name,
+                        "file has no complete last line after {:?} without change; reading it as it is", cfg.settle * INCOMPLETE_WAIT);
                 }
                 seen.remove(&path);
                 let (cfg2, ctx2, stats2) = (cfg.clone(), ctx.clone(), stats.clone());
@@ -103,44 +164,68 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     }))
 }
 
+fn move_file(path: &Path, dest: &Path) -> anyhow::Result<()> {
+    std::fs::rename(path, dest)
+        .or_else(|_| std::fs::copy(path, dest).and_then(|_| std::fs::remove_file(path)))
+        .map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", path.display(), dest.display()))
+}
+
 /// Ingests one settled file and moves it to `done/` or `failed/`.
 fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crate::telemetry::SourceStats) -> anyhow::Result<()> {
+    let src = &cfg.common;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let origin = path.display().to_string();
     let (hash, size) = file_identity(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let key = format!("file:{hash}:{size}");
-    let stored = ctx.reader.progress_blocking(&key)?;
-    let report = match stored {
-        Some(p) if p.done => {
-            tracing::warn!(source = %cfg.common.name, file = %path.display(), "this content was already imported; not ingesting it again");
-            FileReport::default()
-        }
-        other => {
-            let skip = other.map_or(0, |p| p.line);
-            let mut mapper = Mapper::new(&cfg.common.name, &cfg.common.device, &cfg.common.parse.tags);
-            let r = ingest_file(path, &cfg.common.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &LiveCounters::default());
-            stats.add(&r);
-            r
+    let format = format_of(path, &src.parse).unwrap_or(Format::Csv);
+    let key = import_key(&hash, size, &src.parse, format, &src.device);
+    let skip = match previous(&ctx.reader, &key, &legacy_import_key(&hash, size))? {
+        Previous::New => 0,
+        Previous::Resume(n) => n,
+        done @ (Previous::Done | Previous::LegacyDone) => {
+            let dest = free_name(&cfg.done_dir, &name);
+            move_file(path, &dest)?;
+            let why = if done == Previous::Done {
+                "this content was already imported with the same settings; not ingesting it again (edit the file, or correct the source's parse settings and restart relais, to ingest it again)"
+            } else {
+                "this content was already imported by an earlier relais version; not ingesting it again (`relais import --force` with relais stopped ingests it again)"
+            };
+            tracing::warn!(source = %src.name, file = %name, "{why}; moved to {}", dest.display());
+            return Ok(());
         }
     };
+    let mut mapper = Mapper::new(&src.name, &src.device, &src.parse.tags);
+    let live = LiveCounters { cancel: Some(ctx.stop.clone()), ..Default::default() };
+    let report = ingest_file(path, &src.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &live);
+    if !report.complete() && !report.file_error {
+        // Stopped by the shutdown (or the buffer stopped): the file stays
+        // here and the next start resumes after the committed records.
+        tracing::info!(source = %src.name, file = %name, committed_records = skip + report.records,
+            "ingest stopped by the shutdown; the file stays in the folder and the rest is read at the next start");
+        stats.add(&report, &origin);
+        return Ok(());
+    }
     let failed = report.quarantined > 0;
     let dest_dir = if failed { &cfg.failed_dir } else { &cfg.done_dir };
     let dest = free_name(dest_dir, &name);
-    std::fs::rename(path, &dest).or_else(|_| std::fs::copy(path, &dest).and_then(|_| std::fs::remove_file(path)))
-        .map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", path.display(), dest.display()))?;
+    move_file(path, &dest)?;
     if failed {
+        // The quarantined records name the file where it is now.
+        let moved = Moved { source: src.name.clone(), from: origin.clone(), to: dest.display().to_string() };
+        let _ = ctx.ingest.push_group_blocking(Group { moved: Some(moved), ..Default::default() }).blocking_recv();
         let mut text = format!(
             "# {}: {} records, {} samples accepted, {} records quarantined (see `relais quarantine list --source {}`)\n",
-            name, report.records, report.samples, report.quarantined, cfg.common.name
+            name, report.records, report.samples, report.quarantined, src.name
         );
         for (loc, why) in &report.rejects {
             text.push_str(&format!("{loc}: {why}\n"));
         }
         let errors = PathBuf::from(format!("{}.errors", dest.display()));
         std::fs::write(&errors, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", errors.display()))?;
-        tracing::warn!(source = %cfg.common.name, file = %name, accepted = report.samples, quarantined = report.quarantined,
+        tracing::info!(source = %src.name, file = %name, accepted = report.samples, quarantined = report.quarantined,
             "file ingested with rejected records; moved to {}", dest.display());
     } else {
-        tracing::info!(source = %cfg.common.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
+        tracing::info!(source = %src.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
     }
+    stats.add(&report, &dest.display().to_string());
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct HttpSource {
     pub common: SourceCommon,
     /// Listen address (default `127.0.0.1:8080`: loopback unless configured).
     pub listen: SocketAddr,
+    /// Where `listen` is in the configuration text (the source's table when
+    /// it is not written), for errors found across sources.
+    pub listen_span: std::ops::Range<usize>,
     /// Bearer token clients must send (`Authorization: Bearer <token>`);
     /// required unless `allow_anonymous = true`.
     pub token: Option<Secret>,
@@ -113,5 +116,6 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             Duration::from_secs(10)
         }),
     };
-    Some(HttpSource { common, listen, token, max_body, max_requests_per_second, max_concurrent, commit_timeout })
+    let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
+    Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout })
 }

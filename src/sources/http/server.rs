@@ -33,7 +33,7 @@ use crate::ingest::Group;
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::{parse_input, reason_code};
+use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
 
 struct Bucket {
@@ -44,6 +44,8 @@ struct Bucket {
 struct Route {
     cfg: HttpSource,
     stats: Arc<SourceStats>,
+    /// Text and numeric fields learnt from earlier bodies.
+    fields: Arc<crate::parse::Fields>,
     bucket: Mutex<Bucket>,
     slots: Semaphore,
 }
@@ -68,6 +70,7 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     for s in sources {
         let route = Arc::new(Route {
             stats: ctx.telemetry.source(&s.common.name),
+            fields: Arc::default(),
             bucket: Mutex::new(Bucket { tokens: s.max_requests_per_second.max(1.0), last: Instant::now() }),
             slots: Semaphore::new(s.max_concurrent),
             cfg: s,
@@ -149,6 +152,7 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
     let parsed = tokio::task::spawn_blocking(move || {
         let c = &r2.cfg.common;
         let mut mapper = Mapper::new(&c.name, &c.device, &c.parse.tags);
+        mapper.fields = r2.fields.clone();
         let mut samples = Vec::new();
         let mut rejects = Vec::new();
         let mut records = 0u64;
@@ -172,12 +176,7 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
     if !rejects.is_empty() {
         let errors: Vec<serde_json::Value> = rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
         let n = rejects.len();
-        route.stats.quarantined.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut m) = route.stats.reasons.lock() {
-            for q in &rejects {
-                *m.entry(reason_code(&q.reason)).or_default() += 1;
-            }
-        }
+        route.stats.rejected(&rejects);
         // Keep them in the quarantine too (best effort, not awaited for long).
         let g = Group { quarantine: rejects, ..Default::default() };
         let _ = tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await;

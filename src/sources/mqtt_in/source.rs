@@ -1,6 +1,12 @@
 //! The `mqtt-in` task: subscribe, parse each JSON payload, commit, then
 //! acknowledge.
 //!
+//! Order: payloads are parsed and pushed into the ring one after the other,
+//! in arrival order, by the task that polls the connection, so their samples
+//! get increasing `seq` numbers in arrival order. Only the wait for the commit
+//! and the acknowledgement run beside it, in one task that acknowledges in
+//! arrival order too (as MQTT requires for QoS 1).
+//!
 //! The session is persistent (clean session off, fixed client id) and
 //! acknowledgements are manual: a QoS 1 message is acknowledged to the broker
 //! only after its samples are committed, so a crash or a restart never loses
@@ -15,16 +21,61 @@ use rumqttc::{AsyncClient, Event, Incoming, QoS};
 use tokio::task::JoinHandle;
 
 use super::config::MqttInSource;
-use crate::ingest::Group;
-use crate::parse::Mapper;
+use std::sync::atomic::Ordering;
+
+use rumqttc::Publish;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ingest::{Accepted, Group};
+use crate::parse::{Fields, Mapper};
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::{parse_input, reason_code};
+use crate::sources::file::ingest::parse_input;
+use crate::telemetry::SourceStats;
+
+/// A pushed payload: its acceptance, its sample count, the message to acknowledge.
+type Pending = (oneshot::Receiver<Accepted>, u64, Publish);
+
+/// Acknowledges messages once their samples are committed, in arrival order.
+/// A message whose commit never comes (the buffer stopped) is not
+/// acknowledged: the broker sends it again.
+fn spawn_acks(client: AsyncClient, stats: Arc<SourceStats>) -> mpsc::UnboundedSender<Pending> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    tokio::spawn(async move {
+        while let Some((accepted, n, p)) = rx.recv().await {
+            if accepted.await.is_ok() {
+                stats.samples.fetch_add(n, Ordering::Relaxed);
+                let _ = client.ack(&p).await;
+            }
+        }
+    });
+    tx
+}
+
+/// One payload into a group: its samples, or its quarantined records.
+/// `fields`: the text and numeric fields learnt from earlier payloads.
+fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload: &[u8]) -> Group {
+    let c = &cfg.common;
+    let device = cfg.device_level.and_then(|l| topic.split('/').nth(l).map(str::to_string)).filter(|d| crate::names::check(d).is_ok());
+    let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
+    mapper.fields = fields.clone();
+    let mut g = Group::default();
+    let format = c.parse.format.unwrap_or(Format::Json);
+    let res = parse_input(payload, format, &c.parse, &mut mapper, topic, &mut |r| match r {
+        Ok(s) => g.samples.extend(s),
+        Err(q) => g.quarantine.push(q),
+    });
+    if let Err(e) = res {
+        g.quarantine.push(mapper.reject(topic, "payload".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(payload)));
+    }
+    g
+}
 
 /// Starts the subscriber.
 pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
     tokio::spawn(async move {
         let stats = ctx.telemetry.source(&cfg.common.name);
+        let fields: Arc<Fields> = Arc::default();
         let cfg = Arc::new(cfg);
         let mut backoff = Duration::from_secs(1);
         let mut logged = false;
@@ -43,6 +94,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
             opts.set_manual_acks(true);
             let (client, mut el) = AsyncClient::new(opts, 1024);
             el.network_options.set_tcp_nodelay(true);
+            let acks = spawn_acks(client.clone(), stats.clone());
             let qos = if cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
             loop {
                 let ev = tokio::select! {
@@ -62,45 +114,20 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                         tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        let (cfg2, ctx2, client2, stats2) = (cfg.clone(), ctx.clone(), client.clone(), stats.clone());
-                        // Parse and commit; acknowledge only once committed.
+                        let (cfg2, fields2) = (cfg.clone(), fields.clone());
                         let topic = p.topic.clone();
                         let payload = p.payload.clone();
-                        let parsed = tokio::task::spawn_blocking(move || {
-                            let c = &cfg2.common;
-                            let device = cfg2.device_level.and_then(|l| topic.split('/').nth(l).map(str::to_string)).filter(|d| crate::names::check(d).is_ok());
-                            let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
-                            let mut g = Group::default();
-                            let format = c.parse.format.unwrap_or(Format::Json);
-                            let res = parse_input(&payload[..], format, &c.parse, &mut mapper, &topic, &mut |r| match r {
-                                Ok(s) => g.samples.extend(s),
-                                Err(q) => g.quarantine.push(q),
-                            });
-                            if let Err(e) = res {
-                                g.quarantine.push(mapper.reject(&topic, "payload".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(&payload)));
-                            }
-                            g
-                        })
-                        .await;
+                        let parsed = tokio::task::spawn_blocking(move || parse_payload(&cfg2, &fields2, &topic, &payload)).await;
                         let Ok(g) = parsed else { continue };
-                        stats2.records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if !g.quarantine.is_empty() {
-                            stats2.quarantined.fetch_add(g.quarantine.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                            if let Ok(mut m) = stats2.reasons.lock() {
-                                for q in &g.quarantine {
-                                    *m.entry(reason_code(&q.reason)).or_default() += 1;
-                                }
-                            }
-                            tracing::debug!(source = %cfg.common.name, topic = %p.topic, "payload rejected to quarantine");
-                        }
+                        stats.records.fetch_add(1, Ordering::Relaxed);
+                        stats.rejected(&g.quarantine);
                         let n = g.samples.len() as u64;
-                        let ingest = ctx2.ingest.clone();
-                        tokio::spawn(async move {
-                            if ingest.push_group(g).await.is_some() {
-                                stats2.samples.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                                let _ = client2.ack(&p).await;
-                            }
-                        });
+                        // Pushed here, in arrival order; committed and
+                        // acknowledged beside the event loop.
+                        let rx = ctx.ingest.push_group_ordered(g).await;
+                        if acks.send((rx, n, p)).is_err() {
+                            return;
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => {
