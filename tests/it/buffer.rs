@@ -146,7 +146,7 @@ async fn quarantine_never_pushes_out_undelivered_samples() {
             reason: "parse_error: not JSON".into(),
             raw: "z".repeat(60 * 1024),
         };
-        let g = relais::ingest::Group { samples: Vec::new(), quarantine: vec![q], progress: None, done: None };
+        let g = relais::ingest::Group { samples: Vec::new(), quarantine: vec![q], progress: None, done: None, moved: None };
         tb.ingest.push_group(g).await;
     }
     tb.ingest.barrier().await;
