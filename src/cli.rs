@@ -11,7 +11,7 @@ use crate::{out, outln};
 use crate::sim::{Sim, SimConfig};
 use crate::sources::modbus::types::Table;
 
-/// relais: Modbus → SQLite store-and-forward → MQTT gateway.
+/// relais: Modbus TCP/RTU, OPC UA, CSV and JSON → SQLite store-and-forward → MQTT gateway.
 #[derive(Parser, Debug)]
 #[command(name = "relais", version, about, long_about = None)]
 pub struct Cli {
@@ -40,13 +40,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration and print the plan: Modbus requests and MQTT topics.
+    /// Validate a configuration and print the plan: Modbus requests, OPC UA subscriptions and polls, sources, MQTT topics.
     Check {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run the line simulator (Modbus TCP stations).
+    /// Run the line simulator (stations over Modbus TCP, Modbus RTU on a pseudo-terminal, and OPC UA).
     Sim {
         /// Simulator configuration file (TOML).
         #[arg(long, short)]
@@ -83,9 +83,9 @@ pub enum Command {
         /// The `protocol = "opcua"` device of --config.
         #[arg(long)]
         device: Option<String>,
-        /// Security policy: None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
-        #[arg(long, default_value = "None")]
-        security_policy: String,
+        /// Security policy: None (default), Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
+        #[arg(long)]
+        security_policy: Option<String>,
         /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
         #[arg(long)]
         security_mode: Option<String>,
@@ -248,9 +248,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
-        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off"),
+        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off"),
         // The OPC UA library logs every reconnect step; relais reports them itself.
-        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=warn,opcua_server=warn"),
+        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn"),
     }
     match cli.command {
         Command::Check { config } => check(&config),
@@ -274,6 +274,12 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if !cfg.missing_data.is_empty() {
+                tracing::warn!(
+                    files = %cfg.missing_data.join(", "),
+                    "CSV files not found: their tags serve a random walk instead (put the SKAB files in ./data/skab, see scripts/get-skab.sh, or set RELAIS_DATA_PATH)"
+                );
+            }
             runtime()
                 .block_on(async {
                     let sim = Sim::start(cfg).await?;
@@ -361,7 +367,7 @@ struct BrowseArgs {
     url: Option<String>,
     config: Option<PathBuf>,
     device: Option<String>,
-    security_policy: String,
+    security_policy: Option<String>,
     security_mode: Option<String>,
     username: Option<String>,
     password_env: String,
@@ -372,6 +378,9 @@ struct BrowseArgs {
 /// PKI folder and the gateway id of its certificate.
 fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
     if let Some(path) = &a.config {
+        if a.security_policy.is_some() || a.security_mode.is_some() || a.username.is_some() {
+            return Err("--security-policy, --security-mode and --username go without --config: with --config the device's own settings are used".into());
+        }
         let cfg = Config::load(path).map_err(|e| e.to_string())?;
         let devs: Vec<_> = cfg
             .devices
@@ -402,7 +411,7 @@ fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaD
     };
     let toml = format!(
         "[gateway]\nid = \"relais\"\n[[device]]\nname = \"server\"\nprotocol = \"opcua\"\nendpoint = {url:?}\nsecurity_policy = {:?}\n{mode}{user}",
-        a.security_policy
+        a.security_policy.as_deref().unwrap_or("None")
     );
     let cfg = Config::parse(&toml, "command line", Path::new(".")).map_err(|e| e.to_string())?;
     match cfg.devices.into_iter().next() {

@@ -71,18 +71,19 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
             missing.join(", ")
         );
     }
-    let (host, port) = cfg
+    let (host, port, filter) = cfg
         .sinks
         .first()
         .map(|s| {
             let SinkConfig::Mqtt(m) = s;
-            (m.conn.broker.host.clone(), m.conn.broker.port)
+            let prefix = m.topic.static_prefix();
+            (m.conn.broker.host.clone(), m.conn.broker.port, if prefix.is_empty() { "#".to_string() } else { format!("{prefix}/#") })
         })
-        .unwrap_or(("127.0.0.1".into(), 1883));
+        .unwrap_or(("127.0.0.1".into(), 1883, "#".into()));
     if let Some(ua) = sim.opcua() {
         println!("The simulator also serves OPC UA at {} (try: relais browse {})", ua.endpoint(), ua.endpoint());
     }
-    println!("Watch it: mosquitto_sub -h {host} -p {port} -t 'icam/#' -v     Stop: Ctrl-C\n");
+    println!("Watch it: mosquitto_sub -h {host} -p {port} -t '{filter}' -v     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() }).await;

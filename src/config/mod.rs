@@ -294,19 +294,40 @@ impl Config {
                 }
             }
         }
-        // Devices on one serial port must agree on its settings.
-        let mut serial: std::collections::HashMap<String, (String, crate::sources::modbus::config::Transport)> = Default::default();
+        // Devices on one serial port must agree on its settings (one port
+        // may be named twice: /dev/serial/by-id/… and /dev/ttyUSB0).
+        let mut serial: std::collections::HashMap<String, (String, String, crate::sources::modbus::config::Transport)> = Default::default();
         for d in &devices {
             let DeviceConfig::Modbus(m) = d else { continue };
-            if let crate::sources::modbus::config::Transport::Rtu { port, .. } = &m.transport {
-                match serial.get(port) {
-                    Some((other, t)) if *t != m.transport => {
+            if let crate::sources::modbus::config::Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits } = &m.transport {
+                let key = crate::sources::modbus::config::serial_key(port);
+                match serial.get(&key) {
+                    Some((other, other_port, t)) if *t != m.transport => {
+                        let crate::sources::modbus::config::Transport::Rtu { baud_rate: b2, parity: p2, data_bits: d2, stop_bits: s2, .. } = t else { continue };
+                        let mut diffs = Vec::new();
+                        if baud_rate != b2 {
+                            diffs.push(format!("baud_rate {baud_rate} vs {b2}"));
+                        }
+                        if parity != p2 {
+                            diffs.push(format!("parity {parity:?} vs {p2:?}"));
+                        }
+                        if data_bits != d2 {
+                            diffs.push(format!("data_bits {data_bits} vs {d2}"));
+                        }
+                        if stop_bits != s2 {
+                            diffs.push(format!("stop_bits {stop_bits} vs {s2}"));
+                        }
+                        let same = if other_port != port { format!(" (as {other_port}: the same port)") } else { String::new() };
                         let at = device_spans.get(&m.name).copied().unwrap_or(0);
-                        diag.error(at..at, &format!("device {:?} / port", m.name), format!("serial port {port} is also used by device {other:?} with other settings (baud rate, parity, bits)"));
+                        diag.error(
+                            at..at,
+                            &format!("device {:?} / port", m.name),
+                            format!("serial port {port} is also used by device {other:?}{same} with other settings: {}", diffs.join(", ")),
+                        );
                     }
                     Some(_) => {}
                     None => {
-                        serial.insert(port.clone(), (m.name.clone(), m.transport.clone()));
+                        serial.insert(key, (m.name.clone(), port.clone(), m.transport.clone()));
                     }
                 }
             }

@@ -362,7 +362,12 @@ impl SimConfig {
             if line != Line::None
                 && let Some(other) = seen.insert((line.clone(), unit_id), name.clone())
             {
-                d.error(rs.name.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {line:?}"));
+                let on = match &line {
+                    Line::Tcp(a) => a.to_string(),
+                    Line::Serial(p) => p.display().to_string(),
+                    Line::None => String::new(),
+                };
+                d.error(rs.name.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {on}"));
             }
             let tick = match &rs.tick {
                 None => default_tick,

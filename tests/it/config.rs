@@ -333,7 +333,19 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     assert!(errs.iter().any(|e| e.contains("unit_id") && e.contains("broadcast")), "{errs:?}");
     let t = format!("[gateway]\nid = \"g\"\n{}{}", rtu("a", 1, 9600), rtu("b", 2, 19200));
     let errs = errors(&t);
-    assert!(errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"") && e.contains("baud_rate 19200 vs 9600")), "{errs:?}");
+    // One port under two names (a link, as /dev/serial/by-id/… is) is one line.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("ttyREAL");
+    std::fs::write(&real, "").unwrap();
+    let link = dir.path().join("by-id-adapter");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let two = |name: &str, port: &Path, parity: &str| {
+        format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nparity = \"{parity}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n", port.display())
+    };
+    let t = format!("[gateway]\nid = \"g\"\n{}{}", two("a", &real, "even"), two("b", &link, "none"));
+    let errs = errors(&t);
+    assert!(errs.iter().any(|e| e.contains("the same port") && e.contains("parity None vs Even")), "{errs:?}");
     let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"a\"\nprotocol = \"modbus-rtu\"\nendpoint = \"1.2.3.4:502\"\n";
     let errs = errors(t);
     assert!(errs.iter().any(|e| e.contains("missing key `port`")), "{errs:?}");

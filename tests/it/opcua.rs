@@ -496,6 +496,9 @@ async fn browse_lists_the_stations_and_the_snippet_loads() {
     assert!(tree.contains(&format!("force  nsu={NS};s=press.force  Variable  Double  read")), "{tree}");
     assert!(tree.contains(&format!("setpoint  nsu={NS};s=press.setpoint  Variable  Double  read/write")), "{tree}");
     assert!(!tree.contains("ServerCapabilities"), "standard objects are not expanded: {tree}");
+    assert!(tree.starts_with("Objects  i=85  Object\n"), "the start node heads the tree: {tree}");
+    let missing = relais::sources::opcua::browse::browse(&dev, &p, "test", &format!("nsu={NS};s=nosuch"), 3, false).await;
+    assert!(missing.unwrap_err().to_string().contains("no such node"), "a start node that does not exist is an error");
     let snippet = relais::sources::opcua::browse::render_snippet(&found, "press", &ua.endpoint());
     let cfg = Config::parse(&format!("[gateway]\nid = \"g\"\n{snippet}"), "snippet", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{snippet}"));
     let DeviceConfig::OpcUa(d) = &cfg.devices[0] else { panic!() };
@@ -643,4 +646,56 @@ async fn more_items_than_the_servers_limit_per_subscription() {
     let got = chain.until(Duration::from_secs(30), |s| s.iter().filter(|x| x.quality == Quality::Good).count() >= 2500).await;
     let good: std::collections::HashSet<&str> = got.iter().filter(|x| x.quality == Quality::Good).map(|x| &*x.meta.tag).collect();
     assert_eq!(good.len(), 2500, "every tag delivered; bad ones: {:?}", got.iter().filter(|x| x.quality == Quality::Bad).take(3).collect::<Vec<_>>());
+}
+
+/// Field case B19, first contact: neither side trusts the other yet. The
+/// server refuses first, so that is what relais says, and it adds that the
+/// server's certificate is not trusted on our side either; it never names a
+/// rejected file that does not exist.
+#[tokio::test]
+async fn b19_first_contact_blames_the_side_that_refused() {
+    let sim_pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"Basic256Sha256\"]\ntrust_client_certs = false", sim_pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(&ua.endpoint(), "security_policy = \"Basic256Sha256\"\nreconnect_max = \"1s\"", &[("v", &format!("nsu={NS};s=s.v"), "")]));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(20), |s| !of(s, "v").is_empty()).await;
+    let reason = of(&got, "v")[0].reason.clone().unwrap();
+    assert!(reason.contains("the server does not trust the gateway's client certificate"), "{reason}");
+    assert!(reason.contains("does not trust the server's certificate yet either"), "{reason}");
+    assert!(!reason.contains("it is in"), "no claim about a file that is not there: {reason}");
+}
+
+/// A connect failure is blamed on the network when the network is the
+/// problem, also for a secure device: a refused port or an unknown host is
+/// said in plain words, never "certificate".
+#[tokio::test]
+async fn connect_failures_name_the_network_cause() {
+    use relais::sources::opcua::client::{Pki, explain};
+    let port = crate::common::free_port();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::open(pki_dir.path(), "test").unwrap();
+    let dev = ua_devices(&device(&format!("opc.tcp://127.0.0.1:{port}/"), "security_policy = \"Basic256Sha256\"", &[])).remove(0);
+    let why = explain(opcua::types::StatusCode::BadCommunicationError, &dev, &pki, None).await;
+    assert!(why.contains("refused"), "{why}");
+    assert!(!why.contains("certificate"), "{why}");
+    let dev = ua_devices(&device("opc.tcp://no-such-host.invalid:4840/", "security_policy = \"Basic256Sha256\"", &[])).remove(0);
+    let why = explain(opcua::types::StatusCode::BadTcpEndpointUrlInvalid, &dev, &pki, None).await;
+    assert!(why.contains("cannot resolve no-such-host.invalid"), "{why}");
+}
+
+/// A security policy the server does not offer is a configuration error:
+/// logged and reported once, not a new bad sample every retry.
+#[tokio::test]
+async fn a_policy_the_server_lacks_is_reported_once() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"None\"]", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(&ua.endpoint(), "security_policy = \"Basic256Sha256\"\nreconnect_max = \"200ms\"", &[("v", &format!("nsu={NS};s=s.v"), "")]));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(10), |s| !of(s, "v").is_empty()).await;
+    let reason = of(&got, "v")[0].reason.clone().unwrap();
+    assert!(reason.starts_with("config_error") && reason.contains("it offers: None/None"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(of(&chain.take().await, "v").len(), 0, "no new sample while nothing changes");
 }

@@ -52,7 +52,7 @@ impl Transport {
         match self {
             Transport::Tcp => format!("tcp:{endpoint}"),
             Transport::RtuOverTcp => format!("rtu-over-tcp:{endpoint}"),
-            Transport::Rtu { port, .. } => format!("rtu:{port}"),
+            Transport::Rtu { port, .. } => format!("rtu:{}", serial_key(port)),
         }
     }
 
@@ -75,6 +75,12 @@ impl Transport {
             _ => std::time::Duration::ZERO,
         }
     }
+}
+
+/// What identifies a serial port: its real path when it exists (so
+/// `/dev/serial/by-id/…` and `/dev/ttyUSB0` are one line), else its name.
+pub fn serial_key(port: &str) -> String {
+    std::fs::canonicalize(port).map_or_else(|_| port.to_string(), |p| p.display().to_string())
 }
 
 /// A validated Modbus device (TCP, RTU, or RTU over TCP).

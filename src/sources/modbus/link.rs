@@ -143,9 +143,14 @@ impl Link {
     }
 
     /// `pace`: back off when this connection never gave a valid answer.
+    /// A timeout is one unit not answering (the poller reports and degrades
+    /// that unit), not an outage of the line: it is logged at debug only, so
+    /// a dead unit on a shared serial line does not look like a failing line.
     fn drop_with(&mut self, why: &str, pace: bool) {
         if self.ctx.take().is_some() {
-            if self.outage_since.is_none() {
+            if !pace {
+                tracing::debug!(endpoint = %self.endpoint, "modbus connection reset after a timeout: {why}");
+            } else if self.outage_since.is_none() {
                 tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
                 self.outage_since = Some(Instant::now());
             } else {

@@ -51,19 +51,22 @@ pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str,
         super::client::OpenError::Unreachable(m) | super::client::OpenError::NoEndpoint(m) => anyhow::anyhow!(m),
     })?;
     session.disable_reconnects();
-    let lp = event_loop.spawn();
-    let connected = tokio::time::timeout(dev.request_timeout.max(Duration::from_secs(5)), session.wait_for_connection()).await;
-    if !matches!(connected, Ok(true)) {
+    let mut lp = event_loop.spawn();
+    let wait = dev.request_timeout.max(Duration::from_secs(5));
+    let connected = tokio::select! {
+        c = session.wait_for_connection() => c,
+        // Without retries the event loop ends at the first failure, with
+        // the server's answer.
+        r = &mut lp => {
+            let status = r.unwrap_or(opcua::types::StatusCode::BadUnexpectedError);
+            let cert = if dev.policy == super::config::Policy::None { None } else { pki.server_cert(&session.endpoint_info().endpoint) };
+            anyhow::bail!("could not open a session on {}: {}", dev.endpoint, super::client::explain(status, dev, pki, cert.as_ref()).await);
+        }
+        _ = tokio::time::sleep(wait) => false,
+    };
+    if !connected {
         lp.abort();
-        anyhow::bail!(
-            "could not open a session on {} (security {:?}/{:?}); run with RUST_LOG=opcua=debug for the library's view, \
-             or check the server's trust list for the gateway certificate {} ({})",
-            dev.endpoint,
-            dev.policy,
-            dev.mode,
-            pki.cert_path.display(),
-            pki.thumbprint
-        );
+        anyhow::bail!("could not open a session on {} within {wait:?} (security {:?}/{:?})", dev.endpoint, dev.policy, dev.mode);
     }
     let result = walk(&session, start, depth, all).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), session.disconnect()).await;
@@ -84,6 +87,30 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
     let map = super::session::namespace_map(&uris);
     let start_id = start_ref.resolve(&map).map_err(|e| anyhow::anyhow!("--node {start}: {e}"))?;
 
+    // The start node itself: it must exist, and it heads the tree.
+    let attrs = session
+        .read(
+            &[ReadValueId::new(start_id.clone(), AttributeId::BrowseName), ReadValueId::new(start_id.clone(), AttributeId::NodeClass)],
+            TimestampsToReturn::Neither,
+            0.0,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("reading --node {start}: {}", e.status()))?;
+    let name = match attrs.first().and_then(|d| d.value.as_ref()) {
+        Some(Variant::QualifiedName(q)) => q.name.value().clone().unwrap_or_default(),
+        _ => {
+            let code = attrs.first().and_then(|d| d.status).map_or(String::new(), |c| format!(" ({c})"));
+            anyhow::bail!("--node {start}: no such node on the server{code}");
+        }
+    };
+    let class = match attrs.get(1).and_then(|d| d.value.as_ref()) {
+        Some(Variant::Int32(c)) => NodeClass::try_from(*c).unwrap_or(NodeClass::Unspecified),
+        _ => NodeClass::Unspecified,
+    };
+    let mut out = vec![Found { depth: 0, name, node_id: with_uri(&start_id, &uris), class, data_type: None, access: None, path: String::new() }];
+    if class == NodeClass::Variable {
+        describe(session, &mut out, &[0], &uris).await;
+    }
     let mut seen = std::collections::HashSet::new();
     if !all && start_id == opcua::types::ObjectId::ObjectsFolder {
         // Mark the standard objects as seen: listed, not expanded.
@@ -93,7 +120,8 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
             }
         }
     }
-    Box::pin(walk_from(session, start_id, 0, String::new(), depth, &uris, &mut seen)).await
+    out.extend(Box::pin(walk_from(session, start_id, 0, String::new(), depth, &uris, &mut seen)).await?);
+    Ok(out)
 }
 
 async fn walk_from(
@@ -234,7 +262,7 @@ fn type_name(t: &NodeId) -> String {
 pub fn render_tree(found: &[Found]) -> String {
     let mut s = String::new();
     for f in found {
-        let _ = write!(s, "{}{}  {}  {:?}", "  ".repeat(f.depth.saturating_sub(1)), f.name, f.node_id, f.class);
+        let _ = write!(s, "{}{}  {}  {:?}", "  ".repeat(f.depth), f.name, f.node_id, f.class);
         if let Some(t) = &f.data_type {
             let _ = write!(s, "  {t}");
         }
@@ -252,7 +280,7 @@ pub fn render_snippet(found: &[Found], device: &str, endpoint: &str) -> String {
     let mut s = format!("[[device]]\nname = {device:?}\nprotocol = \"opcua\"\nendpoint = {endpoint:?}\n");
     let mut names = std::collections::HashSet::new();
     let standard = |id: &str| id.starts_with("i=") || id.starts_with("s=") || id.starts_with("g=") || id.starts_with("b=");
-    for f in found.iter().filter(|f| f.class == NodeClass::Variable && !standard(&f.node_id) && f.access.as_deref().is_none_or(|a| a.starts_with("read"))) {
+    for f in found.iter().filter(|f| f.depth > 0 && f.class == NodeClass::Variable && !standard(&f.node_id) && f.access.as_deref().is_none_or(|a| a.starts_with("read"))) {
         let mut name: String = f.path.chars().map(|c| if matches!(c, '+' | '#' | '/' | ' ') || c.is_control() { '_' } else { c }).collect();
         let stem = name.clone();
         let mut n = 2;

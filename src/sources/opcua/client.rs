@@ -61,6 +61,7 @@ impl Pki {
                      Delete the certificate and its key to make a new one, then trust the new one on the servers"
                 );
             }
+            tracing::info!(certificate = %cert_path.display(), thumbprint = %cert.thumbprint().as_hex_string(), "OPC UA client certificate");
             (cert, uri)
         } else {
             let application_uri = format!("urn:relais:{gateway_id}");
@@ -171,54 +172,112 @@ pub fn identity_token(id: &Identity) -> anyhow::Result<IdentityToken> {
     })
 }
 
-/// What to tell an operator about a failed connect, when the status says
-/// more than "it failed" (field case B19).
-pub fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, server_cert: Option<&(bool, String, String)>) -> Option<String> {
+/// The server certificate of an endpoint as seen from our PKI folder.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    /// In `<pki_dir>/trusted`.
+    pub trusted: bool,
+    /// Its file name in the PKI folders (`CN [thumbprint].der`).
+    pub file: String,
+    /// SHA-1 thumbprint, hex.
+    pub thumbprint: String,
+}
+
+impl Pki {
+    /// The server certificate of `endpoint`, if it has one.
+    pub fn server_cert(&self, endpoint: &EndpointDescription) -> Option<ServerCert> {
+        self.server_trust(endpoint).map(|(trusted, file, thumbprint)| ServerCert { trusted, file, thumbprint })
+    }
+}
+
+/// What to tell an operator about a failed connect, from the status and a
+/// look at the network and the PKI folders (field case B19: "EOF" is not an
+/// answer). A certificate is blamed only when the status says so or when the
+/// server is reachable and closes the secure channel.
+pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, server_cert: Option<&ServerCert>) -> String {
     use opcua::types::StatusCode as S;
     let sub = status.sub_code();
     let ours = || {
-        format!(
+        let mut m = format!(
             "the server does not trust the gateway's client certificate (thumbprint {}, file {}): trust it on the server \
              (it usually sits in the server's rejected-certificates folder); the gateway keeps retrying and connects once it is trusted",
             pki.thumbprint,
             pki.cert_path.display()
-        )
+        );
+        if let Some(c) = server_cert
+            && !c.trusted
+        {
+            m += &format!(
+                ". The gateway does not trust the server's certificate yet either (thumbprint {}): set trust_server_certificate, \
+                 or once it appears in {} move it to {}",
+                c.thumbprint,
+                pki.dir.join("rejected").display(),
+                pki.dir.join("trusted").display()
+            );
+        }
+        m
     };
-    let theirs = |c: &(bool, String, String)| {
+    // Our side refused the server: the library saved its certificate in
+    // our rejected folder when it checked it.
+    let theirs = server_cert.filter(|c| !c.trusted && pki.dir.join("rejected").join(&c.file).exists()).map(|c| {
         format!(
-            "the gateway does not trust the server's certificate (thumbprint {}): it was saved to {}; move it to {} \
+            "the gateway does not trust the server's certificate (thumbprint {}): it is in {}; move it to {} \
              (or set trust_server_certificate) to trust it; the gateway keeps retrying",
-            c.2,
-            pki.dir.join("rejected").join(&c.1).display(),
+            c.thumbprint,
+            pki.dir.join("rejected").join(&c.file).display(),
             pki.dir.join("trusted").display()
         )
-    };
+    });
     if sub == S::BadCertificateUntrusted.sub_code() || sub == S::BadSecurityChecksFailed.sub_code() || sub == S::BadCertificateInvalid.sub_code() {
-        return Some(match server_cert {
-            Some(c) if !c.0 => theirs(c),
-            _ => ours(),
-        });
-    }
-    if dev.policy != super::config::Policy::None
-        && (sub == S::BadConnectionClosed.sub_code() || sub == S::BadCommunicationError.sub_code() || sub == S::BadSecureChannelClosed.sub_code())
-        && server_cert.is_some_and(|c| c.0)
-    {
-        return Some(format!("the server closed the secure channel: most likely {}", ours()));
+        return theirs.unwrap_or_else(ours);
     }
     if sub == S::BadCertificateHostNameInvalid.sub_code() || sub == S::BadCertificateUriInvalid.sub_code() || sub == S::BadCertificateTimeInvalid.sub_code() {
-        return Some(
-            "the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
+        return format!(
+            "{status}: the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
              or set strict_server_certificate = false to check only that it is trusted"
-                .to_string(),
         );
     }
     if sub == S::BadIdentityTokenInvalid.sub_code() || sub == S::BadIdentityTokenRejected.sub_code() || sub == S::BadUserAccessDenied.sub_code() {
-        return Some("the server rejected the user identity (username/password or user certificate)".to_string());
+        return format!("{status}: the server rejected the user identity (username/password or user certificate)");
     }
-    if sub == S::BadTcpEndpointUrlInvalid.sub_code() {
-        return Some(format!("the server does not know the endpoint path of {}", dev.endpoint));
+    if sub == S::BadSecurityPolicyRejected.sub_code() {
+        return format!(
+            "{status}: the server refused the user identity type{}; or the security policy",
+            if matches!(dev.identity, super::config::Identity::Anonymous) { " (anonymous sessions not allowed? set username/password or a user certificate)" } else { "" }
+        );
     }
-    None
+    if sub == S::BadTcpEndpointUrlInvalid.sub_code() || sub == S::BadCommunicationError.sub_code() || sub == S::BadConnectionClosed.sub_code() || sub == S::BadSecureChannelClosed.sub_code() || sub == S::BadTimeout.sub_code() {
+        // Say what the network says before anything else.
+        match probe(&dev.endpoint).await {
+            Err(net) => return net,
+            Ok(()) if dev.policy != super::config::Policy::None && sub != S::BadTimeout.sub_code() => {
+                return theirs.unwrap_or_else(|| format!("{status}: the server accepts connections but closed the secure channel; if this repeats, most likely {}", ours()));
+            }
+            Ok(()) if sub == S::BadTcpEndpointUrlInvalid.sub_code() => return format!("{status}: the server does not know the endpoint path of {}", dev.endpoint),
+            Ok(()) => {}
+        }
+    }
+    format!("{status}")
+}
+
+/// Resolves and connects to the endpoint's host and port (then closes): the
+/// plain reason when the network is the problem.
+pub async fn probe(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint.strip_prefix("opc.tcp://").unwrap_or(endpoint);
+    let hostport = rest.split('/').next().unwrap_or("");
+    let target = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { hostport.to_string() } else { format!("{hostport}:4840") };
+    let addrs: Vec<std::net::SocketAddr> = match tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(target.as_str())).await {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => return Err(format!("cannot resolve {target}: {e}")),
+        Err(_) => return Err(format!("cannot resolve {target}: no answer within 3 s")),
+    };
+    let Some(addr) = addrs.first() else { return Err(format!("cannot resolve {target}: no address")) };
+    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!("connection to {target} refused (server down, or wrong port)")),
+        Ok(Err(e)) => Err(format!("cannot connect to {target}: {e}")),
+        Err(_) => Err(format!("no answer from {target} within 3 s (host down, or a firewall drops the packets)")),
+    }
 }
 
 /// Why a session could not be set up.

@@ -98,8 +98,10 @@ pub struct Device {
     /// The server's MaxMonitoredItemsPerSubscription (`usize::MAX`: none).
     max_per_sub: usize,
     up: bool,
-    /// Reason of the last comm_failure samples, so a state is reported once.
+    /// The outage is reported (one bad sample per tag), so it is not again.
     reported_down: bool,
+    /// The last connection problem logged, and when.
+    last_problem: Option<(String, Instant)>,
     last_ns_check: Option<Instant>,
     /// The namespace table changed while items were created: rebuild again.
     ns_changed_pending: bool,
@@ -192,6 +194,7 @@ impl Device {
             max_per_sub: usize::MAX,
             up: false,
             reported_down: false,
+            last_problem: None,
             last_ns_check: None,
             ns_changed_pending: false,
             samples_tx,
@@ -219,6 +222,11 @@ impl Device {
             let (session, event_loop, ep) = match opened {
                 Ok(x) => x,
                 Err(OpenError::Unreachable(m)) => {
+                    let m = match super::client::probe(&self.dev.endpoint).await {
+                        Err(net) => net,
+                        Ok(()) => m,
+                    };
+                    self.problem(&format!("OPC UA server unreachable: {m}; retrying with backoff"), failures + 1);
                     self.down(&format!("{}: {m}", reason::COMM_FAILURE)).await;
                     if !self.wait(&cancel, &mut failures).await {
                         return;
@@ -226,7 +234,7 @@ impl Device {
                     continue;
                 }
                 Err(OpenError::NoEndpoint(m)) => {
-                    tracing::error!(device = %self.dev.name, "{m}");
+                    self.problem(&format!("{m}; fix security_policy/security_mode (retried with backoff)"), failures + 1);
                     self.down(&format!("{}: {m}", reason::CONFIG_ERROR)).await;
                     failures = failures.max(8);
                     if !self.wait(&cancel, &mut failures).await {
@@ -238,8 +246,15 @@ impl Device {
             if self.dev.policy != super::config::Policy::None
                 && let Some((false, _, thumbprint)) = self.pki.server_trust(&ep)
             {
-                tracing::warn!(device = %self.dev.name, thumbprint = %thumbprint,
-                    "the server's certificate is not in the trust list {}; the connection will be refused until it is", self.pki.dir.join("trusted").display());
+                self.problem(
+                    &format!(
+                        "the server's certificate (thumbprint {thumbprint}) is not in the trust list {}: the connection will be refused until it is \
+                         (set trust_server_certificate, or move it from {} once it appears there)",
+                        self.pki.dir.join("trusted").display(),
+                        self.pki.dir.join("rejected").display()
+                    ),
+                    failures + 1,
+                );
             }
             // 2. The event loop runs in its own task: service calls made here
             // need it to be polled while this task awaits them.
@@ -294,7 +309,6 @@ impl Device {
     /// Handles one session's events and polls until it ends.
     async fn serve(&mut self, session: &Arc<Session>, ev_rx: &mut mpsc::UnboundedReceiver<Event>, cancel: &CancellationToken, failures: &mut u32) -> End {
         let mut retry_at = Instant::now() + RETRY_MISSING;
-        let mut last_fail_log: Option<(String, Instant)> = None;
         let mut heartbeat = Heartbeat::default();
         let mut beat_at = Instant::now() + self.dev.keep_alive;
         loop {
@@ -305,7 +319,7 @@ impl Device {
                     None => return End::Lost,
                     Some(Event::Connected(new_session)) => {
                         *failures = 0;
-                        last_fail_log = None;
+                        self.last_problem = None;
                         self.reported_down = false;
                         tracing::info!(device = %self.dev.name, endpoint = %self.dev.endpoint, new_session,
                             "OPC UA session {}", if new_session { "created" } else { "re-activated" });
@@ -326,15 +340,9 @@ impl Device {
                     }
                     Some(Event::ConnectFailed(code)) => {
                         *failures += 1;
-                        let cert = if self.dev.policy == super::config::Policy::None { None } else { self.server_cert(session) };
-                        let why = explain(code, &self.dev, &self.pki, cert.as_ref()).unwrap_or_else(|| format!("{code}"));
-                        // Log a new reason at once, a repeated one once a minute.
-                        let repeat = last_fail_log.as_ref().is_some_and(|(w, at)| *w == why && at.elapsed() < Duration::from_secs(60));
-                        if !repeat {
-                            tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, status = %code, attempts = *failures,
-                                "OPC UA connect failed: {why}; retrying with backoff");
-                            last_fail_log = Some((why.clone(), Instant::now()));
-                        }
+                        let cert = if self.dev.policy == super::config::Policy::None { None } else { self.pki.server_cert(&session.endpoint_info().endpoint) };
+                        let why = explain(code, &self.dev, &self.pki, cert.as_ref()).await;
+                        self.problem(&format!("OPC UA connect failed: {why}; retrying with backoff"), *failures);
                         self.down(&format!("{}: {why}", reason::COMM_FAILURE)).await;
                     }
                 },
@@ -359,11 +367,6 @@ impl Device {
                 }
             }
         }
-    }
-
-    /// The server certificate as the session's endpoint gives it.
-    fn server_cert(&self, session: &Arc<Session>) -> Option<(bool, String, String)> {
-        self.pki.server_trust(&session.endpoint_info().endpoint)
     }
 
     /// Builds the per-session state for `why`: after a new session the
@@ -768,8 +771,19 @@ impl Device {
         self.emit(samples);
     }
 
+    /// Logs a connection problem: a new one at once, the same one again at
+    /// most once a minute (with the attempt count).
+    fn problem(&mut self, msg: &str, attempts: u32) {
+        let repeat = self.last_problem.as_ref().is_some_and(|(m, at)| m == msg && at.elapsed() < Duration::from_secs(60));
+        if !repeat {
+            tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, attempts, "{msg}");
+            self.last_problem = Some((msg.to_string(), Instant::now()));
+        }
+    }
+
     fn emit(&mut self, samples: Vec<Sample>) {
-        if samples.iter().any(|s| s.quality != Quality::Bad || s.reason.as_deref().is_some_and(|r| !r.starts_with(reason::COMM_FAILURE))) {
+        // Values flow again: the next outage is reported anew.
+        if samples.iter().any(|s| s.quality != Quality::Bad) {
             self.reported_down = false;
         }
         for s in samples {
