@@ -390,6 +390,15 @@ async fn tail_numbers_lines_from_one_after_a_truncation() {
 /// Issue 10: a writer that pauses longer than `settle` in the middle of a
 /// line does not get its file ingested half-way: a file whose last line has
 /// no newline yet is waited for (up to 10 × settle), then read whole.
+/// CPU time of the calling thread (utime + stime of /proc/thread-self/stat).
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name, which ends with the last ')'.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
 #[tokio::test]
 async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
     let dir = tempfile::tempdir().unwrap();
@@ -411,7 +420,12 @@ async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
     assert_eq!(samples(&gw).len(), 6, "every row, once");
     // A file that never gets its final newline is read after 10 × settle.
     write_atomic(&inbox, "no-newline.csv", "ts,flow\n2026-01-05T11:00:00Z,3");
+    // While it waits, the folder scan (on this test's thread: a current-thread
+    // runtime) must not spin on the access events of its own reads.
+    let cpu_before = thread_cpu_seconds();
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    let cpu = thread_cpu_seconds() - cpu_before;
+    assert!(cpu < 0.25, "the watch loop used {cpu:.2} s of CPU in 1 s while waiting");
     assert!(!files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string()), "still waiting at 5 × settle");
     assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")).contains(&"no-newline.csv".to_string())).await);
     assert_eq!(samples(&gw).len(), 7);

@@ -97,7 +97,12 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     }
     let pattern = glob::Pattern::new(&cfg.pattern).map_err(|e| anyhow::anyhow!("source {}: pattern {:?}: {e}", cfg.common.name, cfg.pattern))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Our own reads of the folder's files raise open/access/close-without-write
+        // events; waking the scan on them would make it spin on its own reads.
+        if matches!(&res, Ok(ev) if ev.kind.is_access()) {
+            return;
+        }
         let _ = tx.try_send(());
     })
     .map_err(|e| anyhow::anyhow!("source {}: cannot watch {}: {e}", cfg.common.name, cfg.folder.display()))?;
