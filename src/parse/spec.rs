@@ -222,7 +222,13 @@ impl RawParse {
                 "rfc3339" | "iso8601" => TsFormat::Rfc3339,
                 "epoch" => TsFormat::Epoch,
                 other => {
-                    let sf = icu_to_strftime(other);
+                    let sf = match icu_to_strftime(other) {
+                        Ok(sf) => sf,
+                        Err(e) => {
+                            d.error(f.span(), &k("timestamp_format"), e);
+                            other.to_string()
+                        }
+                    };
                     // Check the format once on a known instant.
                     let probe = chrono::NaiveDate::from_ymd_opt(2021, 9, 14).and_then(|x| x.and_hms_micro_opt(6, 32, 7, 507_569));
                     if let Some(p) = probe {

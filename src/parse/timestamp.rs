@@ -128,40 +128,91 @@ fn in_range(ns: i64, what: &str) -> Result<Timestamp, String> {
     }
 }
 
-/// Translates the common ICU/Java pattern letters (`dd.MM.yyyy HH:mm:ss`,
-/// `SSS`) to strftime; a format with `%` is returned unchanged.
-pub fn icu_to_strftime(f: &str) -> String {
+/// Translates the common ICU/Java date pattern letters to a chrono strftime
+/// format: `yyyy yy MM dd HH mm ss`, fractions of a second (`.SSS`: any number
+/// of digits after the dot; `SSS`/`SSSSSS`/`SSSSSSSSS` without a dot: exactly
+/// 3, 6 or 9 digits), zone offsets (`Z` = `+0100`, `XXX` = `+01:00`) and
+/// quoted literals (`'T'`). A format containing `%` is returned unchanged.
+///
+/// Errors: a pattern letter relais does not translate (`MMM`, `a`, `E`…), or a
+/// fraction without a dot whose width is not 3, 6 or 9, with the letter named.
+pub fn icu_to_strftime(f: &str) -> Result<String, String> {
     if f.contains('%') {
-        return f.to_string();
+        return Ok(f.to_string());
     }
     let mut out = String::new();
     let chars: Vec<char> = f.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if c == '\'' {
+            // 'literal'; '' is a quote, inside or outside a literal.
+            if chars.get(i + 1) == Some(&'\'') {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
+            i += 1;
+            loop {
+                match (chars.get(i), chars.get(i + 1)) {
+                    (None, _) => return Err(format!("unclosed quote in timestamp format {f:?}")),
+                    (Some('\''), Some('\'')) => {
+                        out.push('\'');
+                        i += 2;
+                    }
+                    (Some('\''), _) => {
+                        i += 1;
+                        break;
+                    }
+                    (Some(&x), _) => {
+                        out.push(x);
+                        i += 1;
+                    }
+                }
+            }
+            continue;
+        }
         let mut n = 1;
         while i + n < chars.len() && chars[i + n] == c {
             n += 1;
         }
         let tok = match (c, n) {
-            ('y', 4) => Some("%Y"),
-            ('y', 2) => Some("%y"),
-            ('M', 2) => Some("%m"),
-            ('d', 2) => Some("%d"),
-            ('H', 2) => Some("%H"),
-            ('m', 2) => Some("%M"),
-            ('s', 2) => Some("%S"),
-            ('S', _) => Some("%f"),
-            ('X', _) => Some("%:z"),
-            _ => None,
+            ('y', 4) => "%Y",
+            ('y', 2) => "%y",
+            // One letter: one or two digits (chrono reads either for these).
+            ('M', 1 | 2) => "%m",
+            ('d', 1 | 2) => "%d",
+            ('H', 1 | 2) => "%H",
+            ('m', 1 | 2) => "%M",
+            ('s', 1 | 2) => "%S",
+            ('S', _) if out.ends_with('.') => {
+                out.pop();
+                "%.f"
+            }
+            ('S', 3) => "%3f",
+            ('S', 6) => "%6f",
+            ('S', 9) => "%9f",
+            ('S', _) => return Err(format!("fraction of a second {:?} without a dot must have 3, 6 or 9 letters", "S".repeat(n))),
+            ('Z', 1) => "%z",
+            ('X', 1 | 2) => "%z",
+            ('X', 3) => "%:z",
+            // `T` unquoted is common in hand-written ISO patterns: a literal.
+            (c, _) if c.is_ascii_alphabetic() && c != 'T' => {
+                return Err(format!(
+                    "pattern letters {:?} are not supported; use yyyy, MM, dd, HH, mm, ss, SSS, Z, XXX, quoted literals, or a strftime format with %",
+                    c.to_string().repeat(n)
+                ));
+            }
+            _ => {
+                out.extend(std::iter::repeat_n(c, n));
+                i += n;
+                continue;
+            }
         };
-        match tok {
-            Some(t) => out.push_str(t),
-            None => out.extend(std::iter::repeat_n(c, n)),
-        }
+        out.push_str(tok);
         i += n;
     }
-    out
+    Ok(out)
 }
 
 impl TsSpec {
@@ -295,12 +346,33 @@ mod tests {
     #[test]
     fn b28_european_local_time() {
         let spec = TsSpec {
-            format: TsFormat::Strftime(icu_to_strftime("dd.MM.yyyy HH:mm:ss")),
+            format: TsFormat::Strftime(icu_to_strftime("dd.MM.yyyy HH:mm:ss").unwrap()),
             timezone: Some("Europe/Warsaw".parse().unwrap()),
             ..Default::default()
         };
-        assert_eq!(icu_to_strftime("dd.MM.yyyy HH:mm:ss"), "%d.%m.%Y %H:%M:%S");
+        assert_eq!(icu_to_strftime("dd.MM.yyyy HH:mm:ss").unwrap(), "%d.%m.%Y %H:%M:%S");
         assert_eq!(utc(spec.parse_text("01.11.2017 00:00:02")), "2017-10-31T23:00:02Z");
+    }
+
+    /// `SSS` is milliseconds, not nanoseconds (it was translated to `%f`,
+    /// which reads "123" as 123 ns).
+    #[test]
+    fn icu_fractions_zones_and_literals() {
+        let at = |fmt: &str, text: &str| {
+            let spec = TsSpec { format: TsFormat::Strftime(icu_to_strftime(fmt).unwrap()), timezone: Some(chrono_tz::UTC), ..Default::default() };
+            utc(spec.parse_text(text))
+        };
+        assert_eq!(at("dd.MM.yyyy HH:mm:ss.SSS", "05.01.2026 10:00:00.123"), "2026-01-05T10:00:00.123Z");
+        assert_eq!(at("dd.MM.yyyy HH:mm:ss.SSS", "05.01.2026 10:00:00.5"), "2026-01-05T10:00:00.500Z");
+        assert_eq!(at("yyyyMMddHHmmssSSS", "20260105100000042"), "2026-01-05T10:00:00.042Z");
+        assert_eq!(at("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "2026-01-05T11:00:00.250+01:00"), "2026-01-05T10:00:00.250Z");
+        assert_eq!(at("yyyy-MM-dd HH:mm:ssZ", "2026-01-05 11:00:00+0100"), "2026-01-05T10:00:00Z");
+        assert_eq!(icu_to_strftime("HH 'o''clock'").unwrap(), "%H o'clock");
+        assert_eq!(at("d.M.yyyy H:mm", "5.1.2026 9:07"), "2026-01-05T09:07:00Z");
+        assert_eq!(at("yyyy-MM-ddTHH:mm:ss", "2026-01-05T09:07:00"), "2026-01-05T09:07:00Z");
+        assert!(icu_to_strftime("dd MMM yyyy").unwrap_err().contains("\"MMM\""));
+        assert!(icu_to_strftime("ssSS").unwrap_err().contains("3, 6 or 9"));
+        assert!(icu_to_strftime("HH 'x").unwrap_err().contains("unclosed quote"));
     }
 
     #[test]

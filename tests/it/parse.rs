@@ -290,3 +290,19 @@ fn b29_strict_error_hints_at_the_lenient_policy() {
     let (_, bad) = run(b"{\"a\": tru}\n", Format::JsonLines, &spec("format = \"jsonl\""));
     assert!(!bad[0].reason.contains("lenient"), "{}", bad[0].reason);
 }
+
+/// `SSS` in an ICU timestamp format is milliseconds: `.123` must not arrive
+/// as 123 ns (it was translated to chrono's `%f`, nanoseconds).
+#[test]
+fn icu_milliseconds_in_a_csv_timestamp() {
+    let csv = b"time;temp\n05.01.2026 10:00:00.123;20,5\n05.01.2026 10:00:00.9;21\n";
+    let keys = "format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"time\"\ntimestamp_format = \"dd.MM.yyyy HH:mm:ss.SSS\"\ntimezone = \"Europe/Paris\"";
+    let (ok, bad) = run(csv, Format::Csv, &spec(keys));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(format_rfc3339(ok[0][0].ts), "2026-01-05T09:00:00.123Z");
+    assert_eq!(format_rfc3339(ok[1][0].ts), "2026-01-05T09:00:00.900Z");
+    // A pattern letter relais does not translate is an error at load, naming it.
+    let text = "[gateway]\nid = \"t\"\n[[source]]\nname = \"src\"\ntype = \"file\"\ntimestamp_format = \"dd MMM yyyy\"\n";
+    let e = Config::parse(text, "src.toml", Path::new(".")).unwrap_err().to_string();
+    assert!(e.contains("src.toml:6") && e.contains("timestamp_format") && e.contains("\"MMM\""), "{e}");
+}
