@@ -112,6 +112,10 @@ pub struct Gateway {
     source_tasks: Vec<JoinHandle<()>>,
     sink_tasks: Vec<JoinHandle<()>>,
     aux: Vec<JoinHandle<()>>,
+    /// Cancels every task when a `Gateway` is dropped without `shutdown`
+    /// (a panicking test, an early return): blocking sources (tail, watch
+    /// ingest) would otherwise keep the runtime from ever shutting down.
+    _stop_on_drop: [tokio_util::sync::DropGuard; 3],
 }
 
 impl Gateway {
@@ -198,7 +202,9 @@ impl Gateway {
             gateway = %gateway.id, devices = n_devices, sources = n_sources, sinks = n_sinks,
             data_dir = %gateway.data_dir.display(), "relais running"
         );
+        let _stop_on_drop = [sources_stop.clone().drop_guard(), sinks_stop.clone().drop_guard(), aux_stop.clone().drop_guard()];
         Ok(Gateway {
+            _stop_on_drop,
             id: gateway.id,
             ingest,
             buffer,

@@ -153,7 +153,9 @@ fn classify_columns(cols: &mut Vec<(usize, Arc<TagMeta>, bool)>, rec: &csv::Stri
 pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, FileError> {
     let mut br = BufReader::with_capacity(1 << 16, input);
     let head = br.fill_buf().map_err(|e| FileError::Io(e.to_string()))?;
-    check_text(&head[..head.len().min(8192)])?;
+    if !mapper.continuation {
+        check_text(&head[..head.len().min(8192)])?;
+    }
     let delim = match spec.csv.delimiter {
         Some(d) => d,
         None => {
@@ -224,19 +226,28 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
     let mut rec = csv::StringRecord::new();
     let mut n = 0u64;
     loop {
-        match rdr.read_record(&mut rec) {
+        // Read bytes, then check UTF-8 per record: a record that is not UTF-8
+        // is quarantined with its raw bytes (lossy), and the next ones are read.
+        let mut bytes = std::mem::take(&mut rec).into_byte_record();
+        match rdr.read_byte_record(&mut bytes) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
-                if let csv::ErrorKind::Utf8 { .. } = e.kind() {
-                    out(Err(mapper.reject(origin, format!("line {line}"), format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR), "")));
-                    n += 1;
-                    continue;
-                }
                 return Err(FileError::Io(format!("line {line}: {e}")));
             }
         }
+        rec = match csv::StringRecord::from_byte_record(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let bytes = e.into_byte_record();
+                let line = bytes.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
+                let raw = bytes.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&(delim as char).to_string());
+                out(Err(mapper.reject(origin, format!("line {line}"), format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR), &raw)));
+                n += 1;
+                continue;
+            }
+        };
         n += 1;
         // The reader stands just past the record's first terminator byte; the
         // record ends on the line of that byte and starts as many lines

@@ -319,7 +319,7 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
         let text = match std::str::from_utf8(&bytes) {
             Ok(t) => t.trim_end_matches('\r'),
             Err(_) => {
-                if i == 0 {
+                if i == 0 && !mapper.continuation {
                     super::csv::check_text(&bytes)?;
                 }
                 n += 1;
@@ -328,7 +328,7 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
                 continue;
             }
         };
-        if i == 0 {
+        if i == 0 && !mapper.continuation {
             super::csv::check_text(text.as_bytes())?;
         }
         let text = if i == 0 { text.trim_start_matches('\u{feff}') } else { text };

@@ -129,6 +129,10 @@ pub struct Mapper {
     pub line_base: u64,
     /// Added to the byte offsets JSON Lines parsing reports (tailing a file in chunks).
     pub byte_base: u64,
+    /// The input continues a stream already known to be text (a tailed
+    /// file's appended lines): an invalid line is one quarantined record, not
+    /// a "not a text file" error for the whole pass.
+    pub continuation: bool,
     /// Kinds of the fields learnt so far (text or numeric); share one
     /// between the mappers of a long-lived source.
     pub fields: Arc<Fields>,
@@ -144,6 +148,7 @@ impl Mapper {
             device: device.into(),
             line_base: 0,
             byte_base: 0,
+            continuation: false,
             fields: Arc::default(),
             rules: rules.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             metas: HashMap::new(),

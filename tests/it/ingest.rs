@@ -387,9 +387,6 @@ async fn tail_numbers_lines_from_one_after_a_truncation() {
     assert_eq!(quarantine_locations(dir.path()), vec!["line 2 (byte 11)"], "line 2 of the truncated file, not line 12");
 }
 
-/// Issue 10: a writer that pauses longer than `settle` in the middle of a
-/// line does not get its file ingested half-way: a file whose last line has
-/// no newline yet is waited for (up to 10 × settle), then read whole.
 /// CPU time of the calling thread (utime + stime of /proc/thread-self/stat).
 fn thread_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
@@ -399,6 +396,9 @@ fn thread_cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// Issue 10: a writer that pauses longer than `settle` in the middle of a
+/// line does not get its file ingested half-way: a file whose last line has
+/// no newline yet is waited for (up to 10 × settle), then read whole.
 #[tokio::test]
 async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
     let dir = tempfile::tempdir().unwrap();
@@ -497,4 +497,41 @@ async fn watch_reingests_a_failed_file_after_the_config_is_fixed() {
     assert_eq!(all.len(), 2);
     assert_eq!(relais::model::format_rfc3339(all[0].ts), "2026-01-05T09:00:00Z");
     gw.shutdown().await.unwrap();
+}
+
+fn quarantine_raw(dir: &Path) -> Vec<(String, String, String)> {
+    let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT location, reason, raw FROM quarantine ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// A tailed line that is not UTF-8 (a logger writing one Latin-1 `°`) is one
+/// quarantined record with its raw text; the lines around it arrive. It made
+/// the whole pass fail as "not a UTF-8 text file" and lost its good lines.
+#[tokio::test]
+async fn tail_quarantines_one_non_utf8_line_and_keeps_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rig.csv");
+    let jsonl = dir.path().join("rig.jsonl");
+    std::fs::write(&csv, "ts,n\n").unwrap();
+    std::fs::write(&jsonl, "").unwrap();
+    let body = "[[source]]\nname = \"csv\"\ntype = \"tail\"\npath = \"rig.csv\"\npoll_interval = \"50ms\"\nformat = \"csv\"\ntimestamp_column = \"ts\"\n\
+                [[source]]\nname = \"jsonl\"\ntype = \"tail\"\npath = \"rig.jsonl\"\npoll_interval = \"50ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+    f.write_all(b"2026-01-05T10:00:00Z,1\n2026-01-05T10:00:01Z,2 \xb0C\n2026-01-05T10:00:02Z,3\n").unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&jsonl).unwrap();
+    f.write_all(b"{\"n\": 11}\n{\"n\": 12, \"u\": \"\xb0C\"}\n{\"n\": 13}\n").unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 4).await, "{:?}", values(&samples(&gw)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(values(&samples(&gw)), vec![1, 3, 11, 13]);
+    gw.shutdown().await.unwrap();
+    let mut q = quarantine_raw(dir.path());
+    q.sort();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert_eq!((q[0].0.as_str(), q[1].0.as_str()), ("line 2", "line 3"), "jsonl line 2, csv line 3 (the header is line 1)");
+    assert!(q.iter().all(|(_, why, _)| why.contains("invalid UTF-8")), "{q:?}");
+    assert!(q.iter().any(|(_, _, raw)| raw == "2026-01-05T10:00:01Z,2 \u{fffd}C"), "{q:?}");
+    assert!(q.iter().any(|(_, _, raw)| raw == "{\"n\": 12, \"u\": \"\u{fffd}C\"}"), "{q:?}");
 }

@@ -189,6 +189,9 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
     let csv_header = format == Format::Csv && cfg.common.parse.csv.header;
     let stats = ctx.telemetry.source(name);
     let mut mapper = Mapper::new(name, &cfg.common.device, &cfg.common.parse.tags);
+    // A line that is not UTF-8 (a logger's stray byte) is one bad record; the
+    // lines around it are still read.
+    mapper.continuation = true;
     let stored = ctx.reader.progress_blocking(&key)?;
     let mut lines = stored.as_ref().map_or(0, |p| p.line);
     tracing::info!(source = %name, path = %cfg.path.display(), resume = ?stored.as_ref().map(|p| p.offset), "tailing file");
