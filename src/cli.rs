@@ -303,6 +303,7 @@ pub fn main() -> ExitCode {
         Command::Quarantine { what } => quarantine(what),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { url, node, depth, snippet, all, config, device, security_policy, security_mode, username, password_env, pki_dir } => {
+            let configured = device.is_some();
             let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
             let (dev, pki_dir, gateway_id) = match browse_target(args) {
                 Ok(x) => x,
@@ -318,7 +319,14 @@ pub fn main() -> ExitCode {
             };
             match runtime().block_on(run) {
                 Ok(found) if snippet => {
-                    out!("{}", crate::sources::opcua::browse::render_snippet(&found, &dev.name, &dev.endpoint));
+                    // Without a configured device, name it after a string --node (`s=robot` → robot).
+                    let name = match (configured, node.rsplit_once(";s=").map(|(_, id)| id).or_else(|| node.strip_prefix("s="))) {
+                        (false, Some(id)) if !id.is_empty() => {
+                            id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+                        }
+                        _ => dev.name.clone(),
+                    };
+                    out!("{}", crate::sources::opcua::browse::render_snippet(&found, &name, &dev.endpoint));
                     ExitCode::SUCCESS
                 }
                 Ok(found) => {
@@ -628,6 +636,26 @@ pub fn render_plan(cfg: &Config) -> String {
         });
         let policy = if c.parse.policy == crate::parse::Policy::Strict { "strict" } else { "lenient" };
         let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, {})", c.name, source_device(src));
+        // How records are read, so a user can confirm it before importing.
+        let p = &c.parse;
+        let mut how = Vec::new();
+        if p.format != Some(crate::parse::spec::Format::Json) && p.format != Some(crate::parse::spec::Format::JsonLines) {
+            let delim = match p.csv.delimiter {
+                None => "auto (from the header)".to_string(),
+                Some(b'\t') => "tab".to_string(),
+                Some(d) => format!("{:?}", d as char),
+            };
+            how.push(format!("csv delimiter {delim}, decimal {:?}, layout {}", p.csv.decimal, format!("{:?}", p.csv.layout).to_lowercase()));
+        }
+        let ts_from = p.csv.timestamp_column.as_ref().map(|c| format!("column {c:?}")).or_else(|| p.json.timestamp.as_ref().map(|t| format!("path {t:?}")));
+        match ts_from {
+            None => how.push("timestamp: the receive time".to_string()),
+            Some(from) => {
+                let zone = p.ts.timezone.map_or("none (times without an offset are quarantined)".to_string(), |z| z.name().to_string());
+                how.push(format!("timestamp {from}, format {}, timezone {zone}", p.ts.settings_format()));
+            }
+        }
+        let _ = writeln!(s, "  {}", how.join("; "));
     }
     for sink in &cfg.sinks {
         match sink {

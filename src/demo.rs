@@ -17,18 +17,20 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 /// The demo simulator configuration compiled in.
 pub const SIM_DEMO_TOML: &str = include_str!("../config/sim-demo.toml");
 
-fn read_or(path: &str, builtin: &'static str) -> (String, String, PathBuf) {
+/// The text of `path` if it exists in the current directory, else the
+/// built-in copy: (text, name for error messages, base folder, what to print).
+fn read_or(path: &str, builtin: &'static str) -> (String, String, PathBuf, String) {
     match std::fs::read_to_string(path) {
-        Ok(t) => (t, path.to_string(), Path::new(path).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        Err(_) => (builtin.to_string(), format!("(built-in) {path}"), PathBuf::from("config")),
+        Ok(t) => (t, path.to_string(), Path::new(path).parent().unwrap_or(Path::new(".")).to_path_buf(), format!("./{path}")),
+        Err(_) => (builtin.to_string(), format!("(built-in) {path}"), PathBuf::from("config"), format!("built-in {path} (no ./{path} here)")),
     }
 }
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::Result<()> {
-    let (sim_text, sim_name, sim_base) = read_or("config/sim-demo.toml", SIM_DEMO_TOML);
+    let (sim_text, sim_name, sim_base, sim_label) = read_or("config/sim-demo.toml", SIM_DEMO_TOML);
     let mut sim_cfg = SimConfig::parse(&sim_text, &sim_name, &sim_base).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (gw_text, gw_name, gw_base) = read_or("config/demo.toml", DEMO_TOML);
+    let (gw_text, gw_name, gw_base, gw_label) = read_or("config/demo.toml", DEMO_TOML);
     let mut cfg = Config::parse(&gw_text, &gw_name, &gw_base).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(d) = data_dir {
         cfg.gateway.data_dir = d;
@@ -64,11 +66,15 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         cfg.gateway.data_dir.display(),
         brokers.join(", ")
     );
+    println!("configuration: {sim_label} and {gw_label}");
     if !missing.is_empty() {
+        let names: Vec<String> =
+            missing.iter().map(|m| Path::new(m).file_name().map_or(m.clone(), |n| n.to_string_lossy().to_string())).collect();
         println!(
-            "NOTE: the pump's real sensor data (SKAB) was not found ({}): it serves simulated values instead.\n      \
-             Put the SKAB CSV files in ./data/skab (scripts/get-skab.sh downloads them) or set RELAIS_DATA_PATH.",
-            missing.join(", ")
+            "NOTE: the pump's real sensor data (SKAB: {}) was not found: it serves simulated values instead.\n      \
+             Put the SKAB CSV files in ./data/skab (scripts/get-skab.sh downloads them), or set RELAIS_DATA_PATH\n      \
+             to the folder that holds them (or to its parent, holding skab/).",
+            names.join(", ")
         );
     }
     let (host, port, filter) = cfg

@@ -56,6 +56,8 @@ pub fn read_secret(
     }
     if let Some(f) = file {
         let path = base.join(f.get_ref());
+        // Name the file as the OS sees it, whatever the current directory.
+        let path = std::path::absolute(&path).unwrap_or(path);
         return match std::fs::read_to_string(&path) {
             Ok(s) if !s.trim().is_empty() => Some(Secret(s.trim_end_matches(['\r', '\n']).to_string())),
             Ok(_) => {

@@ -203,6 +203,11 @@ impl Config {
                 "device" => device_items = array_items(v, &mut diag, "device"),
                 "sink" => sink_items = array_items(v, &mut diag, "sink"),
                 "source" => source_items = array_items(v, &mut diag, "source"),
+                other @ ("station" | "sim" | "opcua") => diag.error(
+                    k.span(),
+                    other,
+                    format!("`{other}` belongs to a simulator configuration: run it with `relais sim --config FILE`; a gateway configuration has [gateway], [buffer], [[device]], [[source]] and [[sink]]"),
+                ),
                 other => diag.error(
                     k.span(),
                     other,

@@ -276,6 +276,23 @@ impl RawParse {
             let span = self.decimal.as_ref().map_or(item_span.clone(), |s| s.span());
             d.error(span, &k("decimal"), "decimal \",\" needs another delimiter (\";\" or tab)");
         }
+        // Local times without a zone are rejected record by record: say so at load.
+        let has_ts = self.timestamp_column.is_some() || self.timestamp_path.is_some();
+        let offset_in_format = match &ts_format {
+            TsFormat::Strftime(f) => f.contains("%z") || f.contains("%:z") || f.contains("%#z") || f.contains("%+"),
+            TsFormat::Rfc3339 | TsFormat::Epoch => true,
+            TsFormat::Auto => false,
+        };
+        if has_ts && timezone.is_none() && !offset_in_format && self.timezone.is_none() {
+            let span = self.timestamp_format.as_ref().map_or(item_span.clone(), |s| s.span());
+            d.warn(
+                span,
+                &k("timezone"),
+                "no timezone: timestamps without a UTC offset (such as \"2020-03-09 10:14:33\") will be quarantined; \
+                 set timezone = \"Europe/Paris\" (the IANA zone the data was recorded in) if the data has local times, \
+                 or timestamp_format = \"rfc3339\" or \"epoch\" if it never does",
+            );
+        }
         let layout = choice(d, &self.layout, &k("layout"), &[("wide", Layout::Wide), ("long", Layout::Long)], Layout::Wide);
         let header = self.header.unwrap_or(true);
         if !header && self.columns.is_none() && format != Some(Format::Json) && format != Some(Format::JsonLines) {

@@ -216,6 +216,17 @@ pub fn icu_to_strftime(f: &str) -> Result<String, String> {
 }
 
 impl TsSpec {
+    /// The format as configured, for `relais check` (`auto`, `rfc3339`,
+    /// `epoch`, or the strftime text).
+    pub fn settings_format(&self) -> String {
+        match &self.format {
+            TsFormat::Auto => "auto".to_string(),
+            TsFormat::Rfc3339 => "rfc3339".to_string(),
+            TsFormat::Epoch => "epoch".to_string(),
+            TsFormat::Strftime(f) => format!("{f:?}"),
+        }
+    }
+
     /// A stable text of every setting that changes how timestamps are read
     /// (part of a file import's identity).
     pub fn settings(&self) -> String {

@@ -119,18 +119,68 @@ pub struct SimConfig {
 }
 
 /// Where a replayed CSV file is looked for: relative to the configuration
-/// file, then in each folder of `RELAIS_DATA_PATH` (`:`-separated), then
-/// `./data/skab` and `../shared/data/skab` (by file name).
+/// file, then by file name in each folder of `RELAIS_DATA_PATH`
+/// (`:`-separated) and its `skab/` subfolder, then in `./data/skab` and
+/// `../shared/data/skab`. Returns the first that exists, else the path
+/// relative to the configuration file.
 pub fn find_data_file(base_dir: &Path, file: &str) -> PathBuf {
     let direct = base_dir.join(file);
     if direct.exists() {
         return direct;
     }
     let name = Path::new(file).file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::var_os("RELAIS_DATA_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("RELAIS_DATA_PATH")
+        .map(|p| std::env::split_paths(&p).flat_map(|d| [d.clone(), d.join("skab")]).collect())
+        .unwrap_or_default();
     dirs.push(PathBuf::from("data/skab"));
     dirs.push(PathBuf::from("../shared/data/skab"));
     dirs.into_iter().map(|d| d.join(&name)).find(|p| p.exists()).unwrap_or(direct)
+}
+
+/// The key path (`station "pump" / tag "flow" / address`) of byte `at` of a
+/// simulator config, for errors of the typed deserialization that only carry
+/// a span: the enclosing `[table]`/`[[array]]` headers, the `name` of each
+/// station and tag, and the key on the error's line.
+fn key_path_at(text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let (mut station, mut tag, mut table) = (None::<String>, None::<String>, String::new());
+    for line in before.lines() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[') {
+            table = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if table == "station" {
+                (station, tag) = (Some(String::new()), None);
+            } else if table == "station.tag" {
+                tag = Some(String::new());
+            }
+        } else if let Some(v) = l.strip_prefix("name").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
+            let v = v.trim().trim_matches('"').to_string();
+            match table.as_str() {
+                "station" => station = Some(v),
+                "station.tag" => tag = Some(v),
+                _ => {}
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    match table.as_str() {
+        "station" | "station.tag" => {
+            parts.push(format!("station {:?}", station.unwrap_or_default()));
+            if table == "station.tag" {
+                parts.push(format!("tag {:?}", tag.unwrap_or_default()));
+            }
+        }
+        "" => {}
+        t => parts.push(t.to_string()),
+    }
+    let this_line = before.rsplit('\n').next().unwrap_or("");
+    if let Some((k, _)) = this_line.split_once('=') {
+        let k = k.trim();
+        if !k.is_empty() && !k.starts_with('[') {
+            parts.push(k.to_string());
+        }
+    }
+    parts.join(" / ")
 }
 
 #[derive(Deserialize, Default)]
@@ -318,7 +368,13 @@ impl SimConfig {
         let raw: RawSim = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                d.toml(&e, "", 0..0);
+                let at = e.span().map_or(0, |s| s.start);
+                let key = key_path_at(text, at);
+                let mut msg = e.message().trim().to_string();
+                if key.ends_with("address") && msg.contains("string") {
+                    msg.push_str("; the simulator takes 0-based PDU addresses as numbers (40001 → table = \"holding\", address = 0)");
+                }
+                d.error(e.span().unwrap_or(0..0), &key, msg);
                 return Err(d.into_errors());
             }
         };

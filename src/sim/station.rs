@@ -243,6 +243,9 @@ fn engineering(tag: &SimTag, v: &SimValue) -> Option<Value> {
         SimValue::Missing => return None,
         SimValue::Text(s) => Value::Str(s.clone()),
         SimValue::Num(x) if tag.ty == DataType::Bool => Value::Bool(*x != 0.0),
+        // An unscaled integer tag shows what its registers hold (rounded and
+        // saturated), so OPC UA serves it as an integer, as Modbus does.
+        SimValue::Num(x) if tag.ty.is_integer() && tag.scale == 1.0 && tag.offset == 0.0 => to_value(tag, *x),
         SimValue::Num(x) => Value::F64(*x),
         SimValue::Int(i) if tag.ty == DataType::Bool => Value::Bool(*i != 0),
         SimValue::Int(i) if tag.ty.is_float() || tag.scale != 1.0 || tag.offset != 0.0 => Value::F64(*i as f64),

@@ -188,7 +188,7 @@ impl SourceStats {
         let by_reason: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
         tracing::warn!(
             source = %self.name, rejected = total, reasons = %by_reason.join(", "), origin = %origin, location = %location, reason = %reason,
-            "{total} record(s) rejected to the quarantine since the last report (e.g. {origin} {location}: {reason}); see `relais quarantine list --source {}`",
+            "{total} record(s) rejected to the quarantine since the last report (e.g. {origin} {location}: {reason}); see `relais quarantine list --config <this config file> --source {}`",
             self.name
         );
     }

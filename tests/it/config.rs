@@ -273,13 +273,23 @@ fn shipped_configs_are_valid() {
         "src/sources/modbus/sample.toml",
         "src/sinks/mqtt/sample.toml",
         "src/sources/file/sample.toml",
-        "src/sources/http/sample.toml",
         "src/sources/mqtt_in/sample.toml",
     ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
         if let Err(e) = Config::load(&p) {
             panic!("{f} is invalid:\n{e}");
         }
+    }
+    // The HTTP sample needs the token file its comment says to create.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sources/http/sample.toml");
+    std::fs::copy(&sample, dir.path().join("sample.toml")).unwrap();
+    let e = Config::load(&dir.path().join("sample.toml")).unwrap_err().to_string();
+    assert!(e.contains("token_file: cannot read") && e.contains(&dir.path().join("lab.token").display().to_string()), "{e}");
+    assert!(!e.contains("set token_file (or token_env)"), "token_file is set: only the read error is reported\n{e}");
+    std::fs::write(dir.path().join("lab.token"), "3f1c9a0e7b5d42c8a6e1f0b9d8c7a6e5\n").unwrap();
+    if let Err(e) = Config::load(&dir.path().join("sample.toml")) {
+        panic!("src/sources/http/sample.toml is invalid:\n{e}");
     }
 }
 
@@ -393,4 +403,16 @@ fn http_sources_on_one_port_with_a_wildcard_clash() {
         let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", x), src("b", y));
         assert!(Config::parse(&text, "test.toml", Path::new(".")).is_ok(), "{x} and {y} do not clash");
     }
+}
+
+/// Simulator config errors name the station, tag and key (they gave only a
+/// position), and a Modicon string address says what to write instead; a
+/// simulator config given to `relais check` says to run `relais sim`.
+#[test]
+fn simulator_config_errors_name_station_tag_and_key() {
+    let text = "[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:15020\"\n\n  [[station.tag]]\n  name = \"flow\"\n  table = \"holding\"\n  address = \"40001\"\n  type = \"f32\"\n";
+    let e = relais::sim::SimConfig::parse(text, "sim.toml", Path::new(".")).err().expect("invalid").to_string();
+    assert!(e.contains("sim.toml:8:") && e.contains("station \"pump\" / tag \"flow\" / address") && e.contains("address = 0"), "{e}");
+    let e = Config::parse(text, "sim.toml", Path::new(".")).unwrap_err().to_string();
+    assert!(e.contains("relais sim --config"), "{e}");
 }

@@ -222,6 +222,13 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
             report.quarantined,
             reasons(&report.reasons)
         );
+        if !report.file_error
+            && let Some((loc, why)) = report.rejects.first()
+        {
+            // One example, so the usual cause (a missing timezone, a wrong
+            // delimiter) shows without a trip to `relais quarantine show`.
+            outln!("  first quarantined record: {loc}: {why}");
+        }
         if report.file_error {
             failed_files += 1;
             for (_, why) in report.rejects.iter().filter(|(l, _)| l == "file") {

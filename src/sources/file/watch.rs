@@ -218,7 +218,7 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
         let moved = Moved { source: src.name.clone(), from: origin.clone(), to: dest.display().to_string() };
         let _ = ctx.ingest.push_group_blocking(Group { moved: Some(moved), ..Default::default() }).blocking_recv();
         let mut text = format!(
-            "# {}: {} records, {} samples accepted, {} records quarantined (see `relais quarantine list --source {}`)\n",
+            "# {}: {} records, {} samples accepted, {} records quarantined (see `relais quarantine list --config <this config file> --source {}`)\n",
             name, report.records, report.samples, report.quarantined, src.name
         );
         for (loc, why) in &report.rejects {

@@ -72,7 +72,7 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
         },
     };
     let token = read_secret(d, &key, "token", &raw.token, &raw.token_file, &raw.token_env, base);
-    if token.is_none() && !raw.allow_anonymous {
+    if token.is_none() && !raw.allow_anonymous && raw.token.is_none() && raw.token_file.is_none() && raw.token_env.is_none() {
         d.error(span.clone(), &k("token"), "set token_file (or token_env) for `Authorization: Bearer <token>`, or allow_anonymous = true");
     }
     if token.is_some() && raw.allow_anonymous {
