@@ -411,7 +411,8 @@ fn http_sources_on_one_port_with_a_wildcard_clash() {
 #[test]
 fn simulator_config_errors_name_station_tag_and_key() {
     let text = "[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:15020\"\n\n  [[station.tag]]\n  name = \"flow\"\n  table = \"holding\"\n  address = \"40001\"\n  type = \"f32\"\n";
-    let e = relais::sim::SimConfig::parse(text, "sim.toml", Path::new(".")).err().expect("invalid").to_string();
+    let Err(e) = relais::sim::SimConfig::parse(text, "sim.toml", Path::new(".")) else { panic!("invalid") };
+    let e = e.to_string();
     assert!(e.contains("sim.toml:8:") && e.contains("station \"pump\" / tag \"flow\" / address") && e.contains("address = 0"), "{e}");
     let e = Config::parse(text, "sim.toml", Path::new(".")).unwrap_err().to_string();
     assert!(e.contains("relais sim --config"), "{e}");
