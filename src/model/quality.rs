@@ -72,6 +72,8 @@ pub mod reason {
     pub const PARSE_ERROR: &str = "parse_error";
     /// The tag's configuration cannot be served by the device.
     pub const CONFIG_ERROR: &str = "config_error";
+    /// A message or body above the configured size limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
 
     /// `device_exception(N): <name>` for a Modbus exception response
     /// (Modbus Application Protocol v1.1b3 §7).

@@ -286,6 +286,47 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     gw.shutdown().await.unwrap();
 }
 
+/// A message above the client's packet limit (16 MiB) made the connection
+/// drop, and the broker redelivered it forever: the source was stuck. Now
+/// a message above `max_payload` is quarantined (`payload_too_large`, its
+/// head kept) and acknowledged, and the next messages arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_in_quarantines_an_oversized_message_and_goes_on() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("[[source]]\nname = \"big\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"rig/#\"]\n", broker.port);
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut huge = String::from("{\"n\": 1, \"pad\": \"");
+    huge.push_str(&"x".repeat(17 << 20));
+    huge.push_str("\"}");
+    let mut o = rumqttc::MqttOptions::new("pub-big", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_max_packet_size(64 << 20, 64 << 20);
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
+    let acked = tokio::spawn(async move {
+        let mut acks = 0;
+        while acks < 2 {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acks += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher: {e}"),
+            }
+        }
+    });
+    client.publish("rig/a", rumqttc::QoS::AtLeastOnce, false, huge).await.unwrap();
+    client.publish("rig/a", rumqttc::QoS::AtLeastOnce, false, "{\"n\": 2}").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), acked).await.expect("PUBACKs").unwrap();
+    assert!(eventually(Duration::from_secs(20), || samples(&gw).len() == 1).await, "the message after the huge one arrives");
+    assert_eq!(values(&samples(&gw)), vec![2]);
+    gw.shutdown().await.unwrap();
+    let q = quarantine_raw(dir.path());
+    assert_eq!(q.len(), 1, "{:?}", q.iter().map(|r| &r.1).collect::<Vec<_>>());
+    assert!(q[0].1.starts_with("payload_too_large: the message is 17825811 bytes, above max_payload (16777216 bytes)"), "{}", q[0].1);
+    assert_eq!(q[0].2.len(), 64 << 10);
+    assert!(q[0].2.starts_with("{\"n\": 1, \"pad\": \"xxx"));
+}
+
 /// Publishes `payloads` on `topic` with QoS 1 and waits for every PUBACK.
 async fn publish_all(port: u16, topic: &str, payloads: Vec<String>) {
     let mut o = rumqttc::MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);

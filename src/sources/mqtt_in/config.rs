@@ -23,6 +23,10 @@ pub struct MqttInSource {
     pub qos: u8,
     /// Topic level (0-based) that names the device, e.g. 1 for `sensors/<device>/data`.
     pub device_level: Option<usize>,
+    /// Largest payload parsed, bytes (default 16 MiB). A larger message is
+    /// quarantined (`payload_too_large`, with its first 64 KiB) and
+    /// acknowledged, never left to be redelivered forever.
+    pub max_payload: u64,
 }
 
 #[derive(Deserialize)]
@@ -30,10 +34,14 @@ struct RawIn {
     topics: Spanned<Vec<String>>,
     qos: Option<Spanned<i64>>,
     device_level: Option<Spanned<i64>>,
+    max_payload: Option<Spanned<String>>,
 }
 
 /// Type-specific keys (besides the connection keys).
-pub const MQTT_IN_KEYS: &[&str] = &["topics", "qos", "device_level"];
+pub const MQTT_IN_KEYS: &[&str] = &["topics", "qos", "device_level", "max_payload"];
+
+/// Default `max_payload`: 16 MiB.
+pub const DEFAULT_MAX_PAYLOAD: u64 = 16 << 20;
 
 /// Parses a `type = "mqtt-in"` source.
 pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str, base: &Path) -> Option<MqttInSource> {
@@ -70,5 +78,19 @@ pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str,
             None
         }
     };
-    Some(MqttInSource { common, conn: conn?, topics: raw.topics.into_inner(), qos, device_level })
+    let max_payload = match &raw.max_payload {
+        None => DEFAULT_MAX_PAYLOAD,
+        Some(s) => match crate::units::parse_size(s.get_ref()) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                d.error(s.span(), &k("max_payload"), "max_payload must be above 0");
+                DEFAULT_MAX_PAYLOAD
+            }
+            Err(e) => {
+                d.error(s.span(), &k("max_payload"), e);
+                DEFAULT_MAX_PAYLOAD
+            }
+        },
+    };
+    Some(MqttInSource { common, conn: conn?, topics: raw.topics.into_inner(), qos, device_level, max_payload })
 }

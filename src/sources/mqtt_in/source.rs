@@ -33,6 +33,16 @@ use crate::sources::SourceCtx;
 use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
 
+/// Bytes of an oversized message kept in its quarantine record.
+const KEPT_OF_LARGE: usize = 64 << 10;
+
+/// Incoming packet limit of the connection: the largest MQTT packet (MQTT
+/// 3.1.1 §2.2.3: remaining length up to 268,435,455 bytes, plus the fixed
+/// header). A smaller limit makes the client drop the connection on a larger
+/// message, which the broker then redelivers forever (QoS 1, persistent
+/// session): that source would be stuck. `max_payload` decides instead.
+const MAX_PACKET: usize = 268_435_455 + 5;
+
 /// A pushed payload: its acceptance, its sample count, the message to acknowledge.
 type Pending = (oneshot::Receiver<Accepted>, u64, Publish);
 
@@ -60,6 +70,18 @@ fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload:
     let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
     mapper.fields = fields.clone();
     let mut g = Group::default();
+    if payload.len() as u64 > cfg.max_payload {
+        let head = &payload[..payload.len().min(KEPT_OF_LARGE)];
+        let why = format!(
+            "{}: the message is {} bytes, above max_payload ({} bytes); its first {} bytes are kept here",
+            crate::model::reason::PAYLOAD_TOO_LARGE,
+            payload.len(),
+            cfg.max_payload,
+            head.len()
+        );
+        g.quarantine.push(mapper.reject(topic, "payload".into(), why, &String::from_utf8_lossy(head)));
+        return g;
+    }
     let format = c.parse.format.unwrap_or(Format::Json);
     let res = parse_input(payload, format, &c.parse, &mut mapper, topic, &mut |r| match r {
         Ok(s) => g.samples.extend(s),
@@ -92,6 +114,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
             };
             opts.set_clean_session(false);
             opts.set_manual_acks(true);
+            opts.set_max_packet_size(MAX_PACKET, 16 << 20);
             let (client, mut el) = AsyncClient::new(opts, 1024);
             el.network_options.set_tcp_nodelay(true);
             let acks = spawn_acks(client.clone(), stats.clone());
