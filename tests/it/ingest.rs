@@ -576,3 +576,28 @@ async fn tail_quarantines_one_non_utf8_line_and_keeps_its_neighbours() {
     assert!(q.iter().any(|(_, _, raw)| raw == "2026-01-05T10:00:01Z,2 \u{fffd}C"), "{q:?}");
     assert!(q.iter().any(|(_, _, raw)| raw == "{\"n\": 12, \"u\": \"\u{fffd}C\"}"), "{q:?}");
 }
+
+/// An I/O error ended the tail for good ("tail stopped"): here the followed
+/// path becomes a directory for a while (reads fail with EISDIR). The tail
+/// reports it, retries, and reads the file that takes its place, every line
+/// once.
+#[tokio::test]
+async fn tail_retries_after_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let line = |i: i64| format!("{{\"n\": {i}}}\n");
+    append(&log, &(0..3).map(line).collect::<String>());
+    let body = "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\nformat = \"jsonl\"\n";
+    let gw = Gateway::start(gateway_config(dir.path(), body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 3).await);
+    append(&log, &line(3));
+    std::fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::remove_dir(&log).unwrap();
+    append(&log, &(4..6).map(line).collect::<String>());
+    assert!(eventually(Duration::from_secs(10), || samples(&gw).len() == 6).await, "{:?}", values(&samples(&gw)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(values(&samples(&gw)), (0..6).collect::<Vec<_>>());
+    gw.shutdown().await.unwrap();
+}

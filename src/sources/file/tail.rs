@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -93,8 +94,31 @@ fn parse_identity(s: &str) -> (&str, Option<Head>) {
 /// Starts following the file.
 pub fn spawn(cfg: TailSource, ctx: SourceCtx) -> JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = run(&cfg, &ctx) {
-            tracing::error!(source = %cfg.common.name, error = %e, "tail stopped");
+        // An I/O error (permissions changed, a disk error, a NFS hiccup) never
+        // ends the tail: it is reported and the file is opened again at the
+        // committed offset, with a growing pause (up to 30 s).
+        let mut pause = Duration::from_secs(1);
+        let mut last: Option<String> = None;
+        loop {
+            match run(&cfg, &ctx) {
+                Ok(()) => return,
+                Err(e) => {
+                    let text = e.to_string();
+                    if last.as_deref() != Some(text.as_str()) {
+                        tracing::error!(source = %cfg.common.name, path = %cfg.path.display(), error = %text,
+                            "tail: cannot read the file; retrying from the committed offset");
+                        last = Some(text);
+                    }
+                }
+            }
+            let until = std::time::Instant::now() + pause;
+            while std::time::Instant::now() < until {
+                if ctx.stop.is_cancelled() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     })
 }
@@ -159,8 +183,16 @@ fn open_at(path: &Path, offset: Option<u64>, csv_header: bool) -> std::io::Resul
 }
 
 /// Finds a file beside `path` whose id is `id` (a rotated file).
+/// The folder of `path` (`.` for a bare file name, whose parent is "").
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn find_rotated(path: &Path, id: &str) -> Option<PathBuf> {
-    let dir = path.parent()?;
+    let dir = folder_of(path);
     std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p != path && std::fs::metadata(p).is_ok_and(|m| m.is_file() && file_id(&m) == id))
 }
 
@@ -168,7 +200,7 @@ fn find_rotated(path: &Path, id: &str) -> Option<PathBuf> {
 /// and written after `rotated` (the file read before a restart), other than
 /// `rotated` itself: rotated while relais was stopped, so never read.
 fn rotated_meanwhile(path: &Path, rotated: &Path) -> Vec<PathBuf> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().map(|n| n.to_string_lossy().to_string())) else { return Vec::new() };
+    let (dir, Some(name)) = (folder_of(path), path.file_name().map(|n| n.to_string_lossy().to_string())) else { return Vec::new() };
     let Some(since) = std::fs::metadata(rotated).and_then(|m| m.modified()).ok() else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
