@@ -244,6 +244,49 @@ async fn http_ingest_answers_after_commit_and_lists_bad_records() {
     gw.shutdown().await.unwrap();
 }
 
+/// A client that sends its headers and then trickles (or stops sending) its
+/// body held a request slot for ever (slowloris): after `body_timeout` it
+/// gets 408 and nothing is accepted; chunked bodies above `max_body` get 413.
+#[tokio::test]
+async fn http_ingest_times_out_a_slow_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nformat = \"jsonl\"\nbody_timeout = \"500ms\"\nmax_body = \"1KiB\"\nmax_concurrent = 1\n"
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(b"POST /ingest/lab HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":").await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer)).await.expect("an answer within 5 s").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout (500ms)"), "{answer}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    // The slot is free again (max_concurrent = 1).
+    let http = reqwest::Client::new();
+    let r = http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body("{\"a\":1}").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A chunked body (no Content-Length) above max_body: 413.
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut req = b"POST /ingest/lab HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        req.extend_from_slice(b"64\r\n");
+        req.extend_from_slice(&[b' '; 100]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    c.write_all(&req).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut answer)).await.expect("an answer").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(samples(&gw).len(), 1);
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn http_ingest_rate_limit() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,11 +34,14 @@ pub struct HttpSource {
     pub max_concurrent: usize,
     /// How long a request may wait for its samples to be committed (default 10 s; 503 after).
     pub commit_timeout: Duration,
+    /// How long a client may take to send its whole body (default 30 s; 408
+    /// after): a client trickling bytes never holds a slot for ever.
+    pub body_timeout: Duration,
 }
 
 /// Type-specific keys.
 pub const HTTP_KEYS: &[&str] =
-    &["listen", "token", "token_file", "token_env", "allow_anonymous", "max_body", "max_requests_per_second", "max_concurrent", "commit_timeout"];
+    &["listen", "token", "token_file", "token_env", "allow_anonymous", "max_body", "max_requests_per_second", "max_concurrent", "commit_timeout", "body_timeout"];
 
 #[derive(Deserialize)]
 struct RawHttp {
@@ -52,6 +55,7 @@ struct RawHttp {
     max_requests_per_second: Option<Spanned<f64>>,
     max_concurrent: Option<Spanned<i64>>,
     commit_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
 }
 
 /// Parses a `type = "http"` source.
@@ -116,6 +120,20 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             Duration::from_secs(10)
         }),
     };
+    let body_timeout = match &raw.body_timeout {
+        None => Duration::from_secs(30),
+        Some(s) => match units::parse_duration(s.get_ref()) {
+            Ok(t) if !t.is_zero() => t,
+            Ok(_) => {
+                d.error(s.span(), &k("body_timeout"), "body_timeout must be above 0");
+                Duration::from_secs(30)
+            }
+            Err(e) => {
+                d.error(s.span(), &k("body_timeout"), e);
+                Duration::from_secs(30)
+            }
+        },
+    };
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
-    Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout })
+    Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout, body_timeout })
 }

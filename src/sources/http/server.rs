@@ -97,6 +97,19 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     Ok(tasks)
 }
 
+/// True when reading a body failed on the `max_body` limit (not on a
+/// broken connection).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = src {
+        if x.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        src = x.source();
+    }
+    false
+}
+
 async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let Some(route) = st.routes.get(&source).cloned() else {
         return reply(StatusCode::NOT_FOUND, json!({"error": format!("no HTTP source named {source:?} here")}));
@@ -143,9 +156,16 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
             }
         },
     };
-    let bytes = match axum::body::to_bytes(body, cfg.max_body as usize).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+    let bytes = match tokio::time::timeout(cfg.body_timeout, axum::body::to_bytes(body, cfg.max_body as usize)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
+        Ok(Err(e)) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("could not read the body: {e}")})),
+        Err(_) => {
+            return reply(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"error": format!("the body was not received within body_timeout ({}); nothing was accepted", crate::units::format_duration(cfg.body_timeout))}),
+            );
+        }
     };
     // Parse off the runtime.
     let r2 = route.clone();
