@@ -61,6 +61,10 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
+        // Started as root, Mosquitto drops to the `mosquitto` user, which must
+        // be able to write its persistence file here (else nothing persists).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o777));
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,

@@ -370,6 +370,40 @@ async fn mqtt_in_quarantines_an_oversized_message_and_goes_on() {
     assert!(q[0].2.starts_with("{\"n\": 1, \"pad\": \"xxx"));
 }
 
+/// A retained reading was ingested again after every reconnect (the source
+/// subscribed again, and the broker resends retained messages on each
+/// subscription). After a broker restart that kept the session, the source
+/// does not subscribe again: the retained reading arrives once, new ones
+/// still arrive.
+#[tokio::test]
+async fn mqtt_in_does_not_reingest_retained_messages_after_a_reconnect() {
+    let Some(mut broker) = Mosquitto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = rumqttc::MqttOptions::new("pub-retained", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
+    client.publish("plant/meter/data", rumqttc::QoS::AtLeastOnce, true, "{\"kwh\": 7}").await.unwrap();
+    loop {
+        if let rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_)) = el.poll().await.unwrap() {
+            break;
+        }
+    }
+    drop((client, el));
+    let body = format!("[[source]]\nname = \"meters\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"plant/+/data\"]\nreconnect_max = \"1s\"\n", broker.port);
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 1).await, "the retained reading, once");
+    // Its PUBACK follows the commit: let it reach the broker (a message not
+    // acknowledged before the broker stops is rightly delivered again).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.restart();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    publish_all(broker.port, "plant/meter/data", vec!["{\"kwh\": 8}".into()]).await;
+    assert!(eventually(Duration::from_secs(10), || samples(&gw).len() >= 2).await, "a new reading after the broker restart");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(values(&samples(&gw)), vec![7, 8], "the retained reading was not ingested again");
+    gw.shutdown().await.unwrap();
+}
+
 /// Publishes `payloads` on `topic` with QoS 1 and waits for every PUBACK.
 async fn publish_all(port: u16, topic: &str, payloads: Vec<String>) {
     let mut o = rumqttc::MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);

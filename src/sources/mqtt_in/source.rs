@@ -101,6 +101,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
         let cfg = Arc::new(cfg);
         let mut backoff = Duration::from_secs(1);
         let mut logged = false;
+        let mut subscribed = false;
         loop {
             if ctx.stop.is_cancelled() {
                 return;
@@ -128,13 +129,24 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                     ev = el.poll() => ev,
                 };
                 match ev {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                         backoff = Duration::from_secs(1);
                         logged = false;
-                        for t in &cfg.topics {
-                            let _ = client.try_subscribe(t.clone(), qos);
+                        // Subscribing again makes the broker resend every
+                        // matching retained message (MQTT 3.1.1 §3.8.4), which
+                        // would ingest the same readings once more. So: at the
+                        // first connection of this process (the topics may have
+                        // changed since the last run), and after a reconnect only
+                        // when the broker lost the session.
+                        if !subscribed || !ack.session_present {
+                            for t in &cfg.topics {
+                                let _ = client.try_subscribe(t.clone(), qos);
+                            }
+                            subscribed = true;
+                            tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
+                        } else {
+                            tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, "MQTT ingest reconnected; the broker kept the session and its subscriptions");
                         }
-                        tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         let (cfg2, fields2) = (cfg.clone(), fields.clone());
