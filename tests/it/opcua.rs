@@ -420,13 +420,21 @@ async fn user_identity_and_a_wrong_password() {
     let got = chain.until(Duration::from_secs(15), |s| of(s, "v").iter().any(|x| x.quality == Quality::Good)).await;
     assert!(of(&got, "v").iter().any(|x| x.value == Value::I64(9)), "{got:?}");
     drop(chain);
-    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"1s\"", &tref));
+    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"500ms\"\nsession_timeout = \"3s\"", &tref));
     let mut chain = Chain::start(&wrong);
     let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
     let s = of(&got, "v")[0];
     assert_eq!(s.quality, Quality::Bad);
     assert!(s.reason.as_deref().unwrap().contains("rejected the user identity"), "{:?}", s.reason);
     assert!(!s.reason.as_deref().unwrap().contains("nope"), "the password never appears");
+    // Each refused ActivateSession leaves a session on the server until its
+    // timeout: retried every 500 ms they piled up (BadTooManySessions, the
+    // operators locked out). Retries now wait for the session timeout.
+    let created = ua.sessions_created();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let more = ua.sessions_created() - created;
+    assert!(more <= 3, "{more} sessions created in 8 s with a wrong password");
+    assert!(ua.max_sessions_seen() <= 3, "{} sessions open at once", ua.max_sessions_seen());
 }
 
 /// Unknown nodes and namespaces are bad samples with the reason; their
@@ -604,16 +612,18 @@ async fn values_from_secure_and_plain_endpoints_arrive_on_mqtt() {
 #[tokio::test]
 async fn a_short_cut_reactivates_the_same_session() {
     let pki = tempfile::tempdir().unwrap();
-    let sim = ua_sim(&station("s", &[("a", "i32", "1"), ("b", "i32", "2")], &[]), "", pki.path()).await;
+    let mut st = station("s", &[("a", "i32", "1"), ("b", "i32", "2")], &[]);
+    st += "[[station.tag]]\nname = \"c\"\ntable = \"holding\"\naddress = 40\ntype = \"u32\"\nsignal = { kind = \"counter\", start = 0, step = 1 }\n";
+    let sim = ua_sim(&st, "", pki.path()).await;
     let ua = sim.opcua().unwrap();
     let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
     let devs = ua_devices(&device(
         &format!("opc.tcp://127.0.0.1:{}/", proxy.port),
         "publishing_interval = \"200ms\"\nsession_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"",
-        &[("a", &format!("nsu={NS};s=s.a"), ""), ("b", &format!("nsu={NS};s=s.b"), "")],
+        &[("a", &format!("nsu={NS};s=s.a"), ""), ("b", &format!("nsu={NS};s=s.b"), ""), ("c", &format!("nsu={NS};s=s.c"), "")],
     ));
     let mut chain = Chain::start(&devs);
-    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &["a", "b"])).await, &["a", "b"]));
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &["a", "b", "c"])).await, &["a", "b"]));
     let created = ua.sessions_created();
     proxy.cut();
     let down = chain.until(Duration::from_secs(10), |s| of(s, "a").iter().any(|x| x.quality == Quality::Bad)).await;
@@ -628,6 +638,12 @@ async fn a_short_cut_reactivates_the_same_session() {
     assert_eq!(of(&since_down, "a").last().unwrap().value, Value::I64(1));
     assert_eq!(ua.sessions_created(), created, "the same session was re-activated, no new one");
     assert!(ua.max_sessions_seen() <= 1);
+    // The subscription keeps publishing after the re-activation: the counter
+    // goes on changing (it stopped for good: the library's new publish loop
+    // waited for a trigger that only creating a subscription gives).
+    let later = chain.until(Duration::from_secs(5), |s| of(s, "c").iter().filter(|x| x.quality == Quality::Good).count() >= 10).await;
+    let counts: Vec<&Value> = of(&later, "c").iter().filter(|x| x.quality == Quality::Good).map(|x| &x.value).collect();
+    assert!(counts.len() >= 10, "the subscription went on publishing after the re-activation: {counts:?}");
 }
 
 /// More tags than the server allows in one subscription (the simulator, like
@@ -698,4 +714,50 @@ async fn a_policy_the_server_lacks_is_reported_once() {
     assert!(reason.starts_with("config_error") && reason.contains("it offers: None/None"), "{reason}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(of(&chain.take().await, "v").len(), 0, "no new sample while nothing changes");
+}
+
+/// A port that accepts TCP and never speaks OPC UA held the connect for ever:
+/// no sample, no log line, `relais browse` hung. The opening handshake has a
+/// deadline now: the tags get a bad sample that says what was found there.
+#[tokio::test]
+async fn a_port_that_never_speaks_opc_ua_is_reported() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c); // accepted, never answered
+        }
+    });
+    let devs = ua_devices(&device(&format!("opc.tcp://127.0.0.1:{port}/"), "request_timeout = \"1s\"\nreconnect_max = \"1s\"", &[("v", "ns=2;s=v", "")]));
+    let mut chain = Chain::start(&devs);
+    let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
+    let s = of(&got, "v").first().copied().cloned().expect("a bad sample within 15 s");
+    assert_eq!(s.quality, Quality::Bad);
+    assert!(s.reason.as_deref().unwrap().contains("gave no OPC UA answer within"), "{:?}", s.reason);
+    held.abort();
+}
+
+/// More subscriptions than the server allows a session (the simulator, like
+/// many servers, takes 10): the refused ones' tags got nothing at all, for
+/// ever, while the device showed up. Now they are bad with the server's
+/// reason and retried; the others deliver.
+#[tokio::test]
+async fn refused_subscriptions_make_their_tags_bad_and_leave_the_others() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    // Twelve publishing intervals: twelve subscriptions.
+    let dtags: Vec<(String, String, String)> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "", &dref)));
+    let got = chain.until(Duration::from_secs(20), |s| names.iter().all(|n| !of(s, n).is_empty())).await;
+    let good = names.iter().filter(|n| of(&got, n).iter().any(|x| x.quality == Quality::Good)).count();
+    let bad: Vec<&Sample> = names.iter().filter_map(|n| of(&got, n).into_iter().find(|x| x.quality == Quality::Bad)).collect();
+    assert_eq!(good, 10, "ten subscriptions deliver");
+    assert_eq!(bad.len(), 2, "the two refused ones are bad: {got:?}");
+    assert!(bad.iter().all(|b| b.reason.as_deref().unwrap().contains("BadTooManySubscriptions")), "{bad:?}");
 }

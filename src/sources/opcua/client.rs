@@ -156,6 +156,11 @@ pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, reconnect: b
         // below what one publish of a few thousand MonitoredItems carries: a
         // response above them would be dropped, its values lost.
         .max_array_length(1_000_000)
+        // Strings and ByteStrings: the library's 65,535 would fail the whole
+        // response (BadDecodingError, the connection dropped and rebuilt in a
+        // loop) for one long value; the sink decides what is too large.
+        .max_string_length(64 << 20)
+        .max_byte_string_length(64 << 20)
         .max_chunk_count(4096)
         .max_message_size(256 << 20)
         .client()
@@ -299,10 +304,19 @@ pub async fn open_session(
     dev: &OpcUaDevice,
     identity: IdentityToken,
 ) -> Result<(std::sync::Arc<opcua::client::Session>, opcua::client::SessionEventLoop<opcua::client::transport::TcpConnector>, EndpointDescription), OpenError> {
-    let eps = discovery
-        .get_server_endpoints_from_url(dev.endpoint.as_str())
-        .await
-        .map_err(|e| OpenError::Unreachable(format!("cannot reach {}: {}", dev.endpoint, e.status())))?;
+    // The library has no deadline on the opening handshake (Hello/Acknowledge,
+    // OpenSecureChannel): a port that accepts TCP and never speaks OPC UA
+    // (another service, a half-dead server) would hold this call for ever.
+    let limit = dev.request_timeout.max(Duration::from_secs(5));
+    let eps = match tokio::time::timeout(limit, discovery.get_server_endpoints_from_url(dev.endpoint.as_str())).await {
+        Ok(r) => r.map_err(|e| OpenError::Unreachable(format!("cannot reach {}: {}", dev.endpoint, e.status())))?,
+        Err(_) => {
+            return Err(OpenError::Unreachable(format!(
+                "{} accepted the TCP connection but gave no OPC UA answer within {:?} (not an OPC UA server on this port, or a server that hangs)",
+                dev.endpoint, limit
+            )));
+        }
+    };
     let Some(ep) = Client::find_matching_endpoint(&eps, &dev.endpoint, dev.policy.to_opcua(), dev.mode.to_opcua()) else {
         let offered: Vec<String> = eps
             .iter()

@@ -71,6 +71,9 @@ struct SubGroup {
     id: Option<u32>,
     /// Tags whose item could not be created (retried every [`RETRY_MISSING`]).
     missing: Vec<usize>,
+    /// Why the server refused to create this subscription (its tags got a
+    /// bad sample with it; retried every [`RETRY_MISSING`]).
+    refused: Option<String>,
 }
 
 /// Tags polled at one interval.
@@ -106,6 +109,13 @@ pub struct Device {
     /// The namespace table changed while items were created: rebuild again.
     ns_changed_pending: bool,
     samples_tx: mpsc::UnboundedSender<Sample>,
+    /// Milliseconds after `epoch` of the last Publish response (data or
+    /// keep-alive), written by the event-loop pump: the publish watchdog.
+    last_publish: Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
+    /// The reason on the tags' last comm_failure samples, and when they went out.
+    down_reason: Option<String>,
+    down_emitted: Option<Instant>,
 }
 
 /// Starts one supervisor task per device. PKI folders are opened (and the
@@ -166,7 +176,7 @@ impl Device {
             match t.acquisition {
                 Acquisition::Subscription { publishing_interval, .. } => match subs.iter_mut().find(|s| s.publishing_interval == publishing_interval) {
                     Some(s) => s.tags.push(i),
-                    None => subs.push(SubGroup { publishing_interval, tags: vec![i], id: None, missing: Vec::new() }),
+                    None => subs.push(SubGroup { publishing_interval, tags: vec![i], id: None, missing: Vec::new(), refused: None }),
                 },
                 Acquisition::Poll { interval } => match polls.iter_mut().find(|p| p.interval == interval) {
                     Some(p) => p.tags.push(i),
@@ -198,6 +208,10 @@ impl Device {
             last_ns_check: None,
             ns_changed_pending: false,
             samples_tx,
+            last_publish: Arc::default(),
+            epoch: Instant::now(),
+            down_reason: None,
+            down_emitted: None,
         }
     }
 
@@ -260,27 +274,56 @@ impl Device {
             // need it to be polled while this task awaits them.
             let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
             let reconnect_max = self.dev.reconnect_max;
+            let (last_publish, epoch) = (self.last_publish.clone(), self.epoch);
+            let session_timeout = self.dev.session_timeout + Duration::from_secs(1);
             let pump = tokio::spawn(async move {
                 let stream = event_loop.enter();
                 futures::pin_mut!(stream);
                 let mut fails = 0u32;
+                // A connection lost soon after it was made (a value the client
+                // cannot decode, a server that drops us at once) would be
+                // re-made at once by the library, in a tight loop: losses within
+                // 10 s of the connect back off like failed connects.
+                let mut connected_at: Option<Instant> = None;
+                let mut quick_losses = 0u32;
                 while let Some(ev) = stream.next().await {
                     let e = match ev {
                         Ok(SessionPollResult::Reconnected(mode)) => {
                             fails = 0;
+                            connected_at = Some(Instant::now());
                             Event::Connected(matches!(mode, SessionConnectMode::NewSession(_)))
                         }
-                        Ok(SessionPollResult::ConnectionLost(c)) => Event::Lost(c),
+                        Ok(SessionPollResult::ConnectionLost(c)) => {
+                            quick_losses = if connected_at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) { quick_losses + 1 } else { 0 };
+                            if ev_tx.send(Event::Lost(c)).is_err() {
+                                break;
+                            }
+                            if quick_losses > 0 {
+                                let base = Duration::from_millis(250 << quick_losses.min(8)).min(reconnect_max);
+                                tokio::time::sleep(base.mul_f64(0.75 + fastrand::f64() * 0.5)).await;
+                            }
+                            continue;
+                        }
                         Ok(SessionPollResult::ReconnectFailed(c)) => {
                             fails += 1;
                             // Jitter on top of the library's exponential backoff,
                             // so gateways restarted together do not knock in step.
                             let _ = ev_tx.send(Event::ConnectFailed(c));
                             let base = Duration::from_millis(250 << fails.min(6)).min(reconnect_max);
-                            tokio::time::sleep(base.mul_f64(fastrand::f64() * 0.25)).await;
+                            // A refused ActivateSession leaves the session the
+                            // library created on the server until it times out
+                            // (the library does not close it): retrying faster
+                            // would pile them up to BadTooManySessions and lock
+                            // operators out. Wait for it to expire first.
+                            let wait = if activation_refused(c) { session_timeout.max(base) } else { base.mul_f64(fastrand::f64() * 0.25) };
+                            tokio::time::sleep(wait).await;
                             continue;
                         }
                         Ok(SessionPollResult::Subscription(opcua::client::SubscriptionActivity::FatalFailure(c))) => Event::SessionDead(c),
+                        Ok(SessionPollResult::Subscription(opcua::client::SubscriptionActivity::Publish)) => {
+                            last_publish.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                            continue;
+                        }
                         Ok(_) => continue,
                         Err(c) => Event::Lost(c),
                     };
@@ -311,6 +354,13 @@ impl Device {
         let mut retry_at = Instant::now() + RETRY_MISSING;
         let mut heartbeat = Heartbeat::default();
         let mut beat_at = Instant::now() + self.dev.keep_alive;
+        // Publish watchdog: with subscriptions, the server answers a Publish at
+        // least every keep_alive (a keep-alive message when nothing changed,
+        // Part 4 §5.13.1). Silence for 3 × that + 5 s: trigger a Publish; still
+        // silent one period later: the subscriptions are dead, new session.
+        let silence = self.dev.keep_alive * 3 + Duration::from_secs(5);
+        let mut watch_at = Instant::now() + silence;
+        let mut nudged = false;
         loop {
             let next_poll = if self.up { self.polls.iter().map(|p| p.next_due).min() } else { None };
             tokio::select! {
@@ -318,13 +368,17 @@ impl Device {
                 ev = ev_rx.recv() => match ev {
                     None => return End::Lost,
                     Some(Event::Connected(new_session)) => {
+                        // `reported_down` and `last_problem` stay: a flapping
+                        // connection reports its outage once, not per flap; the
+                        // first good value re-arms the report (`emit`).
                         *failures = 0;
-                        self.last_problem = None;
-                        self.reported_down = false;
                         tracing::info!(device = %self.dev.name, endpoint = %self.dev.endpoint, new_session,
                             "OPC UA session {}", if new_session { "created" } else { "re-activated" });
                         self.up = true;
                         self.stats.up.store(true, Ordering::Relaxed);
+                        self.last_publish.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        watch_at = Instant::now() + silence;
+                        nudged = false;
                         let why = if new_session { Rebuild::NewSession } else { Rebuild::Reactivated };
                         if let Err(e) = self.rebuild(session, why).await {
                             tracing::warn!(device = %self.dev.name, error = %e, "building the session state failed; waiting for the next reconnect");
@@ -357,9 +411,29 @@ impl Device {
                         return End::Lost;
                     }
                 }
+                _ = tokio::time::sleep_until(watch_at), if self.up => {
+                    let last = self.epoch + Duration::from_millis(self.last_publish.load(Ordering::Relaxed));
+                    let quiet = last.elapsed();
+                    let since = if quiet < silence { None } else { Some(quiet) };
+                    watch_at = Instant::now() + silence;
+                    match since {
+                        Some(quiet) if self.subs.iter().any(|s| s.id.is_some()) => {
+                            if !nudged {
+                                tracing::warn!(device = %self.dev.name, quiet = ?quiet, "no Publish response from the server; sending one now");
+                                session.trigger_publish_now();
+                                nudged = true;
+                            } else {
+                                tracing::warn!(device = %self.dev.name, quiet = ?quiet, "the subscriptions stay silent; closing the session and opening a new one");
+                                self.down(&format!("{}: no Publish response for {:.0?}", reason::COMM_FAILURE, quiet)).await;
+                                return End::Lost;
+                            }
+                        }
+                        _ => nudged = false,
+                    }
+                }
                 _ = tokio::time::sleep_until(retry_at), if self.up => {
                     retry_at = Instant::now() + RETRY_MISSING;
-                    if (self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty()))
+                    if (self.resolved.iter().any(|r| r.is_none()) || self.subs.iter().any(|s| !s.missing.is_empty() || s.id.is_none()))
                         && let Err(e) = self.rebuild(session, Rebuild::RetryMissing).await
                     {
                         tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
@@ -423,12 +497,36 @@ impl Device {
         let mut g = 0;
         while g < self.subs.len() {
             if self.subs[g].id.is_none() {
-                self.create_subscription(session, g).await?;
+                match self.create_subscription(session, g).await {
+                    Ok(()) => self.subs[g].refused = None,
+                    // The server refuses more subscriptions (BadTooManySubscriptions,
+                    // a resource limit): its tags are bad with the reason, the
+                    // other subscriptions go on, and it is retried later.
+                    Err(e) if self.subs[g].id.is_none() => {
+                        if self.subs[g].refused.as_deref() != Some(e.as_str()) {
+                            tracing::warn!(device = %self.dev.name, tags = self.subs[g].tags.len(), error = %e,
+                                "the server refused a subscription; its tags are bad until a retry succeeds (every {:?})", RETRY_MISSING);
+                            let why: Arc<str> = format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR).into();
+                            let ts = Timestamp::now();
+                            let bad: Vec<Sample> = self.subs[g].tags.iter().map(|&t| Sample::bad(self.metas[t].clone(), why.clone(), ts)).collect();
+                            self.emit(bad);
+                            self.subs[g].refused = Some(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             } else if !self.subs[g].missing.is_empty() {
                 let missing = std::mem::take(&mut self.subs[g].missing);
                 self.create_items(session, g, missing).await?;
             }
             g += 1;
+        }
+        if self.subs.iter().any(|s| s.id.is_some()) {
+            // The library starts a new publish loop on every (re)connect, idle
+            // until something triggers it (only creating a subscription does):
+            // subscriptions kept by a re-activation or a TransferSubscriptions
+            // would never be published again. OPC UA Part 4 §5.13.5.
+            session.trigger_publish_now();
         }
         if why == Rebuild::Reactivated {
             // A re-activated session keeps its subscriptions, which only
@@ -537,7 +635,7 @@ impl Device {
         }
         for (iv, tags) in pending {
             for chunk in tags.chunks(limit) {
-                out.push(SubGroup { publishing_interval: iv, tags: chunk.to_vec(), id: None, missing: Vec::new() });
+                out.push(SubGroup { publishing_interval: iv, tags: chunk.to_vec(), id: None, missing: Vec::new(), refused: None });
             }
         }
         tracing::info!(device = %self.dev.name, subscriptions = out.len(), max_items_per_subscription = limit,
@@ -608,7 +706,7 @@ impl Device {
                     let interval = self.subs[g].publishing_interval;
                     tracing::info!(device = %self.dev.name, items = created, moved = rest.len(),
                         "the server's subscription is full (BadTooManyMonitoredItems); the remaining tags go to another subscription");
-                    self.subs.push(SubGroup { publishing_interval: interval, tags: tags[i..].to_vec(), id: None, missing: Vec::new() });
+                    self.subs.push(SubGroup { publishing_interval: interval, tags: tags[i..].to_vec(), id: None, missing: Vec::new(), refused: None });
                     break;
                 }
                 Err(e) => return Err(format!("CreateMonitoredItems: {}", e.status())),
@@ -759,12 +857,20 @@ impl Device {
         self.up = false;
         self.stats.up.store(false, Ordering::Relaxed);
         if was_up {
-            tracing::warn!(device = %self.dev.name, endpoint = %self.dev.endpoint, "OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back");
+            self.problem(&format!("OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back"), 1);
         }
         if self.reported_down {
-            return;
+            // Same outage: a new cause (the certificate now trusted, but the
+            // password wrong) replaces the old one on the tags, at most once
+            // a minute.
+            let changed = self.down_reason.as_deref() != Some(why);
+            if !changed || self.down_emitted.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
         }
         self.reported_down = true;
+        self.down_reason = Some(why.to_string());
+        self.down_emitted = Some(Instant::now());
         let ts = Timestamp::now();
         let why: Arc<str> = why.into();
         let samples: Vec<Sample> = self.metas.iter().map(|m| Sample::bad(m.clone(), why.clone(), ts)).collect();
@@ -869,6 +975,19 @@ enum Rebuild {
 enum End {
     Cancelled,
     Lost,
+}
+
+/// ActivateSession refusals (OPC UA Part 4 §5.6.3): the user identity or
+/// the application signature was not accepted. The session was created.
+fn activation_refused(c: StatusCode) -> bool {
+    matches!(
+        c,
+        StatusCode::BadIdentityTokenRejected
+            | StatusCode::BadIdentityTokenInvalid
+            | StatusCode::BadUserAccessDenied
+            | StatusCode::BadUserSignatureInvalid
+            | StatusCode::BadApplicationSignatureInvalid
+    )
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
