@@ -250,7 +250,7 @@ pub fn main() -> ExitCode {
         // A one-shot command prints its own report: only problems are logged.
         Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off"),
         // The OPC UA library logs every reconnect step; relais reports them itself.
-        _ => init_logging(cli.log_format, "info,tokio_modbus=warn,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn"),
+        _ => init_logging(cli.log_format, "info,tokio_modbus=off,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn"),
     }
     match cli.command {
         Command::Check { config } => check(&config),

@@ -322,6 +322,11 @@ impl Config {
                         if stop_bits != s2 {
                             diffs.push(format!("stop_bits {stop_bits} vs {s2}"));
                         }
+                        if diffs.is_empty() {
+                            // The same port under another name (a by-id link),
+                            // with the same settings: the devices share the line.
+                            continue;
+                        }
                         let same = if other_port != port { format!(" (as {other_port}: the same port)") } else { String::new() };
                         let at = device_spans.get(&m.name).copied().unwrap_or(0);
                         diag.error(

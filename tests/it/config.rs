@@ -356,6 +356,14 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     let t = format!("[gateway]\nid = \"g\"\n{}{}", two("a", &real, "even"), two("b", &link, "none"));
     let errs = errors(&t);
     assert!(errs.iter().any(|e| e.contains("the same port") && e.contains("parity None vs Even")), "{errs:?}");
+    // Same settings under both names: valid, one line (was an error with an empty reason).
+    let t = format!("[gateway]\nid = \"g\"\n{}{}", two("a", &real, "even"), two("b", &link, "even"));
+    let cfg = Config::parse(&t, "t.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<String> = cfg.devices.iter().map(|d| match d {
+        DeviceConfig::Modbus(m) => m.transport.line_key(&m.endpoint),
+        _ => unreachable!(),
+    }).collect();
+    assert_eq!(lines[0], lines[1], "one serial line");
     let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"a\"\nprotocol = \"modbus-rtu\"\nendpoint = \"1.2.3.4:502\"\n";
     let errs = errors(t);
     assert!(errs.iter().any(|e| e.contains("missing key `port`")), "{errs:?}");
