@@ -425,3 +425,14 @@ fn simulator_config_errors_name_station_tag_and_key() {
     let e = Config::parse(text, "sim.toml", Path::new(".")).unwrap_err().to_string();
     assert!(e.contains("relais sim --config"), "{e}");
 }
+
+/// `relais check` passed a `trust_server_certificate` that is not a
+/// certificate, and `relais run` then failed: it is a config error now.
+#[test]
+fn a_trusted_server_certificate_must_be_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bogus.der"), "not a certificate").unwrap();
+    let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\nsecurity_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = \"bogus.der\"\n[[device.tag]]\nname = \"v\"\nnode_id = \"ns=2;s=v\"\n";
+    let e = Config::parse(t, "gw.toml", dir.path()).unwrap_err().to_string();
+    assert!(e.contains("gw.toml:9:") && e.contains("trust_server_certificate") && e.contains("is not an X.509 certificate"), "{e}");
+}

@@ -17,7 +17,7 @@ use opcua::core::config::Config as _;
 use opcua::crypto::{CertificateStore, X509, X509Data};
 use opcua::types::{EndpointDescription, StatusCode};
 
-use super::config::{Identity, OpcUaDevice};
+use super::config::{Identity, OpcUaDevice, read_any_cert};
 
 /// The gateway's application identity and PKI folder.
 #[derive(Debug, Clone)]
@@ -107,12 +107,6 @@ impl Pki {
     }
 }
 
-fn read_any_cert(f: &Path) -> anyhow::Result<X509> {
-    let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-    X509::from_der(&bytes)
-        .or_else(|_| X509::from_pem(&bytes))
-        .map_err(|e| anyhow::anyhow!("{} is not an X.509 certificate (DER or PEM): {e}", f.display()))
-}
 
 #[cfg(unix)]
 fn restrict(p: &Path) -> anyhow::Result<()> {

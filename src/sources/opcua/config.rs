@@ -480,23 +480,24 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         let pki_dir = raw.pki_dir.as_ref().map(|p| base.join(p.get_ref()));
         let trust: Vec<PathBuf> = match raw.trust_server_certificate.as_ref().map(|t| (t.get_ref(), t.span())) {
             None => Vec::new(),
-            Some((TrustList::One(f), span)) => {
-                let p = base.join(f);
-                if !p.exists() {
-                    diag.error(span, &k("trust_server_certificate"), format!("{} does not exist", p.display()));
-                }
-                vec![p]
+            Some((list, span)) => {
+                let files: Vec<&String> = match list {
+                    TrustList::One(f) => vec![f],
+                    TrustList::Many(fs) => fs.iter().collect(),
+                };
+                files
+                    .into_iter()
+                    .map(|f| {
+                        let p = base.join(f);
+                        if !p.exists() {
+                            diag.error(span.clone(), &k("trust_server_certificate"), format!("{} does not exist", p.display()));
+                        } else if let Err(e) = read_any_cert(&p) {
+                            diag.error(span.clone(), &k("trust_server_certificate"), format!("{e:#}"));
+                        }
+                        p
+                    })
+                    .collect()
             }
-            Some((TrustList::Many(fs), span)) => fs
-                .iter()
-                .map(|f| {
-                    let p = base.join(f);
-                    if !p.exists() {
-                        diag.error(span.clone(), &k("trust_server_certificate"), format!("{} does not exist", p.display()));
-                    }
-                    p
-                })
-                .collect(),
         };
         let session_timeout = duration(diag, &raw.session_timeout, &k("session_timeout"), Duration::from_secs(60));
         let keep_alive = duration(diag, &raw.keep_alive, &k("keep_alive"), Duration::from_secs(5));
@@ -587,4 +588,13 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         d.tags = tags;
         d
     })
+}
+
+/// Reads an X.509 certificate in DER or PEM. Errors name the file.
+pub fn read_any_cert(f: &Path) -> anyhow::Result<opcua::crypto::X509> {
+    use opcua::crypto::X509;
+    let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+    X509::from_der(&bytes)
+        .or_else(|_| X509::from_pem(&bytes))
+        .map_err(|e| anyhow::anyhow!("{} is not an X.509 certificate (DER or PEM): {e}", f.display()))
 }
