@@ -16,9 +16,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-/// Formats a duration the way configs write it (`1s`, `500ms`, `7days`).
+/// Formats a duration the way configs write it, in whole units that
+/// [`parse_duration`] reads back: `500ms`, `1s`, `1m 30s`, `24h` → `1d`, `7d`.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    if d.is_zero() {
+        return "0s".into();
+    }
+    let mut ms = d.as_millis();
+    let mut parts = Vec::new();
+    for (unit, len) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if ms >= len {
+            parts.push(format!("{}{unit}", ms / len));
+            ms %= len;
+        }
+    }
+    if parts.is_empty() {
+        return format!("{}us", d.as_micros());
+    }
+    parts.join(" ")
 }
 
 /// Parses a size: a plain number of bytes, or a number with a unit: `B`, `KB`,
@@ -79,6 +94,11 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("2 parsecs").unwrap_err().contains("\"2 parsecs\""));
         assert!(parse_duration("10").is_err());
+        // Formatted as written, and read back.
+        for (d, text) in [(Duration::from_secs(7 * 86400), "7d"), (Duration::from_secs(86400), "1d"), (Duration::from_millis(500), "500ms"), (Duration::from_secs(90), "1m 30s"), (Duration::from_secs(60 * 86400), "60d")] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d);
+        }
     }
 
     #[test]

@@ -203,7 +203,7 @@ struct RawSim {
 #[serde(deny_unknown_fields)]
 struct RawOpcUa {
     listen: Option<Spanned<String>>,
-    namespace_uri: Option<String>,
+    namespace_uri: Option<Spanned<String>>,
     security: Option<Spanned<Vec<String>>>,
     pki_dir: Option<String>,
     trust_client_certs: Option<bool>,
@@ -669,12 +669,38 @@ fn parse_opcua(o: RawOpcUa, d: &mut Diag<'_>) -> super::opcua::OpcUaSimConfig {
     } else {
         security.push(SecurityPolicy::Basic256Sha256);
     }
+    if let Some(list) = &o.security
+        && list.get_ref().is_empty()
+    {
+        d.error(list.span(), "opcua / security", "security is empty: list at least one of None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss");
+    }
     let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration| crate::diag::duration(d, v, &format!("opcua / {key}"), default);
     let restart_after = o.restart_after.as_ref().map(|_| dur(d, &o.restart_after, "restart_after", Duration::from_secs(60)));
+    if let (Some(t), Some(r)) = (restart_after, &o.restart_after)
+        && t < Duration::from_secs(1)
+    {
+        d.error(r.span(), "opcua / restart_after", "restart_after must be at least 1s (the server would restart without ever serving)");
+    }
+    let ns_span = o.namespace_uri.as_ref().map_or(0..0, |n| n.span());
+    let namespace_uri = o.namespace_uri.map_or_else(|| "urn:relais:sim".into(), |n| n.into_inner());
+    if namespace_uri.trim().is_empty() || namespace_uri == "http://opcfoundation.org/UA/" {
+        d.error(ns_span, "opcua / namespace_uri", format!("namespace_uri {namespace_uri:?} cannot be used: give a URI of your own such as \"urn:lab:line5\""));
+    }
+    let mut names = std::collections::HashSet::new();
+    for u in &o.users {
+        if u.username.trim().is_empty() {
+            d.error(0..0, "opcua / users", "a user has an empty username");
+        } else if !names.insert(u.username.as_str()) {
+            d.error(0..0, "opcua / users", format!("user {:?} is listed twice", u.username));
+        }
+    }
+    if o.anonymous == Some(false) && o.users.is_empty() && o.trust_client_certs != Some(true) {
+        d.warn(0..0, "opcua / anonymous", "anonymous = false and no users: only clients with an X.509 user certificate can open a session");
+    }
     let scan = dur(d, &o.scan, "scan", Duration::from_millis(100)).max(Duration::from_millis(10));
     super::opcua::OpcUaSimConfig {
         listen,
-        namespace_uri: o.namespace_uri.unwrap_or_else(|| "urn:relais:sim".into()),
+        namespace_uri,
         security,
         allow_none,
         pki_dir: PathBuf::from(o.pki_dir.unwrap_or_else(|| "relais-sim-pki".into())),

@@ -346,8 +346,9 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     assert!(errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"") && e.contains("baud_rate 19200 vs 9600")), "{errs:?}");
     // One port under two names (a link, as /dev/serial/by-id/… is) is one line.
     let dir = tempfile::tempdir().unwrap();
+    // A character device stands for the port (a regular file is refused).
     let real = dir.path().join("ttyREAL");
-    std::fs::write(&real, "").unwrap();
+    std::os::unix::fs::symlink("/dev/null", &real).unwrap();
     let link = dir.path().join("by-id-adapter");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let two = |name: &str, port: &Path, parity: &str| {
@@ -435,4 +436,30 @@ fn a_trusted_server_certificate_must_be_a_certificate() {
     let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\nsecurity_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = \"bogus.der\"\n[[device.tag]]\nname = \"v\"\nnode_id = \"ns=2;s=v\"\n";
     let e = Config::parse(t, "gw.toml", dir.path()).unwrap_err().to_string();
     assert!(e.contains("gw.toml:9:") && e.contains("trust_server_certificate") && e.contains("is not an X.509 certificate"), "{e}");
+}
+
+/// Settings the break-it trial found accepted by `check` and failing (or
+/// silently useless) at run time.
+#[test]
+fn settings_that_cannot_work_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let ua = |extra: &str| format!("[gateway]\nid = \"g\"\n[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\n{extra}\n[[device.tag]]\nname = \"v\"\nnode_id = \"ns=2;s=v\"\n");
+    let e = Config::parse(&ua("keep_alive = \"24h\"\nsession_timeout = \"10s\""), "gw.toml", dir.path()).unwrap_err().to_string();
+    assert!(e.contains("keep_alive (1d) must be shorter than session_timeout (10s)"), "{e}");
+    let e = Config::parse(&ua("username = \"op\"\npassword_file = \"missing.txt\""), "gw.toml", dir.path()).unwrap_err().to_string();
+    assert!(e.contains("cannot read") && !e.contains("a username needs"), "only the unreadable file is reported: {e}");
+    std::fs::write(dir.path().join("notatty"), "").unwrap();
+    let rtu = format!("[gateway]\nid = \"g\"\n[[device]]\nname = \"m\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n", dir.path().join("notatty").display());
+    let e = Config::parse(&rtu, "gw.toml", dir.path()).unwrap_err().to_string();
+    assert!(e.contains("is a regular file, not a serial device"), "{e}");
+    let sim = |opcua: &str| format!("[opcua]\n{opcua}\n[[station]]\nname = \"s\"\n");
+    for (opcua, want) in [
+        ("security = []", "security is empty"),
+        ("restart_after = \"0s\"", "restart_after must be at least 1s"),
+        ("namespace_uri = \"\"", "cannot be used"),
+        ("users = [{ username = \"a\", password = \"x\" }, { username = \"a\", password = \"y\" }]", "listed twice"),
+    ] {
+        let Err(e) = relais::sim::SimConfig::parse(&sim(opcua), "sim.toml", dir.path()) else { panic!("{opcua} accepted") };
+        assert!(e.to_string().contains(want), "{opcua}: {e}");
+    }
 }

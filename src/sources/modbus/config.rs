@@ -297,7 +297,19 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
             }
         }
         let port = match &raw.port {
-            Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().trim().to_string(),
+            Some(p) if !p.get_ref().trim().is_empty() => {
+                let path = p.get_ref().trim().to_string();
+                // A USB adapter may be plugged in later: a warning, and relais
+                // retries; a file or folder will never be a serial port.
+                match std::fs::metadata(&path) {
+                    Err(_) => diag.warn(p.span(), &format!("{key} / port"), format!("serial port {path} does not exist (yet); relais retries until it appears")),
+                    Ok(m) if m.is_dir() || m.is_file() => {
+                        diag.error(p.span(), &format!("{key} / port"), format!("{path} is a {}, not a serial device", if m.is_dir() { "folder" } else { "regular file" }))
+                    }
+                    Ok(_) => {}
+                }
+                path
+            }
             Some(p) => {
                 diag.error(p.span(), &format!("{key} / port"), "port is empty; give the serial device, e.g. \"/dev/ttyUSB0\"");
                 String::new()

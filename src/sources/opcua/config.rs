@@ -443,7 +443,10 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         let identity = match (&raw.username, password, &raw.user_certificate, &raw.user_private_key) {
             (Some(u), Some(p), None, None) => Identity::User { username: u.get_ref().clone(), password: p },
             (Some(u), None, None, None) => {
-                diag.error(u.span(), &k("password"), "a username needs `password`, `password_file` or `password_env`");
+                // A password key that could not be read was reported already.
+                if raw.password.is_none() && raw.password_file.is_none() && raw.password_env.is_none() {
+                    diag.error(u.span(), &k("password"), "a username needs `password`, `password_file` or `password_env`");
+                }
                 Identity::Anonymous
             }
             (None, Some(_), _, _) => {
@@ -501,6 +504,14 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         };
         let session_timeout = duration(diag, &raw.session_timeout, &k("session_timeout"), Duration::from_secs(60));
         let keep_alive = duration(diag, &raw.keep_alive, &k("keep_alive"), Duration::from_secs(5));
+        if keep_alive >= session_timeout {
+            let span = raw.keep_alive.as_ref().map_or(raw.name.span(), |s| s.span());
+            diag.error(span, &k("keep_alive"), format!(
+                "keep_alive ({}) must be shorter than session_timeout ({}): the server would close the session between two keep-alives",
+                crate::units::format_duration(keep_alive),
+                crate::units::format_duration(session_timeout)
+            ));
+        }
         let request_timeout = duration(diag, &raw.request_timeout, &k("request_timeout"), Duration::from_secs(10));
         let reconnect_max = duration(diag, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(5));
         for (v, n, lo) in [

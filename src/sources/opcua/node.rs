@@ -85,6 +85,9 @@ impl FromStr for NodeRef {
             if uri.is_empty() {
                 return Err(NodeError::Syntax(format!("NodeId {s:?}: empty namespace URI")));
             }
+            if uri.contains(";ns=") {
+                return Err(NodeError::Syntax(format!("NodeId {s:?} gives both a namespace URI (nsu=) and an index (ns=); keep one")));
+            }
             return Ok(NodeRef { namespace: Namespace::Uri(uri.to_string()), identifier: identifier(&rest[cut + 1..], s)? });
         }
         if let Some(rest) = t.strip_prefix("ns=") {
@@ -145,6 +148,7 @@ mod tests {
 
     #[test]
     fn parses_the_three_forms() {
+        assert!("nsu=urn:x;ns=2;s=y".parse::<NodeRef>().unwrap_err().to_string().contains("both a namespace URI"));
         let a: NodeRef = "nsu=urn:relais:sim;s=press.force".parse().unwrap();
         assert_eq!(a.namespace, Namespace::Uri("urn:relais:sim".into()));
         assert_eq!(a.identifier, Identifier::String("press.force".into()));
