@@ -399,7 +399,13 @@ fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaD
             })
             .collect();
         let dev = match (&a.device, devs.as_slice()) {
-            (Some(n), _) => devs.iter().find(|d| d.name == *n).ok_or_else(|| format!("{} has no opcua device {n:?}", path.display()))?,
+            (Some(n), _) => devs.iter().find(|d| d.name == *n).ok_or_else(|| {
+                if cfg.devices.iter().any(|d| d.name() == n.as_str()) {
+                    format!("device {n:?} in {} is not an OPC UA device (protocol = \"opcua\"); browse reads OPC UA servers only", path.display())
+                } else {
+                    format!("{} has no device {n:?}", path.display())
+                }
+            })?,
             (None, [one]) => one,
             (None, []) => return Err(format!("{} has no device with protocol = \"opcua\"", path.display())),
             (None, _) => return Err(format!("{} has several opcua devices; choose one with --device", path.display())),
@@ -421,7 +427,23 @@ fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaD
         "[gateway]\nid = \"relais\"\n[[device]]\nname = \"server\"\nprotocol = \"opcua\"\nendpoint = {url:?}\nsecurity_policy = {:?}\n{mode}{user}",
         a.security_policy.as_deref().unwrap_or("None")
     );
-    let cfg = Config::parse(&toml, "command line", Path::new(".")).map_err(|e| e.to_string())?;
+    // Errors of this made-up config name the argument, not a line of it.
+    let cfg = Config::parse(&toml, "command line", Path::new(".")).map_err(|errs| {
+        errs.0
+            .iter()
+            .map(|e| {
+                let arg = match e.key.rsplit(" / ").next().unwrap_or("") {
+                    "endpoint" => "the URL",
+                    "security_policy" => "--security-policy",
+                    "security_mode" => "--security-mode",
+                    "username" | "password" | "password_env" => "--username/--password-env",
+                    _ => "browse",
+                };
+                format!("{arg}: {}", e.message)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
     match cfg.devices.into_iter().next() {
         Some(DeviceConfig::OpcUa(d)) => Ok((d, a.pki_dir, "relais".to_string())),
         _ => Err("bad browse arguments".into()),

@@ -47,9 +47,16 @@ pub struct Found {
 pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
     let client = build_client(dev, pki, gateway_id, false)?;
     let identity = identity_token(&dev.identity)?;
-    let (session, event_loop, _) = open_session(&client, &client, dev, identity).await.map_err(|e| match e {
-        super::client::OpenError::Unreachable(m) | super::client::OpenError::NoEndpoint(m) => anyhow::anyhow!(m),
-    })?;
+    let (session, event_loop, _) = match open_session(&client, &client, dev, identity).await {
+        Ok(x) => x,
+        // The network-level cause (refused, no route, name unknown) when
+        // there is one, as `relais run` reports it.
+        Err(super::client::OpenError::Unreachable(m)) => match super::client::probe(&dev.endpoint).await {
+            Err(net) => anyhow::bail!("{net}"),
+            Ok(()) => anyhow::bail!("{m}"),
+        },
+        Err(super::client::OpenError::NoEndpoint(m)) => anyhow::bail!("{m}"),
+    };
     session.disable_reconnects();
     let mut lp = event_loop.spawn();
     let wait = dev.request_timeout.max(Duration::from_secs(5));
