@@ -420,7 +420,7 @@ async fn user_identity_and_a_wrong_password() {
     let got = chain.until(Duration::from_secs(15), |s| of(s, "v").iter().any(|x| x.quality == Quality::Good)).await;
     assert!(of(&got, "v").iter().any(|x| x.value == Value::I64(9)), "{got:?}");
     drop(chain);
-    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"500ms\"\nsession_timeout = \"3s\"", &tref));
+    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"500ms\"\nsession_timeout = \"3s\"\nkeep_alive = \"1s\"", &tref));
     let mut chain = Chain::start(&wrong);
     let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
     let s = of(&got, "v")[0];
