@@ -1016,16 +1016,26 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, s
 /// server restart would leave the old subscriptions and their items in
 /// memory for good.
 async fn forget_subscriptions(session: &Arc<Session>, ids: &[u32]) {
-    match session.delete_subscriptions(ids).await {
-        Err(e) if e.status().sub_code() == StatusCode::BadNoSubscription.sub_code() => {
-            let noop = DataChangeCallback::new(|_: DataValue, _: &MonitoredItem| {});
-            if let Ok(tmp) = session.create_subscription(Duration::from_secs(10), 3, 1, 0, 0, false, noop).await {
-                let mut all = ids.to_vec();
-                all.push(tmp);
-                let _ = session.delete_subscriptions(&all).await;
+    // In small calls: a server limits the operations per call (a refused
+    // call would leave the helper subscription below on the server, where it
+    // takes a place the recreated subscriptions need).
+    for part in ids.chunks(4) {
+        match session.delete_subscriptions(part).await {
+            Err(e) if e.status().sub_code() == StatusCode::BadNoSubscription.sub_code() => {
+                // The server no longer has them (a new server), so the
+                // library keeps them in its own state: a call that deletes
+                // one real subscription with them makes it drop them.
+                let noop = DataChangeCallback::new(|_: DataValue, _: &MonitoredItem| {});
+                if let Ok(tmp) = session.create_subscription(Duration::from_secs(10), 3, 1, 0, 0, false, noop).await {
+                    let mut all = part.to_vec();
+                    all.push(tmp);
+                    if session.delete_subscriptions(&all).await.is_err() {
+                        let _ = session.delete_subscriptions(&[tmp]).await;
+                    }
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
     let left = session.subscription_state().lock().subscription_ids().map_or(0, |v| v.iter().filter(|id| ids.contains(id)).count());
     if left > 0 {
