@@ -761,3 +761,33 @@ async fn refused_subscriptions_make_their_tags_bad_and_leave_the_others() {
     assert_eq!(bad.len(), 2, "the two refused ones are bad: {got:?}");
     assert!(bad.iter().all(|b| b.reason.as_deref().unwrap().contains("BadTooManySubscriptions")), "{bad:?}");
 }
+
+/// The server's full allowance of subscriptions (10 on the simulator) and a
+/// restart with the namespace renumbered: the lost subscriptions were
+/// forgotten in one DeleteSubscriptions call over the server's operation
+/// limit, which left a helper subscription on the server; one recreated
+/// subscription was then refused (BadTooManySubscriptions) and its tags
+/// stayed bad for 30 s. Every tag must be good within 10 s.
+#[tokio::test]
+async fn a_restart_with_all_subscriptions_in_use_recovers_every_tag() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dtags: Vec<(String, String, String)> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let names_ref: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "keep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"", &dref)));
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await, &names_ref), "ten subscriptions up");
+    ua.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ua.restart().await.unwrap();
+    let after = chain.until(Duration::from_secs(10), |s| all_good(s, &names_ref)).await;
+    assert!(
+        all_good(&after, &names_ref),
+        "not all tags good within 10 s: {:?}",
+        after.iter().filter(|s| s.quality != Quality::Good).map(|s| (&*s.meta.tag, s.reason.clone())).collect::<Vec<_>>()
+    );
+}
