@@ -791,3 +791,33 @@ async fn a_restart_with_all_subscriptions_in_use_recovers_every_tag() {
         after.iter().filter(|s| s.quality != Quality::Good).map(|s| (&*s.meta.tag, s.reason.clone())).collect::<Vec<_>>()
     );
 }
+
+/// Refused subscriptions and a short cut: after the re-activation, the
+/// refused subscriptions' tags were read once, looked good, and never
+/// changed again. They must stay bad (their latest sample says why).
+#[tokio::test]
+async fn refused_subscriptions_stay_bad_across_a_reactivation() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
+    let dtags: Vec<(String, String, String)> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let endpoint = format!("opc.tcp://127.0.0.1:{}/", proxy.port);
+    let mut chain = Chain::start(&ua_devices(&device(&endpoint, "session_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"", &dref)));
+    let got = chain.until(Duration::from_secs(20), |s| names.iter().all(|n| !of(s, n).is_empty())).await;
+    let refused: Vec<&String> = names.iter().filter(|n| !of(&got, n).iter().any(|x| x.quality == Quality::Good)).collect();
+    assert_eq!(refused.len(), 2, "{got:?}");
+    let created = ua.sessions_created();
+    proxy.cut();
+    let after = chain.until(Duration::from_secs(8), |_| false).await;
+    assert_eq!(ua.sessions_created(), created, "re-activated, not a new session");
+    for n in &refused {
+        let mine = of(&after, n);
+        assert!(mine.iter().all(|x| x.quality == Quality::Bad), "{n} looked good after the cut: {mine:?}");
+        assert!(mine.last().is_some_and(|x| x.reason.as_deref().unwrap().contains("BadTooManySubscriptions")), "{n}: {mine:?}");
+    }
+}

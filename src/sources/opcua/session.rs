@@ -377,6 +377,11 @@ impl Device {
                         self.up = true;
                         self.stats.up.store(true, Ordering::Relaxed);
                         self.last_publish.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        // The outage marked every tag comm_failure: a subscription
+                        // refused again says so again on its tags.
+                        for g in &mut self.subs {
+                            g.refused = None;
+                        }
                         watch_at = Instant::now() + silence;
                         nudged = false;
                         let why = if new_session { Rebuild::NewSession } else { Rebuild::Reactivated };
@@ -532,7 +537,9 @@ impl Device {
             // A re-activated session keeps its subscriptions, which only
             // report changes: read the current values so tags marked
             // comm_failure during the outage come back now.
-            let tags: Vec<usize> = self.subs.iter().flat_map(|s| s.tags.iter().copied()).collect();
+            // Only tags whose subscription exists: a refused one's tags
+            // would look good once and then never change.
+            let tags: Vec<usize> = self.subs.iter().filter(|s| s.id.is_some()).flat_map(|s| s.tags.iter().copied()).collect();
             self.read_tags(session, &tags).await;
         }
         let now = Instant::now();
