@@ -223,12 +223,13 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
     let strict = spec.policy == Policy::Strict;
     let mut plan = plan;
     let mut classified = false;
-    let mut rec = csv::StringRecord::new();
+    // The record's buffers, reused from one record to the next.
+    let mut slot: Option<csv::StringRecord> = None;
     let mut n = 0u64;
     loop {
         // Read bytes, then check UTF-8 per record: a record that is not UTF-8
         // is quarantined with its raw bytes (lossy), and the next ones are read.
-        let mut bytes = std::mem::take(&mut rec).into_byte_record();
+        let mut bytes = slot.take().map_or_else(csv::ByteRecord::new, csv::StringRecord::into_byte_record);
         match rdr.read_byte_record(&mut bytes) {
             Ok(false) => break,
             Ok(true) => {}
@@ -237,8 +238,8 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                 return Err(FileError::Io(format!("line {line}: {e}")));
             }
         }
-        rec = match csv::StringRecord::from_byte_record(bytes) {
-            Ok(r) => r,
+        let rec: &csv::StringRecord = match csv::StringRecord::from_byte_record(bytes) {
+            Ok(r) => slot.insert(r),
             Err(e) => {
                 let bytes = e.into_byte_record();
                 let line = bytes.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
@@ -264,14 +265,14 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                 origin,
                 loc(),
                 format!("{}: column count mismatch (header {}, row {})", reason::PARSE_ERROR, header.len(), rec.len()),
-                &raw_line(&rec, delim),
+                &raw_line(rec, delim),
             )));
             continue;
         }
         if !classified {
             classified = true;
             if let Plan::Wide { cols } = &mut plan {
-                classify_columns(cols, &rec, &header, c.decimal, mapper, line);
+                classify_columns(cols, rec, &header, c.decimal, mapper, line);
             }
         }
         let recv = Timestamp::now();
@@ -284,7 +285,7 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                     (recv, Some("timestamp_missing"))
                 }
                 Err(e) => {
-                    out(Err(mapper.reject(origin, loc(), format!("{}: timestamp: {e}", reason::PARSE_ERROR), &raw_line(&rec, delim))));
+                    out(Err(mapper.reject(origin, loc(), format!("{}: timestamp: {e}", reason::PARSE_ERROR), &raw_line(rec, delim))));
                     continue;
                 }
             },
@@ -342,7 +343,7 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
             }
         }
         match failed {
-            Some(why) => out(Err(mapper.reject(origin, loc(), why, &raw_line(&rec, delim)))),
+            Some(why) => out(Err(mapper.reject(origin, loc(), why, &raw_line(rec, delim)))),
             None => out(Ok(samples)),
         }
     }

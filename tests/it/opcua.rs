@@ -692,11 +692,11 @@ async fn connect_failures_name_the_network_cause() {
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = Pki::open(pki_dir.path(), "test").unwrap();
     let dev = ua_devices(&device(&format!("opc.tcp://127.0.0.1:{port}/"), "security_policy = \"Basic256Sha256\"", &[])).remove(0);
-    let why = explain(opcua::types::StatusCode::BadCommunicationError, &dev, &pki, None).await;
+    let why = explain(opcua::types::StatusCode::BadCommunicationError, &dev, &pki, &opcua::types::EndpointDescription::default()).await;
     assert!(why.contains("refused"), "{why}");
     assert!(!why.contains("certificate"), "{why}");
     let dev = ua_devices(&device("opc.tcp://no-such-host.invalid:4840/", "security_policy = \"Basic256Sha256\"", &[])).remove(0);
-    let why = explain(opcua::types::StatusCode::BadTcpEndpointUrlInvalid, &dev, &pki, None).await;
+    let why = explain(opcua::types::StatusCode::BadTcpEndpointUrlInvalid, &dev, &pki, &opcua::types::EndpointDescription::default()).await;
     assert!(why.contains("cannot resolve no-such-host.invalid"), "{why}");
 }
 

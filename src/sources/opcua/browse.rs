@@ -66,8 +66,7 @@ pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str,
         // the server's answer.
         r = &mut lp => {
             let status = r.unwrap_or(opcua::types::StatusCode::BadUnexpectedError);
-            let cert = if dev.policy == super::config::Policy::None { None } else { pki.server_cert(&session.endpoint_info().endpoint) };
-            anyhow::bail!("could not open a session on {}: {}", dev.endpoint, super::client::explain(status, dev, pki, cert.as_ref()).await);
+            anyhow::bail!("could not open a session on {}: {}", dev.endpoint, super::client::explain(status, dev, pki, &session.endpoint_info().endpoint).await);
         }
         _ = tokio::time::sleep(wait) => false,
     };

@@ -98,12 +98,12 @@ impl Pki {
         Ok(())
     }
 
-    /// Whether the certificate of `endpoint` is in the trusted folder, with
-    /// the file name it has (or would have) in the PKI folders.
-    pub fn server_trust(&self, endpoint: &EndpointDescription) -> Option<(bool, String, String)> {
+    /// The server certificate of `endpoint` as seen from our PKI folder
+    /// (trusted or not, its file name there), if the endpoint carries one.
+    pub fn server_cert(&self, endpoint: &EndpointDescription) -> Option<ServerCert> {
         let cert = X509::from_byte_string(&endpoint.server_certificate).ok()?;
-        let name = CertificateStore::cert_file_name(&cert);
-        Some((self.dir.join("trusted").join(&name).exists(), name, cert.thumbprint().as_hex_string()))
+        let file = CertificateStore::cert_file_name(&cert);
+        Some(ServerCert { trusted: self.dir.join("trusted").join(&file).exists(), file, thumbprint: cert.thumbprint().as_hex_string() })
     }
 }
 
@@ -182,19 +182,16 @@ pub struct ServerCert {
     pub thumbprint: String,
 }
 
-impl Pki {
-    /// The server certificate of `endpoint`, if it has one.
-    pub fn server_cert(&self, endpoint: &EndpointDescription) -> Option<ServerCert> {
-        self.server_trust(endpoint).map(|(trusted, file, thumbprint)| ServerCert { trusted, file, thumbprint })
-    }
-}
-
 /// What to tell an operator about a failed connect, from the status and a
 /// look at the network and the PKI folders (field case B19: "EOF" is not an
 /// answer). A certificate is blamed only when the status says so or when the
 /// server is reachable and closes the secure channel.
-pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, server_cert: Option<&ServerCert>) -> String {
+/// `endpoint`: the endpoint the connect used (its server certificate is
+/// looked at only with a security policy).
+pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint: &EndpointDescription) -> String {
     use opcua::types::StatusCode as S;
+    let cert = if dev.policy == super::config::Policy::None { None } else { pki.server_cert(endpoint) };
+    let server_cert = cert.as_ref();
     let sub = status.sub_code();
     let ours = || {
         let mut m = format!(

@@ -101,8 +101,9 @@ pub struct Device {
     /// The server's MaxMonitoredItemsPerSubscription (`usize::MAX`: none).
     max_per_sub: usize,
     up: bool,
-    /// The outage is reported (one bad sample per tag), so it is not again.
-    reported_down: bool,
+    /// The outage reported on the tags (one bad sample each): its reason and
+    /// when. `None` once values flow again, so the next outage is reported.
+    down: Option<(String, Instant)>,
     /// The last connection problem logged, and when.
     last_problem: Option<(String, Instant)>,
     last_ns_check: Option<Instant>,
@@ -113,9 +114,6 @@ pub struct Device {
     /// keep-alive), written by the event-loop pump: the publish watchdog.
     last_publish: Arc<std::sync::atomic::AtomicU64>,
     epoch: Instant,
-    /// The reason on the tags' last comm_failure samples, and when they went out.
-    down_reason: Option<String>,
-    down_emitted: Option<Instant>,
 }
 
 /// Starts one supervisor task per device. PKI folders are opened (and the
@@ -203,15 +201,13 @@ impl Device {
             max_items: DEFAULT_CHUNK,
             max_per_sub: usize::MAX,
             up: false,
-            reported_down: false,
+            down: None,
             last_problem: None,
             last_ns_check: None,
             ns_changed_pending: false,
             samples_tx,
             last_publish: Arc::default(),
             epoch: Instant::now(),
-            down_reason: None,
-            down_emitted: None,
         }
     }
 
@@ -258,8 +254,10 @@ impl Device {
                 }
             };
             if self.dev.policy != super::config::Policy::None
-                && let Some((false, _, thumbprint)) = self.pki.server_trust(&ep)
+                && let Some(cert) = self.pki.server_cert(&ep)
+                && !cert.trusted
             {
+                let thumbprint = cert.thumbprint;
                 self.problem(
                     &format!(
                         "the server's certificate (thumbprint {thumbprint}) is not in the trust list {}: the connection will be refused until it is \
@@ -299,8 +297,7 @@ impl Device {
                                 break;
                             }
                             if quick_losses > 0 {
-                                let base = Duration::from_millis(250 << quick_losses.min(8)).min(reconnect_max);
-                                tokio::time::sleep(base.mul_f64(0.75 + fastrand::f64() * 0.5)).await;
+                                tokio::time::sleep(jitter(backoff(Duration::from_millis(250), quick_losses, reconnect_max))).await;
                             }
                             continue;
                         }
@@ -309,7 +306,7 @@ impl Device {
                             // Jitter on top of the library's exponential backoff,
                             // so gateways restarted together do not knock in step.
                             let _ = ev_tx.send(Event::ConnectFailed(c));
-                            let base = Duration::from_millis(250 << fails.min(6)).min(reconnect_max);
+                            let base = backoff(Duration::from_millis(250), fails.min(6), reconnect_max);
                             // A refused ActivateSession leaves the session the
                             // library created on the server until it times out
                             // (the library does not close it): retrying faster
@@ -368,7 +365,7 @@ impl Device {
                 ev = ev_rx.recv() => match ev {
                     None => return End::Lost,
                     Some(Event::Connected(new_session)) => {
-                        // `reported_down` and `last_problem` stay: a flapping
+                        // `down` and `last_problem` stay: a flapping
                         // connection reports its outage once, not per flap; the
                         // first good value re-arms the report (`emit`).
                         *failures = 0;
@@ -399,8 +396,7 @@ impl Device {
                     }
                     Some(Event::ConnectFailed(code)) => {
                         *failures += 1;
-                        let cert = if self.dev.policy == super::config::Policy::None { None } else { self.pki.server_cert(&session.endpoint_info().endpoint) };
-                        let why = explain(code, &self.dev, &self.pki, cert.as_ref()).await;
+                        let why = explain(code, &self.dev, &self.pki, &session.endpoint_info().endpoint).await;
                         self.problem(&format!("OPC UA connect failed: {why}; retrying with backoff"), *failures);
                         self.down(&format!("{}: {why}", reason::COMM_FAILURE)).await;
                     }
@@ -417,23 +413,18 @@ impl Device {
                     }
                 }
                 _ = tokio::time::sleep_until(watch_at), if self.up => {
-                    let last = self.epoch + Duration::from_millis(self.last_publish.load(Ordering::Relaxed));
-                    let quiet = last.elapsed();
-                    let since = if quiet < silence { None } else { Some(quiet) };
                     watch_at = Instant::now() + silence;
-                    match since {
-                        Some(quiet) if self.subs.iter().any(|s| s.id.is_some()) => {
-                            if !nudged {
-                                tracing::warn!(device = %self.dev.name, quiet = ?quiet, "no Publish response from the server; sending one now");
-                                session.trigger_publish_now();
-                                nudged = true;
-                            } else {
-                                tracing::warn!(device = %self.dev.name, quiet = ?quiet, "the subscriptions stay silent; closing the session and opening a new one");
-                                self.down(&format!("{}: no Publish response for {:.0?}", reason::COMM_FAILURE, quiet)).await;
-                                return End::Lost;
-                            }
-                        }
-                        _ => nudged = false,
+                    let quiet = (self.epoch + Duration::from_millis(self.last_publish.load(Ordering::Relaxed))).elapsed();
+                    if quiet < silence || self.subs.iter().all(|s| s.id.is_none()) {
+                        nudged = false;
+                    } else if !nudged {
+                        tracing::warn!(device = %self.dev.name, quiet = ?quiet, "no Publish response from the server; sending one now");
+                        session.trigger_publish_now();
+                        nudged = true;
+                    } else {
+                        tracing::warn!(device = %self.dev.name, quiet = ?quiet, "the subscriptions stay silent; closing the session and opening a new one");
+                        self.down(&format!("{}: no Publish response for {:.0?}", reason::COMM_FAILURE, quiet)).await;
+                        return End::Lost;
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at), if self.up => {
@@ -511,9 +502,7 @@ impl Device {
                         if self.subs[g].refused.as_deref() != Some(e.as_str()) {
                             tracing::warn!(device = %self.dev.name, tags = self.subs[g].tags.len(), error = %e,
                                 "the server refused a subscription; its tags are bad until a retry succeeds (every {:?})", RETRY_MISSING);
-                            let why: Arc<str> = format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR).into();
-                            let ts = Timestamp::now();
-                            let bad: Vec<Sample> = self.subs[g].tags.iter().map(|&t| Sample::bad(self.metas[t].clone(), why.clone(), ts)).collect();
+                            let bad = self.bad(self.subs[g].tags.clone(), &format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR));
                             self.emit(bad);
                             self.subs[g].refused = Some(e);
                         }
@@ -866,21 +855,16 @@ impl Device {
         if was_up {
             self.problem(&format!("OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back"), 1);
         }
-        if self.reported_down {
-            // Same outage: a new cause (the certificate now trusted, but the
-            // password wrong) replaces the old one on the tags, at most once
-            // a minute.
-            let changed = self.down_reason.as_deref() != Some(why);
-            if !changed || self.down_emitted.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
-                return;
-            }
+        // Same outage: a new cause (the certificate now trusted, but the
+        // password wrong) replaces the old one on the tags, at most once a
+        // minute.
+        if let Some((reported, at)) = &self.down
+            && (reported == why || at.elapsed() < Duration::from_secs(60))
+        {
+            return;
         }
-        self.reported_down = true;
-        self.down_reason = Some(why.to_string());
-        self.down_emitted = Some(Instant::now());
-        let ts = Timestamp::now();
-        let why: Arc<str> = why.into();
-        let samples: Vec<Sample> = self.metas.iter().map(|m| Sample::bad(m.clone(), why.clone(), ts)).collect();
+        self.down = Some((why.to_string(), Instant::now()));
+        let samples = self.bad(0..self.metas.len(), why);
         self.emit(samples);
     }
 
@@ -894,10 +878,16 @@ impl Device {
         }
     }
 
+    /// One bad sample with `why` for each of `tags` (indexes), now.
+    fn bad(&self, tags: impl IntoIterator<Item = usize>, why: &str) -> Vec<Sample> {
+        let (why, ts): (Arc<str>, _) = (why.into(), Timestamp::now());
+        tags.into_iter().map(|t| Sample::bad(self.metas[t].clone(), why.clone(), ts)).collect()
+    }
+
     fn emit(&mut self, samples: Vec<Sample>) {
         // Values flow again: the next outage is reported anew.
         if samples.iter().any(|s| s.quality != Quality::Bad) {
-            self.reported_down = false;
+            self.down = None;
         }
         for s in samples {
             let _ = self.samples_tx.send(s);
@@ -908,9 +898,7 @@ impl Device {
     /// then wait for shutdown.
     async fn fatal(mut self, cancel: &CancellationToken, why: String) {
         tracing::error!(device = %self.dev.name, "{why}");
-        let ts = Timestamp::now();
-        let why: Arc<str> = format!("{}: {why}", reason::CONFIG_ERROR).into();
-        let samples = self.metas.iter().map(|m| Sample::bad(m.clone(), why.clone(), ts)).collect();
+        let samples = self.bad(0..self.metas.len(), &format!("{}: {why}", reason::CONFIG_ERROR));
         self.emit(samples);
         cancel.cancelled().await;
     }
@@ -918,8 +906,7 @@ impl Device {
     /// Waits the reconnect backoff (with jitter); false when cancelled.
     async fn wait(&mut self, cancel: &CancellationToken, failures: &mut u32) -> bool {
         *failures += 1;
-        let base = Duration::from_millis(500u64 << (*failures).min(8)).min(self.dev.reconnect_max);
-        let d = base.mul_f64(0.75 + fastrand::f64() * 0.5);
+        let d = jitter(backoff(Duration::from_millis(500), *failures, self.dev.reconnect_max));
         tokio::select! {
             _ = cancel.cancelled() => false,
             _ = tokio::time::sleep(d) => true,
@@ -982,6 +969,16 @@ enum Rebuild {
 enum End {
     Cancelled,
     Lost,
+}
+
+/// `first` doubled `n` times (at most 8), at most `max`.
+fn backoff(first: Duration, n: u32, max: Duration) -> Duration {
+    (first * (1u32 << n.min(8))).min(max)
+}
+
+/// `d` ± 25 %, so gateways restarted together do not knock in step.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() * 0.5)
 }
 
 /// ActivateSession refusals (OPC UA Part 4 §5.6.3): the user identity or
