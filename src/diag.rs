@@ -175,6 +175,10 @@ pub fn de_item<T: serde::de::DeserializeOwned>(mut item: Item<'_>, diag: &mut Di
                     Some(k) if msg.contains("expected a string") && DURATION_KEYS.iter().any(|d| k.ends_with(d)) => {
                         " (durations are text with a unit, e.g. \"1s\", \"500ms\", \"7d\")"
                     }
+                    // Where a Modicon reference is not taken (the simulator).
+                    Some("address") if msg.contains("invalid type: string") => {
+                        " (a 0-based PDU address as a number: 40001 is table = \"holding\", address = 0)"
+                    }
                     _ => "",
                 };
                 diag.error(e.span().unwrap_or(span.clone()), field.as_deref().unwrap_or(key), format!("{msg}{hint}"));

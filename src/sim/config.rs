@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::signal::{CsvColumn, Signal};
-use crate::diag::{ConfigError, ConfigErrors, Diag};
+use crate::diag::{ConfigError, ConfigErrors, Diag, array_items, array_items_of, de_item, peek_str, take_key};
 use crate::sources::modbus::types::{ByteOrder, DataType, Table};
 use crate::units;
 
@@ -137,64 +137,16 @@ pub fn find_data_file(base_dir: &Path, file: &str) -> PathBuf {
     dirs.into_iter().map(|d| d.join(&name)).find(|p| p.exists()).unwrap_or(direct)
 }
 
-/// The key path (`station "pump" / tag "flow" / address`) of byte `at` of a
-/// simulator config, for errors of the typed deserialization that only carry
-/// a span: the enclosing `[table]`/`[[array]]` headers, the `name` of each
-/// station and tag, and the key on the error's line.
-fn key_path_at(text: &str, at: usize) -> String {
-    let before = &text[..at.min(text.len())];
-    let (mut station, mut tag, mut table) = (None::<String>, None::<String>, String::new());
-    for line in before.lines() {
-        let l = line.trim();
-        if let Some(h) = l.strip_prefix('[') {
-            table = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-            if table == "station" {
-                (station, tag) = (Some(String::new()), None);
-            } else if table == "station.tag" {
-                tag = Some(String::new());
-            }
-        } else if let Some(v) = l.strip_prefix("name").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
-            let v = v.trim().trim_matches('"').to_string();
-            match table.as_str() {
-                "station" => station = Some(v),
-                "station.tag" => tag = Some(v),
-                _ => {}
-            }
-        }
-    }
-    let mut parts = Vec::new();
-    match table.as_str() {
-        "station" | "station.tag" => {
-            parts.push(format!("station {:?}", station.unwrap_or_default()));
-            if table == "station.tag" {
-                parts.push(format!("tag {:?}", tag.unwrap_or_default()));
-            }
-        }
-        "" => {}
-        t => parts.push(t.to_string()),
-    }
-    let this_line = before.rsplit('\n').next().unwrap_or("");
-    if let Some((k, _)) = this_line.split_once('=') {
-        let k = k.trim();
-        if !k.is_empty() && !k.starts_with('[') {
-            parts.push(k.to_string());
-        }
-    }
-    parts.join(" / ")
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSimSection {
     tick: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The sections of a simulator config, each read on its own (errors name
+/// their section, station and tag).
 struct RawSim {
-    #[serde(default)]
     sim: RawSimSection,
-    #[serde(default)]
     station: Vec<RawStation>,
     opcua: Option<RawOpcUa>,
 }
@@ -352,6 +304,40 @@ fn load_csv(path: &Path, delimiter: u8, cache: &mut CsvCache) -> Result<Arc<CsvT
     Ok(t)
 }
 
+/// The sections of `text`, with the gateway config's item-by-item reading
+/// (`crate::diag`): every wrong key is reported with its path; `None` on a
+/// TOML syntax error.
+fn read_sections(text: &str, d: &mut Diag<'_>) -> Option<RawSim> {
+    let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in &syntax {
+            d.toml(e, "", 0..0);
+        }
+        return None;
+    }
+    let mut raw = RawSim { sim: RawSimSection::default(), station: Vec::new(), opcua: None };
+    for (k, v) in doc.into_inner() {
+        match k.get_ref().as_ref() {
+            "sim" => raw.sim = de_item(v, d, "sim").unwrap_or_default(),
+            "opcua" => raw.opcua = de_item(v, d, "opcua"),
+            "station" => {
+                for (i, mut item) in array_items(v, d, "station").into_iter().enumerate() {
+                    let key = peek_str(&item, "name").map_or_else(|| format!("station #{}", i + 1), |(n, _)| format!("station {n:?}"));
+                    let tags = take_key(&mut item, "tag");
+                    let Some(mut station) = de_item::<RawStation>(item, d, &key) else { continue };
+                    for (j, t) in tags.map(|t| array_items_of(t, d, &format!("{key} / tag"), "station.tag")).unwrap_or_default().into_iter().enumerate() {
+                        let tkey = peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", j + 1), |(n, _)| format!("{key} / tag {n:?}"));
+                        station.tag.extend(de_item::<RawTag>(t, d, &tkey));
+                    }
+                    raw.station.push(station);
+                }
+            }
+            other => d.error(k.span(), other, format!("unknown section `{other}`; a simulator configuration has [sim], [opcua] and [[station]]")),
+        }
+    }
+    Some(raw)
+}
+
 impl SimConfig {
     /// Reads a simulator configuration file; CSV paths resolve against its folder.
     pub fn load(path: &Path) -> Result<SimConfig, ConfigErrors> {
@@ -365,18 +351,9 @@ impl SimConfig {
     /// Validates simulator configuration `text`.
     pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<SimConfig, ConfigErrors> {
         let mut d = Diag::new(file, text);
-        let raw: RawSim = match toml::from_str(text) {
-            Ok(r) => r,
-            Err(e) => {
-                let at = e.span().map_or(0, |s| s.start);
-                let key = key_path_at(text, at);
-                let mut msg = e.message().trim().to_string();
-                if key.ends_with("address") && msg.contains("string") {
-                    msg.push_str("; the simulator takes 0-based PDU addresses as numbers (40001 → table = \"holding\", address = 0)");
-                }
-                d.error(e.span().unwrap_or(0..0), &key, msg);
-                return Err(d.into_errors());
-            }
+        let raw = match read_sections(text, &mut d) {
+            Some(r) => r,
+            None => return Err(d.into_errors()),
         };
         let default_tick = match &raw.sim.tick {
             None => Duration::from_secs(1),
