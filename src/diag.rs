@@ -281,6 +281,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// A size key (`"16MiB"`, see [`crate::units::parse_size`]): `default`
+/// when absent; an error (and `default`) when unreadable or below `min`.
+pub fn size(d: &mut Diag<'_>, v: &Option<toml::Spanned<String>>, key: &str, default: u64, min: u64) -> u64 {
+    let Some(s) = v else { return default };
+    match crate::units::parse_size(s.get_ref()) {
+        Ok(n) if n >= min => n,
+        Ok(_) => {
+            d.error(s.span(), key, format!("must be at least {min} bytes"));
+            default
+        }
+        Err(e) => {
+            d.error(s.span(), key, e);
+            default
+        }
+    }
+}
+
 /// Reads an optional duration key (`"500ms"`, `"2s"`), recording a bad one
 /// under `key` and using `default` instead.
 pub fn duration(d: &mut Diag<'_>, v: &Option<toml::Spanned<String>>, key: &str, default: std::time::Duration) -> std::time::Duration {

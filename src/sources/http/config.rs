@@ -10,7 +10,6 @@ use toml::Spanned;
 use crate::diag::{Diag, Item, de_item};
 use crate::secret::{Secret, read_secret};
 use crate::sources::common::{SourceCommon, parse_common};
-use crate::units;
 
 /// A validated HTTP ingest source.
 #[derive(Debug, Clone)]
@@ -90,13 +89,7 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             d.warn(s, &k("listen"), "ingest listens beyond this machine over plain HTTP: the token travels in clear text; put a TLS reverse proxy in front");
         }
     }
-    let max_body = match &raw.max_body {
-        None => 16 << 20,
-        Some(s) => units::parse_size(s.get_ref()).unwrap_or_else(|e| {
-            d.error(s.span(), &k("max_body"), e);
-            16 << 20
-        }),
-    };
+    let max_body = crate::diag::size(d, &raw.max_body, &k("max_body"), 16 << 20, 0);
     let max_requests_per_second = match &raw.max_requests_per_second {
         None => 0.0,
         Some(r) if r.get_ref().is_finite() && *r.get_ref() >= 0.0 => *r.get_ref(),
@@ -113,27 +106,12 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             64
         }
     };
-    let commit_timeout = match &raw.commit_timeout {
-        None => Duration::from_secs(10),
-        Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
-            d.error(s.span(), &k("commit_timeout"), e);
-            Duration::from_secs(10)
-        }),
-    };
-    let body_timeout = match &raw.body_timeout {
-        None => Duration::from_secs(30),
-        Some(s) => match units::parse_duration(s.get_ref()) {
-            Ok(t) if !t.is_zero() => t,
-            Ok(_) => {
-                d.error(s.span(), &k("body_timeout"), "body_timeout must be above 0");
-                Duration::from_secs(30)
-            }
-            Err(e) => {
-                d.error(s.span(), &k("body_timeout"), e);
-                Duration::from_secs(30)
-            }
-        },
-    };
+    let commit_timeout = crate::diag::duration(d, &raw.commit_timeout, &k("commit_timeout"), Duration::from_secs(10));
+    let mut body_timeout = crate::diag::duration(d, &raw.body_timeout, &k("body_timeout"), Duration::from_secs(30));
+    if let Some(s) = raw.body_timeout.as_ref().filter(|_| body_timeout.is_zero()) {
+        d.error(s.span(), &k("body_timeout"), "body_timeout must be above 0");
+        body_timeout = Duration::from_secs(30);
+    }
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
     Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout, body_timeout })
 }

@@ -78,19 +78,6 @@ pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str,
             None
         }
     };
-    let max_payload = match &raw.max_payload {
-        None => DEFAULT_MAX_PAYLOAD,
-        Some(s) => match crate::units::parse_size(s.get_ref()) {
-            Ok(n) if n > 0 => n,
-            Ok(_) => {
-                d.error(s.span(), &k("max_payload"), "max_payload must be above 0");
-                DEFAULT_MAX_PAYLOAD
-            }
-            Err(e) => {
-                d.error(s.span(), &k("max_payload"), e);
-                DEFAULT_MAX_PAYLOAD
-            }
-        },
-    };
+    let max_payload = crate::diag::size(d, &raw.max_payload, &k("max_payload"), DEFAULT_MAX_PAYLOAD, 1);
     Some(MqttInSource { common, conn: conn?, topics: raw.topics.into_inner(), qos, device_level, max_payload })
 }
