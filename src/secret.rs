@@ -29,6 +29,28 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What [`read_secret`] found.
+#[derive(Debug)]
+pub enum SecretKey {
+    /// None of the three keys is set.
+    Absent,
+    /// The secret.
+    Read(Secret),
+    /// A key is set but unusable (unreadable file, unset variable, empty,
+    /// several keys): the error is recorded already.
+    Failed,
+}
+
+impl SecretKey {
+    /// The secret, if read.
+    pub fn secret(self) -> Option<Secret> {
+        match self {
+            SecretKey::Read(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// Reads a secret given inline (`<what>`), in a file (`<what>_file`, relative
 /// to `base`, trailing newline removed) or in an environment variable
 /// (`<what>_env`). At most one may be set; `key` prefixes error keys.
@@ -40,44 +62,44 @@ pub fn read_secret(
     file: &Option<Spanned<String>>,
     env: &Option<Spanned<String>>,
     base: &Path,
-) -> Option<Secret> {
+) -> SecretKey {
     let given = [inline.is_some(), file.is_some(), env.is_some()].iter().filter(|g| **g).count();
     let k = |s: &str| format!("{key} / {s}");
     if given > 1 {
         let span = inline.as_ref().or(file.as_ref()).or(env.as_ref()).map(|s| s.span()).unwrap_or(0..0);
         d.error(span, &k(what), format!("set only one of {what}, {what}_file, {what}_env"));
-        return None;
+        return SecretKey::Failed;
     }
     if let Some(p) = inline {
         if p.get_ref().is_empty() {
             d.error(p.span(), &k(what), format!("{what} is empty"));
         }
-        return Some(Secret(p.get_ref().clone()));
+        return SecretKey::Read(Secret(p.get_ref().clone()));
     }
     if let Some(f) = file {
         let path = base.join(f.get_ref());
         // Name the file as the OS sees it, whatever the current directory.
         let path = std::path::absolute(&path).unwrap_or(path);
         return match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => Some(Secret(s.trim_end_matches(['\r', '\n']).to_string())),
+            Ok(s) if !s.trim().is_empty() => SecretKey::Read(Secret(s.trim_end_matches(['\r', '\n']).to_string())),
             Ok(_) => {
                 d.error(f.span(), &k(&format!("{what}_file")), format!("{} is empty", path.display()));
-                None
+                SecretKey::Failed
             }
             Err(e) => {
                 d.error(f.span(), &k(&format!("{what}_file")), format!("cannot read {}: {e}", path.display()));
-                None
+                SecretKey::Failed
             }
         };
     }
     if let Some(v) = env {
         return match std::env::var(v.get_ref()) {
-            Ok(s) if !s.is_empty() => Some(Secret(s)),
+            Ok(s) if !s.is_empty() => SecretKey::Read(Secret(s)),
             _ => {
                 d.error(v.span(), &k(&format!("{what}_env")), format!("environment variable {} is not set or empty", v.get_ref()));
-                None
+                SecretKey::Failed
             }
         };
     }
-    None
+    SecretKey::Absent
 }

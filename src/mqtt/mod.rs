@@ -171,7 +171,7 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     if broker.as_ref().is_some_and(|b| !b.tls) && (ca_file.is_some() || client_cert.is_some()) {
         d.error(raw.url.span(), &k("url"), "TLS files are set but the url is mqtt://; use mqtts:// to enable TLS");
     }
-    let password = read_secret(d, key, "password", &raw.password, &raw.password_file, &raw.password_env, base);
+    let password = read_secret(d, key, "password", &raw.password, &raw.password_file, &raw.password_env, base).secret();
     if password.is_some() && raw.username.is_none() {
         d.error(span.clone(), &k("username"), "a password is set but no username");
     }

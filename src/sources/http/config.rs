@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diag::{Diag, Item, de_item};
-use crate::secret::{Secret, read_secret};
+use crate::secret::{Secret, SecretKey, read_secret};
 use crate::sources::common::{SourceCommon, parse_common};
 
 /// A validated HTTP ingest source.
@@ -75,9 +75,10 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
         },
     };
     let token = read_secret(d, &key, "token", &raw.token, &raw.token_file, &raw.token_env, base);
-    if token.is_none() && !raw.allow_anonymous && raw.token.is_none() && raw.token_file.is_none() && raw.token_env.is_none() {
+    if matches!(token, SecretKey::Absent) && !raw.allow_anonymous {
         d.error(span.clone(), &k("token"), "set token_file (or token_env) for `Authorization: Bearer <token>`, or allow_anonymous = true");
     }
+    let token = token.secret();
     if token.is_some() && raw.allow_anonymous {
         d.error(span.clone(), &k("allow_anonymous"), "allow_anonymous = true and a token are exclusive");
     }

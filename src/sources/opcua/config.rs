@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::node::NodeRef;
 use crate::diag::{Diag, Item, de_item, duration, reject_unknown_keys, take_key};
 use crate::names;
-use crate::secret::{Secret, read_secret};
+use crate::secret::{Secret, SecretKey, read_secret};
 
 /// Security policy of the secure channel (OPC UA Part 7 security profiles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,11 +440,13 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
             ));
         }
         let password = read_secret(diag, &key, "password", &raw.password, &raw.password_file, &raw.password_env, base);
+        let password_failed = matches!(password, SecretKey::Failed);
+        let password = password.secret();
         let identity = match (&raw.username, password, &raw.user_certificate, &raw.user_private_key) {
             (Some(u), Some(p), None, None) => Identity::User { username: u.get_ref().clone(), password: p },
             (Some(u), None, None, None) => {
                 // A password key that could not be read was reported already.
-                if raw.password.is_none() && raw.password_file.is_none() && raw.password_env.is_none() {
+                if !password_failed {
                     diag.error(u.span(), &k("password"), "a username needs `password`, `password_file` or `password_env`");
                 }
                 Identity::Anonymous
