@@ -304,27 +304,14 @@ impl Config {
         let mut serial: std::collections::HashMap<String, (String, String, crate::sources::modbus::config::Transport)> = Default::default();
         for d in &devices {
             let DeviceConfig::Modbus(m) = d else { continue };
-            if let crate::sources::modbus::config::Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits } = &m.transport {
+            if let crate::sources::modbus::config::Transport::Rtu { port, .. } = &m.transport {
                 let key = crate::sources::modbus::config::serial_key(port);
                 match serial.get(&key) {
-                    Some((other, other_port, t)) if *t != m.transport => {
-                        let crate::sources::modbus::config::Transport::Rtu { baud_rate: b2, parity: p2, data_bits: d2, stop_bits: s2, .. } = t else { continue };
-                        let mut diffs = Vec::new();
-                        if baud_rate != b2 {
-                            diffs.push(format!("baud_rate {baud_rate} vs {b2}"));
-                        }
-                        if parity != p2 {
-                            diffs.push(format!("parity {parity:?} vs {p2:?}"));
-                        }
-                        if data_bits != d2 {
-                            diffs.push(format!("data_bits {data_bits} vs {d2}"));
-                        }
-                        if stop_bits != s2 {
-                            diffs.push(format!("stop_bits {stop_bits} vs {s2}"));
-                        }
+                    Some((other, other_port, t)) => {
+                        // The same port under another name (a by-id link) with
+                        // the same settings is one line, shared.
+                        let diffs = m.transport.serial_differences(t);
                         if diffs.is_empty() {
-                            // The same port under another name (a by-id link),
-                            // with the same settings: the devices share the line.
                             continue;
                         }
                         let same = if other_port != port { format!(" (as {other_port}: the same port)") } else { String::new() };
@@ -335,7 +322,6 @@ impl Config {
                             format!("serial port {port} is also used by device {other:?}{same} with other settings: {}", diffs.join(", ")),
                         );
                     }
-                    Some(_) => {}
                     None => {
                         serial.insert(key, (m.name.clone(), port.clone(), m.transport.clone()));
                     }

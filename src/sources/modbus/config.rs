@@ -56,6 +56,30 @@ impl Transport {
         }
     }
 
+    /// The serial settings (baud rate, parity, data and stop bits) that differ
+    /// between two RTU lines, as `"baud_rate 19200 vs 9600"`; empty when they
+    /// agree or either is not RTU.
+    pub fn serial_differences(&self, other: &Transport) -> Vec<String> {
+        let (Transport::Rtu { baud_rate, parity, data_bits, stop_bits, .. }, Transport::Rtu { baud_rate: b2, parity: p2, data_bits: d2, stop_bits: s2, .. }) = (self, other)
+        else {
+            return Vec::new();
+        };
+        let mut diffs = Vec::new();
+        if baud_rate != b2 {
+            diffs.push(format!("baud_rate {baud_rate} vs {b2}"));
+        }
+        if parity != p2 {
+            diffs.push(format!("parity {parity:?} vs {p2:?}"));
+        }
+        if data_bits != d2 {
+            diffs.push(format!("data_bits {data_bits} vs {d2}"));
+        }
+        if stop_bits != s2 {
+            diffs.push(format!("stop_bits {stop_bits} vs {s2}"));
+        }
+        diffs
+    }
+
     /// Protocol name as configured.
     pub fn protocol(&self) -> &'static str {
         match self {
