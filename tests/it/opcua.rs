@@ -738,6 +738,23 @@ async fn a_port_that_never_speaks_opc_ua_is_reported() {
     held.abort();
 }
 
+/// Station "s" with `n` constant u16 tags `t0`…: (their names, the station).
+fn many_tags(n: usize) -> (Vec<String>, String) {
+    let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
+    let st = station("s", &tags, &[]);
+    (names, st)
+}
+
+/// A device at `endpoint` subscribing each of `names` (tags of station "s")
+/// at its own publishing interval: one subscription per tag.
+fn one_subscription_each(endpoint: &str, extra: &str, names: &[String]) -> Vec<OpcUaDevice> {
+    let dtags: Vec<(String, String, String)> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    ua_devices(&device(endpoint, extra, &dref))
+}
+
 /// More subscriptions than the server allows a session (the simulator, like
 /// many servers, takes 10): the refused ones' tags got nothing at all, for
 /// ever, while the device showed up. Now they are bad with the server's
@@ -745,15 +762,10 @@ async fn a_port_that_never_speaks_opc_ua_is_reported() {
 #[tokio::test]
 async fn refused_subscriptions_make_their_tags_bad_and_leave_the_others() {
     let pki = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
-    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
-    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let (names, st) = many_tags(12);
+    let sim = ua_sim(&st, "", pki.path()).await;
     let ua = sim.opcua().unwrap();
-    // Twelve publishing intervals: twelve subscriptions.
-    let dtags: Vec<(String, String, String)> =
-        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
-    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
-    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "", &dref)));
+    let mut chain = Chain::start(&one_subscription_each(&ua.endpoint(), "", &names));
     let got = chain.until(Duration::from_secs(20), |s| names.iter().all(|n| !of(s, n).is_empty())).await;
     let good = names.iter().filter(|n| of(&got, n).iter().any(|x| x.quality == Quality::Good)).count();
     let bad: Vec<&Sample> = names.iter().filter_map(|n| of(&got, n).into_iter().find(|x| x.quality == Quality::Bad)).collect();
@@ -771,15 +783,11 @@ async fn refused_subscriptions_make_their_tags_bad_and_leave_the_others() {
 #[tokio::test]
 async fn a_restart_with_all_subscriptions_in_use_recovers_every_tag() {
     let pki = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
-    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
-    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let (names, st) = many_tags(10);
+    let sim = ua_sim(&st, "", pki.path()).await;
     let ua = sim.opcua().unwrap();
-    let dtags: Vec<(String, String, String)> =
-        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
-    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
     let names_ref: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "keep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"", &dref)));
+    let mut chain = Chain::start(&one_subscription_each(&ua.endpoint(), "keep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"", &names));
     assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await, &names_ref), "ten subscriptions up");
     ua.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -798,16 +806,12 @@ async fn a_restart_with_all_subscriptions_in_use_recovers_every_tag() {
 #[tokio::test]
 async fn refused_subscriptions_stay_bad_across_a_reactivation() {
     let pki = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
-    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "u16", "3")).collect();
-    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let (names, st) = many_tags(12);
+    let sim = ua_sim(&st, "", pki.path()).await;
     let ua = sim.opcua().unwrap();
     let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
-    let dtags: Vec<(String, String, String)> =
-        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
-    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
     let endpoint = format!("opc.tcp://127.0.0.1:{}/", proxy.port);
-    let mut chain = Chain::start(&ua_devices(&device(&endpoint, "session_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"", &dref)));
+    let mut chain = Chain::start(&one_subscription_each(&endpoint, "session_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"", &names));
     let got = chain.until(Duration::from_secs(20), |s| names.iter().all(|n| !of(s, n).is_empty())).await;
     let refused: Vec<&String> = names.iter().filter(|n| !of(&got, n).iter().any(|x| x.quality == Quality::Good)).collect();
     assert_eq!(refused.len(), 2, "{got:?}");
