@@ -343,23 +343,7 @@ async fn mqtt_in_quarantines_an_oversized_message_and_goes_on() {
     let mut huge = String::from("{\"n\": 1, \"pad\": \"");
     huge.push_str(&"x".repeat(17 << 20));
     huge.push_str("\"}");
-    let mut o = rumqttc::MqttOptions::new("pub-big", "127.0.0.1", broker.port);
-    o.set_keep_alive(Duration::from_secs(5));
-    o.set_max_packet_size(64 << 20, 64 << 20);
-    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
-    let acked = tokio::spawn(async move {
-        let mut acks = 0;
-        while acks < 2 {
-            match el.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acks += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher: {e}"),
-            }
-        }
-    });
-    client.publish("rig/a", rumqttc::QoS::AtLeastOnce, false, huge).await.unwrap();
-    client.publish("rig/a", rumqttc::QoS::AtLeastOnce, false, "{\"n\": 2}").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), acked).await.expect("PUBACKs").unwrap();
+    publish_all(broker.port, "rig/a", vec![huge, "{\"n\": 2}".into()]).await;
     assert!(eventually(Duration::from_secs(20), || samples(&gw).len() == 1).await, "the message after the huge one arrives");
     assert_eq!(values(&samples(&gw)), vec![2]);
     gw.shutdown().await.unwrap();
@@ -379,16 +363,7 @@ async fn mqtt_in_quarantines_an_oversized_message_and_goes_on() {
 async fn mqtt_in_does_not_reingest_retained_messages_after_a_reconnect() {
     let Some(mut broker) = Mosquitto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut o = rumqttc::MqttOptions::new("pub-retained", "127.0.0.1", broker.port);
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
-    client.publish("plant/meter/data", rumqttc::QoS::AtLeastOnce, true, "{\"kwh\": 7}").await.unwrap();
-    loop {
-        if let rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_)) = el.poll().await.unwrap() {
-            break;
-        }
-    }
-    drop((client, el));
+    publish(broker.port, "plant/meter/data", vec!["{\"kwh\": 7}".into()], true).await;
     let body = format!("[[source]]\nname = \"meters\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"plant/+/data\"]\nreconnect_max = \"1s\"\n", broker.port);
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 1).await, "the retained reading, once");
@@ -406,9 +381,15 @@ async fn mqtt_in_does_not_reingest_retained_messages_after_a_reconnect() {
 
 /// Publishes `payloads` on `topic` with QoS 1 and waits for every PUBACK.
 async fn publish_all(port: u16, topic: &str, payloads: Vec<String>) {
+    publish(port, topic, payloads, false).await
+}
+
+/// [`publish_all`], retained or not; messages up to 64 MiB.
+async fn publish(port: u16, topic: &str, payloads: Vec<String>, retain: bool) {
     let mut o = rumqttc::MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     o.set_inflight(100);
+    o.set_max_packet_size(64 << 20, 64 << 20);
     let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
     let n = payloads.len();
     let acked = tokio::spawn(async move {
@@ -422,9 +403,9 @@ async fn publish_all(port: u16, topic: &str, payloads: Vec<String>) {
         }
     });
     for p in payloads {
-        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, p).await.unwrap();
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, retain, p).await.unwrap();
     }
-    tokio::time::timeout(Duration::from_secs(10), acked).await.expect("every PUBACK").unwrap();
+    tokio::time::timeout(Duration::from_secs(20), acked).await.expect("every PUBACK").unwrap();
 }
 
 /// Issue 5: a burst of queued QoS 1 messages (published while relais was
