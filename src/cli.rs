@@ -52,7 +52,7 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Simulator and gateway together on the built-in demo configuration.
+    /// Simulator and gateway together: ./config/sim-demo.toml and ./config/demo.toml when present here, else the built-in copies.
     Demo {
         /// Data directory (default ./relais-data).
         #[arg(long)]

@@ -26,6 +26,17 @@ pub fn check(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a device name taken from data (a CSV column, a JSON field, an
+/// MQTT topic level): the rules of [`check`], and not the gateway's own
+/// health device (`_relais`), which data may not write into.
+pub fn check_device(name: &str) -> Result<(), String> {
+    check(name)?;
+    if name == crate::telemetry::HEALTH_DEVICE {
+        return Err(format!("device name {name:?} is reserved for the gateway's own health samples"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -291,6 +291,10 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
             },
         };
         let device = dev_col.map(|i| rec[i].to_string());
+        if let Some(Err(e)) = device.as_deref().map(crate::names::check_device) {
+            out(Err(mapper.reject(origin, loc(), format!("{}: device column: {e}", reason::PARSE_ERROR), &raw_line(rec, delim))));
+            continue;
+        }
         let mut samples = Vec::new();
         let mut failed: Option<String> = None;
         match &plan {

@@ -190,8 +190,10 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
     let device = match &spec.json.device {
         None => None,
         Some(p) => match v.pointer(p) {
-            Some(J::String(s)) if crate::names::check(s).is_ok() => Some(s.clone()),
-            Some(J::String(s)) => return reject(mapper, format!("device name {s:?} at {p} is not a valid name")),
+            Some(J::String(s)) => match crate::names::check_device(s) {
+                Ok(()) => Some(s.clone()),
+                Err(e) => return reject(mapper, format!("device at {p}: {e}")),
+            },
             _ => return reject(mapper, format!("no device name (string) at {p}")),
         },
     };

@@ -54,6 +54,9 @@ pub struct Quarantined {
 /// Largest raw text kept for a quarantined record.
 pub const RAW_MAX: usize = 64 * 1024;
 
+/// Longest reason kept in a quarantine record, bytes.
+pub const REASON_MAX: usize = 1024;
+
 /// Truncates `s` at a char boundary to [`RAW_MAX`] bytes.
 pub fn clip(s: &str) -> String {
     if s.len() <= RAW_MAX {
@@ -210,6 +213,8 @@ impl Mapper {
 
     /// A quarantine record of this source.
     pub fn reject(&self, origin: &str, location: String, reason: String, raw: &str) -> Quarantined {
+        // A reason may quote a value: a 150 MB field must not make a 150 MB reason.
+        let reason = if reason.len() <= REASON_MAX { reason } else { format!("{}…", &reason[..reason.floor_char_boundary(REASON_MAX)]) };
         Quarantined { source: self.source.clone(), origin: origin.to_string(), location, reason, raw: clip(raw) }
     }
 }

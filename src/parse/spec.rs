@@ -298,12 +298,15 @@ impl RawParse {
         if !header && self.columns.is_none() && format != Some(Format::Json) && format != Some(Format::JsonLines) {
             d.error(item_span.clone(), &k("columns"), "header = false needs `columns = [...]` naming the columns");
         }
-        let mut tags = Vec::new();
+        let mut tags: Vec<TagRule> = Vec::new();
         for t in self.tag {
             let span = t.span();
             let mut r = t.into_inner();
             if let Err(e) = crate::names::check(&r.name) {
                 d.error(span.clone(), &k("tag"), e);
+            }
+            if tags.iter().any(|o| o.name == r.name) {
+                d.error(span.clone(), &k(&format!("tag {:?}", r.name)), "duplicated tag name: each [[source.tag]] needs its own name");
             }
             if !r.scale.is_finite() || r.scale == 0.0 || !r.offset.is_finite() {
                 d.error(span.clone(), &k(&format!("tag {:?} / scale", r.name)), "scale must be finite and non-zero, offset finite");

@@ -452,6 +452,15 @@ fn settings_that_cannot_work_are_refused_at_load() {
     let rtu = format!("[gateway]\nid = \"g\"\n[[device]]\nname = \"m\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n", dir.path().join("notatty").display());
     let e = Config::parse(&rtu, "gw.toml", dir.path()).unwrap_err().to_string();
     assert!(e.contains("is a regular file, not a serial device"), "{e}");
+    let http = |extra: &str| format!("[gateway]\nid = \"g\"\n[[source]]\nname = \"h\"\ntype = \"http\"\nallow_anonymous = true\n{extra}\n");
+    for (extra, want) in [
+        ("max_body = \"0\"", "must be at least 1 bytes"),
+        ("commit_timeout = \"0\"", "commit_timeout must be above 0"),
+        ("[[source.tag]]\nname = \"x\"\n[[source.tag]]\nname = \"x\"\nscale = 2.0", "duplicated tag name"),
+    ] {
+        let e = Config::parse(&http(extra), "gw.toml", dir.path()).unwrap_err().to_string();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
     let sim = |opcua: &str| format!("[opcua]\n{opcua}\n[[station]]\nname = \"s\"\n");
     for (opcua, want) in [
         ("security = []", "security is empty"),

@@ -320,13 +320,20 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
     client.publish("sensors/esp32-1/data", rumqttc::QoS::AtLeastOnce, false, r#"{"ts":1764410073120,"temp":21.5,"rh":"40"}"#).await.unwrap();
     client.publish("sensors/esp32-2/data", rumqttc::QoS::AtLeastOnce, false, "{not json").await.unwrap();
+    // A topic level that is not a valid device name is the message's error,
+    // not a silent fallback to the source's device (nor the health device).
+    client.publish("sensors/_relais/data", rumqttc::QoS::AtLeastOnce, false, r#"{"temp":1}"#).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 2).await);
     let all = samples(&gw);
     assert!(all.iter().all(|s| &*s.meta.device == "esp32-1"));
     assert_eq!(all.iter().find(|s| &*s.meta.tag == "rh").unwrap().value, Value::I64(40));
     assert_eq!(all[0].ts.as_millis(), 1764410073120);
-    assert!(eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
+    assert!(eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 2).await);
+    let all = samples(&gw);
+    assert!(all.len() == 2 && all.iter().all(|s| &*s.meta.device == "esp32-1"), "nothing from the _relais topic: {all:?}");
     gw.shutdown().await.unwrap();
+    let q = quarantine_raw(dir.path());
+    assert!(q.iter().any(|(loc, why, _)| loc == "topic" && why.contains("reserved")), "{q:?}");
 }
 
 /// A message above the client's packet limit (16 MiB) made the connection

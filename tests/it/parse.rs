@@ -306,3 +306,27 @@ fn icu_milliseconds_in_a_csv_timestamp() {
     let e = Config::parse(text, "src.toml", Path::new(".")).unwrap_err().to_string();
     assert!(e.contains("src.toml:6") && e.contains("timestamp_format") && e.contains("\"MMM\""), "{e}");
 }
+
+/// A device name taken from the data follows the name rules: `a/b`, `a+b`,
+/// `""` and the reserved `_relais` from a CSV device column were accepted
+/// (two of them landed on one topic, one wrote into the health device).
+/// Each such record is quarantined; a 1 MB value quoted in a reason is cut.
+#[test]
+fn device_names_from_data_are_checked_and_reasons_are_bounded() {
+    let csv = b"dev,v\nok,1\na/b,2\na+b,3\n,4\n_relais,5\n";
+    let (ok, bad) = run(csv, Format::Csv, &spec("format = \"csv\"\ndevice_column = \"dev\""));
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(&*ok[0][0].meta.device, "ok");
+    let locs: Vec<&str> = bad.iter().map(|q| q.location.as_str()).collect();
+    assert_eq!(locs, vec!["line 3", "line 4", "line 5", "line 6"]);
+    assert!(bad[3].reason.contains("reserved"), "{}", bad[3].reason);
+    let json = br#"{"dev":"_relais","v":1}"#;
+    let (ok, bad) = run(json, Format::Json, &spec("format = \"json\"\ndevice_path = \"dev\""));
+    assert!(ok.is_empty() && bad[0].reason.contains("reserved"), "{bad:?}");
+    let huge = format!("a,b\n1,2\n1,{}\n", "9".repeat(1 << 20));
+    let (ok, bad) = run(huge.as_bytes(), Format::Csv, &spec("format = \"csv\""));
+    assert_eq!(ok.len(), 1);
+    assert_eq!(bad.len(), 1, "the row with the huge value is quarantined");
+    assert!(bad[0].reason.len() <= relais::parse::REASON_MAX + 3, "reason of {} bytes", bad[0].reason.len());
+    assert!(bad[0].raw.len() <= relais::parse::RAW_MAX + 3, "raw of {} bytes", bad[0].raw.len());
+}

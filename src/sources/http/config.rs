@@ -90,7 +90,7 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             d.warn(s, &k("listen"), "ingest listens beyond this machine over plain HTTP: the token travels in clear text; put a TLS reverse proxy in front");
         }
     }
-    let max_body = crate::diag::size(d, &raw.max_body, &k("max_body"), 16 << 20, 0);
+    let max_body = crate::diag::size(d, &raw.max_body, &k("max_body"), 16 << 20, 1);
     let max_requests_per_second = match &raw.max_requests_per_second {
         None => 0.0,
         Some(r) if r.get_ref().is_finite() && *r.get_ref() >= 0.0 => *r.get_ref(),
@@ -107,12 +107,18 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             64
         }
     };
-    let commit_timeout = crate::diag::duration(d, &raw.commit_timeout, &k("commit_timeout"), Duration::from_secs(10));
-    let mut body_timeout = crate::diag::duration(d, &raw.body_timeout, &k("body_timeout"), Duration::from_secs(30));
-    if let Some(s) = raw.body_timeout.as_ref().filter(|_| body_timeout.is_zero()) {
-        d.error(s.span(), &k("body_timeout"), "body_timeout must be above 0");
-        body_timeout = Duration::from_secs(30);
-    }
+    let mut timeout = |v: &Option<Spanned<String>>, name: &str, default: Duration| {
+        let t = crate::diag::duration(d, v, &k(name), default);
+        match v.as_ref().filter(|_| t.is_zero()) {
+            Some(s) => {
+                d.error(s.span(), &k(name), format!("{name} must be above 0"));
+                default
+            }
+            None => t,
+        }
+    };
+    let commit_timeout = timeout(&raw.commit_timeout, "commit_timeout", Duration::from_secs(10));
+    let body_timeout = timeout(&raw.body_timeout, "body_timeout", Duration::from_secs(30));
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
     Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout, body_timeout })
 }

@@ -66,10 +66,20 @@ fn spawn_acks(client: AsyncClient, stats: Arc<SourceStats>) -> mpsc::UnboundedSe
 /// `fields`: the text and numeric fields learnt from earlier payloads.
 fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload: &[u8]) -> Group {
     let c = &cfg.common;
-    let device = cfg.device_level.and_then(|l| topic.split('/').nth(l).map(str::to_string)).filter(|d| crate::names::check(d).is_ok());
-    let mut mapper = Mapper::new(&c.name, device.as_deref().unwrap_or(&c.device), &c.parse.tags);
+    // The device from the topic level: a missing or invalid one is the
+    // message's error, never a silent fallback to the source's device.
+    let device = cfg.device_level.map(|l| match topic.split('/').nth(l) {
+        Some(d) => crate::names::check_device(d).map(|()| d.to_string()),
+        None => Err(format!("topic {topic:?} has no level {l} (device_level)")),
+    });
+    let mut mapper = Mapper::new(&c.name, device.as_ref().and_then(|d| d.as_deref().ok()).unwrap_or(&c.device), &c.parse.tags);
     mapper.fields = fields.clone();
     let mut g = Group::default();
+    if let Some(Err(e)) = device {
+        let why = format!("{}: device from the topic: {e}", crate::model::reason::PARSE_ERROR);
+        g.quarantine.push(mapper.reject(topic, "topic".into(), why, &String::from_utf8_lossy(&payload[..payload.len().min(KEPT_OF_LARGE)])));
+        return g;
+    }
     if payload.len() as u64 > cfg.max_payload {
         let head = &payload[..payload.len().min(KEPT_OF_LARGE)];
         let why = format!(
