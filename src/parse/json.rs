@@ -85,7 +85,8 @@ fn leaves<'a>(prefix: &str, ptr: &str, v: &'a J, out: &mut Vec<(String, String, 
                 leaves(&name, &p, x, out);
             }
         }
-        J::Array(_) => {}
+        // Arrays are leaves too: `classify` takes one only where a number
+        // is expected (an error then), never as a tag of its own.
         _ => out.push((prefix.to_string(), ptr.to_string(), v)),
     }
 }
@@ -160,6 +161,9 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
                 Err(NumError::Invalid(_)) => true,
             }
         }
+        // An array where numbers came before (or a configured tag): an
+        // unreadable value, reported; elsewhere not a tag.
+        J::Array(_) => configured || fields.kind(name) == Some(FieldKind::Numeric),
         _ => true,
     }
 }

@@ -330,3 +330,21 @@ fn device_names_from_data_are_checked_and_reasons_are_bounded() {
     assert!(bad[0].reason.len() <= relais::parse::REASON_MAX + 3, "reason of {} bytes", bad[0].reason.len());
     assert!(bad[0].raw.len() <= relais::parse::RAW_MAX + 3, "raw of {} bytes", bad[0].raw.len());
 }
+
+/// An array in a field that carried numbers was dropped silently (neither a
+/// sample nor a quarantined record): strict quarantines the record, lenient
+/// makes it a bad sample; an array in a field never numeric is not a tag.
+#[test]
+fn an_array_where_numbers_came_before_is_an_error_not_silence() {
+    let input = b"{\"a\":1,\"b\":2,\"list\":[1,2]}\n{\"a\":[1,2],\"b\":3}\n";
+    let (ok, bad) = run(input, Format::JsonLines, &spec("format = \"jsonl\""));
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].len(), 2, "the first record: a and b, the list is not a tag: {:?}", ok[0]);
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].reason.contains("\"a\"") && bad[0].reason.contains("not a number"), "{}", bad[0].reason);
+    let (ok, bad) = run(input, Format::JsonLines, &spec("format = \"jsonl\"\npolicy = \"lenient\""));
+    assert!(bad.is_empty());
+    let a = val(&ok[1], "a");
+    assert_eq!(a.quality, Quality::Bad);
+    assert_eq!(val(&ok[1], "b").value, Value::I64(3));
+}
