@@ -12,7 +12,11 @@ fn codec(c: &mut Criterion) {
     let words: Vec<u16> = (0..1000u16).map(|i| i.wrapping_mul(7919)).collect();
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(250));
-    for (name, ty, order) in [("f32_CDAB", DataType::F32, ByteOrder::CDAB), ("u64_ABCD", DataType::U64, ByteOrder::ABCD), ("i16", DataType::I16, ByteOrder::ABCD)] {
+    for (name, ty, order) in [
+        ("f32_CDAB", DataType::F32, ByteOrder::CDAB),
+        ("u64_ABCD", DataType::U64, ByteOrder::ABCD),
+        ("i16", DataType::I16, ByteOrder::ABCD),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 for i in 0..250 {
@@ -22,7 +26,8 @@ fn codec(c: &mut Criterion) {
         });
     }
     g.finish();
-    let tags: Vec<TagSpan> = (0..3000u16).map(|i| TagSpan { index: i as usize, table: Table::Holding, address: i * 2 + (i % 7), count: 2 }).collect();
+    let tags: Vec<TagSpan> =
+        (0..3000u16).map(|i| TagSpan { index: i as usize, table: Table::Holding, address: i * 2 + (i % 7), count: 2 }).collect();
     let mut g = c.benchmark_group("planner");
     g.throughput(Throughput::Elements(tags.len() as u64));
     g.bench_function("3000_tags", |b| b.iter(|| black_box(plan(&tags, &Limits::default()).unwrap())));

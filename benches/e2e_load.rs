@@ -54,10 +54,15 @@ fn configs(dir: &Path, s: &Scenario, broker: u16) -> (PathBuf, PathBuf) {
         );
         for t in 0..s.tags {
             if t % 2 == 0 {
-                sim += &format!("[[station.tag]]\nname = \"t{t}\"\ntable = \"holding\"\naddress = {t}\nsignal = {{ kind = \"counter\", step = 1, wrap = 60000 }}\n");
+                sim += &format!(
+                    "[[station.tag]]\nname = \"t{t}\"\ntable = \"holding\"\naddress = {t}\nsignal = {{ kind = \"counter\", step = 1, wrap = 60000 }}\n"
+                );
                 gw += &format!("[[device.tag]]\nname = \"t{t}\"\ntable = \"holding\"\naddress = {t}\n");
             } else {
-                sim += &format!("[[station.tag]]\nname = \"t{t}\"\ntable = \"input\"\naddress = {}\ntype = \"f32\"\nsignal = {{ kind = \"sine\", amplitude = 10, offset = 50, period = \"30s\" }}\n", t * 2);
+                sim += &format!(
+                    "[[station.tag]]\nname = \"t{t}\"\ntable = \"input\"\naddress = {}\ntype = \"f32\"\nsignal = {{ kind = \"sine\", amplitude = 10, offset = 50, period = \"30s\" }}\n",
+                    t * 2
+                );
                 gw += &format!("[[device.tag]]\nname = \"t{t}\"\ntable = \"input\"\naddress = {}\ntype = \"f32\"\n", t * 2);
             }
         }
@@ -120,7 +125,8 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let bport = free_port();
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {bport} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")).unwrap();
+    std::fs::write(&conf, format!("listener {bport} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"))
+        .unwrap();
     let broker = Command::new(mosquitto()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_port(bport);
     let (simc, gwc) = configs(dir.path(), s, bport);
@@ -133,7 +139,8 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) {
     let pid = gw.id();
     std::thread::sleep(Duration::from_secs(5)); // warm-up
     counters.lat_us.lock().unwrap().clear();
-    let (n0, c0, sc0, bc0, t0) = (counters.samples.load(Ordering::Relaxed), cpu_seconds(pid), cpu_seconds(sim.id()), cpu_seconds(broker.id()), Instant::now());
+    let (n0, c0, sc0, bc0, t0) =
+        (counters.samples.load(Ordering::Relaxed), cpu_seconds(pid), cpu_seconds(sim.id()), cpu_seconds(broker.id()), Instant::now());
     std::thread::sleep(Duration::from_secs(s.seconds));
     let secs = t0.elapsed().as_secs_f64();
     let n = counters.samples.load(Ordering::Relaxed) - n0;
@@ -145,7 +152,19 @@ fn run(s: &Scenario, rt: &tokio::runtime::Runtime) {
     let offered = s.devices as f64 * s.tags as f64 / relais::units::parse_duration(&s.interval).unwrap().as_secs_f64();
     println!(
         "{:<8} {:>4} dev x {:>3} tags / {:<6} offered {:>8.0} tags/s | delivered {:>8.0} tags/s | latency p50 {:>7.1} ms p99 {:>7.1} ms | relais CPU {:>5.1} % of a core, RSS {:>5.1} MB (peak {:>5.1} MB) | sim {:>5.1} %, mosquitto {:>5.1} %",
-        s.name, s.devices, s.tags, s.interval, offered, n as f64 / secs, pct(&mut lat, 0.5), pct(&mut lat, 0.99), cpu, rss, peak, sim_cpu, broker_cpu
+        s.name,
+        s.devices,
+        s.tags,
+        s.interval,
+        offered,
+        n as f64 / secs,
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        cpu,
+        rss,
+        peak,
+        sim_cpu,
+        broker_cpu
     );
     stop(gw);
     stop(sim);

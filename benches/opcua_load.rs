@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
@@ -47,7 +47,10 @@ fn configs(dir: &Path, p: &Params, broker: u16, ua: u16) -> (PathBuf, PathBuf) {
     for s in 0..p.stations {
         sim += &format!("[[station]]\nname = \"s{s}\"\n");
         for t in 0..p.tags {
-            sim += &format!("[[station.tag]]\nname = \"t{t}\"\ntable = \"holding\"\naddress = {}\ntype = \"u32\"\nsignal = {{ kind = \"counter\", step = 1 }}\n", t * 2);
+            sim += &format!(
+                "[[station.tag]]\nname = \"t{t}\"\ntable = \"holding\"\naddress = {}\ntype = \"u32\"\nsignal = {{ kind = \"counter\", step = 1 }}\n",
+                t * 2
+            );
             gw += &format!("[[device.tag]]\nname = \"s{s}.t{t}\"\nnode_id = \"nsu=urn:relais:sim;s=s{s}.t{t}\"\n");
         }
     }
@@ -107,7 +110,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let bport = free_port();
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {bport} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")).unwrap();
+    std::fs::write(&conf, format!("listener {bport} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"))
+        .unwrap();
     let broker = Command::new(mosquitto()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_port(bport);
     let ua = free_port();
@@ -160,7 +164,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     };
     if let Some(d) = recovered {
-        println!("server restart (down 5 s, namespace renumbered): all {items} tags good again {:.2} s after the server came back", d.as_secs_f64());
+        println!(
+            "server restart (down 5 s, namespace renumbered): all {items} tags good again {:.2} s after the server came back",
+            d.as_secs_f64()
+        );
     }
     stop(gw);
     stop(sim);

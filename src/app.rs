@@ -41,7 +41,9 @@ const SINK_GRACE: Duration = Duration::from_millis(1500);
 /// its orderly shutdown).
 pub fn cancel_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    for (kind, name) in [(SignalKind::hangup(), "SIGHUP"), (SignalKind::user_defined1(), "SIGUSR1"), (SignalKind::user_defined2(), "SIGUSR2")] {
+    for (kind, name) in
+        [(SignalKind::hangup(), "SIGHUP"), (SignalKind::user_defined1(), "SIGUSR1"), (SignalKind::user_defined2(), "SIGUSR2")]
+    {
         if let Ok(mut s) = signal(kind) {
             tokio::spawn(async move {
                 while s.recv().await.is_some() {
@@ -125,7 +127,11 @@ impl Gateway {
         for w in &warnings {
             tracing::warn!("config: {w}");
         }
-        let (devices, sources) = if opts.sinks_only { (Vec::new(), sources.into_iter().filter(|s| matches!(s, crate::sources::SourceConfig::File(_))).collect()) } else { (devices, sources) };
+        let (devices, sources) = if opts.sinks_only {
+            (Vec::new(), sources.into_iter().filter(|s| matches!(s, crate::sources::SourceConfig::File(_))).collect())
+        } else {
+            (devices, sources)
+        };
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
         let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();

@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeviceConfig, SinkConfig};
-use crate::{out, outln};
 use crate::sim::{Sim, SimConfig};
 use crate::sources::modbus::types::Table;
+use crate::{out, outln};
 
 /// relais: Modbus TCP/RTU, OPC UA, CSV and JSON → SQLite store-and-forward → MQTT gateway.
 #[derive(Parser, Debug)]
@@ -18,6 +18,7 @@ pub struct Cli {
     /// Log format on stderr: `text` (human) or `json` (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,6 +102,7 @@ pub enum Command {
     },
     /// Read a device once and print every interpretation of the data.
     Probe {
+        /// What to probe.
         #[command(subcommand)]
         what: Probe,
     },
@@ -125,6 +127,7 @@ pub enum Command {
     },
     /// Records that could not be ingested: list, show one, export.
     Quarantine {
+        /// What to do with the quarantine.
         #[command(subcommand)]
         what: QuarantineCmd,
     },
@@ -214,7 +217,12 @@ fn init_logging(format: LogFormat, default: &str) {
     // Panics are logged like any error (one JSON line with --log-format json).
     std::panic::set_hook(Box::new(|info| {
         let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         tracing::error!(location = %place, "internal error (panic): {msg}");
     }));
 }
@@ -226,7 +234,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Runs `f` on a new runtime, then shuts the runtime down without waiting
 /// more than a second for blocking threads (a file read that has not
 /// noticed the shutdown yet must not keep the process alive).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+fn block_on<F: Future>(f: F) -> F::Output {
     let rt = runtime();
     let out = rt.block_on(f);
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -248,9 +256,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
-        Command::Import { .. } | Command::Browse { .. } => init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off"),
+        Command::Import { .. } | Command::Browse { .. } => {
+            init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
+        }
         // The OPC UA library logs every reconnect step; relais reports them itself.
-        _ => init_logging(cli.log_format, "info,tokio_modbus=off,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn"),
+        _ => init_logging(
+            cli.log_format,
+            "info,tokio_modbus=off,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn",
+        ),
     }
     match cli.command {
         Command::Check { config } => check(&config),
@@ -302,7 +315,20 @@ pub fn main() -> ExitCode {
         }
         Command::Quarantine { what } => quarantine(what),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
-        Command::Browse { url, node, depth, snippet, all, config, device, security_policy, security_mode, username, password_env, pki_dir } => {
+        Command::Browse {
+            url,
+            node,
+            depth,
+            snippet,
+            all,
+            config,
+            device,
+            security_policy,
+            security_mode,
+            username,
+            password_env,
+            pki_dir,
+        } => {
             let configured = device.is_some();
             let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
             let (dev, pki_dir, gateway_id) = match browse_target(args) {
@@ -387,7 +413,10 @@ struct BrowseArgs {
 fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
     if let Some(path) = &a.config {
         if a.security_policy.is_some() || a.security_mode.is_some() || a.username.is_some() {
-            return Err("--security-policy, --security-mode and --username go without --config: with --config the device's own settings are used".into());
+            return Err(
+                "--security-policy, --security-mode and --username go without --config: with --config the device's own settings are used"
+                    .into(),
+            );
         }
         let cfg = Config::load(path).map_err(|e| e.to_string())?;
         let devs: Vec<_> = cfg
@@ -401,7 +430,10 @@ fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaD
         let dev = match (&a.device, devs.as_slice()) {
             (Some(n), _) => devs.iter().find(|d| d.name == *n).ok_or_else(|| {
                 if cfg.devices.iter().any(|d| d.name() == n.as_str()) {
-                    format!("device {n:?} in {} is not an OPC UA device (protocol = \"opcua\"); browse reads OPC UA servers only", path.display())
+                    format!(
+                        "device {n:?} in {} is not an OPC UA device (protocol = \"opcua\"); browse reads OPC UA servers only",
+                        path.display()
+                    )
                 } else {
                     format!("{} has no device {n:?}", path.display())
                 }
@@ -493,7 +525,16 @@ fn quarantine(what: QuarantineCmd) -> ExitCode {
             QuarantineCmd::Show { id, .. } => match q::show(&c, id)? {
                 None => anyhow::bail!("no quarantined record #{id}"),
                 Some(r) => {
-                    outln!("id:       {}\nwhen:     {}\nsource:   {}\norigin:   {}\nlocation: {}\nreason:   {}\nraw:\n{}", r.id, ts(r.recv_ts), r.source, r.origin, r.location, r.reason, r.raw);
+                    outln!(
+                        "id:       {}\nwhen:     {}\nsource:   {}\norigin:   {}\nlocation: {}\nreason:   {}\nraw:\n{}",
+                        r.id,
+                        ts(r.recv_ts),
+                        r.source,
+                        r.origin,
+                        r.location,
+                        r.reason,
+                        r.raw
+                    );
                 }
             },
             QuarantineCmd::Export { source, output, .. } => {
@@ -614,15 +655,8 @@ pub fn render_plan(cfg: &Config) -> String {
             }
             DeviceConfig::OpcUa(o) => {
                 use crate::sources::opcua::config::Acquisition;
-                let _ = writeln!(
-                    s,
-                    "\ndevice {} (opcua {}, security {:?}/{:?}, {} tags)",
-                    o.name,
-                    o.endpoint,
-                    o.policy,
-                    o.mode,
-                    o.tags.len()
-                );
+                let _ =
+                    writeln!(s, "\ndevice {} (opcua {}, security {:?}/{:?}, {} tags)", o.name, o.endpoint, o.policy, o.mode, o.tags.len());
                 for t in &o.tags {
                     let how = match t.acquisition {
                         Acquisition::Subscription { publishing_interval, sampling_interval, queue_size, deadband } => format!(
@@ -667,9 +701,18 @@ pub fn render_plan(cfg: &Config) -> String {
                 Some(b'\t') => "tab".to_string(),
                 Some(d) => format!("{:?}", d as char),
             };
-            how.push(format!("csv delimiter {delim}, decimal {:?}, layout {}", p.csv.decimal, format!("{:?}", p.csv.layout).to_lowercase()));
+            how.push(format!(
+                "csv delimiter {delim}, decimal {:?}, layout {}",
+                p.csv.decimal,
+                format!("{:?}", p.csv.layout).to_lowercase()
+            ));
         }
-        let ts_from = p.csv.timestamp_column.as_ref().map(|c| format!("column {c:?}")).or_else(|| p.json.timestamp.as_ref().map(|t| format!("path {t:?}")));
+        let ts_from = p
+            .csv
+            .timestamp_column
+            .as_ref()
+            .map(|c| format!("column {c:?}"))
+            .or_else(|| p.json.timestamp.as_ref().map(|t| format!("path {t:?}")));
         match ts_from {
             None => how.push("timestamp: the receive time".to_string()),
             Some(from) => {

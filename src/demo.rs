@@ -22,7 +22,9 @@ pub const SIM_DEMO_TOML: &str = include_str!("../config/sim-demo.toml");
 fn read_or(path: &str, builtin: &'static str) -> (String, String, PathBuf, String) {
     match std::fs::read_to_string(path) {
         Ok(t) => (t, path.to_string(), Path::new(path).parent().unwrap_or(Path::new(".")).to_path_buf(), format!("./{path}")),
-        Err(_) => (builtin.to_string(), format!("(built-in) {path}"), PathBuf::from("config"), format!("built-in {path} (no ./{path} here)")),
+        Err(_) => {
+            (builtin.to_string(), format!("(built-in) {path}"), PathBuf::from("config"), format!("built-in {path} (no ./{path} here)"))
+        }
     }
 }
 
@@ -92,7 +94,8 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     println!("Watch it: mosquitto_sub -h {host} -p {port} -t '{filter}' -v     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
-    let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() }).await;
+    let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() })
+        .await;
     drop(sim);
     r
 }

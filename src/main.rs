@@ -1,3 +1,5 @@
+//! The `relais` binary: see [`relais::cli`].
+
 fn main() -> std::process::ExitCode {
     relais::cli::main()
 }

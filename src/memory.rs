@@ -7,12 +7,14 @@
 //! the gateway runs. Both are no-ops on other C libraries.
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // SAFETY: see the call sites
 unsafe extern "C" {
     fn mallopt(param: i32, value: i32) -> i32;
     fn malloc_trim(pad: usize) -> i32;
 }
 
 /// Caps glibc's malloc arenas at 2 (`M_ARENA_MAX`). Call before threads start.
+#[allow(unsafe_code)]
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -25,6 +27,7 @@ pub fn limit_arenas() {
 }
 
 /// Returns freed heap memory to the operating system (`malloc_trim(0)`).
+#[allow(unsafe_code)]
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -11,9 +11,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration {s:?} ({e}); write a number and a unit, e.g. \"500ms\", \"2s\", \"5m\", \"7d\"")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write a number and a unit, e.g. \"500ms\", \"2s\", \"5m\", \"7d\""))
 }
 
 /// Formats a duration the way configs write it, in whole units that
@@ -58,9 +57,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0f64.powi(4),
         other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
-            ));
+            return Err(format!("unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"));
         }
     };
     let v = num * mult;
@@ -95,7 +92,13 @@ mod tests {
         assert!(parse_duration("2 parsecs").unwrap_err().contains("\"2 parsecs\""));
         assert!(parse_duration("10").is_err());
         // Formatted as written, and read back.
-        for (d, text) in [(Duration::from_secs(7 * 86400), "7d"), (Duration::from_secs(86400), "1d"), (Duration::from_millis(500), "500ms"), (Duration::from_secs(90), "1m 30s"), (Duration::from_secs(60 * 86400), "60d")] {
+        for (d, text) in [
+            (Duration::from_secs(7 * 86400), "7d"),
+            (Duration::from_secs(86400), "1d"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(60 * 86400), "60d"),
+        ] {
             assert_eq!(format_duration(d), text);
             assert_eq!(parse_duration(text).unwrap(), d);
         }

@@ -2,6 +2,7 @@
 //! and memory from /proc, graceful stop.
 
 #![allow(dead_code)]
+#![allow(unsafe_code)] // kill(2) to stop child processes gracefully
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -59,7 +60,6 @@ pub fn stop(mut c: Child) {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
-
 
 /// Adds the benches' MQTT sink (QoS 1, json-batch, `bench/{device}/{tag}`)
 /// to the gateway config and writes both files; returns (sim, gateway) paths.

@@ -178,8 +178,11 @@ impl Retention {
             trimmed += n;
         }
         if trimmed > 0 {
-            tracing::warn!(deleted = trimmed, max_bytes = self.max_bytes,
-                "buffer at max_bytes: the oldest quarantined records were deleted first, to keep undelivered samples");
+            tracing::warn!(
+                deleted = trimmed,
+                max_bytes = self.max_bytes,
+                "buffer at max_bytes: the oldest quarantined records were deleted first, to keep undelivered samples"
+            );
         }
         for _ in 0..4 {
             let Some(used) = self.bytes_used(conn) else { break };
@@ -226,13 +229,8 @@ impl Retention {
         }
         if !self.max_age.is_zero() && self.rows() > 0 {
             let cutoff = Timestamp::now().0 - self.max_age.as_nanos() as i64;
-            let keep_from: Option<i64> = conn
-                .query_row(
-                    "SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1",
-                    params![cutoff],
-                    |r| r.get(0),
-                )
-                .ok();
+            let keep_from: Option<i64> =
+                conn.query_row("SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1", params![cutoff], |r| r.get(0)).ok();
             let upto = match keep_from {
                 Some(s) => (s as u64).saturating_sub(1),
                 None => self.next - 1,

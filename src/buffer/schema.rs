@@ -80,9 +80,7 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
     }
     conn.execute_batch(DDL)?;
     // Buffers made before the live lane was persisted.
-    let has_live: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('cursors') WHERE name = 'live_start'")?
-        .exists([])?;
+    let has_live: bool = conn.prepare("SELECT 1 FROM pragma_table_info('cursors') WHERE name = 'live_start'")?.exists([])?;
     if !has_live {
         conn.execute_batch(
             "ALTER TABLE cursors ADD COLUMN live_start INTEGER NOT NULL DEFAULT 0; ALTER TABLE cursors ADD COLUMN live_acked INTEGER NOT NULL DEFAULT 0;",
@@ -93,8 +91,7 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
     if !has_status {
         conn.execute_batch("ALTER TABLE samples ADD COLUMN server_ts INTEGER; ALTER TABLE samples ADD COLUMN status INTEGER;")?;
     }
-    let version: Option<i64> =
-        conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
+    let version: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).ok();
     match version {
         None => {
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)", params![SCHEMA_VERSION])?;
@@ -127,18 +124,12 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
 
 /// True for errors that mean the file itself is damaged or not a buffer.
 pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase)
-    )
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase))
 }
 
 /// Moves `path` (and its `-wal`/`-shm` files) aside; returns the new name.
 pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
     std::fs::rename(path, &aside)?;
     for ext in ["-wal", "-shm"] {
@@ -155,10 +146,7 @@ pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
 /// would need a million samples per second since 1970 to get there). It stays
 /// below 2^53 until the year 2255, so JavaScript consumers read it exactly.
 pub(crate) fn recovery_seq_origin() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(1)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1)
 }
 
 /// Opens (or creates) the buffer at `path`, moving a corrupt file aside.

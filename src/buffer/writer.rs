@@ -21,7 +21,6 @@ use crate::config::BufferConfig;
 use crate::ingest::{Entry, Ingest};
 use crate::model::{Sample, TagMeta, Value};
 
-
 /// Counters and gauges of the buffer, updated by the writer.
 #[derive(Debug, Default)]
 pub struct BufferStats {
@@ -66,10 +65,7 @@ pub struct Buffer {
 }
 
 pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Buffer {
@@ -80,8 +76,7 @@ impl Buffer {
     /// sinks no longer configured are removed so they stop pinning retention.
     /// Fails when another relais holds the data directory.
     pub fn open(cfg: &BufferConfig, data_dir: &Path, ingest: Arc<Ingest>, sinks: &[&str]) -> anyhow::Result<Buffer> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", data_dir.display()))?;
         let lock_path = data_dir.join("relais.lock");
         let lock = File::options()
             .create(true)
@@ -295,7 +290,8 @@ pub(crate) fn kind_of(s: &Sample) -> i64 {
     vt | (s.quality.code() as i64) << 3
 }
 
-const INSERT: &str = "INSERT INTO samples(seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT: &str =
+    "INSERT INTO samples(seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 impl Writer {
     fn run(&mut self) {
@@ -312,7 +308,14 @@ impl Writer {
                     Some(Entry::Sample(s)) => batch.push(s),
                     Some(Entry::Group(g)) => {
                         let g = *g;
-                        groups.push(GroupMeta { start: batch.len(), len: g.samples.len(), quarantine: g.quarantine, progress: g.progress, done: g.done, moved: g.moved });
+                        groups.push(GroupMeta {
+                            start: batch.len(),
+                            len: g.samples.len(),
+                            quarantine: g.quarantine,
+                            progress: g.progress,
+                            done: g.done,
+                            moved: g.moved,
+                        });
                         batch.extend(g.samples);
                     }
                     Some(Entry::Barrier(b)) => barriers.push(b),
@@ -395,8 +398,12 @@ impl Writer {
                         }
                         let total = self.stats.dropped_total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                         if let Some(suppressed) = self.full_log.allow() {
-                            tracing::warn!(dropped = n, dropped_total = total, similar_since_last_report = suppressed,
-                                "buffer disk full and nothing older to drop: dropped the oldest {n} samples of the batch");
+                            tracing::warn!(
+                                dropped = n,
+                                dropped_total = total,
+                                similar_since_last_report = suppressed,
+                                "buffer disk full and nothing older to drop: dropped the oldest {n} samples of the batch"
+                            );
                         }
                         if batch.is_empty() && groups.iter().all(|g| g.quarantine.is_empty() && g.progress.is_none() && g.moved.is_none()) {
                             groups.clear();
@@ -409,7 +416,9 @@ impl Writer {
                             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
                                 "buffer is locked by another connection; samples wait in the ingest ring and the commit is retried"
                             }
-                            Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure) => "buffer disk is full (or failing); dropping the oldest rows and retrying",
+                            Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure) => {
+                                "buffer disk is full (or failing); dropping the oldest rows and retrying"
+                            }
                             _ => "buffer commit failed; retrying",
                         };
                         tracing::warn!(error = %e, pending = batch.len(), retries_since_last_report = suppressed, "{what}");
@@ -443,12 +452,10 @@ impl Writer {
         let placeholder = Connection::open_in_memory().expect("in-memory SQLite always opens");
         let old = std::mem::replace(&mut self.conn, placeholder);
         drop(old);
-        let fresh = schema::move_aside(&self.path)
-            .map_err(anyhow::Error::from)
-            .and_then(|aside| {
-                tracing::error!(moved_to = %aside.display(), "corrupt buffer moved aside; its undelivered samples stay in that file");
-                schema::open(&self.path, self.cfg.durability, crate::config::StartupCheck::None)
-            });
+        let fresh = schema::move_aside(&self.path).map_err(anyhow::Error::from).and_then(|aside| {
+            tracing::error!(moved_to = %aside.display(), "corrupt buffer moved aside; its undelivered samples stay in that file");
+            schema::open(&self.path, self.cfg.durability, crate::config::StartupCheck::None)
+        });
         match fresh {
             Ok(o) => self.adopt_fresh(o.conn),
             Err(err) => {
@@ -554,9 +561,7 @@ impl Writer {
             }
         }
         if !batch.is_empty() {
-            self.conn
-                .prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)")?
-                .execute(params![last as i64])?;
+            self.conn.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)")?.execute(params![last as i64])?;
         }
         self.conn.execute_batch("COMMIT")?;
         self.stats.last_seq.store(last, Ordering::Relaxed);

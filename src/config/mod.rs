@@ -173,7 +173,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                col: 0,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, &file, &base)
@@ -245,7 +251,9 @@ impl Config {
                         devices.push(DeviceConfig::OpcUa(d));
                     }
                 }
-                Some((p, pspan)) => diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}")),
+                Some((p, pspan)) => {
+                    diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}"))
+                }
                 None => diag.error(span, &format!("{key} / protocol"), format!("missing key `protocol`; expected one of {PROTOCOLS}")),
             }
             if let Some((n, nspan)) = name {
@@ -271,7 +279,9 @@ impl Config {
                         sinks.push(SinkConfig::Mqtt(s));
                     }
                 }
-                Some((t, tspan)) => diag.error(tspan, &format!("{key} / type"), format!("unknown sink type {t:?}; expected one of {SINK_TYPES}")),
+                Some((t, tspan)) => {
+                    diag.error(tspan, &format!("{key} / type"), format!("unknown sink type {t:?}; expected one of {SINK_TYPES}"))
+                }
                 None => diag.error(span, &format!("{key} / type"), format!("missing key `type`; expected one of {SINK_TYPES}")),
             }
             if let Some((n, nspan)) = name {
@@ -340,7 +350,12 @@ impl Config {
             })
             .collect();
         for (i, b) in https.iter().enumerate() {
-            if let Some(a) = https[..i].iter().find(|a| a.listen != b.listen && a.listen.port() == b.listen.port() && b.listen.port() != 0 && listen_overlaps(a.listen.ip(), b.listen.ip())) {
+            if let Some(a) = https[..i].iter().find(|a| {
+                a.listen != b.listen
+                    && a.listen.port() == b.listen.port()
+                    && b.listen.port() != 0
+                    && listen_overlaps(a.listen.ip(), b.listen.ip())
+            }) {
                 diag.error(
                     b.listen_span.clone(),
                     &format!("source {:?} / listen", b.common.name),
@@ -368,7 +383,11 @@ impl Config {
             let at = sink_spans.get(&name).or_else(|| source_spans.get(&name)).copied().unwrap_or(0);
             let key = (conn.broker.host.clone(), conn.broker.port, conn.client_id.clone());
             if let Some(other) = clients.insert(key, what.clone()) {
-                diag.error(at..at, &format!("{what} / client_id"), format!("client_id {:?} is also used by {other} on the same broker; each MQTT client needs its own", conn.client_id));
+                diag.error(
+                    at..at,
+                    &format!("{what} / client_id"),
+                    format!("client_id {:?} is also used by {other} on the same broker; each MQTT client needs its own", conn.client_id),
+                );
             }
             if let Some(st) = status
                 && let Some(other) = statuses.insert(st.clone(), what.clone())
@@ -398,7 +417,6 @@ impl Config {
     }
 }
 
-
 /// True when listening on `a` and on `b` (same port) would clash.
 fn listen_overlaps(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
     let covers = |w: std::net::IpAddr, x: std::net::IpAddr| w.is_unspecified() && (w.is_ipv6() || x.is_ipv4());
@@ -419,8 +437,12 @@ fn parse_gateway(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfi
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./relais-data"));
     let health_interval = crate::diag::duration(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
     let status_interval = crate::diag::duration(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
-    for (v, d, key) in [(&raw.health_interval, health_interval, "gateway / health_interval"), (&raw.status_interval, status_interval, "gateway / status_interval")] {
-        if !d.is_zero() && d < Duration::from_secs(1)
+    for (v, d, key) in [
+        (&raw.health_interval, health_interval, "gateway / health_interval"),
+        (&raw.status_interval, status_interval, "gateway / status_interval"),
+    ] {
+        if !d.is_zero()
+            && d < Duration::from_secs(1)
             && let Some(v) = v
         {
             diag.error(v.span(), key, "must be 0 (off) or at least 1s");
@@ -464,14 +486,20 @@ fn parse_buffer(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig>
         match d.get_ref().as_str() {
             "normal" => b.durability = Durability::Normal,
             "full" => b.durability = Durability::Full,
-            other => diag.error(d.span(), "buffer / durability", format!("unknown durability {other:?}; expected \"normal\" (survives a process crash) or \"full\" (survives power loss)")),
+            other => diag.error(
+                d.span(),
+                "buffer / durability",
+                format!("unknown durability {other:?}; expected \"normal\" (survives a process crash) or \"full\" (survives power loss)"),
+            ),
         }
     }
     if let Some(c) = &raw.startup_check {
         match c.get_ref().as_str() {
             "quick" => b.startup_check = StartupCheck::Quick,
             "none" => b.startup_check = StartupCheck::None,
-            other => diag.error(c.span(), "buffer / startup_check", format!("unknown startup_check {other:?}; expected \"quick\" or \"none\"")),
+            other => {
+                diag.error(c.span(), "buffer / startup_check", format!("unknown startup_check {other:?}; expected \"quick\" or \"none\""))
+            }
         }
     }
     if let Some(r) = &raw.ring_capacity {

@@ -25,12 +25,7 @@ impl TagMeta {
     /// A new tag identity. Pass the same `Arc<str>` for the device of many
     /// tags to share it.
     pub fn new(device: impl Into<Arc<str>>, tag: impl Into<Arc<str>>, unit: Option<&str>) -> Arc<TagMeta> {
-        Arc::new(TagMeta {
-            device: device.into(),
-            tag: tag.into(),
-            unit: unit.map(Arc::from),
-            interned: AtomicU64::new(0),
-        })
+        Arc::new(TagMeta { device: device.into(), tag: tag.into(), unit: unit.map(Arc::from), interned: AtomicU64::new(0) })
     }
 
     /// `device/tag`.
@@ -40,17 +35,12 @@ impl TagMeta {
 
     pub(crate) fn cached_id(&self, instance: u32) -> Option<i64> {
         let v = self.interned.load(Ordering::Relaxed);
-        if v != 0 && (v >> 32) as u32 == instance {
-            Some((v & 0xFFFF_FFFF) as i64)
-        } else {
-            None
-        }
+        if v != 0 && (v >> 32) as u32 == instance { Some((v & 0xFFFF_FFFF) as i64) } else { None }
     }
 
     pub(crate) fn cache_id(&self, instance: u32, id: i64) {
         if (0..=u32::MAX as i64).contains(&id) {
-            self.interned
-                .store(((instance as u64) << 32) | id as u64, Ordering::Relaxed);
+            self.interned.store(((instance as u64) << 32) | id as u64, Ordering::Relaxed);
         }
     }
 }

@@ -9,9 +9,7 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_nanos() as i64)
     }
 
@@ -51,10 +49,7 @@ mod tests {
     #[test]
     fn formats_with_needed_precision() {
         assert_eq!(format_rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            format_rfc3339(Timestamp::from_millis(1_760_961_217_637)),
-            "2025-10-20T11:53:37.637Z"
-        );
+        assert_eq!(format_rfc3339(Timestamp::from_millis(1_760_961_217_637)), "2025-10-20T11:53:37.637Z");
         assert_eq!(format_rfc3339(Timestamp(1_000)), "1970-01-01T00:00:00.000001Z");
     }
 }

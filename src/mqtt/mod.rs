@@ -35,9 +35,8 @@ impl std::fmt::Display for BrokerUrl {
 impl BrokerUrl {
     /// Parses `mqtt://`, `tcp://`, `mqtts://` or `ssl://` URLs; no path, no credentials.
     pub fn parse(url: &str) -> Result<BrokerUrl, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("broker url {url:?} needs a scheme: mqtt://host:port or mqtts://host:port"))?;
+        let (scheme, rest) =
+            url.split_once("://").ok_or_else(|| format!("broker url {url:?} needs a scheme: mqtt://host:port or mqtts://host:port"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" | "tls" => true,
@@ -102,8 +101,19 @@ pub struct ClientConn {
 }
 
 /// The connection keys.
-pub const CONN_KEYS: &[&str] =
-    &["url", "client_id", "username", "password", "password_file", "password_env", "ca_file", "client_cert", "client_key", "keep_alive", "reconnect_max"];
+pub const CONN_KEYS: &[&str] = &[
+    "url",
+    "client_id",
+    "username",
+    "password",
+    "password_file",
+    "password_env",
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "keep_alive",
+    "reconnect_max",
+];
 
 #[derive(Deserialize)]
 struct RawConn {
@@ -153,7 +163,9 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
         && p.is_file()
     {
         match CertificateDer::pem_file_iter(p).map(|it| it.filter_map(Result::ok).count()) {
-            Ok(0) | Err(_) => d.error(v.span(), &k("ca_file"), format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display())),
+            Ok(0) | Err(_) => {
+                d.error(v.span(), &k("ca_file"), format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display()))
+            }
             Ok(_) => {}
         }
     }
@@ -226,9 +238,8 @@ pub fn tls_config(c: &ClientConn) -> anyhow::Result<rustls::ClientConfig> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots);
     Ok(match (&c.client_cert, &c.client_key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

@@ -70,7 +70,11 @@ fn quality_of(s: &str) -> Option<Quality> {
 fn raw_line(rec: &csv::StringRecord, delim: u8) -> String {
     let d = delim as char;
     rec.iter()
-        .map(|f| if f.contains(d) || f.contains('"') || f.contains('\n') { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.to_string() })
+        .map(
+            |f| {
+                if f.contains(d) || f.contains('"') || f.contains('\n') { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.to_string() }
+            },
+        )
         .collect::<Vec<_>>()
         .join(&d.to_string())
 }
@@ -120,15 +124,29 @@ impl<R: Read> Read for Lines<R> {
 
 enum Plan {
     /// Column index, its tag, and whether a `[[source.tag]]` names it.
-    Wide { cols: Vec<(usize, Arc<TagMeta>, bool)> },
-    Long { tag: usize, value: usize, unit: Option<usize>, quality: Option<usize> },
+    Wide {
+        cols: Vec<(usize, Arc<TagMeta>, bool)>,
+    },
+    Long {
+        tag: usize,
+        value: usize,
+        unit: Option<usize>,
+        quality: Option<usize>,
+    },
 }
 
 /// Wide layout, first data row: a column not named by a `[[source.tag]]`,
 /// not known as numeric, whose cell is text is a text column: dropped from
 /// `cols` (INFO once). The others are numeric from now on when their cell
 /// holds a number.
-fn classify_columns(cols: &mut Vec<(usize, Arc<TagMeta>, bool)>, rec: &csv::StringRecord, header: &[String], decimal: char, mapper: &Mapper, line: u64) {
+fn classify_columns(
+    cols: &mut Vec<(usize, Arc<TagMeta>, bool)>,
+    rec: &csv::StringRecord,
+    header: &[String],
+    decimal: char,
+    mapper: &Mapper,
+    line: u64,
+) {
     use super::{FieldKind, note_text_field};
     cols.retain(|(i, meta, configured)| {
         let cell = &rec[*i];
@@ -150,7 +168,13 @@ fn classify_columns(cols: &mut Vec<(usize, Arc<TagMeta>, bool)>, rec: &csv::Stri
 
 /// Reads CSV from `input`, calling `out` once per record. `origin` names the
 /// input in quarantine records. Returns the number of records read.
-pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, FileError> {
+pub fn read_csv<R: Read>(
+    input: R,
+    spec: &ParseSpec,
+    mapper: &mut Mapper,
+    origin: &str,
+    out: &mut dyn FnMut(Record),
+) -> Result<u64, FileError> {
     let mut br = BufReader::with_capacity(1 << 16, input);
     let head = br.fill_buf().map_err(|e| FileError::Io(e.to_string()))?;
     if !mapper.continuation {
@@ -172,7 +196,11 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
         .trim(csv::Trim::All)
         .from_reader(Lines { inner: br, index: index.clone() });
     let mut header: Vec<String> = if c.header {
-        rdr.headers().map_err(|e| FileError::Header(format!("cannot read the header: {e}")))?.iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect()
+        rdr.headers()
+            .map_err(|e| FileError::Header(format!("cannot read the header: {e}")))?
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').to_string())
+            .collect()
     } else {
         Vec::new()
     };
@@ -181,7 +209,13 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
     }
     let find = |name: &str| header.iter().position(|h| h == name);
     let need = |name: &str, what: &str| {
-        find(name).ok_or_else(|| FileError::Header(format!("{what} column {name:?} is not in the header [{}] (delimiter {:?})", header.join(", "), delim as char)))
+        find(name).ok_or_else(|| {
+            FileError::Header(format!(
+                "{what} column {name:?} is not in the header [{}] (delimiter {:?})",
+                header.join(", "),
+                delim as char
+            ))
+        })
     };
     let ts_col = c.timestamp_column.as_deref().map(|n| need(n, "timestamp")).transpose()?;
     let dev_col = c.device_column.as_deref().map(|n| need(n, "device")).transpose()?;
@@ -244,7 +278,12 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                 let bytes = e.into_byte_record();
                 let line = bytes.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
                 let raw = bytes.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&(delim as char).to_string());
-                out(Err(mapper.reject(origin, format!("line {line}"), format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR), &raw)));
+                out(Err(mapper.reject(
+                    origin,
+                    format!("line {line}"),
+                    format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR),
+                    &raw,
+                )));
                 n += 1;
                 continue;
             }
@@ -330,7 +369,13 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                         Some(t) => quality_of(t),
                     };
                     match (q, parse_number(&rec[*value], c.decimal)) {
-                        (None, _) => failed = Some(format!("{}: unknown quality {:?}; expected good, uncertain or bad", reason::PARSE_ERROR, &rec[quality.unwrap_or(0)])),
+                        (None, _) => {
+                            failed = Some(format!(
+                                "{}: unknown quality {:?}; expected good, uncertain or bad",
+                                reason::PARSE_ERROR,
+                                &rec[quality.unwrap_or(0)]
+                            ))
+                        }
                         (Some(Quality::Bad), _) => samples.push(mapper.bad(meta, "bad: reported by the source".into(), ts, recv)),
                         (Some(q), Ok(v)) => {
                             if q == Quality::Uncertain && uncertain.is_none() {
@@ -338,9 +383,13 @@ pub fn read_csv<R: Read>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin
                             }
                             samples.push(mapper.sample(meta, v, ts, recv, uncertain));
                         }
-                        (Some(_), Err(NumError::Empty)) => samples.push(mapper.bad(meta, format!("{}: empty cell", reason::NULL), ts, recv)),
+                        (Some(_), Err(NumError::Empty)) => {
+                            samples.push(mapper.bad(meta, format!("{}: empty cell", reason::NULL), ts, recv))
+                        }
                         (Some(_), Err(e)) if strict => failed = Some(format!("{}: value: {e}", reason::PARSE_ERROR)),
-                        (Some(_), Err(e @ NumError::NonFinite(_))) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::NON_FINITE), ts, recv)),
+                        (Some(_), Err(e @ NumError::NonFinite(_))) => {
+                            samples.push(mapper.bad(meta, format!("{}: {e}", reason::NON_FINITE), ts, recv))
+                        }
                         (Some(_), Err(e)) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::PARSE_ERROR), ts, recv)),
                     }
                 }

@@ -272,20 +272,19 @@ fn parse_text(text: &str, spec: &ParseSpec) -> Result<J, serde_json::Error> {
 fn syntax_reason(e: &serde_json::Error, text: &str, base: usize, spec: &ParseSpec) -> (String, String) {
     // serde_json reports line and column (just past the offending character);
     // turn them into the byte offset of the offending token.
-    let mut offset = text
-        .split_inclusive('\n')
-        .take(e.line().saturating_sub(1))
-        .map(str::len)
-        .sum::<usize>()
-        + e.column().saturating_sub(1);
+    let mut offset =
+        text.split_inclusive('\n').take(e.line().saturating_sub(1)).map(str::len).sum::<usize>() + e.column().saturating_sub(1);
     let b = text.as_bytes();
     offset = offset.min(b.len());
     while offset > 0 && (b[offset - 1].is_ascii_alphanumeric() || b[offset - 1] == b'-' || b[offset - 1] == b'+') {
         offset -= 1;
     }
-    let token: String = text[offset..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '(' | ')' | '#')).collect();
+    let token: String =
+        text[offset..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '(' | ')' | '#')).collect();
     let hint = if spec.policy == Policy::Strict && is_non_finite_word(&token) {
-        format!(" (bare {token} is not JSON; policy = \"lenient\" reads it as a bad value with reason non_finite and keeps the other fields)")
+        format!(
+            " (bare {token} is not JSON; policy = \"lenient\" reads it as a bad value with reason non_finite and keeps the other fields)"
+        )
     } else {
         String::new()
     };
@@ -315,7 +314,13 @@ pub fn read_json_doc(text: &str, spec: &ParseSpec, mapper: &mut Mapper, origin: 
 }
 
 /// JSON Lines: one object per line; blank lines are skipped.
-pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, super::csv::FileError> {
+pub fn read_json_lines<R: BufRead>(
+    input: R,
+    spec: &ParseSpec,
+    mapper: &mut Mapper,
+    origin: &str,
+    out: &mut dyn FnMut(Record),
+) -> Result<u64, super::csv::FileError> {
     let mut n = 0u64;
     let mut offset = mapper.byte_base as usize;
     let base = mapper.line_base;
@@ -329,7 +334,12 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
                     super::csv::check_text(&bytes)?;
                 }
                 n += 1;
-                out(Err(mapper.reject(origin, format!("line {}", base + i as u64 + 1), format!("{}: invalid UTF-8", reason::PARSE_ERROR), &String::from_utf8_lossy(&bytes))));
+                out(Err(mapper.reject(
+                    origin,
+                    format!("line {}", base + i as u64 + 1),
+                    format!("{}: invalid UTF-8", reason::PARSE_ERROR),
+                    &String::from_utf8_lossy(&bytes),
+                )));
                 offset += len;
                 continue;
             }
@@ -347,7 +357,12 @@ pub fn read_json_lines<R: BufRead>(input: R, spec: &ParseSpec, mapper: &mut Mapp
             Ok(v) => out(record(&v, spec, mapper, origin, format!("line {}", base + i as u64 + 1), text)),
             Err(e) => {
                 let (_, why) = syntax_reason(&e, text, offset, spec);
-                out(Err(mapper.reject(origin, format!("line {} (byte {})", base + i as u64 + 1, offset + e.column().saturating_sub(1)), why, text)));
+                out(Err(mapper.reject(
+                    origin,
+                    format!("line {} (byte {})", base + i as u64 + 1, offset + e.column().saturating_sub(1)),
+                    why,
+                    text,
+                )));
             }
         }
         offset += len;

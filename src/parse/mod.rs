@@ -59,11 +59,7 @@ pub const REASON_MAX: usize = 1024;
 
 /// Truncates `s` at a char boundary to [`RAW_MAX`] bytes.
 pub fn clip(s: &str) -> String {
-    if s.len() <= RAW_MAX {
-        s.to_string()
-    } else {
-        format!("{}…", &s[..s.floor_char_boundary(RAW_MAX)])
-    }
+    if s.len() <= RAW_MAX { s.to_string() } else { format!("{}…", &s[..s.floor_char_boundary(RAW_MAX)]) }
 }
 
 /// The outcome of one record.

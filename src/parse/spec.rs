@@ -135,9 +135,29 @@ pub struct ParseSpec {
 
 /// Parse keys of a `[[source]]` (besides its type-specific keys).
 pub const PARSE_KEYS: &[&str] = &[
-    "format", "policy", "select", "timestamp_format", "timezone", "epoch_unit", "ambiguous_time", "missing_timestamp",
-    "delimiter", "decimal", "header", "columns", "layout", "timestamp_column", "device_column", "tag_column",
-    "value_column", "unit_column", "quality_column", "skip_columns", "timestamp_path", "device_path", "tag",
+    "format",
+    "policy",
+    "select",
+    "timestamp_format",
+    "timezone",
+    "epoch_unit",
+    "ambiguous_time",
+    "missing_timestamp",
+    "delimiter",
+    "decimal",
+    "header",
+    "columns",
+    "layout",
+    "timestamp_column",
+    "device_column",
+    "tag_column",
+    "value_column",
+    "unit_column",
+    "quality_column",
+    "skip_columns",
+    "timestamp_path",
+    "device_path",
+    "tag",
 ];
 
 /// The raw parse keys.
@@ -245,12 +265,28 @@ impl RawParse {
         let timezone = self.timezone.as_ref().and_then(|z| match z.get_ref().parse::<chrono_tz::Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                d.error(z.span(), &k("timezone"), format!("unknown time zone {:?}; use an IANA name such as \"Europe/Paris\" or \"UTC\"", z.get_ref()));
+                d.error(
+                    z.span(),
+                    &k("timezone"),
+                    format!("unknown time zone {:?}; use an IANA name such as \"Europe/Paris\" or \"UTC\"", z.get_ref()),
+                );
                 None
             }
         });
-        let ambiguous = choice(d, &self.ambiguous_time, &k("ambiguous_time"), &[("earlier", Ambiguous::Earlier), ("later", Ambiguous::Later)], Ambiguous::Earlier);
-        let missing_timestamp = choice(d, &self.missing_timestamp, &k("missing_timestamp"), &[("reject", MissingTs::Reject), ("receive_time", MissingTs::ReceiveTime)], MissingTs::Reject);
+        let ambiguous = choice(
+            d,
+            &self.ambiguous_time,
+            &k("ambiguous_time"),
+            &[("earlier", Ambiguous::Earlier), ("later", Ambiguous::Later)],
+            Ambiguous::Earlier,
+        );
+        let missing_timestamp = choice(
+            d,
+            &self.missing_timestamp,
+            &k("missing_timestamp"),
+            &[("reject", MissingTs::Reject), ("receive_time", MissingTs::ReceiveTime)],
+            MissingTs::Reject,
+        );
         let delimiter = match &self.delimiter {
             None => None,
             Some(s) => match s.get_ref().as_str() {

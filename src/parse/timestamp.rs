@@ -277,7 +277,9 @@ impl TsSpec {
             return Err("timestamp is empty".into());
         }
         match &self.format {
-            TsFormat::Rfc3339 => self.rfc3339(t).unwrap_or_else(|| Err(format!("timestamp {t:?} is not RFC 3339 (e.g. 2026-11-29T10:14:33.120Z)"))),
+            TsFormat::Rfc3339 => {
+                self.rfc3339(t).unwrap_or_else(|| Err(format!("timestamp {t:?} is not RFC 3339 (e.g. 2026-11-29T10:14:33.120Z)")))
+            }
             TsFormat::Epoch => match t.parse::<f64>() {
                 Ok(n) => self.parse_number(n),
                 Err(_) => Err(format!("timestamp {t:?} is not an epoch number")),
@@ -333,10 +335,7 @@ impl TsSpec {
         };
         let ns = n * unit.nanos();
         if self.epoch_unit != EpochUnit::Auto && ns >= YEAR_3000_NS {
-            return Err(format!(
-                "timestamp unit mismatch: {n} read as epoch {} lands after year 3000; check `epoch_unit`",
-                unit.name()
-            ));
+            return Err(format!("timestamp unit mismatch: {n} read as epoch {} lands after year 3000; check `epoch_unit`", unit.name()));
         }
         if !(i64::MIN as f64..i64::MAX as f64).contains(&ns) {
             return Err(format!("timestamp {n} ({}) is out of range", unit.name()));
@@ -370,7 +369,8 @@ mod tests {
     #[test]
     fn icu_fractions_zones_and_literals() {
         let at = |fmt: &str, text: &str| {
-            let spec = TsSpec { format: TsFormat::Strftime(icu_to_strftime(fmt).unwrap()), timezone: Some(chrono_tz::UTC), ..Default::default() };
+            let spec =
+                TsSpec { format: TsFormat::Strftime(icu_to_strftime(fmt).unwrap()), timezone: Some(chrono_tz::UTC), ..Default::default() };
             utc(spec.parse_text(text))
         };
         assert_eq!(at("dd.MM.yyyy HH:mm:ss.SSS", "05.01.2026 10:00:00.123"), "2026-01-05T10:00:00.123Z");

@@ -245,13 +245,56 @@ impl Num {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawSignal {
-    Constant { value: Option<Num>, text: Option<String> },
-    Sine { amplitude: f64, #[serde(default)] offset: f64, period: String, #[serde(default)] phase: f64 },
-    Ramp { #[serde(default)] start: f64, slope: f64, min: f64, max: f64 },
-    RandomWalk { start: f64, step: f64, min: f64, max: f64, seed: Option<u64> },
-    Counter { #[serde(default)] start: i64, #[serde(default = "one_int")] step: i64, wrap: Option<i64> },
-    Square { #[serde(default)] low: f64, #[serde(default = "one")] high: f64, period: String, #[serde(default = "half")] duty: f64 },
-    Csv { file: String, column: String, #[serde(default = "semicolon")] delimiter: String, #[serde(default = "yes")] r#loop: bool },
+    Constant {
+        value: Option<Num>,
+        text: Option<String>,
+    },
+    Sine {
+        amplitude: f64,
+        #[serde(default)]
+        offset: f64,
+        period: String,
+        #[serde(default)]
+        phase: f64,
+    },
+    Ramp {
+        #[serde(default)]
+        start: f64,
+        slope: f64,
+        min: f64,
+        max: f64,
+    },
+    RandomWalk {
+        start: f64,
+        step: f64,
+        min: f64,
+        max: f64,
+        seed: Option<u64>,
+    },
+    Counter {
+        #[serde(default)]
+        start: i64,
+        #[serde(default = "one_int")]
+        step: i64,
+        wrap: Option<i64>,
+    },
+    Square {
+        #[serde(default)]
+        low: f64,
+        #[serde(default = "one")]
+        high: f64,
+        period: String,
+        #[serde(default = "half")]
+        duty: f64,
+    },
+    Csv {
+        file: String,
+        column: String,
+        #[serde(default = "semicolon")]
+        delimiter: String,
+        #[serde(default = "yes")]
+        r#loop: bool,
+    },
     Tick {},
 }
 
@@ -325,14 +368,22 @@ fn read_sections(text: &str, d: &mut Diag<'_>) -> Option<RawSim> {
                     let key = peek_str(&item, "name").map_or_else(|| format!("station #{}", i + 1), |(n, _)| format!("station {n:?}"));
                     let tags = take_key(&mut item, "tag");
                     let Some(mut station) = de_item::<RawStation>(item, d, &key) else { continue };
-                    for (j, t) in tags.map(|t| array_items_of(t, d, &format!("{key} / tag"), "station.tag")).unwrap_or_default().into_iter().enumerate() {
-                        let tkey = peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", j + 1), |(n, _)| format!("{key} / tag {n:?}"));
+                    for (j, t) in tags
+                        .map(|t| array_items_of(t, d, &format!("{key} / tag"), "station.tag"))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let tkey =
+                            peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", j + 1), |(n, _)| format!("{key} / tag {n:?}"));
                         station.tag.extend(de_item::<RawTag>(t, d, &tkey));
                     }
                     raw.station.push(station);
                 }
             }
-            other => d.error(k.span(), other, format!("unknown section `{other}`; a simulator configuration has [sim], [opcua] and [[station]]")),
+            other => {
+                d.error(k.span(), other, format!("unknown section `{other}`; a simulator configuration has [sim], [opcua] and [[station]]"))
+            }
         }
     }
     Some(raw)
@@ -343,7 +394,13 @@ impl SimConfig {
     pub fn load(path: &Path) -> Result<SimConfig, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                col: 0,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
         })?;
         SimConfig::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
     }
@@ -373,7 +430,11 @@ impl SimConfig {
                 (Some(l), None) => match l.get_ref().parse::<SocketAddr>() {
                     Ok(a) => Line::Tcp(a),
                     Err(_) => {
-                        d.error(l.span(), &format!("{key} / listen"), format!("{:?} is not an address like \"127.0.0.1:5020\"", l.get_ref()));
+                        d.error(
+                            l.span(),
+                            &format!("{key} / listen"),
+                            format!("{:?} is not an address like \"127.0.0.1:5020\"", l.get_ref()),
+                        );
                         continue;
                     }
                 },
@@ -447,7 +508,12 @@ impl SimConfig {
                         d.error(span, &format!("{key} / faults / exceptions"), "start in 0..=65535, count in 1..=65536, code in 1..=255");
                         continue;
                     }
-                    faults.exceptions.push(ExceptionRange { table, start: ex.start as u16, count: ex.count.min(65536 - ex.start) as u16, code: ex.code as u8 });
+                    faults.exceptions.push(ExceptionRange {
+                        table,
+                        start: ex.start as u16,
+                        count: ex.count.min(65536 - ex.start) as u16,
+                        code: ex.code as u8,
+                    });
                 }
             }
             let mut tags = Vec::new();
@@ -541,9 +607,13 @@ impl SimConfig {
                         max,
                         rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
                     },
-                    RawSignal::Counter { start, step, wrap } => {
-                        Signal::Counter { value: start as i128, start: start as i128, step: step as i128, wrap: wrap.map(|w| w as i128), first: true }
-                    }
+                    RawSignal::Counter { start, step, wrap } => Signal::Counter {
+                        value: start as i128,
+                        start: start as i128,
+                        step: step as i128,
+                        wrap: wrap.map(|w| w as i128),
+                        first: true,
+                    },
                     RawSignal::Square { low, high, period, duty } => match dur(&mut d, &period) {
                         Some(p) => Signal::Square { low, high, period_s: p, duty: duty.clamp(0.0, 1.0) },
                         None => continue,
@@ -560,11 +630,18 @@ impl SimConfig {
                         let path = find_data_file(base_dir, &file);
                         match load_csv(&path, delim, &mut cache) {
                             Ok(t) => {
-                                let idx = t.0.iter().position(|h| *h == column).or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
+                                let idx =
+                                    t.0.iter()
+                                        .position(|h| *h == column)
+                                        .or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
                                 match idx {
                                     Some(i) => Signal::Csv { column: CsvColumn { values: Arc::new(t.1[i].clone()) }, looped: r#loop },
                                     None => {
-                                        d.error(span, &skey, format!("column {column:?} not found in {}; columns: {}", path.display(), t.0.join(", ")));
+                                        d.error(
+                                            span,
+                                            &skey,
+                                            format!("column {column:?} not found in {}; columns: {}", path.display(), t.0.join(", ")),
+                                        );
                                         continue;
                                     }
                                 }
@@ -590,7 +667,11 @@ impl SimConfig {
                     Some(c) => match u32::try_from(*c.get_ref()) {
                         Ok(v) => Some(v),
                         Err(_) => {
-                            d.error(c.span(), &format!("{tkey} / opcua_status"), "opcua_status is a 32-bit StatusCode, e.g. 0x801F0000 (BadUserAccessDenied)");
+                            d.error(
+                                c.span(),
+                                &format!("{tkey} / opcua_status"),
+                                "opcua_status is a 32-bit StatusCode, e.g. 0x801F0000 (BadUserAccessDenied)",
+                            );
                             continue;
                         }
                     },
@@ -640,7 +721,11 @@ fn parse_opcua(o: RawOpcUa, d: &mut Diag<'_>) -> super::opcua::OpcUaSimConfig {
                 "basic256sha256" => security.push(SecurityPolicy::Basic256Sha256),
                 "aes128sha256rsaoaep" => security.push(SecurityPolicy::Aes128Sha256RsaOaep),
                 "aes256sha256rsapss" => security.push(SecurityPolicy::Aes256Sha256RsaPss),
-                other => d.error(list.span(), "opcua / security", format!("unknown security policy {other:?}; expected None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss")),
+                other => d.error(
+                    list.span(),
+                    "opcua / security",
+                    format!("unknown security policy {other:?}; expected None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss"),
+                ),
             }
         }
     } else {
@@ -649,9 +734,15 @@ fn parse_opcua(o: RawOpcUa, d: &mut Diag<'_>) -> super::opcua::OpcUaSimConfig {
     if let Some(list) = &o.security
         && list.get_ref().is_empty()
     {
-        d.error(list.span(), "opcua / security", "security is empty: list at least one of None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss");
+        d.error(
+            list.span(),
+            "opcua / security",
+            "security is empty: list at least one of None, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss",
+        );
     }
-    let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration| crate::diag::duration(d, v, &format!("opcua / {key}"), default);
+    let dur = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, default: Duration| {
+        crate::diag::duration(d, v, &format!("opcua / {key}"), default)
+    };
     let restart_after = o.restart_after.as_ref().map(|_| dur(d, &o.restart_after, "restart_after", Duration::from_secs(60)));
     if let (Some(t), Some(r)) = (restart_after, &o.restart_after)
         && t < Duration::from_secs(1)
@@ -661,7 +752,11 @@ fn parse_opcua(o: RawOpcUa, d: &mut Diag<'_>) -> super::opcua::OpcUaSimConfig {
     let ns_span = o.namespace_uri.as_ref().map_or(0..0, |n| n.span());
     let namespace_uri = o.namespace_uri.map_or_else(|| "urn:relais:sim".into(), |n| n.into_inner());
     if namespace_uri.trim().is_empty() || namespace_uri == "http://opcfoundation.org/UA/" {
-        d.error(ns_span, "opcua / namespace_uri", format!("namespace_uri {namespace_uri:?} cannot be used: give a URI of your own such as \"urn:lab:line5\""));
+        d.error(
+            ns_span,
+            "opcua / namespace_uri",
+            format!("namespace_uri {namespace_uri:?} cannot be used: give a URI of your own such as \"urn:lab:line5\""),
+        );
     }
     let mut names = std::collections::HashSet::new();
     for u in &o.users {

@@ -48,10 +48,12 @@ impl Drop for Sim {
     }
 }
 
+#[allow(unsafe_code)] // SAFETY: see the call sites
 unsafe extern "C" {
     fn flock(fd: i32, operation: i32) -> i32;
 }
 
+#[allow(unsafe_code)]
 fn unlock(fd: i32) {
     const LOCK_UN: i32 = 8;
     // SAFETY: flock only changes the advisory lock of a descriptor we own.
@@ -83,9 +85,7 @@ impl Sim {
             match line {
                 Line::None => {}
                 Line::Tcp(addr) => {
-                    let listener = TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("simulator cannot listen on {addr}: {e}"))?;
+                    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("simulator cannot listen on {addr}: {e}"))?;
                     let local = listener.local_addr()?;
                     addrs.insert(addr, local);
                     let service = SimService { stations: Arc::new(map), serial: false };
@@ -103,7 +103,8 @@ impl Sim {
                 }
                 Line::Serial(link) => {
                     use tokio_serial::SerialPort;
-                    let (master, mut slave) = tokio_serial::SerialStream::pair().map_err(|e| anyhow::anyhow!("simulator cannot create a pseudo-terminal: {e}"))?;
+                    let (master, mut slave) = tokio_serial::SerialStream::pair()
+                        .map_err(|e| anyhow::anyhow!("simulator cannot create a pseudo-terminal: {e}"))?;
                     let _ = slave.set_exclusive(false);
                     // Release our lock on the serial end so a client can open it
                     // exclusively, as it would a real port.

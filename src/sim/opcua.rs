@@ -277,7 +277,12 @@ impl OpcUaSim {
 impl Shared {
     fn index(&self, station: &str, tag: &str) -> anyhow::Result<(usize, usize)> {
         let s = self.stations.iter().position(|s| s.cfg.name == station).ok_or_else(|| anyhow::anyhow!("no station {station:?}"))?;
-        let t = self.stations[s].cfg.tags.iter().position(|t| t.name == tag).ok_or_else(|| anyhow::anyhow!("station {station:?} has no tag {tag:?}"))?;
+        let t = self.stations[s]
+            .cfg
+            .tags
+            .iter()
+            .position(|t| t.name == tag)
+            .ok_or_else(|| anyhow::anyhow!("station {station:?} has no tag {tag:?}"))?;
         Ok((s, t))
     }
 

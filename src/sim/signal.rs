@@ -28,6 +28,7 @@ pub struct CsvColumn {
 
 /// A signal model.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)] // each variant's doc names its fields
 pub enum Signal {
     /// A fixed number, written once (clients may overwrite it: a setpoint).
     Constant(f64),

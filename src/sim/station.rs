@@ -118,10 +118,8 @@ impl Station {
     fn refresh(&self, tick: u64, first: bool) {
         let t = self.start.elapsed().as_secs_f64();
         let mut signals = self.signals.lock().expect("signals lock");
-        let values: Vec<Option<SimValue>> = signals
-            .iter_mut()
-            .map(|s| if s.is_static() && !first { None } else { Some(s.sample(t, tick)) })
-            .collect();
+        let values: Vec<Option<SimValue>> =
+            signals.iter_mut().map(|s| if s.is_static() && !first { None } else { Some(s.sample(t, tick)) }).collect();
         drop(signals);
         let mut eng: Vec<Value> = self.values.read().expect("values lock").as_ref().clone();
         eng.resize(self.cfg.tags.len(), Value::Null);
@@ -252,7 +250,9 @@ fn engineering(tag: &SimTag, v: &SimValue) -> Option<Value> {
         SimValue::Int(i) if matches!(tag.ty, DataType::I16 | DataType::I32 | DataType::I64) => {
             Value::I64((*i).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
         }
-        SimValue::Int(i) if matches!(tag.ty, DataType::U16 | DataType::U32 | DataType::U64) => Value::U64((*i).clamp(0, u64::MAX as i128) as u64),
+        SimValue::Int(i) if matches!(tag.ty, DataType::U16 | DataType::U32 | DataType::U64) => {
+            Value::U64((*i).clamp(0, u64::MAX as i128) as u64)
+        }
         SimValue::Int(i) => Value::F64(*i as f64),
     })
 }

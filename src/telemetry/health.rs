@@ -26,10 +26,7 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
         }
         let mut metas: HashMap<String, Arc<TagMeta>> = HashMap::new();
         let mut meta = |name: &str, unit: Option<&str>| {
-            metas
-                .entry(name.to_string())
-                .or_insert_with(|| TagMeta::new(HEALTH_DEVICE, name, unit))
-                .clone()
+            metas.entry(name.to_string()).or_insert_with(|| TagMeta::new(HEALTH_DEVICE, name, unit)).clone()
         };
         loop {
             tokio::select! {
@@ -44,11 +41,7 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
                 Sample::good(meta("quarantined_total", None), Value::U64(b.quarantined_total.load(Ordering::Relaxed)), ts),
                 Sample::good(meta("buffer_rows", None), Value::U64(b.rows()), ts),
                 Sample::good(meta("buffer_bytes", Some("By")), Value::U64(b.bytes_used.load(Ordering::Relaxed)), ts),
-                Sample::good(
-                    meta("ring_full_waits_total", None),
-                    Value::U64(status.ingest.stats.full_waits.load(Ordering::Relaxed)),
-                    ts,
-                ),
+                Sample::good(meta("ring_full_waits_total", None), Value::U64(status.ingest.stats.full_waits.load(Ordering::Relaxed)), ts),
                 Sample::good(meta("devices_up", None), Value::U64(status.telemetry.devices_up().0 as u64), ts),
             ];
             let sinks = status.telemetry.sinks();
@@ -58,8 +51,16 @@ pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationTok
                 samples.push(Sample::good(meta(&format!("{name}.connected"), None), Value::Bool(up), ts));
             }
             for src in status.telemetry.sources() {
-                samples.push(Sample::good(meta(&format!("{}.records_total", src.name), None), Value::U64(src.records.load(Ordering::Relaxed)), ts));
-                samples.push(Sample::good(meta(&format!("{}.quarantined_total", src.name), None), Value::U64(src.quarantined.load(Ordering::Relaxed)), ts));
+                samples.push(Sample::good(
+                    meta(&format!("{}.records_total", src.name), None),
+                    Value::U64(src.records.load(Ordering::Relaxed)),
+                    ts,
+                ));
+                samples.push(Sample::good(
+                    meta(&format!("{}.quarantined_total", src.name), None),
+                    Value::U64(src.quarantined.load(Ordering::Relaxed)),
+                    ts,
+                ));
             }
             status.ingest.push_all(samples).await;
         }

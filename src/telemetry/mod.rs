@@ -94,7 +94,7 @@ pub struct SourceStats {
     /// Records quarantined.
     pub quarantined: AtomicU64,
     /// Quarantined records by reason code.
-    pub reasons: Mutex<std::collections::BTreeMap<String, u64>>,
+    pub reasons: Mutex<BTreeMap<String, u64>>,
     log: Mutex<RejectLog>,
 }
 

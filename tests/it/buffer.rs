@@ -173,7 +173,9 @@ async fn a_batch_larger_than_the_cap_still_lands_its_newest_samples() {
     crate::common::logs();
     let text = "y".repeat(300);
     for _ in 0..20_000 {
-        assert!(tb.ingest.try_push(relais::ingest::Entry::Sample(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now()))).is_ok());
+        assert!(
+            tb.ingest.try_push(relais::ingest::Entry::Sample(Sample::good(m.clone(), Value::Str(text.clone()), Timestamp::now()))).is_ok()
+        );
     }
     tb.ingest.barrier().await;
     let st = tb.buffer.stats();

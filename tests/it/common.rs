@@ -2,6 +2,7 @@
 //! free ports, and small builders.
 
 #![allow(dead_code)]
+#![allow(unsafe_code)] // kill(2) to stop child processes gracefully
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -76,13 +77,8 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
+        let child =
+            Command::new(&self.bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mosquitto");
         self.child = Some(child);
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -140,7 +136,8 @@ pub struct Msg {
 
 impl Msg {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("bad JSON on {}: {e}: {}", self.topic, String::from_utf8_lossy(&self.payload)))
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("bad JSON on {}: {e}: {}", self.topic, String::from_utf8_lossy(&self.payload)))
     }
 }
 

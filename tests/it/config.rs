@@ -95,7 +95,10 @@ fn the_issue_example_is_valid() {
 
 #[test]
 fn f32_on_a_coil() {
-    let t = with("  name = \"alarm\"\n  table = \"holding\"\n  address = 10\n  bit = 3", "  name = \"alarm\"\n  table = \"coil\"\n  address = 10\n  type = \"f32\" # here");
+    let t = with(
+        "  name = \"alarm\"\n  table = \"holding\"\n  address = 10\n  bit = 3",
+        "  name = \"alarm\"\n  table = \"coil\"\n  address = 10\n  type = \"f32\" # here",
+    );
     assert_one(&t, "# here", "tag \"alarm\" / type", "cannot be read from the coil table");
 }
 
@@ -235,7 +238,11 @@ fn missing_gateway_and_modicon_addresses() {
 
 #[test]
 fn json_batch_needs_a_topic_without_tag_in_the_middle() {
-    let t = with("topic = \"icam/line5/{device}/{tag}\"", "topic = \"icam/{tag}/{device}\"").replacen("format = \"json\"", "format = \"json-batch\"", 1);
+    let t = with("topic = \"icam/line5/{device}/{tag}\"", "topic = \"icam/{tag}/{device}\"").replacen(
+        "format = \"json\"",
+        "format = \"json-batch\"",
+        1,
+    );
     let errs = errors(&t);
     assert!(errs.iter().any(|e| e.contains("batch_topic")), "{errs:?}");
 }
@@ -295,14 +302,22 @@ fn shipped_configs_are_valid() {
 
 #[test]
 fn wrong_types_do_not_hide_other_errors_and_say_what_to_write() {
-    let t = GOOD.replacen("max_age = \"7d\"", "max_age = 7", 1).replacen("durability = \"normal\"", "durability = \"ful\"", 1).replacen("poll_interval = \"1s\"", "poll_interval = 1", 1);
+    let t = GOOD.replacen("max_age = \"7d\"", "max_age = 7", 1).replacen("durability = \"normal\"", "durability = \"ful\"", 1).replacen(
+        "poll_interval = \"1s\"",
+        "poll_interval = 1",
+        1,
+    );
     let errs = errors(&t);
     assert!(errs.iter().any(|e| e.contains("buffer / max_age") && e.contains("durations are text with a unit")), "{errs:?}");
     assert!(errs.iter().any(|e| e.contains("buffer / durability") && e.contains("\"ful\"")), "{errs:?}");
     assert!(errs.iter().any(|e| e.contains("device \"pump1\" / poll_interval") && e.contains("\"1s\"")), "{errs:?}");
     let t = with("address = 2", "address = 1.0");
     assert_one(&t, "address = 1.0", "tag \"temperature\" / address", "a Modicon reference string such as \"40001\"");
-    let t = GOOD.replacen("  [[device.tag]]\n  name = \"alarm\"", "  [device.tag]\n  name = \"alarm\"", 1).replacen("  [[device.tag]]\n  name = \"temperature\"", "  [device.tagx]\n  name = \"temperature\"", 1);
+    let t = GOOD.replacen("  [[device.tag]]\n  name = \"alarm\"", "  [device.tag]\n  name = \"alarm\"", 1).replacen(
+        "  [[device.tag]]\n  name = \"temperature\"",
+        "  [device.tagx]\n  name = \"temperature\"",
+        1,
+    );
     let errs = errors(&t);
     assert!(errs.iter().any(|e| e.contains("write [[device.tag]]") || e.contains("unknown key `tagx`")), "{errs:?}");
 }
@@ -336,14 +351,19 @@ fn a_config_without_sink_is_warned() {
 #[test]
 fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     let rtu = |name: &str, unit: u32, baud: u32| {
-        format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"/dev/ttyUSB0\"\nbaud_rate = {baud}\nunit_id = {unit}\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n")
+        format!(
+            "[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"/dev/ttyUSB0\"\nbaud_rate = {baud}\nunit_id = {unit}\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n"
+        )
     };
     let t = format!("[gateway]\nid = \"g\"\n{}", rtu("a", 0, 9600));
     let errs = errors(&t);
     assert!(errs.iter().any(|e| e.contains("unit_id") && e.contains("broadcast")), "{errs:?}");
     let t = format!("[gateway]\nid = \"g\"\n{}{}", rtu("a", 1, 9600), rtu("b", 2, 19200));
     let errs = errors(&t);
-    assert!(errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"") && e.contains("baud_rate 19200 vs 9600")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("serial port /dev/ttyUSB0 is also used by device \"a\"") && e.contains("baud_rate 19200 vs 9600")),
+        "{errs:?}"
+    );
     // One port under two names (a link, as /dev/serial/by-id/… is) is one line.
     let dir = tempfile::tempdir().unwrap();
     // A character device stands for the port (a regular file is refused).
@@ -352,7 +372,10 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     let link = dir.path().join("by-id-adapter");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let two = |name: &str, port: &Path, parity: &str| {
-        format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nparity = \"{parity}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n", port.display())
+        format!(
+            "[[device]]\nname = \"{name}\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nparity = \"{parity}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n",
+            port.display()
+        )
     };
     let t = format!("[gateway]\nid = \"g\"\n{}{}", two("a", &real, "even"), two("b", &link, "none"));
     let errs = errors(&t);
@@ -360,10 +383,14 @@ fn b12_rtu_unit_0_is_rejected_at_load_and_serial_settings_must_agree() {
     // Same settings under both names: valid, one line (was an error with an empty reason).
     let t = format!("[gateway]\nid = \"g\"\n{}{}", two("a", &real, "even"), two("b", &link, "even"));
     let cfg = Config::parse(&t, "t.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
-    let lines: Vec<String> = cfg.devices.iter().map(|d| match d {
-        DeviceConfig::Modbus(m) => m.transport.line_key(&m.endpoint),
-        _ => unreachable!(),
-    }).collect();
+    let lines: Vec<String> = cfg
+        .devices
+        .iter()
+        .map(|d| match d {
+            DeviceConfig::Modbus(m) => m.transport.line_key(&m.endpoint),
+            _ => unreachable!(),
+        })
+        .collect();
     assert_eq!(lines[0], lines[1], "one serial line");
     let t = "[gateway]\nid = \"g\"\n[[device]]\nname = \"a\"\nprotocol = \"modbus-rtu\"\nendpoint = \"1.2.3.4:502\"\n";
     let errs = errors(t);
@@ -398,17 +425,26 @@ fn check_shows_the_device_level_of_mqtt_in() {
 /// is one shared server, and other ports or families are fine.
 #[test]
 fn http_sources_on_one_port_with_a_wildcard_clash() {
-    let src = |name: &str, listen: &str| format!("[[source]]\nname = \"{name}\"\ntype = \"http\"\nlisten = \"{listen}\"\nallow_anonymous = true\n");
+    let src = |name: &str, listen: &str| {
+        format!("[[source]]\nname = \"{name}\"\ntype = \"http\"\nlisten = \"{listen}\"\nallow_anonymous = true\n")
+    };
     let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", "0.0.0.0:18081"), src("b", "127.0.0.1:18081"));
     let errs = errors(&text);
     let line = line_of(&text, "127.0.0.1:18081");
     assert!(
-        errs.iter().any(|e| e.starts_with(&format!("test.toml:{line}:")) && e.contains("source \"b\" / listen") && e.contains("clashes with 0.0.0.0:18081 of source \"a\"")),
+        errs.iter().any(|e| e.starts_with(&format!("test.toml:{line}:"))
+            && e.contains("source \"b\" / listen")
+            && e.contains("clashes with 0.0.0.0:18081 of source \"a\"")),
         "{errs:?}"
     );
     let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", "127.0.0.1:18082"), src("b", "[::]:18082"));
     assert!(errors(&text).iter().any(|e| e.contains("clashes with 127.0.0.1:18082")), "[::] takes IPv4 too");
-    for (x, y) in [("0.0.0.0:18083", "0.0.0.0:18083"), ("127.0.0.1:18084", "127.0.0.2:18084"), ("0.0.0.0:18085", "[::1]:18085"), ("0.0.0.0:18086", "127.0.0.1:18087")] {
+    for (x, y) in [
+        ("0.0.0.0:18083", "0.0.0.0:18083"),
+        ("127.0.0.1:18084", "127.0.0.2:18084"),
+        ("0.0.0.0:18085", "[::1]:18085"),
+        ("0.0.0.0:18086", "127.0.0.1:18087"),
+    ] {
         let text = format!("[gateway]\nid = \"gw\"\n{}{}", src("a", x), src("b", y));
         assert!(Config::parse(&text, "test.toml", Path::new(".")).is_ok(), "{x} and {y} do not clash");
     }
@@ -443,13 +479,20 @@ fn a_trusted_server_certificate_must_be_a_certificate() {
 #[test]
 fn settings_that_cannot_work_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let ua = |extra: &str| format!("[gateway]\nid = \"g\"\n[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\n{extra}\n[[device.tag]]\nname = \"v\"\nnode_id = \"ns=2;s=v\"\n");
+    let ua = |extra: &str| {
+        format!(
+            "[gateway]\nid = \"g\"\n[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\n{extra}\n[[device.tag]]\nname = \"v\"\nnode_id = \"ns=2;s=v\"\n"
+        )
+    };
     let e = Config::parse(&ua("keep_alive = \"24h\"\nsession_timeout = \"10s\""), "gw.toml", dir.path()).unwrap_err().to_string();
     assert!(e.contains("keep_alive (1d) must be shorter than session_timeout (10s)"), "{e}");
     let e = Config::parse(&ua("username = \"op\"\npassword_file = \"missing.txt\""), "gw.toml", dir.path()).unwrap_err().to_string();
     assert!(e.contains("cannot read") && !e.contains("a username needs"), "only the unreadable file is reported: {e}");
     std::fs::write(dir.path().join("notatty"), "").unwrap();
-    let rtu = format!("[gateway]\nid = \"g\"\n[[device]]\nname = \"m\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n", dir.path().join("notatty").display());
+    let rtu = format!(
+        "[gateway]\nid = \"g\"\n[[device]]\nname = \"m\"\nprotocol = \"modbus-rtu\"\nport = \"{}\"\nunit_id = 1\n[[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n",
+        dir.path().join("notatty").display()
+    );
     let e = Config::parse(&rtu, "gw.toml", dir.path()).unwrap_err().to_string();
     assert!(e.contains("is a regular file, not a serial device"), "{e}");
     let http = |extra: &str| format!("[gateway]\nid = \"g\"\n[[source]]\nname = \"h\"\ntype = \"http\"\nallow_anonymous = true\n{extra}\n");

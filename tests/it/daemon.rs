@@ -51,7 +51,9 @@ format = "json-batch"
 fn counter_station(port: u16) -> String {
     let mut s = format!("[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"10ms\"\n");
     for i in 0..10 {
-        s += &format!("[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n");
+        s += &format!(
+            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n"
+        );
     }
     s
 }
@@ -196,11 +198,18 @@ async fn skab_replay_arrives_on_mqtt_row_by_row() {
     let cols = &headers[1..];
     assert_eq!(cols.len(), 10);
     let sim_port = free_port();
-    let mut st = format!("[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:{sim_port}\"\nlockstep = true\n[[station.tag]]\nname = \"row\"\ntable = \"input\"\naddress = 0\ntype = \"u32\"\nsignal = {{ kind = \"tick\" }}\n");
-    let mut dev = format!("[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{sim_port}\"\npoll_interval = \"5ms\"\n[[device.tag]]\nname = \"row\"\ntable = \"input\"\naddress = 0\ntype = \"u32\"\n");
+    let mut st = format!(
+        "[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:{sim_port}\"\nlockstep = true\n[[station.tag]]\nname = \"row\"\ntable = \"input\"\naddress = 0\ntype = \"u32\"\nsignal = {{ kind = \"tick\" }}\n"
+    );
+    let mut dev = format!(
+        "[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{sim_port}\"\npoll_interval = \"5ms\"\n[[device.tag]]\nname = \"row\"\ntable = \"input\"\naddress = 0\ntype = \"u32\"\n"
+    );
     for (i, c) in cols.iter().enumerate() {
         let a = 2 + 2 * i;
-        st += &format!("[[station.tag]]\nname = \"c{i}\"\ntable = \"input\"\naddress = {a}\ntype = \"f32\"\nsignal = {{ kind = \"csv\", file = \"{}\", column = \"{c}\", loop = false }}\n", skab.display());
+        st += &format!(
+            "[[station.tag]]\nname = \"c{i}\"\ntable = \"input\"\naddress = {a}\ntype = \"f32\"\nsignal = {{ kind = \"csv\", file = \"{}\", column = \"{c}\", loop = false }}\n",
+            skab.display()
+        );
         dev += &format!("[[device.tag]]\nname = \"c{i}\"\ntable = \"input\"\naddress = {a}\ntype = \"f32\"\n");
     }
     let _sim = sim(&st).await;
@@ -243,7 +252,11 @@ async fn skab_replay_arrives_on_mqtt_row_by_row() {
     let mut by_row: std::collections::BTreeMap<u64, Vec<(String, f64)>> = Default::default();
     for samples in polls.values() {
         let row = samples.iter().find(|s| s["tag"] == "row").and_then(|s| s["value"].as_u64()).expect("row tag in every poll");
-        let vals = samples.iter().filter(|s| s["tag"] != "row").map(|s| (s["tag"].as_str().unwrap().to_string(), s["value"].as_f64().unwrap())).collect();
+        let vals = samples
+            .iter()
+            .filter(|s| s["tag"] != "row")
+            .map(|s| (s["tag"].as_str().unwrap().to_string(), s["value"].as_f64().unwrap()))
+            .collect();
         if row < n as u64 {
             // After the last row the replay stays on it while the tick goes on.
             by_row.entry(row).or_insert(vals);

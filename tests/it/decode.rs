@@ -90,9 +90,7 @@ fn b05_signed_16_bit_with_scale_and_offset() {
 
 #[test]
 fn b06_bits_of_a_holding_register() {
-    let bits = |w: u16| -> Vec<u8> {
-        (0..16).filter(|b| decode(&[w], Bool, ABCD, Some(*b)).unwrap() == Value::Bool(true)).collect()
-    };
+    let bits = |w: u16| -> Vec<u8> { (0..16).filter(|b| decode(&[w], Bool, ABCD, Some(*b)).unwrap() == Value::Bool(true)).collect() };
     assert_eq!(bits(0x6481), vec![0, 7, 10, 13, 14]);
     assert_eq!(bits(0x2481), vec![0, 7, 10, 13]);
     assert_eq!(decode(&[0x6481], Bool, ABCD, Some(8)).unwrap(), Value::Bool(false));

@@ -110,7 +110,8 @@ fn wait_samples(dir: &Path, n: i64, within: Duration) -> bool {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -130,7 +131,11 @@ fn import_identity_includes_the_settings_and_force_reimports() {
     let o = import(&cfg, &[csv.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 records, 0 samples accepted, 2 quarantined"), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("relais quarantine list --config {} --source f", cfg.display())), "the real config path: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("relais quarantine list --config {} --source f", cfg.display())),
+        "the real config path: {}",
+        text(&o)
+    );
     // A file-level error: wrong column name; nothing read, not recorded as done.
     let cfg = config(dir.path(), &format!("{base}timestamp_column = \"Time\"\ntimezone = \"Europe/Paris\"\n"));
     let o = import(&cfg, &[csv.to_str().unwrap()]);
@@ -207,7 +212,8 @@ fn ctrl_c_interrupts_import_and_the_same_command_resumes() {
     let big = dir.path().join("big.csv");
     write_big(&big, BIG_ROWS);
     let cfg = config(dir.path(), "[[source]]\nname = \"f\"\ntype = \"file\"\ntimestamp_column = \"ts\"\n");
-    let mut child = relais().args(["import", "--config"]).arg(&cfg).arg(&big).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        relais().args(["import", "--config"]).arg(&cfg).arg(&big).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     assert!(wait_samples(dir.path(), 1, Duration::from_secs(30)), "the import started");
     kill(child.id(), 2);
     let t0 = Instant::now();
@@ -240,7 +246,9 @@ fn ctrl_c_while_delivering_reports_what_is_left() {
     let dead = free_port(); // no broker: nothing is ever delivered
     let cfg = config(
         dir.path(),
-        &format!("[[source]]\nname = \"f\"\ntype = \"file\"\ntimestamp_column = \"ts\"\n[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{dead}\"\n"),
+        &format!(
+            "[[source]]\nname = \"f\"\ntype = \"file\"\ntimestamp_column = \"ts\"\n[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{dead}\"\n"
+        ),
     );
     let mut child = relais().args(["import", "--config"]).arg(&cfg).arg(&csv).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -283,7 +291,10 @@ fn sigterm_during_a_watch_ingest_exits_and_the_next_start_resumes() {
     let tmp = dir.path().join("big.csv.tmp");
     write_big(&tmp, BIG_ROWS);
     std::fs::rename(&tmp, inbox.join("big.csv")).unwrap();
-    let cfg = config(dir.path(), "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n");
+    let cfg = config(
+        dir.path(),
+        "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n",
+    );
     let log = dir.path().join("run1.log");
     let mut child = spawn_run(&cfg, &log);
     assert!(wait_samples(dir.path(), 1, Duration::from_secs(30)), "the ingest started");
@@ -341,7 +352,9 @@ fn rejected_records_of_running_sources_are_logged_and_counted() {
              [[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\n"
         ),
     );
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("status_interval = \"0s\"\nhealth_interval = \"0s\"", "status_interval = \"1s\"\nhealth_interval = \"1s\"");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("status_interval = \"0s\"\nhealth_interval = \"0s\"", "status_interval = \"1s\"\nhealth_interval = \"1s\"");
     std::fs::write(&cfg, text).unwrap();
     let log = dir.path().join("run.log");
     let mut child = spawn_run(&cfg, &log);
@@ -370,11 +383,18 @@ fn rejected_records_of_running_sources_are_logged_and_counted() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
     let logged = std::fs::read_to_string(&log).unwrap();
     let warns = |source: &str| -> Vec<&str> {
-        logged.lines().filter(|l| l.contains("WARN") && l.contains("rejected to the quarantine") && l.contains(&format!("source={source}"))).collect()
+        logged
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("rejected to the quarantine") && l.contains(&format!("source={source}")))
+            .collect()
     };
     let lab = warns("lab");
     assert_eq!(lab.len(), 2, "the first at once, the second held back and logged at shutdown:\n{logged}");
-    assert!(lab[0].contains("1 record(s) rejected") && lab[0].contains("e.g. http line 2 (byte 10): parse_error: invalid JSON"), "{}", lab[0]);
+    assert!(
+        lab[0].contains("1 record(s) rejected") && lab[0].contains("e.g. http line 2 (byte 10): parse_error: invalid JSON"),
+        "{}",
+        lab[0]
+    );
     assert!(lab[0].contains("reasons=parse_error 1"), "{}", lab[0]);
     let follow = warns("follow");
     assert_eq!(follow.len(), 1, "{logged}");
@@ -401,7 +421,8 @@ fn import_output_into_a_closed_pipe_does_not_panic() {
     write_big(&big, 30_000);
     paths.push(big);
     let cfg = config(dir.path(), "[[source]]\nname = \"f\"\ntype = \"file\"\ntimestamp_column = \"ts\"\n");
-    let mut child = relais().args(["import", "--config"]).arg(&cfg).args(&paths).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        relais().args(["import", "--config"]).arg(&cfg).args(&paths).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap(); // and the pipe closes here
     assert!(first.contains("f0.csv: 1 records"), "{first}");
@@ -420,7 +441,8 @@ fn tail_warns_about_a_file_rotated_away_while_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.jsonl");
     let lines = |r: std::ops::Range<i64>| r.map(|i| format!("{{\"n\": {i}}}\n")).collect::<String>();
-    let append = |p: &Path, s: &str| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap().write_all(s.as_bytes()).unwrap();
+    let append =
+        |p: &Path, s: &str| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap().write_all(s.as_bytes()).unwrap();
     append(&log, &lines(0..5));
     let cfg = config(dir.path(), "[[source]]\nname = \"follow\"\ntype = \"tail\"\npath = \"app.jsonl\"\npoll_interval = \"50ms\"\n");
     let mut child = spawn_run(&cfg, &dir.path().join("run1.log"));

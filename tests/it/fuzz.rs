@@ -10,10 +10,14 @@ use crate::parse::{run, spec};
 fn specs() -> Vec<relais::parse::ParseSpec> {
     vec![
         spec("format = \"csv\""),
-        spec("format = \"csv\"\npolicy = \"lenient\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"ts\"\ntimezone = \"Europe/Paris\""),
+        spec(
+            "format = \"csv\"\npolicy = \"lenient\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"ts\"\ntimezone = \"Europe/Paris\"",
+        ),
         spec("format = \"csv\"\nlayout = \"long\"\ntimestamp_column = \"ts\"\nquality_column = \"q\""),
         spec("format = \"json\"\ntimestamp_path = \"ts\"\ndevice_path = \"d\""),
-        spec("format = \"json\"\npolicy = \"lenient\"\ntimestamp_path = \"/ts\"\nepoch_unit = \"ms\"\nmissing_timestamp = \"receive_time\""),
+        spec(
+            "format = \"json\"\npolicy = \"lenient\"\ntimestamp_path = \"/ts\"\nepoch_unit = \"ms\"\nmissing_timestamp = \"receive_time\"",
+        ),
         spec("format = \"jsonl\"\nselect = \"listed\"\n[[source.tag]]\nname = \"v\"\npath = \"a.b\"\nscale = 1e300"),
     ]
 }

@@ -14,7 +14,10 @@ use relais::model::{Quality, Sample, Value};
 use crate::common::{Mosquitto, Sub, eventually, free_port};
 
 fn gateway_config(dir: &Path, body: &str) -> Config {
-    let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}", dir.join("data").display());
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
+        dir.join("data").display()
+    );
     Config::parse(&text, "ingest.toml", dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -90,7 +93,8 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -132,8 +136,16 @@ async fn watch_folder_ingests_once_waits_for_complete_files_and_sets_bad_files_a
     assert!(all.iter().all(|s| s.quality == Quality::Good));
     // 3. Two bad lines: the file goes to failed/ with exactly those two lines
     //    reported; the good lines are accepted.
-    write_atomic(&inbox, "b.csv", "ts,flow,level\n2026-01-05T12:00:00Z,1,2\n2026-01-05T12:00:01Z,oops,3\n2026-01-05T12:00:02Z,4,5\nnot a time,6,7\n2026-01-05T12:00:04Z,8,9\n");
-    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("failed")).len() == 2).await, "{:?}", files_in(&inbox.join("failed")));
+    write_atomic(
+        &inbox,
+        "b.csv",
+        "ts,flow,level\n2026-01-05T12:00:00Z,1,2\n2026-01-05T12:00:01Z,oops,3\n2026-01-05T12:00:02Z,4,5\nnot a time,6,7\n2026-01-05T12:00:04Z,8,9\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || files_in(&inbox.join("failed")).len() == 2).await,
+        "{:?}",
+        files_in(&inbox.join("failed"))
+    );
     assert_eq!(files_in(&inbox.join("failed")), vec!["b.csv", "b.csv.errors"]);
     let report = std::fs::read_to_string(inbox.join("failed/b.csv.errors")).unwrap();
     let lines: Vec<&str> = report.lines().filter(|l| !l.starts_with('#')).collect();
@@ -153,7 +165,12 @@ async fn watch_folder_ingests_once_waits_for_complete_files_and_sets_bad_files_a
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["raw"], "2026-01-05T12:00:01Z,oops,3");
-    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["quarantine", "show", "--config"]).arg(&cfg_file).arg(rows[1]["id"].to_string()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["quarantine", "show", "--config"])
+        .arg(&cfg_file)
+        .arg(rows[1]["id"].to_string())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a time,6,7"));
 }
 
@@ -221,7 +238,9 @@ async fn http_ingest_answers_after_commit_and_lists_bad_records() {
     assert!(gw.buffer.stats().last_seq.load(std::sync::atomic::Ordering::Relaxed) >= last, "2xx only after commit");
     assert_eq!(samples(&gw).len(), 4);
     // JSON Lines.
-    let r = post("application/x-ndjson", "{\"ts\":\"2026-01-05T10:00:02Z\",\"a\":5}\n{\"ts\":\"2026-01-05T10:00:03Z\",\"a\":6}\n".into()).await.unwrap();
+    let r = post("application/x-ndjson", "{\"ts\":\"2026-01-05T10:00:02Z\",\"a\":5}\n{\"ts\":\"2026-01-05T10:00:03Z\",\"a\":6}\n".into())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Bad records: 422 with each of them, nothing of the body accepted.
     let r = post("text/csv", "ts,a,b\n2026-01-05T10:00:00Z,1,2\n2026-01-05T10:00:01Z,x,4\nbad,5,6\n".into()).await.unwrap();
@@ -291,7 +310,9 @@ async fn http_ingest_times_out_a_slow_body() {
 async fn http_ingest_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let body = format!("[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nmax_requests_per_second = 2\nformat = \"jsonl\"\n");
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nmax_requests_per_second = 2\nformat = \"jsonl\"\n"
+    );
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     let http = reqwest::Client::new();
     let mut codes = Vec::new();
@@ -318,7 +339,10 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::AsyncClient::new(o, 10);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
-    client.publish("sensors/esp32-1/data", rumqttc::QoS::AtLeastOnce, false, r#"{"ts":1764410073120,"temp":21.5,"rh":"40"}"#).await.unwrap();
+    client
+        .publish("sensors/esp32-1/data", rumqttc::QoS::AtLeastOnce, false, r#"{"ts":1764410073120,"temp":21.5,"rh":"40"}"#)
+        .await
+        .unwrap();
     client.publish("sensors/esp32-2/data", rumqttc::QoS::AtLeastOnce, false, "{not json").await.unwrap();
     // A topic level that is not a valid device name is the message's error,
     // not a silent fallback to the source's device (nor the health device).
@@ -328,7 +352,9 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     assert!(all.iter().all(|s| &*s.meta.device == "esp32-1"));
     assert_eq!(all.iter().find(|s| &*s.meta.tag == "rh").unwrap().value, Value::I64(40));
     assert_eq!(all[0].ts.as_millis(), 1764410073120);
-    assert!(eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 2).await);
+    assert!(
+        eventually(Duration::from_secs(5), || gw.buffer.stats().quarantined_total.load(std::sync::atomic::Ordering::Relaxed) == 2).await
+    );
     let all = samples(&gw);
     assert!(all.len() == 2 && all.iter().all(|s| &*s.meta.device == "esp32-1"), "nothing from the _relais topic: {all:?}");
     gw.shutdown().await.unwrap();
@@ -344,7 +370,8 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
 async fn mqtt_in_quarantines_an_oversized_message_and_goes_on() {
     let Some(broker) = Mosquitto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("[[source]]\nname = \"big\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"rig/#\"]\n", broker.port);
+    let body =
+        format!("[[source]]\nname = \"big\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"rig/#\"]\n", broker.port);
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut huge = String::from("{\"n\": 1, \"pad\": \"");
@@ -371,7 +398,10 @@ async fn mqtt_in_does_not_reingest_retained_messages_after_a_reconnect() {
     let Some(mut broker) = Mosquitto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     publish(broker.port, "plant/meter/data", vec!["{\"kwh\": 7}".into()], true).await;
-    let body = format!("[[source]]\nname = \"meters\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"plant/+/data\"]\nreconnect_max = \"1s\"\n", broker.port);
+    let body = format!(
+        "[[source]]\nname = \"meters\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"plant/+/data\"]\nreconnect_max = \"1s\"\n",
+        broker.port
+    );
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || samples(&gw).len() == 1).await, "the retained reading, once");
     // Its PUBACK follows the commit: let it reach the broker (a message not
@@ -422,7 +452,8 @@ async fn publish(port: u16, topic: &str, payloads: Vec<String>, retain: bool) {
 async fn mqtt_in_commits_a_burst_in_arrival_order() {
     let Some(broker) = Mosquitto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("[[source]]\nname = \"burst\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"line/seq\"]\n", broker.port);
+    let body =
+        format!("[[source]]\nname = \"burst\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopics = [\"line/seq\"]\n", broker.port);
     // First run: the persistent session subscribes.
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     for _ in 0..50 {
@@ -441,7 +472,12 @@ async fn mqtt_in_commits_a_burst_in_arrival_order() {
     assert!(eventually(Duration::from_secs(20), || samples(&gw).len() == n as usize + warmup).await, "{} samples", samples(&gw).len());
     let got: Vec<i64> = samples(&gw).iter().skip(warmup).map(|s| if let Value::I64(v) = s.value { v } else { panic!("{s:?}") }).collect();
     let first_disorder = got.windows(2).position(|w| w[0] > w[1]);
-    assert_eq!(first_disorder, None, "seq order is publish order: {:?}", &got[first_disorder.unwrap_or(0).saturating_sub(3)..(first_disorder.unwrap_or(0) + 5).min(got.len())]);
+    assert_eq!(
+        first_disorder,
+        None,
+        "seq order is publish order: {:?}",
+        &got[first_disorder.unwrap_or(0).saturating_sub(3)..(first_disorder.unwrap_or(0) + 5).min(got.len())]
+    );
     assert_eq!(got, (0..n).collect::<Vec<i64>>());
     gw.shutdown().await.unwrap();
 }
@@ -522,7 +558,11 @@ async fn watch_waits_for_a_file_whose_last_line_is_incomplete() {
     write!(f, "6,11\n2026-01-05T10:00:02Z,1.7,12\n").unwrap();
     f.flush().unwrap();
     drop(f);
-    assert!(eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["paused.csv"]).await, "{:?}", files_in(&inbox.join("failed")));
+    assert!(
+        eventually(Duration::from_secs(5), || files_in(&inbox.join("done")) == ["paused.csv"]).await,
+        "{:?}",
+        files_in(&inbox.join("failed"))
+    );
     assert_eq!(samples(&gw).len(), 6, "every row, once");
     // A file that never gets its final newline is read after 10 × settle.
     write_atomic(&inbox, "no-newline.csv", "ts,flow\n2026-01-05T11:00:00Z,3");

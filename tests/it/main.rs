@@ -7,14 +7,14 @@
 
 mod buffer;
 mod common;
+mod config;
 mod daemon;
 mod decode;
 mod files;
 mod fuzz;
 mod ingest;
 mod modbus;
+mod mqtt;
 mod opcua;
 mod parse;
-mod mqtt;
-mod config;
 mod planner;

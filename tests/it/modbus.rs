@@ -215,7 +215,9 @@ async fn b07_347_registers_are_three_requests_on_the_wire() {
     for a in 0..347 {
         tags += &format!("[[device.tag]]\nname = \"r{a}\"\ntable = \"holding\"\naddress = {a}\n");
     }
-    let devs = devices(&format!("[[device]]\nname = \"big\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n{tags}"));
+    let devs = devices(&format!(
+        "[[device]]\nname = \"big\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n{tags}"
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.wait_for("big", 347, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 347, "all 347 samples in one cycle");
@@ -233,13 +235,18 @@ async fn b09_a_failing_block_only_fails_its_own_tags_and_recovers() {
     let st = s.station("rack").unwrap();
     st.write_registers(1455, &[100, 101, 102, 103, 104, 105, 106]).unwrap();
     st.write_registers(1500, &[7, 8, 9, 10]).unwrap();
-    st.set_faults(Faults { exceptions: vec![ExceptionRange { table: Table::Holding, start: 1466, count: 4, code: 2 }], ..Default::default() });
+    st.set_faults(Faults {
+        exceptions: vec![ExceptionRange { table: Table::Holding, start: 1466, count: 4, code: 2 }],
+        ..Default::default()
+    });
     let mut tags = String::new();
     for a in (1455..=1461).chain(1466..=1469).chain(1500..=1503) {
         let extra = if a <= 1461 { "type = \"i16\"\nscale = 0.1\n" } else { "" };
         tags += &format!("[[device.tag]]\nname = \"r{a}\"\ntable = \"holding\"\naddress = {a}\n{extra}");
     }
-    let devs = devices(&format!("[[device]]\nname = \"rack\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"200ms\"\n{tags}"));
+    let devs = devices(&format!(
+        "[[device]]\nname = \"rack\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"200ms\"\n{tags}"
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.wait_for("rack", 15 * 2, Duration::from_secs(5)).await;
     for s in &got {
@@ -264,7 +271,10 @@ async fn b09_a_failing_block_only_fails_its_own_tags_and_recovers() {
     let per_cycle: Vec<_> = reads.iter().take(3).copied().collect();
     assert_eq!(per_cycle, vec![(Table::Holding, 1455, 7), (Table::Holding, 1466, 4), (Table::Holding, 1500, 4)]);
     // Exception 03 gives its own reason.
-    st.set_faults(Faults { exceptions: vec![ExceptionRange { table: Table::Holding, start: 1466, count: 4, code: 3 }], ..Default::default() });
+    st.set_faults(Faults {
+        exceptions: vec![ExceptionRange { table: Table::Holding, start: 1466, count: 4, code: 3 }],
+        ..Default::default()
+    });
     tokio::time::sleep(Duration::from_millis(450)).await;
     chain.take().await;
     let got = chain.wait_for("rack", 15, Duration::from_secs(2)).await;
@@ -283,10 +293,19 @@ async fn b09_a_failing_block_only_fails_its_own_tags_and_recovers() {
 #[tokio::test]
 async fn b11_reconnect_after_the_device_drops_and_the_other_device_never_misses_a_cycle() {
     let (pa, pb) = (free_port(), free_port());
-    let station = |name: &str, port: u16| format!("{}[[station.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\nsignal = {{ kind = \"constant\", value = 42 }}\n", bare_station(name, port, 1));
+    let station = |name: &str, port: u16| {
+        format!(
+            "{}[[station.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\nsignal = {{ kind = \"constant\", value = 42 }}\n",
+            bare_station(name, port, 1)
+        )
+    };
     let sim_a = sim(&station("a", pa)).await;
     let _sim_b = sim(&station("b", pb)).await;
-    let dev = |name: &str, port: u16| format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"100ms\"\ntimeout = \"300ms\"\nreconnect_max = \"1s\"\n[[device.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\n");
+    let dev = |name: &str, port: u16| {
+        format!(
+            "[[device]]\nname = \"{name}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"100ms\"\ntimeout = \"300ms\"\nreconnect_max = \"1s\"\n[[device.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\n"
+        )
+    };
     let devs = devices(&(dev("a", pa) + &dev("b", pb)));
     let mut chain = Chain::start(&devs);
     let got = chain.wait_for("a", 5, Duration::from_secs(3)).await;
@@ -406,7 +425,9 @@ async fn units_behind_one_gateway_share_a_connection_and_a_dead_unit_is_degraded
     s.station("u1").unwrap().write_registers(0, &[11]).unwrap();
     s.station("u2").unwrap().write_registers(0, &[22]).unwrap();
     let dev = |name: &str, unit: u8| {
-        format!("[[device]]\nname = \"{name}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\nunit_id = {unit}\npoll_interval = \"100ms\"\ntimeout = \"100ms\"\n[[device.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\n")
+        format!(
+            "[[device]]\nname = \"{name}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\nunit_id = {unit}\npoll_interval = \"100ms\"\ntimeout = \"100ms\"\n[[device.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\n"
+        )
     };
     let devs = devices(&(dev("one", 1) + &dev("two", 2) + &dev("ghost", 3)));
     let mut chain = Chain::start(&devs);
@@ -530,12 +551,17 @@ async fn splitting_a_dead_block_costs_a_bounded_number_of_requests_per_cycle() {
     let port = free_port();
     let s = sim(&bare_station("dead", port, 1)).await;
     let st = s.station("dead").unwrap();
-    st.set_faults(Faults { exceptions: vec![ExceptionRange { table: Table::Holding, start: 0, count: 200, code: 2 }], ..Default::default() });
+    st.set_faults(Faults {
+        exceptions: vec![ExceptionRange { table: Table::Holding, start: 0, count: 200, code: 2 }],
+        ..Default::default()
+    });
     let mut tags = String::new();
     for a in 0..200 {
         tags += &format!("[[device.tag]]\nname = \"r{a}\"\ntable = \"holding\"\naddress = {a}\n");
     }
-    let devs = devices(&format!("[[device]]\nname = \"dead\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n{tags}"));
+    let devs = devices(&format!(
+        "[[device]]\nname = \"dead\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n{tags}"
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.wait_for("dead", 200, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 200, "one bad sample per tag");
@@ -550,7 +576,9 @@ async fn splitting_a_dead_block_costs_a_bounded_number_of_requests_per_cycle() {
 async fn rtu_line_with_a_dead_unit() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("rtu0");
-    let station = |name: &str, unit: u8| format!("[[station]]\nname = \"{name}\"\nserial = \"{}\"\nunit_id = {unit}\nlockstep = true\n", link.display());
+    let station = |name: &str, unit: u8| {
+        format!("[[station]]\nname = \"{name}\"\nserial = \"{}\"\nunit_id = {unit}\nlockstep = true\n", link.display())
+    };
     let s = sim(&(station("meter", 1) + &station("drive", 2))).await;
     s.station("meter").unwrap().write_registers(2, &[0x9BD4, 0x436E]).unwrap();
     s.station("drive").unwrap().write_registers(0, &[0x1234, 0xFFEC]).unwrap();
@@ -562,7 +590,11 @@ async fn rtu_line_with_a_dead_unit() {
     };
     let devs = devices(
         &(dev("meter", 1, "[[device.tag]]\nname = \"voltage\"\ntable = \"holding\"\naddress = 2\ntype = \"f32\"\nbyte_order = \"CDAB\"\n")
-            + &dev("drive", 2, "[[device.tag]]\nname = \"status\"\ntable = \"holding\"\naddress = 0\n[[device.tag]]\nname = \"temp\"\ntable = \"holding\"\naddress = 1\ntype = \"i16\"\n")
+            + &dev(
+                "drive",
+                2,
+                "[[device.tag]]\nname = \"status\"\ntable = \"holding\"\naddress = 0\n[[device.tag]]\nname = \"temp\"\ntable = \"holding\"\naddress = 1\ntype = \"i16\"\n",
+            )
             + &dev("ghost", 3, "[[device.tag]]\nname = \"x\"\ntable = \"holding\"\naddress = 0\n")),
     );
     let mut chain = Chain::start(&devs);

@@ -248,7 +248,10 @@ async fn payloads_keep_64_bit_integers_and_never_carry_nan() {
     assert!(raw("/nan").contains("\"value\":null") && !raw("/nan").to_lowercase().contains("nan,"));
     assert_eq!(
         raw("/temperature"),
-        format!(r#"{{"gateway":"gw","device":"pump1","tag":"temperature","value":79.34,"unit":"Cel","quality":"good","ts":"2025-11-29T09:54:33.120Z","recv_ts":"2025-11-29T09:54:33.120Z","seq":{}}}"#, chain.base + 4)
+        format!(
+            r#"{{"gateway":"gw","device":"pump1","tag":"temperature","value":79.34,"unit":"Cel","quality":"good","ts":"2025-11-29T09:54:33.120Z","recv_ts":"2025-11-29T09:54:33.120Z","seq":{}}}"#,
+            chain.base + 4
+        )
     );
     let dead: serde_json::Value = serde_json::from_str(&raw("/dead")).unwrap();
     assert_eq!(dead["value"], serde_json::Value::Null);
@@ -274,11 +277,15 @@ async fn json_batch_one_message_per_device() {
     let j = msgs[0].json();
     assert_eq!(j["gateway"], "gw");
     assert!(j["samples"].as_array().unwrap().iter().all(|s| s["tag"].is_string() && s["seq"].is_u64()));
-    assert_complete_in_order(&{
-        let mut s = rel(&chain, &msgs);
-        s.sort();
-        s
-    }, 1, 60);
+    assert_complete_in_order(
+        &{
+            let mut s = rel(&chain, &msgs);
+            s.sort();
+            s
+        },
+        1,
+        60,
+    );
 }
 
 #[tokio::test]
@@ -286,7 +293,8 @@ async fn long_backlog_does_not_starve_live_data() {
     let Some(mut broker) = Mosquitto::start() else { return };
     let mut sub = Sub::with_id(broker.port, "t/#", "lane-sub", false).await;
     broker.stop();
-    let chain = SinkChain::start(sink_cfg(broker.port, "backlog_threshold = 100\nmax_inflight = 10\nread_rows = 50"), BufferConfig::default());
+    let chain =
+        SinkChain::start(sink_cfg(broker.port, "backlog_threshold = 100\nmax_inflight = 10\nread_rows = 50"), BufferConfig::default());
     let old = TagMeta::new("line", "old", None);
     let live = TagMeta::new("line", "live", None);
     chain.push_n(&old, 0, 20_000, Duration::ZERO).await;
@@ -332,7 +340,10 @@ async fn lost_pubacks_do_not_stall_the_sink() {
 async fn json_batch_messages_respect_max_message_bytes() {
     let Some(broker) = Mosquitto::start() else { return };
     let mut sub = Sub::new(broker.port, "t/#").await;
-    let chain = SinkChain::start(sink_cfg(broker.port, "format = \"json-batch\"\nbatch_max_samples = 10000\nmax_message_bytes = \"2KiB\""), BufferConfig::default());
+    let chain = SinkChain::start(
+        sink_cfg(broker.port, "format = \"json-batch\"\nbatch_max_samples = 10000\nmax_message_bytes = \"2KiB\""),
+        BufferConfig::default(),
+    );
     let metas: Vec<_> = (0..300).map(|i| TagMeta::new("big", format!("tag{i}"), None)).collect();
     for m in &metas {
         chain.tb.ingest.push(sample(m, 1.5)).await;
@@ -369,6 +380,9 @@ async fn an_oversized_sample_is_replaced_and_never_jams_the_sink() {
         let item = if format == "json" { j.clone() } else { j["samples"][0].clone() };
         assert_eq!(item["quality"], "bad");
         assert!(item["reason"].as_str().unwrap().starts_with("payload_too_large"), "{item}");
-        assert!(eventually(Duration::from_secs(5), || chain.tb.buffer.cursor("mqtt").unwrap().get() == chain.base + 2).await, "the cursor moved past it");
+        assert!(
+            eventually(Duration::from_secs(5), || chain.tb.buffer.cursor("mqtt").unwrap().get() == chain.base + 2).await,
+            "the cursor moved past it"
+        );
     }
 }

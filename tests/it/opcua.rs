@@ -137,7 +137,12 @@ fn device(endpoint: &str, extra: &str, tags: &[(&str, &str, &str)]) -> String {
 #[tokio::test]
 async fn b14_read_keeps_the_good_node_beside_a_denied_one() {
     let pki = tempfile::tempdir().unwrap();
-    let sim = ua_sim(&station("s", &[("denied", "i32", "1337"), ("answer", "i32", "42")], &[("denied", "opcua_status = 0x801F0000")]), "", pki.path()).await;
+    let sim = ua_sim(
+        &station("s", &[("denied", "i32", "1337"), ("answer", "i32", "42")], &[("denied", "opcua_status = 0x801F0000")]),
+        "",
+        pki.path(),
+    )
+    .await;
     let ua = sim.opcua().unwrap();
     let devs = ua_devices(&device(
         &ua.endpoint(),
@@ -257,7 +262,11 @@ async fn b16_server_restart_with_renumbered_namespace_recovers_with_one_session(
     let back_at = tokio::time::Instant::now();
     assert_ne!(ua.namespace_index(), Some(ns_before), "the simulator renumbered the namespace");
     let after = chain.until(Duration::from_secs(10), |s| all_good(s, &names_ref)).await;
-    assert!(all_good(&after, &names_ref), "not all tags good within 10 s of the server's return: {:?}", after.iter().map(|s| (&*s.meta.tag, s.quality, s.reason.clone())).collect::<Vec<_>>());
+    assert!(
+        all_good(&after, &names_ref),
+        "not all tags good within 10 s of the server's return: {:?}",
+        after.iter().map(|s| (&*s.meta.tag, s.quality, s.reason.clone())).collect::<Vec<_>>()
+    );
     eprintln!("all tags good {:?} after the server came back", back_at.elapsed());
     for n in &names {
         let bad: Vec<&Sample> = chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Bad).collect();
@@ -316,12 +325,9 @@ async fn b18_blackhole_longer_than_the_session_timeout_resubscribes() {
 #[tokio::test]
 async fn b19_client_certificate_is_stable_and_trust_is_picked_up_without_restart() {
     let sim_pki = tempfile::tempdir().unwrap();
-    let sim = ua_sim(
-        &station("s", &[("v", "i32", "5")], &[]),
-        "security = [\"Basic256Sha256\"]\ntrust_client_certs = false",
-        sim_pki.path(),
-    )
-    .await;
+    let sim =
+        ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"Basic256Sha256\"]\ntrust_client_certs = false", sim_pki.path())
+            .await;
     let ua = sim.opcua().unwrap();
     let server_cert = ua.certificate_path();
     let dev = device(
@@ -343,7 +349,8 @@ async fn b19_client_certificate_is_stable_and_trust_is_picked_up_without_restart
     assert_eq!(first.quality, Quality::Bad);
     let reason = first.reason.as_deref().unwrap();
     let cert = std::fs::read(chain.pki().join("own/cert.der")).unwrap();
-    let key_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(chain.pki().join("private/private.pem")).unwrap().permissions());
+    let key_mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(chain.pki().join("private/private.pem")).unwrap().permissions());
     assert_eq!(key_mode & 0o077, 0, "the private key is readable by the owner only");
     assert!(reason.contains("does not trust the gateway's client certificate"), "{reason}");
     let thumb = relais::sources::opcua::client::Pki::open(&chain.pki(), "test").unwrap().thumbprint;
@@ -358,7 +365,8 @@ async fn b19_client_certificate_is_stable_and_trust_is_picked_up_without_restart
     assert_eq!(std::fs::read(data.join("pki/own/cert.der")).unwrap(), cert, "same certificate on the second start");
     // Trust it on the server while the gateway runs.
     let rejected = sim_pki.path().join("rejected");
-    let found = crate::common::eventually(Duration::from_secs(15), || std::fs::read_dir(&rejected).map(|d| d.count() > 0).unwrap_or(false)).await;
+    let found =
+        crate::common::eventually(Duration::from_secs(15), || std::fs::read_dir(&rejected).map(|d| d.count() > 0).unwrap_or(false)).await;
     assert!(found, "the server kept our certificate in its rejected folder");
     for e in std::fs::read_dir(&rejected).unwrap() {
         let e = e.unwrap();
@@ -420,7 +428,11 @@ async fn user_identity_and_a_wrong_password() {
     let got = chain.until(Duration::from_secs(15), |s| of(s, "v").iter().any(|x| x.quality == Quality::Good)).await;
     assert!(of(&got, "v").iter().any(|x| x.value == Value::I64(9)), "{got:?}");
     drop(chain);
-    let wrong = ua_devices(&device(&ua.endpoint(), "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"500ms\"\nsession_timeout = \"3s\"\nkeep_alive = \"1s\"", &tref));
+    let wrong = ua_devices(&device(
+        &ua.endpoint(),
+        "username = \"operator\"\npassword = \"nope\"\nreconnect_max = \"500ms\"\nsession_timeout = \"3s\"\nkeep_alive = \"1s\"",
+        &tref,
+    ));
     let mut chain = Chain::start(&wrong);
     let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
     let s = of(&got, "v")[0];
@@ -455,7 +467,8 @@ async fn unknown_nodes_and_namespaces_do_not_touch_their_neighbours() {
         ],
     ));
     let mut chain = Chain::start(&devs);
-    let got = chain.until(Duration::from_secs(15), |s| ["v", "no_node", "no_ns", "polled_no_node"].iter().all(|t| !of(s, t).is_empty())).await;
+    let got =
+        chain.until(Duration::from_secs(15), |s| ["v", "no_node", "no_ns", "polled_no_node"].iter().all(|t| !of(s, t).is_empty())).await;
     assert_eq!(of(&got, "v")[0].value, Value::I64(3));
     assert!(of(&got, "no_node")[0].reason.as_deref().unwrap().contains("BadNodeIdUnknown"), "{:?}", of(&got, "no_node")[0]);
     assert!(of(&got, "no_ns")[0].reason.as_deref().unwrap().starts_with("config_error"), "{:?}", of(&got, "no_ns")[0]);
@@ -468,11 +481,8 @@ async fn unknown_nodes_and_namespaces_do_not_touch_their_neighbours() {
 #[tokio::test]
 async fn a_server_down_at_start_is_waited_for() {
     let port = crate::common::free_port();
-    let devs = ua_devices(&device(
-        &format!("opc.tcp://127.0.0.1:{port}/"),
-        "reconnect_max = \"1s\"",
-        &[("v", &format!("nsu={NS};s=s.v"), "")],
-    ));
+    let devs =
+        ua_devices(&device(&format!("opc.tcp://127.0.0.1:{port}/"), "reconnect_max = \"1s\"", &[("v", &format!("nsu={NS};s=s.v"), "")]));
     let mut chain = Chain::start(&devs);
     let got = chain.until(Duration::from_secs(5), |s| !of(s, "v").is_empty()).await;
     assert!(of(&got, "v")[0].reason.as_deref().unwrap().starts_with("comm_failure"));
@@ -508,7 +518,8 @@ async fn browse_lists_the_stations_and_the_snippet_loads() {
     let missing = relais::sources::opcua::browse::browse(&dev, &p, "test", &format!("nsu={NS};s=nosuch"), 3, false).await;
     assert!(missing.unwrap_err().to_string().contains("no such node"), "a start node that does not exist is an error");
     let snippet = relais::sources::opcua::browse::render_snippet(&found, "press", &ua.endpoint());
-    let cfg = Config::parse(&format!("[gateway]\nid = \"g\"\n{snippet}"), "snippet", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{snippet}"));
+    let cfg =
+        Config::parse(&format!("[gateway]\nid = \"g\"\n{snippet}"), "snippet", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{snippet}"));
     let DeviceConfig::OpcUa(d) = &cfg.devices[0] else { panic!() };
     assert_eq!(d.tags.len(), 3, "{snippet}");
 }
@@ -557,7 +568,9 @@ async fn third_party_asyncua_server_read_and_subscribe() {
         ],
     ));
     let mut chain = Chain::start(&devs);
-    let got = chain.until(Duration::from_secs(20), |s| of(s, "counter").len() >= 3 && !of(s, "temperature").is_empty() && !of(s, "running").is_empty()).await;
+    let got = chain
+        .until(Duration::from_secs(20), |s| of(s, "counter").len() >= 3 && !of(s, "temperature").is_empty() && !of(s, "running").is_empty())
+        .await;
     let counters: Vec<i64> = of(&got, "counter").iter().filter_map(|s| if let Value::I64(v) = s.value { Some(v) } else { None }).collect();
     assert!(counters.len() >= 3, "{got:?}");
     assert!(counters.windows(2).all(|w| w[1] > w[0]), "a counter that increases: {counters:?}");
@@ -572,20 +585,31 @@ async fn third_party_asyncua_server_read_and_subscribe() {
 async fn values_from_secure_and_plain_endpoints_arrive_on_mqtt() {
     let Some(broker) = crate::common::Mosquitto::start() else { return };
     let pki = tempfile::tempdir().unwrap();
-    let sim = ua_sim(&station("press", &[("force", "f64", "12.5"), ("strokes", "u32", "77")], &[]), "security = [\"None\", \"Basic256Sha256\"]", pki.path()).await;
+    let sim = ua_sim(
+        &station("press", &[("force", "f64", "12.5"), ("strokes", "u32", "77")], &[]),
+        "security = [\"None\", \"Basic256Sha256\"]",
+        pki.path(),
+    )
+    .await;
     let ua = sim.opcua().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         "{}{}[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"lab/{{device}}/{{tag}}\"\n",
         device(
             &ua.endpoint(),
-            &format!("security_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = {:?}", ua.certificate_path().display().to_string()),
+            &format!(
+                "security_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"\ntrust_server_certificate = {:?}",
+                ua.certificate_path().display().to_string()
+            ),
             &[("force", &format!("nsu={NS};s=press.force"), ""), ("strokes", &format!("nsu={NS};s=press.strokes"), "mode = \"poll\"")],
         ),
         device(&ua.endpoint(), "", &[("force", &format!("nsu={NS};s=press.force"), "")]).replace("name = \"plc\"", "name = \"plain\""),
         broker.port
     );
-    let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}", dir.path().join("data").display());
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
+        dir.path().join("data").display()
+    );
     let cfg = Config::parse(&text, "ua.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let mut sub = crate::common::Sub::new(broker.port, "lab/#").await;
     let gw = relais::app::Gateway::start(cfg, relais::app::RunOptions::default()).await.unwrap();
@@ -595,7 +619,11 @@ async fn values_from_secure_and_plain_endpoints_arrive_on_mqtt() {
         })
         .await;
     gw.shutdown().await.unwrap();
-    for (topic, value) in [("lab/plc/force", serde_json::json!(12.5)), ("lab/plc/strokes", serde_json::json!(77)), ("lab/plain/force", serde_json::json!(12.5))] {
+    for (topic, value) in [
+        ("lab/plc/force", serde_json::json!(12.5)),
+        ("lab/plc/strokes", serde_json::json!(77)),
+        ("lab/plain/force", serde_json::json!(12.5)),
+    ] {
         let m = msgs.iter().find(|m| m.topic == topic).unwrap_or_else(|| panic!("nothing on {topic}: {msgs:?}"));
         let j = m.json();
         assert_eq!(j["value"], value, "{topic}: {j}");
@@ -661,7 +689,12 @@ async fn more_items_than_the_servers_limit_per_subscription() {
     let mut chain = Chain::start(&ua_devices(&device(&ua.endpoint(), "publishing_interval = \"200ms\"", &dref)));
     let got = chain.until(Duration::from_secs(30), |s| s.iter().filter(|x| x.quality == Quality::Good).count() >= 2500).await;
     let good: std::collections::HashSet<&str> = got.iter().filter(|x| x.quality == Quality::Good).map(|x| &*x.meta.tag).collect();
-    assert_eq!(good.len(), 2500, "every tag delivered; bad ones: {:?}", got.iter().filter(|x| x.quality == Quality::Bad).take(3).collect::<Vec<_>>());
+    assert_eq!(
+        good.len(),
+        2500,
+        "every tag delivered; bad ones: {:?}",
+        got.iter().filter(|x| x.quality == Quality::Bad).take(3).collect::<Vec<_>>()
+    );
 }
 
 /// Field case B19, first contact: neither side trusts the other yet. The
@@ -671,9 +704,15 @@ async fn more_items_than_the_servers_limit_per_subscription() {
 #[tokio::test]
 async fn b19_first_contact_blames_the_side_that_refused() {
     let sim_pki = tempfile::tempdir().unwrap();
-    let sim = ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"Basic256Sha256\"]\ntrust_client_certs = false", sim_pki.path()).await;
+    let sim =
+        ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"Basic256Sha256\"]\ntrust_client_certs = false", sim_pki.path())
+            .await;
     let ua = sim.opcua().unwrap();
-    let devs = ua_devices(&device(&ua.endpoint(), "security_policy = \"Basic256Sha256\"\nreconnect_max = \"1s\"", &[("v", &format!("nsu={NS};s=s.v"), "")]));
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "security_policy = \"Basic256Sha256\"\nreconnect_max = \"1s\"",
+        &[("v", &format!("nsu={NS};s=s.v"), "")],
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.until(Duration::from_secs(20), |s| !of(s, "v").is_empty()).await;
     let reason = of(&got, "v")[0].reason.clone().unwrap();
@@ -707,7 +746,11 @@ async fn a_policy_the_server_lacks_is_reported_once() {
     let pki = tempfile::tempdir().unwrap();
     let sim = ua_sim(&station("s", &[("v", "i32", "5")], &[]), "security = [\"None\"]", pki.path()).await;
     let ua = sim.opcua().unwrap();
-    let devs = ua_devices(&device(&ua.endpoint(), "security_policy = \"Basic256Sha256\"\nreconnect_max = \"200ms\"", &[("v", &format!("nsu={NS};s=s.v"), "")]));
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "security_policy = \"Basic256Sha256\"\nreconnect_max = \"200ms\"",
+        &[("v", &format!("nsu={NS};s=s.v"), "")],
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.until(Duration::from_secs(10), |s| !of(s, "v").is_empty()).await;
     let reason = of(&got, "v")[0].reason.clone().unwrap();
@@ -729,7 +772,11 @@ async fn a_port_that_never_speaks_opc_ua_is_reported() {
             conns.push(c); // accepted, never answered
         }
     });
-    let devs = ua_devices(&device(&format!("opc.tcp://127.0.0.1:{port}/"), "request_timeout = \"1s\"\nreconnect_max = \"1s\"", &[("v", "ns=2;s=v", "")]));
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{port}/"),
+        "request_timeout = \"1s\"\nreconnect_max = \"1s\"",
+        &[("v", "ns=2;s=v", "")],
+    ));
     let mut chain = Chain::start(&devs);
     let got = chain.until(Duration::from_secs(15), |s| !of(s, "v").is_empty()).await;
     let s = of(&got, "v").first().copied().cloned().expect("a bad sample within 15 s");
@@ -749,8 +796,11 @@ fn many_tags(n: usize) -> (Vec<String>, String) {
 /// A device at `endpoint` subscribing each of `names` (tags of station "s")
 /// at its own publishing interval: one subscription per tag.
 fn one_subscription_each(endpoint: &str, extra: &str, names: &[String]) -> Vec<OpcUaDevice> {
-    let dtags: Vec<(String, String, String)> =
-        names.iter().enumerate().map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10))).collect();
+    let dtags: Vec<(String, String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), format!("nsu={NS};s=s.{n}"), format!("publishing_interval = \"{}ms\"", 200 + i * 10)))
+        .collect();
     let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
     ua_devices(&device(endpoint, extra, &dref))
 }
@@ -787,7 +837,11 @@ async fn a_restart_with_all_subscriptions_in_use_recovers_every_tag() {
     let sim = ua_sim(&st, "", pki.path()).await;
     let ua = sim.opcua().unwrap();
     let names_ref: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let mut chain = Chain::start(&one_subscription_each(&ua.endpoint(), "keep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"", &names));
+    let mut chain = Chain::start(&one_subscription_each(
+        &ua.endpoint(),
+        "keep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"",
+        &names,
+    ));
     assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await, &names_ref), "ten subscriptions up");
     ua.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -811,7 +865,11 @@ async fn refused_subscriptions_stay_bad_across_a_reactivation() {
     let ua = sim.opcua().unwrap();
     let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
     let endpoint = format!("opc.tcp://127.0.0.1:{}/", proxy.port);
-    let mut chain = Chain::start(&one_subscription_each(&endpoint, "session_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"", &names));
+    let mut chain = Chain::start(&one_subscription_each(
+        &endpoint,
+        "session_timeout = \"60s\"\nkeep_alive = \"500ms\"\nreconnect_max = \"1s\"",
+        &names,
+    ));
     let got = chain.until(Duration::from_secs(20), |s| names.iter().all(|n| !of(s, n).is_empty())).await;
     let refused: Vec<&String> = names.iter().filter(|n| !of(&got, n).iter().any(|x| x.quality == Quality::Good)).collect();
     assert_eq!(refused.len(), 2, "{got:?}");

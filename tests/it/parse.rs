@@ -5,10 +5,10 @@ use std::path::Path;
 
 use relais::config::Config;
 use relais::model::{Quality, Sample, Value, format_rfc3339};
+use relais::parse::spec::Format;
 use relais::parse::{Mapper, ParseSpec, Quarantined, Record};
 use relais::sources::SourceConfig;
 use relais::sources::file::ingest::parse_input;
-use relais::parse::spec::Format;
 
 /// The parse spec of a `type = "file"` source with `keys`.
 pub fn spec(keys: &str) -> ParseSpec {
@@ -39,7 +39,8 @@ fn val<'a>(rec: &'a [Sample], tag: &str) -> &'a Sample {
     rec.iter().find(|s| &*s.meta.tag == tag).unwrap_or_else(|| panic!("no tag {tag} in {rec:?}"))
 }
 
-const B28: &[u8] = b"\xEF\xBB\xBFTimestamp;Current;Voltage;Count\r\n01.11.2017 00:00:02;0,02375;0,19375;12\r\n01.11.2017 00:00:03;0,673;0,62;13\r\n";
+const B28: &[u8] =
+    b"\xEF\xBB\xBFTimestamp;Current;Voltage;Count\r\n01.11.2017 00:00:02;0,02375;0,19375;12\r\n01.11.2017 00:00:03;0,673;0,62;13\r\n";
 const B28_KEYS: &str = "format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"Timestamp\"\ntimestamp_format = \"dd.MM.yyyy HH:mm:ss\"\ntimezone = \"Europe/Warsaw\"";
 
 #[test]
@@ -130,7 +131,8 @@ fn b29_lenient_keeps_the_other_fields() {
 #[test]
 fn b31_nested_timestamp_path_and_epochs() {
     let doc = r#"{"device":"dev1","D1234":{"temperatura":20.200000000000003,"pw":33.5,"fecha":"2025-10-20T11:53:37.637Z"},"estado":"OK"}"#;
-    let (ok, bad) = run(doc.as_bytes(), Format::Json, &spec("format = \"json\"\ntimestamp_path = \"D1234.fecha\"\ndevice_path = \"device\""));
+    let (ok, bad) =
+        run(doc.as_bytes(), Format::Json, &spec("format = \"json\"\ntimestamp_path = \"D1234.fecha\"\ndevice_path = \"device\""));
     assert!(bad.is_empty(), "{bad:?}");
     let rec = &ok[0];
     assert_eq!(rec.len(), 2, "temperatura and pw; text fields are not measurements: {rec:?}");
@@ -203,15 +205,24 @@ fn long_layout_and_binary_files() {
 
 #[test]
 fn delimiter_detection_and_dst() {
-    let (ok, _) = run(b"time\tA\tB\n2026-10-25 02:30:00\t1\t2\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""));
+    let (ok, _) = run(
+        b"time\tA\tB\n2026-10-25 02:30:00\t1\t2\n",
+        Format::Csv,
+        &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""),
+    );
     // The repeated autumn hour: earlier instant by default, flagged uncertain.
     assert_eq!(format_rfc3339(ok[0][0].ts), "2026-10-25T00:30:00Z");
     assert_eq!(ok[0][0].quality, Quality::Uncertain);
     assert_eq!(ok[0][0].reason.as_deref(), Some("ambiguous_local_time"));
-    let (ok, bad) = run(b"time;A\n2026-03-29 02:30:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""));
+    let (ok, bad) = run(
+        b"time;A\n2026-03-29 02:30:00;1\n",
+        Format::Csv,
+        &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"Europe/Paris\""),
+    );
     assert!(ok.is_empty());
     assert!(bad[0].reason.contains("does not exist"), "spring gap: {}", bad[0].reason);
-    let (_, bad) = run(b"time;A\n1989-12-31 23:00:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"UTC\""));
+    let (_, bad) =
+        run(b"time;A\n1989-12-31 23:00:00;1\n", Format::Csv, &spec("format = \"csv\"\ntimestamp_column = \"time\"\ntimezone = \"UTC\""));
     assert!(bad[0].reason.contains("outside 1990..2100"), "{}", bad[0].reason);
 }
 
@@ -240,7 +251,11 @@ fn csv_text_columns_are_skipped_and_text_in_numeric_columns_is_an_error() {
     assert!(ok.len() == 1 && bad.len() == 3, "{ok:?} {bad:?}");
     assert!(bad[0].reason.contains("column \"operator\": \"Anna\" is not a number"), "{}", bad[0].reason);
     // A malformed number in the first row is not "text": B28 still reports it.
-    let (ok, bad) = run(b"ts;v\n2026-01-05T10:00:00Z;0.5\n2026-01-05T10:00:01Z;0,5\n", Format::Csv, &spec("format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"ts\""));
+    let (ok, bad) = run(
+        b"ts;v\n2026-01-05T10:00:00Z;0.5\n2026-01-05T10:00:01Z;0,5\n",
+        Format::Csv,
+        &spec("format = \"csv\"\ndelimiter = \";\"\ndecimal = \",\"\ntimestamp_column = \"ts\""),
+    );
     assert_eq!((ok.len(), bad.len()), (1, 1));
     assert!(bad[0].reason.contains("'.'"), "{}", bad[0].reason);
 }

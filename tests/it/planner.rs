@@ -4,11 +4,7 @@ use relais::sources::modbus::planner::{Limits, ReadRequest, TagSpan, plan, split
 use relais::sources::modbus::types::Table;
 
 fn regs(addrs: &[(u16, u16)]) -> Vec<TagSpan> {
-    addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (a, n))| TagSpan { index: i, table: Table::Holding, address: *a, count: *n })
-        .collect()
+    addrs.iter().enumerate().map(|(i, (a, n))| TagSpan { index: i, table: Table::Holding, address: *a, count: *n }).collect()
 }
 
 fn shape(reqs: &[ReadRequest]) -> Vec<(u16, u16)> {

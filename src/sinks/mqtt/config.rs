@@ -59,11 +59,22 @@ pub struct MqttSinkConfig {
 }
 
 /// Keys of an MQTT `[[sink]]` besides the connection keys ([`CONN_KEYS`]).
-pub const SINK_KEYS: &[&str] =
-    &[
-        "name", "type", "topic", "batch_topic", "status_topic", "qos", "format", "retain", "max_inflight", "batch_max_samples", "read_rows",
-        "backlog_threshold", "ack_timeout", "max_message_bytes",
-    ];
+pub const SINK_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "topic",
+    "batch_topic",
+    "status_topic",
+    "qos",
+    "format",
+    "retain",
+    "max_inflight",
+    "batch_max_samples",
+    "read_rows",
+    "backlog_threshold",
+    "ack_timeout",
+    "max_message_bytes",
+];
 
 #[derive(Deserialize)]
 struct RawSink {
@@ -139,7 +150,11 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
             None => {
                 if format == Format::JsonBatch {
                     let span = raw.topic.as_ref().map_or(raw.name.span(), |t| t.span());
-                    diag.error(span, &k("batch_topic"), "format = \"json-batch\" needs a topic without {tag}: set batch_topic (e.g. \"icam/line5/{device}\")");
+                    diag.error(
+                        span,
+                        &k("batch_topic"),
+                        "format = \"json-batch\" needs a topic without {tag}: set batch_topic (e.g. \"icam/line5/{device}\")",
+                    );
                 }
                 TopicTemplate::parse("relais/{gateway}/{device}").ok()
             }
@@ -167,7 +182,11 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
         None => 1,
         Some(q) if matches!(q.get_ref(), 0 | 1) => *q.get_ref() as u8,
         Some(q) => {
-            diag.error(q.span(), &k("qos"), format!("qos {} is not supported; use 1 (at least once, default) or 0 (at most once)", q.get_ref()));
+            diag.error(
+                q.span(),
+                &k("qos"),
+                format!("qos {} is not supported; use 1 (at least once, default) or 0 (at most once)", q.get_ref()),
+            );
             1
         }
     };

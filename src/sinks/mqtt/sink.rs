@@ -67,7 +67,8 @@ fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
     }
     r.value = crate::model::Value::Null;
     r.quality = crate::model::Quality::Bad;
-    r.reason = Some(format!("payload_too_large: the message was {size} bytes, above max_message_bytes ({max}); value dropped{head}").into());
+    r.reason =
+        Some(format!("payload_too_large: the message was {size} bytes, above max_message_bytes ({max}); value dropped{head}").into());
     r
 }
 
@@ -186,15 +187,7 @@ impl MqttSink {
             topics: HashMap::new(),
             batch_topics: HashMap::new(),
         };
-        MqttSink {
-            cfg,
-            gateway: gateway.to_string(),
-            reader,
-            cursor,
-            committed,
-            stats,
-            encoder: Arc::new(Mutex::new(encoder)),
-        }
+        MqttSink { cfg, gateway: gateway.to_string(), reader, cursor, committed, stats, encoder: Arc::new(Mutex::new(encoder)) }
     }
 
     /// Runs until `stop` fires; then delivers what is committed for up to
@@ -327,7 +320,12 @@ impl MqttSink {
                     let Some((m, batch)) = pending.pop_front() else { break };
                     match s.client.try_publish(m.topic.as_ref(), qos, self.cfg.retain, m.payload) {
                         Ok(()) => {
-                            fifo.push_back(Slot { batch: Some(batch), samples: m.samples, qos1: qos == QoS::AtLeastOnce, since: Instant::now() });
+                            fifo.push_back(Slot {
+                                batch: Some(batch),
+                                samples: m.samples,
+                                qos1: qos == QoS::AtLeastOnce,
+                                since: Instant::now(),
+                            });
                             outstanding += 1;
                             self.stats.messages.fetch_add(1, Ordering::Relaxed);
                         }
@@ -383,7 +381,10 @@ impl MqttSink {
             if let Some(t) = oldest
                 && t.elapsed() > self.cfg.ack_timeout
             {
-                return End::Lost(format!("no PUBACK within {}; reconnecting to resend", crate::units::format_duration(self.cfg.ack_timeout)));
+                return End::Lost(format!(
+                    "no PUBACK within {}; reconnecting to resend",
+                    crate::units::format_duration(self.cfg.ack_timeout)
+                ));
             }
             let ack_check = tokio::time::sleep(Duration::from_millis(500));
             let timer = async {

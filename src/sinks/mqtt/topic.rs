@@ -36,7 +36,9 @@ impl TopicTemplate {
             return Err(format!("topic template {src:?} contains {c:?}; wildcards are not allowed in publish topics"));
         }
         if src.starts_with('$') {
-            return Err(format!("topic template {src:?} starts with '$': such topics are reserved by brokers ($SYS) and messages to them are dropped"));
+            return Err(format!(
+                "topic template {src:?} starts with '$': such topics are reserved by brokers ($SYS) and messages to them are dropped"
+            ));
         }
         if src.len() > 1024 {
             return Err(format!("topic template is {} bytes long; keep it under 1024", src.len()));

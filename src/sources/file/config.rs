@@ -81,7 +81,6 @@ struct RawTail {
     poll_interval: Option<Spanned<String>>,
 }
 
-
 /// Parses a `type = "file"` source.
 pub fn parse_file(item: Item<'_>, d: &mut Diag<'_>, key: &str) -> Option<FileSource> {
     let (common, _) = parse_common(item, d, key, &[])?;

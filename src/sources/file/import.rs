@@ -81,7 +81,10 @@ fn pick_source(sources: &[FileSource], name: Option<&str>) -> anyhow::Result<Fil
     let names: Vec<&str> = sources.iter().map(|s| s.common.name.as_str()).collect();
     match name {
         Some(n) => sources.iter().find(|s| s.common.name == n).cloned().ok_or_else(|| {
-            anyhow::anyhow!("no [[source]] with type = \"file\" named {n:?}; file sources: {}", if names.is_empty() { "none".into() } else { names.join(", ") })
+            anyhow::anyhow!(
+                "no [[source]] with type = \"file\" named {n:?}; file sources: {}",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            )
         }),
         None => match sources {
             [one] => Ok(one.clone()),
@@ -301,7 +304,13 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
         }
     }
     gw.shutdown().await?;
-    Ok(if failed_files > 0 { 1 } else if total.quarantined > 0 { 3 } else { 0 })
+    Ok(if failed_files > 0 {
+        1
+    } else if total.quarantined > 0 {
+        3
+    } else {
+        0
+    })
 }
 
 fn reasons(r: &BTreeMap<String, u64>) -> String {

@@ -264,7 +264,14 @@ impl<R: Read> Read for Counting<R> {
 
 /// Parses `input` as `format`, feeding every record to `out`. A whole-input
 /// problem (not text, unreadable header) is returned once.
-pub fn parse_input<R: Read>(input: R, format: Format, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, out: &mut dyn FnMut(Record)) -> Result<u64, FileError> {
+pub fn parse_input<R: Read>(
+    input: R,
+    format: Format,
+    spec: &ParseSpec,
+    mapper: &mut Mapper,
+    origin: &str,
+    out: &mut dyn FnMut(Record),
+) -> Result<u64, FileError> {
     match format {
         Format::Csv => read_csv(input, spec, mapper, origin, out),
         Format::JsonLines => read_json_lines(std::io::BufReader::with_capacity(1 << 16, input), spec, mapper, origin, out),
@@ -273,7 +280,8 @@ pub fn parse_input<R: Read>(input: R, format: Format, spec: &ParseSpec, mapper: 
             let mut input = input;
             input.read_to_end(&mut bytes).map_err(|e| FileError::Io(e.to_string()))?;
             crate::parse::csv::check_text(&bytes[..bytes.len().min(8192)])?;
-            let text = String::from_utf8(bytes).map_err(|e| FileError::NotText(format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| FileError::NotText(format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))?;
             Ok(read_json_doc(text.trim_start_matches('\u{feff}'), spec, mapper, origin, out))
         }
     }
@@ -282,7 +290,10 @@ pub fn parse_input<R: Read>(input: R, format: Format, spec: &ParseSpec, mapper: 
 /// The format of `path`: the source's, else from the extension.
 pub fn format_of(path: &Path, spec: &ParseSpec) -> Result<Format, FileError> {
     spec.format.or_else(|| Format::from_path(path)).ok_or_else(|| {
-        FileError::Header(format!("cannot tell the format of {} from its extension; set format = \"csv\", \"json\" or \"jsonl\"", path.display()))
+        FileError::Header(format!(
+            "cannot tell the format of {} from its extension; set format = \"csv\", \"json\" or \"jsonl\"",
+            path.display()
+        ))
     })
 }
 

@@ -4,7 +4,7 @@
 //! group, so a restart resumes exactly where the last commit ended.
 
 pub mod config;
+pub mod import;
 pub mod ingest;
 pub mod tail;
 pub mod watch;
-pub mod import;

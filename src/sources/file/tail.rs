@@ -193,7 +193,11 @@ fn folder_of(path: &Path) -> &Path {
 
 fn find_rotated(path: &Path, id: &str) -> Option<PathBuf> {
     let dir = folder_of(path);
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p != path && std::fs::metadata(p).is_ok_and(|m| m.is_file() && file_id(&m) == id))
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p != path && std::fs::metadata(p).is_ok_and(|m| m.is_file() && file_id(&m) == id))
 }
 
 /// Files beside `path` named like its rotations (`<name>.1`, `<name>-2026…`)
@@ -320,7 +324,12 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             };
             let origin = open.path.display().to_string();
             if let Err(e) = parse_input(&input[..], format, &cfg.common.parse, &mut mapper, &origin, &mut |r| b.record(r)) {
-                b.quarantine(mapper.reject(&origin, format!("line {}", lines + 1), format!("{}: {e}", crate::model::reason::PARSE_ERROR), ""));
+                b.quarantine(mapper.reject(
+                    &origin,
+                    format!("line {}", lines + 1),
+                    format!("{}: {e}", crate::model::reason::PARSE_ERROR),
+                    "",
+                ));
             }
             open.offset += complete as u64;
             lines += n_lines;

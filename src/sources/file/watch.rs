@@ -95,7 +95,8 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
     for d in [&cfg.folder, &cfg.done_dir, &cfg.failed_dir] {
         std::fs::create_dir_all(d).map_err(|e| anyhow::anyhow!("source {}: cannot create {}: {e}", cfg.common.name, d.display()))?;
     }
-    let pattern = glob::Pattern::new(&cfg.pattern).map_err(|e| anyhow::anyhow!("source {}: pattern {:?}: {e}", cfg.common.name, cfg.pattern))?;
+    let pattern =
+        glob::Pattern::new(&cfg.pattern).map_err(|e| anyhow::anyhow!("source {}: pattern {:?}: {e}", cfg.common.name, cfg.pattern))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Our own reads of the folder's files raise open/access/close-without-write

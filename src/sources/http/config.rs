@@ -39,8 +39,18 @@ pub struct HttpSource {
 }
 
 /// Type-specific keys.
-pub const HTTP_KEYS: &[&str] =
-    &["listen", "token", "token_file", "token_env", "allow_anonymous", "max_body", "max_requests_per_second", "max_concurrent", "commit_timeout", "body_timeout"];
+pub const HTTP_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "token_file",
+    "token_env",
+    "allow_anonymous",
+    "max_body",
+    "max_requests_per_second",
+    "max_concurrent",
+    "commit_timeout",
+    "body_timeout",
+];
 
 #[derive(Deserialize)]
 struct RawHttp {
@@ -87,7 +97,11 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
         if raw.allow_anonymous {
             d.warn(s, &k("listen"), "anonymous ingest open beyond this machine: anyone on the network can write data");
         } else {
-            d.warn(s, &k("listen"), "ingest listens beyond this machine over plain HTTP: the token travels in clear text; put a TLS reverse proxy in front");
+            d.warn(
+                s,
+                &k("listen"),
+                "ingest listens beyond this machine over plain HTTP: the token travels in clear text; put a TLS reverse proxy in front",
+            );
         }
     }
     let max_body = crate::diag::size(d, &raw.max_body, &k("max_body"), 16 << 20, 1);

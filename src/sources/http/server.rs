@@ -79,14 +79,12 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     }
     let mut tasks = Vec::new();
     for (addr, routes) in by_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP ingest cannot listen on {addr}: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP ingest cannot listen on {addr}: {e}"))?;
         let names: Vec<String> = routes.keys().map(|n| format!("/ingest/{n}")).collect();
         tracing::info!(listen = %addr, routes = %names.join(" "), "HTTP ingest listening");
         let state = AppState { routes: Arc::new(routes), ctx: ctx.clone() };
-        let app = Router::new()
-            .route("/ingest/{source}", post(ingest))
-            .layer(axum::extract::DefaultBodyLimit::disable())
-            .with_state(state);
+        let app = Router::new().route("/ingest/{source}", post(ingest)).layer(axum::extract::DefaultBodyLimit::disable()).with_state(state);
         let stop = ctx.stop.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
@@ -140,8 +138,14 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let too_large = || reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than max_body ({} bytes)", cfg.max_body)}));
-    if headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > cfg.max_body) {
+    let too_large =
+        || reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than max_body ({} bytes)", cfg.max_body)}));
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > cfg.max_body)
+    {
         return too_large();
     }
     let format = match cfg.common.parse.format {
@@ -184,7 +188,12 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
             }
         });
         if let Err(e) = res {
-            rejects.push(mapper.reject("http", "body".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(&bytes[..bytes.len().min(4096)])));
+            rejects.push(mapper.reject(
+                "http",
+                "body".into(),
+                format!("{}: {e}", crate::model::reason::PARSE_ERROR),
+                &String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]),
+            ));
         }
         (records, samples, rejects)
     })
@@ -194,7 +203,8 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
     };
     route.stats.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
     if !rejects.is_empty() {
-        let errors: Vec<serde_json::Value> = rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
+        let errors: Vec<serde_json::Value> =
+            rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
         let n = rejects.len();
         route.stats.rejected(&rejects);
         // Keep them in the quarantine too (best effort, not awaited for long).
@@ -212,9 +222,15 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
         Ok(Some(a)) => {
             route.stats.samples.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             let (first, last) = if a.first <= a.last { (Some(a.first), Some(a.last)) } else { (None, None) };
-            reply(StatusCode::OK, json!({"source": cfg.common.name, "records": records, "accepted": n, "first_seq": first, "last_seq": last}))
+            reply(
+                StatusCode::OK,
+                json!({"source": cfg.common.name, "records": records, "accepted": n, "first_seq": first, "last_seq": last}),
+            )
         }
         Ok(None) => reply(StatusCode::INSUFFICIENT_STORAGE, json!({"error": "the buffer could not store the samples (disk full?)"})),
-        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the buffer did not commit in time; retry later (samples may still be committed)"})),
+        Err(_) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the buffer did not commit in time; retry later (samples may still be committed)"}),
+        ),
     }
 }

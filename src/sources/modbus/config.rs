@@ -60,7 +60,10 @@ impl Transport {
     /// between two RTU lines, as `"baud_rate 19200 vs 9600"`; empty when they
     /// agree or either is not RTU.
     pub fn serial_differences(&self, other: &Transport) -> Vec<String> {
-        let (Transport::Rtu { baud_rate, parity, data_bits, stop_bits, .. }, Transport::Rtu { baud_rate: b2, parity: p2, data_bits: d2, stop_bits: s2, .. }) = (self, other)
+        let (
+            Transport::Rtu { baud_rate, parity, data_bits, stop_bits, .. },
+            Transport::Rtu { baud_rate: b2, parity: p2, data_bits: d2, stop_bits: s2, .. },
+        ) = (self, other)
         else {
             return Vec::new();
         };
@@ -92,11 +95,11 @@ impl Transport {
     /// The silent interval between two RTU frames: 3.5 character times at
     /// the baud rate, 1.75 ms above 19200 baud (Modbus over Serial Line
     /// v1.02 §2.5.1.1). Zero for TCP.
-    pub fn frame_gap(&self) -> std::time::Duration {
+    pub fn frame_gap(&self) -> Duration {
         match self {
-            Transport::Rtu { baud_rate, .. } if *baud_rate <= 19_200 => std::time::Duration::from_secs_f64(3.5 * 11.0 / *baud_rate as f64),
-            Transport::Rtu { .. } => std::time::Duration::from_micros(1750),
-            _ => std::time::Duration::ZERO,
+            Transport::Rtu { baud_rate, .. } if *baud_rate <= 19_200 => Duration::from_secs_f64(3.5 * 11.0 / *baud_rate as f64),
+            Transport::Rtu { .. } => Duration::from_micros(1750),
+            _ => Duration::ZERO,
         }
     }
 }
@@ -167,9 +170,23 @@ impl ModbusTag {
 
 /// Keys of a Modbus `[[device]]` (besides its `[[device.tag]]` list).
 pub const DEVICE_KEYS: &[&str] = &[
-    "name", "protocol", "endpoint", "unit_id", "timeout", "poll_interval", "byte_order",
-    "max_registers_per_request", "max_bits_per_request", "max_gap", "max_gap_bits", "reconnect_max",
-    "port", "baud_rate", "parity", "data_bits", "stop_bits",
+    "name",
+    "protocol",
+    "endpoint",
+    "unit_id",
+    "timeout",
+    "poll_interval",
+    "byte_order",
+    "max_registers_per_request",
+    "max_bits_per_request",
+    "max_gap",
+    "max_gap_bits",
+    "reconnect_max",
+    "port",
+    "baud_rate",
+    "parity",
+    "data_bits",
+    "stop_bits",
 ];
 /// Keys of a Modbus `[[device.tag]]`.
 pub const TAG_KEYS: &[&str] =
@@ -296,7 +313,8 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         // Still check the tags, so one pass shows every error.
         if let Some(t) = tags_item {
             for (i, t) in crate::diag::array_items_of(t, diag, &format!("{key} / tag"), "device.tag").into_iter().enumerate() {
-                let tkey = crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
+                let tkey = crate::diag::peek_str(&t, "name")
+                    .map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
                 let mut t = t;
                 reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
                 if let Some(rt) = de_item::<RawTag>(t, diag, &tkey) {
@@ -317,7 +335,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     let (endpoint, transport) = if rtu {
         for (v, k) in [(&raw.endpoint, "endpoint")] {
             if let Some(v) = v {
-                diag.error(v.span(), &format!("{key} / {k}"), "a modbus-rtu device is on a serial `port`; use protocol = \"modbus-rtu-over-tcp\" for a serial device server");
+                diag.error(
+                    v.span(),
+                    &format!("{key} / {k}"),
+                    "a modbus-rtu device is on a serial `port`; use protocol = \"modbus-rtu-over-tcp\" for a serial device server",
+                );
             }
         }
         let port = match &raw.port {
@@ -326,10 +348,16 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
                 // A USB adapter may be plugged in later: a warning, and relais
                 // retries; a file or folder will never be a serial port.
                 match std::fs::metadata(&path) {
-                    Err(_) => diag.warn(p.span(), &format!("{key} / port"), format!("serial port {path} does not exist (yet); relais retries until it appears")),
-                    Ok(m) if m.is_dir() || m.is_file() => {
-                        diag.error(p.span(), &format!("{key} / port"), format!("{path} is a {}, not a serial device", if m.is_dir() { "folder" } else { "regular file" }))
-                    }
+                    Err(_) => diag.warn(
+                        p.span(),
+                        &format!("{key} / port"),
+                        format!("serial port {path} does not exist (yet); relais retries until it appears"),
+                    ),
+                    Ok(m) if m.is_dir() || m.is_file() => diag.error(
+                        p.span(),
+                        &format!("{key} / port"),
+                        format!("{path} is a {}, not a serial device", if m.is_dir() { "folder" } else { "regular file" }),
+                    ),
                     Ok(_) => {}
                 }
                 path
@@ -343,14 +371,19 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
                 String::new()
             }
         };
-        let baud_rate = raw.baud_rate.as_ref().and_then(|b| int_in(diag, b, &format!("{key} / baud_rate"), 300, 4_000_000)).unwrap_or(19_200) as u32;
+        let baud_rate =
+            raw.baud_rate.as_ref().and_then(|b| int_in(diag, b, &format!("{key} / baud_rate"), 300, 4_000_000)).unwrap_or(19_200) as u32;
         let parity = match raw.parity.as_ref().map(|p| (p.get_ref().to_ascii_lowercase(), p.span())) {
             None => Parity::Even,
             Some((p, _)) if p == "even" || p == "e" => Parity::Even,
             Some((p, _)) if p == "odd" || p == "o" => Parity::Odd,
             Some((p, _)) if p == "none" || p == "n" => Parity::None,
             Some((p, span)) => {
-                diag.error(span, &format!("{key} / parity"), format!("unknown parity {p:?}; expected \"even\" (Modbus default), \"odd\" or \"none\""));
+                diag.error(
+                    span,
+                    &format!("{key} / parity"),
+                    format!("unknown parity {p:?}; expected \"even\" (Modbus default), \"odd\" or \"none\""),
+                );
                 Parity::Even
             }
         };
@@ -377,7 +410,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
                 ep
             }
             None => {
-                diag.error(raw.name.span(), &format!("{key} / endpoint"), "missing key `endpoint`: \"host:port\", e.g. \"192.168.1.10:502\"");
+                diag.error(
+                    raw.name.span(),
+                    &format!("{key} / endpoint"),
+                    "missing key `endpoint`: \"host:port\", e.g. \"192.168.1.10:502\"",
+                );
                 String::new()
             }
         };
@@ -393,7 +430,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     } as u8;
     if serial_framing && raw.unit_id.as_ref().is_some_and(|u| *u.get_ref() == 0) {
         let u = raw.unit_id.as_ref().expect("checked");
-        diag.error(u.span(), &format!("{key} / unit_id"), "unit id 0 is the RTU broadcast address: devices never answer it, so it cannot be read");
+        diag.error(
+            u.span(),
+            &format!("{key} / unit_id"),
+            "unit id 0 is the RTU broadcast address: devices never answer it, so it cannot be read",
+        );
     }
     let timeout = duration(diag, &raw.timeout, &format!("{key} / timeout"), Duration::from_secs(1), Duration::from_millis(10));
     if timeout > Duration::from_secs(600) {
@@ -433,7 +474,8 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         diag.warn(raw.name.span(), &key, "device has no [[device.tag]]; nothing will be polled");
     }
     for (i, mut t) in items.into_iter().enumerate() {
-        let tkey = crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
+        let tkey =
+            crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
         reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
         let Some(rt) = de_item::<RawTag>(t, diag, &tkey) else { continue };
         let tname = rt.name.get_ref().clone();
@@ -447,7 +489,9 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
             tags.push(tag);
         }
     }
-    if diag.error_count() > before { None } else {
+    if diag.error_count() > before {
+        None
+    } else {
         Some(ModbusDevice { name, endpoint, transport, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, tags })
     }
 }
@@ -470,7 +514,11 @@ fn validate_tag(
     let (table, address) = match rt.address.get_ref() {
         RawAddress::Number(n) => {
             if !(0..=65535).contains(n) {
-                diag.error(rt.address.span(), &format!("{key} / address"), format!("address {n} is out of range; expected a 0-based PDU address in 0..=65535"));
+                diag.error(
+                    rt.address.span(),
+                    &format!("{key} / address"),
+                    format!("address {n} is out of range; expected a 0-based PDU address in 0..=65535"),
+                );
             }
             (table_cfg.unwrap_or(Table::Holding), (*n).clamp(0, 65535) as u16)
         }
@@ -479,7 +527,11 @@ fn validate_tag(
                 if let Some(tc) = table_cfg
                     && tc != t
                 {
-                    diag.error(rt.address.span(), &format!("{key} / address"), format!("Modicon reference {s:?} is in the {t} table but table = \"{tc}\""));
+                    diag.error(
+                        rt.address.span(),
+                        &format!("{key} / address"),
+                        format!("Modicon reference {s:?} is in the {t} table but table = \"{tc}\""),
+                    );
                 }
                 (t, a)
             }
@@ -490,7 +542,11 @@ fn validate_tag(
         },
     };
     if rt.table.is_none() && matches!(rt.address.get_ref(), RawAddress::Number(_)) {
-        diag.error(rt.address.span(), &format!("{key} / table"), "missing key `table`; expected one of holding, input, coil, discrete_input");
+        diag.error(
+            rt.address.span(),
+            &format!("{key} / table"),
+            "missing key `table`; expected one of holding, input, coil, discrete_input",
+        );
     }
     let default_ty = if table.is_bit() || rt.bit.is_some() { DataType::Bool } else { DataType::U16 };
     let ty: DataType = match &rt.ty {
@@ -509,7 +565,11 @@ fn validate_tag(
         Some(b) => {
             let v = int_in(diag, b, &format!("{key} / bit"), 0, 15).map(|x| x as u8);
             if table.is_bit() {
-                diag.error(b.span(), &format!("{key} / bit"), format!("`bit` selects a bit of a 16-bit register; the {table} table already holds single bits"));
+                diag.error(
+                    b.span(),
+                    &format!("{key} / bit"),
+                    format!("`bit` selects a bit of a 16-bit register; the {table} table already holds single bits"),
+                );
             }
             if ty != DataType::Bool {
                 diag.error(b.span(), &format!("{key} / bit"), format!("`bit` needs type = \"bool\", not {ty}"));
@@ -546,11 +606,19 @@ fn validate_tag(
     let poll_interval = duration(diag, &rt.poll_interval, &format!("{key} / poll_interval"), dev_interval, Duration::from_millis(1));
     let count = if table.is_bit() { 1 } else { ty.register_count() };
     if address as u32 + count as u32 > 65536 {
-        diag.error(rt.address.span(), &format!("{key} / address"), format!("{ty} at address {address} needs {count} registers and runs past 65535"));
+        diag.error(
+            rt.address.span(),
+            &format!("{key} / address"),
+            format!("{ty} at address {address} needs {count} registers and runs past 65535"),
+        );
     }
     let limit = if table.is_bit() { limits.max_bits } else { limits.max_registers };
     if count > limit {
-        diag.error(rt.ty.as_ref().map_or(rt.name.span(), |t| t.span()), &format!("{key} / type"), format!("{ty} needs {count} registers, more than the device's limit of {limit} per request"));
+        diag.error(
+            rt.ty.as_ref().map_or(rt.name.span(), |t| t.span()),
+            &format!("{key} / type"),
+            format!("{ty} needs {count} registers, more than the device's limit of {limit} per request"),
+        );
     }
     if diag.error_count() > before {
         return None;

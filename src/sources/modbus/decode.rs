@@ -12,6 +12,7 @@ use super::types::{ByteOrder, DataType};
 use crate::model::Value;
 
 /// Why words could not be decoded or a value not encoded.
+#[allow(missing_docs)] // each variant's doc names its fields
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CodecError {
     /// Fewer words than the type needs.
@@ -165,9 +166,7 @@ pub fn encode(value: &Value, ty: DataType, order: ByteOrder) -> Result<Vec<u16>,
             _ => Err(CodecError::Incompatible { value: value.to_string(), ty }),
         }
     };
-    let float = || -> Result<f64, CodecError> {
-        value.as_f64().ok_or_else(|| CodecError::Incompatible { value: value.to_string(), ty })
-    };
+    let float = || -> Result<f64, CodecError> { value.as_f64().ok_or_else(|| CodecError::Incompatible { value: value.to_string(), ty }) };
     Ok(match ty {
         DataType::Bool => vec![word16(int()?.clamp(0, 1) as u16, order)],
         DataType::U16 => vec![word16(u16::try_from(int()?).map_err(|_| range())?, order)],
@@ -187,10 +186,7 @@ pub fn encode(value: &Value, ty: DataType, order: ByteOrder) -> Result<Vec<u16>,
                 return Err(range());
             }
             bytes.resize(n as usize * 2, 0);
-            bytes
-                .chunks_exact(2)
-                .map(|p| word16(u16::from_be_bytes([p[0], p[1]]), order))
-                .collect()
+            bytes.chunks_exact(2).map(|p| word16(u16::from_be_bytes([p[0], p[1]]), order)).collect()
         }
     })
 }

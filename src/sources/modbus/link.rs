@@ -344,7 +344,10 @@ fn describe(e: &tokio_modbus::Error) -> String {
             "protocol error: the response function code does not match the request".into()
         }
         tokio_modbus::Error::Transport(io) => match io.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe => {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => {
                 format!("connection closed by the device ({io})")
             }
             // tokio-modbus reports an end of stream with the last OS error,

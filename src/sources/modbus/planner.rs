@@ -139,11 +139,7 @@ fn request_over(table: Table, spans: &[&TagSpan]) -> ReadRequest {
 /// cannot be split further. `tags` is the device's full span list, indexed by
 /// [`TagSpan::index`].
 pub fn split(req: &ReadRequest, tags: &[TagSpan]) -> Vec<ReadRequest> {
-    let mut spans: Vec<&TagSpan> = req
-        .tags
-        .iter()
-        .filter_map(|i| tags.iter().find(|t| t.index == *i))
-        .collect();
+    let mut spans: Vec<&TagSpan> = req.tags.iter().filter_map(|i| tags.iter().find(|t| t.index == *i)).collect();
     spans.sort_by_key(|t| (t.address, t.index));
     // Runs without holes.
     let mut runs: Vec<Vec<&TagSpan>> = Vec::new();

@@ -89,11 +89,7 @@ pub fn plan_device(dev: &ModbusDevice) -> Result<Vec<(Duration, Vec<ReadRequest>
 }
 
 fn spans_of(dev: &ModbusDevice) -> Vec<TagSpan> {
-    dev.tags
-        .iter()
-        .enumerate()
-        .map(|(i, t)| TagSpan { index: i, table: t.table, address: t.address, count: t.count() })
-        .collect()
+    dev.tags.iter().enumerate().map(|(i, t)| TagSpan { index: i, table: t.table, address: t.address, count: t.count() }).collect()
 }
 
 /// Starts one polling task per distinct endpoint of `devices`.
@@ -224,12 +220,9 @@ impl EndpointPoller {
         if let Some(until) = dev.degraded_until
             && Instant::now() < until
         {
-            let why: Arc<str> = format!(
-                "{}: device not answering; polled again in {:.0}s",
-                reason::COMM_FAILURE,
-                (until - Instant::now()).as_secs_f64()
-            )
-            .into();
+            let why: Arc<str> =
+                format!("{}: device not answering; polled again in {:.0}s", reason::COMM_FAILURE, (until - Instant::now()).as_secs_f64())
+                    .into();
             let ts = Timestamp::now();
             for p in &dev.groups[g].requests {
                 for &i in &p.req.tags {
@@ -318,7 +311,13 @@ impl EndpointPoller {
     /// Reads `req`; on exception 02/03 with several tags, splits it and reads
     /// the parts. Returns the leaf requests with their results; when every
     /// part failed too, returns `req` alone, marked to be kept whole.
-    fn execute<'a>(&'a mut self, d: usize, req: ReadRequest, allow_split: bool, budget: &'a mut u32) -> Pin<Box<dyn Future<Output = Vec<Leaf>> + Send + 'a>> {
+    fn execute<'a>(
+        &'a mut self,
+        d: usize,
+        req: ReadRequest,
+        allow_split: bool,
+        budget: &'a mut u32,
+    ) -> Pin<Box<dyn Future<Output = Vec<Leaf>> + Send + 'a>> {
         Box::pin(async move {
             let (unit, timeout) = (self.devices[d].cfg.unit_id, self.devices[d].cfg.timeout);
             let result = self.link.read(unit, req.table, req.start, req.count, timeout).await;
@@ -383,11 +382,9 @@ impl Device {
                         Words::Registers(regs) => regs.get(off..off + n).map(|w| decode(w, ty, order, bit)),
                     };
                     out.push(match value {
-                        Some(Ok(Value::F64(x))) if !x.is_finite() => Sample::bad(
-                            self.metas[i].clone(),
-                            format!("{}: {ty} decoded to {x}", reason::NON_FINITE).into(),
-                            ts,
-                        ),
+                        Some(Ok(Value::F64(x))) if !x.is_finite() => {
+                            Sample::bad(self.metas[i].clone(), format!("{}: {ty} decoded to {x}", reason::NON_FINITE).into(), ts)
+                        }
                         Some(Ok(v)) => {
                             if let (Value::F64(x), Words::Registers(regs)) = (&v, words) {
                                 self.check_float(i, *x, &regs[off..off + n]);

@@ -67,9 +67,7 @@ impl FromStr for Table {
             "coil" => Table::Coil,
             "discrete_input" => Table::DiscreteInput,
             _ => {
-                return Err(format!(
-                    "unknown table {s:?}; expected one of holding, input, coil, discrete_input"
-                ));
+                return Err(format!("unknown table {s:?}; expected one of holding, input, coil, discrete_input"));
             }
         })
     }
@@ -121,10 +119,7 @@ impl DataType {
 
     /// True for the integer types.
     pub fn is_integer(self) -> bool {
-        matches!(
-            self,
-            DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32 | DataType::U64 | DataType::I64
-        )
+        matches!(self, DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32 | DataType::U64 | DataType::I64)
     }
 }
 
@@ -169,9 +164,7 @@ impl FromStr for DataType {
                     match n.trim().parse::<u16>() {
                         Ok(n) if (1..=125).contains(&n) => return Ok(DataType::String(n)),
                         _ => {
-                            return Err(format!(
-                                "bad string length in {s:?}: expected string(N) with N registers in 1..=125"
-                            ));
+                            return Err(format!("bad string length in {s:?}: expected string(N) with N registers in 1..=125"));
                         }
                     }
                 }

@@ -27,8 +27,8 @@ use rumqttc::Publish;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ingest::{Accepted, Group};
-use crate::parse::{Fields, Mapper};
 use crate::parse::spec::Format;
+use crate::parse::{Fields, Mapper};
 use crate::sources::SourceCtx;
 use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
@@ -77,7 +77,12 @@ fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload:
     let mut g = Group::default();
     if let Some(Err(e)) = device {
         let why = format!("{}: device from the topic: {e}", crate::model::reason::PARSE_ERROR);
-        g.quarantine.push(mapper.reject(topic, "topic".into(), why, &String::from_utf8_lossy(&payload[..payload.len().min(KEPT_OF_LARGE)])));
+        g.quarantine.push(mapper.reject(
+            topic,
+            "topic".into(),
+            why,
+            &String::from_utf8_lossy(&payload[..payload.len().min(KEPT_OF_LARGE)]),
+        ));
         return g;
     }
     if payload.len() as u64 > cfg.max_payload {
@@ -98,7 +103,12 @@ fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload:
         Err(q) => g.quarantine.push(q),
     });
     if let Err(e) = res {
-        g.quarantine.push(mapper.reject(topic, "payload".into(), format!("{}: {e}", crate::model::reason::PARSE_ERROR), &String::from_utf8_lossy(payload)));
+        g.quarantine.push(mapper.reject(
+            topic,
+            "payload".into(),
+            format!("{}: {e}", crate::model::reason::PARSE_ERROR),
+            &String::from_utf8_lossy(payload),
+        ));
     }
     g
 }

@@ -86,7 +86,11 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
         .await
         .map_err(|e| anyhow::anyhow!("reading the NamespaceArray: {}", e.status()))?;
     let uris: Vec<String> = match ns.into_iter().next().and_then(|d| d.value) {
-        Some(Variant::Array(a)) => a.values.iter().map(|v| if let Variant::String(s) = v { s.value().clone().unwrap_or_default() } else { String::new() }).collect(),
+        Some(Variant::Array(a)) => a
+            .values
+            .iter()
+            .map(|v| if let Variant::String(s) = v { s.value().clone().unwrap_or_default() } else { String::new() })
+            .collect(),
         _ => Vec::new(),
     };
     let start_ref: super::node::NodeRef = start.parse().map_err(|e| anyhow::anyhow!("--node: {e}"))?;
@@ -113,7 +117,8 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
         Some(Variant::Int32(c)) => NodeClass::try_from(*c).unwrap_or(NodeClass::Unspecified),
         _ => NodeClass::Unspecified,
     };
-    let mut out = vec![Found { depth: 0, name, node_id: with_uri(&start_id, &uris), class, data_type: None, access: None, path: String::new() }];
+    let mut out =
+        vec![Found { depth: 0, name, node_id: with_uri(&start_id, &uris), class, data_type: None, access: None, path: String::new() }];
     if class == NodeClass::Variable {
         describe(session, &mut out, &[0], &uris).await;
     }
@@ -286,7 +291,9 @@ pub fn render_snippet(found: &[Found], device: &str, endpoint: &str) -> String {
     let mut s = format!("[[device]]\nname = {device:?}\nprotocol = \"opcua\"\nendpoint = {endpoint:?}\n");
     let mut names = std::collections::HashSet::new();
     let standard = |id: &str| id.starts_with("i=") || id.starts_with("s=") || id.starts_with("g=") || id.starts_with("b=");
-    for f in found.iter().filter(|f| f.depth > 0 && f.class == NodeClass::Variable && !standard(&f.node_id) && f.access.as_deref().is_none_or(|a| a.starts_with("read"))) {
+    for f in found.iter().filter(|f| {
+        f.depth > 0 && f.class == NodeClass::Variable && !standard(&f.node_id) && f.access.as_deref().is_none_or(|a| a.starts_with("read"))
+    }) {
         let mut name: String = f.path.chars().map(|c| if matches!(c, '+' | '#' | '/' | ' ') || c.is_control() { '_' } else { c }).collect();
         let stem = name.clone();
         let mut n = 2;

@@ -53,7 +53,8 @@ impl Pki {
         let (cert, application_uri) = if cert_path.exists() && key_path.exists() {
             let cert = CertificateStore::read_cert(&cert_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_path.display()))?;
             CertificateStore::read_pkey(&key_path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
-            let uri = std::fs::read_to_string(&uri_path).map(|u| u.trim().to_string()).unwrap_or_else(|_| format!("urn:relais:{gateway_id}"));
+            let uri =
+                std::fs::read_to_string(&uri_path).map(|u| u.trim().to_string()).unwrap_or_else(|_| format!("urn:relais:{gateway_id}"));
             if cert.is_application_uri_valid(&uri).is_err() {
                 tracing::warn!(
                     certificate = %cert_path.display(), application_uri = %uri,
@@ -106,7 +107,6 @@ impl Pki {
         Some(ServerCert { trusted: self.dir.join("trusted").join(&file).exists(), file, thumbprint: cert.thumbprint().as_hex_string() })
     }
 }
-
 
 #[cfg(unix)]
 fn restrict(p: &Path) -> anyhow::Result<()> {
@@ -224,32 +224,57 @@ pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint:
             pki.dir.join("trusted").display()
         )
     });
-    if sub == S::BadCertificateUntrusted.sub_code() || sub == S::BadSecurityChecksFailed.sub_code() || sub == S::BadCertificateInvalid.sub_code() {
+    if sub == S::BadCertificateUntrusted.sub_code()
+        || sub == S::BadSecurityChecksFailed.sub_code()
+        || sub == S::BadCertificateInvalid.sub_code()
+    {
         return theirs.unwrap_or_else(ours);
     }
-    if sub == S::BadCertificateHostNameInvalid.sub_code() || sub == S::BadCertificateUriInvalid.sub_code() || sub == S::BadCertificateTimeInvalid.sub_code() {
+    if sub == S::BadCertificateHostNameInvalid.sub_code()
+        || sub == S::BadCertificateUriInvalid.sub_code()
+        || sub == S::BadCertificateTimeInvalid.sub_code()
+    {
         return format!(
             "{status}: the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
              or set strict_server_certificate = false to check only that it is trusted"
         );
     }
-    if sub == S::BadIdentityTokenInvalid.sub_code() || sub == S::BadIdentityTokenRejected.sub_code() || sub == S::BadUserAccessDenied.sub_code() {
+    if sub == S::BadIdentityTokenInvalid.sub_code()
+        || sub == S::BadIdentityTokenRejected.sub_code()
+        || sub == S::BadUserAccessDenied.sub_code()
+    {
         return format!("{status}: the server rejected the user identity (username/password or user certificate)");
     }
     if sub == S::BadSecurityPolicyRejected.sub_code() {
         return format!(
             "{status}: the server refused the user identity type{}; or the security policy",
-            if matches!(dev.identity, super::config::Identity::Anonymous) { " (anonymous sessions not allowed? set username/password or a user certificate)" } else { "" }
+            if matches!(dev.identity, Identity::Anonymous) {
+                " (anonymous sessions not allowed? set username/password or a user certificate)"
+            } else {
+                ""
+            }
         );
     }
-    if sub == S::BadTcpEndpointUrlInvalid.sub_code() || sub == S::BadCommunicationError.sub_code() || sub == S::BadConnectionClosed.sub_code() || sub == S::BadSecureChannelClosed.sub_code() || sub == S::BadTimeout.sub_code() {
+    if sub == S::BadTcpEndpointUrlInvalid.sub_code()
+        || sub == S::BadCommunicationError.sub_code()
+        || sub == S::BadConnectionClosed.sub_code()
+        || sub == S::BadSecureChannelClosed.sub_code()
+        || sub == S::BadTimeout.sub_code()
+    {
         // Say what the network says before anything else.
         match probe(&dev.endpoint).await {
             Err(net) => return net,
             Ok(()) if dev.policy != super::config::Policy::None && sub != S::BadTimeout.sub_code() => {
-                return theirs.unwrap_or_else(|| format!("{status}: the server accepts connections but closed the secure channel; if this repeats, most likely {}", ours()));
+                return theirs.unwrap_or_else(|| {
+                    format!(
+                        "{status}: the server accepts connections but closed the secure channel; if this repeats, most likely {}",
+                        ours()
+                    )
+                });
             }
-            Ok(()) if sub == S::BadTcpEndpointUrlInvalid.sub_code() => return format!("{status}: the server does not know the endpoint path of {}", dev.endpoint),
+            Ok(()) if sub == S::BadTcpEndpointUrlInvalid.sub_code() => {
+                return format!("{status}: the server does not know the endpoint path of {}", dev.endpoint);
+            }
             Ok(()) => {}
         }
     }
@@ -261,16 +286,23 @@ pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint:
 pub async fn probe(endpoint: &str) -> Result<(), String> {
     let rest = endpoint.strip_prefix("opc.tcp://").unwrap_or(endpoint);
     let hostport = rest.split('/').next().unwrap_or("");
-    let target = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { hostport.to_string() } else { format!("{hostport}:4840") };
-    let addrs: Vec<std::net::SocketAddr> = match tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(target.as_str())).await {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => return Err(format!("cannot resolve {target}: {e}")),
-        Err(_) => return Err(format!("cannot resolve {target}: no answer within 3 s")),
+    let target = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:4840")
     };
+    let addrs: Vec<std::net::SocketAddr> =
+        match tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(target.as_str())).await {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => return Err(format!("cannot resolve {target}: {e}")),
+            Err(_) => return Err(format!("cannot resolve {target}: no answer within 3 s")),
+        };
     let Some(addr) = addrs.first() else { return Err(format!("cannot resolve {target}: no address")) };
     match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!("connection to {target} refused (server down, or wrong port)")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(format!("connection to {target} refused (server down, or wrong port)"))
+        }
         Ok(Err(e)) => Err(format!("cannot connect to {target}: {e}")),
         Err(_) => Err(format!("no answer from {target} within 3 s (host down, or a firewall drops the packets)")),
     }
@@ -294,7 +326,10 @@ pub async fn open_session(
     client: &Client,
     dev: &OpcUaDevice,
     identity: IdentityToken,
-) -> Result<(std::sync::Arc<opcua::client::Session>, opcua::client::SessionEventLoop<opcua::client::transport::TcpConnector>, EndpointDescription), OpenError> {
+) -> Result<
+    (std::sync::Arc<opcua::client::Session>, opcua::client::SessionEventLoop<opcua::client::transport::TcpConnector>, EndpointDescription),
+    OpenError,
+> {
     // The library has no deadline on the opening handshake (Hello/Acknowledge,
     // OpenSecureChannel): a port that accepts TCP and never speaks OPC UA
     // (another service, a half-dead server) would hold this call for ever.

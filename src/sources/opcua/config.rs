@@ -172,15 +172,45 @@ pub struct OpcUaDevice {
 
 /// Keys of an OPC UA `[[device]]` (besides its `[[device.tag]]` list).
 pub const DEVICE_KEYS: &[&str] = &[
-    "name", "protocol", "endpoint", "security_policy", "security_mode", "username", "password", "password_file",
-    "password_env", "user_certificate", "user_private_key", "pki_dir", "trust_server_certificate", "strict_server_certificate", "session_timeout",
-    "keep_alive", "request_timeout", "reconnect_max", "mode", "publishing_interval", "sampling_interval", "queue_size",
-    "poll_interval", "deadband", "deadband_type",
+    "name",
+    "protocol",
+    "endpoint",
+    "security_policy",
+    "security_mode",
+    "username",
+    "password",
+    "password_file",
+    "password_env",
+    "user_certificate",
+    "user_private_key",
+    "pki_dir",
+    "trust_server_certificate",
+    "strict_server_certificate",
+    "session_timeout",
+    "keep_alive",
+    "request_timeout",
+    "reconnect_max",
+    "mode",
+    "publishing_interval",
+    "sampling_interval",
+    "queue_size",
+    "poll_interval",
+    "deadband",
+    "deadband_type",
 ];
 /// Keys of an OPC UA `[[device.tag]]`.
 pub const TAG_KEYS: &[&str] = &[
-    "name", "node_id", "mode", "publishing_interval", "sampling_interval", "queue_size", "poll_interval", "deadband",
-    "deadband_type", "unit", "description",
+    "name",
+    "node_id",
+    "mode",
+    "publishing_interval",
+    "sampling_interval",
+    "queue_size",
+    "poll_interval",
+    "deadband",
+    "deadband_type",
+    "unit",
+    "description",
 ];
 
 #[derive(Deserialize)]
@@ -325,7 +355,11 @@ fn acquisition(d: &mut Diag<'_>, key: &str, raw: &RawAcq<'_>, def: AcqDefaults) 
         let x = *v.get_ref();
         let percent = kind.unwrap_or(matches!(def.deadband, Some(Deadband::Percent(_))));
         if !x.is_finite() || x < 0.0 || (percent && x > 100.0) {
-            d.error(v.span(), &k("deadband"), format!("deadband {x} is out of range; expected 0 or more{}", if percent { ", at most 100 (percent)" } else { "" }));
+            d.error(
+                v.span(),
+                &k("deadband"),
+                format!("deadband {x} is out of range; expected 0 or more{}", if percent { ", at most 100 (percent)" } else { "" }),
+            );
         } else if x == 0.0 {
             out.deadband = None;
         } else {
@@ -346,14 +380,22 @@ fn warn_poll_keys(d: &mut Diag<'_>, key: &str, raw: &RawAcq<'_>, acq: &AcqDefaul
     if acq.poll {
         for (v, n) in [(raw.publishing_interval, "publishing_interval"), (raw.sampling_interval, "sampling_interval")] {
             if let Some(v) = v {
-                d.warn(v.span(), &format!("{key} / {n}"), format!("`{n}` applies to mode = \"subscription\"; this tag is polled (poll_interval)"));
+                d.warn(
+                    v.span(),
+                    &format!("{key} / {n}"),
+                    format!("`{n}` applies to mode = \"subscription\"; this tag is polled (poll_interval)"),
+                );
             }
         }
         if let Some(v) = raw.deadband {
             d.warn(v.span(), &format!("{key} / deadband"), "a deadband applies to mode = \"subscription\"; this tag is polled");
         }
     } else if let Some(v) = raw.poll_interval {
-        d.warn(v.span(), &format!("{key} / poll_interval"), "`poll_interval` applies to mode = \"poll\"; this tag is subscribed (publishing_interval, sampling_interval)");
+        d.warn(
+            v.span(),
+            &format!("{key} / poll_interval"),
+            "`poll_interval` applies to mode = \"poll\"; this tag is subscribed (publishing_interval, sampling_interval)",
+        );
     }
 }
 
@@ -416,7 +458,14 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         let policy = match &raw.security_policy {
             None => Policy::None,
             Some(p) => Policy::parse(p.get_ref()).unwrap_or_else(|| {
-                diag.error(p.span(), &k("security_policy"), format!("unknown security_policy {:?}; expected None, Basic256Sha256, Aes128Sha256RsaOaep or Aes256Sha256RsaPss", p.get_ref()));
+                diag.error(
+                    p.span(),
+                    &k("security_policy"),
+                    format!(
+                        "unknown security_policy {:?}; expected None, Basic256Sha256, Aes128Sha256RsaOaep or Aes256Sha256RsaPss",
+                        p.get_ref()
+                    ),
+                );
                 Policy::None
             }),
         };
@@ -428,7 +477,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
                 "sign" => Mode::Sign,
                 "signandencrypt" => Mode::SignAndEncrypt,
                 other => {
-                    diag.error(m.span(), &k("security_mode"), format!("unknown security_mode {other:?}; expected None, Sign or SignAndEncrypt"));
+                    diag.error(
+                        m.span(),
+                        &k("security_mode"),
+                        format!("unknown security_mode {other:?}; expected None, Sign or SignAndEncrypt"),
+                    );
                     Mode::None
                 }
             },
@@ -452,13 +505,16 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
                 Identity::Anonymous
             }
             (None, Some(_), _, _) => {
-                let span = raw.password.as_ref().or(raw.password_file.as_ref()).or(raw.password_env.as_ref()).map_or(raw.name.span(), |s| s.span());
+                let span = raw
+                    .password
+                    .as_ref()
+                    .or(raw.password_file.as_ref())
+                    .or(raw.password_env.as_ref())
+                    .map_or(raw.name.span(), |s| s.span());
                 diag.error(span, &k("username"), "a password is set but no username");
                 Identity::Anonymous
             }
-            (None, None, Some(c), Some(pk)) => {
-                Identity::X509 { certificate: base.join(c.get_ref()), private_key: base.join(pk.get_ref()) }
-            }
+            (None, None, Some(c), Some(pk)) => Identity::X509 { certificate: base.join(c.get_ref()), private_key: base.join(pk.get_ref()) },
             (None, None, None, None) => Identity::Anonymous,
             (Some(u), _, Some(_), _) | (Some(u), _, _, Some(_)) => {
                 diag.error(u.span(), &k("username"), "choose one user identity: username/password or user_certificate/user_private_key");
@@ -466,7 +522,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
             }
             (None, None, c, pk) => {
                 let span = c.as_ref().or(pk.as_ref()).map_or(raw.name.span(), |s| s.span());
-                diag.error(span, &k("user_certificate"), "an X.509 user identity needs both `user_certificate` (DER) and `user_private_key` (PEM)");
+                diag.error(
+                    span,
+                    &k("user_certificate"),
+                    "an X.509 user identity needs both `user_certificate` (DER) and `user_private_key` (PEM)",
+                );
                 Identity::Anonymous
             }
         };
@@ -508,11 +568,15 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         let keep_alive = duration(diag, &raw.keep_alive, &k("keep_alive"), Duration::from_secs(5));
         if keep_alive >= session_timeout {
             let span = raw.keep_alive.as_ref().map_or(raw.name.span(), |s| s.span());
-            diag.error(span, &k("keep_alive"), format!(
-                "keep_alive ({}) must be shorter than session_timeout ({}): the server would close the session between two keep-alives",
-                crate::units::format_duration(keep_alive),
-                crate::units::format_duration(session_timeout)
-            ));
+            diag.error(
+                span,
+                &k("keep_alive"),
+                format!(
+                    "keep_alive ({}) must be shorter than session_timeout ({}): the server would close the session between two keep-alives",
+                    crate::units::format_duration(keep_alive),
+                    crate::units::format_duration(session_timeout)
+                ),
+            );
         }
         let request_timeout = duration(diag, &raw.request_timeout, &k("request_timeout"), Duration::from_secs(10));
         let reconnect_max = duration(diag, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(5));
@@ -525,7 +589,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
             if let Some(s) = v
                 && crate::units::parse_duration(s.get_ref()).is_ok_and(|x| x < lo || x > Duration::from_secs(86_400))
             {
-                diag.error(s.span(), &k(n), format!("{:?} is out of range; expected {}..=24h", s.get_ref(), crate::units::format_duration(lo)));
+                diag.error(
+                    s.span(),
+                    &k(n),
+                    format!("{:?} is out of range; expected {}..=24h", s.get_ref(), crate::units::format_duration(lo)),
+                );
             }
         }
         defaults = acquisition(diag, &key, &raw_acq!(raw), defaults);
@@ -558,7 +626,8 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut tags = Vec::new();
     for (i, mut t) in items.into_iter().enumerate() {
-        let tkey = crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
+        let tkey =
+            crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
         reject_unknown_keys(&mut t, TAG_KEYS, diag, &tkey);
         let Some(rt) = de_item::<RawTag>(t, diag, &tkey) else { continue };
         let tname = rt.name.get_ref().clone();

@@ -33,7 +33,7 @@ use futures::StreamExt;
 use opcua::client::{DataChangeCallback, MonitoredItem, Session, SessionConnectMode, SessionPollResult};
 use opcua::types::{
     AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, ExtensionObject, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NamespaceMap, NodeId, ReadValueId, StatusCode, TimestampsToReturn, Variant, VariableId,
+    MonitoringParameters, NamespaceMap, NodeId, ReadValueId, StatusCode, TimestampsToReturn, VariableId, Variant,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -172,10 +172,12 @@ impl Device {
         let mut polls: Vec<PollGroup> = Vec::new();
         for (i, t) in dev.tags.iter().enumerate() {
             match t.acquisition {
-                Acquisition::Subscription { publishing_interval, .. } => match subs.iter_mut().find(|s| s.publishing_interval == publishing_interval) {
-                    Some(s) => s.tags.push(i),
-                    None => subs.push(SubGroup { publishing_interval, tags: vec![i], id: None, missing: Vec::new(), refused: None }),
-                },
+                Acquisition::Subscription { publishing_interval, .. } => {
+                    match subs.iter_mut().find(|s| s.publishing_interval == publishing_interval) {
+                        Some(s) => s.tags.push(i),
+                        None => subs.push(SubGroup { publishing_interval, tags: vec![i], id: None, missing: Vec::new(), refused: None }),
+                    }
+                }
                 Acquisition::Poll { interval } => match polls.iter_mut().find(|p| p.interval == interval) {
                     Some(p) => p.tags.push(i),
                     None => polls.push(PollGroup { interval, tags: vec![i], next_due: Instant::now() }),
@@ -214,10 +216,12 @@ impl Device {
     /// Runs until `cancel` fires; then closes the session (CloseSession with
     /// its subscriptions) so the server frees it at once.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let (client, discovery) = match (build_client(&self.dev, &self.pki, &self.gateway_id, true), build_client(&self.dev, &self.pki, &self.gateway_id, false)) {
-            (Ok(c), Ok(d)) => (c, d),
-            (Err(e), _) | (_, Err(e)) => return self.fatal(&cancel, format!("{e:#}")).await,
-        };
+        let (client, discovery) =
+            match (build_client(&self.dev, &self.pki, &self.gateway_id, true), build_client(&self.dev, &self.pki, &self.gateway_id, false))
+            {
+                (Ok(c), Ok(d)) => (c, d),
+                (Err(e), _) | (_, Err(e)) => return self.fatal(&cancel, format!("{e:#}")).await,
+            };
         let identity = match identity_token(&self.dev.identity) {
             Ok(i) => i,
             Err(e) => return self.fatal(&cancel, format!("{e:#}")).await,
@@ -292,7 +296,8 @@ impl Device {
                             Event::Connected(matches!(mode, SessionConnectMode::NewSession(_)))
                         }
                         Ok(SessionPollResult::ConnectionLost(c)) => {
-                            quick_losses = if connected_at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) { quick_losses + 1 } else { 0 };
+                            quick_losses =
+                                if connected_at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) { quick_losses + 1 } else { 0 };
                             if ev_tx.send(Event::Lost(c)).is_err() {
                                 break;
                             }
@@ -347,7 +352,13 @@ impl Device {
     }
 
     /// Handles one session's events and polls until it ends.
-    async fn serve(&mut self, session: &Arc<Session>, ev_rx: &mut mpsc::UnboundedReceiver<Event>, cancel: &CancellationToken, failures: &mut u32) -> End {
+    async fn serve(
+        &mut self,
+        session: &Arc<Session>,
+        ev_rx: &mut mpsc::UnboundedReceiver<Event>,
+        cancel: &CancellationToken,
+        failures: &mut u32,
+    ) -> End {
         let mut retry_at = Instant::now() + RETRY_MISSING;
         let mut heartbeat = Heartbeat::default();
         let mut beat_at = Instant::now() + self.dev.keep_alive;
@@ -502,7 +513,10 @@ impl Device {
                         if self.subs[g].refused.as_deref() != Some(e.as_str()) {
                             tracing::warn!(device = %self.dev.name, tags = self.subs[g].tags.len(), error = %e,
                                 "the server refused a subscription; its tags are bad until a retry succeeds (every {:?})", RETRY_MISSING);
-                            let bad = self.bad(self.subs[g].tags.clone(), &format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR));
+                            let bad = self.bad(
+                                self.subs[g].tags.clone(),
+                                &format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR),
+                            );
                             self.emit(bad);
                             self.subs[g].refused = Some(e);
                         }
@@ -552,12 +566,12 @@ impl Device {
                     session.set_namespaces(map);
                 }
                 a.values
-                .iter()
-                .map(|v| match v {
-                    Variant::String(s) => s.value().clone().unwrap_or_default(),
-                    _ => String::new(),
-                })
-                .collect()
+                    .iter()
+                    .map(|v| match v {
+                        Variant::String(s) => s.value().clone().unwrap_or_default(),
+                        _ => String::new(),
+                    })
+                    .collect()
             }
             other => return Err(format!("the server's NamespaceArray is not a string array: {other:?}")),
         };
@@ -574,7 +588,11 @@ impl Device {
                 Ok(id) => self.resolved[i] = Some(id),
                 Err(e) => {
                     self.resolved[i] = None;
-                    unresolved.push(Sample::bad(self.metas[i].clone(), format!("{}: {} ({})", reason::CONFIG_ERROR, e, t.node).into(), Timestamp::now()));
+                    unresolved.push(Sample::bad(
+                        self.metas[i].clone(),
+                        format!("{}: {} ({})", reason::CONFIG_ERROR, e, t.node).into(),
+                        Timestamp::now(),
+                    ));
                 }
             }
         }
@@ -702,7 +720,13 @@ impl Device {
                     let interval = self.subs[g].publishing_interval;
                     tracing::info!(device = %self.dev.name, items = created, moved = rest.len(),
                         "the server's subscription is full (BadTooManyMonitoredItems); the remaining tags go to another subscription");
-                    self.subs.push(SubGroup { publishing_interval: interval, tags: tags[i..].to_vec(), id: None, missing: Vec::new(), refused: None });
+                    self.subs.push(SubGroup {
+                        publishing_interval: interval,
+                        tags: tags[i..].to_vec(),
+                        id: None,
+                        missing: Vec::new(),
+                        refused: None,
+                    });
                     break;
                 }
                 Err(e) => return Err(format!("CreateMonitoredItems: {}", e.status())),
@@ -720,7 +744,11 @@ impl Device {
             let samples: Vec<Sample> = failed
                 .iter()
                 .map(|(i, c)| {
-                    let mut s = Sample::bad(self.metas[*i].clone(), format!("{} (CreateMonitoredItems on {})", status_reason(c.bits()), self.dev.tags[*i].node).into(), ts);
+                    let mut s = Sample::bad(
+                        self.metas[*i].clone(),
+                        format!("{} (CreateMonitoredItems on {})", status_reason(c.bits()), self.dev.tags[*i].node).into(),
+                        ts,
+                    );
                     s.status = Some(c.bits());
                     s
                 })
@@ -745,7 +773,11 @@ impl Device {
                     Deadband::Absolute(v) => (1, v),
                     Deadband::Percent(v) => (2, v),
                 };
-                ExtensionObject::from_message(DataChangeFilter { trigger: DataChangeTrigger::StatusValue, deadband_type: kind, deadband_value: value })
+                ExtensionObject::from_message(DataChangeFilter {
+                    trigger: DataChangeTrigger::StatusValue,
+                    deadband_type: kind,
+                    deadband_value: value,
+                })
             }
         };
         MonitoredItemCreateRequest {
@@ -811,7 +843,8 @@ impl Device {
         let mut unknown = false;
         let mut out = Vec::with_capacity(tags.len());
         for chunk in tags.chunks(self.max_read.max(1)) {
-            let req: Vec<ReadValueId> = chunk.iter().map(|&i| ReadValueId::new(self.resolved[i].clone().unwrap_or_default(), AttributeId::Value)).collect();
+            let req: Vec<ReadValueId> =
+                chunk.iter().map(|&i| ReadValueId::new(self.resolved[i].clone().unwrap_or_default(), AttributeId::Value)).collect();
             let recv = Timestamp::now();
             match session.read(&req, TimestampsToReturn::Both, 0.0).await {
                 Ok(values) => {
@@ -823,7 +856,11 @@ impl Device {
                                 }
                                 out.push(to_sample(self.metas[i].clone(), dv, recv));
                             }
-                            None => out.push(Sample::bad(self.metas[i].clone(), format!("{}: the server returned fewer results than nodes read", reason::PARSE_ERROR).into(), recv)),
+                            None => out.push(Sample::bad(
+                                self.metas[i].clone(),
+                                format!("{}: the server returned fewer results than nodes read", reason::PARSE_ERROR).into(),
+                                recv,
+                            )),
                         }
                     }
                 }
