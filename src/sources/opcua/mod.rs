@@ -4,7 +4,7 @@
 //! - [`node`]: NodeIds with `nsu=` namespace URIs, resolved per session (pure).
 //! - [`convert`]: DataValue → sample, StatusCode → quality (pure).
 //! - [`client`]: the gateway's certificate, trust list, the library client.
-//! - [`session`]: the supervisor: session, subscriptions, polls, recovery.
+//! - [`session`]: the supervisor: connection state, namespaces, subscriptions, polls, watchdog, recovery.
 //! - [`browse`]: `relais browse`.
 
 pub mod browse;
