@@ -14,6 +14,7 @@ mod files;
 mod fuzz;
 mod ingest;
 mod modbus;
+mod modbus_lint;
 mod mqtt;
 mod opcua;
 mod parse;

@@ -466,6 +466,7 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
 
     let mut tags = Vec::new();
     let mut seen: std::collections::HashMap<String, std::ops::Range<usize>> = Default::default();
+    let mut address_spans = Vec::new();
     let items = match tags_item {
         Some(t) => crate::diag::array_items_of(t, diag, &format!("{key} / tag"), "device.tag"),
         None => Vec::new(),
@@ -485,9 +486,14 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         } else {
             seen.insert(tname.clone(), rt.name.span());
         }
+        let span = rt.address.span();
         if let Some(tag) = validate_tag(rt, diag, &key, byte_order, poll_interval, &limits) {
             tags.push(tag);
+            address_spans.push(span);
         }
+    }
+    for (i, w) in super::lint::odd_wide_tags(&tags) {
+        diag.warn(address_spans[i].clone(), &format!("{key} / tag {:?} / address", tags[i].name), w);
     }
     if diag.error_count() > before {
         None
@@ -519,6 +525,9 @@ fn validate_tag(
                     &format!("{key} / address"),
                     format!("address {n} is out of range; expected a 0-based PDU address in 0..=65535"),
                 );
+            }
+            if let Some(w) = table_cfg.and_then(|t| super::lint::modicon_lookalike(t, *n)) {
+                diag.warn(rt.address.span(), &format!("{key} / address"), w);
             }
             (table_cfg.unwrap_or(Table::Holding), (*n).clamp(0, 65535) as u16)
         }

@@ -22,6 +22,19 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
         .read(unit, table, address, count, timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{endpoint} unit {unit}, FC{} {table} {address}+{count}: {e}", table.read_function()))?;
+    // One register more on each side, to tell a byte-order question from an
+    // address that is off by one (best effort: a device may refuse it).
+    let context = match (&words, table.is_bit()) {
+        (Words::Registers(_), false) if count >= 2 => {
+            let lo = address.saturating_sub(1);
+            let hi = (address as u32 + count as u32 + 1).min(65536);
+            match link.read(unit, table, lo, (hi - lo as u32) as u16, timeout).await {
+                Ok(Words::Registers(w)) => Some((lo, w)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let mut out = String::new();
     let modicon_base = match table {
         Table::Coil => 1,
@@ -42,7 +55,81 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
         if count == 1 { "" } else { "s" }
     );
     out.push_str(&render(&words, address));
+    if let Words::Registers(w) = &words
+        && w.len() >= 2
+    {
+        let (start, regs) = context.unwrap_or((address, w.clone()));
+        out.push('\n');
+        out.push_str(&hint(&regs, start, address));
+    }
     Ok(out)
+}
+
+/// A float that a person would recognise as a reading: finite, and between
+/// 1e-4 and 1e8 in magnitude (zero tells nothing: it is zero in every order).
+fn plausible(x: f64) -> bool {
+    x.is_finite() && (1e-4..1e8).contains(&x.abs())
+}
+
+/// The byte orders giving a plausible f32 from the two registers at `at`
+/// (`regs` read from `start`), with their values.
+fn plausible_orders(regs: &[u16], start: u16, at: u32) -> Vec<(ByteOrder, f64)> {
+    let Some(i) = at.checked_sub(start as u32).map(|i| i as usize) else { return Vec::new() };
+    let Some(pair) = regs.get(i..i + 2) else { return Vec::new() };
+    ByteOrder::ALL
+        .iter()
+        .filter_map(|o| match decode(pair, DataType::F32, *o, None) {
+            Ok(Value::F64(v)) if plausible(v) => Some((*o, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The byte-order hint for an f32 at `address` (pure). `regs` were read from
+/// `start` and may hold one register more on each side.
+///
+/// One read cannot tell a word order from an address that is one register
+/// off: `CDAB` at 2 and `ABCD` at 3 share the high word, so both look right.
+/// An order is suggested only when it is plausible at `address` and either
+/// nothing is plausible one register off, or `address` is even (32-bit values
+/// start at even addresses on almost every device). At an odd address with a
+/// plausible value at an even neighbour, or with nothing plausible at
+/// `address` itself, the hint says the address may be off by one and
+/// suggests no byte order.
+pub fn hint(regs: &[u16], start: u16, address: u16) -> String {
+    let show = |v: &[(ByteOrder, f64)]| v.iter().map(|(o, x)| format!("{o} gives {}", num(Value::F64(*x)))).collect::<Vec<_>>().join(", ");
+    let here = plausible_orders(regs, start, address as u32);
+    let mut off = Vec::new();
+    if address > 0 {
+        let v = plausible_orders(regs, start, address as u32 - 1);
+        if !v.is_empty() {
+            off.push(format!("at {} (one register earlier) {}", address - 1, show(&v)));
+        }
+    }
+    let v = plausible_orders(regs, start, address as u32 + 1);
+    if !v.is_empty() {
+        off.push(format!("at {} (one register later) {}", address as u32 + 1, show(&v)));
+    }
+    let off = off.join("; ");
+    if here.is_empty() && off.is_empty() {
+        return format!("f32 at {address}: no byte order gives a plausible value (not a float, or the value is 0)\n");
+    }
+    if here.is_empty() || (!off.is_empty() && address % 2 == 1) {
+        let at = if here.is_empty() { String::new() } else { format!(" ({} at odd address {address})", show(&here)) };
+        return format!(
+            "f32 at {address}: the address may be off by one{at}: {off}. A read one register off looks plausible in the \
+             other word order, so no byte order is suggested: check the address first (0-based PDU address; a manual's \
+             40001 is address 0), and read again\n"
+        );
+    }
+    if off.is_empty() {
+        return format!("f32 at {address}: {} (plausible; the other orders are not)\n", show(&here));
+    }
+    format!(
+        "f32 at {address}: {}, if {address} is the right 0-based address (32-bit values usually start at even \
+         addresses); note: {off}, which is what a read one register off would show\n",
+        show(&here)
+    )
 }
 
 fn num(v: Value) -> String {
