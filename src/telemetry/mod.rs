@@ -46,6 +46,11 @@ pub struct DeviceStats {
     pub overruns: AtomicU64,
     /// True while the device answers.
     pub up: AtomicBool,
+    /// Samples produced and not yet in the ring (OPC UA: bounded, see
+    /// `sources::opcua::session::samples`).
+    pub pending: AtomicU64,
+    /// The highest `pending` seen since start.
+    pub pending_peak: AtomicU64,
 }
 
 /// Counters of one sink.

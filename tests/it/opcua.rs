@@ -883,3 +883,111 @@ async fn refused_subscriptions_stay_bad_across_a_reactivation() {
         assert!(mine.last().is_some_and(|x| x.reason.as_deref().unwrap().contains("BadTooManySubscriptions")), "{n}: {mine:?}");
     }
 }
+
+/// Issue 9 item 16: a subscribed-only device reports every outage, also a
+/// new one soon after the previous one and with the same reason: the server
+/// stopped three times within a minute gives each tag exactly one bad
+/// sample per outage, inside that outage, and good values after each.
+#[tokio::test]
+async fn subscribed_only_tags_report_each_of_three_quick_outages() {
+    let pki = tempfile::tempdir().unwrap();
+    let names = ["a", "b", "c"];
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (*n, "i32", "4")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dtags: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), format!("nsu={NS};s=s.{n}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "")).collect();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "publishing_interval = \"200ms\"\nkeep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"",
+        &dref,
+    ));
+    let mut chain = Chain::start(&devs);
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &names)).await, &names), "not up");
+    let started = tokio::time::Instant::now();
+    let mut windows = Vec::new();
+    for round in 1..=3 {
+        chain.take().await;
+        let from = chain.read_to;
+        ua.stop();
+        let down = chain.until(Duration::from_secs(10), |s| names.iter().all(|n| of(s, n).iter().any(|x| x.quality == Quality::Bad))).await;
+        assert!(names.iter().all(|n| of(&down, n).iter().any(|x| x.quality == Quality::Bad)), "outage {round} not reported: {down:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        chain.take().await;
+        let to = chain.read_to;
+        ua.restart().await.unwrap();
+        let back = chain.until(Duration::from_secs(15), |s| all_good(s, &names)).await;
+        assert!(all_good(&back, &names), "not good again after outage {round}: {back:?}");
+        windows.push((from, to));
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "three outages within a minute ({:?})", started.elapsed());
+    for n in names {
+        let bad: Vec<&Sample> = chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Bad).collect();
+        assert_eq!(bad.len(), 3, "{n}: one bad sample per outage: {bad:?}");
+        for (k, (from, to)) in windows.iter().enumerate() {
+            let inside = bad.iter().filter(|s| s.seq > *from && s.seq <= *to).count();
+            assert_eq!(inside, 1, "{n}: outage {} has {inside} bad samples", k + 1);
+        }
+        assert!(bad.iter().all(|s| s.reason.as_deref().unwrap_or("").starts_with("comm_failure")), "{bad:?}");
+    }
+}
+
+/// Issue 8 item 8 (OPC UA): with the ring full, data changes wait in a
+/// bounded queue (16,384 samples plus one Publish response of at most
+/// 4,096), the gateway stops reading Publish responses, and nothing it took
+/// is lost: once the ring drains every sample counted reaches the buffer.
+#[tokio::test]
+async fn data_changes_wait_in_a_bounded_queue_while_the_ring_is_full() {
+    crate::common::logs();
+    let pki = tempfile::tempdir().unwrap();
+    let n = 2000;
+    let mut st = String::from("[[station]]\nname = \"s\"\ntick = \"100ms\"\n");
+    for i in 0..n {
+        st += &format!(
+            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {}\ntype = \"u32\"\nsignal = {{ kind = \"counter\", start = 0, step = 1 }}\n",
+            i * 2
+        );
+    }
+    let sim = ua_sim(&st, "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let dtags: Vec<(String, String)> = (0..n).map(|i| (format!("t{i}"), format!("nsu={NS};s=s.t{i}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "sampling_interval = \"100ms\"")).collect();
+    let devs = ua_devices(&device(&ua.endpoint(), "publishing_interval = \"100ms\"", &dref));
+    // A small ring nobody drains yet: it fills at once.
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Arc::new(Ingest::new(1024));
+    let telemetry = Arc::new(Telemetry::default());
+    let stop = CancellationToken::new();
+    relais::sources::opcua::session::spawn_all(devs, ingest.clone(), &telemetry, stop.clone(), dir.path(), "test").unwrap();
+    let stats = telemetry.devices().into_iter().find(|d| d.name == "plc").unwrap();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = tokio::time::Instant::now();
+    while load(&stats.pending_peak) < 8192 && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 2,000 items changing every 100 ms: 20,000 samples/s for 6 s more.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let peak = load(&stats.pending_peak);
+    eprintln!("peak of samples waiting for the ring: {peak}");
+    assert!(peak >= 8192, "the queue was loaded (peak {peak})");
+    assert!(peak <= 16_384 + 4_096, "samples waiting for the ring stay bounded: peak {peak}");
+    // The ring drains: values flow again, and every sample counted arrives.
+    let buffer = Buffer::open(&BufferConfig::default(), dir.path(), ingest.clone(), &[]).unwrap();
+    let before = load(&stats.good);
+    let t1 = tokio::time::Instant::now();
+    while load(&stats.good) < before + 3 * n as u64 && t1.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(load(&stats.good) >= before + 3 * n as u64, "values flow again after the stall");
+    ua.stop();
+    let t2 = tokio::time::Instant::now();
+    while !(load(&stats.pending) == 0 && load(&stats.bad) >= n as u64) && t2.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ingest.barrier().await;
+    let rows = buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap();
+    let counted = load(&stats.good) + load(&stats.bad);
+    assert_eq!(rows.len() as u64, counted, "every sample the device counted reached the buffer");
+    stop.cancel();
+}

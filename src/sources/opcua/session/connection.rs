@@ -64,6 +64,7 @@ impl Device {
                 session_timeout: self.dev.session_timeout + Duration::from_secs(1),
                 last_publish: self.last_publish.clone(),
                 epoch: self.epoch,
+                samples: self.samples_tx.clone(),
             };
             let (pump, mut ev_rx) = pump::spawn(event_loop, ctx);
             let session_end = self.serve(&session, &mut ev_rx, &cancel, &mut failures).await;
@@ -199,7 +200,7 @@ impl Device {
     async fn connected(&mut self, new_session: bool, session: &Arc<Session>, failures: &mut u32, watchdog: &mut PublishWatchdog) {
         // `down` and `last_problem` stay: a flapping
         // connection reports its outage once, not per flap; the
-        // first good value re-arms the report (`emit`).
+        // first value sent re-arms the report (`SampleTx::take_flowed`).
         *failures = 0;
         tracing::info!(device = %self.dev.name, endpoint = %self.dev.endpoint, new_session,
             "OPC UA session {}", if new_session { "created" } else { "re-activated" });
@@ -227,6 +228,11 @@ impl Device {
         if was_up {
             self.problem(&format!("OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back"), 1);
         }
+        // Values flowed since the last report (through a read or a
+        // subscription): this is a new outage, reported whatever its cause.
+        if self.samples_tx.take_flowed() {
+            self.down = None;
+        }
         // Same outage: a new cause (the certificate now trusted, but the
         // password wrong) replaces the old one on the tags, at most once a
         // minute.
@@ -237,7 +243,7 @@ impl Device {
         }
         self.down = Some((why.to_string(), Instant::now()));
         let samples = self.bad(0..self.metas.len(), why);
-        self.emit(samples);
+        self.emit(samples).await;
     }
 
     /// Logs a connection problem: a new one at once, the same one again at
@@ -255,7 +261,7 @@ impl Device {
     async fn fatal(mut self, cancel: &CancellationToken, why: String) {
         tracing::error!(device = %self.dev.name, "{why}");
         let samples = self.bad(0..self.metas.len(), &format!("{}: {why}", reason::CONFIG_ERROR));
-        self.emit(samples);
+        self.emit(samples).await;
         cancel.cancelled().await;
     }
 

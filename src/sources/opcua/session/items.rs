@@ -66,7 +66,7 @@ impl Device {
             self.ns_changed_pending = true;
         }
         if !failed.is_empty() {
-            self.items_refused(g, failed);
+            self.items_refused(g, failed).await;
         }
         Ok(())
     }
@@ -85,7 +85,7 @@ impl Device {
 
     /// Items of group `g` the server refused: a bad sample each with the
     /// status, retried later.
-    fn items_refused(&mut self, g: usize, failed: Vec<(usize, StatusCode)>) {
+    async fn items_refused(&mut self, g: usize, failed: Vec<(usize, StatusCode)>) {
         let ts = Timestamp::now();
         let samples: Vec<Sample> = failed
             .iter()
@@ -101,7 +101,7 @@ impl Device {
             .collect();
         tracing::warn!(device = %self.dev.name, items = failed.len(), first = %samples[0].reason.as_deref().unwrap_or(""),
             "monitored items refused by the server; retried every {}s", RETRY_MISSING.as_secs());
-        self.emit(samples);
+        self.emit(samples).await;
         self.subs[g].missing = failed.into_iter().map(|(i, _)| i).collect();
     }
 

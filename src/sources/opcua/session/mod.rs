@@ -94,7 +94,8 @@ pub struct Device {
     max_per_sub: usize,
     up: bool,
     /// The outage reported on the tags (one bad sample each): its reason and
-    /// when. `None` once values flow again, so the next outage is reported.
+    /// when. Forgotten once values flowed again (`SampleTx::take_flowed`),
+    /// so the next outage is reported whatever its cause.
     down: Option<(String, Instant)>,
     /// The last connection problem logged, and when.
     last_problem: Option<(String, Instant)>,
@@ -217,7 +218,7 @@ impl Device {
             tracing::warn!(device = %self.dev.name, before = ?before, now = ?self.namespaces,
                 "the server's namespace table changed; resolving every tag again");
         }
-        self.resolve_all();
+        self.resolve_all().await;
         if new_session {
             self.read_limits(session).await;
         }

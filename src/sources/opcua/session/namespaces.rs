@@ -42,7 +42,7 @@ impl Device {
 
     /// Resolves every tag against `self.namespaces`; the tags that cannot be
     /// resolved get a bad sample (config_error) and stay unresolved.
-    pub(super) fn resolve_all(&mut self) {
+    pub(super) async fn resolve_all(&mut self) {
         let map = namespace_map(&self.namespaces);
         let mut unresolved = Vec::new();
         for (i, t) in self.dev.tags.iter().enumerate() {
@@ -61,7 +61,7 @@ impl Device {
         if !unresolved.is_empty() {
             tracing::warn!(device = %self.dev.name, tags = unresolved.len(), first = %unresolved[0].reason.as_deref().unwrap_or(""),
                 "tags in namespaces the server does not have; retried every {}s", RETRY_MISSING.as_secs());
-            self.emit(unresolved);
+            self.emit(unresolved).await;
         }
     }
 

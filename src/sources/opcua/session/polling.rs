@@ -76,7 +76,7 @@ impl Device {
                 Err(e) => out.extend(self.read_failed(chunk, e.status(), recv)),
             }
         }
-        self.emit(out);
+        self.emit(out).await;
         unknown
     }
 

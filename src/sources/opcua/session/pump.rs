@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connection::{backoff, jitter};
+use super::samples::{PUBLISH_SAMPLES, SampleTx};
 
 /// Events of the library's event loop that the supervisor acts on.
 #[derive(Debug)]
@@ -37,6 +38,9 @@ pub(super) struct PumpCtx {
     /// Milliseconds after `epoch` of the last Publish response.
     pub last_publish: Arc<AtomicU64>,
     pub epoch: Instant,
+    /// The device's sample path: the next event is read only when a whole
+    /// Publish response fits in it (see `samples.rs`).
+    pub samples: SampleTx,
 }
 
 /// Starts the task that drives `event_loop`; its events arrive on the
@@ -53,7 +57,12 @@ pub(super) fn spawn(event_loop: SessionEventLoop<TcpConnector>, ctx: PumpCtx) ->
         // 10 s of the connect back off like failed connects.
         let mut connected_at: Option<Instant> = None;
         let mut quick_losses = 0u32;
-        while let Some(ev) = stream.next().await {
+        loop {
+            // Subscription callbacks run while the stream is polled: keep
+            // room for one Publish response first (the ring is full: the
+            // server's queues hold the data meanwhile).
+            ctx.samples.room_for(PUBLISH_SAMPLES as usize).await;
+            let Some(ev) = stream.next().await else { break };
             let e = match ev {
                 Ok(SessionPollResult::Reconnected(mode)) => {
                     fails = 0;

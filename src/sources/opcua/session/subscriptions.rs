@@ -11,6 +11,7 @@ use std::time::Duration;
 use opcua::client::{DataChangeCallback, MonitoredItem, Session};
 use opcua::types::{DataValue, ReadValueId, StatusCode, TimestampsToReturn, VariableId, Variant};
 
+use super::samples::PUBLISH_SAMPLES;
 use super::{DEFAULT_CHUNK, Device, RETRY_MISSING};
 use crate::model::{Timestamp, reason};
 use crate::sources::opcua::convert::to_sample;
@@ -86,7 +87,7 @@ impl Device {
                     // The server refuses more subscriptions (BadTooManySubscriptions,
                     // a resource limit): its tags are bad with the reason, the
                     // other subscriptions go on, and it is retried later.
-                    Err(e) if self.subs[g].id.is_none() => self.refused(g, e),
+                    Err(e) if self.subs[g].id.is_none() => self.refused(g, e).await,
                     Err(e) => return Err(e),
                 }
             } else if !self.subs[g].missing.is_empty() {
@@ -100,12 +101,12 @@ impl Device {
 
     /// The server refused subscription group `g` with `e`: its tags get a
     /// bad sample with the refusal, once per distinct refusal.
-    fn refused(&mut self, g: usize, e: String) {
+    async fn refused(&mut self, g: usize, e: String) {
         if self.subs[g].refused.as_deref() != Some(e.as_str()) {
             tracing::warn!(device = %self.dev.name, tags = self.subs[g].tags.len(), error = %e,
                 "the server refused a subscription; its tags are bad until a retry succeeds (every {:?})", RETRY_MISSING);
             let bad = self.bad(self.subs[g].tags.clone(), &format!("{}: the server refused the subscription: {e}", reason::CONFIG_ERROR));
-            self.emit(bad);
+            self.emit(bad).await;
             self.subs[g].refused = Some(e);
         }
     }
@@ -178,11 +179,11 @@ impl Device {
         let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
             let i = item.client_handle() as usize;
             if i >= 1 && i <= metas.len() {
-                let _ = tx.send(to_sample(metas[i - 1].clone(), &dv, Timestamp::now()));
+                tx.push(to_sample(metas[i - 1].clone(), &dv, Timestamp::now()));
             }
         });
         let id = session
-            .create_subscription(interval, lifetime, keep_alive, 0, 0, true, callback)
+            .create_subscription(interval, lifetime, keep_alive, PUBLISH_SAMPLES, 0, true, callback)
             .await
             .map_err(|e| format!("CreateSubscription ({} ms): {}", interval.as_millis(), e.status()))?;
         self.subs[g].id = Some(id);
