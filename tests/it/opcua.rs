@@ -991,3 +991,35 @@ async fn data_changes_wait_in_a_bounded_queue_while_the_ring_is_full() {
     assert_eq!(rows.len() as u64, counted, "every sample the device counted reached the buffer");
     stop.cancel();
 }
+
+/// Issue 9 item 18: a tag addressed by namespace index (`ns=2;…`) is
+/// warned at load (`check` prints it, `run` logs it) with the advice to use
+/// `nsu=`: servers renumber their namespaces and a stale index reads another
+/// node without any error. Indexes 0 (OPC UA) and 1 (the server's own) are
+/// fixed by OPC UA Part 3 §8.2.1 and stay quiet, as do `nsu=` tags.
+#[test]
+fn a_tag_by_namespace_index_is_warned_to_use_nsu() {
+    let text = format!(
+        "[gateway]\nid = \"test\"\n{}",
+        device(
+            "opc.tcp://127.0.0.1:4840",
+            "",
+            &[
+                ("a", "ns=2;s=Line5.Press.Force", ""),
+                ("b", "ns=3;i=1001", ""),
+                ("c", "ns=1;i=7", ""),
+                ("d", "i=2258", ""),
+                ("e", &format!("nsu={NS};s=s.x"), ""),
+            ],
+        )
+    );
+    let cfg = Config::parse(&text, "devices.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    let ns: Vec<&String> = w.iter().filter(|m| m.contains("nsu=")).collect();
+    assert_eq!(ns.len(), 1, "one warning per device: {w:?}");
+    let m = ns[0];
+    assert!(m.contains("2 tags") && m.contains("\"a\" (ns=2)") && m.contains("\"b\" (ns=3)"), "{m}");
+    assert!(m.contains("renumber") && m.contains("relais browse opc.tcp://127.0.0.1:4840"), "{m}");
+    assert!(!m.contains("\"c\"") && !m.contains("\"d\"") && !m.contains("\"e\""), "{m}");
+    assert!(m.starts_with("devices.toml:"), "located at the first such tag: {m}");
+}

@@ -625,6 +625,7 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
     }
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut tags = Vec::new();
+    let mut by_index: Vec<(String, u16, std::ops::Range<usize>)> = Vec::new();
     for (i, mut t) in items.into_iter().enumerate() {
         let tkey =
             crate::diag::peek_str(&t, "name").map_or_else(|| format!("{key} / tag #{}", i + 1), |(n, _)| format!("{key} / tag {n:?}"));
@@ -659,10 +660,16 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
                 deadband: acq.deadband,
             }
         };
+        if let Some(NodeRef { namespace: super::node::Namespace::Index(ns), .. }) = &node
+            && *ns >= 2
+        {
+            by_index.push((tname.clone(), *ns, rt.node_id.span()));
+        }
         if let Some(node) = node {
             tags.push(OpcUaTag { name: tname, node, acquisition, unit: rt.unit.filter(|u| !u.is_empty()) });
         }
     }
+    warn_namespace_indexes(diag, &key, device.as_ref().map_or("opc.tcp://HOST:4840", |d| d.endpoint.as_str()), &by_index);
     if diag.error_count() > before {
         return None;
     }
@@ -670,6 +677,31 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
         d.tags = tags;
         d
     })
+}
+
+/// One warning per device for its tags addressed by namespace index
+/// (`ns=2;…` and above; `tags`: name, index, span of `node_id`): a server
+/// renumbers its namespace table after updates and restarts, and a stale
+/// index reads another node, or none, without any error. Indexes 0 (the
+/// OPC UA namespace) and 1 (the server's own) are fixed by OPC UA Part 3
+/// §8.2.1 and are not warned.
+fn warn_namespace_indexes(diag: &mut Diag<'_>, key: &str, endpoint: &str, tags: &[(String, u16, std::ops::Range<usize>)]) {
+    let Some((_, _, span)) = tags.first() else { return };
+    let listed: Vec<String> = tags.iter().take(3).map(|(n, i, _)| format!("{n:?} (ns={i})")).collect();
+    let more = if tags.len() > 3 { format!(" and {} more", tags.len() - 3) } else { String::new() };
+    diag.warn(
+        span.clone(),
+        &format!("{key} / tag / node_id"),
+        format!(
+            "{} tag{} address{} a namespace by index: {}{more}. Servers renumber their namespaces after updates and restarts, and a \
+             renumbered index reads another node (or none) without any error: write nsu=<namespace URI> instead \
+             (`relais browse {endpoint}` prints every NodeId with nsu=)",
+            tags.len(),
+            if tags.len() == 1 { "" } else { "s" },
+            if tags.len() == 1 { "es" } else { "" },
+            listed.join(", ")
+        ),
+    );
 }
 
 /// Reads an X.509 certificate in DER or PEM. Errors name the file.
