@@ -144,6 +144,7 @@ impl Gateway {
             })
             .await??
         };
+        buffer.emit_events();
         let telemetry = Arc::new(Telemetry::default());
 
         // Sinks.
@@ -154,7 +155,8 @@ impl Gateway {
                 SinkConfig::Mqtt(m) => {
                     let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
                     let stats = telemetry.sink(&m.name);
-                    let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
+                    let sink =
+                        MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats).with_events(buffer.events());
                     sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
                 }
             }

@@ -11,12 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct SinkCursor {
     name: Arc<str>,
     acked: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
     live: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl SinkCursor {
     pub(crate) fn new(name: &str, seq: u64, live: Option<(u64, u64)>) -> SinkCursor {
-        SinkCursor { name: name.into(), acked: Arc::new(AtomicU64::new(seq)), live: Arc::new(std::sync::Mutex::new(live)) }
+        SinkCursor {
+            name: name.into(),
+            acked: Arc::new(AtomicU64::new(seq)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            live: Arc::new(std::sync::Mutex::new(live)),
+        }
     }
 
     /// The live lane during a replay: `(start, acked)`, meaning every `seq` in
@@ -41,6 +47,19 @@ impl SinkCursor {
     /// Current cursor.
     pub fn get(&self) -> u64 {
         self.acked.load(Ordering::Acquire)
+    }
+
+    /// Records this sink had not delivered when the buffer limits
+    /// (`max_rows`, `max_bytes`, `max_age`, a full disk) dropped them, since
+    /// start: this sink's own loss, whatever other sinks delivered.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_dropped(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Moves the cursor forward to `seq` (never backwards).

@@ -3,22 +3,33 @@
 //! # Invariants
 //! - **One writer.** A single thread ([`writer`]) owns the only write
 //!   connection. It drains the ingest ring in batches and commits each batch in
-//!   one transaction. A sample is *accepted* when that transaction commits; its
-//!   `seq` is assigned in the same transaction and is strictly increasing per
+//!   one transaction. A record (a sample or an event) is *accepted* when that
+//!   transaction commits; its `seq` is assigned in the same transaction from
+//!   one sequence shared by samples and events, strictly increasing per
 //!   gateway, across restarts (the last `seq` is stored in `meta`). A new
 //!   buffer starts at the current time in microseconds, so a deleted or lost
 //!   buffer never makes a `seq` repeat.
 //! - **Contiguous rows.** Rows are only appended (increasing `seq`) and only
-//!   deleted from the oldest end, so the table always holds one contiguous `seq`
-//!   range `[first, last]`.
+//!   deleted from the oldest end, so `samples` and `events` together always
+//!   hold one contiguous `seq` range `[first, last]` (each table alone has gaps
+//!   where the other's rows are).
 //! - **Cursors.** Each sink has a cursor: the highest `seq` it has delivered and
 //!   had acknowledged, with everything below delivered too. Sinks move their
-//!   cursor in memory ([`SinkCursor`]); the writer persists cursors about once a
-//!   second and at shutdown, so a crash resends at most about a second of data
+//!   cursor in memory ([`SinkCursor`]); the writer persists cursors every
+//!   200 ms and at shutdown, so a crash resends at most about 200 ms of data
 //!   (duplicates are detectable by `seq`), never loses any.
-//! - **Retention.** Rows at or below the slowest cursor are deleted. `max_rows`,
+//! - **Retention.** Rows at or below the slowest cursor are deleted, a few
+//!   thousand between two commits so no DELETE delays live data. `max_rows`,
 //!   `max_bytes` and `max_age` drop the oldest rows even if undelivered; every
-//!   such drop is counted (`dropped_total`) and logged at most once per interval.
+//!   such drop is counted (`dropped_total`: what the slowest sink had not
+//!   delivered; [`SinkCursor::dropped`]: each sink's own loss), logged at most
+//!   once per interval, and emitted as a `buffer.dropped` event once
+//!   [`Buffer::emit_events`] is on.
+//! - **Tap.** After each commit the writer publishes the batch to the
+//!   [`tap`] (in memory, bounded) before it announces the new last `seq`:
+//!   sinks that keep up and processors read fresh records without a query.
+//! - **Checkpoints.** WAL checkpoints run on a thread of their own
+//!   (`checkpoint.rs`), never inside the writer's commits.
 //! - The tokio runtime never blocks on SQLite: sinks read through
 //!   [`Reader`], which runs its queries on the blocking pool.
 //!
@@ -28,6 +39,10 @@
 //! samples(seq INTEGER PRIMARY KEY, tag_id INTEGER, kind INTEGER, value ANY,
 //!         reason TEXT, ts INTEGER, recv_ts INTEGER,     -- ts, recv_ts: ns since epoch, UTC
 //!         server_ts INTEGER, status INTEGER)        -- OPC UA ServerTimestamp, StatusCode (or NULL)
+//! events(seq INTEGER PRIMARY KEY,                    -- same sequence as samples.seq
+//!        kind TEXT, severity INTEGER,               -- 0 info, 1 warning, 2 error, 3 critical
+//!        source_kind TEXT, source TEXT,             -- gateway|device|tag|sink|rule, its name
+//!        ts INTEGER, message TEXT, details TEXT)    -- ts: ns since epoch; details: JSON or NULL
 //! cursors(sink TEXT PRIMARY KEY, seq INTEGER)
 //! meta(key TEXT PRIMARY KEY, value ANY)                   -- schema_version, last_seq
 //! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)
@@ -53,19 +68,25 @@
 //!   the batch is retried with backoff; samples wait in the bounded ring;
 //!   reported once per interval. A full disk also drops the oldest rows, counted.
 
+mod checkpoint;
 mod cursors;
+mod handle;
 pub mod quarantine;
 mod reader;
+mod recovery;
 mod registry;
 mod retention;
+mod rows;
 mod schema;
+pub mod tap;
 mod writer;
 
 pub use cursors::SinkCursor;
-pub use reader::Reader;
-pub use writer::{Buffer, BufferStats};
+pub use handle::{Buffer, BufferStats};
+pub use reader::{Reader, Records};
+pub use tap::{Tap, TapSubscription, Tapped};
 
 /// Unix time in milliseconds (the clock of [`BufferStats::heartbeat_ms`]).
 pub fn unix_ms_now() -> u64 {
-    writer::unix_ms()
+    handle::unix_ms()
 }

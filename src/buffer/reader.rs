@@ -1,15 +1,17 @@
-//! Sink-side reads of committed samples, off the async runtime.
+//! Sink-side reads of committed records, off the async runtime: the newest
+//! from the tap's memory when it still holds them, the rest from SQLite.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::registry::TagRegistry;
+use super::rows::{clamp, quality_of, read_events, tag_meta, value_of};
 use super::schema;
+use super::tap::{Chunk, Tap};
 use crate::config::Durability;
-use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
+use crate::model::{Record, Sample, Timestamp, Value};
 
 struct Inner {
     conn: Connection,
@@ -21,11 +23,52 @@ struct Inner {
 #[derive(Clone)]
 pub struct Reader {
     inner: Arc<Mutex<Inner>>,
+    tap: Arc<Tap>,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Reader")
+    }
+}
+
+/// Records of one read: shared chunks of the tap, or rows read from SQLite.
+#[derive(Debug)]
+pub enum Records {
+    /// Straight from the tap (no copy, no query).
+    Recent(Vec<Chunk>),
+    /// Read from the database.
+    Stored(Vec<Record>),
+}
+
+impl Records {
+    /// The records, in `seq` order.
+    pub fn refs(&self) -> Vec<&Record> {
+        match self {
+            Records::Recent(c) => c.iter().flat_map(|c| c.records().iter()).collect(),
+            Records::Stored(v) => v.iter().collect(),
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Recent(c) => c.iter().map(|c| c.records().len()).sum(),
+            Records::Stored(v) => v.len(),
+        }
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `seq` of the last record.
+    pub fn last_seq(&self) -> Option<u64> {
+        match self {
+            Records::Recent(c) => c.iter().rev().find_map(|c| c.records().last()).map(Record::seq),
+            Records::Stored(v) => v.last().map(Record::seq),
+        }
     }
 }
 
@@ -36,70 +79,48 @@ const SELECT: &str = "SELECT seq, tag_id, kind, value, reason, ts, recv_ts, serv
                       WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3";
 
 impl Reader {
-    pub(crate) fn open(path: &Path, durability: Durability, tags: Arc<TagRegistry>) -> anyhow::Result<Reader> {
+    pub(crate) fn open(path: &Path, durability: Durability, tags: Arc<TagRegistry>, tap: Arc<Tap>) -> anyhow::Result<Reader> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         schema::pragmas(&conn, durability)?;
         conn.pragma_update(None, "query_only", true)?;
         // Sequential range reads: a small page cache is enough.
         conn.pragma_update(None, "cache_size", -512)?;
-        Ok(Reader { inner: Arc::new(Mutex::new(Inner { conn, tags })) })
+        Ok(Reader { inner: Arc::new(Mutex::new(Inner { conn, tags })), tap })
+    }
+
+    /// The buffer's committed-data tap.
+    pub fn tap(&self) -> &Arc<Tap> {
+        &self.tap
     }
 
     /// Samples with `after < seq <= upto`, at most `limit`, in `seq` order
-    /// (blocking; call from a thread that may block).
+    /// (blocking; call from a thread that may block). Events in the range are
+    /// skipped: use [`Reader::records_blocking`] for both.
     pub fn read_blocking(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Sample>> {
         let mut g = self.inner.lock().map_err(|_| anyhow::anyhow!("buffer reader poisoned"))?;
         let Inner { conn, tags } = &mut *g;
-        let mut out = Vec::with_capacity(limit.min(4096));
-        let mut missing: Vec<i64> = Vec::new();
-        let mut rows: Vec<RawRow> = Vec::with_capacity(limit.min(4096));
-        {
-            let mut st = conn.prepare_cached(SELECT)?;
-            let mut q = st.query(params![after.min(i64::MAX as u64) as i64, upto.min(i64::MAX as u64) as i64, limit as i64])?;
-            while let Some(r) = q.next()? {
-                let seq: i64 = r.get(0)?;
-                let tag_id: i64 = r.get(1)?;
-                let kind: i64 = r.get(2)?;
-                let value = match (kind & 7, r.get_ref(3)?) {
-                    (1, ValueRef::Integer(i)) => Value::Bool(i != 0),
-                    (2, ValueRef::Integer(i)) => Value::I64(i),
-                    (3, ValueRef::Integer(i)) => Value::U64(i as u64),
-                    (4, ValueRef::Real(f)) => Value::F64(f),
-                    (4, ValueRef::Integer(i)) => Value::F64(i as f64),
-                    (5, ValueRef::Text(t)) => Value::Str(String::from_utf8_lossy(t).into_owned()),
-                    _ => Value::Null,
-                };
-                let reason: Option<String> = r.get(4)?;
-                if !tags.contains(tag_id) && !missing.contains(&tag_id) {
-                    missing.push(tag_id);
-                }
-                rows.push((seq as u64, tag_id, kind, value, reason.map(Arc::from), r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?));
-            }
+        read_samples(conn, tags, after, upto, limit)
+    }
+
+    /// Samples and events with `after < seq <= upto`, at most `limit` in all,
+    /// in `seq` order, from SQLite (blocking). Fewer than `limit` means the
+    /// read reached `upto`.
+    pub fn records_blocking(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Record>> {
+        let mut g = self.inner.lock().map_err(|_| anyhow::anyhow!("buffer reader poisoned"))?;
+        let Inner { conn, tags } = &mut *g;
+        let samples = read_samples(conn, tags, after, upto, limit)?;
+        let events = read_events(conn, after, upto, limit)?;
+        Ok(merge(samples, events, limit))
+    }
+
+    /// Like [`Reader::records_blocking`], but served from the tap's memory
+    /// when it still holds `after + 1` (the live lane of a sink that keeps
+    /// up never queries SQLite).
+    pub fn recent_or_stored_blocking(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Records> {
+        if let Some(c) = self.tap.range(after, upto, limit) {
+            return Ok(Records::Recent(c));
         }
-        for id in missing {
-            let meta = conn
-                .query_row("SELECT device, tag, unit FROM tags WHERE id = ?1", params![id], |r| {
-                    let unit: String = r.get(2)?;
-                    Ok(TagMeta::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, Some(unit.as_str()).filter(|u| !u.is_empty())))
-                })
-                .unwrap_or_else(|_| TagMeta::new("unknown-device", format!("unknown-tag-{id}"), None));
-            tags.insert(id, meta);
-        }
-        let metas = tags.snapshot(rows.iter().map(|r| r.1));
-        for (seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) in rows {
-            out.push(Sample {
-                seq,
-                meta: metas[&tag_id].clone(),
-                value,
-                quality: Quality::from_code((kind >> 3) as u8),
-                reason,
-                ts: Timestamp(ts),
-                recv_ts: Timestamp(recv_ts),
-                server_ts: server_ts.map(Timestamp),
-                status,
-            });
-        }
-        Ok(out)
+        self.records_blocking(after, upto, limit).map(Records::Stored)
     }
 
     /// The stored read progress of input `key` (blocking).
@@ -114,4 +135,68 @@ impl Reader {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.read_blocking(after, upto, limit)).await?
     }
+
+    /// [`Reader::records_blocking`] on tokio's blocking pool.
+    pub async fn records(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Record>> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.records_blocking(after, upto, limit)).await?
+    }
+}
+
+/// Merges two `seq`-ordered reads and keeps the first `limit`.
+fn merge(samples: Vec<Sample>, events: Vec<crate::model::Event>, limit: usize) -> Vec<Record> {
+    if events.is_empty() {
+        return samples.into_iter().map(Record::Sample).collect();
+    }
+    let mut out = Vec::with_capacity((samples.len() + events.len()).min(limit));
+    let (mut s, mut e) = (samples.into_iter().peekable(), events.into_iter().peekable());
+    while out.len() < limit {
+        let take_sample = match (s.peek(), e.peek()) {
+            (Some(a), Some(b)) => a.seq < b.seq,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.push(if take_sample { Record::Sample(s.next().expect("peeked")) } else { Record::Event(e.next().expect("peeked")) });
+    }
+    out
+}
+
+fn read_samples(conn: &Connection, tags: &TagRegistry, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Sample>> {
+    let mut missing: Vec<i64> = Vec::new();
+    let mut rows: Vec<RawRow> = Vec::with_capacity(limit.min(4096));
+    {
+        let mut st = conn.prepare_cached(SELECT)?;
+        let mut q = st.query(params![clamp(after), clamp(upto), limit as i64])?;
+        while let Some(r) = q.next()? {
+            let seq: i64 = r.get(0)?;
+            let tag_id: i64 = r.get(1)?;
+            let kind: i64 = r.get(2)?;
+            let value = value_of(kind, r.get_ref(3)?);
+            let reason: Option<String> = r.get(4)?;
+            if !tags.contains(tag_id) && !missing.contains(&tag_id) {
+                missing.push(tag_id);
+            }
+            rows.push((seq as u64, tag_id, kind, value, reason.map(Arc::from), r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?));
+        }
+    }
+    for id in missing {
+        tags.insert(id, tag_meta(conn, id));
+    }
+    let metas = tags.snapshot(rows.iter().map(|r| r.1));
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, tag_id, kind, value, reason, ts, recv_ts, server_ts, status) in rows {
+        out.push(Sample {
+            seq,
+            meta: metas[&tag_id].clone(),
+            value,
+            quality: quality_of(kind),
+            reason,
+            ts: Timestamp(ts),
+            recv_ts: Timestamp(recv_ts),
+            server_ts: server_ts.map(Timestamp),
+            status,
+        });
+    }
+    Ok(out)
 }

@@ -7,13 +7,19 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 
 use super::cursors::SinkCursor;
-use super::writer::{BufferStats, RateLimited};
+use super::handle::BufferStats;
+use super::handle::OwnEvents;
+use super::writer::RateLimited;
 use crate::config::BufferConfig;
+use crate::model::Severity;
 use crate::model::Timestamp;
 
 /// Rows deleted per statement, so one retention step never holds the write
 /// lock for long.
 const CHUNK: u64 = 50_000;
+/// Delivered rows deleted per writer turn while records keep arriving: small
+/// steps between commits keep live data from waiting behind a long DELETE.
+const STEP_BUSY: u64 = 4_096;
 /// Shortest period between two "dropped" warnings.
 pub(crate) const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
 
@@ -33,7 +39,7 @@ impl DropLog {
         }
     }
 
-    fn flush(&mut self, total: u64, force: bool) {
+    fn flush(&mut self, total: u64, force: bool, events: &OwnEvents, cursors: &[SinkCursor]) {
         if self.pending == 0 {
             return;
         }
@@ -42,6 +48,15 @@ impl DropLog {
             tracing::warn!(
                 dropped = self.pending, dropped_total = total, reason = %self.reasons.join(", "),
                 "buffer: dropped {} undelivered samples, oldest first ({})", self.pending, self.reasons.join(", ")
+            );
+            let per_sink: serde_json::Map<String, serde_json::Value> =
+                cursors.iter().map(|c| (c.name().to_string(), serde_json::Value::from(c.dropped()))).collect();
+            events.emit_now(
+                "buffer.dropped",
+                Severity::Error,
+                format!("buffer: dropped {} undelivered samples, oldest first ({})", self.pending, self.reasons.join(", ")),
+                serde_json::json!({"dropped": self.pending, "dropped_total": total, "reason": self.reasons.join(", "),
+                    "sinks_dropped_total": per_sink, "accepted": true}),
             );
             self.pending = 0;
             self.reasons.clear();
@@ -61,10 +76,11 @@ pub(crate) struct Retention {
     drops: DropLog,
     errors: RateLimited,
     page_size: Option<i64>,
+    events: OwnEvents,
 }
 
 impl Retention {
-    pub(crate) fn new(cfg: &BufferConfig, cursors: Vec<SinkCursor>, first: u64, next: u64) -> Retention {
+    pub(crate) fn new(cfg: &BufferConfig, cursors: Vec<SinkCursor>, first: u64, next: u64, events: OwnEvents) -> Retention {
         let persisted = cursors.iter().map(|c| (c.get(), c.live())).collect();
         Retention {
             max_rows: cfg.max_rows,
@@ -77,6 +93,26 @@ impl Retention {
             drops: DropLog { pending: 0, reasons: Vec::new(), last: None },
             errors: RateLimited::new(Duration::from_secs(60)),
             page_size: None,
+            events,
+        }
+    }
+
+    /// Records shed before they could be stored (a full disk): every sink
+    /// loses them.
+    pub(crate) fn count_unstored(&mut self, n: u64) {
+        for c in &self.cursors {
+            c.add_dropped(n);
+        }
+    }
+
+    /// Deletes rows every sink has delivered: at most [`STEP_BUSY`] while
+    /// records keep arriving, up to [`CHUNK`] when the ring is `idle`.
+    pub(crate) fn trim_delivered(&mut self, conn: &Connection, stats: &BufferStats, idle: bool) {
+        if let Some(c) = self.min_cursor()
+            && c >= self.first
+        {
+            let step = if idle { CHUNK } else { STEP_BUSY };
+            let _ = self.delete_upto(conn, c.min(self.first + step - 1), None, stats);
         }
     }
 
@@ -114,7 +150,10 @@ impl Retention {
         let start = self.first;
         while self.first <= upto {
             let end = upto.min(self.first + CHUNK - 1);
-            if let Err(e) = conn.execute("DELETE FROM samples WHERE seq <= ?1", params![end as i64]) {
+            let deleted = conn
+                .execute("DELETE FROM samples WHERE seq <= ?1", params![end as i64])
+                .and_then(|_| conn.execute("DELETE FROM events WHERE seq <= ?1", params![end as i64]));
+            if let Err(e) = deleted {
                 if let Some(n) = self.errors.allow() {
                     tracing::warn!(error = %e, suppressed = n, "buffer retention could not delete rows; will retry");
                 }
@@ -130,8 +169,13 @@ impl Retention {
             let deleted = self.first - start;
             let n = undelivered.min(deleted);
             let total = stats.dropped_total.fetch_add(n, Ordering::Relaxed) + n;
+            // Each sink's own loss: what it had not delivered of the deleted rows.
+            for c in &self.cursors {
+                let own = (self.first - 1).saturating_sub(c.get().max(start - 1));
+                c.add_dropped(own);
+            }
             self.drops.add(n, r);
-            self.drops.flush(total, false);
+            self.drops.flush(total, false, &self.events, &self.cursors);
         }
         self.first - start
     }
@@ -220,17 +264,21 @@ impl Retention {
         }
     }
 
-    /// About once a second: persist cursors, delete delivered rows, `max_age`,
+    /// Once a second: persist cursors, `max_age`, `max_bytes`, the quarantine,
     /// and report drops.
     pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats) {
         self.persist_cursors(conn);
-        if let Some(c) = self.min_cursor() {
-            let _ = self.delete_upto(conn, c, None, stats);
-        }
         if !self.max_age.is_zero() && self.rows() > 0 {
             let cutoff = Timestamp::now().0 - self.max_age.as_nanos() as i64;
-            let keep_from: Option<i64> =
-                conn.query_row("SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1", params![cutoff], |r| r.get(0)).ok();
+            let keep_from: Option<i64> = conn
+                .query_row(
+                    "SELECT MIN(s) FROM (SELECT (SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1) AS s \
+                     UNION ALL SELECT (SELECT seq FROM events WHERE ts >= ?1 ORDER BY seq LIMIT 1))",
+                    params![cutoff],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .ok()
+                .flatten();
             let upto = match keep_from {
                 Some(s) => (s as u64).saturating_sub(1),
                 None => self.next - 1,
@@ -240,7 +288,7 @@ impl Retention {
         self.after_commit(conn, stats);
         self.trim_quarantine(conn);
         let total = stats.dropped_total.load(Ordering::Relaxed);
-        self.drops.flush(total, false);
+        self.drops.flush(total, false, &self.events, &self.cursors);
     }
 
     /// Keeps the quarantine bounded: 100,000 rows, none older than `max_age`.

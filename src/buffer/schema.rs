@@ -25,6 +25,15 @@ CREATE TABLE IF NOT EXISTS samples(
     recv_ts INTEGER NOT NULL,
     server_ts INTEGER,
     status INTEGER);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    source_kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    details TEXT);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL, live_start INTEGER NOT NULL DEFAULT 0, live_acked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
 CREATE TABLE IF NOT EXISTS quarantine(
@@ -105,7 +114,10 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
         Some(_) => {}
     }
     let meta_last: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get(0)).ok();
-    let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM samples", [], |r| r.get(0))?;
+    let max_seq: i64 =
+        conn.query_row("SELECT MAX(COALESCE((SELECT MAX(seq) FROM samples), 0), COALESCE((SELECT MAX(seq) FROM events), 0))", [], |r| {
+            r.get(0)
+        })?;
     let last = match meta_last {
         Some(m) => m.max(max_seq).max(0) as u64,
         None if max_seq > 0 => max_seq as u64,

@@ -1,7 +1,12 @@
 //! The lock-free ingest ring between sources and the buffer writer.
 //!
-//! - **Bounds.** A fixed-capacity MPMC queue (`crossbeam_queue::ArrayQueue`);
-//!   memory never grows with load.
+//! - **Bounds.** A fixed-capacity MPMC queue (`crossbeam_queue::ArrayQueue`)
+//!   bounded twice: at most `capacity` entries, and at most `capacity`
+//!   *samples* in all entries together (a file or HTTP group is one entry of
+//!   up to 4,096 samples; an event counts as one sample). A group larger than
+//!   the whole capacity is let in only when the ring is empty. So the ring
+//!   holds at most `capacity` samples, or one group: memory never grows with
+//!   load (`[buffer] ring_capacity`, default 16,384 samples).
 //! - **Producers.** Any number of sources push from tokio tasks or threads.
 //!   Pushing never takes a lock. When the ring is full a producer *waits* (the
 //!   device is simply read a little later); it never drops. Waiting time and
@@ -10,6 +15,11 @@
 //!   when the ring is empty and producers unpark it.
 //! - **Ordering.** The queue is FIFO, so the samples one producer pushes are
 //!   accepted in its push order; per tag, order is preserved.
+//! - **Events.** [`Ingest::emit`] (or an [`Events`] handle) puts an
+//!   [`Event`] in the ring without ever waiting: when the ring is full it goes
+//!   to a side queue of [`EVENT_OVERFLOW`] events that the writer drains with
+//!   the ring; when that is full too the event is dropped and counted
+//!   (`events_dropped`). Acquisition never waits for an event.
 //! - **Barriers.** [`Ingest::barrier`] resolves once everything its caller pushed
 //!   before it is committed: acceptance is observable.
 //! - **Closing.** When the writer stops it closes the ring ([`Ingest::close`]):
@@ -26,11 +36,23 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, oneshot};
 
-use crate::model::Sample;
+use crate::model::{Event, EventSource, Sample, Severity};
+
+/// Events held beside a full ring before new ones are dropped (counted).
+pub const EVENT_OVERFLOW: usize = 1024;
 
 fn samples_in(e: &Entry) -> u64 {
     match e {
         Entry::Sample(_) => 1,
+        Entry::Group(g) => g.samples.len() as u64,
+        Entry::Event(_) | Entry::Barrier(_) => 0,
+    }
+}
+
+/// What an entry weighs against the sample bound.
+fn weight(e: &Entry) -> u64 {
+    match e {
+        Entry::Sample(_) | Entry::Event(_) => 1,
         Entry::Group(g) => g.samples.len() as u64,
         Entry::Barrier(_) => 0,
     }
@@ -43,6 +65,8 @@ pub enum Entry {
     Sample(Sample),
     /// Samples accepted together, in one transaction, with what they carry.
     Group(Box<Group>),
+    /// An event to accept (in the same `seq` order as samples).
+    Event(Box<Event>),
     /// Answered with the last committed `seq` once every entry before it is committed.
     Barrier(oneshot::Sender<u64>),
 }
@@ -111,12 +135,21 @@ pub struct IngestStats {
     pub wait_ns: AtomicU64,
     /// Samples dropped because they reached the ring after the writer stopped.
     pub discarded: AtomicU64,
+    /// Events emitted.
+    pub events: AtomicU64,
+    /// Events dropped because the ring and the event side queue were full
+    /// (or the writer had stopped).
+    pub events_dropped: AtomicU64,
 }
 
 /// The ingest ring. Share it as `Arc<Ingest>`.
 #[derive(Debug)]
 pub struct Ingest {
     queue: ArrayQueue<Entry>,
+    overflow: ArrayQueue<Box<Event>>,
+    /// Samples (by [`weight`]) in `queue`.
+    queued: AtomicU64,
+    sample_capacity: u64,
     writer: OnceLock<Thread>,
     writer_idle: AtomicBool,
     closed: AtomicBool,
@@ -126,10 +159,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// A ring of `capacity` entries.
+    /// A ring of at most `capacity` samples (and entries).
     pub fn new(capacity: usize) -> Ingest {
         Ingest {
             queue: ArrayQueue::new(capacity.max(2)),
+            overflow: ArrayQueue::new(EVENT_OVERFLOW),
+            queued: AtomicU64::new(0),
+            sample_capacity: capacity.max(2) as u64,
             writer: OnceLock::new(),
             writer_idle: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -138,9 +174,14 @@ impl Ingest {
         }
     }
 
-    /// Capacity in entries.
+    /// Capacity in samples (and in entries).
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
+    }
+
+    /// Samples waiting for the writer (a group counts its samples).
+    pub fn queued_samples(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Entries waiting for the writer.
@@ -148,9 +189,9 @@ impl Ingest {
         self.queue.len()
     }
 
-    /// True when no entry waits.
+    /// True when no entry (and no overflowed event) waits.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.overflow.is_empty()
     }
 
     fn wake_writer(&self) {
@@ -172,7 +213,16 @@ impl Ingest {
             return Ok(());
         }
         let n = samples_in(&e);
-        self.queue.push(e)?;
+        let w = weight(&e);
+        let before = self.queued.fetch_add(w, Ordering::AcqRel);
+        if before > 0 && before + w > self.sample_capacity {
+            self.queued.fetch_sub(w, Ordering::AcqRel);
+            return Err(e);
+        }
+        if let Err(e) = self.queue.push(e) {
+            self.queued.fetch_sub(w, Ordering::AcqRel);
+            return Err(e);
+        }
         if n > 0 {
             self.stats.pushed.fetch_add(n, Ordering::Relaxed);
         }
@@ -203,7 +253,7 @@ impl Ingest {
 
     fn drain_closed(&self) -> u64 {
         let mut n = 0;
-        while let Some(e) = self.queue.pop() {
+        while let Some(e) = self.pop() {
             n += self.discard(e);
         }
         n
@@ -211,12 +261,38 @@ impl Ingest {
 
     fn discard(&self, e: Entry) -> u64 {
         let n = samples_in(&e);
+        if matches!(e, Entry::Event(_)) {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
         if n > 0 {
             self.stats.discarded.fetch_add(n, Ordering::Relaxed);
         }
         // Dropping `e` drops its acceptance sender: its waiter sees an error.
         drop(e);
         n
+    }
+
+    /// Emits an event without ever waiting (see the module docs): into the
+    /// ring, or the side queue when the ring is full, or dropped and counted
+    /// when both are full or the writer has stopped.
+    pub fn emit(&self, e: Event) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        match self.try_push(Entry::Event(Box::new(e))) {
+            Ok(()) => {}
+            Err(Entry::Event(e)) => {
+                if self.overflow.push(e).is_err() {
+                    self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.wake_writer();
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// A cheap, cloneable handle for emitting events.
+    pub fn events(self: &std::sync::Arc<Self>) -> Events {
+        Events { ingest: self.clone() }
     }
 
     /// Pushes one sample, waiting while the ring is full.
@@ -334,9 +410,15 @@ impl Ingest {
         let _ = self.writer.set(std::thread::current());
     }
 
-    /// Pops one entry.
+    /// Pops one entry (events of the side queue go after what the ring holds).
     pub(crate) fn pop(&self) -> Option<Entry> {
-        self.queue.pop()
+        match self.queue.pop() {
+            Some(e) => {
+                self.queued.fetch_sub(weight(&e), Ordering::AcqRel);
+                Some(e)
+            }
+            None => self.overflow.pop().map(Entry::Event),
+        }
     }
 
     /// Wakes producers waiting for space.
@@ -347,9 +429,49 @@ impl Ingest {
     /// Parks the writer until a producer pushes or `timeout` passes.
     pub(crate) fn park_writer(&self, timeout: Duration) {
         self.writer_idle.store(true, Ordering::SeqCst);
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.overflow.is_empty() {
             std::thread::park_timeout(timeout);
         }
         self.writer_idle.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A cheap handle any component uses to emit [`Event`]s (clone it freely).
+///
+/// ```no_run
+/// # use relais::ingest::{Ingest, Events};
+/// # use relais::model::{EventSource, Severity};
+/// # let ingest = std::sync::Arc::new(Ingest::new(1024));
+/// let events: Events = ingest.events();
+/// events.emit_now("device.down", Severity::Warning, EventSource::Device("pump1".into()),
+///     "pump1 stopped answering: timeout", serde_json::json!({"error": "timeout"}));
+/// ```
+///
+/// Emitting never waits and never fails; see [`Ingest::emit`] for what
+/// happens when the ring is full. Event kinds in use are listed in
+/// `docs/payloads.md`.
+#[derive(Debug, Clone)]
+pub struct Events {
+    ingest: std::sync::Arc<Ingest>,
+}
+
+impl Events {
+    /// Emits `e`.
+    pub fn emit(&self, e: Event) {
+        self.ingest.emit(e);
+    }
+
+    /// Commits a group carrying only quarantined records (a sink's refused
+    /// message) without waiting: dropped with a warning when the ring is full
+    /// (the `sink.refused` event that goes with it still says what happened).
+    pub fn quarantine(&self, g: Group) {
+        if self.ingest.try_push(Entry::Group(Box::new(g))).is_err() {
+            tracing::warn!("ingest ring full: a quarantine record of a refused message was not kept");
+        }
+    }
+
+    /// Emits an event happening now with `details` (a JSON object, or `null`).
+    pub fn emit_now(&self, kind: &str, severity: Severity, source: EventSource, message: impl Into<String>, details: serde_json::Value) {
+        self.emit(Event::new(kind, severity, source, message).with_details(details));
     }
 }

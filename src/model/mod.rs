@@ -3,11 +3,13 @@
 //! Pure data: no I/O, no runtime. See `docs/payloads.md` for how a [`Sample`] is
 //! rendered on MQTT, and `../shared/GUIDE.md` §2 for the field definitions.
 
+mod event;
 mod quality;
 mod sample;
 mod time;
 mod value;
 
+pub use event::{Event, EventSource, Record, Severity};
 pub use quality::{Quality, reason};
 pub use sample::{Sample, TagMeta};
 pub use time::{Timestamp, format_rfc3339};

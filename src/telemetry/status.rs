@@ -42,7 +42,8 @@ impl StatusLine {
     /// *acquired*: samples accepted into the buffer per second; *buffer*: rows
     /// kept (undelivered, or delivered and not yet deleted); per sink: its
     /// state and the samples not yet acknowledged by it (a few while healthy:
-    /// those in flight); *dropped*: undelivered samples dropped by the limits
+    /// those in flight), and, once the buffer limits dropped any, the
+    /// records this sink lost (`N dropped`); *dropped*: undelivered samples dropped by the limits
     /// since start; *quarantined* (only with `[[source]]` entries): records
     /// the sources rejected since start, with the sources that rejected any;
     /// *devices* (only with `[[device]]` entries): devices answering.
@@ -66,7 +67,12 @@ impl StatusLine {
                     }
                 })
                 .unwrap_or_default();
-            parts.push(format!("{name}: {state}, {backlog} unacknowledged"));
+            let lost = self.cursors.iter().find(|c| c.name() == name).map_or(0, |c| c.dropped());
+            if lost > 0 {
+                parts.push(format!("{name}: {state}, {backlog} unacknowledged, {lost} dropped"));
+            } else {
+                parts.push(format!("{name}: {state}, {backlog} unacknowledged"));
+            }
         }
         parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
         let sources = self.telemetry.sources();

@@ -238,10 +238,12 @@ pub fn data(msgs: &[Msg]) -> Vec<Msg> {
     msgs.iter().filter(|m| !m.topic.contains("/relais/")).cloned().collect()
 }
 
-/// The `seq` of every data message (json or json-batch), in arrival order.
+/// The `seq` of every data message (json or json-batch) and of every event
+/// (`…/relais/<gateway>/event/<kind>`, which share the samples' `seq`), in
+/// arrival order.
 pub fn seqs(msgs: &[Msg]) -> Vec<u64> {
     let mut out = Vec::new();
-    for m in msgs.iter().filter(|m| !m.topic.contains("/relais/")) {
+    for m in msgs.iter().filter(|m| !m.topic.contains("/relais/") || m.topic.contains("/event/")) {
         let j = m.json();
         if let Some(samples) = j.get("samples").and_then(|s| s.as_array()) {
             out.extend(samples.iter().filter_map(|s| s["seq"].as_u64()));

@@ -19,3 +19,4 @@ mod mqtt;
 mod opcua;
 mod parse;
 mod planner;
+mod records;

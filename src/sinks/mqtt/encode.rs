@@ -114,3 +114,39 @@ pub fn status_json(gateway: &str, online: bool) -> Vec<u8> {
     }))
     .unwrap_or_default()
 }
+
+#[derive(Serialize)]
+struct EventSourceJson<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    gateway: &'a str,
+    kind: &'a str,
+    severity: &'static str,
+    source: EventSourceJson<'a>,
+    ts: String,
+    message: &'a str,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    details: &'a serde_json::Value,
+    seq: u64,
+}
+
+/// One event as a message body (`docs/event.schema.json`).
+pub fn event_json(gateway: &str, e: &crate::model::Event) -> Vec<u8> {
+    let name = e.source.name();
+    let j = EventJson {
+        gateway,
+        kind: &e.kind,
+        severity: e.severity.as_str(),
+        source: EventSourceJson { kind: e.source.kind(), name: &name },
+        ts: format_rfc3339(e.ts),
+        message: &e.message,
+        details: &e.details,
+        seq: e.seq,
+    };
+    serde_json::to_vec(&j).unwrap_or_default()
+}

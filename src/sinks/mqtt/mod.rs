@@ -4,13 +4,13 @@
 //! - [`config`]: `[[sink]]` entries with `type = "mqtt"`.
 //! - [`topic`]: topic templates (pure).
 //! - [`encode`]: JSON payloads (pure).
-//! - [`lanes`]: which rows to send next and how far the cursor may move (pure).
+//! - [`encoder`]: records → topics and payloads (pure).
 //! - [`session`]: one MQTT connection: client, event loop task, TLS.
-//! - [`sink`]: the task that ties the buffer to the broker.
+//! - [`sink`]: MQTT's side of the shared [`crate::sinks::driver`].
 
 pub mod config;
 pub mod encode;
-pub mod lanes;
+pub mod encoder;
 pub mod session;
 pub mod sink;
 pub mod topic;

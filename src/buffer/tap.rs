@@ -1,0 +1,366 @@
+//! The committed-data tap: an in-process subscription to what the buffer
+//! writer commits, for processors (rules, detectors, dashboard, history) and
+//! for the sink driver's live lane.
+//!
+//! # Promises
+//! - **Committed only, in `seq` order.** The writer publishes each batch right
+//!   after its transaction commits (before it announces the new last `seq`),
+//!   so a subscriber only ever sees accepted records, samples and events
+//!   alike, in strictly increasing `seq` order, each record once.
+//! - **Shortly after commit.** Publishing wakes every subscriber through a
+//!   watch channel; there is no polling interval (target: p99 ≤ 5 ms after
+//!   commit at 100,000 samples/s, measured by `tap_latency` in `benches/ingest.rs`).
+//! - **Never slows the writer.** Publishing is a push under a mutex held for a
+//!   few pointer moves; subscribers hold the same mutex only to clone `Arc`s.
+//!   Nothing a subscriber does (or fails to do) makes the writer wait.
+//! - **Bounded memory.** The tap keeps the newest committed records up to
+//!   [`TAP_RECORDS`] (by record count, whole batches), and nothing at all
+//!   while nobody subscribes. Records are shared (`Arc`), never copied per
+//!   subscriber.
+//! - **Never holds back retention.** The tap lives in memory beside the
+//!   database: what SQLite retention deletes is unaffected by subscribers, and
+//!   what the tap evicts is unaffected by retention.
+//! - **Exact loss accounting.** A subscriber that falls more than
+//!   [`TAP_RECORDS`] behind is told exactly how many samples and how many
+//!   events it missed (and their `seq` range), then continues with the oldest
+//!   records still held. A missed range can still be read from the buffer with
+//!   [`crate::buffer::Reader`] while retention keeps it.
+//! - **End.** When the buffer closes, [`TapSubscription::recv`] returns what is
+//!   left, then `None`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::model::Record;
+
+/// Records the tap keeps for slow subscribers (whole batches; a batch larger
+/// than this is still kept alone).
+pub const TAP_RECORDS: usize = 65_536;
+
+/// One committed batch: records with consecutive `seq` from `first`.
+#[derive(Debug)]
+pub struct Committed {
+    /// `seq` of `records[0]`.
+    pub first: u64,
+    /// The records, in `seq` order.
+    pub records: Vec<Record>,
+    /// Samples published before this batch since the buffer opened.
+    samples_before: u64,
+    samples: u64,
+}
+
+impl Committed {
+    /// `seq` of the last record.
+    pub fn last(&self) -> u64 {
+        self.first + self.records.len() as u64 - 1
+    }
+}
+
+/// A part of a committed batch, shared with the tap (no copy).
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    batch: Arc<Committed>,
+    from: usize,
+    to: usize,
+}
+
+impl Chunk {
+    /// The records of this chunk, in `seq` order.
+    pub fn records(&self) -> &[Record] {
+        &self.batch.records[self.from..self.to]
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    batches: VecDeque<Arc<Committed>>,
+    held: usize,
+    /// `seq` the next published batch starts at.
+    next: u64,
+    /// Samples published since open.
+    samples: u64,
+    /// Bumped when the buffer was replaced (corruption): seqs jump.
+    epoch: u64,
+}
+
+/// The tap of one buffer. Shared as `Arc<Tap>`; subscribe with [`Tap::subscribe`].
+#[derive(Debug)]
+pub struct Tap {
+    ring: Mutex<Ring>,
+    subscribers: AtomicUsize,
+    /// Dropped by [`Tap::close`], which ends every receiver's `changed()`.
+    committed_tx: Mutex<Option<watch::Sender<u64>>>,
+    committed: watch::Receiver<u64>,
+}
+
+/// What one [`TapSubscription::recv`] returns.
+#[derive(Debug, Default)]
+pub struct Tapped {
+    /// Samples committed but evicted before this subscriber read them.
+    pub missed_samples: u64,
+    /// Events likewise.
+    pub missed_events: u64,
+    /// `seq` range of what was missed (`None` when nothing was).
+    pub missed_range: Option<(u64, u64)>,
+    /// The records, in `seq` order.
+    pub chunks: Vec<Chunk>,
+}
+
+impl Tapped {
+    /// Every record, in `seq` order.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.chunks.iter().flat_map(|c| c.records().iter())
+    }
+}
+
+impl Tap {
+    /// A tap whose next committed `seq` is `last_seq + 1`.
+    pub(crate) fn new(last_seq: u64) -> Tap {
+        let (tx, committed) = watch::channel(last_seq);
+        Tap {
+            ring: Mutex::new(Ring { next: last_seq + 1, ..Default::default() }),
+            subscribers: AtomicUsize::new(0),
+            committed_tx: Mutex::new(Some(tx)),
+            committed,
+        }
+    }
+
+    /// Watch of the last committed `seq` (changes after the tap holds it;
+    /// `changed()` fails once the buffer is closed).
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    fn announce(&self, last: u64) {
+        if let Ok(g) = self.committed_tx.lock()
+            && let Some(tx) = &*g
+        {
+            tx.send_replace(last);
+        }
+    }
+
+    /// The writer stopped: wakes every waiter for the last time.
+    pub(crate) fn close(&self) {
+        if let Ok(mut g) = self.committed_tx.lock() {
+            g.take();
+        }
+    }
+
+    /// Publishes a committed batch (writer only) and announces its last `seq`.
+    /// The records are taken out of `batch` (leaving it empty) only when
+    /// someone subscribes; otherwise only the counters move and the writer
+    /// keeps its allocation. Decided under the lock that [`Tap::subscribe`]
+    /// takes, so a new subscriber never misses a batch published after it.
+    pub(crate) fn publish(&self, first: u64, last: u64, samples: u64, batch: &mut Vec<Record>) {
+        if let Ok(mut r) = self.ring.lock() {
+            let samples_before = r.samples;
+            r.samples += samples;
+            r.next = last + 1;
+            if !batch.is_empty() && self.subscribers.load(Ordering::Relaxed) > 0 {
+                let records = std::mem::take(batch);
+                r.held += records.len();
+                r.batches.push_back(Arc::new(Committed { first, records, samples_before, samples }));
+                while r.held > TAP_RECORDS && r.batches.len() > 1 {
+                    let old = r.batches.pop_front().expect("non-empty");
+                    r.held -= old.records.len();
+                }
+            } else if !r.batches.is_empty() && self.subscribers.load(Ordering::Relaxed) == 0 {
+                // Nobody listens any more: let memory go.
+                r.batches.clear();
+                r.held = 0;
+            }
+        }
+        self.announce(last);
+    }
+
+    /// The buffer was replaced by a fresh one whose first `seq` is `first`.
+    pub(crate) fn reset(&self, first: u64) {
+        if let Ok(mut r) = self.ring.lock() {
+            r.batches.clear();
+            r.held = 0;
+            r.next = first;
+            r.epoch += 1;
+        }
+        self.announce(first - 1);
+    }
+
+    /// A subscription starting with the next committed record.
+    pub fn subscribe(self: &Arc<Self>) -> TapSubscription {
+        let r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        TapSubscription { tap: self.clone(), next: r.next, seen_samples: r.samples, epoch: r.epoch, rx: self.committed.clone() }
+    }
+
+    /// Records with `after < seq <= upto`, at most `limit`, if the tap still
+    /// holds `after + 1` (else `None`: read the buffer instead).
+    pub fn range(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<Chunk>> {
+        let r = self.ring.lock().ok()?;
+        let oldest = r.batches.front()?;
+        if after + 1 < oldest.first || after >= upto || after + 1 >= r.next {
+            return None;
+        }
+        let end = upto.min(after + limit as u64).min(r.next - 1);
+        let mut out = Vec::new();
+        for b in &r.batches {
+            if b.last() <= after {
+                continue;
+            }
+            if b.first > end {
+                break;
+            }
+            let from = (after + 1).saturating_sub(b.first) as usize;
+            let to = ((end - b.first + 1) as usize).min(b.records.len());
+            out.push(Chunk { batch: b.clone(), from, to });
+        }
+        Some(out)
+    }
+}
+
+/// One subscriber's position in the tap. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct TapSubscription {
+    tap: Arc<Tap>,
+    next: u64,
+    seen_samples: u64,
+    epoch: u64,
+    rx: watch::Receiver<u64>,
+}
+
+impl Drop for TapSubscription {
+    fn drop(&mut self) {
+        self.tap.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl TapSubscription {
+    /// The `seq` this subscriber reads next.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// What was committed since the last call, without waiting (`chunks`
+    /// empty and nothing missed when there is nothing new).
+    pub fn try_recv(&mut self) -> Tapped {
+        let mut out = Tapped::default();
+        let Ok(r) = self.tap.ring.lock() else { return out };
+        if r.epoch != self.epoch {
+            // A fresh buffer after corruption: its seqs start elsewhere.
+            self.epoch = r.epoch;
+            self.next = r.batches.front().map_or(r.next, |b| b.first);
+            self.seen_samples = r.batches.front().map_or(r.samples, |b| b.samples_before);
+        }
+        let oldest = r.batches.front().map_or(r.next, |b| b.first);
+        if self.next < oldest {
+            let oldest_samples = r.batches.front().map_or(r.samples, |b| b.samples_before);
+            let records = oldest - self.next;
+            out.missed_samples = oldest_samples.saturating_sub(self.seen_samples);
+            out.missed_events = records.saturating_sub(out.missed_samples);
+            out.missed_range = Some((self.next, oldest - 1));
+            self.next = oldest;
+            self.seen_samples = oldest_samples;
+        }
+        for b in &r.batches {
+            if b.last() < self.next {
+                continue;
+            }
+            let from = (self.next - b.first) as usize;
+            out.chunks.push(Chunk { batch: b.clone(), from, to: b.records.len() });
+            self.next = b.last() + 1;
+            self.seen_samples = b.samples_before + b.samples;
+        }
+        if self.next < r.next {
+            // Committed while nobody listened (or before this subscription
+            // was counted): missed as well.
+            let records = r.next - self.next;
+            let samples = r.samples.saturating_sub(self.seen_samples);
+            out.missed_samples += samples;
+            out.missed_events += records.saturating_sub(samples);
+            out.missed_range = Some((out.missed_range.map_or(self.next, |m| m.0), r.next - 1));
+            self.next = r.next;
+            self.seen_samples = r.samples;
+        }
+        out
+    }
+
+    /// Waits until something was committed after the last records returned,
+    /// then returns it; `None` once the buffer is closed and everything was
+    /// returned.
+    pub async fn recv(&mut self) -> Option<Tapped> {
+        loop {
+            let t = self.try_recv();
+            if !t.chunks.is_empty() || t.missed_range.is_some() {
+                return Some(t);
+            }
+            if self.rx.changed().await.is_err() {
+                let t = self.try_recv();
+                return (!t.chunks.is_empty() || t.missed_range.is_some()).then_some(t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Sample, TagMeta, Timestamp, Value};
+
+    fn batch(first: u64, n: usize) -> Vec<Record> {
+        let m = TagMeta::new("d", "t", None);
+        (0..n)
+            .map(|i| {
+                let mut s = Sample::good(m.clone(), Value::I64(i as i64), Timestamp(0));
+                s.seq = first + i as u64;
+                Record::Sample(s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_order_then_exact_loss_when_behind() {
+        let tap = Arc::new(Tap::new(100));
+        let mut sub = tap.subscribe();
+        tap.publish(101, 110, 10, &mut batch(101, 10));
+        let t = sub.try_recv();
+        assert_eq!(t.records().map(|r| r.seq()).collect::<Vec<_>>(), (101..=110).collect::<Vec<_>>());
+        assert_eq!(t.missed_samples, 0);
+        // Fall behind by more than the tap holds.
+        let mut next = 111;
+        for _ in 0..(TAP_RECORDS / 1000 + 3) {
+            tap.publish(next, next + 999, 1000, &mut batch(next, 1000));
+            next += 1000;
+        }
+        let t = sub.try_recv();
+        let held: u64 = t.records().count() as u64;
+        assert_eq!(t.missed_samples + held, next - 111, "every sample is either delivered or counted missed");
+        assert_eq!(t.missed_range.unwrap().0, 111);
+        assert_eq!(t.records().next().unwrap().seq(), t.missed_range.unwrap().1 + 1);
+        assert!(sub.try_recv().chunks.is_empty());
+    }
+
+    #[test]
+    fn range_serves_recent_records_only() {
+        let tap = Arc::new(Tap::new(0));
+        let _sub = tap.subscribe();
+        tap.publish(1, 5, 5, &mut batch(1, 5));
+        tap.publish(6, 9, 4, &mut batch(6, 4));
+        let c = tap.range(3, 9, 100).unwrap();
+        let seqs: Vec<u64> = c.iter().flat_map(|c| c.records().iter().map(|r| r.seq())).collect();
+        assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
+        let c = tap.range(3, 9, 3).unwrap();
+        assert_eq!(c.iter().map(|c| c.records().len()).sum::<usize>(), 3);
+        assert!(tap.range(9, 12, 10).is_none(), "nothing committed after 9 yet");
+    }
+
+    #[test]
+    fn nothing_kept_without_subscribers_but_loss_is_counted() {
+        let tap = Arc::new(Tap::new(0));
+        tap.publish(1, 5, 5, &mut batch(1, 5));
+        assert!(tap.range(0, 5, 10).is_none());
+        let mut sub = tap.subscribe();
+        tap.publish(6, 7, 2, &mut batch(6, 2));
+        assert_eq!(sub.try_recv().records().count(), 2);
+    }
+}
