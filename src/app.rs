@@ -144,7 +144,12 @@ impl Gateway {
             })
             .await??
         };
-        buffer.emit_events();
+        // Events (sink and buffer state changes) are the running gateway's;
+        // `relais import` counts and reports samples only.
+        let events = (!opts.sinks_only).then(|| buffer.events());
+        if events.is_some() {
+            buffer.emit_events();
+        }
         let telemetry = Arc::new(Telemetry::default());
 
         // Sinks.
@@ -155,8 +160,11 @@ impl Gateway {
                 SinkConfig::Mqtt(m) => {
                     let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
                     let stats = telemetry.sink(&m.name);
-                    let sink =
-                        MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats).with_events(buffer.events());
+                    let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
+                    let sink = match &events {
+                        Some(e) => sink.with_events(e.clone()),
+                        None => sink,
+                    };
                     sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
                 }
             }
