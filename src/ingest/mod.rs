@@ -36,7 +36,13 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, oneshot};
 
-use crate::model::{Event, EventSource, Sample, Severity};
+use crate::model::{Event, Sample};
+
+mod entry;
+mod events;
+
+pub use entry::{Accepted, Entry, Group, Moved, Progress};
+pub use events::Events;
 
 /// Events held beside a full ring before new ones are dropped (counted).
 pub const EVENT_OVERFLOW: usize = 1024;
@@ -56,72 +62,6 @@ fn weight(e: &Entry) -> u64 {
         Entry::Group(g) => g.samples.len() as u64,
         Entry::Barrier(_) => 0,
     }
-}
-
-/// One slot of the ring.
-#[derive(Debug)]
-pub enum Entry {
-    /// A sample to accept.
-    Sample(Sample),
-    /// Samples accepted together, in one transaction, with what they carry.
-    Group(Box<Group>),
-    /// An event to accept (in the same `seq` order as samples).
-    Event(Box<Event>),
-    /// Answered with the last committed `seq` once every entry before it is committed.
-    Barrier(oneshot::Sender<u64>),
-}
-
-/// Samples committed atomically with the quarantined records and the read
-/// progress of the same input, so that a restart resumes exactly after the
-/// last committed record (no loss, no duplicate).
-#[derive(Debug, Default)]
-pub struct Group {
-    /// Samples, in order.
-    pub samples: Vec<Sample>,
-    /// Records that could not be ingested.
-    pub quarantine: Vec<crate::parse::Quarantined>,
-    /// How far the input was read once these are committed.
-    pub progress: Option<Progress>,
-    /// Told the `seq` range once committed (`first > last` when no sample).
-    pub done: Option<oneshot::Sender<Accepted>>,
-    /// A file moved after its ingest: its quarantined records are updated
-    /// to name the file where it now is.
-    pub moved: Option<Moved>,
-}
-
-/// A file that was moved (to a watch folder's `done/` or `failed/`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Moved {
-    /// Source name of the quarantined records.
-    pub source: String,
-    /// Origin recorded while the file was read.
-    pub from: String,
-    /// Where the file is now.
-    pub to: String,
-}
-
-/// Read progress of one input (a file, a tailed file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
-    /// Key of the input, e.g. `tail:<source>` or `file:<sha256>`.
-    pub key: String,
-    /// What the input is (path, size, inode, hash), to detect a replaced file.
-    pub identity: String,
-    /// Bytes consumed.
-    pub offset: u64,
-    /// Lines consumed.
-    pub line: u64,
-    /// The input was read to its end.
-    pub done: bool,
-}
-
-/// What a group became.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
-    /// `seq` of the group's first sample.
-    pub first: u64,
-    /// `seq` of its last sample.
-    pub last: u64,
 }
 
 /// Counters of the ring (monotonic).
@@ -433,45 +373,5 @@ impl Ingest {
             std::thread::park_timeout(timeout);
         }
         self.writer_idle.store(false, Ordering::SeqCst);
-    }
-}
-
-/// A cheap handle any component uses to emit [`Event`]s (clone it freely).
-///
-/// ```no_run
-/// # use relais::ingest::{Ingest, Events};
-/// # use relais::model::{EventSource, Severity};
-/// # let ingest = std::sync::Arc::new(Ingest::new(1024));
-/// let events: Events = ingest.events();
-/// events.emit_now("device.down", Severity::Warning, EventSource::Device("pump1".into()),
-///     "pump1 stopped answering: timeout", serde_json::json!({"error": "timeout"}));
-/// ```
-///
-/// Emitting never waits and never fails; see [`Ingest::emit`] for what
-/// happens when the ring is full. Event kinds in use are listed in
-/// `docs/payloads.md`.
-#[derive(Debug, Clone)]
-pub struct Events {
-    ingest: std::sync::Arc<Ingest>,
-}
-
-impl Events {
-    /// Emits `e`.
-    pub fn emit(&self, e: Event) {
-        self.ingest.emit(e);
-    }
-
-    /// Commits a group carrying only quarantined records (a sink's refused
-    /// message) without waiting: dropped with a warning when the ring is full
-    /// (the `sink.refused` event that goes with it still says what happened).
-    pub fn quarantine(&self, g: Group) {
-        if self.ingest.try_push(Entry::Group(Box::new(g))).is_err() {
-            tracing::warn!("ingest ring full: a quarantine record of a refused message was not kept");
-        }
-    }
-
-    /// Emits an event happening now with `details` (a JSON object, or `null`).
-    pub fn emit_now(&self, kind: &str, severity: Severity, source: EventSource, message: impl Into<String>, details: serde_json::Value) {
-        self.emit(Event::new(kind, severity, source, message).with_details(details));
     }
 }
