@@ -7,7 +7,9 @@
 //!   transaction commits; its `seq` is assigned in the same transaction from
 //!   one sequence shared by samples and events, strictly increasing per
 //!   gateway, across restarts (the last `seq` is stored in `meta`). A new
-//!   buffer starts at the current time in microseconds, so a deleted or lost
+//!   buffer starts at the current time in microseconds (never below
+//!   2026-12-01, nor below the last `seq` recorded in `seq.hint` beside the
+//!   buffer, so a clock at 1970 or set back is safe), so a deleted or lost
 //!   buffer never makes a `seq` repeat.
 //! - **Contiguous rows.** Rows are only appended (increasing `seq`) and only
 //!   deleted from the oldest end, so `samples` and `events` together always
@@ -20,7 +22,9 @@
 //!   (duplicates are detectable by `seq`), never loses any.
 //! - **Retention.** Rows at or below the slowest cursor are deleted, a few
 //!   thousand between two commits so no DELETE delays live data. `max_rows`,
-//!   `max_bytes` and `max_age` drop the oldest rows even if undelivered; every
+//!   `max_bytes` and `max_age` drop the oldest rows even if undelivered
+//!   (`max_age` on the gateway's observed clock, not the wall clock: see
+//!   `clock.rs`); every
 //!   such drop is counted (`dropped_total`: what the slowest sink had not
 //!   delivered; [`SinkCursor::dropped`]: each sink's own loss), logged at most
 //!   once per interval, and emitted as a `buffer.dropped` event once
@@ -43,8 +47,9 @@
 //!        kind TEXT, severity INTEGER,               -- 0 info, 1 warning, 2 error, 3 critical
 //!        source_kind TEXT, source TEXT,             -- gateway|device|tag|sink|rule, its name
 //!        ts INTEGER, message TEXT, details TEXT)    -- ts: ns since epoch; details: JSON or NULL
+//! marks(seq INTEGER PRIMARY KEY, observed INTEGER)  -- gateway-observed ns at acceptance, one per second (clock.rs)
 //! cursors(sink TEXT PRIMARY KEY, seq INTEGER)
-//! meta(key TEXT PRIMARY KEY, value ANY)                   -- schema_version, last_seq
+//! meta(key TEXT PRIMARY KEY, value ANY)   -- schema_version, last_seq, seq_origin, observed_ns
 //! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)
 //! progress(key TEXT PRIMARY KEY, identity, offset, line, done, updated)
 //! ```
@@ -69,6 +74,7 @@
 //!   reported once per interval. A full disk also drops the oldest rows, counted.
 
 mod checkpoint;
+mod clock;
 mod cursors;
 mod handle;
 pub mod quarantine;

@@ -71,7 +71,7 @@ impl Writer {
     }
 
     fn adopt_fresh(&mut self, conn: Connection) {
-        let origin = schema::recovery_seq_origin().max(self.stats.last_seq.load(Ordering::Relaxed) + 1);
+        let origin = schema::recovery_seq_origin(&self.path).max(self.stats.last_seq.load(Ordering::Relaxed) + 1);
         let _ = conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64]);
         self.conn = conn;
         self.tag_ids.clear();

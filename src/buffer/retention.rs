@@ -152,7 +152,8 @@ impl Retention {
             let end = upto.min(self.first + CHUNK - 1);
             let deleted = conn
                 .execute("DELETE FROM samples WHERE seq <= ?1", params![end as i64])
-                .and_then(|_| conn.execute("DELETE FROM events WHERE seq <= ?1", params![end as i64]));
+                .and_then(|_| conn.execute("DELETE FROM events WHERE seq <= ?1", params![end as i64]))
+                .and_then(|_| super::clock::drop_marks(conn, end));
             if let Err(e) = deleted {
                 if let Some(n) = self.errors.allow() {
                     tracing::warn!(error = %e, suppressed = n, "buffer retention could not delete rows; will retry");
@@ -266,24 +267,17 @@ impl Retention {
 
     /// Once a second: persist cursors, `max_age`, `max_bytes`, the quarantine,
     /// and report drops.
-    pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats) {
+    pub(crate) fn periodic(&mut self, conn: &Connection, stats: &BufferStats, observed_now: i64) {
         self.persist_cursors(conn);
         if !self.max_age.is_zero() && self.rows() > 0 {
-            let cutoff = Timestamp::now().0 - self.max_age.as_nanos() as i64;
-            let keep_from: Option<i64> = conn
-                .query_row(
-                    "SELECT MIN(s) FROM (SELECT (SELECT seq FROM samples WHERE recv_ts >= ?1 ORDER BY seq LIMIT 1) AS s \
-                     UNION ALL SELECT (SELECT seq FROM events WHERE ts >= ?1 ORDER BY seq LIMIT 1))",
-                    params![cutoff],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .ok()
-                .flatten();
-            let upto = match keep_from {
-                Some(s) => (s as u64).saturating_sub(1),
-                None => self.next - 1,
-            };
-            let _ = self.delete_upto(conn, upto, Some("max_age"), stats);
+            // Age on the gateway's observed clock (clock.rs), not `recv_ts`:
+            // a wall clock set late (1970 at boot) must not age records.
+            let cutoff = observed_now.saturating_sub(self.max_age.as_nanos().min(i64::MAX as u128) as i64);
+            if cutoff > 0
+                && let Some(upto) = super::clock::older_than(conn, cutoff, self.next - 1)
+            {
+                let _ = self.delete_upto(conn, upto, Some("max_age"), stats);
+            }
         }
         self.after_commit(conn, stats);
         self.trim_quarantine(conn);

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS events(
     ts INTEGER NOT NULL,
     message TEXT NOT NULL,
     details TEXT);
+CREATE TABLE IF NOT EXISTS marks(seq INTEGER PRIMARY KEY, observed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL, live_start INTEGER NOT NULL DEFAULT 0, live_acked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value ANY);
 CREATE TABLE IF NOT EXISTS quarantine(
@@ -125,7 +126,7 @@ fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<
             // A new buffer (first start, or the old one was deleted): start
             // above anything an earlier buffer of this gateway can have issued,
             // so (gateway, seq) never repeats.
-            let origin = recovery_seq_origin();
+            let origin = recovery_seq_origin(path);
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64])?;
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('seq_origin', ?1)", params![origin as i64])?;
             origin
@@ -153,12 +154,59 @@ pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     Ok(aside)
 }
 
-/// The `seq` origin of a new buffer, above anything a lost or deleted buffer
-/// can have issued: the current time in microseconds since 1970 (a buffer
-/// would need a million samples per second since 1970 to get there). It stays
-/// below 2^53 until the year 2255, so JavaScript consumers read it exactly.
-pub(crate) fn recovery_seq_origin() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1)
+/// No `seq` origin is ever below this: 2026-12-01T00:00:00Z in microseconds,
+/// after this code was written. A gateway booting with its clock at 1970 (no
+/// RTC battery, no NTP yet) still starts above every `seq` an earlier buffer
+/// of a correctly set clock issued before that date.
+pub(crate) const SEQ_FLOOR: u64 = 1_796_083_200_000_000;
+
+/// Added to the high-water hint: more `seq`s than a gateway can issue between
+/// two hint writes ([`HINT_PERIOD`] at a million samples per second is 10^7).
+pub(crate) const HINT_MARGIN: u64 = 1_000_000_000;
+
+/// How often the writer records its last `seq` in `seq.hint` beside the buffer.
+pub(crate) const HINT_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn hint_path(db: &Path) -> PathBuf {
+    db.with_file_name("seq.hint")
+}
+
+/// Records `last_seq` in `<data_dir>/seq.hint` (best effort: a failed write
+/// only weakens the origin of a future new buffer to the clock and the floor).
+pub(crate) fn write_seq_hint(db: &Path, last_seq: u64) {
+    let tmp = db.with_file_name("seq.hint.tmp");
+    if std::fs::write(&tmp, last_seq.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, hint_path(db));
+    }
+}
+
+fn read_seq_hint(db: &Path) -> Option<u64> {
+    std::fs::read_to_string(hint_path(db)).ok()?.trim().parse().ok()
+}
+
+/// The `seq` origin of a new buffer at `db`, above anything a lost or
+/// deleted buffer can have issued: the largest of the current time in
+/// microseconds since 1970 (a buffer would need a million samples per second
+/// since 1970 to get there), [`SEQ_FLOOR`] (a clock at 1970), and the
+/// high-water hint the previous buffer left in `seq.hint` plus
+/// [`HINT_MARGIN`] (a clock set back). It stays below 2^53 until the year
+/// 2255, so JavaScript consumers read it exactly.
+pub(crate) fn recovery_seq_origin(db: &Path) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let origin = seq_origin(now, read_seq_hint(db));
+    if now < SEQ_FLOOR {
+        tracing::warn!(
+            clock_us = now,
+            seq_origin = origin,
+            "the system clock is before 2026-12-01 (not set yet?): the new buffer's seq starts at the floor or the last known seq instead"
+        );
+    }
+    origin
+}
+
+/// [`recovery_seq_origin`] at clock `now_us` with high-water `hint` (pure).
+pub(crate) fn seq_origin(now_us: u64, hint: Option<u64>) -> u64 {
+    now_us.max(SEQ_FLOOR).max(hint.map_or(0, |h| h.saturating_add(HINT_MARGIN)))
 }
 
 /// Opens (or creates) the buffer at `path`, moving a corrupt file aside.
@@ -173,10 +221,34 @@ pub(crate) fn open(path: &Path, durability: Durability, check: StartupCheck) -> 
                 "buffer file is corrupt; moved it aside and started a new buffer (its undelivered samples are in the moved file)"
             );
             let (conn, _) = try_open(path, durability, check)?;
-            let origin = recovery_seq_origin();
+            let origin = recovery_seq_origin(path);
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64])?;
             Ok(Opened { conn, last_seq: origin })
         }
         Err(e) => Err(anyhow::anyhow!("cannot open buffer {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_at_1970_or_set_back_never_makes_seq_repeat() {
+        // Before: the origin was the clock alone, 5 s after 1970 here.
+        assert!(seq_origin(5_000_000, None) >= SEQ_FLOOR, "a clock at 1970 starts at the floor");
+        let issued = SEQ_FLOOR + 400 * 86_400 * 1_000_000; // a year later
+        assert!(seq_origin(5_000_000, Some(issued)) > issued, "a clock at 1970 starts above the last known seq");
+        assert!(seq_origin(SEQ_FLOOR + 10, Some(issued)) > issued, "a clock set back starts above the last known seq");
+        let now = SEQ_FLOOR + 500 * 86_400 * 1_000_000;
+        assert_eq!(seq_origin(now, Some(issued)), now, "a right clock ahead of the hint is used as it is");
+    }
+
+    #[test]
+    fn the_hint_survives_beside_the_buffer() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("buffer.db");
+        write_seq_hint(&db, 1_900_000_000_000_000);
+        assert!(recovery_seq_origin(&db) > 1_900_000_000_000_000);
     }
 }

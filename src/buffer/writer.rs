@@ -12,6 +12,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
 use super::checkpoint::Checkpointer;
+use super::clock::Observed;
 use super::cursors::SinkCursor;
 use super::handle::{BufferStats, unix_ms};
 use super::registry::{MetaKey, TagRegistry};
@@ -81,6 +82,7 @@ pub(crate) struct Writer {
     ids: Vec<i64>,
     pub(crate) checkpointer: Option<Checkpointer>,
     pub(crate) own: super::handle::OwnEvents,
+    pub(crate) observed: Observed,
 }
 
 impl Writer {
@@ -100,9 +102,14 @@ impl Writer {
         let first = stats.first_seq.load(Ordering::Relaxed);
         let next = stats.last_seq.load(Ordering::Relaxed) + 1;
         let checkpointer = Checkpointer::start(path, cfg.durability, &conn);
+        let observed = Observed::load(&conn, first, next - 1).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the buffer's observed clock; max_age counts from now");
+            Observed::fresh()
+        });
         Writer {
             retention: Retention::new(cfg, cursors, first, next, own.clone()),
             own,
+            observed,
             conn,
             ingest,
             batch_max: cfg.batch_max,
@@ -152,6 +159,7 @@ impl Writer {
         let mut barriers: Vec<oneshot::Sender<u64>> = Vec::new();
         let mut last_maint = Instant::now();
         let mut last_cursor = Instant::now();
+        let mut last_hint: Option<Instant> = None;
         loop {
             self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
             self.fill(&mut batch, &mut groups, &mut barriers);
@@ -175,8 +183,13 @@ impl Writer {
             // Delivered rows go in small steps between commits, so no single
             // DELETE holds the writer long enough to delay live data.
             self.retention.trim_delivered(&self.conn, &self.stats, self.ingest.is_empty());
+            if last_hint.is_none_or(|t| t.elapsed() >= schema::HINT_PERIOD) {
+                schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed));
+                last_hint = Some(Instant::now());
+            }
             if last_maint.elapsed() >= Duration::from_secs(1) {
-                self.retention.periodic(&self.conn, &self.stats);
+                self.observed.persist(&self.conn);
+                self.retention.periodic(&self.conn, &self.stats, self.observed.now());
                 last_maint = Instant::now();
                 last_cursor = Instant::now();
             } else if last_cursor.elapsed() >= Duration::from_millis(200) {
@@ -200,8 +213,10 @@ impl Writer {
         if let Some(c) = self.checkpointer.take() {
             c.stop();
         }
-        // Shutdown: persist cursors, fold the WAL back.
-        self.retention.periodic(&self.conn, &self.stats);
+        // Shutdown: persist cursors and clocks, fold the WAL back.
+        self.observed.persist(&self.conn);
+        schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed));
+        self.retention.periodic(&self.conn, &self.stats, self.observed.now());
         let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         self.tap.close();
         tracing::debug!(last_seq = self.stats.last_seq.load(Ordering::Relaxed), "buffer writer stopped");
@@ -352,6 +367,9 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Record>, groups: &mut [GroupMeta]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let (first, samples) = self.insert_records(batch)?;
+        if !batch.is_empty() {
+            self.observed.mark(&self.conn, first)?;
+        }
         let n = batch.len() as u64;
         let last = first + n - 1;
         let quarantined = self.commit_groups(groups)?;

@@ -6,6 +6,7 @@
 //! failure. Tests that need the SKAB data look for `../shared/data/skab`.
 
 mod buffer;
+mod buffer_faults;
 mod common;
 mod config;
 mod daemon;
