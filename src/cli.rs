@@ -35,6 +35,12 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Anomaly detectors: evaluate on labelled CSV files, fit and save a model.
+    Detect {
+        /// What to do.
+        #[command(subcommand)]
+        what: crate::processors::anomaly::command::DetectCommand,
+    },
     /// Run the gateway (the daemon).
     Run {
         /// Configuration file (TOML).
@@ -254,7 +260,7 @@ pub fn main() -> ExitCode {
     crate::memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } => {}
+        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
         Command::Import { .. } | Command::Browse { .. } => {
             init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
@@ -267,6 +273,7 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Detect { what } => crate::processors::anomaly::command::run(what),
         Command::Run { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -24,6 +24,7 @@ pub mod model;
 pub mod mqtt;
 pub mod names;
 pub mod parse;
+pub mod processors;
 pub mod secret;
 pub mod sim;
 pub mod sinks;

@@ -1,0 +1,259 @@
+//! `[[detector]]`: which tags a detector watches, its method, parameters and
+//! fitting policy. Every key is listed in `README.md` beside this file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+
+/// A validated `[[detector]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorConfig {
+    /// Detector name: the tag level of its output samples (`_relais/detector/<name>/…`).
+    pub name: String,
+    /// Watched tags as `device/tag` paths, in the order of the model's variables.
+    pub tags: Vec<String>,
+    /// Per watched tag: watch its rate of change (units per second) instead of its level.
+    pub rate: Vec<bool>,
+    /// The scoring method and its parameters.
+    pub method: Method,
+    /// How the model is fitted.
+    pub fit: FitPolicy,
+    /// EWMA span of the inputs in rows (1: no smoothing); α = 2 / (span + 1).
+    pub smoothing: u32,
+    /// Flag a row when its score exceeds this (the score is in units of the control limit).
+    pub threshold: f64,
+    /// Live rows: a row closes when every watched tag has a fresh value, or this long after its first value.
+    pub row_window: Duration,
+}
+
+/// A detection method.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    /// PCA on the standardised inputs: Hotelling's T² in the retained
+    /// components and Q (SPE) in the residual, each divided by its control limit
+    /// (Jackson & Mudholkar 1979 for Q; the F distribution for T², Tracy et al. 1992).
+    Pca {
+        /// Fraction of the variance the retained components explain (0 < v < 1).
+        variance: f64,
+        /// Probability of the control limits (e.g. 0.999).
+        level: f64,
+    },
+    /// Rolling z-score: each input against the mean and standard deviation of
+    /// its previous `window` rows; the score is the largest |z| divided by the
+    /// two-sided normal limit at `level` (Bonferroni over the inputs).
+    ZScore {
+        /// Rows in the rolling window.
+        window: usize,
+        /// Probability of the limit.
+        level: f64,
+    },
+}
+
+/// How and on what the model is fitted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitPolicy {
+    /// On the first N rows.
+    Rows(usize),
+    /// On the rows of the first window of time (by row timestamps).
+    Window(Duration),
+    /// Loaded from a model file written by `relais detect fit`.
+    Model(PathBuf),
+}
+
+/// Keys of a `[[detector]]`.
+pub const DETECTOR_KEYS: &[&str] =
+    &["name", "tags", "rate_tags", "method", "fit", "smoothing", "threshold", "variance", "level", "window", "row_window"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFit {
+    rows: Option<Spanned<i64>>,
+    window: Option<Spanned<String>>,
+    model: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDetector {
+    name: Spanned<String>,
+    tags: Spanned<Vec<String>>,
+    #[serde(default)]
+    rate_tags: Vec<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    fit: Option<Spanned<RawFit>>,
+    smoothing: Option<Spanned<i64>>,
+    threshold: Option<Spanned<f64>>,
+    variance: Option<Spanned<f64>>,
+    level: Option<Spanned<f64>>,
+    window: Option<Spanned<i64>>,
+    row_window: Option<Spanned<String>>,
+}
+
+/// Reads one `[[detector]]` table; errors go to `diag` under `key`. Relative
+/// model paths resolve against `base_dir`.
+pub fn parse_detector(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base_dir: &Path) -> Option<DetectorConfig> {
+    reject_unknown_keys(&mut item, DETECTOR_KEYS, diag, key);
+    let raw: RawDetector = de_item(item, diag, key)?;
+    let before = diag.error_count();
+    let name = raw.name.get_ref().clone();
+    let key = format!("detector {name:?}");
+    let k = |s: &str| format!("{key} / {s}");
+    if let Err(e) = crate::names::check(&name) {
+        diag.error(raw.name.span(), &k("name"), e);
+    }
+    let tags = raw.tags.get_ref().clone();
+    if tags.is_empty() {
+        diag.error(raw.tags.span(), &k("tags"), "at least one tag (\"device/tag\") to watch");
+    }
+    for (i, t) in tags.iter().enumerate() {
+        if !valid_path(t) {
+            diag.error(raw.tags.span(), &k("tags"), format!("{t:?} is not a tag path \"device/tag\""));
+        } else if tags[..i].contains(t) {
+            diag.error(raw.tags.span(), &k("tags"), format!("{t:?} is listed twice"));
+        }
+    }
+    let mut rate = vec![false; tags.len()];
+    for r in &raw.rate_tags {
+        match tags.iter().position(|t| t == r.get_ref()) {
+            Some(i) => rate[i] = true,
+            None => diag.error(r.span(), &k("rate_tags"), format!("{:?} is not one of the watched `tags`", r.get_ref())),
+        }
+    }
+    let level = in_open_unit(diag, &raw.level, &k("level"), 0.999);
+    let method = match raw.method.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("pca", _)) => {
+            refuse(diag, raw.window.as_ref().map(Spanned::span), &k("window"), "`window` belongs to method \"zscore\"");
+            Method::Pca { variance: in_open_unit(diag, &raw.variance, &k("variance"), 0.85), level }
+        }
+        Some(("zscore", _)) => {
+            refuse(diag, raw.variance.as_ref().map(Spanned::span), &k("variance"), "`variance` belongs to method \"pca\"");
+            let window = match &raw.window {
+                None => 60,
+                Some(w) if *w.get_ref() >= 3 && *w.get_ref() <= 1_000_000 => *w.get_ref() as usize,
+                Some(w) => {
+                    diag.error(w.span(), &k("window"), "rows in the rolling window: 3 to 1000000");
+                    60
+                }
+            };
+            Method::ZScore { window, level }
+        }
+        Some((other, span)) => {
+            diag.error(span, &k("method"), format!("unknown method {other:?}; expected \"pca\" (T² + Q) or \"zscore\""));
+            return None;
+        }
+    };
+    let fit = parse_fit(diag, raw.fit.as_ref(), &k("fit"), base_dir, tags.len());
+    let smoothing = match &raw.smoothing {
+        None => 1,
+        Some(s) if (1..=10_000).contains(s.get_ref()) => *s.get_ref() as u32,
+        Some(s) => {
+            diag.error(s.span(), &k("smoothing"), "EWMA span in rows: 1 (none) to 10000");
+            1
+        }
+    };
+    let threshold = match &raw.threshold {
+        None => 1.0,
+        Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => *t.get_ref(),
+        Some(t) => {
+            diag.error(t.span(), &k("threshold"), "a positive number (in units of the control limit: 1 = on the limit)");
+            1.0
+        }
+    };
+    let row_window = crate::diag::duration(diag, &raw.row_window, &k("row_window"), Duration::from_secs(1));
+    if row_window.is_zero() {
+        diag.error(raw.row_window.as_ref().map_or(raw.name.span(), Spanned::span), &k("row_window"), "must be above zero");
+    }
+    (diag.error_count() == before).then_some(DetectorConfig { name, tags, rate, method, fit, smoothing, threshold, row_window })
+}
+
+fn parse_fit(diag: &mut Diag<'_>, fit: Option<&Spanned<RawFit>>, key: &str, base_dir: &Path, d: usize) -> FitPolicy {
+    let Some(f) = fit else { return FitPolicy::Rows(400) };
+    let r = f.get_ref();
+    let set = r.rows.is_some() as u8 + r.window.is_some() as u8 + r.model.is_some() as u8;
+    if set != 1 {
+        diag.error(f.span(), key, "exactly one of `rows = N`, `window = \"10m\"` or `model = \"FILE\"`");
+        return FitPolicy::Rows(400);
+    }
+    if let Some(n) = &r.rows {
+        let min = (d + 2) as i64;
+        if *n.get_ref() < min || *n.get_ref() > 10_000_000 {
+            diag.error(n.span(), key, format!("rows must be at least {min} (watched tags + 2) and at most 10000000"));
+            return FitPolicy::Rows(400);
+        }
+        return FitPolicy::Rows(*n.get_ref() as usize);
+    }
+    if let Some(w) = &r.window {
+        return match crate::units::parse_duration(w.get_ref()) {
+            Ok(d) if !d.is_zero() => FitPolicy::Window(d),
+            Ok(_) => {
+                diag.error(w.span(), key, "the fit window must be above zero");
+                FitPolicy::Rows(400)
+            }
+            Err(e) => {
+                diag.error(w.span(), key, e);
+                FitPolicy::Rows(400)
+            }
+        };
+    }
+    let m = r.model.as_ref().map(|m| base_dir.join(m.get_ref())).unwrap_or_default();
+    FitPolicy::Model(m)
+}
+
+fn in_open_unit(diag: &mut Diag<'_>, v: &Option<Spanned<f64>>, key: &str, default: f64) -> f64 {
+    match v {
+        None => default,
+        Some(x) if *x.get_ref() > 0.0 && *x.get_ref() < 1.0 => *x.get_ref(),
+        Some(x) => {
+            diag.error(x.span(), key, "a fraction strictly between 0 and 1");
+            default
+        }
+    }
+}
+
+fn refuse(diag: &mut Diag<'_>, span: Option<std::ops::Range<usize>>, key: &str, msg: &str) {
+    if let Some(s) = span {
+        diag.error(s, key, msg);
+    }
+}
+
+/// `device/tag` with two non-empty valid names.
+fn valid_path(p: &str) -> bool {
+    match p.split_once('/') {
+        Some((d, t)) => crate::names::check(d).is_ok() && crate::names::check(t).is_ok(),
+        None => false,
+    }
+}
+
+/// Reads every `[[detector]]` of a configuration file, ignoring its other
+/// sections (so a gateway configuration and a detector-only file both work).
+/// Errors carry the file, line, column and key.
+pub fn read_detectors(text: &str, file: &str, base_dir: &Path) -> Result<Vec<DetectorConfig>, crate::diag::ConfigErrors> {
+    let mut diag = Diag::new(file, text);
+    let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+    for e in &syntax {
+        diag.toml(e, "", 0..0);
+    }
+    let mut out = Vec::new();
+    if syntax.is_empty() {
+        let span = doc.span();
+        for (k, v) in doc.into_inner() {
+            if k.get_ref().as_ref() != "detector" {
+                continue;
+            }
+            for (i, item) in crate::diag::array_items(v, &mut diag, "detector").into_iter().enumerate() {
+                let key = crate::diag::peek_str(&item, "name").map_or_else(|| format!("detector #{}", i + 1), |(n, _)| format!("detector {n:?}"));
+                if let Some(d) = parse_detector(item, &mut diag, &key, base_dir) {
+                    out.push(d);
+                }
+            }
+        }
+        if out.is_empty() && diag.ok() {
+            diag.error(span.start..span.start, "detector", "no [[detector]] in this file");
+        }
+    }
+    diag.finish()?;
+    Ok(out)
+}
