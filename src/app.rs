@@ -123,7 +123,7 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors } = cfg;
         for w in &warnings {
             tracing::warn!("config: {w}");
         }
@@ -196,6 +196,15 @@ impl Gateway {
         };
         let (tasks, file_sources) = crate::sources::spawn_sources(sources, &ctx).await?;
         source_tasks.extend(tasks);
+        // Detectors read committed samples and push their outputs like a source
+        // (not while `relais import` only delivers files).
+        source_tasks.extend(crate::processors::anomaly::run::spawn_all(
+            if opts.sinks_only { Vec::new() } else { detectors },
+            &buffer.reader()?,
+            &buffer.committed(),
+            ingest.clone(),
+            sources_stop.clone(),
+        )?);
 
         // Monitoring.
         let aux_stop = CancellationToken::new();

@@ -32,6 +32,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Non-fatal findings (printed by `relais check` and logged at start).
     pub warnings: Vec<ConfigError>,
+    /// `[[detector]]` entries (anomaly detectors), in file order.
+    pub detectors: Vec<crate::processors::anomaly::DetectorConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -202,6 +204,7 @@ impl Config {
         let mut device_items = Vec::new();
         let mut sink_items = Vec::new();
         let mut source_items = Vec::new();
+        let mut detectors = Vec::new();
         for (k, v) in doc.into_inner() {
             match k.get_ref().as_ref() {
                 "gateway" => gateway_item = Some(v),
@@ -209,6 +212,7 @@ impl Config {
                 "device" => device_items = array_items(v, &mut diag, "device"),
                 "sink" => sink_items = array_items(v, &mut diag, "sink"),
                 "source" => source_items = array_items(v, &mut diag, "source"),
+                "detector" => detectors = crate::processors::anomaly::config::parse_detectors(v, &mut diag, base_dir),
                 other @ ("station" | "sim" | "opcua") => diag.error(
                     k.span(),
                     other,
@@ -217,7 +221,7 @@ impl Config {
                 other => diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]] or [[sink]]"),
+                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
                 ),
             }
         }
@@ -413,6 +417,7 @@ impl Config {
             sinks,
             sources,
             warnings,
+            detectors,
         })
     }
 }

@@ -11,6 +11,7 @@ mod common;
 mod config;
 mod daemon;
 mod decode;
+mod detect;
 mod files;
 mod fuzz;
 mod ingest;

@@ -30,6 +30,9 @@ pub enum DetectCommand {
         /// Timestamp column.
         #[arg(long, default_value = "datetime")]
         time_column: String,
+        /// Take a file without the label column as normal throughout (e.g. SKAB's anomaly-free run) instead of refusing it.
+        #[arg(long)]
+        unlabelled_normal: bool,
         /// Write one line per scored row: file,datetime,score,anomaly_pred,confidence,<label>.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -78,9 +81,11 @@ fn pick(config: &Path, name: Option<&str>) -> Result<DetectorConfig, String> {
 /// Runs a `relais detect` command; exit 0 on success, 2 on a config error, 1 otherwise.
 pub fn run(cmd: DetectCommand) -> ExitCode {
     let r = match cmd {
-        DetectCommand::Evaluate { config, detector, labels, changepoints, time_column, out, thresholds, files } => {
-            let opts = EvalOptions { label: labels, changepoint: changepoints, time_column };
-            pick(&config, detector.as_deref()).map_err(|e| (e, 2)).and_then(|cfg| evaluate(&cfg, &files, &opts, out.as_deref(), &thresholds).map_err(|e| (e, 1)))
+        DetectCommand::Evaluate { config, detector, labels, changepoints, time_column, unlabelled_normal, out, thresholds, files } => {
+            let opts = EvalOptions { label: labels, changepoint: changepoints, time_column, unlabelled_normal };
+            pick(&config, detector.as_deref())
+                .map_err(|e| (e, 2))
+                .and_then(|cfg| evaluate(&cfg, &files, &opts, out.as_deref(), &thresholds).map_err(|e| (e, 1)))
         }
         DetectCommand::Fit { config, detector, time_column, out, file } => {
             pick(&config, detector.as_deref()).map_err(|e| (e, 2)).and_then(|cfg| fit(cfg, &file, &time_column, &out).map_err(|e| (e, 1)))
@@ -100,7 +105,8 @@ fn evaluate(cfg: &DetectorConfig, files: &[PathBuf], opts: &EvalOptions, out: Op
         Some(p) => {
             let f = std::fs::File::create(p).map_err(|e| format!("--out {}: {e}", p.display()))?;
             let mut w = csv::Writer::from_writer(Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write>);
-            w.write_record(["file", "datetime", "score", "anomaly_pred", "confidence", opts.label.as_str()]).map_err(|e| format!("--out: {e}"))?;
+            w.write_record(["file", "datetime", "score", "anomaly_pred", "confidence", opts.label.as_str()])
+                .map_err(|e| format!("--out: {e}"))?;
             Some(w)
         }
         None => None,
@@ -141,6 +147,13 @@ fn fit(cfg: DetectorConfig, file: &Path, time_column: &str, out: &Path) -> Resul
     let saved = saved.ok_or_else(|| format!("{}: not enough rows to fit {:?}", file.display(), cfg.fit))?;
     let json = serde_json::to_string_pretty(&saved).map_err(|e| e.to_string())?;
     std::fs::write(out, json).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!("model of detector {:?} ({} components of {}, fitted on {} rows) written to {}", cfg.name, saved.pca.k, saved.tags.len(), saved.pca.n, out.display());
+    println!(
+        "model of detector {:?} ({} components of {}, fitted on {} rows) written to {}",
+        cfg.name,
+        saved.pca.k,
+        saved.tags.len(),
+        saved.pca.n,
+        out.display()
+    );
     Ok(())
 }

@@ -16,8 +16,8 @@ pub struct DetectorConfig {
     pub name: String,
     /// Watched tags as `device/tag` paths, in the order of the model's variables.
     pub tags: Vec<String>,
-    /// Per watched tag: watch its rate of change (units per second) instead of its level.
-    pub rate: Vec<bool>,
+    /// Per watched tag: watch its change from one row to the next instead of its level.
+    pub delta: Vec<bool>,
     /// The scoring method and its parameters.
     pub method: Method,
     /// How the model is fitted.
@@ -66,7 +66,7 @@ pub enum FitPolicy {
 
 /// Keys of a `[[detector]]`.
 pub const DETECTOR_KEYS: &[&str] =
-    &["name", "tags", "rate_tags", "method", "fit", "smoothing", "threshold", "variance", "level", "window", "row_window"];
+    &["name", "tags", "delta_tags", "method", "fit", "smoothing", "threshold", "variance", "level", "window", "row_window"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,7 +81,7 @@ struct RawDetector {
     name: Spanned<String>,
     tags: Spanned<Vec<String>>,
     #[serde(default)]
-    rate_tags: Vec<Spanned<String>>,
+    delta_tags: Vec<Spanned<String>>,
     method: Option<Spanned<String>>,
     fit: Option<Spanned<RawFit>>,
     smoothing: Option<Spanned<i64>>,
@@ -115,11 +115,11 @@ pub fn parse_detector(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base_d
             diag.error(raw.tags.span(), &k("tags"), format!("{t:?} is listed twice"));
         }
     }
-    let mut rate = vec![false; tags.len()];
-    for r in &raw.rate_tags {
+    let mut delta = vec![false; tags.len()];
+    for r in &raw.delta_tags {
         match tags.iter().position(|t| t == r.get_ref()) {
-            Some(i) => rate[i] = true,
-            None => diag.error(r.span(), &k("rate_tags"), format!("{:?} is not one of the watched `tags`", r.get_ref())),
+            Some(i) => delta[i] = true,
+            None => diag.error(r.span(), &k("delta_tags"), format!("{:?} is not one of the watched `tags`", r.get_ref())),
         }
     }
     let level = in_open_unit(diag, &raw.level, &k("level"), 0.999);
@@ -166,7 +166,7 @@ pub fn parse_detector(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base_d
     if row_window.is_zero() {
         diag.error(raw.row_window.as_ref().map_or(raw.name.span(), Spanned::span), &k("row_window"), "must be above zero");
     }
-    (diag.error_count() == before).then_some(DetectorConfig { name, tags, rate, method, fit, smoothing, threshold, row_window })
+    (diag.error_count() == before).then_some(DetectorConfig { name, tags, delta, method, fit, smoothing, threshold, row_window })
 }
 
 fn parse_fit(diag: &mut Diag<'_>, fit: Option<&Spanned<RawFit>>, key: &str, base_dir: &Path, d: usize) -> FitPolicy {
@@ -227,6 +227,24 @@ fn valid_path(p: &str) -> bool {
     }
 }
 
+/// Reads the `[[detector]]` array of a configuration (names must be unique).
+pub fn parse_detectors(v: Item<'_>, diag: &mut Diag<'_>, base_dir: &Path) -> Vec<DetectorConfig> {
+    let mut out: Vec<DetectorConfig> = Vec::new();
+    for (i, item) in crate::diag::array_items(v, diag, "detector").into_iter().enumerate() {
+        let name = crate::diag::peek_str(&item, "name");
+        let key = name.as_ref().map_or_else(|| format!("detector #{}", i + 1), |(n, _)| format!("detector {n:?}"));
+        if let Some((n, span)) = &name
+            && out.iter().any(|d| &d.name == n)
+        {
+            diag.error(span.clone(), &format!("{key} / name"), "duplicate detector name");
+        }
+        if let Some(d) = parse_detector(item, diag, &key, base_dir) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Reads every `[[detector]]` of a configuration file, ignoring its other
 /// sections (so a gateway configuration and a detector-only file both work).
 /// Errors carry the file, line, column and key.
@@ -243,12 +261,7 @@ pub fn read_detectors(text: &str, file: &str, base_dir: &Path) -> Result<Vec<Det
             if k.get_ref().as_ref() != "detector" {
                 continue;
             }
-            for (i, item) in crate::diag::array_items(v, &mut diag, "detector").into_iter().enumerate() {
-                let key = crate::diag::peek_str(&item, "name").map_or_else(|| format!("detector #{}", i + 1), |(n, _)| format!("detector {n:?}"));
-                if let Some(d) = parse_detector(item, &mut diag, &key, base_dir) {
-                    out.push(d);
-                }
-            }
+            out.extend(parse_detectors(v, &mut diag, base_dir));
         }
         if out.is_empty() && diag.ok() {
             diag.error(span.start..span.start, "detector", "no [[detector]] in this file");

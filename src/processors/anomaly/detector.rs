@@ -34,11 +34,7 @@ impl Calibration {
     /// From the fit rows' scores and the threshold.
     pub fn new(threshold: f64, fit_scores: &mut [f64]) -> Calibration {
         fit_scores.sort_by(f64::total_cmp);
-        let p99 = if fit_scores.is_empty() {
-            threshold / 2.0
-        } else {
-            fit_scores[((fit_scores.len() - 1) as f64 * 0.99).round() as usize]
-        };
+        let p99 = if fit_scores.is_empty() { threshold / 2.0 } else { fit_scores[((fit_scores.len() - 1) as f64 * 0.99).round() as usize] };
         let tau = if p99 > 0.0 && p99 < threshold { (threshold / p99).ln() / 99f64.ln() } else { 1.0 };
         Calibration { threshold, fit_p99: p99, tau: tau.clamp(0.05, 1.0) }
     }
@@ -127,11 +123,7 @@ impl Detector {
     }
 
     fn new(cfg: DetectorConfig) -> Detector {
-        Detector {
-            features: Features::new(&cfg.rate, cfg.smoothing),
-            state: State::Fitting { rows: Vec::new(), first_ts: None },
-            cfg,
-        }
+        Detector { features: Features::new(&cfg.delta, cfg.smoothing), state: State::Fitting { rows: Vec::new(), first_ts: None }, cfg }
     }
 
     /// A detector using a saved PCA model (its tags must match the config's).
@@ -168,12 +160,12 @@ impl Detector {
     /// Feeds one row: timestamp (ns since the epoch), one value per watched
     /// tag in config order (NaN = missing).
     pub fn push(&mut self, ts: i64, x: &[f64]) -> Step {
-        let f = match self.features.push(ts, x) {
-            Ok(f) => f.to_vec(),
+        let f = match self.features.push(x) {
+            Ok(f) => f,
             Err(i) => return Step::Missing(i),
         };
         match &mut self.state {
-            State::Ready { scorer, calib } => match score(scorer, &f) {
+            State::Ready { scorer, calib } => match score(scorer, f) {
                 Some(s) => Step::Scored(output(s, calib)),
                 None => Step::Fitting,
             },
@@ -186,14 +178,14 @@ impl Detector {
                     FitPolicy::Model(_) => true,
                 };
                 if !done {
-                    rows.push(f);
+                    rows.push(f.to_vec());
                     return Step::Fitting;
                 }
                 let rows = std::mem::take(rows);
                 match fit(&self.cfg, &rows) {
                     Ok((mut scorer, calib)) => {
                         let n = rows.len();
-                        let s = score(&mut scorer, &f).unwrap_or(0.0);
+                        let s = score(&mut scorer, f).unwrap_or(0.0);
                         self.state = State::Ready { scorer, calib };
                         Step::Fitted(n, output(s, &calib))
                     }

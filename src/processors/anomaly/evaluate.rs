@@ -29,6 +29,9 @@ pub struct EvalOptions {
     pub changepoint: String,
     /// Timestamp column (`datetime`).
     pub time_column: String,
+    /// A file without the label column is normal throughout (e.g. SKAB's
+    /// anomaly-free run); otherwise such a file is an error.
+    pub unlabelled_normal: bool,
 }
 
 /// The outcome of one file.
@@ -66,8 +69,12 @@ fn open(path: &Path) -> Result<(String, Vec<String>, Reader), String> {
     let first = String::from_utf8_lossy(&text[..text.len().min(4096)]).lines().next().unwrap_or("").to_string();
     let delim = crate::parse::csv::detect_delimiter(first.trim_start_matches('\u{feff}'));
     let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).trim(csv::Trim::All).from_reader(std::io::Cursor::new(text));
-    let header: Vec<String> =
-        rdr.headers().map_err(|e| format!("{name}: cannot read the header: {e}"))?.iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect();
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("{name}: cannot read the header: {e}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
     Ok((name, header, rdr))
 }
 
@@ -78,7 +85,9 @@ fn tag_columns(cfg: &DetectorConfig, header: &[String], name: &str) -> Result<Ve
         .iter()
         .map(|t| {
             let short = t.split_once('/').map_or(t.as_str(), |(_, tag)| tag);
-            col(short).or_else(|| col(t)).ok_or_else(|| format!("{name}: no column {short:?} (or {t:?}) for watched tag {t:?} in [{}]", header.join(", ")))
+            col(short)
+                .or_else(|| col(t))
+                .ok_or_else(|| format!("{name}: no column {short:?} (or {t:?}) for watched tag {t:?} in [{}]", header.join(", ")))
         })
         .collect()
 }
@@ -86,14 +95,18 @@ fn tag_columns(cfg: &DetectorConfig, header: &[String], name: &str) -> Result<Ve
 /// Replays a CSV file's rows (through the row assembler) into `on_row(ts, values)`.
 pub fn replay(cfg: &DetectorConfig, path: &Path, time_column: &str, on_row: &mut dyn FnMut(i64, &[f64])) -> Result<(), String> {
     let (name, header, mut rdr) = open(path)?;
-    let ts_col = header.iter().position(|h| h == time_column).ok_or_else(|| format!("{name}: timestamp column {time_column:?} is not in the header"))?;
+    let ts_col = header
+        .iter()
+        .position(|h| h == time_column)
+        .ok_or_else(|| format!("{name}: timestamp column {time_column:?} is not in the header"))?;
     let tag_cols = tag_columns(cfg, &header, &name)?;
     let mut rows = RowAssembler::new(tag_cols.len(), cfg.row_window.as_nanos().min(i64::MAX as u128) as i64);
     let spec = TsSpec { timezone: Some(chrono_tz::UTC), ..TsSpec::default() };
     for rec in rdr.records() {
         let rec = rec.map_err(|e| format!("{name}: {e}"))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let ts = spec.parse_text(rec.get(ts_col).unwrap_or("")).map_err(|e| format!("{name}: line {line}, column {time_column:?}: {e}"))?.ts.0;
+        let ts =
+            spec.parse_text(rec.get(ts_col).unwrap_or("")).map_err(|e| format!("{name}: line {line}, column {time_column:?}: {e}"))?.ts.0;
         for (i, &c) in tag_cols.iter().enumerate() {
             for row in rows.offer(i, ts, num(rec.get(c).unwrap_or(""))) {
                 on_row(row.ts, &row.values);
@@ -107,22 +120,38 @@ pub fn replay(cfg: &DetectorConfig, path: &Path, time_column: &str, on_row: &mut
 pub fn evaluate_file(cfg: &DetectorConfig, path: &Path, opts: &EvalOptions, mut out: PredSink<'_>) -> Result<FileResult, String> {
     let (name, header, mut rdr) = open(path)?;
     let col = |c: &str| header.iter().position(|h| h == c);
-    let need = |c: &str, what: &str| col(c).ok_or_else(|| format!("{name}: {what} column {c:?} is not in the header [{}]", header.join(", ")));
+    let need =
+        |c: &str, what: &str| col(c).ok_or_else(|| format!("{name}: {what} column {c:?} is not in the header [{}]", header.join(", ")));
     let ts_col = need(&opts.time_column, "timestamp")?;
-    let label_col = need(&opts.label, "label")?;
+    let label_col = match col(&opts.label) {
+        None if opts.unlabelled_normal => None,
+        _ => Some(need(&opts.label, "label")?),
+    };
     let cp_col = col(&opts.changepoint);
     let tag_cols = tag_columns(cfg, &header, &name)?;
     let mut det = Detector::build(cfg.clone())?;
     let mut rows = RowAssembler::new(tag_cols.len(), cfg.row_window.as_nanos().min(i64::MAX as u128) as i64);
     let spec = TsSpec { timezone: Some(chrono_tz::UTC), ..TsSpec::default() };
-    let mut r = FileResult { file: name.clone(), rows: 0, fit_rows: 0, missing: 0, confusion: Confusion::default(), delays: None, scores: Vec::new() };
+    let mut r = FileResult {
+        file: name.clone(),
+        rows: 0,
+        fit_rows: 0,
+        missing: 0,
+        confusion: Confusion::default(),
+        delays: None,
+        scores: Vec::new(),
+    };
     let (mut ts_scored, mut flags, mut cps) = (Vec::new(), Vec::new(), Vec::new());
     for rec in rdr.records() {
         let rec = rec.map_err(|e| format!("{name}: {e}"))?;
         let line = rec.position().map_or(0, |p| p.line());
         let cell = |i: usize| rec.get(i).unwrap_or("");
         let ts = spec.parse_text(cell(ts_col)).map_err(|e| format!("{name}: line {line}, column {:?}: {e}", opts.time_column))?.ts.0;
-        let label = num(cell(label_col)).ok_or_else(|| format!("{name}: line {line}, column {:?}: {:?} is not a label (0 or 1)", opts.label, cell(label_col)))?;
+        let label = match label_col {
+            Some(c) => num(cell(c))
+                .ok_or_else(|| format!("{name}: line {line}, column {:?}: {:?} is not a label (0 or 1)", opts.label, cell(c)))?,
+            None => 0.0,
+        };
         let cp = cp_col.map(|c| num(cell(c)).is_some_and(|v| v != 0.0));
         r.rows += 1;
         let mut closed = Vec::new();
@@ -149,8 +178,15 @@ pub fn evaluate_file(cfg: &DetectorConfig, path: &Path, opts: &EvalOptions, mut 
             cps.push(cp.unwrap_or(false));
             if let Some(w) = out.as_deref_mut() {
                 let pred = if o.anomaly { "1" } else { "0" };
-                w.write_record([name.as_str(), cell(ts_col), &o.score.to_string(), pred, &o.confidence.to_string(), cell(label_col)])
-                    .map_err(|e| format!("--out: {e}"))?;
+                w.write_record([
+                    name.as_str(),
+                    cell(ts_col),
+                    &o.score.to_string(),
+                    pred,
+                    &o.confidence.to_string(),
+                    if label != 0.0 { "1" } else { "0" },
+                ])
+                .map_err(|e| format!("--out: {e}"))?;
             }
         }
     }

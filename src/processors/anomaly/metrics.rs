@@ -118,3 +118,40 @@ pub fn changepoint_delays(ts: &[i64], flag: &[bool], cp: &[bool]) -> Delays {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_matrix_by_hand() {
+        // label: 0 0 1 1 1 0 0 1 ; flag: 0 1 1 0 1 0 1 1
+        // TP = rows 2, 4, 7 = 3; FP = rows 1, 6 = 2; FN = row 3 = 1; TN = rows 0, 5 = 2.
+        let label = [0, 0, 1, 1, 1, 0, 0, 1];
+        let flag = [0, 1, 1, 0, 1, 0, 1, 1];
+        let mut c = Confusion::default();
+        for (f, l) in flag.iter().zip(label) {
+            c.add(*f == 1, l == 1);
+        }
+        assert_eq!(c, Confusion { tp: 3, fp: 2, fn_: 1, tn: 2 });
+        assert_eq!(c.precision(), 0.6);
+        assert_eq!(c.recall(), 0.75);
+        assert!((c.f1() - 2.0 / 3.0).abs() < 1e-15);
+        assert_eq!(c.far(), 0.5);
+        assert_eq!(c.mar(), 0.25);
+        assert_eq!(Confusion::default().f1(), 0.0, "no rows: 0, not NaN");
+    }
+
+    #[test]
+    fn changepoint_delays_by_hand() {
+        let s = 1_000_000_000;
+        let ts: Vec<i64> = (0..10).map(|i| i * s).collect();
+        // Labelled changepoints at rows 2 and 6; the flag rises at 4 and falls at 5 (both before row 6),
+        // then never changes again: the first is detected 2 s late, the second is missed.
+        let cp = [false, false, true, false, false, false, true, false, false, false];
+        let flag = [false, false, false, false, true, false, false, false, false, false];
+        let d = changepoint_delays(&ts, &flag, &cp);
+        assert_eq!(d, Delays { detected: vec![2.0], missed: 1 });
+        assert_eq!(d.average(), Some(2.0));
+    }
+}

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! committed samples ─► rows (latest value per watched tag, time-aligned)
-//!                   ─► features (level or rate, EWMA)
+//!                   ─► features (level or difference, EWMA)
 //!                   ─► fit on the first rows │ score: PCA T² + Q, or rolling z
 //!                   ─► score, flag (score > threshold), confidence
 //! ```
 //!
 //! - [`config`]: `[[detector]]`.
 //! - [`rows`], [`features`], [`pca`], [`zscore`], [`detector`]: the pure core.
+//! - [`run`]: the live detectors in the daemon (committed samples in,
+//!   `_relais` samples out).
 //! - [`metrics`], [`evaluate`]: SKAB-style evaluation of labelled CSV files
 //!   (`relais detect evaluate`), through the same rows and detector.
 //!
@@ -25,6 +27,7 @@ pub mod features;
 pub mod metrics;
 pub mod pca;
 pub mod rows;
+pub mod run;
 pub mod zscore;
 
 pub use config::{DetectorConfig, FitPolicy, Method};

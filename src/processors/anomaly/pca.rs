@@ -197,3 +197,95 @@ pub fn q_limit(residual: &[f64], level: f64) -> Option<f64> {
         statrs::distribution::ChiSquared::new(h).ok().map(|c2| g * c2.inverse_cdf(level))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Standard normal draws (Box–Muller) from a seeded generator.
+    fn normals(rng: &mut fastrand::Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+                (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+            })
+            .collect()
+    }
+
+    /// Three unit-variance inputs with pairwise correlation ρ = 0.8 (one
+    /// factor: xᵢ = √ρ f + √(1 − ρ) eᵢ), shifted and scaled per input. The
+    /// correlation matrix has eigenvalues 1 + 2ρ = 2.6 and 1 − ρ = 0.2 (twice).
+    fn series(rng: &mut fastrand::Rng, n: usize) -> Vec<Vec<f64>> {
+        let rho: f64 = 0.8;
+        (0..n)
+            .map(|_| {
+                let g = normals(rng, 4);
+                (0..3).map(|i| (rho.sqrt() * g[0] + (1.0 - rho).sqrt() * g[i + 1]) * (i as f64 + 1.0) + 10.0 * i as f64).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn t2_limit_matches_the_f_and_chi_square_quantiles() {
+        // scipy.stats: 2 (n−1)(n+1) / (n (n−2)) · f.ppf(0.999, 2, 1998) = 13.877259482739266.
+        assert!((t2_limit(2000, 2, 0.999) - 13.877_259_482_739_266).abs() < 1e-6);
+        // As n grows, k · F(k, n − k) tends to χ²ₖ; for k = 2, χ²₂ quantile = −2 ln(1 − p) exactly.
+        let chi2 = -2.0 * (0.001f64).ln();
+        assert!((t2_limit(10_000_000, 2, 0.999) - chi2).abs() < 2e-3, "{}", t2_limit(10_000_000, 2, 0.999));
+    }
+
+    #[test]
+    fn q_limit_is_jackson_mudholkar_and_near_the_exact_quantile() {
+        // Residual eigenvalues 0.2, 0.2: θ = 0.4, 0.08, 0.016; h₀ = 1/3; c = Φ⁻¹(0.999) = 3.090232306167813.
+        let (t1, t2, h0, c) = (0.4f64, 0.08f64, 1.0f64 / 3.0, 3.090_232_306_167_813f64);
+        let by_hand = t1 * (c * (2.0 * t2 * h0 * h0).sqrt() / t1 + 1.0 + t2 * h0 * (h0 - 1.0) / (t1 * t1)).powf(1.0 / h0);
+        let q = q_limit(&[0.2, 0.2], 0.999).unwrap();
+        assert!((q - by_hand).abs() < 1e-9, "{q} vs {by_hand}");
+        assert!((q - 2.826_585_010_731_611).abs() < 1e-6);
+        // Q / 0.2 is exactly χ²₂ here: its quantile 0.2 · (−2 ln 0.001) = 2.7631; the approximation is within 3 %.
+        let exact = 0.2 * -2.0 * (0.001f64).ln();
+        assert!((q / exact - 1.0).abs() < 0.03, "{q} vs {exact}");
+        assert_eq!(q_limit(&[], 0.999), None);
+    }
+
+    #[test]
+    fn fit_finds_the_known_structure_and_limits_hold_their_rate() {
+        let mut rng = fastrand::Rng::with_seed(15);
+        let fit = series(&mut rng, 5000);
+        let m = PcaModel::fit(&fit, 0.85, 0.999).unwrap();
+        assert_eq!(m.k, 1, "2.6 / 3 = 87 % of the variance in the first component");
+        for (got, want) in m.eigenvalues.iter().zip([2.6, 0.2, 0.2]) {
+            assert!((got - want).abs() < 0.05, "eigenvalues {:?}", m.eigenvalues);
+        }
+        assert!((m.t2_limit - t2_limit(5000, 1, 0.999)).abs() < 1e-12);
+        let q_true = q_limit(&[0.2, 0.2], 0.999).unwrap();
+        assert!((m.q_limit.unwrap() / q_true - 1.0).abs() < 0.1, "{:?} vs {q_true}", m.q_limit);
+        // On fresh rows of the same process each statistic exceeds its limit about 0.1 % of the time.
+        let test = series(&mut rng, 200_000);
+        let (mut z, mut t) = (vec![0.0; 3], vec![0.0; 1]);
+        let (mut over_t2, mut over_q) = (0, 0);
+        for r in &test {
+            let s = m.stats(r, &mut z, &mut t);
+            over_t2 += (s.t2 > m.t2_limit) as u32;
+            over_q += (s.q > m.q_limit.unwrap()) as u32;
+        }
+        for (what, n) in [("T²", over_t2), ("Q", over_q)] {
+            let rate = f64::from(n) / test.len() as f64;
+            assert!((0.0004..0.0025).contains(&rate), "{what} exceeded its 0.999 limit on {rate} of the rows");
+        }
+        // A row off the correlation structure (inputs 0 and 1 opposite) is caught by Q, not T².
+        let mut odd = vec![m.mean[0] + 2.0 * m.std[0], m.mean[1] - 2.0 * m.std[1], m.mean[2]];
+        let s = m.stats(&odd, &mut z, &mut t);
+        assert!(s.q > m.q_limit.unwrap() && s.t2 < m.t2_limit, "{s:?}");
+        odd[2] = f64::NAN;
+        assert!(PcaModel::fit(&[odd.clone(), odd.clone(), odd.clone(), odd.clone(), odd], 0.85, 0.999).is_err());
+    }
+
+    #[test]
+    fn constant_input_and_too_few_rows() {
+        let rows: Vec<Vec<f64>> = (0..10).map(|i| vec![i as f64, 5.0, (i * i) as f64]).collect();
+        let m = PcaModel::fit(&rows, 0.85, 0.999).unwrap();
+        assert_eq!(m.std[1], 1.0, "a constant input keeps its own unit");
+        assert_eq!(PcaModel::fit(&rows[..4], 0.85, 0.999), Err(FitError::TooFewRows { rows: 4, inputs: 3 }));
+    }
+}

@@ -33,7 +33,14 @@ pub struct Row {
 impl RowAssembler {
     /// d tags, window in ns (> 0).
     pub fn new(d: usize, window_ns: i64) -> RowAssembler {
-        RowAssembler { window_ns: window_ns.max(1), latest: vec![f64::NAN; d], fresh: vec![false; d], fresh_count: 0, open_since: None, newest: 0 }
+        RowAssembler {
+            window_ns: window_ns.max(1),
+            latest: vec![f64::NAN; d],
+            fresh: vec![false; d],
+            fresh_count: 0,
+            open_since: None,
+            newest: 0,
+        }
     }
 
     /// Offers tag `i`'s sample at `ts` (`None`: a bad sample). Returns the
