@@ -38,16 +38,16 @@ impl Features {
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(i);
         }
-        for i in 0..x.len() {
+        for (i, &v) in x.iter().enumerate() {
             let f = if !self.delta[i] {
-                x[i]
+                v
             } else if self.started {
-                x[i] - self.prev_x[i]
+                v - self.prev_x[i]
             } else {
                 0.0
             };
             self.ewma[i] = if self.started { self.ewma[i] + self.alpha * (f - self.ewma[i]) } else { f };
-            self.prev_x[i] = x[i];
+            self.prev_x[i] = v;
         }
         self.started = true;
         Ok(&self.ewma)

@@ -7,7 +7,7 @@
 //!                   ─► score, flag (score > threshold), confidence
 //! ```
 //!
-//! - [`config`]: `[[detector]]`.
+//! - [`config`]: the `[[detector]]` tables.
 //! - [`rows`], [`features`], [`pca`], [`zscore`], [`detector`]: the pure core.
 //! - [`run`]: the live detectors in the daemon (committed samples in,
 //!   `_relais` samples out).

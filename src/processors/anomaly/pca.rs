@@ -133,23 +133,19 @@ impl PcaModel {
     /// lengths d and k (no allocation per row).
     pub fn stats(&self, x: &[f64], z: &mut [f64], t: &mut [f64]) -> PcaStats {
         let d = self.inputs();
-        for i in 0..d {
-            z[i] = (x[i] - self.mean[i]) / self.std[i];
+        for (i, zi) in z.iter_mut().enumerate().take(d) {
+            *zi = (x[i] - self.mean[i]) / self.std[i];
         }
         let mut t2 = 0.0;
-        for j in 0..self.k {
+        for (j, tj) in t.iter_mut().enumerate().take(self.k) {
             let p = &self.loadings[j * d..(j + 1) * d];
-            let tj: f64 = p.iter().zip(z.iter()).map(|(a, b)| a * b).sum();
-            t[j] = tj;
-            t2 += tj * tj / self.eigenvalues[j];
+            *tj = p.iter().zip(z.iter()).map(|(a, b)| a * b).sum();
+            t2 += *tj * *tj / self.eigenvalues[j];
         }
         let mut q = 0.0;
-        for i in 0..d {
-            let mut recon = 0.0;
-            for j in 0..self.k {
-                recon += self.loadings[j * d + i] * t[j];
-            }
-            let r = z[i] - recon;
+        for (i, zi) in z.iter().enumerate().take(d) {
+            let recon: f64 = t.iter().take(self.k).enumerate().map(|(j, tj)| self.loadings[j * d + i] * tj).sum();
+            let r = zi - recon;
             q += r * r;
         }
         if self.q_limit.is_none() {
