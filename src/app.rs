@@ -179,7 +179,12 @@ impl Gateway {
                 DeviceConfig::OpcUa(o) => opcua.push(o),
             }
         }
-        let mut source_tasks = crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?;
+        // Detectors subscribe to committed samples before any source starts and
+        // push their outputs like a source (not while `relais import` only
+        // delivers files).
+        let detectors = if opts.sinks_only { Vec::new() } else { detectors };
+        let mut source_tasks = crate::processors::anomaly::run::spawn_all(detectors, buffer.tap(), ingest.clone(), sources_stop.clone())?;
+        source_tasks.extend(crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?);
         source_tasks.extend(crate::sources::opcua::session::spawn_all(
             opcua,
             ingest.clone(),
@@ -196,15 +201,6 @@ impl Gateway {
         };
         let (tasks, file_sources) = crate::sources::spawn_sources(sources, &ctx).await?;
         source_tasks.extend(tasks);
-        // Detectors read committed samples and push their outputs like a source
-        // (not while `relais import` only delivers files).
-        source_tasks.extend(crate::processors::anomaly::run::spawn_all(
-            if opts.sinks_only { Vec::new() } else { detectors },
-            &buffer.reader()?,
-            &buffer.committed(),
-            ingest.clone(),
-            sources_stop.clone(),
-        )?);
 
         // Monitoring.
         let aux_stop = CancellationToken::new();

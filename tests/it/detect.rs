@@ -230,10 +230,14 @@ async fn live_detector_on_mqtt_agrees_with_evaluate_row_by_row() {
                 }
             }
         };
+    let mut events: Vec<serde_json::Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = |outputs: &HashMap<String, BTreeMap<String, serde_json::Value>>| outputs.len() >= expected.len();
     while Instant::now() < deadline && !done(&outputs) {
         let Some(m) = sub.next(Duration::from_secs(5)).await else { continue };
+        if m.topic.contains("/event/detector.") {
+            events.push(m.json());
+        }
         for m in data(&[m]) {
             take(&m, &mut row_at, &mut outputs);
         }
@@ -241,6 +245,9 @@ async fn live_detector_on_mqtt_agrees_with_evaluate_row_by_row() {
     stop.cancel();
     run.await.unwrap().unwrap();
     while let Some(m) = sub.next(Duration::from_millis(500)).await {
+        if m.topic.contains("/event/detector.") {
+            events.push(m.json());
+        }
         for m in data(&[m]) {
             take(&m, &mut row_at, &mut outputs);
         }
@@ -271,4 +278,25 @@ async fn live_detector_on_mqtt_agrees_with_evaluate_row_by_row() {
     }
     // Both states occur, so the agreement covers flags in and out (valve1_0: 35 rows flagged).
     assert!(flagged > 0 && (flagged as usize) < expected.len(), "{flagged} rows flagged");
+    // One event per crossing, in order, at the row where the flag changed (rows after the file's
+    // end repeat its last row and cannot cross again: the features are then constant).
+    let mut want: Vec<(String, u64)> = Vec::new();
+    let mut prev = false;
+    for (i, (_, pred, _)) in expected.iter().enumerate() {
+        if *pred != prev {
+            want.push((if *pred { "detector.anomaly" } else { "detector.normal" }.to_string(), 400 + i as u64));
+            prev = *pred;
+        }
+    }
+    events.sort_by_key(|e| e["seq"].as_u64());
+    let got: Vec<(String, u64)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["source"]["kind"], "rule", "{e}");
+            assert_eq!(e["source"]["name"], "pump", "{e}");
+            let ts = e["details"]["row_ts"].as_str().unwrap();
+            (e["kind"].as_str().unwrap().to_string(), row_at[ts])
+        })
+        .collect();
+    assert_eq!(got, want, "detector events: kind and row of each crossing");
 }

@@ -11,12 +11,14 @@
 //! Each output sample carries the row's timestamp (its newest input's `ts`).
 //! A row with a watched tag whose latest sample was bad gives the three
 //! outputs as bad samples, reason `input_bad: <device/tag>`; a row is never
-//! scored with a made-up value. Crossing into and out of the anomaly state is
-//! logged (WARN in, INFO out).
+//! scored with a made-up value. Crossing into the anomaly state emits the
+//! event `detector.anomaly` (warning), crossing out `detector.normal` (info),
+//! source `rule` named after the detector, with the score, confidence,
+//! threshold and row time in `details`; both are logged too.
 //!
-//! Invariants: samples are read after the commit (a detector never sees
-//! data that could still be lost) and in `seq` order; a detector starts at
-//! the commit position it finds at start-up and fits again after a restart
+//! Invariants: samples come from the committed-data tap (a detector never
+//! sees data that could still be lost), in `seq` order; a detector starts
+//! with what is committed after the gateway starts and fits again after a restart
 //! (unless it loads a saved model); it reads no samples of its own device
 //! `_relais`, so it never feeds on its own output.
 
@@ -24,16 +26,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::DetectorConfig;
 use super::detector::{Detector, Output, Step};
 use super::rows::{Row, RowAssembler};
-use crate::buffer::Reader;
+use crate::buffer::tap::{Tap, TapSubscription};
 use crate::ingest::Ingest;
-use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
+use crate::model::{Event, EventSource, Quality, Record, Sample, Severity, TagMeta, Timestamp, Value};
 use crate::telemetry::HEALTH_DEVICE;
 
 /// One detector fed sample by sample (pure apart from the clock it is given).
@@ -46,6 +47,7 @@ pub struct Live {
     confidence: Arc<TagMeta>,
     in_alarm: bool,
     fitting_logged: bool,
+    events: Vec<Event>,
 }
 
 impl Live {
@@ -63,7 +65,19 @@ impl Live {
             det: Detector::build(cfg)?,
             in_alarm: false,
             fitting_logged: false,
+            events: Vec::new(),
         })
+    }
+
+    /// The detector's name.
+    pub fn name(&self) -> &str {
+        &self.det.config().name
+    }
+
+    /// The events caused since the last call (`detector.anomaly` on crossing
+    /// in, `detector.normal` on crossing out).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// One committed sample; returns the output samples it caused.
@@ -119,12 +133,30 @@ impl Live {
     fn emit(&mut self, o: Output, ts: Timestamp, now: Timestamp) -> Vec<Sample> {
         if o.anomaly != self.in_alarm {
             self.in_alarm = o.anomaly;
-            let name = &self.det.config().name;
-            if o.anomaly {
+            let name = self.det.config().name.clone();
+            let (kind, severity, msg) = if o.anomaly {
                 tracing::warn!(detector = %name, score = o.score, confidence = o.confidence, "anomaly: in");
+                (
+                    "detector.anomaly",
+                    Severity::Warning,
+                    format!("detector {name}: anomaly (score {:.2}, confidence {:.2})", o.score, o.confidence),
+                )
             } else {
                 tracing::info!(detector = %name, score = o.score, confidence = o.confidence, "anomaly: out");
-            }
+                (
+                    "detector.normal",
+                    Severity::Info,
+                    format!("detector {name}: back to normal (score {:.2}, confidence {:.2})", o.score, o.confidence),
+                )
+            };
+            let mut e = Event::new(kind, severity, EventSource::Rule(name.as_str().into()), msg).with_details(serde_json::json!({
+                "score": o.score,
+                "confidence": o.confidence,
+                "threshold": self.det.config().threshold,
+                "row_ts": crate::model::format_rfc3339(ts),
+            }));
+            e.ts = ts;
+            self.events.push(e);
         }
         let good = |m: &Arc<TagMeta>, v: Value| Sample { recv_ts: now, ..Sample::good(m.clone(), v, ts) };
         vec![
@@ -135,14 +167,11 @@ impl Live {
     }
 }
 
-/// Committed samples read per query.
-const BATCH: usize = 2000;
-
-/// Starts one task per detector; each ends when `stop` is cancelled.
+/// Starts one task per detector on the committed-data tap; each ends when
+/// `stop` is cancelled or the buffer closes.
 pub fn spawn_all(
     cfgs: Vec<DetectorConfig>,
-    reader: &Reader,
-    committed: &watch::Receiver<u64>,
+    tap: &Arc<Tap>,
     ingest: Arc<Ingest>,
     stop: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
@@ -150,48 +179,40 @@ pub fn spawn_all(
     for cfg in cfgs {
         let name = cfg.name.clone();
         let live = Live::new(cfg).map_err(|e| anyhow::anyhow!("detector {name:?}: {e}"))?;
-        tasks.push(tokio::spawn(run(live, reader.clone(), committed.clone(), ingest.clone(), stop.clone())));
+        // Subscribed before any source starts: no row of the fit is missed.
+        let sub = tap.subscribe();
+        tasks.push(tokio::spawn(run(live, sub, ingest.clone(), stop.clone())));
     }
     Ok(tasks)
 }
 
-async fn run(mut live: Live, reader: Reader, mut committed: watch::Receiver<u64>, ingest: Arc<Ingest>, stop: CancellationToken) {
-    let mut after = *committed.borrow_and_update();
-    let mut last_warn = None;
+async fn run(mut live: Live, mut sub: TapSubscription, ingest: Arc<Ingest>, stop: CancellationToken) {
+    let events = ingest.events();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let got = tokio::select! {
             _ = stop.cancelled() => return,
-            r = committed.changed() => if r.is_err() { return },
+            t = sub.recv() => match t { Some(t) => t, None => return },
             _ = tick.tick() => {
                 let out = live.on_tick(Timestamp::now());
                 ingest.push_all(out).await;
                 continue;
             }
+        };
+        if got.missed_samples > 0 {
+            // The detector fell more than the tap's memory behind: its rows
+            // around the gap are built from what it saw (logged, never silent).
+            tracing::warn!(detector = %live.name(), missed = got.missed_samples, range = ?got.missed_range, "detector missed committed samples");
         }
-        let upto = *committed.borrow_and_update();
-        while after < upto {
-            let batch = match reader.read(after, upto, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    // Retried on the next commit; logged at most every 10 s.
-                    if last_warn.is_none_or(|t: std::time::Instant| t.elapsed() > Duration::from_secs(10)) {
-                        last_warn = Some(std::time::Instant::now());
-                        tracing::warn!("detector cannot read the buffer: {e:#}");
-                    }
-                    break;
-                }
-            };
-            let Some(last) = batch.last() else {
-                // Rows below `upto` were removed by retention before we read them.
-                after = upto;
-                break;
-            };
-            after = last.seq;
-            let now = Timestamp::now();
-            let out: Vec<Sample> = batch.iter().flat_map(|s| live.on_sample(s, now)).collect();
-            ingest.push_all(out).await;
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for s in got.records().filter_map(Record::as_sample) {
+            out.extend(live.on_sample(s, now));
         }
+        for e in live.take_events() {
+            events.emit(e);
+        }
+        ingest.push_all(out).await;
     }
 }
