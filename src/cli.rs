@@ -753,5 +753,8 @@ pub fn render_plan(cfg: &Config) -> String {
             }
         }
     }
+    for d in &cfg.detectors {
+        let _ = writeln!(s, "\n{}", d.describe());
+    }
     s
 }

@@ -118,6 +118,14 @@ impl DeviceConfig {
             DeviceConfig::OpcUa(d) => &d.name,
         }
     }
+
+    /// The names of its tags.
+    pub fn tag_names(&self) -> Vec<String> {
+        match self {
+            DeviceConfig::Modbus(d) => d.tags.iter().map(|t| t.name.clone()).collect(),
+            DeviceConfig::OpcUa(d) => d.tags.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
 }
 
 /// One `[[sink]]`, by type.
@@ -204,7 +212,7 @@ impl Config {
         let mut device_items = Vec::new();
         let mut sink_items = Vec::new();
         let mut source_items = Vec::new();
-        let mut detectors = Vec::new();
+        let mut detector_items = None;
         for (k, v) in doc.into_inner() {
             match k.get_ref().as_ref() {
                 "gateway" => gateway_item = Some(v),
@@ -212,7 +220,7 @@ impl Config {
                 "device" => device_items = array_items(v, &mut diag, "device"),
                 "sink" => sink_items = array_items(v, &mut diag, "sink"),
                 "source" => source_items = array_items(v, &mut diag, "source"),
-                "detector" => detectors = crate::processors::anomaly::config::parse_detectors(v, &mut diag, base_dir),
+                "detector" => detector_items = Some(v),
                 other @ ("station" | "sim" | "opcua") => diag.error(
                     k.span(),
                     other,
@@ -399,6 +407,17 @@ impl Config {
                 diag.error(at..at, &format!("{what} / status_topic"), format!("status topic {st:?} is also used by {other}"));
             }
         }
+        // Detectors last: their tags are checked against the devices and sources.
+        let detectors = match detector_items {
+            Some(v) => {
+                let known = crate::processors::anomaly::config::KnownTags {
+                    devices: devices.iter().map(|d| (d.name().to_string(), d.tag_names())).collect(),
+                    source_devices: sources.iter().map(|s| s.common().device.clone()).collect(),
+                };
+                crate::processors::anomaly::config::parse_detectors(v, &mut diag, base_dir, Some(&known))
+            }
+            None => Vec::new(),
+        };
         if sinks.is_empty() && diag.ok() {
             diag.warn(
                 doc_span.start..doc_span.start,

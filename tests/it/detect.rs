@@ -143,6 +143,31 @@ fn detector_config_errors_name_the_line_and_key() {
     }
 }
 
+/// In a gateway configuration, watched tags are checked against the devices:
+/// a tag a `[[device]]` does not have is an error (the detector would never
+/// score); a device nobody configures is a warning; `relais check` shows the detector.
+#[test]
+fn gateway_config_checks_watched_tags_and_check_shows_the_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    let dev = "[gateway]\nid = \"g\"\n[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:5020\"\n[[device.tag]]\nname = \"current\"\ntable = \"holding\"\naddress = 0\ntype = \"f32\"\n[[device.tag]]\nname = \"flow\"\ntable = \"holding\"\naddress = 2\ntype = \"f32\"\n";
+    std::fs::write(&cfg, format!("{dev}[[detector]]\nname = \"p\"\ntags = [\"pump/current\", \"pump/flwo\"]\n")).unwrap();
+    let (code, _, err) = relais(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("device \"pump\" has no tag \"flwo\" (its tags: current, flow)"), "{err}");
+    std::fs::write(&cfg, format!("{dev}[[detector]]\nname = \"p\"\ntags = [\"pump/current\", \"pump/flow\", \"tank/level\", \"tank/temp\"]\ndelta_tags = [\"tank/temp\"]\n")).unwrap();
+    let (code, out, err) = relais(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("no [[device]] or [[source]] named \"tank\"").count(), 1, "one warning per unknown device\n{out}");
+    assert!(
+        out.contains(
+            "detector p (pca T² + Q, 85 % variance, limits at p = 0.999, smoothing 1 rows, threshold 1, fitted on the first 400 rows)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("watches pump/current, pump/flow, tank/level, tank/temp (change)"), "{out}");
+}
+
 /// Live: the simulator replays `valve1_0.csv` (lock-step, one row per poll,
 /// f64 registers) into the gateway running the shipped SKAB detector; the
 /// detector's samples on MQTT agree row by row with `relais detect evaluate

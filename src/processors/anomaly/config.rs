@@ -64,6 +64,31 @@ pub enum FitPolicy {
     Model(PathBuf),
 }
 
+impl DetectorConfig {
+    /// What `relais check` prints: method, tags, fitting policy, outputs.
+    pub fn describe(&self) -> String {
+        let method = match &self.method {
+            Method::Pca { variance, level } => format!("pca T² + Q, {:.0} % variance, limits at p = {level}", variance * 100.0),
+            Method::ZScore { window, level } => format!("rolling z-score over {window} rows, limit at p = {level}"),
+        };
+        let fit = match &self.fit {
+            FitPolicy::Rows(n) => format!("fitted on the first {n} rows"),
+            FitPolicy::Window(w) => format!("fitted on the first {}", humantime::format_duration(*w)),
+            FitPolicy::Model(p) => format!("model {}", p.display()),
+        };
+        let tags: Vec<String> =
+            self.tags.iter().zip(&self.delta).map(|(t, d)| if *d { format!("{t} (change)") } else { t.clone() }).collect();
+        format!(
+            "detector {} ({method}, smoothing {} rows, threshold {}, {fit})\n  watches {}\n  -> _relais/detector.{}.score, .anomaly, .confidence; events detector.anomaly / detector.normal",
+            self.name,
+            self.smoothing,
+            self.threshold,
+            tags.join(", "),
+            self.name
+        )
+    }
+}
+
 /// Keys of a `[[detector]]`.
 pub const DETECTOR_KEYS: &[&str] =
     &["name", "tags", "delta_tags", "method", "fit", "smoothing", "threshold", "variance", "level", "window", "row_window"];
@@ -92,9 +117,43 @@ struct RawDetector {
     row_window: Option<Spanned<String>>,
 }
 
+/// What a gateway configuration acquires, to check watched tags against.
+#[derive(Debug, Clone, Default)]
+pub struct KnownTags {
+    /// `[[device]]` names with their tag names.
+    pub devices: Vec<(String, Vec<String>)>,
+    /// The `device` of each `[[source]]` (their tags come from the data).
+    pub source_devices: Vec<String>,
+}
+
+/// Checks one watched tag: an error when its device is a `[[device]]`
+/// without that tag (the detector would never score), a warning when no
+/// device or source has that name.
+fn check_known(diag: &mut Diag<'_>, known: &KnownTags, path: &str, span: std::ops::Range<usize>, key: &str) {
+    let Some((dev, tag)) = path.split_once('/') else { return };
+    if let Some((_, tags)) = known.devices.iter().find(|(d, _)| d == dev) {
+        if !tags.iter().any(|t| t == tag) {
+            diag.error(
+                span,
+                key,
+                format!("device {dev:?} has no tag {tag:?} (its tags: {}): the detector would never score", tags.join(", ")),
+            );
+        }
+    } else if !known.source_devices.iter().any(|d| d == dev) {
+        diag.warn(span, key, format!("no [[device]] or [[source]] named {dev:?}: its tags get values only if samples of that device arrive in a source's data (a CSV device column, an MQTT topic level)"));
+    }
+}
+
 /// Reads one `[[detector]]` table; errors go to `diag` under `key`. Relative
-/// model paths resolve against `base_dir`.
-pub fn parse_detector(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base_dir: &Path) -> Option<DetectorConfig> {
+/// model paths resolve against `base_dir`. With `known`, watched tags are
+/// checked against what the gateway acquires.
+pub fn parse_detector(
+    mut item: Item<'_>,
+    diag: &mut Diag<'_>,
+    key: &str,
+    base_dir: &Path,
+    known: Option<&KnownTags>,
+) -> Option<DetectorConfig> {
     reject_unknown_keys(&mut item, DETECTOR_KEYS, diag, key);
     let raw: RawDetector = de_item(item, diag, key)?;
     let before = diag.error_count();
@@ -113,6 +172,12 @@ pub fn parse_detector(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base_d
             diag.error(raw.tags.span(), &k("tags"), format!("{t:?} is not a tag path \"device/tag\""));
         } else if tags[..i].contains(t) {
             diag.error(raw.tags.span(), &k("tags"), format!("{t:?} is listed twice"));
+        } else if let Some(known) = known {
+            // One warning per unknown device, one error per missing tag.
+            let dev = t.split_once('/').map_or("", |x| x.0);
+            if !tags[..i].iter().any(|o| o.split_once('/').map_or("", |x| x.0) == dev) || known.devices.iter().any(|(d, _)| d == dev) {
+                check_known(diag, known, t, raw.tags.span(), &k("tags"));
+            }
         }
     }
     let mut delta = vec![false; tags.len()];
@@ -228,7 +293,7 @@ fn valid_path(p: &str) -> bool {
 }
 
 /// Reads the `[[detector]]` array of a configuration (names must be unique).
-pub fn parse_detectors(v: Item<'_>, diag: &mut Diag<'_>, base_dir: &Path) -> Vec<DetectorConfig> {
+pub fn parse_detectors(v: Item<'_>, diag: &mut Diag<'_>, base_dir: &Path, known: Option<&KnownTags>) -> Vec<DetectorConfig> {
     let mut out: Vec<DetectorConfig> = Vec::new();
     for (i, item) in crate::diag::array_items(v, diag, "detector").into_iter().enumerate() {
         let name = crate::diag::peek_str(&item, "name");
@@ -238,7 +303,7 @@ pub fn parse_detectors(v: Item<'_>, diag: &mut Diag<'_>, base_dir: &Path) -> Vec
         {
             diag.error(span.clone(), &format!("{key} / name"), "duplicate detector name");
         }
-        if let Some(d) = parse_detector(item, diag, &key, base_dir) {
+        if let Some(d) = parse_detector(item, diag, &key, base_dir, known) {
             out.push(d);
         }
     }
@@ -261,7 +326,7 @@ pub fn read_detectors(text: &str, file: &str, base_dir: &Path) -> Result<Vec<Det
             if k.get_ref().as_ref() != "detector" {
                 continue;
             }
-            out.extend(parse_detectors(v, &mut diag, base_dir));
+            out.extend(parse_detectors(v, &mut diag, base_dir, None));
         }
         if out.is_empty() && diag.ok() {
             diag.error(span.start..span.start, "detector", "no [[detector]] in this file");
