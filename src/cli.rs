@@ -317,8 +317,8 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let opts = crate::sources::file::import::ImportOptions { source, no_wait, force, config_path: config };
-            block_on(crate::sources::file::import::run(cfg, &paths, opts)).map_or_else(fatal, ExitCode::from)
+            let opts = crate::app::import::ImportOptions { source, no_wait, force, config_path: config };
+            block_on(crate::app::import::run(cfg, &paths, opts)).map_or_else(fatal, ExitCode::from)
         }
         Command::Quarantine { what } => quarantine(what),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),

@@ -1,15 +1,42 @@
 //! relais: an industrial IoT data-acquisition gateway.
 //!
-//! Data flows one way through the modules:
+//! # Data flow
 //!
 //! ```text
-//! sources::modbus ─► model::Sample ─► ingest (lock-free ring) ─► buffer (SQLite writer,
-//!                                                                 cursors, retention)
-//!                                                                      │
-//!                                          sinks::mqtt ◄── buffer::Reader (per-sink cursor)
+//!  sources::modbus  ─┐                                        ┌─► sinks::mqtt (per-sink cursor,
+//!  sources::opcua   ─┤                                        │    live lane / backlog lane)
+//!  sources::file    ─┤ model::Sample ─► ingest ─► buffer ─────┤
+//!   (import, watch, │  (+ parse for   (bounded   (SQLite     └─► buffer::Reader (relais dump,
+//!    tail)          │   CSV/JSON)      lock-free   writer,         quarantine, import progress)
+//!  sources::http    ─┤                 ring)      cursors,
+//!  sources::mqtt_in ─┘                            retention,
+//!                                                 quarantine)
 //! ```
 //!
-//! `app` wires them for `relais run`; `sim` is the line simulator.
+//! `config` reads the TOML file into the components' own config types;
+//! `app` wires the components for `relais run` (and `app::import` for
+//! `relais import`, `app::status`/`app::health` for self-monitoring); `cli`
+//! is the command line; `sim` is the line simulator (Modbus and OPC UA
+//! servers); `demo` runs the simulator and the gateway together.
+//!
+//! # Layers
+//!
+//! A module imports only its own layer or lower ones; components (one folder
+//! each under `sources/`, `sinks/`, `processors/`) never import each other.
+//! `tests/it/layering.rs` enforces this table.
+//!
+//! | layer | modules |
+//! |---|---|
+//! | pure data and helpers | `model`, `units` |
+//! | shared helpers | `util` (backoff, rate-limited log, supervised tasks), `diag` (config reading), `names`, `secret`, `console`, `memory` |
+//! | counters | `telemetry` |
+//! | the ring | `ingest` |
+//! | the store | `buffer` (with its own `buffer::config`) |
+//! | shared codecs | `parse` (CSV/JSON/timestamps), `mqtt` (client connection settings) |
+//! | components | `sources::*`, `sinks::*`, `processors::*`, `sim` |
+//! | root config | `config` (composes the components' config types) |
+//! | wiring | `app`, `demo` |
+//! | command line | `cli` |
 
 pub mod app;
 pub mod buffer;
@@ -31,3 +58,4 @@ pub mod sinks;
 pub mod sources;
 pub mod telemetry;
 pub mod units;
+pub mod util;

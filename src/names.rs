@@ -26,12 +26,15 @@ pub fn check(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Device name of the gateway's own health samples.
+pub const HEALTH_DEVICE: &str = "_relais";
+
 /// Checks a device name taken from data (a CSV column, a JSON field, an
 /// MQTT topic level): the rules of [`check`], and not the gateway's own
 /// health device (`_relais`), which data may not write into.
 pub fn check_device(name: &str) -> Result<(), String> {
     check(name)?;
-    if name == crate::telemetry::HEALTH_DEVICE {
+    if name == HEALTH_DEVICE {
         return Err(format!("device name {name:?} is reserved for the gateway's own health samples"));
     }
     Ok(())

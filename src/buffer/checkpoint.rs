@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::Durability;
+use super::config::Durability;
 
 /// Time between two checkpoints.
 pub(crate) const PERIOD: Duration = Duration::from_millis(250);

@@ -11,13 +11,13 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use tokio::sync::watch;
 
+use super::config::BufferConfig;
 use super::cursors::SinkCursor;
 use super::reader::Reader;
 use super::registry::TagRegistry;
 use super::schema;
 use super::tap::Tap;
 use super::writer::Writer;
-use crate::config::BufferConfig;
 use crate::ingest::Ingest;
 
 /// Counters and gauges of the buffer, updated by the writer.
@@ -57,7 +57,7 @@ impl BufferStats {
 #[derive(Debug)]
 pub struct Buffer {
     path: PathBuf,
-    durability: crate::config::Durability,
+    durability: super::config::Durability,
     stats: Arc<BufferStats>,
     tap: Arc<Tap>,
     cursors: Vec<SinkCursor>,

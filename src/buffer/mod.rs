@@ -75,6 +75,7 @@
 
 mod checkpoint;
 mod clock;
+pub mod config;
 mod cursors;
 mod handle;
 pub mod quarantine;
@@ -87,6 +88,7 @@ mod schema;
 pub mod tap;
 mod writer;
 
+pub use config::{BufferConfig, Durability, StartupCheck};
 pub use cursors::SinkCursor;
 pub use handle::{Buffer, BufferStats};
 pub use reader::{Reader, Records};

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::config::Durability;
 use super::registry::TagRegistry;
 use super::rows::{clamp, quality_of, read_events, tag_meta, value_of};
 use super::schema;
 use super::tap::{Chunk, Tap};
-use crate::config::Durability;
 use crate::model::{Record, Sample, Timestamp, Value};
 
 struct Inner {

@@ -56,13 +56,13 @@ impl Writer {
         drop(old);
         let fresh = schema::move_aside(&self.path).map_err(anyhow::Error::from).and_then(|aside| {
             tracing::error!(moved_to = %aside.display(), "corrupt buffer moved aside; its undelivered samples stay in that file");
-            schema::open(&self.path, self.cfg.durability, crate::config::StartupCheck::None)
+            schema::open(&self.path, self.cfg.durability, super::config::StartupCheck::None)
         });
         match fresh {
             Ok(o) => self.adopt_fresh(o.conn),
             Err(err) => {
                 tracing::error!(error = %err, "cannot replace the corrupt buffer; retrying with the old file");
-                if let Ok(o) = schema::open(&self.path, self.cfg.durability, crate::config::StartupCheck::None) {
+                if let Ok(o) = schema::open(&self.path, self.cfg.durability, super::config::StartupCheck::None) {
                     self.conn = o.conn;
                 }
                 std::thread::sleep(Duration::from_secs(1));

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
+use super::config::BufferConfig;
 use super::cursors::SinkCursor;
 use super::handle::BufferStats;
 use super::handle::OwnEvents;
-use super::writer::RateLimited;
-use crate::config::BufferConfig;
 use crate::model::Severity;
 use crate::model::Timestamp;
+use crate::util::RateLimited;
 
 /// Rows deleted per statement, so one retention step never holds the write
 /// lock for long.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use crate::config::{Durability, StartupCheck};
+use super::config::{Durability, StartupCheck};
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::Checkpointer;
 use super::clock::Observed;
+use super::config::BufferConfig;
 use super::cursors::SinkCursor;
 use super::handle::{BufferStats, unix_ms};
 use super::registry::{MetaKey, TagRegistry};
@@ -20,44 +21,15 @@ use super::retention::Retention;
 use super::rows::{insert_event, insert_sample};
 use super::schema;
 use super::tap::Tap;
-use crate::config::BufferConfig;
 use crate::ingest::{Entry, Ingest};
 use crate::model::{Record, TagMeta};
-
-/// A log line at most once per period, with the count of suppressed ones.
-#[derive(Debug)]
-pub(crate) struct RateLimited {
-    period: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    pub(crate) fn new(period: Duration) -> Self {
-        RateLimited { period, last: None, suppressed: 0 }
-    }
-
-    /// `Some(n suppressed since the last line)` when a line may be written now.
-    pub(crate) fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < self.period => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
+pub(crate) use crate::util::RateLimited;
 
 /// A group's place in the pending batch and what it carries.
 pub(crate) struct GroupMeta {
     pub(crate) start: usize,
     pub(crate) len: usize,
-    pub(crate) quarantine: Vec<crate::parse::Quarantined>,
+    pub(crate) quarantine: Vec<crate::model::Quarantined>,
     pub(crate) progress: Option<crate::ingest::Progress>,
     pub(crate) done: Option<oneshot::Sender<crate::ingest::Accepted>>,
     pub(crate) moved: Option<crate::ingest::Moved>,

@@ -25,7 +25,7 @@ pub struct Group {
     /// Samples, in order.
     pub samples: Vec<Sample>,
     /// Records that could not be ingested.
-    pub quarantine: Vec<crate::parse::Quarantined>,
+    pub quarantine: Vec<crate::model::Quarantined>,
     /// How far the input was read once these are committed.
     pub progress: Option<Progress>,
     /// Told the `seq` range once committed (`first > last` when no sample).

@@ -5,12 +5,16 @@
 
 mod event;
 mod quality;
+mod quarantined;
 mod sample;
+mod scale;
 mod time;
 mod value;
 
 pub use event::{Event, EventSource, Record, Severity};
 pub use quality::{Quality, reason};
+pub use quarantined::Quarantined;
 pub use sample::{Sample, TagMeta};
+pub use scale::apply_scale;
 pub use time::{Timestamp, format_rfc3339};
 pub use value::Value;

@@ -60,6 +60,12 @@ impl fmt::Display for Quality {
 /// e.g. `device_exception(2): illegal data address`. Consumers match on the part
 /// before the colon.
 pub mod reason {
+    /// Reason code of a reason text (the part before `:`): `parse_error`
+    /// for `"parse_error: line 3: …"`.
+    pub fn code(r: &str) -> String {
+        r.split(':').next().unwrap_or(r).trim().to_string()
+    }
+
     /// The device could not be reached or the connection broke.
     pub const COMM_FAILURE: &str = "comm_failure";
     /// The device did not answer within the configured timeout.

@@ -25,6 +25,7 @@
 //! and `mqtt-in`.
 
 pub mod csv;
+mod input;
 pub mod json;
 pub mod number;
 pub mod spec;
@@ -34,22 +35,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
+pub use input::parse_input;
 pub use spec::{ParseSpec, Policy, TagRule};
 
-/// A record that could not be ingested, kept aside with its reason.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Quarantined {
-    /// Source name from the config.
-    pub source: String,
-    /// File (or topic, or `http`) the record came from.
-    pub origin: String,
-    /// Where in it: `line 12`, `byte 4096`, `record 3`.
-    pub location: String,
-    /// Why, starting with a machine-readable code (`parse_error: …`).
-    pub reason: String,
-    /// The raw record (truncated to 64 KiB).
-    pub raw: String,
-}
+pub use crate::model::Quarantined;
 
 /// Largest raw text kept for a quarantined record.
 pub const RAW_MAX: usize = 64 * 1024;
@@ -181,7 +170,7 @@ impl Mapper {
     /// rule applied to numbers; non-finite results become bad samples.
     pub fn sample(&self, meta: Arc<TagMeta>, value: Value, ts: Timestamp, recv: Timestamp, uncertain: Option<&'static str>) -> Sample {
         let value = match self.rules.get(&*meta.tag) {
-            Some(r) => crate::sources::modbus::decode::apply_scale(value, r.scale, r.offset),
+            Some(r) => crate::model::apply_scale(value, r.scale, r.offset),
             None => value,
         };
         if let Value::F64(x) = value

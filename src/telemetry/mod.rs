@@ -1,11 +1,8 @@
-//! Self-monitoring: counters shared by the components, the status line, and
-//! the gateway's own health samples (device `_relais`).
+//! Self-monitoring: counters shared by the components. The status line and
+//! the gateway's own health samples (device `_relais`) that read them are
+//! composed in [`app`](../app/index.html) (`app::status`, `app::health`).
 
-mod health;
-mod status;
-
-pub use health::{HEALTH_DEVICE, spawn_health};
-pub use status::{StatusLine, spawn_status};
+pub use crate::names::HEALTH_DEVICE;
 
 /// Logs the sources' rejected records not reported yet every few seconds
 /// (each source at most once per [`REJECT_LOG_PERIOD`]) until `cancel`.
@@ -113,32 +110,41 @@ struct RejectLog {
 }
 
 impl SourceStats {
-    /// Adds a file report; `origin` names the file (for the log example).
-    pub fn add(&self, r: &crate::sources::file::ingest::FileReport, origin: &str) {
-        self.records.fetch_add(r.records, Ordering::Relaxed);
-        self.samples.fetch_add(r.samples, Ordering::Relaxed);
-        if r.quarantined == 0 {
+    /// Adds what one input gave (a file, a tailed chunk): records read,
+    /// samples accepted, records quarantined, them by reason code, and the first
+    /// quarantined record's location and reason (for the log example);
+    /// `origin` names the input.
+    pub fn add(
+        &self,
+        (records, samples, quarantined): (u64, u64, u64),
+        reasons: &BTreeMap<String, u64>,
+        first_reject: Option<&(String, String)>,
+        origin: &str,
+    ) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.samples.fetch_add(samples, Ordering::Relaxed);
+        if quarantined == 0 {
             return;
         }
-        self.quarantined.fetch_add(r.quarantined, Ordering::Relaxed);
+        self.quarantined.fetch_add(quarantined, Ordering::Relaxed);
         if let Ok(mut m) = self.reasons.lock() {
-            for (k, v) in &r.reasons {
+            for (k, v) in reasons {
                 *m.entry(k.clone()).or_default() += v;
             }
         }
-        let example = r.rejects.first().map(|(loc, why)| (origin.to_string(), loc.clone(), why.clone()));
-        self.note(r.reasons.iter().map(|(k, v)| (k.clone(), *v)), example);
+        let example = first_reject.map(|(loc, why)| (origin.to_string(), loc.clone(), why.clone()));
+        self.note(reasons.iter().map(|(k, v)| (k.clone(), *v)), example);
     }
 
     /// Counts quarantined records (HTTP bodies, MQTT payloads) and reports
     /// them in the log (see [`SourceStats::report_rejects`]).
-    pub fn rejected<'a>(&self, rejects: impl IntoIterator<Item = &'a crate::parse::Quarantined>) {
+    pub fn rejected<'a>(&self, rejects: impl IntoIterator<Item = &'a crate::model::Quarantined>) {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut example = None;
         let mut n = 0;
         for q in rejects {
             n += 1;
-            *counts.entry(crate::sources::file::ingest::reason_code(&q.reason)).or_default() += 1;
+            *counts.entry(crate::model::reason::code(&q.reason)).or_default() += 1;
             if example.is_none() {
                 example = Some((q.origin.clone(), q.location.clone(), q.reason.clone()));
             }

@@ -510,7 +510,7 @@ impl indicatif::TermLike for Term80 {
 /// 80-column terminal, even for a large file and a long path.
 #[test]
 fn import_progress_bar_fits_80_columns() {
-    use relais::sources::file::import::{bar_message, progress_bar};
+    use relais::app::import::{bar_message, progress_bar};
     let term = Term80::default();
     let bar = progress_bar(1023 << 20, indicatif::ProgressDrawTarget::term_like(Box::new(term.clone())));
     bar.set_position(512 << 20);

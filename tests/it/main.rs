@@ -15,6 +15,7 @@ mod detect;
 mod files;
 mod fuzz;
 mod ingest;
+mod layering;
 mod modbus;
 mod modbus_lint;
 mod mqtt;

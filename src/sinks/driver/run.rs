@@ -15,6 +15,7 @@ use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::{Events, Group};
 use crate::model::{EventSource, Severity};
 use crate::telemetry::SinkStats;
+use crate::util::{Backoff, RateLimited};
 
 /// A message handed over and not yet acknowledged.
 struct Slot {
@@ -41,9 +42,9 @@ enum End {
 
 /// Reconnection bookkeeping across connections.
 struct Retry {
-    backoff: Duration,
+    backoff: Backoff,
     failures: u64,
-    last_warn: Option<Instant>,
+    unreachable_log: RateLimited,
 }
 
 /// Runs one [`Sink`] against the buffer (see the module docs for its promises).
@@ -83,7 +84,11 @@ impl<S: Sink> Driver<S> {
     /// `grace` and closes the connection.
     pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
         let mut lanes = Lanes::resume(self.cursor.get(), self.cursor.live(), self.set.backlog_threshold);
-        let mut retry = Retry { backoff: Duration::from_secs(1), failures: 0, last_warn: None };
+        let mut retry = Retry {
+            backoff: Backoff::new(Duration::from_secs(1), self.set.reconnect_max),
+            failures: 0,
+            unreachable_log: RateLimited::new(Duration::from_secs(60)),
+        };
         loop {
             if stop.is_cancelled() {
                 return;
@@ -118,7 +123,6 @@ impl<S: Sink> Driver<S> {
         let was_up = self.stats.connected.swap(false, Ordering::Relaxed);
         self.stats.set_error(l.reason.clone());
         retry.failures += 1;
-        let now = Instant::now();
         let (name, target, proto, e) = (&self.set.name, &self.set.target, self.set.protocol, &l.reason);
         if was_up {
             let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
@@ -130,9 +134,9 @@ impl<S: Sink> Driver<S> {
                 format!("{proto} connection to {target} lost: {e}; records stay in the buffer"),
                 serde_json::json!({"target": target, "error": e, "backlog": backlog}),
             );
-            retry.last_warn = Some(now);
+            retry.unreachable_log.allow_if(true);
             retry.failures = 1;
-        } else if retry.failures == 1 || retry.last_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+        } else if retry.unreachable_log.allow_if(retry.failures == 1).is_some() {
             tracing::warn!(sink = %name, target = %target, error = %e, attempts = retry.failures, "{proto} {target} unreachable; buffering");
             self.emit(
                 "sink.unreachable",
@@ -140,14 +144,10 @@ impl<S: Sink> Driver<S> {
                 format!("{proto} {target} unreachable: {e}; buffering"),
                 serde_json::json!({"target": target, "error": e, "attempts": retry.failures}),
             );
-            retry.last_warn = Some(now);
         }
-        let wait = match l.retry_after {
-            Some(w) => w,
-            None => retry.backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(self.set.reconnect_max),
-        };
-        retry.backoff = (retry.backoff * 2).min(self.set.reconnect_max);
-        wait
+        // The schedule moves on either way; the far end's own wait wins.
+        let wait = retry.backoff.next_wait();
+        l.retry_after.unwrap_or(wait)
     }
 
     /// Reads and encodes the next batch on the blocking pool.
@@ -230,7 +230,7 @@ impl<S: Sink> Driver<S> {
             serde_json::json!({"first_seq": a, "last_seq": b, "records": slot.records, "reason": reason}),
         );
         if let Some(e) = &self.events {
-            let q = crate::parse::Quarantined {
+            let q = crate::model::Quarantined {
                 source: self.set.name.clone(),
                 origin: format!("sink {}", self.set.name),
                 location: format!("seq {a}..={b}"),
@@ -250,7 +250,7 @@ impl<S: Sink> Driver<S> {
         grace: Duration,
         retry: &mut Retry,
     ) -> End {
-        retry.backoff = Duration::from_secs(1);
+        retry.backoff.reset();
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let backlog = self.committed.borrow().saturating_sub(lanes.cursor());

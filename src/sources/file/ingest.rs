@@ -21,8 +21,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{Accepted, Group, Ingest, Progress};
-use crate::parse::csv::{FileError, read_csv};
-use crate::parse::json::{read_json_doc, read_json_lines};
+use crate::parse::csv::FileError;
 use crate::parse::spec::Format;
 use crate::parse::{Mapper, ParseSpec, Quarantined, Record};
 
@@ -57,6 +56,11 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// Adds this report to a source's counters; `origin` names the input.
+    pub fn count_into(&self, stats: &crate::telemetry::SourceStats, origin: &str) {
+        stats.add((self.records, self.samples, self.quarantined), &self.reasons, self.rejects.first(), origin);
+    }
+
     /// True when the whole input was read and committed (it is recorded done).
     pub fn complete(&self) -> bool {
         !self.interrupted && !self.file_error && self.unconfirmed == 0
@@ -75,10 +79,7 @@ impl FileReport {
     }
 }
 
-/// Reason code of a reason text (the part before `:`).
-pub fn reason_code(r: &str) -> String {
-    r.split(':').next().unwrap_or(r).trim().to_string()
-}
+pub use crate::model::reason::code as reason_code;
 
 /// Accumulates records into groups and pushes them.
 pub struct Batcher<'a> {
@@ -262,30 +263,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Parses `input` as `format`, feeding every record to `out`. A whole-input
-/// problem (not text, unreadable header) is returned once.
-pub fn parse_input<R: Read>(
-    input: R,
-    format: Format,
-    spec: &ParseSpec,
-    mapper: &mut Mapper,
-    origin: &str,
-    out: &mut dyn FnMut(Record),
-) -> Result<u64, FileError> {
-    match format {
-        Format::Csv => read_csv(input, spec, mapper, origin, out),
-        Format::JsonLines => read_json_lines(std::io::BufReader::with_capacity(1 << 16, input), spec, mapper, origin, out),
-        Format::Json => {
-            let mut bytes = Vec::new();
-            let mut input = input;
-            input.read_to_end(&mut bytes).map_err(|e| FileError::Io(e.to_string()))?;
-            crate::parse::csv::check_text(&bytes[..bytes.len().min(8192)])?;
-            let text = String::from_utf8(bytes)
-                .map_err(|e| FileError::NotText(format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))?;
-            Ok(read_json_doc(text.trim_start_matches('\u{feff}'), spec, mapper, origin, out))
-        }
-    }
-}
+pub use crate::parse::parse_input;
 
 /// The format of `path`: the source's, else from the extension.
 pub fn format_of(path: &Path, spec: &ParseSpec) -> Result<Format, FileError> {

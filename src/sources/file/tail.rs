@@ -336,7 +336,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             b.offset = open.offset;
             b.set_consumed(lines);
             let report = b.finish();
-            stats.add(&report, &origin);
+            report.count_into(&stats, &origin);
             continue; // there may be more
         }
         // At the end: rotated?

@@ -207,7 +207,7 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
         // here and the next start resumes after the committed records.
         tracing::info!(source = %src.name, file = %name, committed_records = skip + report.records,
             "ingest stopped by the shutdown; the file stays in the folder and the rest is read at the next start");
-        stats.add(&report, &origin);
+        report.count_into(stats, &origin);
         return Ok(());
     }
     let failed = report.quarantined > 0;
@@ -232,6 +232,6 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
     } else {
         tracing::info!(source = %src.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
     }
-    stats.add(&report, &dest.display().to_string());
+    report.count_into(stats, &dest.display().to_string());
     Ok(())
 }

@@ -31,9 +31,9 @@ use tokio::task::JoinHandle;
 use super::config::HttpSource;
 use crate::ingest::Group;
 use crate::parse::Mapper;
+use crate::parse::parse_input;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
 
 struct Bucket {

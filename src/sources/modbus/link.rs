@@ -24,6 +24,7 @@ use tokio_modbus::{ProtocolError, Request, Response};
 
 use super::config::{Parity, Transport};
 use super::types::Table;
+use crate::util::{Backoff, RateLimited};
 
 /// Data of one successful read.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,13 +67,12 @@ pub struct Link {
     /// End of the last exchange, for the RTU silent interval.
     last_frame: Option<Instant>,
     timeout: Duration,
-    reconnect_max: Duration,
     ctx: Option<Context>,
     next_attempt: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     failures: u64,
     state: LinkState,
-    last_log: Option<Instant>,
+    unreachable_log: RateLimited,
     /// Since when requests fail (None while the endpoint answers).
     outage_since: Option<Instant>,
     /// The current connection has given at least one valid answer.
@@ -88,13 +88,12 @@ impl Link {
             transport,
             last_frame: None,
             timeout: Duration::from_secs(1),
-            reconnect_max,
             ctx: None,
             next_attempt: Instant::now(),
-            backoff: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_secs(1), reconnect_max),
             failures: 0,
             state: LinkState::Idle,
-            last_log: None,
+            unreachable_log: RateLimited::new(Duration::from_secs(60)),
             outage_since: None,
             useful: false,
         }
@@ -116,17 +115,13 @@ impl Link {
     }
 
     fn schedule_retry(&mut self, why: &str) {
-        let jitter = 0.8 + fastrand::f64() * 0.4;
-        let wait = self.backoff.mul_f64(jitter).min(self.reconnect_max);
+        let wait = self.backoff.next_wait();
         self.next_attempt = Instant::now() + wait;
-        self.backoff = (self.backoff * 2).min(self.reconnect_max);
         self.failures += 1;
         self.state = LinkState::Backoff;
         self.outage_since.get_or_insert_with(Instant::now);
-        let now = Instant::now();
-        if self.failures == 1 || self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+        if self.unreachable_log.allow_if(self.failures == 1).is_some() {
             tracing::warn!(endpoint = %self.endpoint, attempts = self.failures, retry_in = ?wait, "modbus endpoint unreachable: {why}");
-            self.last_log = Some(now);
         }
     }
 
@@ -325,7 +320,7 @@ impl Link {
         self.useful = true;
         if self.failures > 0 {
             self.failures = 0;
-            self.backoff = Duration::from_secs(1);
+            self.backoff.reset();
         }
         if let Some(since) = self.outage_since.take() {
             tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");

@@ -36,6 +36,7 @@ use super::types::ByteOrder;
 use crate::ingest::Ingest;
 use crate::model::{Sample, TagMeta, Timestamp, Value, reason};
 use crate::telemetry::{DeviceStats, Telemetry};
+use crate::util::supervise;
 
 /// Consecutive all-timeout cycles before a unit is degraded.
 const DEGRADE_AFTER: u32 = 3;
@@ -114,23 +115,12 @@ pub fn spawn_all(
         // Plan errors surface here, before anything runs.
         EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone())?;
         let (ingest, cancel) = (ingest.clone(), cancel.clone());
-        handles.push(tokio::spawn(async move {
-            // Supervisor: a poller that panics (a bug, or a library assertion on
-            // a malformed answer) is logged and restarted, never lost.
-            loop {
-                let Ok(poller) = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()) else { return };
-                match tokio::spawn(poller.run(cancel.clone())).await {
-                    Ok(()) => return,
-                    Err(e) if e.is_panic() => {
-                        tracing::error!(endpoint = %endpoint, "modbus poller crashed; restarting it in 1 s");
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
+        // A poller that panics (a bug, or a library assertion on a malformed
+        // answer) is logged and restarted, never lost.
+        let what = format!("modbus poller of {endpoint}");
+        handles.push(supervise(what, cancel.clone(), move || {
+            let poller = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()).ok()?;
+            Some(poller.run(cancel.clone()))
         }));
     }
     Ok(handles)

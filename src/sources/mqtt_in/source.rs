@@ -27,11 +27,12 @@ use rumqttc::Publish;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ingest::{Accepted, Group};
+use crate::parse::parse_input;
 use crate::parse::spec::Format;
 use crate::parse::{Fields, Mapper};
 use crate::sources::SourceCtx;
-use crate::sources::file::ingest::parse_input;
 use crate::telemetry::SourceStats;
+use crate::util::Backoff;
 
 /// Bytes of an oversized message kept in its quarantine record.
 const KEPT_OF_LARGE: usize = 64 << 10;
@@ -119,7 +120,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
         let stats = ctx.telemetry.source(&cfg.common.name);
         let fields: Arc<Fields> = Arc::default();
         let cfg = Arc::new(cfg);
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), cfg.conn.reconnect_max);
         let mut logged = false;
         let mut subscribed = false;
         loop {
@@ -150,7 +151,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                 };
                 match ev {
                     Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                        backoff = Duration::from_secs(1);
+                        backoff.reset();
                         logged = false;
                         // Subscribing again makes the broker resend every
                         // matching retained message (MQTT 3.1.1 §3.8.4), which
@@ -190,8 +191,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                             tracing::warn!(source = %cfg.common.name, broker = %cfg.conn.broker, error = %e, "MQTT ingest disconnected; reconnecting");
                             logged = true;
                         }
-                        let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4).min(cfg.conn.reconnect_max);
-                        backoff = (backoff * 2).min(cfg.conn.reconnect_max);
+                        let wait = backoff.next_wait();
                         tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
                     }
                 }

@@ -17,6 +17,7 @@ use super::watchdog::{Heartbeat, PublishWatchdog};
 use super::{Device, RETRY_MISSING, Rebuild};
 use crate::model::reason;
 use crate::sources::opcua::client::{OpenError, build_client, explain, identity_token, open_session};
+use crate::util::exponential;
 
 /// How one session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -268,7 +269,7 @@ impl Device {
     /// Waits the reconnect backoff (with jitter); false when cancelled.
     async fn wait(&mut self, cancel: &CancellationToken, failures: &mut u32) -> bool {
         *failures += 1;
-        let d = jitter(backoff(Duration::from_millis(500), *failures, self.dev.reconnect_max));
+        let d = jitter(exponential(Duration::from_millis(500), *failures, self.dev.reconnect_max));
         tokio::select! {
             _ = cancel.cancelled() => false,
             _ = tokio::time::sleep(d) => true,
@@ -276,14 +277,10 @@ impl Device {
     }
 }
 
-/// `first` doubled `n` times (at most 8), at most `max`.
-pub(super) fn backoff(first: Duration, n: u32, max: Duration) -> Duration {
-    (first * (1u32 << n.min(8))).min(max)
-}
-
-/// `d` ± 25 %, so gateways restarted together do not knock in step.
+/// Reconnect jitter of an OPC UA device: ±25 %, so gateways restarted
+/// together do not knock in step.
 pub(super) fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+    crate::util::jitter(d, 0.25)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

@@ -63,6 +63,7 @@ use super::config::{Acquisition, OpcUaDevice};
 use crate::ingest::Ingest;
 use crate::model::TagMeta;
 use crate::telemetry::DeviceStats;
+use crate::util::supervise;
 use polling::PollGroup;
 use samples::SampleTx;
 use subscriptions::SubGroup;
@@ -135,21 +136,9 @@ pub fn spawn_all(
         pki.trust(&dev.trust).map_err(|e| anyhow::anyhow!("device {}: trust_server_certificate: {e}", dev.name))?;
         let stats = telemetry.device(&dev.name);
         let (ingest, cancel, gateway_id) = (ingest.clone(), cancel.clone(), gateway_id.to_string());
-        handles.push(tokio::spawn(async move {
-            loop {
-                let device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone());
-                match tokio::spawn(device.run(cancel.clone())).await {
-                    Ok(()) => return,
-                    Err(e) if e.is_panic() => {
-                        tracing::error!(device = %dev.name, "OPC UA supervisor crashed; restarting it in 1 s");
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
+        let what = format!("OPC UA supervisor of device {}", dev.name);
+        handles.push(supervise(what, cancel.clone(), move || {
+            Some(Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone()).run(cancel.clone()))
         }));
     }
     Ok(handles)

@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::connection::{backoff, jitter};
+use super::connection::jitter;
 use super::samples::{PUBLISH_SAMPLES, SampleTx};
+use crate::util::exponential;
 
 /// Events of the library's event loop that the supervisor acts on.
 #[derive(Debug)]
@@ -75,7 +76,7 @@ pub(super) fn spawn(event_loop: SessionEventLoop<TcpConnector>, ctx: PumpCtx) ->
                         break;
                     }
                     if quick_losses > 0 {
-                        tokio::time::sleep(jitter(backoff(Duration::from_millis(250), quick_losses, ctx.reconnect_max))).await;
+                        tokio::time::sleep(jitter(exponential(Duration::from_millis(250), quick_losses, ctx.reconnect_max))).await;
                     }
                     continue;
                 }
@@ -105,7 +106,7 @@ pub(super) fn spawn(event_loop: SessionEventLoop<TcpConnector>, ctx: PumpCtx) ->
 fn failed_connect_wait(c: StatusCode, fails: u32, ctx: &PumpCtx) -> Duration {
     // Jitter on top of the library's exponential backoff,
     // so gateways restarted together do not knock in step.
-    let base = backoff(Duration::from_millis(250), fails.min(6), ctx.reconnect_max);
+    let base = exponential(Duration::from_millis(250), fails.min(6), ctx.reconnect_max);
     // A refused ActivateSession leaves the session the
     // library created on the server until it times out
     // (the library does not close it): retrying faster

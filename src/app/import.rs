@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use super::config::FileSource;
-use super::ingest::{FileReport, LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous};
-use crate::app::{Gateway, RunOptions};
+use super::{Gateway, RunOptions};
 use crate::config::Config;
 use crate::outln;
 use crate::parse::Mapper;
+use crate::sources::file::config::FileSource;
+use crate::sources::file::ingest::{
+    FileReport, LiveCounters, Previous, file_identity, format_of, import_key, ingest_file, legacy_import_key, previous,
+};
 
 /// Exit code of an interrupted import (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -139,7 +141,7 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
         }
     };
     let interrupted = CancellationToken::new();
-    crate::app::cancel_on_signal(interrupted.clone());
+    super::cancel_on_signal(interrupted.clone());
     let config = shown(&opts.config_path);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut total = FileReport::default();

@@ -8,6 +8,10 @@
 //!    and disconnect cleanly;
 //! 4. the writer persists the cursors and closes the database.
 
+mod health;
+pub mod import;
+mod status;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,7 +24,9 @@ use crate::buffer::Buffer;
 use crate::config::{Config, DeviceConfig, SinkConfig};
 use crate::ingest::Ingest;
 use crate::sinks::mqtt::sink::MqttSink;
-use crate::telemetry::{StatusLine, Telemetry, spawn_health, spawn_status};
+use crate::telemetry::Telemetry;
+pub use health::spawn_health;
+pub use status::{StatusLine, spawn_status};
 
 /// How `run` reports.
 #[derive(Debug, Clone, Default)]

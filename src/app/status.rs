@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Telemetry;
 use crate::buffer::{BufferStats, SinkCursor};
 use crate::ingest::Ingest;
+use crate::telemetry::Telemetry;
 
 /// What the status line and the health samples read.
 #[derive(Clone)]

@@ -15,8 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::StatusLine;
 use crate::model::{Sample, TagMeta, Timestamp, Value};
 
-/// Device name of the health samples.
-pub const HEALTH_DEVICE: &str = "_relais";
+use crate::names::HEALTH_DEVICE;
 
 /// Pushes health samples every `every` until `cancel`.
 pub fn spawn_health(status: StatusLine, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
