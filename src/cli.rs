@@ -492,7 +492,7 @@ fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaD
 fn fatal(e: anyhow::Error) -> ExitCode {
     // Logging is set up for the commands that can fail this way.
     tracing::error!("{e:#}");
-    ExitCode::from(1)
+    ExitCode::from(crate::util::exit::code_of(&e))
 }
 
 fn quarantine(what: QuarantineCmd) -> ExitCode {

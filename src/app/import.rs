@@ -34,7 +34,7 @@ use crate::sources::file::ingest::{
 };
 
 /// Exit code of an interrupted import (128 + SIGINT).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub const EXIT_INTERRUPTED: u8 = crate::util::exit::INTERRUPTED;
 
 /// Options of `relais import`.
 #[derive(Debug, Clone, Default)]

@@ -25,6 +25,8 @@ use crate::config::{Config, DeviceConfig, SinkConfig};
 use crate::ingest::Ingest;
 use crate::sinks::mqtt::sink::MqttSink;
 use crate::telemetry::Telemetry;
+use crate::util::exit::permanent;
+use anyhow::Context as _;
 pub use health::spawn_health;
 pub use status::{StatusLine, spawn_status};
 
@@ -100,6 +102,35 @@ async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
     }
 }
 
+/// Creates `data_dir` (and its parents). A file in its place, or a folder
+/// that cannot be created, fails with the I/O error in the chain, so
+/// [`crate::util::exit::is_permanent`] tells it apart.
+fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(permanent(anyhow::anyhow!("cannot create data_dir {}: a file of that name exists", dir.display())));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data_dir {}", dir.display()))
+}
+
+/// Reads the TLS files (CA, client certificate and key) of every MQTT sink
+/// and MQTT ingest source once, so an unreadable one stops the start
+/// (permanent) instead of failing every reconnection.
+fn check_tls_files(sinks: &[SinkConfig], sources: &[crate::sources::SourceConfig]) -> anyhow::Result<()> {
+    let sink_conns = sinks.iter().map(|s| match s {
+        SinkConfig::Mqtt(m) => (format!("sink {:?}", m.name), &m.conn),
+    });
+    let source_conns = sources.iter().filter_map(|s| match s {
+        crate::sources::SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), &m.conn)),
+        _ => None,
+    });
+    for (who, conn) in sink_conns.chain(source_conns) {
+        if conn.broker.tls {
+            crate::mqtt::options(conn).map_err(|e| permanent(e.context(format!("{who}: TLS"))))?;
+        }
+    }
+    Ok(())
+}
+
 /// A started gateway: ring, buffer writer, sinks, sources, monitoring.
 pub struct Gateway {
     /// Gateway id.
@@ -139,6 +170,9 @@ impl Gateway {
             (devices, sources)
         };
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
+        // Problems a restart cannot cure fail here, marked (exit code 4).
+        prepare_data_dir(&gateway.data_dir)?;
+        check_tls_files(&sinks, &sources)?;
         let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
         let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
         let buffer = {
@@ -191,14 +225,19 @@ impl Gateway {
         let detectors = if opts.sinks_only { Vec::new() } else { detectors };
         let mut source_tasks = crate::processors::anomaly::run::spawn_all(detectors, buffer.tap(), ingest.clone(), sources_stop.clone())?;
         source_tasks.extend(crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?);
-        source_tasks.extend(crate::sources::opcua::session::spawn_all(
-            opcua,
-            ingest.clone(),
-            &telemetry,
-            sources_stop.clone(),
-            &gateway.data_dir,
-            &gateway.id,
-        )?);
+        // Its start-up errors are all about the PKI files (cannot create,
+        // read or write a certificate): a restart does not cure them.
+        source_tasks.extend(
+            crate::sources::opcua::session::spawn_all(
+                opcua,
+                ingest.clone(),
+                &telemetry,
+                sources_stop.clone(),
+                &gateway.data_dir,
+                &gateway.id,
+            )
+            .map_err(permanent)?,
+        );
         let ctx = crate::sources::SourceCtx {
             ingest: ingest.clone(),
             reader: buffer.reader()?,

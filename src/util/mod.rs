@@ -6,6 +6,7 @@
 //! component.
 
 pub mod backoff;
+pub mod exit;
 pub mod ratelimit;
 pub mod supervise;
 

@@ -12,6 +12,7 @@ mod config;
 mod daemon;
 mod decode;
 mod detect;
+mod exit_codes;
 mod files;
 mod fuzz;
 mod ingest;

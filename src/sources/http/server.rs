@@ -79,8 +79,9 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     }
     let mut tasks = Vec::new();
     for (addr, routes) in by_addr {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP ingest cannot listen on {addr}: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("HTTP ingest cannot listen on {addr}")))?;
         let names: Vec<String> = routes.keys().map(|n| format!("/ingest/{n}")).collect();
         tracing::info!(listen = %addr, routes = %names.join(" "), "HTTP ingest listening");
         let state = AppState { routes: Arc::new(routes), ctx: ctx.clone() };
