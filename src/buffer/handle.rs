@@ -66,6 +66,7 @@ pub struct Buffer {
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
     registry: Arc<TagRegistry>,
+    salvage: Option<super::salvage::Salvage>,
     _lock: File,
 }
 
@@ -153,6 +154,7 @@ impl Buffer {
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("buffer.db");
         let opened = schema::open(&path, cfg.durability, cfg.startup_check)?;
+        let salvage = opened.salvage.clone();
         let conn = opened.conn;
         // Hard backstop: SQLite answers SQLITE_FULL past 125 % of max_bytes,
         // which the writer handles like a full disk.
@@ -183,8 +185,19 @@ impl Buffer {
         );
         let own_events = Arc::new(AtomicBool::new(false));
         let own = OwnEvents { events: ingest.events(), on: own_events.clone() };
-        let mut w =
-            Writer::new(conn, cfg, &path, ingest.clone(), cursors.clone(), stats.clone(), tap.clone(), registry.clone(), stop.clone(), own);
+        let mut w = Writer::new(
+            conn,
+            cfg,
+            &path,
+            ingest.clone(),
+            cursors.clone(),
+            stats.clone(),
+            tap.clone(),
+            registry.clone(),
+            stop.clone(),
+            own,
+            salvage.clone(),
+        );
         let writer = std::thread::Builder::new()
             .name("relais-writer".into())
             .spawn(move || w.run())
@@ -200,8 +213,15 @@ impl Buffer {
             stop,
             writer: Some(writer),
             registry,
+            salvage,
             _lock: lock,
         })
+    }
+
+    /// What was salvaged when the file was found corrupt at open (`None`
+    /// when it was sound).
+    pub fn salvage(&self) -> Option<&super::salvage::Salvage> {
+        self.salvage.as_ref()
     }
 
     /// Path of the database file.

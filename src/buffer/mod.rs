@@ -68,7 +68,11 @@
 //! - Corrupt file: detected at open (`quick_check`) or on a `SQLITE_CORRUPT`
 //!   error; the file is renamed `buffer.db.corrupt-<unix time>` with a clear log
 //!   line, and a new buffer starts with `seq` continuing above anything the old
-//!   one can have issued (the current time in microseconds).
+//!   one can have issued (the current time in microseconds). At open, every
+//!   undelivered record that can still be read is salvaged into the new
+//!   buffer in order (renumbered, cursors mapped, no duplicates) and what
+//!   cannot be read is counted and reported ([`salvage`]). Corruption found
+//!   while running replaces the file without salvage (the old file is kept).
 //! - "Database is locked" (another process holds a write lock) and a full disk:
 //!   the batch is retried with backoff; samples wait in the bounded ring;
 //!   reported once per interval. A full disk also drops the oldest rows, counted.
@@ -84,6 +88,7 @@ mod recovery;
 mod registry;
 mod retention;
 mod rows;
+pub mod salvage;
 mod schema;
 pub mod tap;
 mod writer;

@@ -131,7 +131,7 @@ impl Retention {
         self.next.saturating_sub(self.first)
     }
 
-    fn min_cursor(&self) -> Option<u64> {
+    pub(crate) fn min_cursor(&self) -> Option<u64> {
         self.cursors.iter().map(|c| c.get()).min()
     }
 

@@ -71,6 +71,8 @@ pub(crate) struct Opened {
     pub conn: Connection,
     /// Highest seq ever issued by this buffer.
     pub last_seq: u64,
+    /// What was salvaged of a corrupt file found at open.
+    pub salvage: Option<super::salvage::Salvage>,
 }
 
 fn try_open(path: &Path, durability: Durability, check: StartupCheck) -> Result<(Connection, u64), rusqlite::Error> {
@@ -171,17 +173,28 @@ fn hint_path(db: &Path) -> PathBuf {
     db.with_file_name("seq.hint")
 }
 
-/// Records `last_seq` in `<data_dir>/seq.hint` (best effort: a failed write
-/// only weakens the origin of a future new buffer to the clock and the floor).
-pub(crate) fn write_seq_hint(db: &Path, last_seq: u64) {
+/// Records `last_seq` and the slowest cursor in `<data_dir>/seq.hint` (best
+/// effort: a failed write only weakens the origin of a future new buffer to
+/// the clock and the floor, and a salvage's loss count to what the file says).
+pub(crate) fn write_seq_hint(db: &Path, last_seq: u64, min_cursor: Option<u64>) {
     let tmp = db.with_file_name("seq.hint.tmp");
-    if std::fs::write(&tmp, last_seq.to_string()).is_ok() {
+    let text = match min_cursor {
+        Some(c) => format!("{last_seq} {c}"),
+        None => last_seq.to_string(),
+    };
+    if std::fs::write(&tmp, text).is_ok() {
         let _ = std::fs::rename(&tmp, hint_path(db));
     }
 }
 
-fn read_seq_hint(db: &Path) -> Option<u64> {
-    std::fs::read_to_string(hint_path(db)).ok()?.trim().parse().ok()
+/// The last `seq` recorded in `seq.hint`.
+pub(crate) fn read_seq_hint(db: &Path) -> Option<u64> {
+    std::fs::read_to_string(hint_path(db)).ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// The slowest cursor recorded in `seq.hint`.
+pub(crate) fn read_cursor_hint(db: &Path) -> Option<u64> {
+    std::fs::read_to_string(hint_path(db)).ok()?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The `seq` origin of a new buffer at `db`, above anything a lost or
@@ -212,18 +225,37 @@ pub(crate) fn seq_origin(now_us: u64, hint: Option<u64>) -> u64 {
 /// Opens (or creates) the buffer at `path`, moving a corrupt file aside.
 pub(crate) fn open(path: &Path, durability: Durability, check: StartupCheck) -> anyhow::Result<Opened> {
     match try_open(path, durability, check) {
-        Ok((conn, last_seq)) => Ok(Opened { conn, last_seq }),
+        Ok((conn, last_seq)) => Ok(Opened { conn, last_seq, salvage: None }),
         Err(e) if is_corruption(&e) => {
             let aside = move_aside(path)
                 .map_err(|io| anyhow::anyhow!("buffer {} is corrupt ({e}) and cannot be moved aside: {io}", path.display()))?;
             tracing::error!(
                 buffer = %path.display(), moved_to = %aside.display(), error = %e,
-                "buffer file is corrupt; moved it aside and started a new buffer (its undelivered samples are in the moved file)"
+                "buffer file is corrupt; moved it aside and started a new buffer; salvaging what can be read"
             );
             let (conn, _) = try_open(path, durability, check)?;
             let origin = recovery_seq_origin(path);
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![origin as i64])?;
-            Ok(Opened { conn, last_seq: origin })
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('seq_origin', ?1)", params![origin as i64])?;
+            let (report, last) = super::salvage::salvage(&aside, &conn, origin, read_seq_hint(path), read_cursor_hint(path));
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)", params![last as i64])?;
+            let level_msg = format!(
+                "corrupt buffer salvaged: {} undelivered records copied into the new buffer (renumbered from seq {}), {} could not be read{}; the damaged file stays at {}",
+                report.salvaged,
+                origin + 1,
+                report.lost,
+                if report.unnamed > 0 {
+                    format!(" ({} of them samples whose tag names were unreadable)", report.unnamed)
+                } else {
+                    String::new()
+                },
+                aside.display()
+            );
+            if report.lost > 0 {
+                tracing::error!(salvaged = report.salvaged, lost = report.lost, unnamed = report.unnamed, "{level_msg}");
+            } else {
+                tracing::warn!(salvaged = report.salvaged, lost = 0, "{level_msg}");
+            }
+            Ok(Opened { conn, last_seq: last, salvage: Some(report) })
         }
         Err(e) => Err(anyhow::anyhow!("cannot open buffer {}: {e}", path.display())),
     }
@@ -248,7 +280,8 @@ mod tests {
     fn the_hint_survives_beside_the_buffer() {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("buffer.db");
-        write_seq_hint(&db, 1_900_000_000_000_000);
+        write_seq_hint(&db, 1_900_000_000_000_000, Some(5));
+        assert_eq!(read_cursor_hint(&db), Some(5));
         assert!(recovery_seq_origin(&db) > 1_900_000_000_000_000);
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Writer {
     pub(crate) checkpointer: Option<Checkpointer>,
     pub(crate) own: super::handle::OwnEvents,
     pub(crate) observed: Observed,
+    /// A salvage report still to emit as an event (once events are on).
+    salvage: Option<super::salvage::Salvage>,
 }
 
 impl Writer {
@@ -70,6 +72,7 @@ impl Writer {
         registry: Arc<TagRegistry>,
         stop: Arc<AtomicBool>,
         own: super::handle::OwnEvents,
+        salvage: Option<super::salvage::Salvage>,
     ) -> Writer {
         let first = stats.first_seq.load(Ordering::Relaxed);
         let next = stats.last_seq.load(Ordering::Relaxed) + 1;
@@ -82,6 +85,7 @@ impl Writer {
             retention: Retention::new(cfg, cursors, first, next, own.clone()),
             own,
             observed,
+            salvage,
             conn,
             ingest,
             batch_max: cfg.batch_max,
@@ -156,10 +160,11 @@ impl Writer {
             // DELETE holds the writer long enough to delay live data.
             self.retention.trim_delivered(&self.conn, &self.stats, self.ingest.is_empty());
             if last_hint.is_none_or(|t| t.elapsed() >= schema::HINT_PERIOD) {
-                schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed));
+                schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
                 last_hint = Some(Instant::now());
             }
             if last_maint.elapsed() >= Duration::from_secs(1) {
+                self.report_salvage();
                 self.observed.persist(&self.conn);
                 self.retention.periodic(&self.conn, &self.stats, self.observed.now());
                 last_maint = Instant::now();
@@ -187,11 +192,28 @@ impl Writer {
         }
         // Shutdown: persist cursors and clocks, fold the WAL back.
         self.observed.persist(&self.conn);
-        schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed));
+        schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
         self.retention.periodic(&self.conn, &self.stats, self.observed.now());
         let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         self.tap.close();
         tracing::debug!(last_seq = self.stats.last_seq.load(Ordering::Relaxed), "buffer writer stopped");
+    }
+
+    /// Emits the `buffer.salvaged` event of a salvage at open, once the
+    /// gateway turned the buffer's events on.
+    fn report_salvage(&mut self) {
+        if !self.own.on.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(r) = self.salvage.take() {
+            self.own.emit_now(
+                "buffer.salvaged",
+                if r.lost > 0 { crate::model::Severity::Error } else { crate::model::Severity::Warning },
+                format!("the buffer was corrupt at start: {} undelivered records salvaged, {} could not be read", r.salvaged, r.lost),
+                serde_json::json!({"salvaged": r.salvaged, "lost": r.lost, "unnamed": r.unnamed,
+                    "old_range": r.range.map(|(a, b)| serde_json::json!([a, b]))}),
+            );
+        }
     }
 
     /// Commits `batch`, retrying on lock and disk errors. Returns false when the
