@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::number::{NumError, parse_number};
 use super::spec::{Layout, MissingTs, ParseSpec, Policy};
-use super::{Mapper, Record};
+use super::{Mapper, Quarantined, Record};
 use crate::model::{Quality, TagMeta, Timestamp, reason};
 
 /// A whole-file problem, reported once with the path.
@@ -102,14 +102,37 @@ impl LineIndex {
     }
 }
 
+/// Appended after the input's last byte (after a newline). Outside quotes
+/// it is a line of its own, which ends the input; inside a quoted field that
+/// never closed the csv reader takes it into that field, which is how an
+/// unterminated quote is found (the reader itself ends such a field at the
+/// end of the input without an error). Control characters keep it apart
+/// from any text a file holds.
+const END_MARK: &str = "\u{1}relais:end-of-input\u{1}";
+
 struct Lines<R> {
     inner: R,
     index: std::rc::Rc<std::cell::RefCell<LineIndex>>,
+    /// Bytes of `"\n" + END_MARK + "\n"` not yet returned after the input ended.
+    tail: Option<std::collections::VecDeque<u8>>,
 }
 
 impl<R: Read> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match &mut self.tail {
+            Some(t) => {
+                let n = t.len().min(buf.len());
+                for (i, b) in t.drain(..n).enumerate() {
+                    buf[i] = b;
+                }
+                return Ok(n);
+            }
+            None => self.inner.read(buf)?,
+        };
+        if n == 0 && !buf.is_empty() {
+            self.tail = Some(format!("\n{END_MARK}\n").into_bytes().into());
+            return self.read(buf);
+        }
         let mut idx = self.index.borrow_mut();
         let base = idx.seen;
         for (i, b) in buf[..n].iter().enumerate() {
@@ -166,6 +189,23 @@ fn classify_columns(
     });
 }
 
+/// The record `rec` holds a quoted field that never closed (it ends with
+/// [`END_MARK`]): quarantined with `start`, the line the record starts on,
+/// and its raw text without the mark.
+fn unterminated(rec: &csv::StringRecord, start: u64, delim: u8, mapper: &Mapper, origin: &str) -> Quarantined {
+    let cleaned: csv::StringRecord = rec.iter().map(|f| f.replace(END_MARK, "").trim_end().to_string()).collect();
+    mapper.reject(
+        origin,
+        format!("line {start}"),
+        format!(
+            "{}: unterminated quote: a quote opened in the record starting on line {start} never closes, so everything after it \
+             up to the end of the file was read as one field",
+            reason::PARSE_ERROR
+        ),
+        &raw_line(&cleaned, delim),
+    )
+}
+
 /// Reads CSV from `input`, calling `out` once per record. `origin` names the
 /// input in quarantine records. Returns the number of records read.
 pub fn read_csv<R: Read>(
@@ -189,18 +229,21 @@ pub fn read_csv<R: Read>(
     };
     let c = &spec.csv;
     let index = std::rc::Rc::new(std::cell::RefCell::new(LineIndex::default()));
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delim)
-        .has_headers(c.header)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(Lines { inner: br, index: index.clone() });
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(c.header).flexible(true).trim(csv::Trim::All).from_reader(Lines {
+        inner: br,
+        index: index.clone(),
+        tail: None,
+    });
     let mut header: Vec<String> = if c.header {
-        rdr.headers()
-            .map_err(|e| FileError::Header(format!("cannot read the header: {e}")))?
-            .iter()
-            .map(|h| h.trim_start_matches('\u{feff}').to_string())
-            .collect()
+        let h = rdr.headers().map_err(|e| FileError::Header(format!("cannot read the header: {e}")))?;
+        if h.get(h.len().wrapping_sub(1)).is_some_and(|f| f.ends_with(END_MARK)) {
+            return Err(FileError::Header(
+                "unterminated quote in the header: a quote opened in the header never closes, so the whole file was read as \
+                 one header field; nothing can be read"
+                    .into(),
+            ));
+        }
+        h.iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect()
     } else {
         Vec::new()
     };
@@ -288,6 +331,15 @@ pub fn read_csv<R: Read>(
                 continue;
             }
         };
+        if rec.get(rec.len().wrapping_sub(1)).is_some_and(|f| f.ends_with(END_MARK)) {
+            if rec.len() == 1 && rec[0] == *END_MARK {
+                break; // the end of the input
+            }
+            n += 1;
+            let start = rec.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
+            out(Err(unterminated(rec, start, delim, mapper, origin)));
+            continue;
+        }
         n += 1;
         // The reader stands just past the record's first terminator byte; the
         // record ends on the line of that byte and starts as many lines

@@ -24,3 +24,4 @@ mod opcua;
 mod parse;
 mod planner;
 mod records;
+mod watch;

@@ -1,0 +1,96 @@
+//! Watched folders: malformed CSV is quarantined with its reason and the
+//! file set aside in `failed/` (issue 9 item 7); files pending at start are
+//! taken in a documented, stable order (issue 9 item 9).
+
+use std::path::Path;
+use std::time::Duration;
+
+use relais::app::{Gateway, RunOptions};
+use relais::config::Config;
+use relais::model::{Quality, Sample, Value};
+
+use crate::common::eventually;
+
+fn gateway_config(dir: &Path, body: &str) -> Config {
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
+        dir.join("data").display()
+    );
+    Config::parse(&text, "watch.toml", dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn samples(gw: &Gateway) -> Vec<Sample> {
+    gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn write_atomic(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+const WATCH: &str = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n";
+
+/// Issue 9 item 7: a CSV quote that never closes swallows the rest of the
+/// file into one field (the csv reader ends the field at the end of the
+/// file). The record that holds it is quarantined with the reason and the
+/// line where the quote opened, the file goes to `failed/`, and the records
+/// before it are accepted. Three places: a data row in the middle, the last
+/// row (whose value would otherwise read as good), the header.
+#[tokio::test]
+async fn a_csv_quote_that_never_closes_is_quarantined_and_the_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let gw = Gateway::start(gateway_config(dir.path(), WATCH), RunOptions::default()).await.unwrap();
+    let failed = inbox.join("failed");
+    // A data row in the middle: the rows after it are inside the field.
+    write_atomic(&inbox, "middle.csv", "ts,flow\n2026-01-05T10:00:00Z,1.5\n2026-01-05T10:00:01Z,\"1.6\n2026-01-05T10:00:02Z,1.7\n");
+    assert!(
+        eventually(Duration::from_secs(10), || files_in(&failed).contains(&"middle.csv.errors".to_string())).await,
+        "{:?}",
+        files_in(&inbox)
+    );
+    let report = std::fs::read_to_string(failed.join("middle.csv.errors")).unwrap();
+    let lines: Vec<&str> = report.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 1, "{report}");
+    assert!(report.starts_with("# middle.csv: 2 records, 1 samples accepted, 1 records quarantined"), "{report}");
+    assert!(lines[0].starts_with("line 3: parse_error: unterminated quote"), "{report}");
+    assert!(lines[0].contains("starting on line 3") && lines[0].contains("end of the file"), "{report}");
+    let got = samples(&gw);
+    assert_eq!(got.len(), 1, "the row before the quote is accepted: {got:?}");
+    assert_eq!((got[0].quality, &got[0].value), (Quality::Good, &Value::F64(1.5)));
+
+    // The last row: "9.5 with its quote open would read as a good 9.5.
+    write_atomic(&inbox, "last.csv", "ts,flow\n2026-01-05T11:00:00Z,2.5\n2026-01-05T11:00:01Z,\"9.5\n");
+    assert!(
+        eventually(Duration::from_secs(10), || files_in(&failed).contains(&"last.csv.errors".to_string())).await,
+        "{:?}",
+        files_in(&inbox)
+    );
+    let report = std::fs::read_to_string(failed.join("last.csv.errors")).unwrap();
+    assert!(report.contains("line 3: parse_error: unterminated quote"), "{report}");
+    let got = samples(&gw);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|s| s.value != Value::F64(9.5)), "a value from a malformed record is never good: {got:?}");
+
+    // The header: nothing can be read.
+    write_atomic(&inbox, "header.csv", "ts,\"flow\n2026-01-05T12:00:00Z,3.5\n");
+    assert!(
+        eventually(Duration::from_secs(10), || files_in(&failed).contains(&"header.csv.errors".to_string())).await,
+        "{:?}",
+        files_in(&inbox)
+    );
+    let report = std::fs::read_to_string(failed.join("header.csv.errors")).unwrap();
+    assert!(report.contains("unterminated quote") && report.contains("header"), "{report}");
+    assert_eq!(samples(&gw).len(), 2);
+    assert!(files_in(&inbox.join("done")).is_empty(), "{:?}", files_in(&inbox.join("done")));
+    gw.shutdown().await.unwrap();
+}
