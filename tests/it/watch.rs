@@ -94,3 +94,38 @@ async fn a_csv_quote_that_never_closes_is_quarantined_and_the_file_fails() {
     assert!(files_in(&inbox.join("done")).is_empty(), "{:?}", files_in(&inbox.join("done")));
     gw.shutdown().await.unwrap();
 }
+
+/// Issue 9 item 9: files waiting in the folder when relais starts (it was
+/// stopped while a logger kept writing) are taken oldest modification time
+/// first, equal times by name, so a source's `ts` never goes back between
+/// files. Twelve files whose names, creation order and directory order all
+/// differ from their modification order.
+#[tokio::test]
+async fn pending_files_are_taken_oldest_first_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let base = std::time::SystemTime::now() - Duration::from_secs(3600);
+    // (name, minute of its data and of its modification time)
+    let names = ["q", "c", "x", "a", "m", "z", "b", "k", "e", "w", "d", "p"];
+    for (k, name) in names.iter().enumerate() {
+        let minute = (k * 7) % names.len(); // a permutation of 0..12
+        let path = inbox.join(format!("{name}.csv"));
+        std::fs::write(&path, format!("ts,v\n2026-01-05T10:{minute:02}:00Z,{minute}\n")).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(base + Duration::from_secs(60 * minute as u64)).unwrap();
+    }
+    // Two files with the same modification time: by name.
+    for (name, sec) in [("tie-b", 31), ("tie-a", 30)] {
+        let path = inbox.join(format!("{name}.csv"));
+        std::fs::write(&path, format!("ts,v\n2026-01-05T11:00:{sec}Z,{sec}\n")).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(base + Duration::from_secs(1800)).unwrap();
+    }
+    let gw = Gateway::start(gateway_config(dir.path(), WATCH), RunOptions::default()).await.unwrap();
+    assert!(eventually(Duration::from_secs(15), || files_in(&inbox.join("done")).len() == 14).await, "{:?}", files_in(&inbox));
+    let got: Vec<String> = samples(&gw).iter().map(|s| s.ts.to_string()).collect();
+    let mut want: Vec<String> = (0..12).map(|m| format!("2026-01-05T10:{m:02}:00Z")).collect();
+    want.extend(["2026-01-05T11:00:30Z".to_string(), "2026-01-05T11:00:31Z".to_string()]);
+    assert_eq!(got, want, "files taken by modification time, then name");
+    gw.shutdown().await.unwrap();
+}

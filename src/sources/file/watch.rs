@@ -20,6 +20,11 @@
 //!   committed record: at shutdown the file is left in the folder and the
 //!   read stops at the next group of records.
 //! - Quarantined records name the file where it ends up (`failed/…`).
+//! - Order: the files ready at one look at the folder are taken oldest
+//!   modification time first, equal times by name (byte order), one after
+//!   the other; so files that piled up while relais was stopped go in the
+//!   order they were written. A file still being written (or waiting for
+//!   its last line) does not hold back the ones that are ready.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -122,40 +127,7 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 _ = rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500).min(cfg.settle)) => {}
             }
-            let Ok(entries) = std::fs::read_dir(&cfg.folder) else { continue };
-            let mut present = Vec::new();
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                let Ok(md) = e.metadata() else { continue };
-                if !md.is_file() || ignored(&name) || !pattern.matches(&name) {
-                    continue;
-                }
-                let path = e.path();
-                present.push(path.clone());
-                let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-                let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now(), told: false });
-                if entry.size != size || entry.mtime != mtime {
-                    *entry = Seen { size, mtime, since: Instant::now(), told: entry.told };
-                    continue;
-                }
-                let quiet = entry.since.elapsed();
-                if quiet < cfg.settle {
-                    continue;
-                }
-                let format = format_of(&path, &cfg.common.parse).ok();
-                if !ends_properly(&path, format) {
-                    if quiet < cfg.settle * INCOMPLETE_WAIT {
-                        if !entry.told {
-                            tracing::info!(source = %cfg.common.name, file = %name,
-                                "file settled but its last line is not complete yet; waiting up to {:?} for the rest", cfg.settle * INCOMPLETE_WAIT);
-                            entry.told = true;
-                        }
-                        continue;
-                    }
-                    tracing::info!(source = %cfg.common.name, file = %name,
-                        "file has no complete last line after {:?} without change; reading it as it is", cfg.settle * INCOMPLETE_WAIT);
-                }
-                seen.remove(&path);
+            for path in scan(&cfg, &pattern, &mut seen) {
                 let (cfg2, ctx2, stats2) = (cfg.clone(), ctx.clone(), stats.clone());
                 let done = tokio::task::spawn_blocking(move || ingest_and_move(&cfg2, &ctx2, &path, &stats2)).await;
                 if let Ok(Err(e)) = done {
@@ -165,9 +137,65 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                     return;
                 }
             }
-            seen.retain(|p, _| present.contains(p));
         }
     }))
+}
+
+/// Looks at the folder once: updates `seen` and returns the files that are
+/// ready (settled and complete) in the order they are to be taken: oldest
+/// modification time first, equal times by name (byte order). Files that
+/// waited while relais was stopped thus go in the order they were written.
+fn scan(cfg: &WatchSource, pattern: &glob::Pattern, seen: &mut HashMap<PathBuf, Seen>) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(&cfg.folder) else { return Vec::new() };
+    let mut present = Vec::new();
+    let mut ready: Vec<(SystemTime, String, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(md) = e.metadata() else { continue };
+        if !md.is_file() || ignored(&name) || !pattern.matches(&name) {
+            continue;
+        }
+        let path = e.path();
+        present.push(path.clone());
+        let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let entry = seen.entry(path.clone()).or_insert(Seen { size, mtime, since: Instant::now(), told: false });
+        if entry.size != size || entry.mtime != mtime {
+            *entry = Seen { size, mtime, since: Instant::now(), told: entry.told };
+            continue;
+        }
+        if settled(cfg, &path, &name, entry) {
+            ready.push((mtime, name, path));
+        }
+    }
+    seen.retain(|p, _| present.contains(p));
+    ready.sort();
+    for (_, _, p) in &ready {
+        seen.remove(p);
+    }
+    ready.into_iter().map(|(_, _, p)| p).collect()
+}
+
+/// Whether a file unchanged since `entry.since` is ready: quiet for
+/// `settle`, and ending properly (or quiet for [`INCOMPLETE_WAIT`] settles).
+fn settled(cfg: &WatchSource, path: &Path, name: &str, entry: &mut Seen) -> bool {
+    let quiet = entry.since.elapsed();
+    if quiet < cfg.settle {
+        return false;
+    }
+    let format = format_of(path, &cfg.common.parse).ok();
+    if !ends_properly(path, format) {
+        if quiet < cfg.settle * INCOMPLETE_WAIT {
+            if !entry.told {
+                tracing::info!(source = %cfg.common.name, file = %name,
+                    "file settled but its last line is not complete yet; waiting up to {:?} for the rest", cfg.settle * INCOMPLETE_WAIT);
+                entry.told = true;
+            }
+            return false;
+        }
+        tracing::info!(source = %cfg.common.name, file = %name,
+            "file has no complete last line after {:?} without change; reading it as it is", cfg.settle * INCOMPLETE_WAIT);
+    }
+    true
 }
 
 fn move_file(path: &Path, dest: &Path) -> anyhow::Result<()> {
