@@ -1,5 +1,10 @@
 //! Secrets (passwords, tokens): read from the config, a file or an
 //! environment variable; never shown by `Debug` or in logs.
+//!
+//! Files named by the config for secrets, keys and certificates are read
+//! with [`read_capped`]: regular files only (a device such as `/dev/zero`
+//! never ends, a pipe nobody writes to never opens) and at most a set size,
+//! so `check` and `run` answer at once instead of hanging and eating memory.
 
 use std::path::Path;
 
@@ -51,6 +56,34 @@ impl SecretKey {
     }
 }
 
+/// Most bytes of a `*_file` secret (passwords and tokens are far shorter).
+pub const SECRET_FILE_MAX: u64 = 64 << 10;
+
+/// Reads the regular file `path` whole if it holds at most `max` bytes.
+/// Errors say what is wrong in words an operator can act on: not a regular
+/// file (a device, a pipe, a folder), larger than `max`, or the OS error.
+pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    // metadata follows symbolic links (Kubernetes and systemd credentials
+    // are links to regular files) and never blocks, unlike opening a pipe.
+    let md = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !md.is_file() {
+        let kind = if md.is_dir() { "a folder" } else { "a device, pipe or socket" };
+        return Err(format!("{} is not a regular file ({kind}); name a file holding the value", path.display()));
+    }
+    let limit = crate::units::format_size(max);
+    if md.len() > max {
+        return Err(format!("{} is larger than {limit} ({} bytes): not the right file?", path.display(), md.len()));
+    }
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut buf = Vec::with_capacity(md.len() as usize);
+    f.take(max + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if buf.len() as u64 > max {
+        return Err(format!("{} is larger than {limit}: not the right file?", path.display()));
+    }
+    Ok(buf)
+}
+
 /// Reads a secret given inline (`<what>`), in a file (`<what>_file`, relative
 /// to `base`, trailing newline removed) or in an environment variable
 /// (`<what>_env`). At most one may be set; `key` prefixes error keys.
@@ -80,14 +113,16 @@ pub fn read_secret(
         let path = base.join(f.get_ref());
         // Name the file as the OS sees it, whatever the current directory.
         let path = std::path::absolute(&path).unwrap_or(path);
-        return match std::fs::read_to_string(&path) {
+        let text = read_capped(&path, SECRET_FILE_MAX)
+            .and_then(|b| String::from_utf8(b).map_err(|_| format!("{} is not UTF-8 text", path.display())));
+        return match text {
             Ok(s) if !s.trim().is_empty() => SecretKey::Read(Secret(s.trim_end_matches(['\r', '\n']).to_string())),
             Ok(_) => {
                 d.error(f.span(), &k(&format!("{what}_file")), format!("{} is empty", path.display()));
                 SecretKey::Failed
             }
             Err(e) => {
-                d.error(f.span(), &k(&format!("{what}_file")), format!("cannot read {}: {e}", path.display()));
+                d.error(f.span(), &k(&format!("{what}_file")), e);
                 SecretKey::Failed
             }
         };

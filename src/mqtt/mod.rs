@@ -162,10 +162,9 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     if let (Some(p), Some(v)) = (&ca_file, &raw.ca_file)
         && p.is_file()
     {
-        match CertificateDer::pem_file_iter(p).map(|it| it.filter_map(Result::ok).count()) {
-            Ok(0) | Err(_) => {
-                d.error(v.span(), &k("ca_file"), format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display()))
-            }
+        match read_pem(p).map(|b| CertificateDer::pem_slice_iter(&b).filter_map(Result::ok).count()) {
+            Ok(0) => d.error(v.span(), &k("ca_file"), format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display())),
+            Err(e) => d.error(v.span(), &k("ca_file"), e),
             Ok(_) => {}
         }
     }
@@ -173,7 +172,7 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     let client_key = path(d, &raw.client_key, "client_key");
     if let (Some(p), Some(v)) = (&client_key, &raw.client_key)
         && p.is_file()
-        && PrivateKeyDer::from_pem_file(p).is_err()
+        && read_pem(p).map_or(true, |b| PrivateKeyDer::from_pem_slice(&b).is_err())
     {
         d.error(v.span(), &k("client_key"), format!("{} holds no PEM private key", p.display()));
     }
@@ -214,13 +213,20 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     })
 }
 
+/// Reads a PEM file (certificate, chain or key): a regular file of at most
+/// 1 MiB, so a wrong path (a device, a pipe, a huge file) fails at once.
+fn read_pem(p: &Path) -> Result<Vec<u8>, String> {
+    crate::secret::read_capped(p, 1 << 20)
+}
+
 /// Builds the rustls client configuration (ring provider only): the CA file
 /// or the system roots, and the client certificate for mutual TLS.
 pub fn tls_config(c: &ClientConn) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     match &c.ca_file {
         Some(ca) => {
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))? {
+            let pem = read_pem(ca).map_err(|e| anyhow::anyhow!("ca_file: {e}"))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
                 roots.add(cert).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
             }
@@ -242,10 +248,12 @@ pub fn tls_config(c: &ClientConn) -> anyhow::Result<rustls::ClientConfig> {
         rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots);
     Ok(match (&c.client_cert, &c.client_key) {
         (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            let pem = read_pem(cert).map_err(|e| anyhow::anyhow!("client_cert: {e}"))?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("client_cert {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("client_key {}: {e}", key.display()))?;
+            let pem = read_pem(key).map_err(|e| anyhow::anyhow!("client_key: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| anyhow::anyhow!("client_key {}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
         }
         _ => builder.with_no_client_auth(),

@@ -24,4 +24,5 @@ mod opcua;
 mod parse;
 mod planner;
 mod records;
+mod secrets;
 mod watch;

@@ -704,10 +704,14 @@ fn warn_namespace_indexes(diag: &mut Diag<'_>, key: &str, endpoint: &str, tags: 
     );
 }
 
-/// Reads an X.509 certificate in DER or PEM. Errors name the file.
+/// Most bytes of a certificate or key file (a certificate chain is a few KiB).
+pub const CERT_FILE_MAX: u64 = 1 << 20;
+
+/// Reads an X.509 certificate in DER or PEM (a regular file of at most
+/// [`CERT_FILE_MAX`]). Errors name the file.
 pub fn read_any_cert(f: &Path) -> anyhow::Result<opcua::crypto::X509> {
     use opcua::crypto::X509;
-    let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+    let bytes = crate::secret::read_capped(f, CERT_FILE_MAX).map_err(|e| anyhow::anyhow!("{e}"))?;
     X509::from_der(&bytes)
         .or_else(|_| X509::from_pem(&bytes))
         .map_err(|e| anyhow::anyhow!("{} is not an X.509 certificate (DER or PEM): {e}", f.display()))
