@@ -143,6 +143,43 @@ fn detector_config_errors_name_the_line_and_key() {
     }
 }
 
+/// `relais detect fit` saves the model fitted on a file's first 400 rows;
+/// a detector loading it (`fit = { model = … }`) scores every row, and the
+/// rows after the first 400 exactly as the detector that fitted itself.
+#[test]
+fn detect_fit_saves_a_model_that_scores_like_the_fitted_detector() {
+    let Some(skab) = crate::common::skab("valve1_3.csv") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("pump-model.json");
+    let (code, out, err) =
+        relais(&["detect", "fit", "--config", config_file().to_str().unwrap(), "--out", model.to_str().unwrap(), skab.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fitted on 400 rows"), "{out}");
+    let text = std::fs::read_to_string(config_file()).unwrap().replace("fit = { rows = 400 }", "fit = { model = \"pump-model.json\" }");
+    assert!(text.contains("pump-model.json"));
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let preds = |config: &Path, out: &Path| {
+        let (code, _, err) = relais(&[
+            "detect",
+            "evaluate",
+            "--config",
+            config.to_str().unwrap(),
+            "--labels",
+            "anomaly",
+            "--out",
+            out.to_str().unwrap(),
+            skab.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        std::fs::read_to_string(out).unwrap().lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+    };
+    let fitted = preds(&config_file(), &dir.path().join("a.csv"));
+    let loaded = preds(&cfg, &dir.path().join("b.csv"));
+    assert_eq!(loaded.len(), fitted.len() + 400, "a loaded model scores from the first row");
+    assert_eq!(&loaded[400..], &fitted[..]);
+}
+
 /// In a gateway configuration, watched tags are checked against the devices:
 /// a tag a `[[device]]` does not have is an error (the detector would never
 /// score); a device nobody configures is a warning; `relais check` shows the detector.

@@ -232,3 +232,98 @@ fn fit(cfg: &DetectorConfig, rows: &[Vec<f64>]) -> Result<(Scorer, Calibration),
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cfg(fit: FitPolicy) -> DetectorConfig {
+        DetectorConfig {
+            name: "t".into(),
+            tags: vec!["d/a".into(), "d/b".into(), "d/c".into()],
+            delta: vec![false, false, true],
+            method: Method::Pca { variance: 0.85, level: 0.999 },
+            fit,
+            smoothing: 3,
+            threshold: 1.5,
+            row_window: Duration::from_secs(1),
+        }
+    }
+
+    fn row(i: usize) -> Vec<f64> {
+        let x = (i as f64 * 0.7).sin() + (i as f64 * 0.13).cos() * 0.1;
+        vec![x, 2.0 * x + (i as f64 * 1.3).sin() * 0.2, i as f64 * 0.01 + (i as f64 * 2.1).sin() * 0.05]
+    }
+
+    #[test]
+    fn calibration_is_half_on_the_threshold_and_one_percent_at_the_fit_p99() {
+        let mut scores: Vec<f64> = (1..=100).map(|i| f64::from(i) / 100.0).collect();
+        let c = Calibration::new(2.0, &mut scores);
+        assert_eq!(c.fit_p99, 0.99);
+        assert!((c.confidence(2.0) - 0.5).abs() < 1e-12);
+        assert!((c.confidence(0.99) - 0.01).abs() < 1e-9);
+        assert!((c.confidence(4.0 / 0.99) - 0.99).abs() < 1e-9, "symmetric in log score");
+        assert_eq!(c.confidence(0.0), 0.0);
+        assert!(c.confidence(1e9) <= 1.0 && c.confidence(1e9) > 0.999);
+    }
+
+    #[test]
+    fn rows_policy_fits_on_exactly_n_rows_then_scores_each_row() {
+        let mut d = Detector::build(cfg(FitPolicy::Rows(50))).unwrap();
+        for i in 0..50 {
+            assert_eq!(d.push(i as i64, &row(i)), Step::Fitting, "row {i}");
+        }
+        assert!(matches!(d.push(50, &row(50)), Step::Fitted(50, _)));
+        assert!(matches!(d.push(51, &row(51)), Step::Scored(_)));
+        assert_eq!(d.push(52, &[1.0, f64::NAN, 0.0]), Step::Missing(1));
+    }
+
+    #[test]
+    fn window_policy_fits_on_the_rows_of_the_window() {
+        let s = 1_000_000_000i64;
+        let mut d = Detector::build(cfg(FitPolicy::Window(Duration::from_secs(60)))).unwrap();
+        // One row every 2 s: rows at 0..58 s are in the first minute (30 rows).
+        for i in 0..30 {
+            assert_eq!(d.push(i * 2 * s, &row(i as usize)), Step::Fitting);
+        }
+        assert!(matches!(d.push(60 * s, &row(30)), Step::Fitted(30, _)));
+    }
+
+    #[test]
+    fn a_saved_model_scores_like_the_fitted_one() {
+        let mut fitted = Detector::build(cfg(FitPolicy::Rows(60))).unwrap();
+        let mut saved = None;
+        let mut want = Vec::new();
+        for i in 0..200 {
+            match fitted.push(i as i64, &row(i)) {
+                Step::Fitted(_, o) => {
+                    saved = fitted.saved_model();
+                    want.push(o);
+                }
+                Step::Scored(o) => want.push(o),
+                _ => {}
+            }
+        }
+        let saved = saved.unwrap();
+        let text = serde_json::to_string(&saved).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        std::fs::write(&path, text).unwrap();
+        let mut loaded = Detector::build(cfg(FitPolicy::Model(path.clone()))).unwrap();
+        let mut got = Vec::new();
+        for i in 0..200 {
+            match loaded.push(i as i64, &row(i)) {
+                Step::Scored(o) => got.push(o),
+                other => panic!("row {i}: {other:?}"),
+            }
+        }
+        assert_eq!(&got[60..], &want[..], "rows after the fit score the same");
+        // A model for other tags is refused with the file named.
+        let mut other = cfg(FitPolicy::Model(path.clone()));
+        other.tags[0] = "d/x".into();
+        let e = Detector::build(other).err().unwrap();
+        assert!(e.contains("m.json") && e.contains("fitted on tags"), "{e}");
+    }
+}

@@ -216,3 +216,77 @@ async fn run(mut live: Live, mut sub: TapSubscription, ingest: Arc<Ingest>, stop
         ingest.push_all(out).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::processors::anomaly::{FitPolicy, Method};
+
+    fn live() -> Live {
+        Live::new(DetectorConfig {
+            name: "p".into(),
+            tags: vec!["pump/a".into(), "pump/b".into()],
+            delta: vec![false, false],
+            method: Method::ZScore { window: 4, level: 0.999 },
+            fit: FitPolicy::Rows(6),
+            smoothing: 1,
+            threshold: 1.0,
+            row_window: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    fn s(meta: &Arc<TagMeta>, v: Option<f64>, ts: i64) -> Sample {
+        match v {
+            Some(v) => Sample::good(meta.clone(), Value::F64(v), Timestamp(ts)),
+            None => Sample::bad(meta.clone(), "timeout: no response".into(), Timestamp(ts)),
+        }
+    }
+
+    #[test]
+    fn rows_from_samples_bad_inputs_own_samples_and_events() {
+        let mut l = live();
+        let (a, b) = (TagMeta::new("pump", "a", None), TagMeta::new("pump", "b", None));
+        let other = TagMeta::new("press", "a", None);
+        let own = TagMeta::new(HEALTH_DEVICE, "detector.p.score", None);
+        let now = Timestamp(0);
+        let sec = 1_000_000_000;
+        let mut row = |l: &mut Live, i: i64, va: Option<f64>, vb: f64| {
+            let mut out = l.on_sample(&s(&other, Some(99.0), i * sec), now);
+            out.extend(l.on_sample(&s(&own, Some(99.0), i * sec), now));
+            out.extend(l.on_sample(&s(&a, va, i * sec), now));
+            out.extend(l.on_sample(&s(&b, Some(vb), i * sec), now));
+            out
+        };
+        for i in 0..6 {
+            assert!(row(&mut l, i, Some(10.0 + (i % 2) as f64), 5.0 + (i % 2) as f64).is_empty(), "fitting: no output");
+        }
+        let out = row(&mut l, 6, Some(10.0), 5.0);
+        assert_eq!(out.len(), 3);
+        assert_eq!((&*out[0].meta.device, &*out[0].meta.tag), ("_relais", "detector.p.score"));
+        assert_eq!(out[1].value, Value::Bool(false));
+        assert_eq!(out[0].ts, Timestamp(6 * sec), "the row's time");
+        assert!(l.take_events().is_empty());
+        // A spike: flagged, one detector.anomaly event.
+        let out = row(&mut l, 7, Some(30.0), 5.0);
+        assert_eq!(out[1].value, Value::Bool(true));
+        let ev = l.take_events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!((&*ev[0].kind, ev[0].severity, ev[0].ts), ("detector.anomaly", Severity::Warning, Timestamp(7 * sec)));
+        // A bad input: three bad outputs naming the tag, no score, no event.
+        let out = row(&mut l, 8, None, 5.0);
+        assert_eq!(out.len(), 3);
+        for o in &out {
+            assert_eq!((o.quality, o.reason.as_deref()), (Quality::Bad, Some("input_bad: pump/a")));
+            assert_eq!(o.value, Value::Null);
+        }
+        assert!(l.take_events().is_empty());
+        // Back to normal values: the flag falls, one detector.normal event.
+        let out = row(&mut l, 9, Some(10.0), 5.0);
+        assert_eq!(out[1].value, Value::Bool(false));
+        let ev = l.take_events();
+        assert_eq!((ev.len(), &*ev[0].kind, ev[0].severity), (1, "detector.normal", Severity::Info));
+    }
+}
