@@ -253,7 +253,7 @@ mod tests {
         let own = TagMeta::new(HEALTH_DEVICE, "detector.p.score", None);
         let now = Timestamp(0);
         let sec = 1_000_000_000;
-        let mut row = |l: &mut Live, i: i64, va: Option<f64>, vb: f64| {
+        let row = |l: &mut Live, i: i64, va: Option<f64>, vb: f64| {
             let mut out = l.on_sample(&s(&other, Some(99.0), i * sec), now);
             out.extend(l.on_sample(&s(&own, Some(99.0), i * sec), now));
             out.extend(l.on_sample(&s(&a, va, i * sec), now));
