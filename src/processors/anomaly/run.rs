@@ -41,7 +41,8 @@ use crate::telemetry::HEALTH_DEVICE;
 pub struct Live {
     det: Detector,
     rows: RowAssembler,
-    index: HashMap<String, usize>,
+    /// device → tag → input index (looked up by `&str`, no allocation per sample).
+    index: HashMap<String, HashMap<String, usize>>,
     score: Arc<TagMeta>,
     anomaly: Arc<TagMeta>,
     confidence: Arc<TagMeta>,
@@ -54,7 +55,11 @@ impl Live {
     /// Builds the detector (loading its model file when configured).
     pub fn new(cfg: DetectorConfig) -> Result<Live, String> {
         let meta = |what: &str| TagMeta::new(HEALTH_DEVICE, format!("detector.{}.{what}", cfg.name), None);
-        let index = cfg.tags.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
+        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, t) in cfg.tags.iter().enumerate() {
+            let (d, tag) = t.split_once('/').unwrap_or((t.as_str(), ""));
+            index.entry(d.to_string()).or_default().insert(tag.to_string(), i);
+        }
         let window = cfg.row_window.as_nanos().min(i64::MAX as u128) as i64;
         Ok(Live {
             rows: RowAssembler::new(cfg.tags.len(), window),
@@ -85,7 +90,7 @@ impl Live {
         if &*s.meta.device == HEALTH_DEVICE {
             return Vec::new();
         }
-        let Some(&i) = self.index.get(&s.meta.path()) else { return Vec::new() };
+        let Some(&i) = self.index.get(&*s.meta.device).and_then(|t| t.get(&*s.meta.tag)) else { return Vec::new() };
         let value = if s.quality == Quality::Bad { None } else { s.value.as_f64() };
         let rows = self.rows.offer(i, s.ts.0, value);
         rows.into_iter().flat_map(|r| self.on_row(r, now)).collect()
