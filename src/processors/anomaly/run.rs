@@ -35,7 +35,7 @@ use super::rows::{Row, RowAssembler};
 use crate::buffer::tap::{Tap, TapSubscription};
 use crate::ingest::Ingest;
 use crate::model::{Event, EventSource, Quality, Record, Sample, Severity, TagMeta, Timestamp, Value};
-use crate::telemetry::HEALTH_DEVICE;
+use crate::names::HEALTH_DEVICE;
 
 /// One detector fed sample by sample (pure apart from the clock it is given).
 pub struct Live {
