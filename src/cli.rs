@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DeviceConfig, SinkConfig};
+use crate::config::{Config, DeviceConfig};
 use crate::sim::{Sim, SimConfig};
 use crate::sources::modbus::types::Table;
 use crate::{out, outln};
@@ -584,28 +584,6 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Where the samples of a source get their device name, as `relais check`
-/// shows it: the topic level (`mqtt-in` with `device_level`), the CSV column
-/// or the JSON path when configured, with the source's `device` as default.
-fn source_device(src: &crate::sources::SourceConfig) -> String {
-    let c = src.common();
-    let level = match src {
-        crate::sources::SourceConfig::MqttIn(m) => m.device_level,
-        _ => None,
-    };
-    let from = match (level, &c.parse.csv.device_column, &c.parse.json.device) {
-        (Some(l), _, _) => Some(format!("topic level {l}")),
-        (None, Some(col), Some(path)) => Some(format!("CSV column {col:?} or JSON {path}")),
-        (None, Some(col), None) => Some(format!("column {col:?}")),
-        (None, None, Some(path)) => Some(format!("JSON {path}")),
-        (None, None, None) => None,
-    };
-    match from {
-        Some(f) => format!("device from {f} (default {})", c.device),
-        None => format!("device {}", c.device),
-    }
-}
-
 /// The plan printed by `relais check`.
 pub fn render_plan(cfg: &Config) -> String {
     use std::fmt::Write as _;
@@ -624,134 +602,17 @@ pub fn render_plan(cfg: &Config) -> String {
         if b.max_rows > 0 { format!(" / {} rows", b.max_rows) } else { String::new() },
         b.durability
     );
-    for d in &cfg.devices {
-        match d {
-            DeviceConfig::Modbus(m) => {
-                let _ = writeln!(
-                    s,
-                    "\ndevice {} ({} {} unit {}, timeout {}, {} tags)",
-                    m.name,
-                    m.transport.protocol(),
-                    m.endpoint,
-                    m.unit_id,
-                    crate::units::format_duration(m.timeout),
-                    m.tags.len()
-                );
-                match crate::sources::modbus::poller::plan_device(m) {
-                    Err(e) => {
-                        let _ = writeln!(s, "  PLAN ERROR: {e}");
-                    }
-                    Ok(groups) => {
-                        for (iv, reqs) in groups {
-                            let _ = writeln!(s, "  every {}: {} request(s)", crate::units::format_duration(iv), reqs.len());
-                            for r in reqs {
-                                let names: Vec<&str> = r.tags.iter().map(|i| m.tags[*i].name.as_str()).collect();
-                                let _ = writeln!(
-                                    s,
-                                    "    FC{} {:<14} start {:>5} count {:>4}  tags: {}",
-                                    r.table.read_function(),
-                                    r.table.as_str(),
-                                    r.start,
-                                    r.count,
-                                    names.join(", ")
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            DeviceConfig::OpcUa(o) => {
-                use crate::sources::opcua::config::Acquisition;
-                let _ =
-                    writeln!(s, "\ndevice {} (opcua {}, security {:?}/{:?}, {} tags)", o.name, o.endpoint, o.policy, o.mode, o.tags.len());
-                for t in &o.tags {
-                    let how = match t.acquisition {
-                        Acquisition::Subscription { publishing_interval, sampling_interval, queue_size, deadband } => format!(
-                            "subscription: publishing {}, sampling {}, queue {queue_size}{}",
-                            crate::units::format_duration(publishing_interval),
-                            crate::units::format_duration(sampling_interval),
-                            deadband.map_or(String::new(), |d| match d {
-                                crate::sources::opcua::config::Deadband::Absolute(x) => format!(", deadband {x} (absolute)"),
-                                crate::sources::opcua::config::Deadband::Percent(x) => format!(", deadband {x} %"),
-                            })
-                        ),
-                        Acquisition::Poll { interval } => format!("poll every {}", crate::units::format_duration(interval)),
-                    };
-                    let _ = writeln!(s, "  {:<20} {}  ({how})", t.name, t.node);
-                }
-            }
-        }
-    }
-    for src in &cfg.sources {
-        use crate::sources::SourceConfig as S;
-        let c = src.common();
-        let what = match src {
-            S::File(_) => "file (relais import)".to_string(),
-            S::Watch(w) => format!("watch {} ({}), settle {}", w.folder.display(), w.pattern, crate::units::format_duration(w.settle)),
-            S::Tail(t) => format!("tail {}", t.path.display()),
-            S::Http(h) => format!("http POST http://{}/ingest/{}", h.listen, c.name),
-            S::MqttIn(m) => format!("mqtt-in {} topics {}", m.conn.broker, m.topics.join(" ")),
-        };
-        let fmt = c.parse.format.map_or("by extension / Content-Type", |f| match f {
-            crate::parse::spec::Format::Csv => "csv",
-            crate::parse::spec::Format::Json => "json",
-            crate::parse::spec::Format::JsonLines => "jsonl",
-        });
-        let policy = if c.parse.policy == crate::parse::Policy::Strict { "strict" } else { "lenient" };
-        let _ = writeln!(s, "\nsource {} ({what}; format {fmt}, policy {policy}, {})", c.name, source_device(src));
-        // How records are read, so a user can confirm it before importing.
-        let p = &c.parse;
-        let mut how = Vec::new();
-        if p.format != Some(crate::parse::spec::Format::Json) && p.format != Some(crate::parse::spec::Format::JsonLines) {
-            let delim = match p.csv.delimiter {
-                None => "auto (from the header)".to_string(),
-                Some(b'\t') => "tab".to_string(),
-                Some(d) => format!("{:?}", d as char),
-            };
-            how.push(format!(
-                "csv delimiter {delim}, decimal {:?}, layout {}",
-                p.csv.decimal,
-                format!("{:?}", p.csv.layout).to_lowercase()
-            ));
-        }
-        let ts_from = p
-            .csv
-            .timestamp_column
-            .as_ref()
-            .map(|c| format!("column {c:?}"))
-            .or_else(|| p.json.timestamp.as_ref().map(|t| format!("path {t:?}")));
-        match ts_from {
-            None => how.push("timestamp: the receive time".to_string()),
-            Some(from) => {
-                let zone = p.ts.timezone.map_or("none (times without an offset are quarantined)".to_string(), |z| z.name().to_string());
-                how.push(format!("timestamp {from}, format {}, timezone {zone}", p.ts.settings_format()));
-            }
-        }
-        let _ = writeln!(s, "  {}", how.join("; "));
-    }
-    for sink in &cfg.sinks {
-        match sink {
-            SinkConfig::Mqtt(m) => {
-                let _ = writeln!(
-                    s,
-                    "\nsink {} (mqtt {}, qos {}, format {}, status {})",
-                    m.name, m.conn.broker, m.qos, m.format, m.status_topic
-                );
-                for d in &cfg.devices {
-                    let tags: Vec<&str> = match d {
-                        DeviceConfig::Modbus(md) => md.tags.iter().map(|t| t.name.as_str()).collect(),
-                        DeviceConfig::OpcUa(od) => od.tags.iter().map(|t| t.name.as_str()).collect(),
-                    };
-                    for t in tags {
-                        let topic = match m.format {
-                            crate::sinks::mqtt::config::Format::Json => m.topic.render(&cfg.gateway.id, d.name(), t),
-                            crate::sinks::mqtt::config::Format::JsonBatch => m.batch_topic.render(&cfg.gateway.id, d.name(), ""),
-                        };
-                        let _ = writeln!(s, "  {}/{} -> {topic}", d.name(), t);
-                    }
-                }
-            }
-        }
+    // Every component describes itself; sinks list the devices' tags.
+    let tags: Vec<(String, String)> = cfg.devices.iter().flat_map(|d| d.component().tags()).collect();
+    let cx = crate::component::DescribeCx { gateway: &cfg.gateway.id, tags: &tags };
+    let components = cfg
+        .devices
+        .iter()
+        .map(|d| d.component())
+        .chain(cfg.sources.iter().map(|c| c.component()))
+        .chain(cfg.sinks.iter().map(|c| c.component()));
+    for c in components {
+        let _ = write!(s, "\n{}", c.describe(&cx));
     }
     for d in &cfg.detectors {
         let _ = writeln!(s, "\n{}", d.describe());

@@ -3,21 +3,25 @@
 //! # Data flow
 //!
 //! ```text
-//!  sources::modbus  ─┐                                        ┌─► sinks::mqtt (per-sink cursor,
-//!  sources::opcua   ─┤                                        │    live lane / backlog lane)
-//!  sources::file    ─┤ model::Sample ─► ingest ─► buffer ─────┤
-//!   (import, watch, │  (+ parse for   (bounded   (SQLite     └─► buffer::Reader (relais dump,
-//!    tail)          │   CSV/JSON)      lock-free   writer,         quarantine, import progress)
-//!  sources::http    ─┤                 ring)      cursors,
-//!  sources::mqtt_in ─┘                            retention,
-//!                                                 quarantine)
+//!  sources::modbus  ─┐                                     ┌─► sinks::mqtt (sinks::driver: cursor,
+//!  sources::opcua   ─┤                                     │    live/backlog lanes, reconnect)
+//!  sources::file    ─┤ model::Sample ─► ingest ─► buffer ──┤
+//!   (watch, tail,   │  model::Event    (ring,    (SQLite   ├─► buffer::tap ─► processors::anomaly
+//!    app::import)   │  (+ parse for    bounded   writer,   │   (committed     (detections back
+//!  sources::http    ─┤   CSV/JSON)     in        cursors,  │    data, seq      into the ring)
+//!  sources::mqtt_in ─┘                 samples)  retention,│    order)
+//!                                                quarantine)└─► buffer::Reader (relais dump,
+//!                                                                quarantine, import progress)
 //! ```
 //!
-//! `config` reads the TOML file into the components' own config types;
-//! `app` wires the components for `relais run` (and `app::import` for
-//! `relais import`, `app::status`/`app::health` for self-monitoring); `cli`
-//! is the command line; `sim` is the line simulator (Modbus and OPC UA
-//! servers); `demo` runs the simulator and the gateway together.
+//! Every source, sink and processor is one folder behind the contract of
+//! [`component`] (type names, parse, description, claims, spawn);
+//! `config` reads the TOML file into the components' own config types and
+//! checks their claims for clashes; `app` wires them for `relais run` (with
+//! `app::import` for `relais import`, `app::status`/`app::health` for
+//! self-monitoring); `cli` is the command line; `sim` is the line simulator
+//! (Modbus and OPC UA servers); `demo` runs the simulator and the gateway
+//! together. `docs/new-component.md` shows how to add one.
 //!
 //! # Layers
 //!
@@ -33,7 +37,8 @@
 //! | the ring | `ingest` |
 //! | the store | `buffer` (with its own `buffer::config`) |
 //! | shared codecs | `parse` (CSV/JSON/timestamps), `mqtt` (client connection settings) |
-//! | components | `sources::*`, `sinks::*`, `processors::*`, `sim` |
+//! | the contract | `component` (`Kind`, `Component`, claims) |
+//! | components | `sources::*`, `sinks::*` (with the shared `sinks::driver`), `processors::*`, `sim` |
 //! | root config | `config` (composes the components' config types) |
 //! | wiring | `app`, `demo` |
 //! | command line | `cli` |
@@ -41,6 +46,7 @@
 pub mod app;
 pub mod buffer;
 pub mod cli;
+pub mod component;
 pub mod config;
 pub mod console;
 pub mod demo;

@@ -21,9 +21,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Buffer;
-use crate::config::{Config, DeviceConfig, SinkConfig};
+use crate::component::Ctx;
+use crate::config::{Config, DeviceConfig, SinkConfig, SourceConfig};
 use crate::ingest::Ingest;
-use crate::sinks::mqtt::sink::MqttSink;
 use crate::telemetry::Telemetry;
 use crate::util::exit::permanent;
 use anyhow::Context as _;
@@ -115,12 +115,12 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 /// Reads the TLS files (CA, client certificate and key) of every MQTT sink
 /// and MQTT ingest source once, so an unreadable one stops the start
 /// (permanent) instead of failing every reconnection.
-fn check_tls_files(sinks: &[SinkConfig], sources: &[crate::sources::SourceConfig]) -> anyhow::Result<()> {
+fn check_tls_files(sinks: &[SinkConfig], sources: &[SourceConfig]) -> anyhow::Result<()> {
     let sink_conns = sinks.iter().map(|s| match s {
         SinkConfig::Mqtt(m) => (format!("sink {:?}", m.name), &m.conn),
     });
     let source_conns = sources.iter().filter_map(|s| match s {
-        crate::sources::SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), &m.conn)),
+        SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), &m.conn)),
         _ => None,
     });
     for (who, conn) in sink_conns.chain(source_conns) {
@@ -165,7 +165,7 @@ impl Gateway {
             tracing::warn!("config: {w}");
         }
         let (devices, sources) = if opts.sinks_only {
-            (Vec::new(), sources.into_iter().filter(|s| matches!(s, crate::sources::SourceConfig::File(_))).collect())
+            (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect())
         } else {
             (devices, sources)
         };
@@ -192,60 +192,36 @@ impl Gateway {
         }
         let telemetry = Arc::new(Telemetry::default());
 
-        // Sinks.
+        // Sinks, then detectors, then sources: each family starts its kinds
+        // with one context (sources and sinks stop at different moments).
         let sinks_stop = CancellationToken::new();
-        let mut sink_tasks = Vec::new();
-        for s in sinks {
-            match s {
-                SinkConfig::Mqtt(m) => {
-                    let cursor = buffer.cursor(&m.name).expect("cursor created for every configured sink");
-                    let stats = telemetry.sink(&m.name);
-                    let sink = MqttSink::new(m, &gateway.id, buffer.reader()?, cursor, buffer.committed(), stats);
-                    let sink = match &events {
-                        Some(e) => sink.with_events(e.clone()),
-                        None => sink,
-                    };
-                    sink_tasks.push(tokio::spawn(sink.run(sinks_stop.clone(), SINK_GRACE)));
-                }
-            }
-        }
+        let ctx = |stop: &CancellationToken| Ctx {
+            gateway: &gateway.id,
+            data_dir: &gateway.data_dir,
+            ingest: &ingest,
+            buffer: &buffer,
+            telemetry: &telemetry,
+            events: events.clone(),
+            stop: stop.clone(),
+            grace: SINK_GRACE,
+        };
+        let sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
 
-        // Sources.
         let sources_stop = CancellationToken::new();
-        let (mut modbus, mut opcua) = (Vec::new(), Vec::new());
-        for d in devices {
-            match d {
-                DeviceConfig::Modbus(m) => modbus.push(m),
-                DeviceConfig::OpcUa(o) => opcua.push(o),
-            }
-        }
         // Detectors subscribe to committed samples before any source starts and
         // push their outputs like a source (not while `relais import` only
         // delivers files).
         let detectors = if opts.sinks_only { Vec::new() } else { detectors };
         let mut source_tasks = crate::processors::anomaly::run::spawn_all(detectors, buffer.tap(), ingest.clone(), sources_stop.clone())?;
-        source_tasks.extend(crate::sources::modbus::poller::spawn_all(modbus, ingest.clone(), &telemetry, sources_stop.clone())?);
-        // Its start-up errors are all about the PKI files (cannot create,
-        // read or write a certificate): a restart does not cure them.
-        source_tasks.extend(
-            crate::sources::opcua::session::spawn_all(
-                opcua,
-                ingest.clone(),
-                &telemetry,
-                sources_stop.clone(),
-                &gateway.data_dir,
-                &gateway.id,
-            )
-            .map_err(permanent)?,
-        );
-        let ctx = crate::sources::SourceCtx {
-            ingest: ingest.clone(),
-            reader: buffer.reader()?,
-            telemetry: telemetry.clone(),
-            stop: sources_stop.clone(),
-        };
-        let (tasks, file_sources) = crate::sources::spawn_sources(sources, &ctx).await?;
-        source_tasks.extend(tasks);
+        source_tasks.extend(DeviceConfig::spawn_all(&devices, &ctx(&sources_stop)).await?);
+        source_tasks.extend(SourceConfig::spawn_all(&sources, &ctx(&sources_stop)).await?);
+        let file_sources = sources
+            .into_iter()
+            .filter_map(|s| match s {
+                SourceConfig::File(f) => Some(f),
+                _ => None,
+            })
+            .collect();
 
         // Monitoring.
         let aux_stop = CancellationToken::new();

@@ -12,11 +12,13 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use crate::buffer::config::{BufferConfig, Durability, StartupCheck};
+use crate::component::{Claim, ParseCx};
 use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str, reject_unknown_keys};
 use crate::names;
-use crate::sinks::mqtt::config::{MqttSinkConfig, parse_sink};
-use crate::sources::modbus::config::{ModbusDevice, parse_device};
-use crate::sources::{SourceConfig, parse_source};
+pub use crate::sinks::SinkConfig;
+use crate::sinks::parse_sink;
+pub use crate::sources::{DeviceConfig, SourceConfig};
+use crate::sources::{parse_device, parse_source};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -50,49 +52,6 @@ pub struct GatewayConfig {
     pub status_interval: Duration,
 }
 
-/// One `[[device]]`, by protocol.
-#[derive(Debug, Clone)]
-pub enum DeviceConfig {
-    /// `protocol = "modbus-tcp"`, `"modbus-rtu"` or `"modbus-rtu-over-tcp"`.
-    Modbus(ModbusDevice),
-    /// `protocol = "opcua"`.
-    OpcUa(crate::sources::opcua::config::OpcUaDevice),
-}
-
-impl DeviceConfig {
-    /// The device name.
-    pub fn name(&self) -> &str {
-        match self {
-            DeviceConfig::Modbus(d) => &d.name,
-            DeviceConfig::OpcUa(d) => &d.name,
-        }
-    }
-
-    /// The names of its tags.
-    pub fn tag_names(&self) -> Vec<String> {
-        match self {
-            DeviceConfig::Modbus(d) => d.tags.iter().map(|t| t.name.clone()).collect(),
-            DeviceConfig::OpcUa(d) => d.tags.iter().map(|t| t.name.clone()).collect(),
-        }
-    }
-}
-
-/// One `[[sink]]`, by type.
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// `type = "mqtt"`.
-    Mqtt(MqttSinkConfig),
-}
-
-impl SinkConfig {
-    /// The sink name (also its cursor name in the buffer).
-    pub fn name(&self) -> &str {
-        match self {
-            SinkConfig::Mqtt(s) => &s.name,
-        }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGateway {
@@ -101,11 +60,6 @@ struct RawGateway {
     health_interval: Option<Spanned<String>>,
     status_interval: Option<Spanned<String>>,
 }
-
-/// Protocols a `[[device]]` may name.
-pub const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua";
-/// Types a `[[sink]]` may name.
-pub const SINK_TYPES: &str = "mqtt";
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -180,22 +134,8 @@ impl Config {
         for (i, item) in device_items.into_iter().enumerate() {
             let name = peek_str(&item, "name");
             let key = name.as_ref().map_or_else(|| format!("device #{}", i + 1), |(n, _)| format!("device {n:?}"));
-            let span = item.span();
-            match peek_str(&item, "protocol") {
-                Some((p, _)) if p == "modbus-tcp" || p == "modbus-rtu" || p == "modbus-rtu-over-tcp" => {
-                    if let Some(d) = parse_device(item, &mut diag, &key) {
-                        devices.push(DeviceConfig::Modbus(d));
-                    }
-                }
-                Some((p, _)) if p == "opcua" => {
-                    if let Some(d) = crate::sources::opcua::config::parse_device(item, &mut diag, &key, base_dir) {
-                        devices.push(DeviceConfig::OpcUa(d));
-                    }
-                }
-                Some((p, pspan)) => {
-                    diag.error(pspan, &format!("{key} / protocol"), format!("unknown protocol {p:?}; expected one of {PROTOCOLS}"))
-                }
-                None => diag.error(span, &format!("{key} / protocol"), format!("missing key `protocol`; expected one of {PROTOCOLS}")),
+            if let Some(d) = parse_device(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
+                devices.push(d);
             }
             if let Some((n, nspan)) = name {
                 if let Some(first) = device_spans.get(&n) {
@@ -213,17 +153,8 @@ impl Config {
         for (i, item) in sink_items.into_iter().enumerate() {
             let name = peek_str(&item, "name");
             let key = name.as_ref().map_or_else(|| format!("sink #{}", i + 1), |(n, _)| format!("sink {n:?}"));
-            let span = item.span();
-            match peek_str(&item, "type") {
-                Some((t, _)) if t == "mqtt" => {
-                    if let Some(s) = parse_sink(item, &mut diag, &key, &gw_id, base_dir) {
-                        sinks.push(SinkConfig::Mqtt(s));
-                    }
-                }
-                Some((t, tspan)) => {
-                    diag.error(tspan, &format!("{key} / type"), format!("unknown sink type {t:?}; expected one of {SINK_TYPES}"))
-                }
-                None => diag.error(span, &format!("{key} / type"), format!("missing key `type`; expected one of {SINK_TYPES}")),
+            if let Some(s) = parse_sink(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
+                sinks.push(s);
             }
             if let Some((n, nspan)) = name {
                 if let Some(first) = sink_spans.get(&n) {
@@ -238,7 +169,7 @@ impl Config {
         for (i, item) in source_items.into_iter().enumerate() {
             let name = peek_str(&item, "name");
             let key = name.as_ref().map_or_else(|| format!("source #{}", i + 1), |(n, _)| format!("source {n:?}"));
-            if let Some(s) = parse_source(item, &mut diag, &key, &gw_id, base_dir) {
+            if let Some(s) = parse_source(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
                 sources.push(s);
             }
             if let Some((n, nspan)) = name {
@@ -250,91 +181,25 @@ impl Config {
                 }
             }
         }
-        // Devices on one serial port must agree on its settings (one port
-        // may be named twice: /dev/serial/by-id/… and /dev/ttyUSB0).
-        let mut serial: std::collections::HashMap<String, (String, String, crate::sources::modbus::config::Transport)> = Default::default();
-        for d in &devices {
-            let DeviceConfig::Modbus(m) = d else { continue };
-            if let crate::sources::modbus::config::Transport::Rtu { port, .. } = &m.transport {
-                let key = crate::sources::modbus::config::serial_key(port);
-                match serial.get(&key) {
-                    Some((other, other_port, t)) => {
-                        // The same port under another name (a by-id link) with
-                        // the same settings is one line, shared.
-                        let diffs = m.transport.serial_differences(t);
-                        if diffs.is_empty() {
-                            continue;
-                        }
-                        let same = if other_port != port { format!(" (as {other_port}: the same port)") } else { String::new() };
-                        let at = device_spans.get(&m.name).copied().unwrap_or(0);
-                        diag.error(
-                            at..at,
-                            &format!("device {:?} / port", m.name),
-                            format!("serial port {port} is also used by device {other:?}{same} with other settings: {}", diffs.join(", ")),
-                        );
-                    }
-                    None => {
-                        serial.insert(key, (m.name.clone(), port.clone(), m.transport.clone()));
-                    }
-                }
-            }
-        }
-        // HTTP sources share one server per identical listen address; two
-        // different addresses on one port clash when one is a wildcard
-        // (0.0.0.0 takes the port on every IPv4 interface, [::] on every
-        // interface, IPv4 included on Linux).
-        let https: Vec<&crate::sources::http::config::HttpSource> = sources
+        // Shared resources (serial ports, listen addresses, MQTT client ids
+        // and status topics): the components claim them, the root only
+        // checks the claims for clashes. A claim without a span is reported
+        // at its owner's name.
+        let at = |spans: &std::collections::HashMap<String, usize>, name: &str| spans.get(name).map(|p| *p..*p).unwrap_or(0..0);
+        let mut claims: Vec<Claim> = Vec::new();
+        let owners = devices
             .iter()
-            .filter_map(|s| match s {
-                SourceConfig::Http(h) => Some(h),
-                _ => None,
-            })
-            .collect();
-        for (i, b) in https.iter().enumerate() {
-            if let Some(a) = https[..i].iter().find(|a| {
-                a.listen != b.listen
-                    && a.listen.port() == b.listen.port()
-                    && b.listen.port() != 0
-                    && listen_overlaps(a.listen.ip(), b.listen.ip())
-            }) {
-                diag.error(
-                    b.listen_span.clone(),
-                    &format!("source {:?} / listen", b.common.name),
-                    format!(
-                        "{} clashes with {} of source {:?}: a wildcard address takes the port on every interface; give both sources the same listen (they then share one server) or use another port",
-                        b.listen, a.listen, a.common.name
-                    ),
-                );
-            }
-        }
-        // MQTT clients must not share an id on one broker (they kick each
-        // other off), and sinks must not share a status topic.
-        let mut clients: std::collections::HashMap<(String, u16, String), String> = Default::default();
-        let mut statuses: std::collections::HashMap<String, String> = Default::default();
-        let conns = sinks
-            .iter()
-            .map(|s| match s {
-                SinkConfig::Mqtt(m) => (format!("sink {:?}", m.name), m.name.clone(), &m.conn, Some(m.status_topic.clone())),
-            })
-            .chain(sources.iter().filter_map(|s| match s {
-                SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), m.common.name.clone(), &m.conn, None)),
-                _ => None,
+            .map(|d| (d.component(), &device_spans))
+            .chain(sinks.iter().map(|s| (s.component(), &sink_spans)))
+            .chain(sources.iter().map(|s| (s.component(), &source_spans)));
+        for (c, spans) in owners {
+            claims.extend(c.claims().into_iter().map(|mut cl| {
+                cl.span = cl.span.or_else(|| Some(at(spans, c.name())));
+                cl
             }));
-        for (what, name, conn, status) in conns {
-            let at = sink_spans.get(&name).or_else(|| source_spans.get(&name)).copied().unwrap_or(0);
-            let key = (conn.broker.host.clone(), conn.broker.port, conn.client_id.clone());
-            if let Some(other) = clients.insert(key, what.clone()) {
-                diag.error(
-                    at..at,
-                    &format!("{what} / client_id"),
-                    format!("client_id {:?} is also used by {other} on the same broker; each MQTT client needs its own", conn.client_id),
-                );
-            }
-            if let Some(st) = status
-                && let Some(other) = statuses.insert(st.clone(), what.clone())
-            {
-                diag.error(at..at, &format!("{what} / status_topic"), format!("status topic {st:?} is also used by {other}"));
-            }
+        }
+        for (span, key, message) in crate::component::clashes(&claims) {
+            diag.error(span.unwrap_or(0..0), &key, message);
         }
         // Detectors last: their tags are checked against the devices and sources.
         let detectors = match detector_items {
@@ -368,12 +233,6 @@ impl Config {
             detectors,
         })
     }
-}
-
-/// True when listening on `a` and on `b` (same port) would clash.
-fn listen_overlaps(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
-    let covers = |w: std::net::IpAddr, x: std::net::IpAddr| w.is_unspecified() && (w.is_ipv6() || x.is_ipv4());
-    a == b || covers(a, b) || covers(b, a)
 }
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];

@@ -3,3 +3,39 @@
 
 pub mod driver;
 pub mod mqtt;
+
+use crate::component::{ParseCx, parse_by_type};
+use crate::diag::{Diag, Item};
+
+crate::component::family! {
+    /// One `[[sink]]`, by type.
+    pub enum SinkConfig {
+        /// `type = "mqtt"`.
+        Mqtt(mqtt::component::Mqtt),
+    }
+}
+
+impl SinkConfig {
+    /// The sink name.
+    pub fn name(&self) -> &str {
+        self.component().name()
+    }
+}
+
+/// Types a `[[sink]]` may name.
+pub const SINK_TYPES: &str = "mqtt";
+
+/// Parses one `[[sink]]` item by its `type`.
+pub fn parse_sink(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<SinkConfig> {
+    parse_by_type(item, d, cx, ("type", "sink type", SINK_TYPES), SinkConfig::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_list_matches_the_family() {
+        assert_eq!(SinkConfig::type_list(), SINK_TYPES);
+    }
+}

@@ -15,23 +15,45 @@ pub mod mqtt_in;
 pub mod opcua;
 pub mod schedule;
 
-use std::path::Path;
+use crate::component::{ParseCx, parse_by_type};
+use crate::diag::{Diag, Item};
 
-use crate::diag::{Diag, Item, peek_str};
+crate::component::family! {
+    /// One `[[device]]`, by protocol.
+    pub enum DeviceConfig {
+        /// `protocol = "modbus-tcp"`, `"modbus-rtu"` or `"modbus-rtu-over-tcp"`.
+        Modbus(modbus::component::Modbus),
+        /// `protocol = "opcua"`.
+        OpcUa(opcua::component::OpcUa),
+    }
+}
 
-/// One `[[source]]`, by type.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    /// `type = "file"`: settings for `relais import`.
-    File(file::config::FileSource),
-    /// `type = "watch"`.
-    Watch(file::config::WatchSource),
-    /// `type = "tail"`.
-    Tail(file::config::TailSource),
-    /// `type = "http"`.
-    Http(http::config::HttpSource),
-    /// `type = "mqtt-in"`.
-    MqttIn(mqtt_in::config::MqttInSource),
+crate::component::family! {
+    /// One `[[source]]`, by type.
+    pub enum SourceConfig {
+        /// `type = "file"`: settings for `relais import`.
+        File(file::component::File),
+        /// `type = "watch"`.
+        Watch(file::component::Watch),
+        /// `type = "tail"`.
+        Tail(file::component::Tail),
+        /// `type = "http"`.
+        Http(http::component::Http),
+        /// `type = "mqtt-in"`.
+        MqttIn(mqtt_in::component::MqttIn),
+    }
+}
+
+impl DeviceConfig {
+    /// The device name.
+    pub fn name(&self) -> &str {
+        self.component().name()
+    }
+
+    /// The names of its tags.
+    pub fn tag_names(&self) -> Vec<String> {
+        self.component().tags().into_iter().map(|(_, t)| t).collect()
+    }
 }
 
 /// Source types a `[[source]]` may name.
@@ -68,46 +90,30 @@ pub struct SourceCtx {
     pub stop: tokio_util::sync::CancellationToken,
 }
 
-/// Starts the `[[source]]` entries that run by themselves (watch, tail, http,
-/// mqtt-in) and returns their tasks, and the `file` sources (for import).
-pub async fn spawn_sources(
-    sources: Vec<SourceConfig>,
-    ctx: &SourceCtx,
-) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<file::config::FileSource>)> {
-    let mut tasks = Vec::new();
-    let mut files = Vec::new();
-    let mut http = Vec::new();
-    for s in sources {
-        match s {
-            SourceConfig::File(f) => files.push(f),
-            SourceConfig::Watch(w) => tasks.push(file::watch::spawn(w, ctx.clone())?),
-            SourceConfig::Tail(t) => tasks.push(file::tail::spawn(t, ctx.clone())),
-            SourceConfig::Http(h) => http.push(h),
-            SourceConfig::MqttIn(m) => tasks.push(mqtt_in::spawn(m, ctx.clone())),
-        }
+impl SourceCtx {
+    /// The context of a family's tasks, from the component context.
+    pub fn new(ctx: &crate::component::Ctx<'_>) -> anyhow::Result<SourceCtx> {
+        Ok(SourceCtx { ingest: ctx.ingest.clone(), reader: ctx.buffer.reader()?, telemetry: ctx.telemetry.clone(), stop: ctx.stop.clone() })
     }
-    tasks.extend(http::server::spawn(http, ctx.clone()).await?);
-    Ok((tasks, files))
+}
+
+/// Parses one `[[device]]` item by its `protocol`.
+pub fn parse_device(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<DeviceConfig> {
+    parse_by_type(item, d, cx, ("protocol", "protocol", &DeviceConfig::type_list()), DeviceConfig::parse)
 }
 
 /// Parses one `[[source]]` item by its `type`.
-pub fn parse_source(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str, base: &Path) -> Option<SourceConfig> {
-    let span = item.span();
-    match peek_str(&item, "type") {
-        Some((t, tspan)) => match t.as_str() {
-            "file" => file::config::parse_file(item, d, key).map(SourceConfig::File),
-            "watch" => file::config::parse_watch(item, d, key, base).map(SourceConfig::Watch),
-            "tail" => file::config::parse_tail(item, d, key, base).map(SourceConfig::Tail),
-            "http" => http::config::parse_http(item, d, key, base).map(SourceConfig::Http),
-            "mqtt-in" => mqtt_in::config::parse_mqtt_in(item, d, key, gateway, base).map(SourceConfig::MqttIn),
-            other => {
-                d.error(tspan, &format!("{key} / type"), format!("unknown source type {other:?}; expected one of {SOURCE_TYPES}"));
-                None
-            }
-        },
-        None => {
-            d.error(span, &format!("{key} / type"), format!("missing key `type`; expected one of {SOURCE_TYPES}"));
-            None
-        }
+pub fn parse_source(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<SourceConfig> {
+    parse_by_type(item, d, cx, ("type", "source type", SOURCE_TYPES), SourceConfig::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_lists_match_the_families() {
+        assert_eq!(SourceConfig::type_list(), SOURCE_TYPES);
+        assert_eq!(DeviceConfig::type_list(), "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua");
     }
 }

@@ -8,6 +8,7 @@
 //! - [`session`]: one MQTT connection: client, event loop task, TLS.
 //! - [`sink`]: MQTT's side of the shared [`crate::sinks::driver`].
 
+pub mod component;
 pub mod config;
 pub mod encode;
 pub mod encoder;

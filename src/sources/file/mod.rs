@@ -3,6 +3,7 @@
 //! samples, quarantined records and their read progress into the ring as one
 //! group, so a restart resumes exactly where the last commit ended.
 
+pub mod component;
 pub mod config;
 pub mod ingest;
 pub mod tail;

@@ -1,4 +1,5 @@
 //! HTTP ingest: `POST /ingest/{source}` with CSV, JSON or JSON Lines.
 
+pub mod component;
 pub mod config;
 pub mod server;

@@ -8,6 +8,7 @@
 //! - [`poller`]: the poll schedule of the devices behind one endpoint.
 //! - [`probe`]: `relais probe modbus`.
 
+pub mod component;
 pub mod config;
 pub mod decode;
 pub mod link;

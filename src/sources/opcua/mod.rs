@@ -9,6 +9,7 @@
 
 pub mod browse;
 pub mod client;
+pub mod component;
 pub mod config;
 pub mod convert;
 pub mod node;

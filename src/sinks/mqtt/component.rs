@@ -1,0 +1,80 @@
+//! The MQTT sink folder's side of the component contract
+//! ([`crate::component`]): `[[sink]]` with `type = "mqtt"`.
+
+use std::fmt::Write as _;
+
+use tokio::task::JoinHandle;
+
+use super::config::{Format, MqttSinkConfig};
+use super::sink::MqttSink;
+use crate::component::{Claim, Component, Ctx, DescribeCx, Kind, ParseCx, Resource};
+use crate::diag::{Diag, Item};
+
+/// The MQTT sink kind.
+pub struct Mqtt;
+
+impl Kind for Mqtt {
+    type Config = MqttSinkConfig;
+    const TYPES: &'static [&'static str] = &["mqtt"];
+
+    fn parse(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<MqttSinkConfig> {
+        super::config::parse_sink(item, d, cx.key, cx.gateway, cx.base)
+    }
+
+    /// One driver task per sink, from its cursor.
+    async fn spawn(items: Vec<MqttSinkConfig>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::new();
+        for m in items {
+            let cursor = ctx.buffer.cursor(&m.name).ok_or_else(|| anyhow::anyhow!("sink {:?} has no cursor in the buffer", m.name))?;
+            let stats = ctx.telemetry.sink(&m.name);
+            let sink = MqttSink::new(m, ctx.gateway, ctx.buffer.reader()?, cursor, ctx.buffer.committed(), stats);
+            let sink = match &ctx.events {
+                Some(e) => sink.with_events(e.clone()),
+                None => sink,
+            };
+            tasks.push(tokio::spawn(sink.run(ctx.stop.clone(), ctx.grace)));
+        }
+        Ok(tasks)
+    }
+}
+
+impl Component for MqttSinkConfig {
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sink line, then the topic of every configured device tag.
+    fn describe(&self, cx: &DescribeCx<'_>) -> String {
+        let m = self;
+        let mut s = format!("sink {} (mqtt {}, qos {}, format {}, status {})\n", m.name, m.conn.broker, m.qos, m.format, m.status_topic);
+        for (device, tag) in cx.tags {
+            let topic = match m.format {
+                Format::Json => m.topic.render(cx.gateway, device, tag),
+                Format::JsonBatch => m.batch_topic.render(cx.gateway, device, ""),
+            };
+            let _ = writeln!(s, "  {device}/{tag} -> {topic}");
+        }
+        s
+    }
+
+    /// Its client id on its broker and its retained status topic.
+    fn claims(&self) -> Vec<Claim> {
+        let owner = format!("sink {:?}", self.name);
+        vec![
+            Claim {
+                resource: Resource::MqttClient {
+                    broker: (self.conn.broker.host.clone(), self.conn.broker.port),
+                    client_id: self.conn.client_id.clone(),
+                },
+                key: format!("{owner} / client_id"),
+                owner: owner.clone(),
+                span: None,
+            },
+            Claim { resource: Resource::StatusTopic(self.status_topic.clone()), key: format!("{owner} / status_topic"), owner, span: None },
+        ]
+    }
+}

@@ -1,0 +1,101 @@
+//! The Modbus folder's side of the component contract ([`crate::component`]):
+//! `[[device]]` with `protocol = "modbus-tcp" | "modbus-rtu" | "modbus-rtu-over-tcp"`.
+
+use std::fmt::Write as _;
+
+use tokio::task::JoinHandle;
+
+use super::config::{ModbusDevice, Transport, serial_key};
+use crate::component::{Claim, Component, Ctx, DescribeCx, Kind, ParseCx, Resource};
+use crate::diag::{Diag, Item};
+use crate::units::format_duration;
+
+/// The Modbus kind (TCP, RTU, RTU over TCP).
+pub struct Modbus;
+
+impl Kind for Modbus {
+    type Config = ModbusDevice;
+    const TYPES: &'static [&'static str] = &["modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"];
+
+    fn parse(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<ModbusDevice> {
+        super::config::parse_device(item, d, cx.key)
+    }
+
+    /// One polling task per line (endpoint or serial port) shared by its devices.
+    async fn spawn(items: Vec<ModbusDevice>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        super::poller::spawn_all(items, ctx.ingest.clone(), ctx.telemetry, ctx.stop.clone())
+    }
+}
+
+impl Component for ModbusDevice {
+    fn kind(&self) -> &'static str {
+        self.transport.protocol()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device line, then its read requests per poll interval (FC, table,
+    /// start, count, tags) as the planner makes them.
+    fn describe(&self, _cx: &DescribeCx<'_>) -> String {
+        let m = self;
+        let mut s = format!(
+            "device {} ({} {} unit {}, timeout {}, {} tags)\n",
+            m.name,
+            m.transport.protocol(),
+            m.endpoint,
+            m.unit_id,
+            format_duration(m.timeout),
+            m.tags.len()
+        );
+        match super::poller::plan_device(m) {
+            Err(e) => {
+                let _ = writeln!(s, "  PLAN ERROR: {e}");
+            }
+            Ok(groups) => {
+                for (iv, reqs) in groups {
+                    let _ = writeln!(s, "  every {}: {} request(s)", format_duration(iv), reqs.len());
+                    for r in reqs {
+                        let names: Vec<&str> = r.tags.iter().map(|i| m.tags[*i].name.as_str()).collect();
+                        let _ = writeln!(
+                            s,
+                            "    FC{} {:<14} start {:>5} count {:>4}  tags: {}",
+                            r.table.read_function(),
+                            r.table.as_str(),
+                            r.start,
+                            r.count,
+                            names.join(", ")
+                        );
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// An RTU device claims its serial port with its line settings: devices
+    /// on one port must agree on them (then they share the line).
+    fn claims(&self) -> Vec<Claim> {
+        let Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits } = &self.transport else { return Vec::new() };
+        vec![Claim {
+            resource: Resource::SerialPort {
+                key: serial_key(port),
+                port: port.clone(),
+                settings: vec![
+                    ("baud_rate", baud_rate.to_string()),
+                    ("parity", format!("{parity:?}")),
+                    ("data_bits", data_bits.to_string()),
+                    ("stop_bits", stop_bits.to_string()),
+                ],
+            },
+            owner: format!("device {:?}", self.name),
+            key: format!("device {:?} / port", self.name),
+            span: None,
+        }]
+    }
+
+    fn tags(&self) -> Vec<(String, String)> {
+        self.tags.iter().map(|t| (self.name.clone(), t.name.clone())).collect()
+    }
+}
