@@ -46,7 +46,10 @@ impl StatusLine {
     /// records this sink lost (`N dropped`); *dropped*: undelivered samples dropped by the limits
     /// since start; *quarantined* (only with `[[source]]` entries): records
     /// the sources rejected since start, with the sources that rejected any;
-    /// *devices* (only with `[[device]]` entries): devices answering.
+    /// *devices* (only with `[[device]]` entries): devices answering;
+    /// *answers dropped* (only when there were any): late and mismatched
+    /// device answers since start, per device (`answers dropped: late 3
+    /// (pump1 3), mismatched 1 (meter 1)`).
     pub fn render(&self, rate: f64) -> String {
         let mut parts = vec![format!("acquired {rate:.0} samples/s")];
         parts.push(format!(
@@ -93,6 +96,9 @@ impl StatusLine {
         let (up, all) = self.telemetry.devices_up();
         if all > 0 {
             parts.push(format!("devices {up}/{all} up"));
+        }
+        if let Some(dropped) = self.telemetry.dropped_answers() {
+            parts.push(dropped);
         }
         parts.join(" | ")
     }

@@ -70,6 +70,9 @@ pub mod reason {
     pub const COMM_FAILURE: &str = "comm_failure";
     /// The device did not answer within the configured timeout.
     pub const TIMEOUT: &str = "timeout";
+    /// Bytes came back but no valid answer: not Modbus framing, or frames
+    /// that do not match the request (unit id, function code, length, CRC).
+    pub const INVALID_FRAME: &str = "invalid_frame";
     /// A float register decoded to NaN or ±Infinity.
     pub const NON_FINITE: &str = "non_finite";
     /// The source sent an explicit null.

@@ -48,6 +48,14 @@ pub struct DeviceStats {
     pub pending: AtomicU64,
     /// The highest `pending` seen since start.
     pub pending_peak: AtomicU64,
+    /// Answers that came after their request had timed out, dropped
+    /// (Modbus: recognised by transaction id, or over RTU by unit id,
+    /// function code, length and CRC).
+    pub late_responses: AtomicU64,
+    /// Frames dropped because they matched no request of this device
+    /// (foreign transaction or unit id, other function code or length, bad
+    /// CRC, bytes that form no frame).
+    pub mismatched_responses: AtomicU64,
 }
 
 /// Counters of one sink.
@@ -256,6 +264,27 @@ impl Telemetry {
         for s in self.sources() {
             s.report_rejects();
         }
+    }
+
+    /// `late 3 (pump1 3), mismatched 1 (meter 1)`: the devices' dropped
+    /// answers since start, with the devices that had any; `None` while
+    /// there were none.
+    pub fn dropped_answers(&self) -> Option<String> {
+        let d = self.devices();
+        let part = |label: &str, f: fn(&DeviceStats) -> u64| {
+            let each: Vec<String> =
+                d.iter().map(|d| (d.name.as_str(), f(d))).filter(|(_, n)| *n > 0).map(|(n, c)| format!("{n} {c}")).collect();
+            let total: u64 = d.iter().map(|d| f(d)).sum();
+            (total > 0).then(|| format!("{label} {total} ({})", each.join(", ")))
+        };
+        let parts: Vec<String> = [
+            part("late", |d| d.late_responses.load(Ordering::Relaxed)),
+            part("mismatched", |d| d.mismatched_responses.load(Ordering::Relaxed)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| format!("answers dropped: {}", parts.join(", ")))
     }
 
     /// Devices currently answering, and devices in all.

@@ -453,7 +453,7 @@ async fn units_behind_one_gateway_share_a_connection_and_a_dead_unit_is_degraded
 
 /// A raw Modbus TCP device whose answers a test controls byte by byte.
 /// `answer(request) -> Option<reply>`; `None` closes the connection.
-async fn raw_device(answer: impl Fn(&[u8; 12]) -> Option<Vec<u8>> + Send + Sync + 'static) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+pub async fn raw_device(answer: impl Fn(&[u8; 12]) -> Option<Vec<u8>> + Send + Sync + 'static) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepts = Arc::new(std::sync::atomic::AtomicU64::new(0));

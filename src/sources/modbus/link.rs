@@ -3,10 +3,29 @@
 //! a serial port (with the 3.5-character silent interval between frames).
 //!
 //! - Every request is bounded by the device timeout (tokio-modbus has none of
-//!   its own). After a timeout the connection is dropped: a late answer can then
-//!   never be taken for the answer to a later request (the transaction id check
-//!   of tokio-modbus would only turn it into an error for the next request).
-//! - After a transport or protocol error the connection is dropped as well.
+//!   its own). Only a frame that matches the outstanding request reaches
+//!   tokio-modbus ([`exchange`](super::exchange)): a late answer is never
+//!   taken for the answer to a later request, over TCP (transaction ids that
+//!   go on counting across connections) and over RTU (unit id, function code,
+//!   byte count and CRC checked; input cleared before each request).
+//! - Dropped frames are counted per unit id ([`Link::take_discards`]): late
+//!   answers and mismatched frames.
+//! - A timeout keeps the connection (and the serial port): late answers are
+//!   recognised and dropped. A Modbus TCP connection is reopened after
+//!   [`SILENT_TIMEOUTS_CLOSE`] timeouts in a row with no byte at all from the
+//!   endpoint (a half-open connection, a converter that lost its serial side),
+//!   or after [`MISMATCHES_CLOSE`](super::exchange::MISMATCHES_CLOSE)
+//!   mismatched frames in a row (the peer is out of step), or at once when a
+//!   header is not Modbus TCP at all (`invalid_frame`: the stream cannot be
+//!   resynchronised). An RTU port is never reopened for framing trouble, only
+//!   when it fails.
+//! - RTU: before each request the input is drained (and sorted into late and
+//!   mismatched frames) until the line was silent for 3.5 characters. After a
+//!   unit timed out, it is not asked again before a further `timeout` passed
+//!   ([`Link::ready_at`]), so its late answer arrives while it is not being
+//!   asked: a late answer can only be mistaken for an answer when it comes
+//!   more than twice the timeout after its request, to the same unit, with the
+//!   same function code and length (RTU frames carry no transaction id).
 //! - Reconnects: the first attempt after losing a working connection is
 //!   immediate; failed attempts back off 1, 2, 4 … s up to `reconnect_max`,
 //!   with ±20 % jitter. While waiting, reads fail at once without I/O, so a dead
@@ -14,81 +33,64 @@
 //! - Exception responses (Modbus Application Protocol v1.1b3 §7) keep the
 //!   connection: the device is alive and said no.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_modbus::client::{Client, Context};
+use tokio_modbus::client::Client;
 use tokio_modbus::prelude::{Slave, SlaveContext};
-use tokio_modbus::{ProtocolError, Request, Response};
+use tokio_modbus::{Request, Response};
 
-use super::config::{Parity, Transport};
+pub use super::answer::{LinkState, ReadError, Words};
+use super::answer::{check_answer, describe};
+use super::config::Transport;
+use super::exchange::{Book, Conn, Framing, PumpError, pump};
+use super::frame::Discard;
 use super::types::Table;
 use crate::util::{Backoff, RateLimited};
 
-/// Data of one successful read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Words {
-    /// FC3/FC4 registers.
-    Registers(Vec<u16>),
-    /// FC1/FC2 bits.
-    Bits(Vec<bool>),
-}
-
-/// Why a read produced no data.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ReadError {
-    /// The device answered with an exception code.
-    #[error("modbus exception 0x{code:02X} {name}", code = .0, name = crate::model::reason::exception_name(*.0))]
-    Exception(u8),
-    /// No answer within the timeout.
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    /// Connection refused, reset, closed, or waiting to reconnect.
-    #[error("{0}")]
-    Comm(String),
-}
-
-/// Connection state, for logs and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// Never connected yet.
-    Idle,
-    /// A connection is open.
-    Connected,
-    /// Waiting before the next connection attempt.
-    Backoff,
-}
+/// Modbus TCP: timeouts in a row with no byte at all from the endpoint
+/// before its connection is reopened.
+pub const SILENT_TIMEOUTS_CLOSE: u32 = 2;
 
 /// The connection to one endpoint (or serial line).
 pub struct Link {
-    endpoint: String,
-    transport: Transport,
-    /// End of the last exchange, for the RTU silent interval.
-    last_frame: Option<Instant>,
-    timeout: Duration,
-    ctx: Option<Context>,
-    next_attempt: Instant,
-    backoff: Backoff,
-    failures: u64,
-    state: LinkState,
-    unreachable_log: RateLimited,
+    pub(super) endpoint: String,
+    pub(super) transport: Transport,
+    pub(super) timeout: Duration,
+    pub(super) conn: Option<Conn>,
+    pub(super) book: Book,
+    /// Modbus TCP: timeouts in a row with nothing received.
+    pub(super) silent_timeouts: u32,
+    /// RTU: a unit that timed out is not asked again before this instant.
+    quiet_until: HashMap<u8, Instant>,
+    pub(super) next_attempt: Instant,
+    pub(super) backoff: Backoff,
+    pub(super) failures: u64,
+    pub(super) state: LinkState,
+    pub(super) unreachable_log: RateLimited,
     /// Since when requests fail (None while the endpoint answers).
-    outage_since: Option<Instant>,
+    pub(super) outage_since: Option<Instant>,
     /// The current connection has given at least one valid answer.
-    useful: bool,
+    pub(super) useful: bool,
+    /// Why the last connection was closed, when it spoke no Modbus: reads
+    /// in backoff report it as `invalid_frame`, not as a connection failure.
+    pub(super) last_invalid: Option<String>,
 }
 
 impl Link {
     /// A link to `endpoint` (`host:port`, or the serial path for RTU) over
     /// `transport`; nothing is opened until the first read.
     pub fn new(endpoint: &str, transport: Transport, reconnect_max: Duration) -> Link {
+        let framing = if transport == Transport::Tcp { Framing::Mbap } else { Framing::Rtu };
         Link {
             endpoint: endpoint.to_string(),
             transport,
-            last_frame: None,
             timeout: Duration::from_secs(1),
-            ctx: None,
+            conn: None,
+            book: Book::new(framing),
+            silent_timeouts: 0,
+            quiet_until: HashMap::new(),
             next_attempt: Instant::now(),
             backoff: Backoff::new(Duration::from_secs(1), reconnect_max),
             failures: 0,
@@ -96,6 +98,7 @@ impl Link {
             unreachable_log: RateLimited::new(Duration::from_secs(60)),
             outage_since: None,
             useful: false,
+            last_invalid: None,
         }
     }
 
@@ -114,130 +117,22 @@ impl Link {
         self.failures
     }
 
-    fn schedule_retry(&mut self, why: &str) {
-        let wait = self.backoff.next_wait();
-        self.next_attempt = Instant::now() + wait;
-        self.failures += 1;
-        self.state = LinkState::Backoff;
-        self.outage_since.get_or_insert_with(Instant::now);
-        if self.unreachable_log.allow_if(self.failures == 1).is_some() {
-            tracing::warn!(endpoint = %self.endpoint, attempts = self.failures, retry_in = ?wait, "modbus endpoint unreachable: {why}");
-        }
+    /// Frames dropped since the last call, with the unit id each is charged
+    /// to: late answers to the unit that asked, mismatched frames to the
+    /// unit whose request they arrived during (or before).
+    pub fn take_discards(&mut self) -> Vec<(u8, Discard)> {
+        std::mem::take(&mut self.book.discards)
     }
 
-    /// Drops the connection after a transport or protocol error. Logged once
-    /// per outage, not per attempt.
-    pub fn drop_connection(&mut self, why: &str) {
-        self.drop_with(why, true);
+    /// The silent interval between two frames on this line (zero for TCP).
+    pub fn frame_gap(&self) -> Duration {
+        self.transport.frame_gap()
     }
 
-    /// Drops the connection after a timeout: the timeout itself paces the
-    /// attempts, so the next read reconnects at once.
-    fn drop_after_timeout(&mut self, why: &str) {
-        self.drop_with(why, false);
-    }
-
-    /// `pace`: back off when this connection never gave a valid answer.
-    /// A timeout is one unit not answering (the poller reports and degrades
-    /// that unit), not an outage of the line: it is logged at debug only, so
-    /// a dead unit on a shared serial line does not look like a failing line.
-    fn drop_with(&mut self, why: &str, pace: bool) {
-        if self.ctx.take().is_some() {
-            if !pace {
-                tracing::debug!(endpoint = %self.endpoint, "modbus connection reset after a timeout: {why}");
-            } else if self.outage_since.is_none() {
-                tracing::warn!(endpoint = %self.endpoint, "modbus connection dropped: {why}");
-                self.outage_since = Some(Instant::now());
-            } else {
-                tracing::debug!(endpoint = %self.endpoint, "modbus connection dropped again: {why}");
-            }
-            if self.useful || !pace {
-                // It worked before (or a timeout already paced us): reconnect at once.
-                self.next_attempt = Instant::now();
-                self.state = LinkState::Backoff;
-            } else {
-                // A connection that never gave a valid answer: back off, so a
-                // device that closes or garbles every time is not hammered.
-                self.schedule_retry(why);
-            }
-            self.useful = false;
-        }
-    }
-
-    async fn connect(&mut self) -> Result<(), ReadError> {
-        if Instant::now() < self.next_attempt {
-            let left = self.next_attempt - Instant::now();
-            return Err(ReadError::Comm(format!("not connected; next attempt in {:.1}s", left.as_secs_f64())));
-        }
-        if let Transport::Rtu { port, baud_rate, parity, data_bits, stop_bits } = &self.transport {
-            let builder = tokio_serial::new(port, *baud_rate)
-                .parity(match parity {
-                    Parity::None => tokio_serial::Parity::None,
-                    Parity::Even => tokio_serial::Parity::Even,
-                    Parity::Odd => tokio_serial::Parity::Odd,
-                })
-                .data_bits(if *data_bits == 7 { tokio_serial::DataBits::Seven } else { tokio_serial::DataBits::Eight })
-                .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One });
-            return match tokio_serial::SerialStream::open(&builder) {
-                Ok(stream) => {
-                    self.ctx = Some(tokio_modbus::client::rtu::attach(stream));
-                    tracing::debug!(port = %port, "serial line opened");
-                    self.state = LinkState::Connected;
-                    Ok(())
-                }
-                Err(e) => {
-                    let msg = format!("cannot open serial port {port}: {e}");
-                    self.schedule_retry(&msg);
-                    Err(ReadError::Comm(msg))
-                }
-            };
-        }
-        let endpoint = self.endpoint.clone();
-        let addr = match tokio::time::timeout(self.timeout, tokio::net::lookup_host(endpoint.as_str())).await {
-            Ok(Ok(mut it)) => it.next(),
-            Ok(Err(e)) => {
-                let msg = format!("cannot resolve {}: {e}", self.endpoint);
-                self.schedule_retry(&msg);
-                return Err(ReadError::Comm(msg));
-            }
-            Err(_) => None,
-        };
-        let Some(addr): Option<SocketAddr> = addr else {
-            let msg = format!("cannot resolve {}", self.endpoint);
-            self.schedule_retry(&msg);
-            return Err(ReadError::Comm(msg));
-        };
-        match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                // Discard anything a device sends before being asked.
-                let mut junk = [0u8; 512];
-                while let Ok(n) = stream.try_read(&mut junk) {
-                    if n == 0 {
-                        break;
-                    }
-                    tracing::debug!(endpoint = %self.endpoint, bytes = n, "discarded unsolicited bytes after connect");
-                }
-                self.ctx = Some(if self.transport == Transport::RtuOverTcp {
-                    tokio_modbus::client::rtu::attach(stream)
-                } else {
-                    tokio_modbus::client::tcp::attach(stream)
-                });
-                tracing::debug!(endpoint = %self.endpoint, after_attempts = self.failures, "modbus endpoint connected");
-                self.state = LinkState::Connected;
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                let msg = format!("connect to {addr} failed: {e}");
-                self.schedule_retry(&msg);
-                Err(ReadError::Comm(msg))
-            }
-            Err(_) => {
-                let msg = format!("connect to {addr} timed out after {:?}", self.timeout);
-                self.schedule_retry(&msg);
-                Err(ReadError::Comm(msg))
-            }
-        }
+    /// RTU: when `unit` may be asked again after a timeout (its late answer
+    /// must not meet its next request); `None` when it may be asked now.
+    pub fn ready_at(&self, unit: u8) -> Option<Instant> {
+        self.quiet_until.get(&unit).copied().filter(|t| *t > Instant::now())
     }
 
     /// Reads `count` items of `table` from `start` on unit `unit`.
@@ -245,79 +140,157 @@ impl Link {
     /// The unit id is sent unchanged, 0 and 255 included (field case B12).
     /// `timeout` bounds the answer (and the connect, if one is needed). The
     /// answer must hold exactly the items asked for (bits: the bytes that
-    /// carry them); anything else is a protocol error that drops the
-    /// connection.
+    /// carry them); anything else is a protocol error.
     pub async fn read(&mut self, unit: u8, table: Table, start: u16, count: u16, timeout: Duration) -> Result<Words, ReadError> {
-        if self.ctx.is_none() {
-            self.timeout = timeout;
+        self.timeout = timeout;
+        if self.conn.is_none() {
             self.connect().await?;
         }
-        // RTU: keep the silent interval between frames.
-        let gap = self.transport.frame_gap();
-        if let Some(t) = self.last_frame
-            && !gap.is_zero()
-            && t.elapsed() < gap
-        {
-            tokio::time::sleep(gap - t.elapsed()).await;
+        if self.book.framing == Framing::Rtu {
+            self.settle(unit).await;
         }
-        let ctx = self.ctx.as_mut().expect("connected above");
-        ctx.set_slave(Slave(unit));
         let request = match table {
             Table::Holding => Request::ReadHoldingRegisters(start, count),
             Table::Input => Request::ReadInputRegisters(start, count),
             Table::Coil => Request::ReadCoils(start, count),
             Table::DiscreteInput => Request::ReadDiscreteInputs(start, count),
         };
-        let answer = tokio::time::timeout(timeout, ctx.call(request)).await;
-        self.last_frame = Some(Instant::now());
+        let answer = self.exchange(unit, request, timeout).await?;
         let words = match answer {
-            Err(_) => {
-                self.drop_after_timeout(&format!("no response within {timeout:?}"));
-                return Err(ReadError::Timeout(timeout));
-            }
-            Ok(Err(e)) => {
-                let msg = describe(&e);
-                self.drop_connection(&msg);
-                return Err(ReadError::Comm(msg));
-            }
-            Ok(Ok(Err(exc))) => {
+            Err(exc) => {
                 // An exception is an answer: the link is fine.
                 self.answered();
                 return Err(ReadError::Exception(u8::from(exc)));
             }
-            Ok(Ok(Ok(resp))) => match (table, resp) {
-                (Table::Holding, Response::ReadHoldingRegisters(w)) | (Table::Input, Response::ReadInputRegisters(w)) => {
-                    if w.len() != count as usize {
-                        let msg = format!("protocol error: {} registers in the response, {count} asked for", w.len());
-                        self.drop_connection(&msg);
-                        return Err(ReadError::Comm(msg));
-                    }
-                    Words::Registers(w)
+            Ok(resp) => check_answer(table, count, resp).inspect_err(|e| {
+                if let Some(c) = self.conn.as_mut() {
+                    c.reset_client(self.book.framing);
                 }
-                (Table::Coil, Response::ReadCoils(mut b)) | (Table::DiscreteInput, Response::ReadDiscreteInputs(mut b)) => {
-                    // Bits come in whole bytes: 8 per byte, padded with zeros.
-                    if b.len() < count as usize || b.len() >= count as usize + 8 {
-                        let msg = format!("protocol error: {} bits in the response, {count} asked for", b.len());
-                        self.drop_connection(&msg);
-                        return Err(ReadError::Comm(msg));
-                    }
-                    b.truncate(count as usize);
-                    Words::Bits(b)
-                }
-                (_, other) => {
-                    let msg = format!("protocol error: response {:?} to a read of the {table} table", other.function_code());
-                    self.drop_connection(&msg);
-                    return Err(ReadError::Comm(msg));
-                }
-            },
+                tracing::debug!(endpoint = %self.endpoint, unit, "modbus answer refused: {e}");
+            })?,
         };
         self.answered();
         Ok(words)
     }
 
+    /// Sends `request` to `unit` and waits for its answer (see
+    /// [`exchange`](super::exchange)).
+    async fn exchange(
+        &mut self,
+        unit: u8,
+        request: Request<'static>,
+        timeout: Duration,
+    ) -> Result<Result<Response, tokio_modbus::ExceptionCode>, ReadError> {
+        let conn = self.conn.as_mut().expect("connected above");
+        let book = &mut self.book;
+        book.received = false;
+        book.tx_done = false;
+        book.mismatched_now.clear();
+        let Conn { port, rx, ctx, pipe } = conn;
+        ctx.set_slave(Slave(unit));
+        enum Outcome {
+            Call(tokio_modbus::Result<Response>),
+            Pump(PumpError),
+        }
+        let outcome = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                r = ctx.call(request) => Outcome::Call(r),
+                e = pump(port.as_mut(), pipe, rx, book) => Outcome::Pump(e),
+            }
+        })
+        .await;
+        if self.book.framing == Framing::Rtu {
+            self.book.sort_junk(unit);
+        }
+        let failed = |link: &mut Link| {
+            if let Some(e) = link.book.outstanding.take() {
+                link.book.remember(e);
+            }
+            if let Some(c) = link.conn.as_mut() {
+                c.reset_client(link.book.framing);
+            }
+        };
+        match outcome {
+            Err(_) => {
+                failed(self);
+                Err(self.timed_out(unit, timeout))
+            }
+            Ok(Outcome::Pump(e)) => {
+                failed(self);
+                Err(self.pump_failed(e))
+            }
+            Ok(Outcome::Call(Err(e))) => {
+                // A frame that passed our checks but not tokio-modbus's
+                // decoder: malformed PDU. The stream itself is in step.
+                failed(self);
+                Err(ReadError::Comm(describe(&e)))
+            }
+            Ok(Outcome::Call(Ok(r))) => {
+                self.silent_timeouts = 0;
+                Ok(r)
+            }
+        }
+    }
+
+    /// After a timeout: RTU keeps the unit quiet for one more timeout; Modbus
+    /// TCP reopens a connection that stayed silent twice in a row or whose
+    /// request was cut short. `invalid_frame` when frames came that matched
+    /// nothing.
+    fn timed_out(&mut self, unit: u8, timeout: Duration) -> ReadError {
+        let mismatched = std::mem::take(&mut self.book.mismatched_now);
+        match self.book.framing {
+            Framing::Rtu => {
+                self.quiet_until.insert(unit, Instant::now() + timeout);
+            }
+            Framing::Mbap if !self.book.tx_done => self.drop_with("a request was cut short by its timeout", false),
+            Framing::Mbap if !self.book.received => {
+                self.silent_timeouts += 1;
+                if self.silent_timeouts >= SILENT_TIMEOUTS_CLOSE {
+                    let n = self.silent_timeouts;
+                    self.drop_with(&format!("nothing received for {n} requests in a row"), false);
+                }
+            }
+            Framing::Mbap => self.silent_timeouts = 0,
+        }
+        match mismatched.last() {
+            Some(last) => ReadError::InvalidFrame(format!(
+                "no valid response within {timeout:?}; {} frame(s) dropped that did not match the request, last: {last}",
+                mismatched.len()
+            )),
+            None => ReadError::Timeout(timeout),
+        }
+    }
+
+    fn pump_failed(&mut self, e: PumpError) -> ReadError {
+        match e {
+            PumpError::Io(io) => {
+                let msg = describe(&tokio_modbus::Error::Transport(io));
+                self.drop_connection(&msg);
+                ReadError::Comm(msg)
+            }
+            PumpError::Closed => {
+                let msg = "connection closed by the device".to_string();
+                self.drop_connection(&msg);
+                ReadError::Comm(msg)
+            }
+            PumpError::Desync(why) => {
+                self.last_invalid = Some(why.clone());
+                self.drop_connection(&why);
+                ReadError::InvalidFrame(why)
+            }
+            PumpError::Wrong(why) => ReadError::InvalidFrame(why),
+            PumpError::Pipe => {
+                let msg = "internal error: the Modbus client stopped".to_string();
+                self.drop_connection(&msg);
+                ReadError::Comm(msg)
+            }
+        }
+    }
+
     /// A valid answer arrived: the connection works.
     fn answered(&mut self) {
         self.useful = true;
+        self.last_invalid = None;
         if self.failures > 0 {
             self.failures = 0;
             self.backoff.reset();
@@ -325,31 +298,5 @@ impl Link {
         if let Some(since) = self.outage_since.take() {
             tracing::info!(endpoint = %self.endpoint, outage = ?since.elapsed(), "modbus endpoint answers again");
         }
-    }
-}
-
-/// A stable, readable reason for a transport or protocol error (no register
-/// values, no internal type names).
-fn describe(e: &tokio_modbus::Error) -> String {
-    match e {
-        tokio_modbus::Error::Protocol(ProtocolError::HeaderMismatch { .. }) => {
-            "protocol error: the response header (transaction or unit id) does not match the request".into()
-        }
-        tokio_modbus::Error::Protocol(ProtocolError::FunctionCodeMismatch { .. }) => {
-            "protocol error: the response function code does not match the request".into()
-        }
-        tokio_modbus::Error::Transport(io) => match io.kind() {
-            std::io::ErrorKind::UnexpectedEof
-            | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe => {
-                format!("connection closed by the device ({io})")
-            }
-            // tokio-modbus reports an end of stream with the last OS error,
-            // whatever it was; and a framing error as "invalid data".
-            std::io::ErrorKind::InvalidData => format!("protocol error: malformed response ({io})"),
-            _ if io.raw_os_error() == Some(115) || io.kind() == std::io::ErrorKind::WouldBlock => "connection closed by the device".into(),
-            _ => format!("connection lost: {io}"),
-        },
     }
 }

@@ -1,0 +1,119 @@
+//! Turns on a shared line (issue 9 item 10): units that stop answering must
+//! not take the turns of the units that answer. The healthy unit's rate is
+//! counted where users see it, on MQTT, through the whole gateway.
+
+use std::path::Path;
+use std::time::Duration;
+
+use relais::app::{Gateway, RunOptions};
+use relais::config::Config;
+use relais::sim::config::Faults;
+
+use crate::common::{Mosquitto, Sub, free_port};
+use crate::modbus::sim;
+
+/// Poll interval of the healthy unit: 50 samples/s.
+const HEALTHY_MS: u64 = 20;
+
+fn station(name: &str, unit: u8, line: &str) -> String {
+    format!(
+        "[[station]]\nname = \"{name}\"\n{line}\nunit_id = {unit}\nlockstep = true\n[[station.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\nsignal = {{ kind = \"constant\", value = {unit} }}\n"
+    )
+}
+
+fn device(name: &str, unit: u8, line: &str, interval_ms: u64) -> String {
+    format!(
+        "[[device]]\nname = \"{name}\"\n{line}\nunit_id = {unit}\npoll_interval = \"{interval_ms}ms\"\ntimeout = \"300ms\"\n[[device.tag]]\nname = \"v\"\ntable = \"holding\"\naddress = 0\n"
+    )
+}
+
+/// Samples per second of `good/v` on MQTT over `window`.
+async fn rate(sub: &mut Sub, window: Duration) -> f64 {
+    while sub.next(Duration::from_millis(1)).await.is_some() {}
+    let t0 = tokio::time::Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed() < window {
+        if let Some(m) = sub.next(window.saturating_sub(t0.elapsed())).await
+            && m.json()["quality"] == "good"
+        {
+            n += 1;
+        }
+    }
+    n as f64 / window.as_secs_f64()
+}
+
+/// One healthy unit polled every 20 ms and three units behind the same line
+/// that fall silent; returns the healthy unit's rate before and after, on
+/// MQTT.
+async fn healthy_rate_beside_three_dead_units(sim_line: &str, dev_line: &str) -> Option<(f64, f64)> {
+    let broker = Mosquitto::start()?;
+    let mut stations = String::new();
+    let mut devs = String::new();
+    for (name, unit) in [("good", 1u8), ("bad2", 2), ("bad3", 3), ("bad4", 4)] {
+        stations += &station(name, unit, sim_line);
+        devs += &device(name, unit, dev_line, if unit == 1 { HEALTHY_MS } else { 100 });
+    }
+    let s = sim(&stations).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{devs}\
+         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\nqos = 0\n",
+        dir.path().join("data").display(),
+        broker.url()
+    );
+    let cfg = Config::parse(&text, "sched.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = Sub::new(broker.port, "t/good/v").await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rate(&mut sub, Duration::from_secs(4)).await;
+    for name in ["bad2", "bad3", "bad4"] {
+        s.station(name).unwrap().set_faults(Faults { silent: true, ..Default::default() });
+    }
+    // Three silent cycles each degrade them (one timeout per cycle).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = rate(&mut sub, Duration::from_secs(10)).await;
+    let status = gw.status.render(0.0);
+    assert!(status.contains("devices 1/4 up"), "{status}");
+    drop(gw);
+    Some((before, after))
+}
+
+/// The healthy unit keeps ≥ 95 % of its poll rate (of what this machine
+/// gives it alone, when a loaded machine gives it less than its nominal rate).
+fn check_rates(before: f64, after: f64) {
+    let nominal = 1000.0 / HEALTHY_MS as f64;
+    assert!(before >= 0.8 * nominal, "healthy unit alone: {before:.1}/s of {nominal}/s (machine too loaded?)");
+    let want = 0.95 * nominal.min(before);
+    assert!(after >= want, "healthy unit beside three dead units: {after:.1}/s, want ≥ {want:.1} (alone: {before:.1}/s)");
+}
+
+#[tokio::test]
+async fn tcp_three_dead_units_leave_the_healthy_unit_its_poll_rate() {
+    let port = free_port();
+    let Some((before, after)) = healthy_rate_beside_three_dead_units(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("protocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\""),
+    )
+    .await
+    else {
+        return;
+    };
+    eprintln!("modbus-tcp: healthy unit {before:.1} samples/s alone, {after:.1} samples/s beside three dead units");
+    check_rates(before, after);
+}
+
+#[tokio::test]
+async fn rtu_three_dead_units_leave_the_healthy_unit_its_poll_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("rtu0");
+    let Some((before, after)) = healthy_rate_beside_three_dead_units(
+        &format!("serial = \"{}\"", link.display()),
+        &format!("protocol = \"modbus-rtu\"\nport = \"{}\"\nbaud_rate = 115200", link.display()),
+    )
+    .await
+    else {
+        return;
+    };
+    eprintln!("modbus-rtu: healthy unit {before:.1} samples/s alone, {after:.1} samples/s beside three dead units");
+    check_rates(before, after);
+}
