@@ -4,8 +4,8 @@
 //! A row opens with the first sample of a watched tag after the previous row
 //! closed, and closes as soon as every watched tag has a fresh value in it,
 //! or when a sample arrives `window` or more after the row opened (that
-//! sample then opens the next row), or on [`RowAssembler::flush`] once the
-//! window has passed. A tag without a fresh value contributes its latest
+//! sample then opens the next row), or on [`RowAssembler::close_open`] (the
+//! daemon calls it once the window has passed on the gateway's clock). A tag without a fresh value contributes its latest
 //! value; a tag whose latest sample was bad (or that never had a value)
 //! contributes NaN, which the detector reports as missing. The row's
 //! timestamp is that of its newest sample.
@@ -69,10 +69,16 @@ impl RowAssembler {
         out
     }
 
-    /// Closes the open row if its window has passed at `now` (ns).
-    pub fn flush(&mut self, now: i64) -> Option<Row> {
-        let open = self.open_since?;
-        (now.saturating_sub(open) >= self.window_ns).then(|| self.close())
+    /// Whether a row is open (has a value not yet in a closed row).
+    pub fn is_open(&self) -> bool {
+        self.open_since.is_some()
+    }
+
+    /// Closes the open row now, if there is one (the caller decides when its
+    /// window has passed on its own clock: sample timestamps may come from a
+    /// device or a file, far from the gateway's clock).
+    pub fn close_open(&mut self) -> Option<Row> {
+        self.open_since.is_some().then(|| self.close())
     }
 
     fn close(&mut self) -> Row {
@@ -100,9 +106,11 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].ts, rows[0].values[0]), (1040, 4.0));
         assert!(rows[0].values[1].is_nan());
-        // Flush closes an open row once its window has passed, not before.
+        // An open row can be closed on demand, once.
+        assert!(!a.is_open());
         assert!(a.offer(0, 2000, Some(5.0)).is_empty());
-        assert_eq!(a.flush(2999), None);
-        assert_eq!(a.flush(3000).map(|r| r.ts), Some(2000));
+        assert!(a.is_open());
+        assert_eq!(a.close_open().map(|r| r.ts), Some(2000));
+        assert_eq!(a.close_open(), None);
     }
 }

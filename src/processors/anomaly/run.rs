@@ -49,6 +49,9 @@ pub struct Live {
     in_alarm: bool,
     fitting_logged: bool,
     events: Vec<Event>,
+    /// Gateway time when the open row got its first sample.
+    opened: Option<Timestamp>,
+    window: i64,
 }
 
 impl Live {
@@ -71,6 +74,8 @@ impl Live {
             in_alarm: false,
             fitting_logged: false,
             events: Vec::new(),
+            opened: None,
+            window,
         })
     }
 
@@ -93,14 +98,24 @@ impl Live {
         let Some(&i) = self.index.get(&*s.meta.device).and_then(|t| t.get(&*s.meta.tag)) else { return Vec::new() };
         let value = if s.quality == Quality::Bad { None } else { s.value.as_f64() };
         let rows = self.rows.offer(i, s.ts.0, value);
+        if !rows.is_empty() || self.opened.is_none() {
+            self.opened = self.rows.is_open().then_some(now);
+        }
         rows.into_iter().flat_map(|r| self.on_row(r, now)).collect()
     }
 
-    /// Closes a row whose window has passed (call now and then).
+    /// Closes the open row once `row_window` has passed on the gateway's
+    /// clock since its first sample arrived (call now and then).
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Sample> {
-        match self.rows.flush(now.0) {
-            Some(r) => self.on_row(r, now),
-            None => Vec::new(),
+        match self.opened {
+            Some(t) if now.0.saturating_sub(t.0) >= self.window => {
+                self.opened = None;
+                match self.rows.close_open() {
+                    Some(r) => self.on_row(r, now),
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -293,5 +308,13 @@ mod tests {
         assert_eq!(out[1].value, Value::Bool(false));
         let ev = l.take_events();
         assert_eq!((ev.len(), &*ev[0].kind, ev[0].severity), (1, "detector.normal", Severity::Info));
+        // Only tag a updates: the row closes when row_window (1 s) has passed on the gateway's
+        // clock since its first sample arrived, whatever the samples' own timestamps say.
+        assert!(l.on_sample(&s(&a, Some(10.0), 1_000 * sec), Timestamp(50 * sec)).is_empty());
+        assert!(l.on_tick(Timestamp(50 * sec + sec / 2)).is_empty(), "window not passed yet");
+        let out = l.on_tick(Timestamp(51 * sec));
+        assert_eq!(out.len(), 3, "closed with tag b's latest value");
+        assert_eq!(out[0].ts, Timestamp(1_000 * sec));
+        assert!(l.on_tick(Timestamp(60 * sec)).is_empty(), "nothing open any more");
     }
 }
