@@ -153,14 +153,36 @@ impl Buffer {
     pub fn open(cfg: &BufferConfig, data_dir: &Path, ingest: Arc<Ingest>, sinks: &[&str]) -> anyhow::Result<Buffer> {
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("buffer.db");
-        let opened = schema::open(&path, cfg.durability, cfg.startup_check)?;
+        let reserve = super::space::Reserve::new(data_dir, cfg.max_bytes);
+        if super::space::available(data_dir).is_some_and(|a| a < reserve.size()) && reserve.release() {
+            tracing::warn!(data_dir = %data_dir.display(), "the disk holding the buffer is full: released its reserve to start");
+        }
+        let opened = match schema::open(&path, cfg.durability, cfg.startup_check) {
+            Err(e) if reserve.release() => {
+                tracing::warn!(error = %e, "cannot open the buffer; released its disk reserve and retrying");
+                schema::open(&path, cfg.durability, cfg.startup_check)?
+            }
+            r => r?,
+        };
         let salvage = opened.salvage.clone();
         let conn = opened.conn;
         // Hard backstop: SQLite answers SQLITE_FULL past 125 % of max_bytes,
         // which the writer handles like a full disk.
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let db_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let mut cfg = cfg.clone();
+        let fits = super::space::effective_max_bytes(cfg.max_bytes, data_dir, db_bytes, reserve.size());
+        if fits < cfg.max_bytes {
+            tracing::warn!(
+                data_dir = %data_dir.display(), max_bytes = cfg.max_bytes, kept = fits,
+                "the disk holding the buffer has room for {} only (with headroom): the buffer keeps at most that, dropping the oldest records beyond",
+                crate::units::format_size(fits)
+            );
+            cfg.max_bytes = fits;
+        }
         let max_pages = (cfg.max_bytes as f64 * 1.25 / page_size as f64).ceil() as i64 + 64;
         conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
+        let cfg = &cfg;
 
         let last_seq = opened.last_seq;
         // The oldest record kept, sample or event (MIN ignores an empty table's NULL).
@@ -197,6 +219,7 @@ impl Buffer {
             stop.clone(),
             own,
             salvage.clone(),
+            reserve,
         );
         let writer = std::thread::Builder::new()
             .name("relais-writer".into())

@@ -53,6 +53,12 @@
 //! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)
 //! progress(key TEXT PRIMARY KEY, identity, offset, line, done, updated)
 //! ```
+//! Beside it in `data_dir`: `relais.lock` (one process per data_dir),
+//! `seq.hint` (the last `seq` and the slowest cursor, every 10 s and at
+//! stop: a new or salvaged buffer's `seq` origin and loss count),
+//! `buffer.reserve` (disk headroom released when the disk is full, see
+//! `space.rs`), and `buffer.db.corrupt-<unix time>` files moved aside.
+//!
 //! Samples of a file or HTTP body are committed in the same transaction as
 //! the records of it that were quarantined and as its read `progress`, so a
 //! restart resumes exactly after the last committed record. The quarantine
@@ -73,9 +79,14 @@
 //!   buffer in order (renumbered, cursors mapped, no duplicates) and what
 //!   cannot be read is counted and reported ([`salvage`]). Corruption found
 //!   while running replaces the file without salvage (the old file is kept).
-//! - "Database is locked" (another process holds a write lock) and a full disk:
-//!   the batch is retried with backoff; samples wait in the bounded ring;
-//!   reported once per interval. A full disk also drops the oldest rows, counted.
+//! - "Database is locked" (another process holds a write lock): the batch is
+//!   retried with backoff; samples wait in the bounded ring; reported once per
+//!   interval.
+//! - A full disk (`space.rs`): the byte limit is capped below the disk's free
+//!   space at open; a reserve file beside the buffer is released on the first
+//!   `SQLITE_FULL` so the oldest rows can be deleted (deleting needs space)
+//!   and the newest samples land; every drop is counted. The buffer also opens
+//!   on a full disk (the reserve is released first), so its backlog drains.
 
 mod checkpoint;
 mod clock;
@@ -90,6 +101,7 @@ mod retention;
 mod rows;
 pub mod salvage;
 mod schema;
+mod space;
 pub mod tap;
 mod writer;
 

@@ -77,6 +77,8 @@ pub(crate) struct Retention {
     errors: RateLimited,
     page_size: Option<i64>,
     events: OwnEvents,
+    /// The disk filled up: the file may not grow (see [`Retention::free_space`]).
+    disk_capped: bool,
 }
 
 impl Retention {
@@ -94,6 +96,7 @@ impl Retention {
             errors: RateLimited::new(Duration::from_secs(60)),
             page_size: None,
             events,
+            disk_capped: false,
         }
     }
 
@@ -303,19 +306,49 @@ impl Retention {
         }
     }
 
-    /// The disk is full: drop the oldest rows, a tenth of them or as many as
-    /// the batch waiting to be written, whichever is more. Returns false when
-    /// there was no row to drop.
+    /// The disk is full: fold the WAL back, stop the file from growing
+    /// (`max_page_count` = its current size, so no committed page ever needs
+    /// more disk and checkpoints always complete), then drop the oldest rows,
+    /// a tenth of them or as many as the batch waiting to be written,
+    /// whichever is more. The WAL keeps its size (RESTART, not TRUNCATE): its
+    /// space is reused instead of being given back to a full disk. Returns
+    /// false when no row could be dropped.
     pub(crate) fn free_space(&mut self, conn: &Connection, stats: &BufferStats, pending: usize) -> bool {
-        // The WAL file may hold most of the space: fold it back first.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        if let Ok(pages) = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0)) {
+            let _ = conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()));
+            if !self.disk_capped {
+                self.disk_capped = true;
+                let used = self.bytes_used(conn).unwrap_or(self.max_bytes);
+                self.max_bytes = self.max_bytes.min(used / 10 * 9);
+                tracing::warn!(
+                    kept = self.max_bytes,
+                    "buffer disk full: the buffer stops growing and keeps at most {} (oldest records dropped first) until the disk has room again",
+                    crate::units::format_size(self.max_bytes)
+                );
+            }
+        }
         if self.rows() == 0 {
             return false;
         }
         let n = (self.rows() / 10).max(pending as u64).max(1).min(self.rows());
         let upto = self.first + n - 1;
         let deleted = self.delete_upto(conn, upto, Some("disk full"), stats);
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         deleted > 0
+    }
+
+    /// The disk has room again (the reserve could be made): the configured
+    /// limits apply again.
+    pub(crate) fn disk_has_room(&mut self, conn: &Connection, max_bytes: u64) {
+        if !self.disk_capped {
+            return;
+        }
+        self.disk_capped = false;
+        self.max_bytes = max_bytes;
+        let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap_or(4096).max(512);
+        let max_pages = (max_bytes as f64 * 1.25 / page_size as f64).ceil() as i64 + 64;
+        let _ = conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()));
+        tracing::info!("buffer disk has room again: back to max_bytes {}", crate::units::format_size(max_bytes));
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct Writer {
     pub(crate) observed: Observed,
     /// A salvage report still to emit as an event (once events are on).
     salvage: Option<super::salvage::Salvage>,
+    /// Disk headroom released on a full disk (space.rs).
+    pub(crate) reserve: super::space::Reserve,
 }
 
 impl Writer {
@@ -73,6 +75,7 @@ impl Writer {
         stop: Arc<AtomicBool>,
         own: super::handle::OwnEvents,
         salvage: Option<super::salvage::Salvage>,
+        reserve: super::space::Reserve,
     ) -> Writer {
         let first = stats.first_seq.load(Ordering::Relaxed);
         let next = stats.last_seq.load(Ordering::Relaxed) + 1;
@@ -86,6 +89,7 @@ impl Writer {
             own,
             observed,
             salvage,
+            reserve,
             conn,
             ingest,
             batch_max: cfg.batch_max,
@@ -160,6 +164,9 @@ impl Writer {
             // DELETE holds the writer long enough to delay live data.
             self.retention.trim_delivered(&self.conn, &self.stats, self.ingest.is_empty());
             if last_hint.is_none_or(|t| t.elapsed() >= schema::HINT_PERIOD) {
+                if self.reserve.ensure() {
+                    self.retention.disk_has_room(&self.conn, self.cfg.max_bytes);
+                }
                 schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
                 last_hint = Some(Instant::now());
             }
@@ -195,6 +202,8 @@ impl Writer {
         schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
         self.retention.periodic(&self.conn, &self.stats, self.observed.now());
         let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        // Leave headroom for the next start, even on a full disk.
+        self.reserve.ensure_for_start();
         self.tap.close();
         tracing::debug!(last_seq = self.stats.last_seq.load(Ordering::Relaxed), "buffer writer stopped");
     }
@@ -239,6 +248,12 @@ impl Writer {
             }
             // A full disk shows as SQLITE_FULL, or as an I/O error on write.
             let full = matches!(code, Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure));
+            if full && self.reserve.release() {
+                tracing::warn!(
+                    reserve = self.reserve.size(),
+                    "buffer disk full: released the disk reserve so the oldest rows can be deleted to make room"
+                );
+            }
             if full && !self.retention.free_space(&self.conn, &self.stats, batch.len()) && self.shed_oldest_of_batch(batch, groups) {
                 return true;
             }

@@ -180,3 +180,108 @@ async fn corrupt_buffer_lost_tag_names_are_counted_never_guessed() {
     let (salvaged, lost) = reopen_and_check(&dir).await;
     assert_eq!((salvaged, lost), (0, BACKLOG));
 }
+
+// ---- Issue 9 item 5: a full disk ----
+
+/// A tmpfs of `size` mounted on a temporary directory (unmounted on drop).
+/// Mounting needs root, as on CI; the test fails (does not skip) without it.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount(8) runs");
+        assert!(st.success(), "cannot mount a tmpfs on {} (the disk-full test needs root)", dir.path().display());
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes a file until the file system refuses a single byte more.
+fn fill_to_the_last_byte(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    for chunk in [1 << 20, 64 << 10, 4096, 512, 1] {
+        let buf = vec![0x42u8; chunk];
+        while f.write_all(&buf).and_then(|_| f.flush()).is_ok() {}
+    }
+    let _ = f.sync_all();
+    assert_eq!(relais_available(dir), 0, "the disk is full to the last byte");
+    p
+}
+
+fn relais_available(dir: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df").arg("--output=avail").arg("-B1").arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap()
+}
+
+fn values(b: &relais::buffer::Buffer) -> Vec<i64> {
+    let st = b.stats();
+    let (first, last) = (st.first_seq.load(Ordering::Relaxed), st.last_seq.load(Ordering::Relaxed));
+    b.reader()
+        .unwrap()
+        .read_blocking(first.saturating_sub(1), last, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|s| if let Value::I64(v) = s.value { v } else { panic!("{s:?}") })
+        .collect()
+}
+
+async fn push_range(ingest: &relais::ingest::Ingest, from: i64, to: i64) -> u64 {
+    let m = TagMeta::new("d", "t", None);
+    for v in from..to {
+        ingest.push(Sample::good(m.clone(), Value::I64(v), Timestamp::now())).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), ingest.barrier()).await.expect("acquisition never stalls").unwrap()
+}
+
+#[tokio::test]
+async fn a_full_disk_drops_the_oldest_and_a_restart_on_it_delivers_the_backlog() {
+    let fs = Tmpfs::mount("8m");
+    let data = fs.dir.path().join("data");
+    let cfg = BufferConfig::default();
+    let ingest = std::sync::Arc::new(relais::ingest::Ingest::new(cfg.ring_capacity));
+    let b = relais::buffer::Buffer::open(&cfg, &data, ingest.clone(), &["down"]).unwrap();
+    push_range(&ingest, 0, 5_000).await;
+    // Another program fills the disk to the last byte.
+    let filler = fill_to_the_last_byte(fs.dir.path());
+    push_range(&ingest, 5_000, 40_000).await;
+    let v = values(&b);
+    assert_eq!(*v.last().unwrap(), 39_999, "the newest samples landed");
+    assert!(v.windows(2).all(|w| w[1] == w[0] + 1), "what is kept is one contiguous tail: the oldest went first");
+    let dropped = b.stats().dropped_total.load(Ordering::Relaxed);
+    assert!(dropped > 0);
+    assert_eq!(dropped + v.len() as u64, 40_000, "every sample is kept or counted as dropped");
+    b.close();
+
+    // Restart with the disk still full to the last byte.
+    let _ = std::fs::OpenOptions::new().append(true).open(&filler).map(|mut f| {
+        use std::io::Write;
+        while f.write_all(&[0u8; 512]).is_ok() {}
+        while f.write_all(&[0u8; 1]).is_ok() {}
+    });
+    let ingest = std::sync::Arc::new(relais::ingest::Ingest::new(cfg.ring_capacity));
+    let b = relais::buffer::Buffer::open(&cfg, &data, ingest.clone(), &["down"]).expect("starts on a full disk");
+    let backlog = values(&b);
+    assert_eq!(backlog.last(), Some(&39_999), "the backlog is there to deliver");
+    let cursor = b.cursor("down").unwrap();
+    cursor.advance(b.stats().last_seq.load(Ordering::Relaxed) - 100);
+    // New samples still land, dropping the oldest.
+    push_range(&ingest, 40_000, 50_000).await;
+    let v = values(&b);
+    assert_eq!(*v.last().unwrap(), 49_999);
+    assert!(v.windows(2).all(|w| w[1] == w[0] + 1));
+    drop(b);
+}
