@@ -168,6 +168,8 @@ impl Buffer {
         let conn = opened.conn;
         // Hard backstop: SQLite answers SQLITE_FULL past 125 % of max_bytes,
         // which the writer handles like a full disk.
+        // Headroom first, before anything else can take the space.
+        reserve.ensure();
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let db_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         let mut cfg = cfg.clone();
