@@ -1023,3 +1023,48 @@ fn a_tag_by_namespace_index_is_warned_to_use_nsu() {
     assert!(!m.contains("\"c\"") && !m.contains("\"d\"") && !m.contains("\"e\""), "{m}");
     assert!(m.starts_with("devices.toml:"), "located at the first such tag: {m}");
 }
+
+/// Issue 8 item 6 for OPC UA: the session's transitions are events beside
+/// the samples (the log lines stay): `device.up` when the first session is
+/// active, `device.down` with the cause when it is lost, `device.up` with
+/// `recovered` and the outage's length when it is back; one event per
+/// transition, however many reconnect attempts the outage took.
+#[tokio::test]
+async fn session_up_down_and_recovery_are_events() {
+    let pki = tempfile::tempdir().unwrap();
+    let sim = ua_sim(&station("s", &[("a", "i32", "1")], &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let devs = ua_devices(&device(
+        &ua.endpoint(),
+        "publishing_interval = \"200ms\"\nkeep_alive = \"500ms\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"",
+        &[("a", &format!("nsu={NS};s=s.a"), "")],
+    ));
+    let mut chain = Chain::start(&devs);
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &["a"])).await, &["a"]));
+    ua.stop();
+    chain.until(Duration::from_secs(10), |s| of(s, "a").iter().any(|x| x.quality == Quality::Bad)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ua.restart().await.unwrap();
+    assert!(all_good(&chain.until(Duration::from_secs(15), |s| all_good(s, &["a"])).await, &["a"]), "not back");
+    chain.ingest.barrier().await;
+    let records = chain.buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap();
+    let events: Vec<&relais::model::Event> =
+        records.iter().filter_map(|r| r.as_event()).filter(|e| e.kind.starts_with("device.")).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| &*e.kind).collect();
+    assert_eq!(kinds, ["device.up", "device.down", "device.up"], "{events:#?}");
+    for e in &events {
+        assert_eq!(e.source, relais::model::EventSource::Device("plc".into()));
+        assert_eq!(e.details["endpoint"], ua.endpoint());
+    }
+    assert_eq!(events[0].severity, relais::model::Severity::Info);
+    assert_eq!(events[0].details["recovered"], false);
+    assert_eq!(events[1].severity, relais::model::Severity::Warning);
+    let cause = events[1].details["error"].as_str().unwrap();
+    assert!(cause.starts_with("comm_failure") && events[1].message.contains(cause), "{:?}", events[1]);
+    assert_eq!(events[2].details["recovered"], true);
+    let outage = events[2].details["outage_s"].as_f64().unwrap();
+    assert!((2.5..30.0).contains(&outage), "outage of {outage} s");
+    // The recovery comes after the outage's bad samples.
+    let bad_seq = chain.all.iter().find(|s| s.quality == Quality::Bad).unwrap().seq;
+    assert!(events[2].seq > bad_seq, "{events:?}");
+}

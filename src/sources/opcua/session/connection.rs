@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::pump::{self, Event, PumpCtx};
 use super::watchdog::{Heartbeat, PublishWatchdog};
 use super::{Device, RETRY_MISSING, Rebuild};
-use crate::model::reason;
+use crate::model::{Severity, reason};
 use crate::sources::opcua::client::{OpenError, build_client, explain, identity_token, open_session};
 use crate::util::exponential;
 
@@ -207,6 +207,7 @@ impl Device {
             "OPC UA session {}", if new_session { "created" } else { "re-activated" });
         self.up = true;
         self.stats.up.store(true, Ordering::Relaxed);
+        self.announce_up(new_session);
         self.last_publish.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         // The outage marked every tag comm_failure: a subscription
         // refused again says so again on its tags.
@@ -229,6 +230,7 @@ impl Device {
         if was_up {
             self.problem(&format!("OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back"), 1);
         }
+        self.announce_down(why, Severity::Warning);
         // Values flowed since the last report (through a read or a
         // subscription): this is a new outage, reported whatever its cause.
         if self.samples_tx.take_flowed() {
@@ -261,7 +263,9 @@ impl Device {
     /// then wait for shutdown.
     async fn fatal(mut self, cancel: &CancellationToken, why: String) {
         tracing::error!(device = %self.dev.name, "{why}");
-        let samples = self.bad(0..self.metas.len(), &format!("{}: {why}", reason::CONFIG_ERROR));
+        let why = format!("{}: {why}", reason::CONFIG_ERROR);
+        self.announce_down(&why, Severity::Error);
+        let samples = self.bad(0..self.metas.len(), &why);
         self.emit(samples).await;
         cancel.cancelled().await;
     }

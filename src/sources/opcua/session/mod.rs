@@ -37,8 +37,10 @@
 //! | [`polling`] | poll groups and the Read service |
 //! | [`watchdog`] | heartbeat on the server's clock and the publish watchdog |
 //! | [`samples`] | the path of samples to the ring (one ordered channel per device) |
+//! | [`events`] | `device.up` / `device.down` events on state changes |
 
 mod connection;
+mod events;
 mod items;
 mod namespaces;
 mod polling;
@@ -104,6 +106,10 @@ pub struct Device {
     /// The namespace table changed while items were created: rebuild again.
     ns_changed_pending: bool,
     samples_tx: SampleTx,
+    /// Device state changes as events (`device.up`, `device.down`).
+    events: crate::ingest::Events,
+    /// What the events last said.
+    announced: events::Announced,
     /// Milliseconds after `epoch` of the last Publish response (data or
     /// keep-alive), written by the event-loop pump: the publish watchdog.
     last_publish: Arc<std::sync::atomic::AtomicU64>,
@@ -168,6 +174,7 @@ impl Device {
         }
         // Samples from subscription callbacks (sync, inside the library's
         // event loop) go through this channel to the ring.
+        let events = ingest.events();
         let samples_tx = samples::spawn_forward(ingest, stats.clone());
         let n = dev.tags.len();
         Device {
@@ -189,6 +196,8 @@ impl Device {
             last_ns_check: None,
             ns_changed_pending: false,
             samples_tx,
+            events,
+            announced: events::Announced::Nothing,
             last_publish: Arc::default(),
             epoch: Instant::now(),
         }
