@@ -23,6 +23,7 @@ mod modbus_lint;
 mod modbus_sched;
 mod mqtt;
 mod opcua;
+mod opcua_interop;
 mod parse;
 mod planner;
 mod records;

@@ -19,7 +19,7 @@ use relais::telemetry::Telemetry;
 const NS: &str = "urn:relais:sim";
 
 /// A simulator serving `stations` over OPC UA only, on a free port.
-async fn ua_sim(stations: &str, opcua: &str, pki: &Path) -> Sim {
+pub(crate) async fn ua_sim(stations: &str, opcua: &str, pki: &Path) -> Sim {
     let toml = format!("[opcua]\nlisten = \"127.0.0.1:0\"\npki_dir = {:?}\n{opcua}\n{stations}", pki.display().to_string());
     let cfg = SimConfig::parse(&toml, "sim.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     Sim::start(cfg).await.unwrap()
@@ -41,7 +41,7 @@ fn station(name: &str, tags: &[(&str, &str, &str)], extra: &[(&str, &str)]) -> S
     s
 }
 
-fn ua_devices(toml: &str) -> Vec<OpcUaDevice> {
+pub(crate) fn ua_devices(toml: &str) -> Vec<OpcUaDevice> {
     let text = format!("[gateway]\nid = \"test\"\n{toml}");
     let cfg = Config::parse(&text, "devices.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     cfg.devices
@@ -54,17 +54,17 @@ fn ua_devices(toml: &str) -> Vec<OpcUaDevice> {
 }
 
 /// Supervisors → ring → buffer, without sinks.
-struct Chain {
+pub(crate) struct Chain {
     ingest: Arc<Ingest>,
     buffer: Buffer,
     stop: CancellationToken,
     dir: tempfile::TempDir,
     read_to: u64,
-    all: Vec<Sample>,
+    pub(crate) all: Vec<Sample>,
 }
 
 impl Chain {
-    fn start(devs: &[OpcUaDevice]) -> Chain {
+    pub(crate) fn start(devs: &[OpcUaDevice]) -> Chain {
         let dir = tempfile::tempdir().unwrap();
         Self::start_in(devs, dir)
     }
@@ -80,7 +80,7 @@ impl Chain {
     }
 
     /// Samples committed since the last call (also kept in `all`).
-    async fn take(&mut self) -> Vec<Sample> {
+    pub(crate) async fn take(&mut self) -> Vec<Sample> {
         self.ingest.barrier().await;
         let rows = self.buffer.reader().unwrap().read_blocking(self.read_to, u64::MAX, 1_000_000).unwrap();
         if let Some(l) = rows.last() {
@@ -92,7 +92,7 @@ impl Chain {
 
     /// Takes samples until `done(new samples so far)` or the timeout; returns
     /// the samples taken during the wait.
-    async fn until(&mut self, t: Duration, mut done: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
+    pub(crate) async fn until(&mut self, t: Duration, mut done: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
         let deadline = tokio::time::Instant::now() + t;
         let mut got = Vec::new();
         loop {
@@ -115,12 +115,12 @@ impl Drop for Chain {
     }
 }
 
-fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
+pub(crate) fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
     samples.iter().filter(|s| &*s.meta.tag == tag).collect()
 }
 
 /// The latest sample of every tag in `tags` is good.
-fn all_good(samples: &[Sample], tags: &[&str]) -> bool {
+pub(crate) fn all_good(samples: &[Sample], tags: &[&str]) -> bool {
     tags.iter().all(|t| of(samples, t).last().is_some_and(|s| s.quality == Quality::Good))
 }
 

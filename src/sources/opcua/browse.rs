@@ -47,7 +47,9 @@ pub struct Found {
 pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
     let client = build_client(dev, pki, gateway_id, false)?;
     let identity = identity_token(&dev.identity)?;
-    let (session, event_loop, _) = match open_session(&client, &client, dev, identity).await {
+    let opened = open_session(&client, &client, dev, identity).await;
+    let opened = opened.and_then(|(s, l, ep)| super::client::check_server_certificate(dev, pki, &ep).map(|()| (s, l, ep)));
+    let (session, event_loop, _) = match opened {
         Ok(x) => x,
         // The network-level cause (refused, no route, name unknown) when
         // there is one, as `relais run` reports it.
@@ -55,7 +57,7 @@ pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str,
             Err(net) => anyhow::bail!("{net}"),
             Ok(()) => anyhow::bail!("{m}"),
         },
-        Err(super::client::OpenError::NoEndpoint(m)) => anyhow::bail!("{m}"),
+        Err(super::client::OpenError::NoEndpoint(m) | super::client::OpenError::Certificate(m)) => anyhow::bail!("{m}"),
     };
     session.disable_reconnects();
     let mut lp = event_loop.spawn();

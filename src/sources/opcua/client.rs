@@ -136,7 +136,12 @@ pub fn build_client(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, reconnect: b
         .private_key_path(pki.key_path.strip_prefix(&pki.dir).unwrap_or(&pki.key_path))
         .create_sample_keypair(false)
         .trust_server_certs(false)
-        .verify_server_certs(dev.strict_server_certificate)
+        // The library's host name and application URI checks misread
+        // certificates whose URI is not the first subjectAltName entry
+        // (node-opcua's): relais makes those checks itself (`certcheck`,
+        // in `open_session`). The library still requires the certificate in
+        // the trusted folder and a key length fit for the policy.
+        .verify_server_certs(false)
         .session_retry_limit(if reconnect { -1 } else { 0 })
         .session_retry_initial(Duration::from_millis(500).min(dev.reconnect_max))
         .session_retry_max(dev.reconnect_max)
@@ -234,9 +239,14 @@ pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint:
         || sub == S::BadCertificateUriInvalid.sub_code()
         || sub == S::BadCertificateTimeInvalid.sub_code()
     {
+        // relais checks the server's certificate itself before connecting
+        // (`certcheck`); these come from the server, about ours.
         return format!(
-            "{status}: the server's certificate does not match (hostname, application URI or validity dates): fix the certificate, \
-             or set strict_server_certificate = false to check only that it is trusted"
+            "{status}: the server refused the gateway's client certificate (thumbprint {}, application URI {}): its host name, \
+             application URI or validity dates do not suit the server; delete {} and its key to make a new one, then trust it on the server",
+            pki.thumbprint,
+            pki.application_uri,
+            pki.cert_path.display()
         );
     }
     if sub == S::BadIdentityTokenInvalid.sub_code()
@@ -308,6 +318,18 @@ pub async fn probe(endpoint: &str) -> Result<(), String> {
     }
 }
 
+/// With `strict_server_certificate` and a security policy: the strict
+/// checks of the server certificate `ep` carries ([`super::certcheck`]),
+/// once that certificate is trusted (an untrusted one is refused by the
+/// library, which saves it to `rejected/`, and reported with how to trust
+/// it first).
+pub fn check_server_certificate(dev: &OpcUaDevice, pki: &Pki, ep: &EndpointDescription) -> Result<(), OpenError> {
+    if !dev.strict_server_certificate || dev.policy == super::config::Policy::None || !pki.server_cert(ep).is_some_and(|c| c.trusted) {
+        return Ok(());
+    }
+    super::certcheck::check(ep, &dev.endpoint).map_err(OpenError::Certificate)
+}
+
 /// Why a session could not be set up.
 #[derive(Debug)]
 pub enum OpenError {
@@ -315,6 +337,9 @@ pub enum OpenError {
     Unreachable(String),
     /// The server offers no endpoint with the configured policy and mode.
     NoEndpoint(String),
+    /// `strict_server_certificate`: the server's certificate does not fit
+    /// the connection (host name, application URI, dates; see `certcheck`).
+    Certificate(String),
 }
 
 /// GetEndpoints on `dev.endpoint` (with `discovery`, which does not retry),

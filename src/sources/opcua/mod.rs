@@ -3,11 +3,13 @@
 //! - [`config`]: `[[device]]` entries and their tags (NodeIds, subscription or polling).
 //! - [`node`]: NodeIds with `nsu=` namespace URIs, resolved per session (pure).
 //! - [`convert`]: DataValue → sample, StatusCode → quality (pure).
+//! - [`certcheck`]: strict checks of a server certificate (host name, application URI, dates).
 //! - [`client`]: the gateway's certificate, trust list, the library client.
 //! - [`session`]: the supervisor: connection state, namespaces, subscriptions, polls, watchdog, recovery.
 //! - [`browse`]: `relais browse`.
 
 pub mod browse;
+pub mod certcheck;
 pub mod client;
 pub mod component;
 pub mod config;

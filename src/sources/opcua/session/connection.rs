@@ -16,7 +16,7 @@ use super::pump::{self, Event, PumpCtx};
 use super::watchdog::{Heartbeat, PublishWatchdog};
 use super::{Device, RETRY_MISSING, Rebuild};
 use crate::model::{Severity, reason};
-use crate::sources::opcua::client::{OpenError, build_client, explain, identity_token, open_session};
+use crate::sources::opcua::client::{OpenError, build_client, check_server_certificate, explain, identity_token, open_session};
 use crate::util::exponential;
 
 /// How one session ended.
@@ -47,6 +47,7 @@ impl Device {
                 _ = cancel.cancelled() => return,
                 r = open_session(&discovery, &client, &self.dev, identity.clone()) => r,
             };
+            let opened = opened.and_then(|(s, l, ep)| check_server_certificate(&self.dev, &self.pki, &ep).map(|()| (s, l, ep)));
             let (session, event_loop, ep) = match opened {
                 Ok(x) => x,
                 Err(e) => {
@@ -99,6 +100,11 @@ impl Device {
             OpenError::NoEndpoint(m) => {
                 self.problem(&format!("{m}; fix security_policy/security_mode (retried with backoff)"), *failures + 1);
                 self.down(&format!("{}: {m}", reason::CONFIG_ERROR)).await;
+                *failures = (*failures).max(8);
+            }
+            OpenError::Certificate(m) => {
+                self.problem(&format!("OPC UA connect refused by the gateway: {m} (retried with backoff)"), *failures + 1);
+                self.down(&format!("{}: {m}", reason::COMM_FAILURE)).await;
                 *failures = (*failures).max(8);
             }
         }
