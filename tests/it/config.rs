@@ -515,3 +515,18 @@ fn settings_that_cannot_work_are_refused_at_load() {
         assert!(e.to_string().contains(want), "{opcua}: {e}");
     }
 }
+
+/// The configurations of the French quickstart (docs/tp/) load as they are
+/// on a fresh clone: the chapters on files, the quarantine and Modbus RTU
+/// run them.
+#[test]
+fn quickstart_tp_configs_load() {
+    let tp = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tp");
+    let files = Config::load(&tp.join("fichiers.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(files.sources.len(), 2);
+    let rtu = Config::load(&tp.join("rtu.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let DeviceConfig::Modbus(d) = &rtu.devices[0] else { panic!("not modbus") };
+    assert_eq!((d.transport.protocol(), d.unit_id, d.tags.len()), ("modbus-rtu", 7, 2));
+    assert!(tp.join("pompe.csv").is_file() && tp.join("pompe-suite.csv").is_file() && tp.join("depot").is_dir());
+    relais::sim::config::SimConfig::load(&tp.join("rtu-sim.toml")).unwrap_or_else(|e| panic!("{e}"));
+}
