@@ -143,6 +143,36 @@ fn load_cursors(conn: &Connection, sinks: &[&str], first_seq: u64) -> anyhow::Re
     Ok(cursors)
 }
 
+/// Makes the disk reserve, caps `max_bytes` below what the disk holding
+/// `data_dir` can take (with a warning), and sets SQLite's page backstop
+/// (125 % of it: past that SQLite answers SQLITE_FULL, handled like a full
+/// disk). Returns the config the writer applies.
+fn fit_to_disk(
+    conn: &Connection,
+    cfg: &BufferConfig,
+    data_dir: &Path,
+    path: &Path,
+    reserve: &super::space::Reserve,
+) -> anyhow::Result<BufferConfig> {
+    // Headroom first, before anything else can take the space.
+    reserve.ensure();
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let db_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut cfg = cfg.clone();
+    let fits = super::space::effective_max_bytes(cfg.max_bytes, data_dir, db_bytes, reserve.size());
+    if fits < cfg.max_bytes {
+        tracing::warn!(
+            data_dir = %data_dir.display(), max_bytes = cfg.max_bytes, kept = fits,
+            "the disk holding the buffer has room for {} only (with headroom): the buffer keeps at most that, dropping the oldest records beyond",
+            crate::units::format_size(fits)
+        );
+        cfg.max_bytes = fits;
+    }
+    let max_pages = (cfg.max_bytes as f64 * 1.25 / page_size as f64).ceil() as i64 + 64;
+    conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
+    Ok(cfg)
+}
+
 impl Buffer {
     /// Opens `<data_dir>/buffer.db` and starts the writer draining `ingest`.
     ///
@@ -166,25 +196,7 @@ impl Buffer {
         };
         let salvage = opened.salvage.clone();
         let conn = opened.conn;
-        // Hard backstop: SQLite answers SQLITE_FULL past 125 % of max_bytes,
-        // which the writer handles like a full disk.
-        // Headroom first, before anything else can take the space.
-        reserve.ensure();
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let db_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let mut cfg = cfg.clone();
-        let fits = super::space::effective_max_bytes(cfg.max_bytes, data_dir, db_bytes, reserve.size());
-        if fits < cfg.max_bytes {
-            tracing::warn!(
-                data_dir = %data_dir.display(), max_bytes = cfg.max_bytes, kept = fits,
-                "the disk holding the buffer has room for {} only (with headroom): the buffer keeps at most that, dropping the oldest records beyond",
-                crate::units::format_size(fits)
-            );
-            cfg.max_bytes = fits;
-        }
-        let max_pages = (cfg.max_bytes as f64 * 1.25 / page_size as f64).ceil() as i64 + 64;
-        conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
-        let cfg = &cfg;
+        let cfg = &fit_to_disk(&conn, cfg, data_dir, &path, &reserve)?;
 
         let last_seq = opened.last_seq;
         // The oldest record kept, sample or event (MIN ignores an empty table's NULL).

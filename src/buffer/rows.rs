@@ -128,3 +128,31 @@ pub(crate) fn tag_meta(conn: &Connection, id: i64) -> Arc<TagMeta> {
     })
     .unwrap_or_else(|_| TagMeta::new("unknown-device", format!("unknown-tag-{id}"), None))
 }
+
+/// Writes what the groups of a batch carry (quarantined records, moved
+/// files, read progress); returns the number of records quarantined.
+pub(crate) fn insert_groups(conn: &Connection, groups: &[super::writer::GroupMeta]) -> rusqlite::Result<u64> {
+    let now = Timestamp::now().0;
+    let mut quarantined = 0u64;
+    for g in groups.iter() {
+        if !g.quarantine.is_empty() {
+            let mut q = conn
+                .prepare_cached("INSERT INTO quarantine(recv_ts, source, origin, location, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            for r in &g.quarantine {
+                q.execute(params![now, r.source, r.origin, r.location, r.reason, r.raw])?;
+                quarantined += 1;
+            }
+        }
+        if let Some(m) = &g.moved {
+            conn.prepare_cached("UPDATE quarantine SET origin = ?3 WHERE source = ?1 AND origin = ?2")?
+                .execute(params![m.source, m.from, m.to])?;
+        }
+        if let Some(p) = &g.progress {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO progress(key, identity, offset, line, done, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![p.key, p.identity, p.offset as i64, p.line as i64, p.done, now])?;
+        }
+    }
+    Ok(quarantined)
+}

@@ -344,35 +344,6 @@ impl Writer {
         Ok((first, samples))
     }
 
-    fn commit_groups(&mut self, groups: &[GroupMeta]) -> rusqlite::Result<u64> {
-        let now = crate::model::Timestamp::now().0;
-        let mut quarantined = 0u64;
-        for g in groups.iter() {
-            if !g.quarantine.is_empty() {
-                let mut q = self.conn.prepare_cached(
-                    "INSERT INTO quarantine(recv_ts, source, origin, location, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for r in &g.quarantine {
-                    q.execute(params![now, r.source, r.origin, r.location, r.reason, r.raw])?;
-                    quarantined += 1;
-                }
-            }
-            if let Some(m) = &g.moved {
-                self.conn
-                    .prepare_cached("UPDATE quarantine SET origin = ?3 WHERE source = ?1 AND origin = ?2")?
-                    .execute(params![m.source, m.from, m.to])?;
-            }
-            if let Some(p) = &g.progress {
-                self.conn
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO progress(key, identity, offset, line, done, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![p.key, p.identity, p.offset as i64, p.line as i64, p.done, now])?;
-            }
-        }
-        Ok(quarantined)
-    }
-
     fn commit(&mut self, batch: &mut Vec<Record>, groups: &mut [GroupMeta]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let (first, samples) = self.insert_records(batch)?;
@@ -381,7 +352,7 @@ impl Writer {
         }
         let n = batch.len() as u64;
         let last = first + n - 1;
-        let quarantined = self.commit_groups(groups)?;
+        let quarantined = super::rows::insert_groups(&self.conn, groups)?;
         if n > 0 {
             self.conn.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?1)")?.execute(params![last as i64])?;
         }
