@@ -270,3 +270,46 @@ async fn rtu_device_answering_random_bytes_is_an_invalid_frame() {
     // Three answered requests before the unit is degraded, each dropped.
     assert!(chain.telemetry.devices()[0].mismatched_responses.load(Ordering::Relaxed) >= 3);
 }
+
+/// A device's state changes are events beside the samples (and log lines):
+/// up at the first answer, down with the cause, degraded after three silent
+/// cycles, recovered when a probe is answered, then up again.
+#[tokio::test]
+async fn device_up_down_degraded_recovered_are_events() {
+    use relais::model::{EventSource, Severity};
+    let port = crate::common::free_port();
+    let s = crate::modbus::sim(&crate::modbus::bare_station("pump", port, 4)).await;
+    let devs = devices(&format!(
+        "[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\nunit_id = 4\npoll_interval = \"50ms\"\ntimeout = \"100ms\"\n\
+         [[device.tag]]\nname = \"a\"\ntable = \"holding\"\naddress = 0\n"
+    ));
+    let chain = Chain::start(&devs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.station("pump").unwrap().set_faults(relais::sim::config::Faults { silent: true, ..Default::default() });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.station("pump").unwrap().set_faults(Default::default());
+    let events = || {
+        let rows = chain.buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap();
+        rows.into_iter().filter_map(|r| r.as_event().cloned()).collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline && events().iter().filter(|e| &*e.kind == "device.up").count() < 2 {
+        chain.ingest.barrier().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = events();
+    let kinds: Vec<&str> = got.iter().map(|e| &*e.kind).collect();
+    assert_eq!(kinds, ["device.up", "device.down", "device.degraded", "device.recovered", "device.up"], "{got:#?}");
+    assert!(got.iter().all(|e| e.source == EventSource::Device("pump".into())));
+    let down = &got[1];
+    assert_eq!(down.severity, Severity::Warning);
+    assert_eq!(down.details["reason"], "timeout");
+    assert_eq!(down.details["error"], "timeout: no response within 100ms");
+    assert_eq!(down.details["unit_id"], 4);
+    assert!(down.message.contains("pump (unit 4 on 127.0.0.1:") && down.message.contains("does not answer: timeout"), "{}", down.message);
+    assert_eq!(got[2].details["silent_cycles"], 3);
+    assert_eq!(got[2].details["probe_every_ms"], 500);
+    assert_eq!(got[3].severity, Severity::Info);
+    assert!(got[3].details["degraded_for_ms"].as_u64().unwrap() > 0);
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "events take their place in seq order");
+}

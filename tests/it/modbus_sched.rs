@@ -63,14 +63,20 @@ async fn healthy_rate_beside_three_dead_units(sim_line: &str, dev_line: &str) ->
     );
     let cfg = Config::parse(&text, "sched.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let mut sub = Sub::new(broker.port, "t/good/v").await;
+    let mut events = Sub::new(broker.port, "t/relais/gw/event/device.degraded").await;
     let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rate(&mut sub, Duration::from_secs(4)).await;
     for name in ["bad2", "bad3", "bad4"] {
         s.station(name).unwrap().set_faults(Faults { silent: true, ..Default::default() });
     }
-    // Three silent cycles each degrade them (one timeout per cycle).
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Three silent cycles each degrade them (one timeout per cycle); the
+    // steady state is measured once all three are degraded.
+    let t0 = tokio::time::Instant::now();
+    let got = events.collect(Duration::from_secs(15), |m| m.len() >= 3).await;
+    assert_eq!(got.len(), 3, "the three dead units are degraded (device.degraded events on MQTT): {got:?}");
+    eprintln!("three dead units degraded {:?} after they fell silent", t0.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rate(&mut sub, Duration::from_secs(10)).await;
     let status = gw.status.render(0.0);
     assert!(status.contains("devices 1/4 up"), "{status}");

@@ -25,7 +25,7 @@ use super::degrade::Outcome;
 use super::device::Planned;
 use super::link::{ReadError, Words};
 use super::planner::{self, ReadRequest};
-use super::poller::{EndpointPoller, report};
+use super::poller::EndpointPoller;
 use crate::model::{Quality, Sample, Timestamp, reason};
 
 /// How long a split plan is kept before the merged plan is tried again.
@@ -103,8 +103,11 @@ impl EndpointPoller {
         }
         let dev = &mut self.devices[d];
         let interval = dev.groups[g].interval;
-        if let Some(t) = dev.health.after_cycle(outcome_of(&results), interval, Instant::now()) {
-            report(dev, t);
+        let outcome = outcome_of(&results);
+        let cause = results.iter().find_map(|r| r.as_ref().err());
+        super::state::answering(&self.events, dev, outcome == Outcome::Answered, cause);
+        if let Some(t) = dev.health.after_cycle(outcome, interval, Instant::now()) {
+            super::state::transition(&self.events, dev, t);
         }
         let good = samples.iter().filter(|s| s.quality == Quality::Good).count() as u64;
         dev.stats.good.fetch_add(good, Ordering::Relaxed);

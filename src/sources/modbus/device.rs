@@ -62,6 +62,18 @@ pub struct Device {
     /// The failure of the last silent read, for the reason of its degraded
     /// cycles.
     pub last_silence: Option<ReadError>,
+    /// Whether the device answered its last cycle (`None` before the first).
+    pub answering: Option<bool>,
+}
+
+/// The sample reason of a failed read: `code: detail` (see `docs/payloads.md`).
+pub fn reason_of(e: &ReadError) -> String {
+    match e {
+        ReadError::Exception(c) => reason::device_exception(*c),
+        ReadError::Timeout(t) => format!("{}: no response within {t:?}", reason::TIMEOUT),
+        ReadError::Comm(m) => format!("{}: {m}", reason::COMM_FAILURE),
+        ReadError::InvalidFrame(m) => format!("{}: {m}", reason::INVALID_FRAME),
+    }
 }
 
 /// Shortest time between two "answers dropped" warnings of a device.
@@ -95,12 +107,7 @@ impl Device {
         let ts = Timestamp::now();
         match result {
             Err(e) => {
-                let why: Arc<str> = match e {
-                    ReadError::Exception(c) => reason::device_exception(*c).into(),
-                    ReadError::Timeout(t) => format!("{}: no response within {t:?}", reason::TIMEOUT).into(),
-                    ReadError::Comm(m) => format!("{}: {m}", reason::COMM_FAILURE).into(),
-                    ReadError::InvalidFrame(m) => format!("{}: {m}", reason::INVALID_FRAME).into(),
-                };
+                let why: Arc<str> = reason_of(e).into();
                 for &i in &req.tags {
                     out.push(Sample::bad(self.metas[i].clone(), why.clone(), ts));
                 }

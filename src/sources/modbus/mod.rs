@@ -14,6 +14,7 @@
 //! - [`device`]: one polled device: plan, health, samples from a read.
 //! - [`cycle`]: one poll cycle of a device's group.
 //! - [`poller`]: the poll schedule of the devices behind one endpoint.
+//! - [`state`]: device up/down/degraded/recovered: log lines and events.
 //! - [`probe`]: `relais probe modbus`.
 
 pub mod answer;
@@ -31,4 +32,5 @@ pub mod lint;
 pub mod planner;
 pub mod poller;
 pub mod probe;
+pub mod state;
 pub mod types;

@@ -28,11 +28,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ModbusDevice;
-use super::degrade::{AnswerTimes, Outcome, ProbeBudget, Transition};
+use super::degrade::{AnswerTimes, Outcome, ProbeBudget};
 use super::device::{Device, Group, Planned};
 use super::link::Link;
 use super::planner::{self, ReadRequest, TagSpan};
-use crate::ingest::Ingest;
+use crate::ingest::{Events, Ingest};
 use crate::model::TagMeta;
 use crate::telemetry::{DeviceStats, Telemetry};
 use crate::util::supervise;
@@ -104,6 +104,7 @@ pub struct EndpointPoller {
     pub(super) link: Link,
     pub(super) devices: Vec<Device>,
     pub(super) ingest: Arc<Ingest>,
+    pub(super) events: Events,
     budget: ProbeBudget,
     pub(super) answers: AnswerTimes,
 }
@@ -140,14 +141,16 @@ impl EndpointPoller {
                 warned_floats: Default::default(),
                 warned_drops: None,
                 last_silence: None,
+                answering: None,
             });
         }
         let transport = devices.first().map_or(super::config::Transport::Tcp, |d| d.cfg.transport.clone());
         Ok(EndpointPoller {
             link: Link::new(endpoint, transport, reconnect_max),
             devices,
+            events: ingest.events(),
             ingest,
-            budget: ProbeBudget::new(longest_timeout * 2, now),
+            budget: ProbeBudget::new(longest_timeout, now),
             answers: AnswerTimes::default(),
         })
     }
@@ -255,7 +258,7 @@ impl EndpointPoller {
             for g in &mut dev.groups {
                 g.next_due = now;
             }
-            report(dev, t);
+            super::state::transition(&self.events, dev, t);
         }
     }
 
@@ -266,19 +269,6 @@ impl EndpointPoller {
             let target =
                 if self.devices[d].cfg.unit_id == unit { Some(d) } else { self.devices.iter().position(|x| x.cfg.unit_id == unit) };
             self.devices[target.unwrap_or(d)].count_discard(&discard);
-        }
-    }
-}
-
-/// Logs a change of a device's state.
-pub(super) fn report(dev: &Device, t: Transition) {
-    match t {
-        Transition::Degraded { silent_cycles, every } => tracing::warn!(
-            device = %dev.cfg.name, unit_id = dev.cfg.unit_id, probe_every = ?every,
-            "device did not answer {silent_cycles} cycles in a row; degraded: probed in idle time of the line until it answers"
-        ),
-        Transition::Recovered { after } => {
-            tracing::info!(device = %dev.cfg.name, unit_id = dev.cfg.unit_id, degraded_for = ?after, "device answers again; back to its normal poll rate")
         }
     }
 }
