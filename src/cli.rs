@@ -602,20 +602,23 @@ pub fn render_plan(cfg: &Config) -> String {
         if b.max_rows > 0 { format!(" / {} rows", b.max_rows) } else { String::new() },
         b.durability
     );
-    // Every component describes itself; sinks list the devices' tags.
-    let tags: Vec<(String, String)> = cfg.devices.iter().flat_map(|d| d.component().tags()).collect();
+    // Every component describes itself; sinks list the devices' and detectors' tags.
+    let tags: Vec<(String, String)> = cfg
+        .devices
+        .iter()
+        .flat_map(|d| d.component().tags())
+        .chain(cfg.detectors.iter().flat_map(crate::component::Component::tags))
+        .collect();
     let cx = crate::component::DescribeCx { gateway: &cfg.gateway.id, tags: &tags };
     let components = cfg
         .devices
         .iter()
         .map(|d| d.component())
         .chain(cfg.sources.iter().map(|c| c.component()))
-        .chain(cfg.sinks.iter().map(|c| c.component()));
+        .chain(cfg.sinks.iter().map(|c| c.component()))
+        .chain(cfg.detectors.iter().map(|c| c as &dyn crate::component::Component));
     for c in components {
         let _ = write!(s, "\n{}", c.describe(&cx));
-    }
-    for d in &cfg.detectors {
-        let _ = writeln!(s, "\n{}", d.describe());
     }
     s
 }

@@ -212,7 +212,8 @@ impl Gateway {
         // push their outputs like a source (not while `relais import` only
         // delivers files).
         let detectors = if opts.sinks_only { Vec::new() } else { detectors };
-        let mut source_tasks = crate::processors::anomaly::run::spawn_all(detectors, buffer.tap(), ingest.clone(), sources_stop.clone())?;
+        let mut source_tasks =
+            <crate::processors::anomaly::component::Anomaly as crate::component::Kind>::spawn(detectors, &ctx(&sources_stop)).await?;
         source_tasks.extend(DeviceConfig::spawn_all(&devices, &ctx(&sources_stop)).await?);
         source_tasks.extend(SourceConfig::spawn_all(&sources, &ctx(&sources_stop)).await?);
         let file_sources = sources

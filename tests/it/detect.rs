@@ -192,7 +192,7 @@ fn gateway_config_checks_watched_tags_and_check_shows_the_detector() {
     let (code, _, err) = relais(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("device \"pump\" has no tag \"flwo\" (its tags: current, flow)"), "{err}");
-    std::fs::write(&cfg, format!("{dev}[[detector]]\nname = \"p\"\ntags = [\"pump/current\", \"pump/flow\", \"tank/level\", \"tank/temp\"]\ndelta_tags = [\"tank/temp\"]\n")).unwrap();
+    std::fs::write(&cfg, format!("{dev}[[detector]]\nname = \"p\"\ntags = [\"pump/current\", \"pump/flow\", \"tank/level\", \"tank/temp\"]\ndelta_tags = [\"tank/temp\"]\n[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\ntopic = \"plant/{{device}}/{{tag}}\"\n")).unwrap();
     let (code, out, err) = relais(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.matches("no [[device]] or [[source]] named \"tank\"").count(), 1, "one warning per unknown device\n{out}");
@@ -203,6 +203,10 @@ fn gateway_config_checks_watched_tags_and_check_shows_the_detector() {
         "{out}"
     );
     assert!(out.contains("watches pump/current, pump/flow, tank/level, tank/temp (change)"), "{out}");
+    assert!(
+        out.contains("_relais/detector.p.confidence -> plant/_relais/detector.p.confidence"),
+        "the sink lists the detector's outputs\n{out}"
+    );
 }
 
 /// Live: the simulator replays `valve1_0.csv` (lock-step, one row per poll,

@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: the `[[detector]]` tables.
 //! - [`rows`], [`features`], [`pca`], [`zscore`], [`detector`]: the pure core.
+//! - [`component`]: the component contract (parse, describe, spawn).
 //! - [`run`]: the live detectors in the daemon (committed samples in,
 //!   `_relais` samples out).
 //! - [`metrics`], [`evaluate`]: SKAB-style evaluation of labelled CSV files
@@ -20,6 +21,7 @@
 //! reported, never replaced by a made-up value.
 
 pub mod command;
+pub mod component;
 pub mod config;
 pub mod detector;
 pub mod evaluate;

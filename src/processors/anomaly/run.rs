@@ -33,7 +33,7 @@ use super::config::DetectorConfig;
 use super::detector::{Detector, Output, Step};
 use super::rows::{Row, RowAssembler};
 use crate::buffer::tap::{Tap, TapSubscription};
-use crate::ingest::Ingest;
+use crate::ingest::{Events, Ingest};
 use crate::model::{Event, EventSource, Quality, Record, Sample, Severity, TagMeta, Timestamp, Value};
 use crate::names::HEALTH_DEVICE;
 
@@ -188,11 +188,13 @@ impl Live {
 }
 
 /// Starts one task per detector on the committed-data tap; each ends when
-/// `stop` is cancelled or the buffer closes.
+/// `stop` is cancelled or the buffer closes. Events go to `events` (none
+/// under `relais import`).
 pub fn spawn_all(
     cfgs: Vec<DetectorConfig>,
     tap: &Arc<Tap>,
     ingest: Arc<Ingest>,
+    events: Option<Events>,
     stop: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
@@ -201,13 +203,12 @@ pub fn spawn_all(
         let live = Live::new(cfg).map_err(|e| anyhow::anyhow!("detector {name:?}: {e}"))?;
         // Subscribed before any source starts: no row of the fit is missed.
         let sub = tap.subscribe();
-        tasks.push(tokio::spawn(run(live, sub, ingest.clone(), stop.clone())));
+        tasks.push(tokio::spawn(run(live, sub, ingest.clone(), events.clone(), stop.clone())));
     }
     Ok(tasks)
 }
 
-async fn run(mut live: Live, mut sub: TapSubscription, ingest: Arc<Ingest>, stop: CancellationToken) {
-    let events = ingest.events();
+async fn run(mut live: Live, mut sub: TapSubscription, ingest: Arc<Ingest>, events: Option<Events>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -231,7 +232,9 @@ async fn run(mut live: Live, mut sub: TapSubscription, ingest: Arc<Ingest>, stop
             out.extend(live.on_sample(s, now));
         }
         for e in live.take_events() {
-            events.emit(e);
+            if let Some(ev) = &events {
+                ev.emit(e);
+            }
         }
         ingest.push_all(out).await;
     }
