@@ -1,0 +1,299 @@
+//! The command line: one file per command (`check`, `quarantine`, `browse`,
+//! `probe`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
+//! `demo`.
+
+mod browse;
+mod check;
+mod probe;
+mod quarantine;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use browse::BrowseArgs;
+pub use probe::Probe;
+pub use quarantine::QuarantineCmd;
+
+use crate::config::Config;
+use crate::sim::{Sim, SimConfig};
+
+/// relais: Modbus TCP/RTU, OPC UA, CSV and JSON → SQLite store-and-forward → MQTT gateway.
+#[derive(Parser, Debug)]
+#[command(name = "relais", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr: `text` (human) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Anomaly detectors: evaluate on labelled CSV files, fit and save a model.
+    Detect {
+        /// What to do.
+        #[command(subcommand)]
+        what: crate::processors::anomaly::command::DetectCommand,
+    },
+    /// Run the gateway (the daemon).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print the plan: Modbus requests, OPC UA subscriptions and polls, sources, MQTT topics.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the line simulator (stations over Modbus TCP, Modbus RTU on a pseudo-terminal, and OPC UA).
+    Sim {
+        /// Simulator configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Simulator and gateway together: ./config/sim-demo.toml and ./config/demo.toml when present here, else the built-in copies.
+    Demo {
+        /// Data directory (default ./relais-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// MQTT broker (default mqtt://127.0.0.1:1883).
+        #[arg(long)]
+        broker: Option<String>,
+    },
+    /// Print an OPC UA server's address space as a tree (and a config snippet).
+    Browse {
+        /// Server URL, `opc.tcp://host:port[/path]` (or use --config and --device).
+        url: Option<String>,
+        /// Start node (default: the Objects folder, i=85); `nsu=` or `ns=` form.
+        #[arg(long, default_value = "i=85")]
+        node: String,
+        /// Levels below the start node.
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Print a `[[device]]` block with one tag per readable variable instead of the tree.
+        #[arg(long)]
+        snippet: bool,
+        /// Also expand the standard objects (Server, Aliases…) below the Objects folder.
+        #[arg(long)]
+        all: bool,
+        /// Take endpoint, security and identity from this configuration's device.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The `protocol = "opcua"` device of --config.
+        #[arg(long)]
+        device: Option<String>,
+        /// Security policy: None (default), Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
+        #[arg(long)]
+        security_policy: Option<String>,
+        /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
+        #[arg(long)]
+        security_mode: Option<String>,
+        /// User name (the password is read from the environment variable of --password-env).
+        #[arg(long)]
+        username: Option<String>,
+        /// Environment variable holding the password.
+        #[arg(long, default_value = "RELAIS_OPCUA_PASSWORD")]
+        password_env: String,
+        /// PKI folder (the gateway's certificate and trust list).
+        #[arg(long, default_value = "relais-data/pki")]
+        pki_dir: PathBuf,
+    },
+    /// Read a device once and print every interpretation of the data.
+    Probe {
+        /// What to probe.
+        #[command(subcommand)]
+        what: Probe,
+    },
+    /// Import CSV or JSON files once (paths or globs), then forward them.
+    Import {
+        /// Configuration file (TOML) with a `[[source]]` of `type = "file"`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file source to use when the config has several.
+        #[arg(long)]
+        source: Option<String>,
+        /// Do not wait for the sinks to deliver before exiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Read the files even if they were imported before with the same
+        /// content and settings (their samples get new seq numbers).
+        #[arg(long)]
+        force: bool,
+        /// Files or globs (quote globs: 'logs/*.csv').
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Records that could not be ingested: list, show one, export.
+    Quarantine {
+        /// What to do with the quarantine.
+        #[command(subcommand)]
+        what: QuarantineCmd,
+    },
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    // A closed log pipe must never take the gateway down: no internal error
+    // printing (it would panic on EPIPE).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text if under_journald => builder.without_time().with_ansi(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Panics are logged like any error (one JSON line with --log-format json).
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(location = %place, "internal error (panic): {msg}");
+    }));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// Runs `f` on a new runtime, then shuts the runtime down without waiting
+/// more than a second for blocking threads (a file read that has not
+/// noticed the shutdown yet must not keep the process alive).
+fn block_on<F: Future>(f: F) -> F::Output {
+    let rt = runtime();
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    out
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        eprintln!("\n{} error(s) in {}", e.0.len(), path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// Entry point of the `relais` binary.
+pub fn main() -> ExitCode {
+    crate::memory::limit_arenas();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } => {}
+        // A one-shot command prints its own report: only problems are logged.
+        Command::Import { .. } | Command::Browse { .. } => {
+            init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
+        }
+        // The OPC UA library logs every reconnect step; relais reports them itself.
+        _ => init_logging(
+            cli.log_format,
+            "info,tokio_modbus=off,rumqttc=warn,opcua_client=off,opcua_core=off,opcua_crypto=off,opcua_server=warn",
+        ),
+    }
+    match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Detect { what } => crate::processors::anomaly::command::run(what),
+        Command::Run { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            block_on(async {
+                let stop = CancellationToken::new();
+                crate::app::cancel_on_signal(stop.clone());
+                crate::app::run(cfg, stop, Default::default()).await
+            })
+            .map_or_else(fatal, |_| ExitCode::SUCCESS)
+        }
+        Command::Sim { config } => sim(&config),
+        Command::Import { config, source, no_wait, force, paths } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = crate::app::import::ImportOptions { source, no_wait, force, config_path: config };
+            block_on(crate::app::import::run(cfg, &paths, opts)).map_or_else(fatal, ExitCode::from)
+        }
+        Command::Quarantine { what } => quarantine::run(what),
+        Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
+        Command::Browse {
+            url,
+            node,
+            depth,
+            snippet,
+            all,
+            config,
+            device,
+            security_policy,
+            security_mode,
+            username,
+            password_env,
+            pki_dir,
+        } => {
+            let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
+            browse::run(args, &node, depth, snippet, all)
+        }
+        Command::Probe { what } => probe::run(what),
+    }
+}
+
+/// `relais sim`: the line simulator until Ctrl-C.
+fn sim(config: &Path) -> ExitCode {
+    let cfg = match SimConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !cfg.missing_data.is_empty() {
+        tracing::warn!(
+            files = %cfg.missing_data.join(", "),
+            "CSV files not found: their tags serve a random walk instead (put the SKAB files in ./data/skab, see scripts/get-skab.sh, or set RELAIS_DATA_PATH)"
+        );
+    }
+    runtime()
+        .block_on(async {
+            let sim = Sim::start(cfg).await?;
+            tracing::info!(stations = sim.stations().len(), "simulator running; Ctrl-C to stop");
+            let stop = CancellationToken::new();
+            crate::app::cancel_on_signal(stop.clone());
+            stop.cancelled().await;
+            drop(sim);
+            anyhow::Ok(())
+        })
+        .map_or_else(fatal, |_| ExitCode::SUCCESS)
+}
+
+fn fatal(e: anyhow::Error) -> ExitCode {
+    // Logging is set up for the commands that can fail this way.
+    tracing::error!("{e:#}");
+    ExitCode::from(crate::util::exit::code_of(&e))
+}
