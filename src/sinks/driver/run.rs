@@ -47,6 +47,23 @@ struct Retry {
     unreachable_log: RateLimited,
 }
 
+/// Reads of at most this many records found in the tap are encoded on the
+/// driver's task; larger ones (and every SQLite read) on the blocking pool.
+const INLINE_RECORDS: usize = 512;
+
+/// Encodes `rows`; returns the messages, the last record's seq, and whether
+/// the read reached its upper bound (fewer records than `limit`).
+#[allow(clippy::type_complexity)]
+fn encode<E: Encoder>(
+    encoder: &Mutex<E>,
+    rows: &crate::buffer::Records,
+    limit: usize,
+) -> anyhow::Result<(Vec<Prepared<E::Msg>>, Option<u64>, bool)> {
+    let mut out = Vec::new();
+    encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows.refs(), &mut out);
+    Ok((out, rows.last_seq(), rows.len() < limit))
+}
+
 /// Runs one [`Sink`] against the buffer (see the module docs for its promises).
 pub struct Driver<S: Sink> {
     sink: S,
@@ -154,15 +171,20 @@ impl<S: Sink> Driver<S> {
     /// Returns the messages, the last record's seq, and whether the read reached
     /// `plan.upto` (fewer records than `limit`).
     async fn prepare(&self, plan: ReadPlan, limit: usize) -> anyhow::Result<(Vec<Prepared<S::Msg>>, Option<u64>, bool)> {
+        // A small read the tap still holds (a sink keeping up with live
+        // data) is encoded right here: no query, and no hop to another
+        // thread, which costs most of the latency on a loaded machine.
+        if let Some(chunks) = self.reader.tap().range(plan.after, plan.upto, limit.min(INLINE_RECORDS)) {
+            let rows = crate::buffer::Records::Recent(chunks);
+            if rows.len() < INLINE_RECORDS {
+                return encode(&self.encoder, &rows, limit);
+            }
+        }
         let reader = self.reader.clone();
         let encoder = self.encoder.clone();
         tokio::task::spawn_blocking(move || {
             let rows = reader.recent_or_stored_blocking(plan.after, plan.upto, limit)?;
-            let complete = rows.len() < limit;
-            let last = rows.last_seq();
-            let mut out = Vec::new();
-            encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows.refs(), &mut out);
-            Ok((out, last, complete))
+            encode(&encoder, &rows, limit)
         })
         .await?
     }
