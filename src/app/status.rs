@@ -43,7 +43,8 @@ impl StatusLine {
     /// kept (undelivered, or delivered and not yet deleted); per sink: its
     /// state and the samples not yet acknowledged by it (a few while healthy:
     /// those in flight), and, once the buffer limits dropped any, the
-    /// records this sink lost (`N dropped`); *dropped*: undelivered samples dropped by the limits
+    /// records this sink lost (`N dropped`), and once its far end refused
+    /// records for good, how many went to the quarantine (`N refused`); *dropped*: undelivered samples dropped by the limits
     /// since start; *quarantined* (only with `[[source]]` entries): records
     /// the sources rejected since start, with the sources that rejected any;
     /// *devices* (only with `[[device]]` entries): devices answering;
@@ -71,11 +72,15 @@ impl StatusLine {
                 })
                 .unwrap_or_default();
             let lost = self.cursors.iter().find(|c| c.name() == name).map_or(0, |c| c.dropped());
+            let refused = sinks.iter().find(|s| s.name == name).map_or(0, |s| s.refused.load(Ordering::Relaxed));
+            let mut part = format!("{name}: {state}, {backlog} unacknowledged");
             if lost > 0 {
-                parts.push(format!("{name}: {state}, {backlog} unacknowledged, {lost} dropped"));
-            } else {
-                parts.push(format!("{name}: {state}, {backlog} unacknowledged"));
+                part.push_str(&format!(", {lost} dropped"));
             }
+            if refused > 0 {
+                part.push_str(&format!(", {refused} refused"));
+            }
+            parts.push(part);
         }
         parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
         let sources = self.telemetry.sources();

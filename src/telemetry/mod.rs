@@ -69,6 +69,8 @@ pub struct SinkStats {
     pub messages: AtomicU64,
     /// Samples acknowledged by the far end.
     pub acked: AtomicU64,
+    /// Records the far end refused for good (put in the quarantine).
+    pub refused: AtomicU64,
     /// Connections established.
     pub connects: AtomicU64,
     /// Last connection error.

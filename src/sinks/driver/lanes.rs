@@ -187,6 +187,22 @@ impl Lanes {
         }
     }
 
+    /// The far end already holds every record up to `seq` (nothing is in
+    /// flight: called right after a connect): the lane the cursor follows
+    /// moves there (never backwards, never past its own end).
+    pub fn skip_to(&mut self, seq: u64) {
+        let lane = match self.replay.as_mut() {
+            Some(r) => r,
+            None => &mut self.live,
+        };
+        let to = lane.upto.map_or(seq, |u| seq.min(u));
+        if to > lane.acked_to && lane.batches.is_empty() {
+            lane.acked_to = to;
+            lane.read_to = lane.read_to.max(to);
+        }
+        self.finish_replay();
+    }
+
     /// The connection was lost: everything read but unacknowledged is read again.
     pub fn rewind(&mut self) {
         for lane in std::iter::once(&mut self.live).chain(self.replay.as_mut()) {
@@ -276,6 +292,24 @@ mod tests {
         let plans = [(p.lane, p.after, p.upto), (q.lane, q.after, q.upto)];
         assert!(plans.contains(&(LaneId::Replay, 100, 1000)), "{plans:?}");
         assert!(plans.contains(&(LaneId::Live, 1050, 1060)), "{plans:?}");
+    }
+
+    #[test]
+    fn skip_to_moves_the_cursor_forward_only() {
+        let mut l = Lanes::new(10, 0);
+        l.skip_to(5);
+        assert_eq!(l.cursor(), 10, "never backwards");
+        l.skip_to(40);
+        assert_eq!(l.cursor(), 40);
+        let p = l.next_read(50).unwrap();
+        assert_eq!((p.after, p.upto), (40, 50), "reads resume after what the far end holds");
+        // A replay lane is not moved past its end.
+        let mut r = Lanes::new(0, 100);
+        let p = r.next_read(1000).unwrap();
+        assert_eq!(p.lane, LaneId::Replay);
+        r.rewind();
+        r.skip_to(5000);
+        assert_eq!(r.cursor(), 1000);
     }
 
     #[test]

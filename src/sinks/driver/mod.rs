@@ -23,6 +23,17 @@
 //!   ([`Outcome::Refused`]: a row PostgreSQL rejects, an HTTP 4xx) is put in
 //!   the quarantine with the reason, an event `sink.refused` is emitted, and
 //!   it counts as handled: it never blocks the records behind it.
+//! - **Partly refused.** A batch the far end stored without some of its
+//!   records ([`Outcome::AckedExcept`]: rows PostgreSQL refused for good)
+//!   counts as acknowledged; each refused record goes to the quarantine with
+//!   its `seq`, the far end's reason and the record itself, one
+//!   `sink.refused` event is emitted per message, and
+//!   [`SinkStats::refused`] counts them.
+//! - **Far end ahead of the cursor.** A sink whose far end can say what it
+//!   already holds ([`Sink::holds_upto`], read in [`Sink::connect`]: the last
+//!   record of this gateway in a JetStream stream) moves the cursor there
+//!   before sending, so records stored before a crash or an outage are not
+//!   sent again, whatever the far end's duplicate window.
 //! - **Acknowledgement timeout.** When the oldest message waits longer than
 //!   `ack_timeout`, the connection is treated as lost.
 //! - **Reconnect.** After a lost connection everything unacknowledged is read
@@ -42,9 +53,11 @@
 //!   (QoS 0) = `Acked`; birth in `connect`, `offline` in `close`.
 //! - NATS JetStream: `send` = publish with `Nats-Msg-Id` = gateway + `seq`;
 //!   each PubAck future resolves to `Acked(token)`; the window bounds the
-//!   outstanding PubAcks.
+//!   outstanding PubAcks; `holds_upto` = the stream's last record of this
+//!   gateway, read on connect.
 //! - PostgreSQL: one message = one batch = one transaction; `Acked` on
-//!   COMMIT; a constraint violation = `Refused`.
+//!   COMMIT; rows refused for good (SQLSTATE class 22 or 23) =
+//!   `AckedExcept` with those rows.
 //! - HTTPS: one POST per message; 2xx = `Acked`, 429/503 = `Lost` with
 //!   `retry_after`, other 4xx = `Refused`.
 //!
@@ -110,8 +123,28 @@ pub enum Outcome {
         /// Why, from the far end.
         reason: String,
     },
+    /// The message was stored without some of its records, which the far
+    /// end refused for good (a row PostgreSQL rejects with SQLSTATE 22xxx or
+    /// 23xxx); they go to the quarantine, the rest counts as acknowledged.
+    AckedExcept {
+        /// Which message.
+        token: Token,
+        /// The records left out, each with the far end's reason.
+        refused: Vec<RefusedRecord>,
+    },
     /// The connection is gone.
     Lost(Lost),
+}
+
+/// One record of a message that the far end refused for good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRecord {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Why, from the far end (PostgreSQL: `SQLSTATE 22021: invalid byte sequence …`).
+    pub reason: String,
+    /// The record as the sink would have written it (JSON), for the quarantine.
+    pub raw: String,
 }
 
 /// The driver's settings, given by the sink's config.
@@ -163,4 +196,10 @@ pub trait Sink: Send + 'static {
     fn next(&mut self, conn: &mut Self::Conn) -> impl Future<Output = Outcome> + Send;
     /// Closes gracefully (MQTT: `offline`, then DISCONNECT).
     fn close(&mut self, conn: Self::Conn) -> impl Future<Output = ()> + Send;
+    /// The highest `seq` the far end is known to hold with every record
+    /// before it (found by [`Sink::connect`]), when it can tell: the driver
+    /// then starts after it. `None` (the default): start after the cursor.
+    fn holds_upto(&self, _conn: &Self::Conn) -> Option<u64> {
+        None
+    }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lanes::{Lanes, ReadPlan};
-use super::{Encoder, Lost, Outcome, Prepared, Settings, Sink, Token};
+use super::{Encoder, Lost, Outcome, Prepared, RefusedRecord, Settings, Sink, Token};
 use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::{Events, Group};
 use crate::model::{EventSource, Severity};
@@ -261,7 +261,47 @@ impl<S: Sink> Driver<S> {
             };
             e.quarantine(Group { quarantine: vec![q], ..Default::default() });
         }
+        self.stats.refused.fetch_add(slot.records as u64, Ordering::Relaxed);
         self.acked(lanes, f, token);
+    }
+
+    /// A message stored without some records: those are quarantined one by
+    /// one (with their `seq` and the far end's reason), one event says so,
+    /// and the message counts as handled.
+    fn acked_except(&self, lanes: &mut Lanes, f: &mut Flight<S::Msg>, token: Token, refused: Vec<RefusedRecord>) {
+        if refused.is_empty() || !f.outstanding.contains_key(&token) {
+            self.acked(lanes, f, token);
+            return;
+        }
+        let n = refused.len();
+        let first = &refused[0];
+        let seqs: Vec<u64> = refused.iter().map(|r| r.seq).take(100).collect();
+        tracing::warn!(sink = %self.set.name, refused = n, first_seq = first.seq, reason = %first.reason,
+            "{} refused {n} record(s) of a batch for good; they go to the quarantine, the rest of the batch is stored", self.set.target);
+        self.emit(
+            "sink.refused",
+            Severity::Error,
+            format!("{} refused {n} record(s) (first: seq {}: {}); quarantined, the rest was stored", self.set.target, first.seq, first.reason),
+            serde_json::json!({"records": n, "seqs": seqs, "first_seq": first.seq, "reason": first.reason}),
+        );
+        if let Some(e) = &self.events {
+            let quarantine = refused
+                .into_iter()
+                .map(|r| crate::model::Quarantined {
+                    source: self.set.name.clone(),
+                    origin: format!("sink {}", self.set.name),
+                    location: format!("seq {}", r.seq),
+                    reason: format!("refused_by_sink: {}", r.reason),
+                    raw: r.raw,
+                })
+                .collect();
+            e.quarantine(Group { quarantine, ..Default::default() });
+        }
+        self.stats.refused.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(slot) = f.outstanding.remove(&token) {
+            lanes.ack(slot.batch);
+            self.stats.acked.fetch_add(slot.records.saturating_sub(n) as u64, Ordering::Relaxed);
+        }
     }
 
     async fn connected(
@@ -284,6 +324,20 @@ impl<S: Sink> Driver<S> {
             format!("{proto} connected to {target}; {backlog} records to deliver"),
             serde_json::json!({"target": target, "backlog": backlog}),
         );
+        if let Some(held) = self.sink.holds_upto(&conn) {
+            let head = *self.committed.borrow();
+            if held > head {
+                tracing::warn!(sink = %self.set.name, held, head,
+                    "{target} holds records of this gateway up to seq {held}, beyond the last one accepted here ({head}): another gateway with the same id?");
+            }
+            let before = lanes.cursor();
+            lanes.skip_to(held.min(head));
+            if lanes.cursor() > before {
+                tracing::info!(sink = %self.set.name, from = before, to = lanes.cursor(),
+                    "{target} already holds the records up to seq {}; not sending them again", lanes.cursor());
+                self.cursor.advance(lanes.cursor());
+            }
+        }
         let mut f = Flight { pending: VecDeque::new(), outstanding: BTreeMap::new(), next_token: 1 };
         let mut draining: Option<(Instant, u64)> = None;
         let mut buffer_gone = false;
@@ -325,6 +379,7 @@ impl<S: Sink> Driver<S> {
                 o = self.sink.next(&mut conn) => match o {
                     Outcome::Acked(t) => self.acked(lanes, &mut f, t),
                     Outcome::Refused { token, reason } => self.refused(lanes, &mut f, token, reason),
+                    Outcome::AckedExcept { token, refused } => self.acked_except(lanes, &mut f, token, refused),
                     Outcome::Lost(l) => return End::Lost(l),
                 },
                 r = self.committed.changed(), if !buffer_gone => {
