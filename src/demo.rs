@@ -40,8 +40,9 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     if let Some(b) = broker {
         let url = BrokerUrl::parse(&b).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
         for s in &mut cfg.sinks {
-            let SinkConfig::Mqtt(m) = s;
-            m.conn.broker = url.clone();
+            if let SinkConfig::Mqtt(m) = s {
+                m.conn.broker = url.clone();
+            }
         }
     }
     // The simulator's OPC UA certificate lives with the demo's data.
@@ -55,9 +56,9 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     let brokers: Vec<String> = cfg
         .sinks
         .iter()
-        .map(|s| {
-            let SinkConfig::Mqtt(m) = s;
-            format!("{} (topics {})", m.conn.broker, m.topic)
+        .map(|s| match s {
+            SinkConfig::Mqtt(m) => format!("{} (topics {})", m.conn.broker, m.topic),
+            other => format!("sink {} ({})", other.name(), other.component().kind()),
         })
         .collect();
     println!(
@@ -81,9 +82,12 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     }
     let (host, port, filter) = cfg
         .sinks
-        .first()
-        .map(|s| {
-            let SinkConfig::Mqtt(m) = s;
+        .iter()
+        .find_map(|s| match s {
+            SinkConfig::Mqtt(m) => Some(m),
+            _ => None,
+        })
+        .map(|m| {
             let prefix = m.topic.static_prefix();
             (m.conn.broker.host.clone(), m.conn.broker.port, if prefix.is_empty() { "#".to_string() } else { format!("{prefix}/#") })
         })

@@ -116,8 +116,19 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 /// and MQTT ingest source once, so an unreadable one stops the start
 /// (permanent) instead of failing every reconnection.
 fn check_tls_files(sinks: &[SinkConfig], sources: &[SourceConfig]) -> anyhow::Result<()> {
-    let sink_conns = sinks.iter().map(|s| match s {
-        SinkConfig::Mqtt(m) => (format!("sink {:?}", m.name), &m.conn),
+    for s in sinks {
+        // The cloud sinks' TLS files (CA, client certificate and key).
+        let files = match s {
+            SinkConfig::Http(h) => Some(&h.tls),
+            _ => None,
+        };
+        if let Some(f) = files {
+            f.client_config().map_err(|e| permanent(e.context(format!("sink {:?}: TLS", s.name()))))?;
+        }
+    }
+    let sink_conns = sinks.iter().filter_map(|s| match s {
+        SinkConfig::Mqtt(m) => Some((format!("sink {:?}", m.name), &m.conn)),
+        _ => None,
     });
     let source_conns = sources.iter().filter_map(|s| match s {
         SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), &m.conn)),

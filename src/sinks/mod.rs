@@ -2,7 +2,10 @@
 //! delivers them, and moves the cursor only once the far end acknowledged them.
 
 pub mod driver;
+pub mod http;
 pub mod mqtt;
+pub mod record_json;
+pub mod tls;
 
 use crate::component::{ParseCx, parse_by_type};
 use crate::diag::{Diag, Item};
@@ -12,6 +15,8 @@ crate::component::family! {
     pub enum SinkConfig {
         /// `type = "mqtt"`.
         Mqtt(mqtt::component::Mqtt),
+        /// `type = "http"`.
+        Http(http::component::Http),
     }
 }
 
@@ -23,7 +28,7 @@ impl SinkConfig {
 }
 
 /// Types a `[[sink]]` may name.
-pub const SINK_TYPES: &str = "mqtt";
+pub const SINK_TYPES: &str = "mqtt, http";
 
 /// Parses one `[[sink]]` item by its `type`.
 pub fn parse_sink(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<SinkConfig> {

@@ -88,7 +88,7 @@ fn the_issue_example_is_valid() {
     assert_eq!(d.tags[1].byte_order.as_str(), "ABCD", "device order is the default");
     assert_eq!(d.tags[0].poll_interval.as_millis(), 500);
     assert_eq!(d.tags[1].poll_interval.as_millis(), 1000);
-    let SinkConfig::Mqtt(m) = &cfg.sinks[0];
+    let SinkConfig::Mqtt(m) = &cfg.sinks[0] else { panic!("an MQTT sink") };
     assert_eq!(m.status_topic, "icam/line5/relais/line5-edge01/status");
     assert_eq!(cfg.buffer.max_bytes, 1 << 30);
 }
@@ -158,7 +158,7 @@ fn reserved_names_and_default_status_topic() {
     assert_one(&t, "_relais", "name", "reserved");
     let t = GOOD.replacen("topic = \"icam/line5/{device}/{tag}\"\n", "", 1);
     let cfg = Config::parse(&t, "test.toml", Path::new(".")).unwrap();
-    let SinkConfig::Mqtt(m) = &cfg.sinks[0];
+    let SinkConfig::Mqtt(m) = &cfg.sinks[0] else { panic!("an MQTT sink") };
     assert_eq!(m.status_topic, "relais/line5-edge01/status");
 }
 

@@ -7,6 +7,7 @@
 
 mod buffer;
 mod buffer_faults;
+mod cloud;
 mod common;
 mod config;
 mod daemon;
@@ -15,6 +16,7 @@ mod detect;
 mod exit_codes;
 mod files;
 mod fuzz;
+mod http_sink;
 mod ingest;
 mod layering;
 mod modbus;

@@ -29,7 +29,7 @@ pub fn sink_cfg(port: u16, extra: &str) -> MqttSinkConfig {
         "[gateway]\nid = \"gw\"\n[[sink]]\nname = \"mqtt\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"t/{{device}}/{{tag}}\"\nreconnect_max = \"1s\"\n{extra}"
     );
     let cfg = Config::parse(&text, "sink.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
-    let SinkConfig::Mqtt(m) = cfg.sinks.into_iter().next().unwrap();
+    let Some(SinkConfig::Mqtt(m)) = cfg.sinks.into_iter().next() else { panic!("an MQTT sink") };
     m
 }
 

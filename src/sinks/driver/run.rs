@@ -281,7 +281,10 @@ impl<S: Sink> Driver<S> {
         self.emit(
             "sink.refused",
             Severity::Error,
-            format!("{} refused {n} record(s) (first: seq {}: {}); quarantined, the rest was stored", self.set.target, first.seq, first.reason),
+            format!(
+                "{} refused {n} record(s) (first: seq {}: {}); quarantined, the rest was stored",
+                self.set.target, first.seq, first.reason
+            ),
             serde_json::json!({"records": n, "seqs": seqs, "first_seq": first.seq, "reason": first.reason}),
         );
         if let Some(e) = &self.events {

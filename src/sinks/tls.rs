@@ -1,0 +1,147 @@
+//! TLS settings shared by the cloud sinks (HTTPS, PostgreSQL, NATS): the CA
+//! to trust and an optional client certificate, read from PEM files named by
+//! the config, and the rustls client configuration built from them (the
+//! `ring` provider only: with `aws-lc-rs` also in the graph rustls panics at
+//! run time, see GUIDE §4). Also the form of a URL that may be logged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use toml::Spanned;
+
+use crate::diag::Diag;
+
+/// PEM files of a TLS client.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsFiles {
+    /// CA certificates (PEM) to trust; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    pub client_key: Option<PathBuf>,
+}
+
+/// Most bytes of a PEM file.
+const PEM_MAX: u64 = 1 << 20;
+
+fn read_pem(p: &Path) -> Result<Vec<u8>, String> {
+    crate::secret::read_capped(p, PEM_MAX)
+}
+
+/// Reads and checks the `ca_file`, `client_cert` and `client_key` keys
+/// (relative to `base`); every problem is recorded under `{key} / …`.
+pub fn parse_files(
+    d: &mut Diag<'_>,
+    key: &str,
+    base: &Path,
+    ca: &Option<Spanned<String>>,
+    cert: &Option<Spanned<String>>,
+    pkey: &Option<Spanned<String>>,
+) -> TlsFiles {
+    let k = |s: &str| format!("{key} / {s}");
+    let mut file = |v: &Option<Spanned<String>>, what: &str, check: &dyn Fn(&[u8]) -> Result<(), String>| -> Option<PathBuf> {
+        let v = v.as_ref()?;
+        let p = base.join(v.get_ref());
+        let p = std::path::absolute(&p).unwrap_or(p);
+        match read_pem(&p).and_then(|b| check(&b)) {
+            Ok(()) => {}
+            Err(e) => d.error(v.span(), &k(what), e),
+        }
+        Some(p)
+    };
+    let certs = |b: &[u8]| match CertificateDer::pem_slice_iter(b).filter_map(Result::ok).count() {
+        0 => Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string()),
+        _ => Ok(()),
+    };
+    let keyf = |b: &[u8]| PrivateKeyDer::from_pem_slice(b).map(|_| ()).map_err(|_| "holds no PEM private key".to_string());
+    let files = TlsFiles {
+        ca_file: file(ca, "ca_file", &certs),
+        client_cert: file(cert, "client_cert", &certs),
+        client_key: file(pkey, "client_key", &keyf),
+    };
+    if files.client_cert.is_some() != files.client_key.is_some() {
+        let span = cert.as_ref().or(pkey.as_ref()).map(|s| s.span()).unwrap_or(0..0);
+        d.error(span, &k("client_cert"), "client_cert and client_key go together: set both or neither");
+    }
+    files
+}
+
+impl TlsFiles {
+    /// True when any file is set.
+    pub fn any(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert.is_some()
+    }
+
+    /// The rustls client configuration: the CA file or the system roots,
+    /// and the client certificate for mutual TLS.
+    pub fn client_config(&self) -> anyhow::Result<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(ca) => {
+                let pem = read_pem(ca).map_err(|e| anyhow::anyhow!("ca_file: {e}"))?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+                    roots.add(cert).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder =
+            rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots);
+        Ok(match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                let pem = read_pem(cert).map_err(|e| anyhow::anyhow!("client_cert: {e}"))?;
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("client_cert {}: {e}", cert.display()))?;
+                let pem = read_pem(key).map_err(|e| anyhow::anyhow!("client_key: {e}"))?;
+                let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| anyhow::anyhow!("client_key {}: {e}", key.display()))?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            _ => builder.with_no_client_auth(),
+        })
+    }
+}
+
+/// A URL as it may be logged: scheme, host, port and path, without user
+/// name, password, query or fragment (tokens often travel in the query).
+pub fn loggable(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return url.split(['?', '#']).next().unwrap_or("").to_string(),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
+}
+
+/// True when `host` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loggable_urls_carry_no_secret() {
+        assert_eq!(loggable("https://user:pw@api.example.com:8443/v1/ingest?token=abc#x"), "https://api.example.com:8443/v1/ingest");
+        assert_eq!(loggable("postgres://relais:secret@db:5432/plant"), "postgres://db:5432/plant");
+        assert_eq!(loggable("nats://a:4222"), "nats://a:4222");
+        assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && is_loopback("localhost") && !is_loopback("10.0.0.1"));
+    }
+}
