@@ -41,6 +41,7 @@ fn main() {
             for _ in 0..clients {
                 let (body, url, done) = (body.clone(), url.clone(), done.clone());
                 tasks.push(tokio::spawn(async move {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
                     let http = reqwest::Client::new();
                     while Instant::now() < stop {
                         let r = http.post(&url).header("content-type", "application/x-ndjson").body(body.as_str().to_string()).send().await;

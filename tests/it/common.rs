@@ -290,6 +290,15 @@ pub fn sample(meta: &Arc<TagMeta>, v: f64) -> Sample {
     Sample::good(meta.clone(), Value::F64(v), Timestamp::now())
 }
 
+/// An HTTP client for tests. reqwest is built with rustls and no crypto
+/// provider of its own (the project uses `ring` only, GUIDE §4), so the ring
+/// provider is installed as the process default first; a bare
+/// `reqwest::Client::new()` would panic.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Polls `f` every 20 ms until true or `t` passes.
 pub async fn eventually(t: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + t;

@@ -227,7 +227,7 @@ async fn http_ingest_answers_after_commit_and_lists_bad_records() {
     );
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
     let url = format!("http://127.0.0.1:{port}/ingest/lab");
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let post = |ct: &'static str, b: String| http.post(&url).header("content-type", ct).bearer_auth("s3cret").body(b).send();
     // Good CSV: 200 once committed.
     let r = post("text/csv", "ts,a,b\n2026-01-05T10:00:00Z,1,2\n2026-01-05T10:00:01Z,3,4\n".into()).await.unwrap();
@@ -285,7 +285,7 @@ async fn http_ingest_times_out_a_slow_body() {
     assert!(answer.contains("body_timeout (500ms)"), "{answer}");
     assert!(t0.elapsed() < Duration::from_secs(3));
     // The slot is free again (max_concurrent = 1).
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let r = http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body("{\"a\":1}").send().await.unwrap();
     assert_eq!(r.status(), 200);
     // A chunked body (no Content-Length) above max_body: 413.
@@ -314,7 +314,7 @@ async fn http_ingest_rate_limit() {
         "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nmax_requests_per_second = 2\nformat = \"jsonl\"\n"
     );
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let mut codes = Vec::new();
     for i in 0..6 {
         let r = http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body(format!("{{\"a\":{i}}}")).send().await.unwrap();
@@ -590,7 +590,7 @@ async fn http_json_strings_in_numeric_fields_are_values_or_errors() {
         "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nformat = \"json\"\ndecimal = \",\"\n"
     );
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let post = |b: &'static str| http.post(format!("http://127.0.0.1:{port}/ingest/lab")).body(b).send();
     let r = post(r#"{"temp": 21, "status": "OK"}"#).await.unwrap();
     assert_eq!(r.status(), 200);
