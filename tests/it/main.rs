@@ -28,6 +28,8 @@ mod opcua;
 mod opcua_interop;
 mod parse;
 mod planner;
+mod postgres;
+mod postgres_faults;
 mod records;
 mod secrets;
 mod watch;
