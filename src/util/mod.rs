@@ -1,6 +1,7 @@
 //! Small runtime helpers every component uses, written once: reconnect
-//! backoff with jitter ([`backoff`]), rate-limited log lines ([`ratelimit`])
-//! and the panic-restart supervisor of long-running tasks ([`supervise`]).
+//! backoff with jitter ([`backoff`]), rate-limited log lines ([`ratelimit`]),
+//! the panic-restart supervisor of long-running tasks ([`supervise`]) and
+//! credentials out of URLs and error texts ([`redact`]).
 //!
 //! Layer: above `model`/`units`, below everything else; nothing here knows a
 //! component.
@@ -8,6 +9,7 @@
 pub mod backoff;
 pub mod exit;
 pub mod ratelimit;
+pub mod redact;
 pub mod supervise;
 
 pub use backoff::{Backoff, exponential, jitter};
