@@ -16,6 +16,7 @@ mod detect;
 mod exit_codes;
 mod files;
 mod fuzz;
+mod hostile;
 mod http_sink;
 mod ingest;
 mod layering;
