@@ -37,6 +37,8 @@ pub struct Mosquitto {
     dir: tempfile::TempDir,
     child: Option<Child>,
     persistence: bool,
+    /// Extra lines of mosquitto.conf.
+    extra: String,
 }
 
 impl Mosquitto {
@@ -56,8 +58,17 @@ impl Mosquitto {
             eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
             return None;
         };
-        let mut m = Mosquitto { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), child: None, persistence };
+        let mut m = Mosquitto { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), child: None, persistence, extra: String::new() };
         m.spawn();
+        Some(m)
+    }
+
+    /// A persistent broker with extra lines in its mosquitto.conf
+    /// (`queue_qos0_messages true` for Sparkplug's QoS 0 births).
+    pub fn start_conf(extra: &str) -> Option<Mosquitto> {
+        let mut m = Mosquitto::start_with(true)?;
+        m.extra = extra.to_string();
+        m.restart();
         Some(m)
     }
 
@@ -70,10 +81,11 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence {}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_inflight_messages 0\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence {}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_inflight_messages 0\n{}\n",
                 self.port,
                 self.persistence,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.extra
             ),
         )
         .unwrap();

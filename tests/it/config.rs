@@ -281,9 +281,6 @@ fn shipped_configs_are_valid() {
         "src/sinks/mqtt/sample.toml",
         "src/sources/file/sample.toml",
         "src/sources/mqtt_in/sample.toml",
-        "src/sinks/http/sample.toml",
-        "src/sinks/postgres/sample.toml",
-        "config/sink-postgres.toml",
     ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
         if let Err(e) = Config::load(&p) {
@@ -532,4 +529,27 @@ fn quickstart_tp_configs_load() {
     assert_eq!((d.transport.protocol(), d.unit_id, d.tags.len()), ("modbus-rtu", 7, 2));
     assert!(tp.join("pompe.csv").is_file() && tp.join("pompe-suite.csv").is_file() && tp.join("depot").is_dir());
     relais::sim::config::SimConfig::load(&tp.join("rtu-sim.toml")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn sparkplug_keys_are_checked() {
+    // group_id is required, and located at the sink.
+    let t = with("format = \"json\"", "format = \"sparkplug\"").replace("topic = \"icam/line5/{device}/{tag}\"\n", "");
+    assert_one(&t, "name = \"plant-broker\"", "group_id", "needs group_id");
+    // Topic keys, retain and bad IDs are refused with the format.
+    let t2 = with("format = \"json\"", "format = \"sparkplug\"\ngroup_id = \"lyon\"");
+    assert_one(&t2, "topic = \"icam", "topic", "spBv1.0");
+    let t3 = t.replace("format = \"sparkplug\"", "format = \"sparkplug\"\ngroup_id = \"ly/on\"\nretain = true");
+    assert_one(&t3, "group_id = \"ly/on\"", "group_id", "'/'");
+    assert_one(&t3, "name = \"plant-broker\"", "retain", "never retained");
+    // Sparkplug keys without the format.
+    let t4 = with("format = \"json\"", "format = \"json\"\nedge_node_id = \"e1\"");
+    assert_one(&t4, "edge_node_id", "edge_node_id", "format = \"sparkplug\"");
+    // A good one: the NDEATH topic is the sink's status topic, edge_node_id defaults to the gateway id.
+    let good = t.replace("format = \"sparkplug\"", "format = \"sparkplug\"\ngroup_id = \"lyon\"");
+    let cfg = Config::parse(&good, "test.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let Some(SinkConfig::Mqtt(m)) = cfg.sinks.into_iter().next() else { panic!("an MQTT sink") };
+    let sp = m.sparkplug.expect("sparkplug keys");
+    assert_eq!((sp.group_id.as_str(), sp.edge_node_id.as_str()), ("lyon", "line5-edge01"));
+    assert_eq!(m.status_topic, format!("spBv1.0/lyon/NDEATH/{}", sp.edge_node_id));
 }

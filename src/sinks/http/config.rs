@@ -9,8 +9,7 @@ use toml::Spanned;
 use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
-use crate::util::redact;
+use crate::sinks::tls::{TlsFiles, is_loopback, loggable, parse_files};
 
 /// Body layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +55,7 @@ pub struct HttpSinkConfig {
 impl HttpSinkConfig {
     /// The endpoint as it may be logged (no credentials, no query).
     pub fn target(&self) -> String {
-        redact::url(self.url.as_str())
+        loggable(self.url.as_str())
     }
 }
 
@@ -119,7 +118,7 @@ fn parse_url(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<reqwest
     let url = match reqwest::Url::parse(v.get_ref()) {
         Ok(u) => u,
         Err(e) => {
-            d.error(v.span(), key, format!("{:?} is not a URL: {e}", redact::url(v.get_ref())));
+            d.error(v.span(), key, format!("{:?} is not a URL: {e}", loggable(v.get_ref())));
             return None;
         }
     };

@@ -7,6 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{Format, MqttSinkConfig};
 use super::sink::MqttSink;
+use super::sparkplug::sink::SparkplugSink;
 use crate::component::{Claim, Component, Ctx, DescribeCx, Kind, ParseCx, Resource};
 use crate::diag::{Diag, Item};
 
@@ -21,12 +22,22 @@ impl Kind for Mqtt {
         super::config::parse_sink(item, d, cx.key, cx.gateway, cx.base)
     }
 
-    /// One driver task per sink, from its cursor.
+    /// One driver task per sink, from its cursor (a Sparkplug edge node for
+    /// `format = "sparkplug"`, its `bdSeq` in the data folder).
     async fn spawn(items: Vec<MqttSinkConfig>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let mut tasks = Vec::new();
         for m in items {
             let cursor = ctx.buffer.cursor(&m.name).ok_or_else(|| anyhow::anyhow!("sink {:?} has no cursor in the buffer", m.name))?;
             let stats = ctx.telemetry.sink(&m.name);
+            if m.format == Format::Sparkplug {
+                let sink = SparkplugSink::new(m, ctx.gateway, ctx.data_dir, ctx.buffer.reader()?, cursor, ctx.buffer.committed(), stats)?;
+                let sink = match &ctx.events {
+                    Some(e) => sink.with_events(e.clone()),
+                    None => sink,
+                };
+                tasks.push(tokio::spawn(sink.run(ctx.stop.clone(), ctx.grace)));
+                continue;
+            }
             let sink = MqttSink::new(m, ctx.gateway, ctx.buffer.reader()?, cursor, ctx.buffer.committed(), stats);
             let sink = match &ctx.events {
                 Some(e) => sink.with_events(e.clone()),
@@ -55,6 +66,10 @@ impl Component for MqttSinkConfig {
             let topic = match m.format {
                 Format::Json => m.topic.render(cx.gateway, device, tag),
                 Format::JsonBatch => m.batch_topic.render(cx.gateway, device, ""),
+                Format::Sparkplug => match &m.sparkplug {
+                    Some(sp) => format!("spBv1.0/{}/DDATA/{}/{device} metric {tag}", sp.group_id, sp.edge_node_id),
+                    None => String::new(),
+                },
             };
             let _ = writeln!(s, "  {device}/{tag} -> {topic}");
         }

@@ -18,6 +18,8 @@ pub enum Format {
     Json,
     /// One message per device per read batch, on the batch topic.
     JsonBatch,
+    /// Sparkplug B (protobuf, `spBv1.0/...` topics): see [`super::sparkplug`].
+    Sparkplug,
 }
 
 /// A validated MQTT sink.
@@ -56,6 +58,8 @@ pub struct MqttSinkConfig {
     /// `payload_too_large` sample. Many brokers and clouds limit messages
     /// (AWS IoT: 128 KiB).
     pub max_message_bytes: usize,
+    /// Group and edge node IDs (`format = "sparkplug"` only).
+    pub sparkplug: Option<super::sparkplug::config::SparkplugConfig>,
 }
 
 /// Keys of an MQTT `[[sink]]` besides the connection keys ([`CONN_KEYS`]).
@@ -74,6 +78,8 @@ pub const SINK_KEYS: &[&str] = &[
     "backlog_threshold",
     "ack_timeout",
     "max_message_bytes",
+    "group_id",
+    "edge_node_id",
 ];
 
 #[derive(Deserialize)]
@@ -91,6 +97,8 @@ struct RawSink {
     backlog_threshold: Option<Spanned<i64>>,
     ack_timeout: Option<Spanned<String>>,
     max_message_bytes: Option<Spanned<toml::Value>>,
+    group_id: Option<Spanned<String>>,
+    edge_node_id: Option<Spanned<String>>,
 }
 
 /// Parses one `[[sink]]` item with `type = "mqtt"`. `gateway` is the gateway
@@ -130,8 +138,9 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
             Format::Json
         }
         Some(("json-batch", _)) => Format::JsonBatch,
+        Some(("sparkplug", _)) => Format::Sparkplug,
         Some((other, span)) => {
-            diag.error(span, &k("format"), format!("unknown format {other:?}; expected \"json\" or \"json-batch\""));
+            diag.error(span, &k("format"), format!("unknown format {other:?}; expected \"json\", \"json-batch\" or \"sparkplug\""));
             Format::Json
         }
     };
@@ -237,10 +246,12 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
             }
         }
     };
+    let (sparkplug, status_topic) = sparkplug_keys(&raw, diag, &key, gateway, status_topic);
     if diag.error_count() > before {
         return None;
     }
     Some(MqttSinkConfig {
+        sparkplug,
         ack_timeout,
         max_message_bytes,
         name,
@@ -258,11 +269,56 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
     })
 }
 
+/// With `format = "sparkplug"`: the group and edge node IDs, and the NDEATH
+/// topic in place of the status topic (the node's own "offline"); `retain`
+/// must stay false (Sparkplug 3.0 §4.2). Otherwise the Sparkplug keys are refused.
+fn sparkplug_keys(
+    raw: &RawSink,
+    diag: &mut Diag<'_>,
+    key: &str,
+    gateway: &str,
+    status_topic: Option<String>,
+) -> (Option<super::sparkplug::config::SparkplugConfig>, Option<String>) {
+    let is_sp = raw.format.as_ref().is_some_and(|f| f.get_ref() == "sparkplug");
+    if !is_sp {
+        for (v, name) in [(&raw.group_id, "group_id"), (&raw.edge_node_id, "edge_node_id")] {
+            if let Some(v) = v {
+                diag.error(
+                    v.span(),
+                    &format!("{key} / {name}"),
+                    format!("{name} is a Sparkplug key; set format = \"sparkplug\" or remove it"),
+                );
+            }
+        }
+        return (None, status_topic);
+    }
+    if raw.retain == Some(true) {
+        diag.error(
+            raw.name.span(),
+            &format!("{key} / retain"),
+            "Sparkplug messages are never retained (Sparkplug 3.0 §4.2); remove retain",
+        );
+    }
+    for (v, name) in [(&raw.topic, "topic"), (&raw.batch_topic, "batch_topic"), (&raw.status_topic, "status_topic")] {
+        if let Some(v) = v {
+            diag.error(
+                v.span(),
+                &format!("{key} / {name}"),
+                format!("format = \"sparkplug\" uses the spBv1.0/<group_id>/... topics; remove {name}"),
+            );
+        }
+    }
+    let sp = super::sparkplug::config::parse(raw.group_id.as_ref(), raw.edge_node_id.as_ref(), diag, key, gateway, raw.name.span());
+    let status = sp.as_ref().map(|c| format!("spBv1.0/{}/NDEATH/{}", c.group_id, c.edge_node_id));
+    (sp, status.or(status_topic))
+}
+
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Format::Json => "json",
             Format::JsonBatch => "json-batch",
+            Format::Sparkplug => "sparkplug",
         })
     }
 }

@@ -69,7 +69,7 @@ pub struct MqttEncoder {
 /// value or reason from data) cannot be published as is, and must never
 /// block the samples behind it: it is sent as a bad sample that says so,
 /// keeping the start of its reason.
-fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
+pub(crate) fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
     let mut r = s.clone();
     let mut head: String = s.reason.as_deref().unwrap_or("").chars().take(200).collect();
     if !head.is_empty() {
@@ -132,7 +132,8 @@ impl MqttEncoder {
                     out.push(out_msg(topic, payload, 1));
                 }
             }
-            Format::JsonBatch => {
+            // Sparkplug sinks have their own encoder (super::sparkplug).
+            Format::JsonBatch | Format::Sparkplug => {
                 let mut order: Vec<(&str, Vec<&Sample>)> = Vec::new();
                 let mut index: HashMap<&str, usize> = HashMap::new();
                 for s in rows {

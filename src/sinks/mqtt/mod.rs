@@ -7,6 +7,7 @@
 //! - [`encoder`]: records → topics and payloads (pure).
 //! - [`session`]: one MQTT connection: client, event loop task, TLS.
 //! - [`sink`]: MQTT's side of the shared [`crate::sinks::driver`].
+//! - [`sparkplug`]: Sparkplug B output (`format = "sparkplug"`).
 
 pub mod component;
 pub mod config;
@@ -14,4 +15,5 @@ pub mod encode;
 pub mod encoder;
 pub mod session;
 pub mod sink;
+pub mod sparkplug;
 pub mod topic;

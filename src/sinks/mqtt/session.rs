@@ -54,7 +54,11 @@ pub fn options(cfg: &MqttSinkConfig, gateway: &str) -> anyhow::Result<MqttOption
 
 /// Starts a session: the client and its event-loop task.
 pub fn start(cfg: &MqttSinkConfig, gateway: &str) -> anyhow::Result<Session> {
-    let opts = options(cfg, gateway)?;
+    Ok(spawn(options(cfg, gateway)?))
+}
+
+/// Starts a session with these options (a Sparkplug sink's own Will).
+pub fn spawn(opts: MqttOptions) -> Session {
     let cap = opts.request_channel_capacity();
     let (client, mut el) = AsyncClient::new(opts, cap);
     el.network_options.set_connection_timeout(5);
@@ -75,7 +79,7 @@ pub fn start(cfg: &MqttSinkConfig, gateway: &str) -> anyhow::Result<Session> {
             }
         }
     });
-    Ok(Session { client, events, task })
+    Session { client, events, task }
 }
 
 /// Waits for `d`, or less if `cancel` fires.

@@ -79,7 +79,8 @@ pub struct MqttConn {
 }
 
 impl Mqtt {
-    async fn connack(s: &mut Session) -> Result<(), String> {
+    /// Waits up to 15 s for the CONNACK of a new session; the error says why not.
+    pub(crate) async fn connack(s: &mut Session) -> Result<(), String> {
         let wait = async {
             loop {
                 match s.events.recv().await {

@@ -2,5 +2,4 @@
 
 pub mod component;
 pub mod config;
-pub mod listen;
 pub mod server;
