@@ -74,6 +74,8 @@ impl<'a> Diag<'a> {
             Some(r) => line_col(self.src, r.start),
             None => (0, 0),
         };
+        // A message may quote a value: a URL in it never shows its credentials.
+        let message = crate::util::redact::text(&message);
         ConfigError { file: self.file.clone(), line, col, key: key.to_string(), message }
     }
 

@@ -34,26 +34,30 @@ impl std::fmt::Display for BrokerUrl {
 
 impl BrokerUrl {
     /// Parses `mqtt://`, `tcp://`, `mqtts://` or `ssl://` URLs; no path, no credentials.
+    ///
+    /// Errors quote the URL without its user information or query
+    /// ([`crate::util::redact::text`]): a password written there is never echoed.
     pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let shown = crate::util::redact::text(url);
         let (scheme, rest) =
-            url.split_once("://").ok_or_else(|| format!("broker url {url:?} needs a scheme: mqtt://host:port or mqtts://host:port"))?;
+            url.split_once("://").ok_or_else(|| format!("broker url {shown:?} needs a scheme: mqtt://host:port or mqtts://host:port"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" | "tls" => true,
-            _ => return Err(format!("unknown scheme {scheme:?} in {url:?}; use mqtt:// or mqtts://")),
+            _ => return Err(format!("unknown scheme {scheme:?} in {shown:?}; use mqtt:// or mqtts://")),
         };
         let rest = rest.trim_end_matches('/');
         if rest.contains('@') {
             return Err(format!(
-                "broker url {url:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"
+                "broker url {shown:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"
             ));
         }
         if rest.contains('/') || rest.contains('?') {
-            return Err(format!("broker url {url:?} may not have a path or query"));
+            return Err(format!("broker url {shown:?} may not have a path or query"));
         }
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, p) = v6.split_once(']').ok_or_else(|| format!("bad IPv6 address in {url:?}"))?;
+            let (h, p) = v6.split_once(']').ok_or_else(|| format!("bad IPv6 address in {shown:?}"))?;
             (h.to_string(), p.strip_prefix(':').map(str::to_string))
         } else {
             match rest.rsplit_once(':') {
@@ -62,11 +66,11 @@ impl BrokerUrl {
             }
         };
         if host.is_empty() {
-            return Err(format!("broker url {url:?} has no host"));
+            return Err(format!("broker url {shown:?} has no host"));
         }
         let port = match port {
             None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("bad port {p:?} in {url:?}"))?,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("bad port {p:?} in {shown:?}"))?,
         };
         Ok(BrokerUrl { tls, host, port })
     }

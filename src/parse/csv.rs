@@ -178,12 +178,12 @@ fn classify_columns(
             return true;
         }
         if kind == Some(FieldKind::Text) || super::number::is_text(cell, decimal) {
-            mapper.fields.set(&meta.tag, FieldKind::Text);
+            mapper.fields.set(&mapper.source, &meta.tag, FieldKind::Text);
             note_text_field(&mapper.source, "column", &header[*i], cell, &format!(" in line {line}"));
             return false;
         }
         if parse_number(cell, decimal).is_ok() {
-            mapper.fields.set(&meta.tag, FieldKind::Numeric);
+            mapper.fields.set(&mapper.source, &meta.tag, FieldKind::Numeric);
         }
         true
     });

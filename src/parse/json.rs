@@ -137,7 +137,7 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
     let fields = &mapper.fields;
     match x {
         J::Number(_) | J::Bool(_) => {
-            fields.set(name, FieldKind::Numeric);
+            fields.set(&mapper.source, name, FieldKind::Numeric);
             true
         }
         J::String(s) if s.starts_with(NONFINITE) => true,
@@ -145,7 +145,7 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
             let numeric = configured || fields.kind(name) == Some(FieldKind::Numeric);
             match parse_number(s, decimal) {
                 Ok(_) => {
-                    fields.set(name, FieldKind::Numeric);
+                    fields.set(&mapper.source, name, FieldKind::Numeric);
                     true
                 }
                 // "nan": a measurement without a value.
@@ -153,7 +153,7 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
                 Err(NumError::Empty) => numeric,
                 Err(NumError::Invalid(_)) if numeric => true,
                 Err(NumError::Invalid(_)) if super::number::is_text(s, decimal) => {
-                    fields.set(name, FieldKind::Text);
+                    fields.set(&mapper.source, name, FieldKind::Text);
                     note_text_field(&mapper.source, "field", name, s, "");
                     false
                 }

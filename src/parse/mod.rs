@@ -16,25 +16,31 @@
 //! *numeric* once it has held a number (or when a `[[source.tag]]` names
 //! it), and *text* when its first value is text (see
 //! [`number::is_text`]): `operator = Anna`, `"estado": "OK"`. A text field is
-//! not a tag: it is skipped, with one INFO log per source and field. Text in
+//! not a tag: it is skipped, with one INFO log per source and field (the
+//! first 100 such lines, then at most one a minute with the count of those
+//! left out; the name escaped, see [`crate::util::escape`]). Text in
 //! a numeric field is an unreadable value: the record is rejected (strict
 //! policy) or the value becomes a bad sample `parse_error` (lenient). A CSV
 //! column is classified by its value in the first data row; a JSON field by
 //! the first value seen. What was learnt is kept in [`Fields`]: per file for
 //! imports and watch folders, for the life of the source for `tail`, `http`
-//! and `mqtt-in`.
+//! and `mqtt-in`, at most [`MAX_FIELDS`] names per source: names beyond are
+//! not remembered (counted, and logged at most once a minute), so data with
+//! ever new keys cannot grow memory without bound.
 
 pub mod csv;
+mod fields;
 mod input;
 pub mod json;
 pub mod number;
 pub mod spec;
 pub mod timestamp;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::model::{Quality, Sample, TagMeta, Timestamp, Value};
+pub use fields::{FieldKind, Fields, MAX_FIELDS, note_text_field, text_fields_noted};
 pub use input::parse_input;
 pub use spec::{ParseSpec, Policy, TagRule};
 
@@ -53,57 +59,6 @@ pub fn clip(s: &str) -> String {
 
 /// The outcome of one record.
 pub type Record = Result<Vec<Sample>, Quarantined>;
-
-/// What a field (CSV column, JSON field) was found to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
-    /// Measurements: text in it is an unreadable value.
-    Numeric,
-    /// Text: not a tag, skipped.
-    Text,
-}
-
-/// The kinds of a source's fields learnt so far (see the module docs).
-#[derive(Debug, Default)]
-pub struct Fields {
-    kinds: Mutex<HashMap<String, FieldKind>>,
-}
-
-impl Fields {
-    /// The kind of `name`, if known.
-    pub fn kind(&self, name: &str) -> Option<FieldKind> {
-        self.kinds.lock().ok()?.get(name).copied()
-    }
-
-    /// Records the kind of `name`.
-    pub fn set(&self, name: &str, kind: FieldKind) {
-        if let Ok(mut k) = self.kinds.lock()
-            && k.get(name) != Some(&kind)
-        {
-            k.insert(name.to_string(), kind);
-        }
-    }
-}
-
-/// Logs once per process, source and field that a text field is skipped;
-/// `what` is `column` or `field`, `value` its text, `place` where it was seen.
-pub fn note_text_field(source: &str, what: &str, field: &str, value: &str, place: &str) {
-    static SEEN: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
-    let Ok(mut seen) = SEEN.lock() else { return };
-    if seen.get_or_insert_with(HashSet::new).insert((source.to_string(), field.to_string())) {
-        tracing::info!(
-            source = %source, field = %field,
-            "{what} {field:?} holds text ({:?}{place}): not ingested as a tag. To silence this, add it to skip_columns (CSV), \
-             or list the fields to ingest with [[source.tag]] and select = \"listed\"; to ingest it, name it in a [[source.tag]] \
-             (its text values are then errors)",
-            clip_example(value)
-        );
-    }
-}
-
-fn clip_example(s: &str) -> &str {
-    &s[..s.floor_char_boundary(40)]
-}
 
 /// Builds samples for one source: names, units, scaling, and one shared
 /// `TagMeta` per (device, tag).

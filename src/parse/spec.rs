@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::timestamp::{Ambiguous, EpochUnit, TsFormat, TsSpec, icu_to_strftime};
+use super::timestamp::{Ambiguous, EpochUnit, TsFormat, TsSpec, check_strftime, icu_to_strftime};
 use crate::diag::Diag;
 
 /// Input format.
@@ -242,23 +242,14 @@ impl RawParse {
                 "rfc3339" | "iso8601" => TsFormat::Rfc3339,
                 "epoch" => TsFormat::Epoch,
                 other => {
-                    let sf = match icu_to_strftime(other) {
-                        Ok(sf) => sf,
+                    // The parser's own rules, on a known instant (offsets included).
+                    match icu_to_strftime(other).and_then(|sf| check_strftime(&sf).map(|()| sf)) {
+                        Ok(sf) => TsFormat::Strftime(sf),
                         Err(e) => {
                             d.error(f.span(), &k("timestamp_format"), e);
-                            other.to_string()
-                        }
-                    };
-                    // Check the format once on a known instant.
-                    let probe = chrono::NaiveDate::from_ymd_opt(2021, 9, 14).and_then(|x| x.and_hms_micro_opt(6, 32, 7, 507_569));
-                    if let Some(p) = probe {
-                        use std::fmt::Write;
-                        let mut out = String::new();
-                        if write!(out, "{}", p.format(&sf)).is_err() {
-                            d.error(f.span(), &k("timestamp_format"), format!("invalid strftime format {other:?}"));
+                            TsFormat::Strftime(other.to_string())
                         }
                     }
-                    TsFormat::Strftime(sf)
                 }
             },
         };
@@ -315,7 +306,7 @@ impl RawParse {
         // Local times without a zone are rejected record by record: say so at load.
         let has_ts = self.timestamp_column.is_some() || self.timestamp_path.is_some();
         let offset_in_format = match &ts_format {
-            TsFormat::Strftime(f) => f.contains("%z") || f.contains("%:z") || f.contains("%#z") || f.contains("%+"),
+            TsFormat::Strftime(f) => ["%z", "%:z", "%#z", "%+", "%s"].iter().any(|o| f.contains(o)),
             TsFormat::Rfc3339 | TsFormat::Epoch => true,
             TsFormat::Auto => false,
         };

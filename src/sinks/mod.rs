@@ -4,6 +4,7 @@
 pub mod driver;
 pub mod http;
 pub mod mqtt;
+pub mod postgres;
 pub mod record_json;
 pub mod tls;
 
@@ -17,6 +18,8 @@ crate::component::family! {
         Mqtt(mqtt::component::Mqtt),
         /// `type = "http"`.
         Http(http::component::Http),
+        /// `type = "postgres"`.
+        Postgres(postgres::component::Postgres),
     }
 }
 
@@ -28,7 +31,7 @@ impl SinkConfig {
 }
 
 /// Types a `[[sink]]` may name.
-pub const SINK_TYPES: &str = "mqtt, http";
+pub const SINK_TYPES: &str = "mqtt, http, postgres";
 
 /// Parses one `[[sink]]` item by its `type`.
 pub fn parse_sink(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<SinkConfig> {

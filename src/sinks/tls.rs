@@ -2,7 +2,8 @@
 //! to trust and an optional client certificate, read from PEM files named by
 //! the config, and the rustls client configuration built from them (the
 //! `ring` provider only: with `aws-lc-rs` also in the graph rustls panics at
-//! run time, see GUIDE §4). Also the form of a URL that may be logged.
+//! run time, see GUIDE §4).
+//! (The form of a URL that may be logged is `util::redact::url`.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,22 +112,6 @@ impl TlsFiles {
     }
 }
 
-/// A URL as it may be logged: scheme, host, port and path, without user
-/// name, password, query or fragment (tokens often travel in the query).
-pub fn loggable(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (s, r),
-        None => return url.split(['?', '#']).next().unwrap_or("").to_string(),
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}{path}")
-}
-
 /// True when `host` names this machine (`localhost`, 127.0.0.0/8, `::1`).
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -138,10 +123,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loggable_urls_carry_no_secret() {
-        assert_eq!(loggable("https://user:pw@api.example.com:8443/v1/ingest?token=abc#x"), "https://api.example.com:8443/v1/ingest");
-        assert_eq!(loggable("postgres://relais:secret@db:5432/plant"), "postgres://db:5432/plant");
-        assert_eq!(loggable("nats://a:4222"), "nats://a:4222");
+    fn loopback_hosts() {
         assert!(is_loopback("127.0.0.1") && is_loopback("[::1]") && is_loopback("localhost") && !is_loopback("10.0.0.1"));
     }
 }

@@ -78,10 +78,10 @@ pub struct SinkStats {
 }
 
 impl SinkStats {
-    /// Records a connection error.
+    /// Records a connection error (credentials in URLs masked: it is shown in the status).
     pub fn set_error(&self, e: impl Into<String>) {
         if let Ok(mut g) = self.last_error.lock() {
-            *g = Some(e.into());
+            *g = Some(crate::util::redact::text(&e.into()));
         }
     }
 

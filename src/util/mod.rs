@@ -1,13 +1,17 @@
 //! Small runtime helpers every component uses, written once: reconnect
-//! backoff with jitter ([`backoff`]), rate-limited log lines ([`ratelimit`])
-//! and the panic-restart supervisor of long-running tasks ([`supervise`]).
+//! backoff with jitter ([`backoff`]), rate-limited log lines ([`ratelimit`]),
+//! the panic-restart supervisor of long-running tasks ([`supervise`]) and
+//! credentials out of URLs and error texts ([`redact`]), names from data
+//! made safe for a log line ([`escape`]).
 //!
 //! Layer: above `model`/`units`, below everything else; nothing here knows a
 //! component.
 
 pub mod backoff;
+pub mod escape;
 pub mod exit;
 pub mod ratelimit;
+pub mod redact;
 pub mod supervise;
 
 pub use backoff::{Backoff, exponential, jitter};

@@ -281,6 +281,9 @@ fn shipped_configs_are_valid() {
         "src/sinks/mqtt/sample.toml",
         "src/sources/file/sample.toml",
         "src/sources/mqtt_in/sample.toml",
+        "src/sinks/http/sample.toml",
+        "src/sinks/postgres/sample.toml",
+        "config/sink-postgres.toml",
     ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
         if let Err(e) = Config::load(&p) {

@@ -240,3 +240,33 @@ async fn influx_lines_and_a_401_is_retried_not_quarantined() {
     assert!(chain.quarantine().is_empty(), "a 401 is about the endpoint, not the data");
     chain.stop().await;
 }
+
+/// Issue 9 item 14: reqwest names the whole URL in its errors, query
+/// included, so a token in the endpoint's query reached the log, the status
+/// line and the `sink.disconnected` event. A server that accepts and closes
+/// every connection: the error says what failed, never the token.
+#[tokio::test]
+async fn a_failing_post_never_shows_a_token_from_the_url() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepts = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else { return };
+            drop(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sink_config(
+        &format!("name = \"cloud\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/ingest?token=s3cret-q\"\nreconnect_max = \"1s\""),
+        dir.path(),
+    );
+    let mut chain = Chain::new("cloud", BufferConfig::default());
+    spawn(&mut chain, cfg);
+    chain.push_n(&TagMeta::new("pump", "flow", None), 0, 3, Duration::ZERO).await;
+    let stats = chain.stats.clone();
+    assert!(eventually(Duration::from_secs(20), || stats.error().is_some_and(|e| e.contains("POST"))).await, "{:?}", stats.error());
+    let e = stats.error().unwrap();
+    assert!(e.contains("http://127.0.0.1") && !e.contains("s3cret-q"), "{e}");
+    chain.stop().await;
+    accepts.abort();
+}

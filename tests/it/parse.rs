@@ -363,3 +363,43 @@ fn an_array_where_numbers_came_before_is_an_error_not_silence() {
     assert_eq!(a.quality, Quality::Bad);
     assert_eq!(val(&ok[1], "b").value, Value::I64(3));
 }
+
+/// Issue 9 item 17: timestamp formats with a UTC offset (`…ssZ`, `…ssXXX`,
+/// `%z`, `%:z`, `%#z`) were refused at load ("invalid strftime format")
+/// though documented. Each loads in a file source and in an HTTP source, and
+/// reads real CSV and JSON lines to the right instant; `auto` reads `+0100`.
+#[test]
+fn offset_formats_load_in_file_and_http_sources_and_read_real_lines() {
+    let cases = [
+        ("yyyy-MM-dd'T'HH:mm:ssZ", "2026-01-05T11:00:00+0100"),
+        ("yyyy-MM-dd'T'HH:mm:ssXXX", "2026-01-05T11:00:00+01:00"),
+        ("yyyy-MM-dd'T'HH:mm:ssXXX", "2026-01-05T10:00:00Z"),
+        ("yyyy-MM-dd HH:mm:ss.SSSZ", "2026-01-05 05:00:00.000-0500"),
+        ("%Y-%m-%d %H:%M:%S%z", "2026-01-05 11:00:00+0100"),
+        ("%Y-%m-%d %H:%M:%S%:z", "2026-01-05 11:00:00+01:00"),
+        ("%Y-%m-%dT%H:%M:%S%#z", "2026-01-05T11:00:00+01"),
+        ("auto", "2026-01-05T11:00:00+0100"),
+        ("rfc3339", "2026-01-05 11:00:00+0100"),
+    ];
+    for (fmt, text) in cases {
+        // No `timezone`: the offset alone must place the instant.
+        let keys = format!("timestamp_column = \"ts\"\ntimestamp_path = \"ts\"\ntimestamp_format = \"{fmt}\"");
+        let http = format!("[gateway]\nid = \"t\"\n[[source]]\nname = \"h\"\ntype = \"http\"\nallow_anonymous = true\n{keys}\n");
+        let cfg = Config::parse(&http, "h.toml", Path::new(".")).unwrap_or_else(|e| panic!("http source, {fmt}: {e}"));
+        let SourceConfig::Http(h) = cfg.sources.into_iter().next().unwrap() else { unreachable!() };
+        for spec in [spec(&keys), h.common.parse] {
+            let csv = format!("ts,temp\n{text},21.5\n");
+            let (ok, bad) = run(csv.as_bytes(), Format::Csv, &spec);
+            assert!(bad.is_empty(), "{fmt} {text}: {bad:?}");
+            assert_eq!(format_rfc3339(ok[0][0].ts), "2026-01-05T10:00:00Z", "{fmt} {text} (CSV)");
+            let json = format!("{{\"ts\": \"{text}\", \"temp\": 21.5}}\n");
+            let (ok, bad) = run(json.as_bytes(), Format::JsonLines, &spec);
+            assert!(bad.is_empty(), "{fmt} {text}: {bad:?}");
+            assert_eq!(format_rfc3339(ok[0][0].ts), "2026-01-05T10:00:00Z", "{fmt} {text} (JSON)");
+        }
+    }
+    // What the parser cannot read is still refused at load, naming the key.
+    let text = "[gateway]\nid = \"t\"\n[[source]]\nname = \"src\"\ntype = \"file\"\ntimestamp_format = \"%Y-%m-%d %Q\"\n";
+    let e = Config::parse(text, "src.toml", Path::new(".")).unwrap_err().to_string();
+    assert!(e.contains("src.toml:6") && e.contains("timestamp_format") && e.contains("invalid strftime format"), "{e}");
+}

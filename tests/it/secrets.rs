@@ -76,3 +76,39 @@ fn secret_files_that_never_end_are_refused_at_once() {
         }
     }
 }
+
+/// Issue 9 item 14: a URL with a password was echoed whole in the
+/// configuration error (`broker url "mqtt://user:secret@…" carries
+/// credentials`). `relais check` and `relais run` name the URL without its
+/// user information, for an MQTT sink, an MQTT ingest source, an HTTP sink
+/// and a malformed OPC UA endpoint.
+#[test]
+fn check_and_run_never_echo_a_password_written_in_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = [
+        ("[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://user:s3cret-pw@127.0.0.1:1883\"\n", "mqtt://***@127.0.0.1:1883"),
+        ("[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://user:s3cret-pw@127.0.0.1:1883/x?y\"\n", "mqtt://***@127.0.0.1:1883"),
+        (
+            "[[source]]\nname = \"m\"\ntype = \"mqtt-in\"\nurl = \"mqtts://user:s3cret-pw@broker.example:8883\"\ntopics = [\"a/#\"]\n",
+            "mqtts://***@broker.example:8883",
+        ),
+        ("[[sink]]\nname = \"c\"\ntype = \"http\"\nurl = \"https://user:s3cret-pw@cloud.example/in\"\n", "carries credentials"),
+        ("[[sink]]\nname = \"c\"\ntype = \"http\"\nurl = \"https://user:s3cret-pw@[cloud/in\"\n", "https://[cloud/in"),
+        (
+            "[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://user:s3cret-pw@h:0\"\n[[device.tag]]\nname = \"t\"\nnode_id = \"i=2258\"\n",
+            "opc.tcp://***@h:0",
+        ),
+    ];
+    for (part, shown) in configs {
+        let cfg = dir.path().join("relais.toml");
+        let text = format!("[gateway]\nid = \"g\"\ndata_dir = \"{}\"\n{part}", dir.path().join("data").display());
+        std::fs::write(&cfg, &text).unwrap();
+        let Some((code, out)) = check(&cfg, Duration::from_secs(20)) else { panic!("check hung on {part}") };
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains(shown) && !out.contains("s3cret-pw"), "{part}\n{out}");
+        let run = Command::new(env!("CARGO_BIN_EXE_relais")).args(["run", "--config"]).arg(&cfg).output().unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert_eq!(run.status.code(), Some(2), "{out}");
+        assert!(out.contains(shown) && !out.contains("s3cret-pw"), "{part}\n{out}");
+    }
+}

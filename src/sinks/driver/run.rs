@@ -138,9 +138,11 @@ impl<S: Sink> Driver<S> {
     /// Reports a lost (or failed) connection; returns the wait before the next try.
     fn lost(&self, l: &Lost, lanes: &Lanes, retry: &mut Retry) -> Duration {
         let was_up = self.stats.connected.swap(false, Ordering::Relaxed);
-        self.stats.set_error(l.reason.clone());
+        // A library's error may quote a URL with its credentials.
+        let reason = crate::util::redact::text(&l.reason);
+        self.stats.set_error(reason.clone());
         retry.failures += 1;
-        let (name, target, proto, e) = (&self.set.name, &self.set.target, self.set.protocol, &l.reason);
+        let (name, target, proto, e) = (&self.set.name, &self.set.target, self.set.protocol, &reason);
         if was_up {
             let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
             tracing::warn!(sink = %name, target = %target, error = %e, backlog,

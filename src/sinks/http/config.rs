@@ -9,7 +9,8 @@ use toml::Spanned;
 use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::sinks::tls::{TlsFiles, is_loopback, loggable, parse_files};
+use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
+use crate::util::redact;
 
 /// Body layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub struct HttpSinkConfig {
 impl HttpSinkConfig {
     /// The endpoint as it may be logged (no credentials, no query).
     pub fn target(&self) -> String {
-        loggable(self.url.as_str())
+        redact::url(self.url.as_str())
     }
 }
 
@@ -118,7 +119,7 @@ fn parse_url(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<reqwest
     let url = match reqwest::Url::parse(v.get_ref()) {
         Ok(u) => u,
         Err(e) => {
-            d.error(v.span(), key, format!("{:?} is not a URL: {e}", loggable(v.get_ref())));
+            d.error(v.span(), key, format!("{:?} is not a URL: {e}", redact::url(v.get_ref())));
             return None;
         }
     };

@@ -125,7 +125,8 @@ async fn outcome(token: Token, target: String, body: Body, res: Result<reqwest::
     let r = match res {
         Ok(r) => r,
         Err(e) => {
-            let why = if e.is_timeout() { "no answer within timeout".to_string() } else { format!("{e}") };
+            // reqwest names the whole URL (query included) in its errors: the target says which.
+            let why = if e.is_timeout() { "no answer within timeout".to_string() } else { format!("{}", e.without_url()) };
             return Outcome::Lost(Lost::new(format!("POST to {target}: {why}")));
         }
     };
@@ -134,7 +135,7 @@ async fn outcome(token: Token, target: String, body: Body, res: Result<reqwest::
         return Outcome::Acked(token);
     }
     let wait = r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry_after(v, std::time::SystemTime::now()));
-    let location = r.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(crate::sinks::tls::loggable);
+    let location = r.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(crate::util::redact::url);
     let answer = excerpt(&r.text().await.unwrap_or_default());
     let said = if answer.is_empty() { String::new() } else { format!(": {answer}") };
     match status.as_u16() {

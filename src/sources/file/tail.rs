@@ -35,6 +35,7 @@ use super::ingest::{Batcher, parse_input};
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
+use crate::util::escape::escape;
 
 /// Bytes after the header covered by the head fingerprint.
 pub const HEAD_BYTES: u64 = 256;
@@ -239,10 +240,10 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
         let found = if now.as_deref() == Some(id) {
             Some(cfg.path.clone())
         } else if let Some(old) = find_rotated(&cfg.path, id) {
-            tracing::info!(source = %name, rotated = %old.display(), "reading the rest of the rotated file first");
+            tracing::info!(source = %name, rotated = %escape(&old.to_string_lossy()), "reading the rest of the rotated file first");
             for missed in rotated_meanwhile(&cfg.path, &old) {
-                tracing::warn!(source = %name, file = %missed.display(),
-                    "the file was rotated more than once while relais was stopped: {} is not read, its lines are missing", missed.display());
+                tracing::warn!(source = %name, file = %escape(&missed.to_string_lossy()),
+                    "the file was rotated more than once while relais was stopped: {} is not read, its lines are missing", escape(&missed.to_string_lossy()));
             }
             Some(old)
         } else {
@@ -255,7 +256,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             if let (Some(open), Some(head)) = (cur.as_mut(), head)
                 && !head.matches(&mut open.file)?
             {
-                tracing::warn!(source = %name, file = %path.display(), "the file was rewritten while relais was stopped (its first bytes changed); reading it again from the beginning");
+                tracing::warn!(source = %name, file = %escape(&path.to_string_lossy()), "the file was rewritten while relais was stopped (its first bytes changed); reading it again from the beginning");
                 lines = 0;
                 cur = open_at(&path, None, csv_header)?;
             }
@@ -285,7 +286,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
         let rewritten = len >= open.offset && !open.head.matches(&mut open.file)?;
         if len < open.offset || rewritten {
             let what = if rewritten { "file rewritten (its first bytes changed)" } else { "file truncated" };
-            tracing::warn!(source = %name, file = %open.path.display(), "{what}; reading it again from the beginning");
+            tracing::warn!(source = %name, file = %escape(&open.path.to_string_lossy()), "{what}; reading it again from the beginning");
             let path = open.path.clone();
             cur = open_at(&path, None, csv_header)?;
             pending.clear();

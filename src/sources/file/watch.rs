@@ -41,6 +41,7 @@ use crate::ingest::{Group, Moved};
 use crate::parse::Mapper;
 use crate::parse::spec::Format;
 use crate::sources::SourceCtx;
+use crate::util::escape::escape;
 
 /// How many `settle` periods a file that does not end properly (no final
 /// newline) is waited for before it is read as it is.
@@ -131,7 +132,7 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 let (cfg2, ctx2, stats2) = (cfg.clone(), ctx.clone(), stats.clone());
                 let done = tokio::task::spawn_blocking(move || ingest_and_move(&cfg2, &ctx2, &path, &stats2)).await;
                 if let Ok(Err(e)) = done {
-                    tracing::error!(source = %cfg.common.name, error = %e, "watch folder");
+                    tracing::error!(source = %cfg.common.name, error = %escape(&e.to_string()), "watch folder");
                 }
                 if ctx.stop.is_cancelled() {
                     return;
@@ -186,13 +187,13 @@ fn settled(cfg: &WatchSource, path: &Path, name: &str, entry: &mut Seen) -> bool
     if !ends_properly(path, format) {
         if quiet < cfg.settle * INCOMPLETE_WAIT {
             if !entry.told {
-                tracing::info!(source = %cfg.common.name, file = %name,
+                tracing::info!(source = %cfg.common.name, file = %escape(name),
                     "file settled but its last line is not complete yet; waiting up to {:?} for the rest", cfg.settle * INCOMPLETE_WAIT);
                 entry.told = true;
             }
             return false;
         }
-        tracing::info!(source = %cfg.common.name, file = %name,
+        tracing::info!(source = %cfg.common.name, file = %escape(name),
             "file has no complete last line after {:?} without change; reading it as it is", cfg.settle * INCOMPLETE_WAIT);
     }
     true
@@ -223,7 +224,7 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
             } else {
                 "this content was already imported by an earlier relais version; not ingesting it again (`relais import --force` with relais stopped ingests it again)"
             };
-            tracing::warn!(source = %src.name, file = %name, "{why}; moved to {}", dest.display());
+            tracing::warn!(source = %src.name, file = %escape(&name), "{why}; moved to {}", escape(&dest.to_string_lossy()));
             return Ok(());
         }
     };
@@ -233,7 +234,7 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
     if !report.complete() && !report.file_error {
         // Stopped by the shutdown (or the buffer stopped): the file stays
         // here and the next start resumes after the committed records.
-        tracing::info!(source = %src.name, file = %name, committed_records = skip + report.records,
+        tracing::info!(source = %src.name, file = %escape(&name), committed_records = skip + report.records,
             "ingest stopped by the shutdown; the file stays in the folder and the rest is read at the next start");
         report.count_into(stats, &origin);
         return Ok(());
@@ -255,10 +256,10 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
         }
         let errors = PathBuf::from(format!("{}.errors", dest.display()));
         std::fs::write(&errors, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", errors.display()))?;
-        tracing::info!(source = %src.name, file = %name, accepted = report.samples, quarantined = report.quarantined,
-            "file ingested with rejected records; moved to {}", dest.display());
+        tracing::info!(source = %src.name, file = %escape(&name), accepted = report.samples, quarantined = report.quarantined,
+            "file ingested with rejected records; moved to {}", escape(&dest.to_string_lossy()));
     } else {
-        tracing::info!(source = %src.name, file = %name, records = report.records, accepted = report.samples, "file ingested; moved to {}", dest.display());
+        tracing::info!(source = %src.name, file = %escape(&name), records = report.records, accepted = report.samples, "file ingested; moved to {}", escape(&dest.to_string_lossy()));
     }
     report.count_into(stats, &dest.display().to_string());
     Ok(())

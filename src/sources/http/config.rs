@@ -36,6 +36,20 @@ pub struct HttpSource {
     /// How long a client may take to send its whole body (default 30 s; 408
     /// after): a client trickling bytes never holds a slot for ever.
     pub body_timeout: Duration,
+    /// How long a connection may take to deliver a complete request head
+    /// (request line and headers), counted from when it opens and again
+    /// after each answer on a kept-alive connection (default 10 s; then the
+    /// connection is closed): idle and slow-loris connections go.
+    pub header_timeout: Duration,
+    /// The longest time without a byte moving either way while relais waits
+    /// on the client: a half-open connection (peer gone), a client that
+    /// stopped reading its answer (default 60 s; then closed). Must exceed
+    /// `commit_timeout` (a request waiting for its commit is idle too).
+    pub idle_timeout: Duration,
+    /// Connections open at once per listen address (default 256; the
+    /// largest value among the sources sharing the address applies); a new
+    /// connection beyond is closed at once, and counted.
+    pub max_connections: usize,
 }
 
 /// Type-specific keys.
@@ -50,6 +64,9 @@ pub const HTTP_KEYS: &[&str] = &[
     "max_concurrent",
     "commit_timeout",
     "body_timeout",
+    "header_timeout",
+    "idle_timeout",
+    "max_connections",
 ];
 
 #[derive(Deserialize)]
@@ -65,6 +82,9 @@ struct RawHttp {
     max_concurrent: Option<Spanned<i64>>,
     commit_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
+    header_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 /// Parses a `type = "http"` source.
@@ -133,6 +153,33 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
     };
     let commit_timeout = timeout(&raw.commit_timeout, "commit_timeout", Duration::from_secs(10));
     let body_timeout = timeout(&raw.body_timeout, "body_timeout", Duration::from_secs(30));
+    let header_timeout = timeout(&raw.header_timeout, "header_timeout", Duration::from_secs(10));
+    let idle_timeout = timeout(&raw.idle_timeout, "idle_timeout", Duration::from_secs(60));
+    if idle_timeout <= commit_timeout {
+        let s = raw.idle_timeout.as_ref().or(raw.commit_timeout.as_ref()).map_or(span.clone(), |v| v.span());
+        d.error(s, &k("idle_timeout"), "idle_timeout must be longer than commit_timeout (a request waiting for its commit moves no byte)");
+    }
+    let max_connections = match &raw.max_connections {
+        None => 256,
+        Some(c) if (1..=100_000).contains(c.get_ref()) => *c.get_ref() as usize,
+        Some(c) => {
+            d.error(c.span(), &k("max_connections"), "must be in 1..=100000");
+            256
+        }
+    };
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
-    Some(HttpSource { common, listen, listen_span, token, max_body, max_requests_per_second, max_concurrent, commit_timeout, body_timeout })
+    Some(HttpSource {
+        common,
+        listen,
+        listen_span,
+        token,
+        max_body,
+        max_requests_per_second,
+        max_concurrent,
+        commit_timeout,
+        body_timeout,
+        header_timeout,
+        idle_timeout,
+        max_connections,
+    })
 }

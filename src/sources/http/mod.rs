@@ -2,4 +2,5 @@
 
 pub mod component;
 pub mod config;
+pub mod listen;
 pub mod server;

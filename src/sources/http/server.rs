@@ -12,6 +12,8 @@
 //! - 413 above `max_body`, 429 above `max_requests_per_second` or
 //!   `max_concurrent` (with `Retry-After`), 503 when the commit takes longer
 //!   than `commit_timeout`.
+//! - Connections: `max_connections`, `header_timeout`, `idle_timeout` (see
+//!   `listen.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::config::HttpSource;
+use super::listen::{self, Limits};
 use crate::ingest::Group;
 use crate::parse::Mapper;
 use crate::parse::parse_input;
@@ -79,6 +82,12 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
     }
     let mut tasks = Vec::new();
     for (addr, routes) in by_addr {
+        // One server per address: the most permissive of its sources' limits.
+        let limits = Limits {
+            header_timeout: routes.values().map(|r| r.cfg.header_timeout).max().unwrap_or_default(),
+            idle_timeout: routes.values().map(|r| r.cfg.idle_timeout).max().unwrap_or_default(),
+            max_connections: routes.values().map(|r| r.cfg.max_connections).max().unwrap_or(1),
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::Error::new(e).context(format!("HTTP ingest cannot listen on {addr}")))?;
@@ -87,11 +96,7 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
         let state = AppState { routes: Arc::new(routes), ctx: ctx.clone() };
         let app = Router::new().route("/ingest/{source}", post(ingest)).layer(axum::extract::DefaultBodyLimit::disable()).with_state(state);
         let stop = ctx.stop.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
-                tracing::error!(listen = %addr, error = %e, "HTTP ingest stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(listen::serve(listener, app, limits, Arc::default(), stop)));
     }
     Ok(tasks)
 }

@@ -1,7 +1,12 @@
 //! Timestamps in text and numbers (pure): RFC 3339 / ISO 8601 with an offset,
 //! naive local times in a configured IANA zone (with the DST gap and overlap
 //! handled explicitly), epoch seconds to nanoseconds (configured or inferred),
-//! and strftime formats. Field cases B28 and B31.
+//! and strftime formats. Field cases B28 and B31. ICU/Java pattern letters
+//! and the load-time check of a format are in `pattern.rs`.
+//!
+//! Offsets: `auto` and `rfc3339` read `Z`, `+01:00` and the ISO 8601 forms
+//! `+0100` and `+01`; a strftime format reads them with `%z`, `%:z` (both
+//! `+0100` or `+01:00`) or `%#z` (any of the four).
 //!
 //! Inference of the epoch unit from the magnitude of the number:
 //! below 1e11 → seconds (until year 5138), below 1e14 → milliseconds, below
@@ -13,6 +18,9 @@ use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::model::Timestamp;
+
+mod pattern;
+pub use pattern::{check_strftime, icu_to_strftime};
 
 /// Epoch units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +82,10 @@ pub enum Ambiguous {
 /// How a text timestamp is written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TsFormat {
-    /// RFC 3339 with offset, ISO 8601 naive forms (`2020-03-09 10:14:33`,
+    /// RFC 3339 or ISO 8601 with an offset (`Z`, `+01:00`, `+0100`, `+01`), ISO 8601 naive forms (`2020-03-09 10:14:33`,
     /// `2020-03-09T10:14:33.5`) in `timezone`, or an epoch number.
     Auto,
-    /// RFC 3339 / ISO 8601 with an offset or `Z` only.
+    /// RFC 3339 / ISO 8601 with an offset (`Z`, `+01:00`, `+0100`, `+01`) only.
     Rfc3339,
     /// An epoch number.
     Epoch,
@@ -114,6 +122,10 @@ pub struct ParsedTs {
     pub uncertain: Option<&'static str>,
 }
 
+/// ISO 8601 date-times with an offset that RFC 3339 does not allow: `+0100`
+/// and `+01` (chrono's `%#z` also reads `+01:00` and `Z`).
+const ISO_OFFSET: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"];
+
 /// Earliest accepted instant: 1990-01-01T00:00:00Z.
 pub const MIN_NS: i64 = 631_152_000_000_000_000;
 /// First rejected instant: 2100-01-01T00:00:00Z.
@@ -126,93 +138,6 @@ fn in_range(ns: i64, what: &str) -> Result<Timestamp, String> {
     } else {
         Err(format!("timestamp {what} is {}, outside 1990..2100", crate::model::format_rfc3339(Timestamp(ns))))
     }
-}
-
-/// Translates the common ICU/Java date pattern letters to a chrono strftime
-/// format: `yyyy yy MM dd HH mm ss`, fractions of a second (`.SSS`: any number
-/// of digits after the dot; `SSS`/`SSSSSS`/`SSSSSSSSS` without a dot: exactly
-/// 3, 6 or 9 digits), zone offsets (`Z` = `+0100`, `XXX` = `+01:00`) and
-/// quoted literals (`'T'`). A format containing `%` is returned unchanged.
-///
-/// Errors: a pattern letter relais does not translate (`MMM`, `a`, `E`…), or a
-/// fraction without a dot whose width is not 3, 6 or 9, with the letter named.
-pub fn icu_to_strftime(f: &str) -> Result<String, String> {
-    if f.contains('%') {
-        return Ok(f.to_string());
-    }
-    let mut out = String::new();
-    let chars: Vec<char> = f.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            // 'literal'; '' is a quote, inside or outside a literal.
-            if chars.get(i + 1) == Some(&'\'') {
-                out.push('\'');
-                i += 2;
-                continue;
-            }
-            i += 1;
-            loop {
-                match (chars.get(i), chars.get(i + 1)) {
-                    (None, _) => return Err(format!("unclosed quote in timestamp format {f:?}")),
-                    (Some('\''), Some('\'')) => {
-                        out.push('\'');
-                        i += 2;
-                    }
-                    (Some('\''), _) => {
-                        i += 1;
-                        break;
-                    }
-                    (Some(&x), _) => {
-                        out.push(x);
-                        i += 1;
-                    }
-                }
-            }
-            continue;
-        }
-        let mut n = 1;
-        while i + n < chars.len() && chars[i + n] == c {
-            n += 1;
-        }
-        let tok = match (c, n) {
-            ('y', 4) => "%Y",
-            ('y', 2) => "%y",
-            // One letter: one or two digits (chrono reads either for these).
-            ('M', 1 | 2) => "%m",
-            ('d', 1 | 2) => "%d",
-            ('H', 1 | 2) => "%H",
-            ('m', 1 | 2) => "%M",
-            ('s', 1 | 2) => "%S",
-            ('S', _) if out.ends_with('.') => {
-                out.pop();
-                "%.f"
-            }
-            ('S', 3) => "%3f",
-            ('S', 6) => "%6f",
-            ('S', 9) => "%9f",
-            ('S', _) => return Err(format!("fraction of a second {:?} without a dot must have 3, 6 or 9 letters", "S".repeat(n))),
-            ('Z', 1) => "%z",
-            ('X', 1 | 2) => "%z",
-            ('X', 3) => "%:z",
-            // `T` unquoted is common in hand-written ISO patterns: a literal.
-            (c, _) if c.is_ascii_alphabetic() && c != 'T' => {
-                return Err(format!(
-                    "pattern letters {:?} are not supported; use yyyy, MM, dd, HH, mm, ss, SSS, Z, XXX, quoted literals, or a strftime format with %",
-                    c.to_string().repeat(n)
-                ));
-            }
-            _ => {
-                out.extend(std::iter::repeat_n(c, n));
-                i += n;
-                continue;
-            }
-        };
-        out.push_str(tok);
-        i += n;
-    }
-    Ok(out)
 }
 
 impl TsSpec {
@@ -259,8 +184,13 @@ impl TsSpec {
         Ok(ParsedTs { ts: in_range(ns, &format!("{text:?}"))?, uncertain })
     }
 
+    /// RFC 3339, and the ISO 8601 offsets it leaves out (`+0100`, `+01`),
+    /// with `T` or a space between date and time.
     fn rfc3339(&self, text: &str) -> Option<Result<ParsedTs, String>> {
-        let dt = DateTime::parse_from_rfc3339(text).ok().or_else(|| DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)).ok())?;
+        let dt = DateTime::parse_from_rfc3339(text)
+            .ok()
+            .or_else(|| DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)).ok())
+            .or_else(|| ISO_OFFSET.iter().find_map(|f| DateTime::parse_from_str(text, f).ok()))?;
         Some(
             dt.with_timezone(&Utc)
                 .timestamp_nanos_opt()
@@ -364,28 +294,6 @@ mod tests {
         assert_eq!(utc(spec.parse_text("01.11.2017 00:00:02")), "2017-10-31T23:00:02Z");
     }
 
-    /// `SSS` is milliseconds, not nanoseconds (it was translated to `%f`,
-    /// which reads "123" as 123 ns).
-    #[test]
-    fn icu_fractions_zones_and_literals() {
-        let at = |fmt: &str, text: &str| {
-            let spec =
-                TsSpec { format: TsFormat::Strftime(icu_to_strftime(fmt).unwrap()), timezone: Some(chrono_tz::UTC), ..Default::default() };
-            utc(spec.parse_text(text))
-        };
-        assert_eq!(at("dd.MM.yyyy HH:mm:ss.SSS", "05.01.2026 10:00:00.123"), "2026-01-05T10:00:00.123Z");
-        assert_eq!(at("dd.MM.yyyy HH:mm:ss.SSS", "05.01.2026 10:00:00.5"), "2026-01-05T10:00:00.500Z");
-        assert_eq!(at("yyyyMMddHHmmssSSS", "20260105100000042"), "2026-01-05T10:00:00.042Z");
-        assert_eq!(at("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "2026-01-05T11:00:00.250+01:00"), "2026-01-05T10:00:00.250Z");
-        assert_eq!(at("yyyy-MM-dd HH:mm:ssZ", "2026-01-05 11:00:00+0100"), "2026-01-05T10:00:00Z");
-        assert_eq!(icu_to_strftime("HH 'o''clock'").unwrap(), "%H o'clock");
-        assert_eq!(at("d.M.yyyy H:mm", "5.1.2026 9:07"), "2026-01-05T09:07:00Z");
-        assert_eq!(at("yyyy-MM-ddTHH:mm:ss", "2026-01-05T09:07:00"), "2026-01-05T09:07:00Z");
-        assert!(icu_to_strftime("dd MMM yyyy").unwrap_err().contains("\"MMM\""));
-        assert!(icu_to_strftime("ssSS").unwrap_err().contains("3, 6 or 9"));
-        assert!(icu_to_strftime("HH 'x").unwrap_err().contains("unclosed quote"));
-    }
-
     #[test]
     fn b31_iso_and_epochs() {
         let spec = TsSpec::default();
@@ -420,5 +328,18 @@ mod tests {
         assert_eq!(format_rfc3339(late.ts), "2026-10-25T01:30:00Z");
         assert!(TsSpec::default().parse_text("2026-10-25 02:30:00").unwrap_err().contains("timezone"));
         assert_eq!(utc(paris.parse_text("2020-03-09 10:14:33")), "2020-03-09T09:14:33Z");
+    }
+
+    /// Issue 9 item 17: `auto` and `rfc3339` read the ISO 8601 offsets
+    /// without a colon (`+0100` was "neither RFC 3339, ISO 8601 nor an epoch").
+    #[test]
+    fn auto_and_rfc3339_read_offsets_without_a_colon() {
+        for spec in [TsSpec::default(), TsSpec { format: TsFormat::Rfc3339, ..Default::default() }] {
+            assert_eq!(utc(spec.parse_text("2026-01-05T11:00:00+0100")), "2026-01-05T10:00:00Z");
+            assert_eq!(utc(spec.parse_text("2026-01-05 11:00:00.25+0100")), "2026-01-05T10:00:00.250Z");
+            assert_eq!(utc(spec.parse_text("2026-01-05T04:00:00-06")), "2026-01-05T10:00:00Z");
+            assert_eq!(utc(spec.parse_text("2026-01-05T11:00:00+01:00")), "2026-01-05T10:00:00Z");
+            assert!(spec.parse_text("2026-01-05T11:00:00+1").is_err());
+        }
     }
 }
