@@ -201,7 +201,7 @@ fn pg_config(d: &mut Diag<'_>, raw: &Raw, k: &dyn Fn(&str) -> String) -> Option<
             match tokio_postgres::Config::from_str(text) {
                 Ok(c) => c,
                 Err(e) => {
-                    d.error(u.span(), &k("url"), format!("{:?} is not a PostgreSQL URL: {e}", crate::sinks::tls::loggable(text)));
+                    d.error(u.span(), &k("url"), format!("{:?} is not a PostgreSQL URL: {e}", crate::util::redact::url(text)));
                     return None;
                 }
             }
