@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+use crate::diag::read::Size;
+use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 
 /// What survives what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,18 +70,10 @@ impl std::fmt::Display for Durability {
     }
 }
 
-/// A size written as a string with a unit (`"512MiB"`) or a plain number of bytes.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSize {
-    Bytes(i64),
-    Text(String),
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBuffer {
-    max_bytes: Option<Spanned<RawSize>>,
+    max_bytes: Option<Spanned<Size>>,
     max_age: Option<Spanned<String>>,
     max_rows: Option<Spanned<i64>>,
     durability: Option<Spanned<String>>,
@@ -98,59 +91,22 @@ pub fn parse(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
     reject_unknown_keys(&mut item, BUFFER_KEYS, diag, "buffer");
     let raw: RawBuffer = de_item(item, diag, "buffer")?;
     let before = diag.error_count();
-    let mut b = BufferConfig::default();
-    if let Some(s) = &raw.max_bytes {
-        let parsed = match s.get_ref() {
-            RawSize::Bytes(b) if *b >= 0 => Ok(*b as u64),
-            RawSize::Bytes(b) => Err(format!("size {b} is negative")),
-            RawSize::Text(t) => crate::units::parse_size(t),
-        };
-        match parsed {
-            Ok(v) if v >= 1 << 20 => b.max_bytes = v,
-            Ok(_) => diag.error(s.span(), "buffer / max_bytes", "max_bytes must be at least 1MiB"),
-            Err(e) => diag.error(s.span(), "buffer / max_bytes", e),
-        }
-    }
-    b.max_age = crate::diag::duration(diag, &raw.max_age, "buffer / max_age", b.max_age);
-    if let Some(r) = &raw.max_rows {
-        if *r.get_ref() < 0 {
-            diag.error(r.span(), "buffer / max_rows", "max_rows must be 0 (no limit) or positive");
-        } else {
-            b.max_rows = *r.get_ref() as u64;
-        }
-    }
-    if let Some(d) = &raw.durability {
-        match d.get_ref().as_str() {
-            "normal" => b.durability = Durability::Normal,
-            "full" => b.durability = Durability::Full,
-            other => diag.error(
-                d.span(),
-                "buffer / durability",
-                format!("unknown durability {other:?}; expected \"normal\" (survives a process crash) or \"full\" (survives power loss)"),
-            ),
-        }
-    }
-    if let Some(c) = &raw.startup_check {
-        match c.get_ref().as_str() {
-            "quick" => b.startup_check = StartupCheck::Quick,
-            "none" => b.startup_check = StartupCheck::None,
-            other => {
-                diag.error(c.span(), "buffer / startup_check", format!("unknown startup_check {other:?}; expected \"quick\" or \"none\""))
-            }
-        }
-    }
-    if let Some(r) = &raw.ring_capacity {
-        match *r.get_ref() {
-            v @ 1024..=16_777_216 => b.ring_capacity = v as usize,
-            v => diag.error(r.span(), "buffer / ring_capacity", format!("{v} is out of range; expected 1024..=16777216")),
-        }
-    }
-    if let Some(r) = &raw.batch_max {
-        match *r.get_ref() {
-            v @ 1..=1_000_000 => b.batch_max = v as usize,
-            v => diag.error(r.span(), "buffer / batch_max", format!("{v} is out of range; expected 1..=1000000")),
-        }
-    }
+    let d = BufferConfig::default();
+    let mut r = Reader::new(diag, "buffer");
+    let b = BufferConfig {
+        max_bytes: r.size(&raw.max_bytes, "max_bytes", d.max_bytes, 1 << 20..=u64::MAX),
+        max_age: r.duration(&raw.max_age, "max_age", d.max_age),
+        max_rows: r.int(&raw.max_rows, "max_rows", 0..=i64::MAX, d.max_rows),
+        durability: r.choice(&raw.durability, "durability", &[("normal", Durability::Normal), ("full", Durability::Full)], d.durability),
+        ring_capacity: r.int(&raw.ring_capacity, "ring_capacity", 1024..=16_777_216, d.ring_capacity),
+        batch_max: r.int(&raw.batch_max, "batch_max", 1..=1_000_000, d.batch_max),
+        startup_check: r.choice(
+            &raw.startup_check,
+            "startup_check",
+            &[("quick", StartupCheck::Quick), ("none", StartupCheck::None)],
+            d.startup_check,
+        ),
+    };
     if diag.error_count() > before {
         return None;
     }

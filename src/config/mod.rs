@@ -13,7 +13,7 @@ use toml::Spanned;
 
 pub use crate::buffer::config::{BufferConfig, Durability, StartupCheck};
 use crate::component::{Claim, ParseCx};
-use crate::diag::{ConfigError, ConfigErrors, Diag, Item, array_items, de_item, peek_str, reject_unknown_keys};
+use crate::diag::{ConfigError, ConfigErrors, Diag, FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys};
 use crate::names;
 pub use crate::sinks::SinkConfig;
 use crate::sinks::parse_sink;
@@ -100,9 +100,9 @@ impl Config {
             match k.get_ref().as_ref() {
                 "gateway" => gateway_item = Some(v),
                 "buffer" => buffer_item = Some(v),
-                "device" => device_items = array_items(v, &mut diag, "device"),
-                "sink" => sink_items = array_items(v, &mut diag, "sink"),
-                "source" => source_items = array_items(v, &mut diag, "source"),
+                "device" => device_items = entries(Some(v), &mut diag, "", "device", "device"),
+                "sink" => sink_items = entries(Some(v), &mut diag, "", "sink", "sink"),
+                "source" => source_items = entries(Some(v), &mut diag, "", "source", "source"),
                 "detector" => detector_items = Some(v),
                 other @ ("station" | "sim" | "opcua") => diag.error(
                     k.span(),
@@ -130,54 +130,38 @@ impl Config {
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
 
         let mut devices: Vec<DeviceConfig> = Vec::new();
-        let mut device_spans = std::collections::HashMap::new();
-        for (i, item) in device_items.into_iter().enumerate() {
-            let name = peek_str(&item, "name");
-            let key = name.as_ref().map_or_else(|| format!("device #{}", i + 1), |(n, _)| format!("device {n:?}"));
-            if let Some(d) = parse_device(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
+        let mut device_names = FirstSeen::new();
+        for e in device_items {
+            if let Some(d) = parse_device(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
                 devices.push(d);
             }
-            if let Some((n, nspan)) = name {
-                if let Some(first) = device_spans.get(&n) {
-                    let (line, _) = crate::diag::line_col(text, *first);
-                    diag.error(nspan, &format!("device {n:?} / name"), format!("duplicate device name (first defined on line {line})"));
-                } else {
-                    device_spans.insert(n, nspan.start);
-                }
+            if let Some((n, nspan)) = e.name {
+                device_names.insert(&mut diag, &n, nspan, &format!("{} / name", e.key), "device name");
             }
         }
 
-        let mut source_spans: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut source_names = FirstSeen::new();
         let mut sinks: Vec<SinkConfig> = Vec::new();
-        let mut sink_spans = std::collections::HashMap::new();
-        for (i, item) in sink_items.into_iter().enumerate() {
-            let name = peek_str(&item, "name");
-            let key = name.as_ref().map_or_else(|| format!("sink #{}", i + 1), |(n, _)| format!("sink {n:?}"));
-            if let Some(s) = parse_sink(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
+        let mut sink_names = FirstSeen::new();
+        for e in sink_items {
+            if let Some(s) = parse_sink(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
                 sinks.push(s);
             }
-            if let Some((n, nspan)) = name {
-                if let Some(first) = sink_spans.get(&n) {
-                    let (line, _) = crate::diag::line_col(text, *first);
-                    diag.error(nspan, &format!("sink {n:?} / name"), format!("duplicate sink name (first defined on line {line})"));
-                } else {
-                    sink_spans.insert(n, nspan.start);
-                }
+            if let Some((n, nspan)) = e.name {
+                sink_names.insert(&mut diag, &n, nspan, &format!("{} / name", e.key), "sink name");
             }
         }
         let mut sources: Vec<SourceConfig> = Vec::new();
-        for (i, item) in source_items.into_iter().enumerate() {
-            let name = peek_str(&item, "name");
-            let key = name.as_ref().map_or_else(|| format!("source #{}", i + 1), |(n, _)| format!("source {n:?}"));
-            if let Some(s) = parse_source(item, &mut diag, &ParseCx { key: &key, gateway: &gw_id, base: base_dir }) {
+        for e in source_items {
+            if let Some(s) = parse_source(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
                 sources.push(s);
             }
-            if let Some((n, nspan)) = name {
-                if let Some(first) = device_spans.get(&n).or_else(|| source_spans.get(&n)) {
-                    let (line, _) = crate::diag::line_col(text, *first);
-                    diag.error(nspan, &format!("source {n:?} / name"), format!("name already used by a device or source on line {line}"));
+            if let Some((n, nspan)) = e.name {
+                if let Some(first) = device_names.get(&n).or_else(|| source_names.get(&n)) {
+                    let (line, _) = crate::diag::line_col(text, first);
+                    diag.error(nspan, &format!("{} / name", e.key), format!("name already used by a device or source on line {line}"));
                 } else {
-                    source_spans.insert(n, nspan.start);
+                    source_names.mark(&n, nspan.start);
                 }
             }
         }
@@ -185,13 +169,13 @@ impl Config {
         // and status topics): the components claim them, the root only
         // checks the claims for clashes. A claim without a span is reported
         // at its owner's name.
-        let at = |spans: &std::collections::HashMap<String, usize>, name: &str| spans.get(name).map(|p| *p..*p).unwrap_or(0..0);
+        let at = |spans: &FirstSeen, name: &str| spans.get(name).map(|p| p..p).unwrap_or(0..0);
         let mut claims: Vec<Claim> = Vec::new();
         let owners = devices
             .iter()
-            .map(|d| (d.component(), &device_spans))
-            .chain(sinks.iter().map(|s| (s.component(), &sink_spans)))
-            .chain(sources.iter().map(|s| (s.component(), &source_spans)));
+            .map(|d| (d.component(), &device_names))
+            .chain(sinks.iter().map(|s| (s.component(), &sink_names)))
+            .chain(sources.iter().map(|s| (s.component(), &source_names)));
         for (c, spans) in owners {
             claims.extend(c.claims().into_iter().map(|mut cl| {
                 cl.span = cl.span.or_else(|| Some(at(spans, c.name())));
@@ -219,7 +203,7 @@ impl Config {
                 "no [[sink]] configured: samples are only kept in the buffer (and dropped, oldest first, at max_bytes/max_age)",
             );
         }
-        if device_spans.is_empty() && source_spans.is_empty() && diag.ok() {
+        if device_names.is_empty() && source_names.is_empty() && diag.ok() {
             diag.warn(doc_span.start..doc_span.start, "device", "no [[device]] or [[source]] configured: nothing will be acquired");
         }
         let warnings = diag.finish()?;
@@ -246,19 +230,19 @@ fn parse_gateway(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<GatewayConfi
     }
     // Like a command-line path: relative to the working directory.
     let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./relais-data"));
-    let health_interval = crate::diag::duration(diag, &raw.health_interval, "gateway / health_interval", Duration::from_secs(60));
-    let status_interval = crate::diag::duration(diag, &raw.status_interval, "gateway / status_interval", Duration::from_secs(60));
-    for (v, d, key) in [
-        (&raw.health_interval, health_interval, "gateway / health_interval"),
-        (&raw.status_interval, status_interval, "gateway / status_interval"),
-    ] {
-        if !d.is_zero()
-            && d < Duration::from_secs(1)
-            && let Some(v) = v
-        {
-            diag.error(v.span(), key, "must be 0 (off) or at least 1s");
+    let mut r = Reader::new(diag, "gateway");
+    let mut interval = |v: &Option<Spanned<String>>, name: &str| {
+        let d = r.duration(v, name, Duration::from_secs(60));
+        match v {
+            Some(s) if !d.is_zero() && d < Duration::from_secs(1) => {
+                r.error(s.span(), name, "must be 0 (off) or at least 1s");
+                Duration::from_secs(60)
+            }
+            _ => d,
         }
-    }
+    };
+    let health_interval = interval(&raw.health_interval, "health_interval");
+    let status_interval = interval(&raw.status_interval, "status_interval");
     if raw.data_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
         diag.error(raw.id.span(), "gateway / data_dir", "data_dir is empty; give a folder such as \"/var/lib/relais\"");
     }

@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item};
+use crate::diag::{Diag, Item, Reader, de_item};
 use crate::secret::{Secret, read_secret};
 
 /// Broker address parsed from `mqtt://host:port` or `mqtts://host:port`.
@@ -148,12 +148,14 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
             None
         }
     };
-    let keep_alive = crate::diag::duration(d, &raw.keep_alive, &k("keep_alive"), Duration::from_secs(30));
-    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65_535) {
-        let s = raw.keep_alive.as_ref().map_or(span.clone(), |s| s.span());
-        d.error(s, &k("keep_alive"), "keep_alive must be in 5s..=65535s (the MQTT limit)");
+    let mut r = Reader::new(d, key);
+    let keep_alive = r.duration(&raw.keep_alive, "keep_alive", Duration::from_secs(30));
+    if let Some(s) = &raw.keep_alive
+        && !(Duration::from_secs(5)..=Duration::from_secs(65_535)).contains(&keep_alive)
+    {
+        r.error(s.span(), "keep_alive", "keep_alive must be in 5s..=65535s (the MQTT limit)");
     }
-    let reconnect_max = crate::diag::duration(d, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(30));
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     let path = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
         let v = v.as_ref()?;
         let p = base.join(v.get_ref());

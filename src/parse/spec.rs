@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::timestamp::{Ambiguous, EpochUnit, TsFormat, TsSpec, check_strftime, icu_to_strftime};
-use crate::diag::Diag;
+use crate::diag::{Diag, Reader};
 
 /// Input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,156 +199,44 @@ pub fn to_pointer(path: &str) -> String {
     path.split('.').map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1"))).collect()
 }
 
-fn choice<T: Copy>(d: &mut Diag<'_>, v: &Option<Spanned<String>>, key: &str, options: &[(&str, T)], default: T) -> T {
-    match v {
-        None => default,
-        Some(s) => match options.iter().find(|(n, _)| *n == s.get_ref()) {
-            Some((_, t)) => *t,
-            None => {
-                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                d.error(s.span(), key, format!("unknown value {:?}; expected one of {}", s.get_ref(), names.join(", ")));
-                default
-            }
-        },
-    }
-}
-
 impl RawParse {
     /// Validates the parse keys of the source at `item_span`, named `key`.
     pub fn validate(self, d: &mut Diag<'_>, key: &str, item_span: std::ops::Range<usize>) -> ParseSpec {
-        let k = |s: &str| format!("{key} / {s}");
-        let format = self.format.as_ref().map(|f| match f.get_ref().as_str() {
-            "csv" => Format::Csv,
-            "json" => Format::Json,
-            "jsonl" | "ndjson" | "json-lines" => Format::JsonLines,
-            other => {
-                d.error(f.span(), &k("format"), format!("unknown format {other:?}; expected \"csv\", \"json\" or \"jsonl\""));
-                Format::Csv
-            }
+        let mut r = Reader::new(d, key);
+        let format = self.format.as_ref().map(|_| {
+            let formats = [
+                ("csv", Format::Csv),
+                ("json", Format::Json),
+                ("jsonl", Format::JsonLines),
+                ("ndjson", Format::JsonLines),
+                ("json-lines", Format::JsonLines),
+            ];
+            r.choice(&self.format, "format", &formats, Format::Csv)
         });
-        let policy = choice(d, &self.policy, &k("policy"), &[("strict", Policy::Strict), ("lenient", Policy::Lenient)], Policy::Strict);
-        let listed_only = choice(d, &self.select, &k("select"), &[("auto", false), ("listed", true)], false);
-        let epoch_unit = match &self.epoch_unit {
-            None => EpochUnit::Auto,
-            Some(u) => EpochUnit::parse(u.get_ref()).unwrap_or_else(|e| {
-                d.error(u.span(), &k("epoch_unit"), e);
-                EpochUnit::Auto
-            }),
-        };
-        let ts_format = match &self.timestamp_format {
-            None => TsFormat::Auto,
-            Some(f) => match f.get_ref().as_str() {
-                "auto" => TsFormat::Auto,
-                "rfc3339" | "iso8601" => TsFormat::Rfc3339,
-                "epoch" => TsFormat::Epoch,
-                other => {
-                    // The parser's own rules, on a known instant (offsets included).
-                    match icu_to_strftime(other).and_then(|sf| check_strftime(&sf).map(|()| sf)) {
-                        Ok(sf) => TsFormat::Strftime(sf),
-                        Err(e) => {
-                            d.error(f.span(), &k("timestamp_format"), e);
-                            TsFormat::Strftime(other.to_string())
-                        }
-                    }
-                }
-            },
-        };
-        let timezone = self.timezone.as_ref().and_then(|z| match z.get_ref().parse::<chrono_tz::Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                d.error(
-                    z.span(),
-                    &k("timezone"),
-                    format!("unknown time zone {:?}; use an IANA name such as \"Europe/Paris\" or \"UTC\"", z.get_ref()),
-                );
-                None
-            }
-        });
-        let ambiguous = choice(
-            d,
-            &self.ambiguous_time,
-            &k("ambiguous_time"),
-            &[("earlier", Ambiguous::Earlier), ("later", Ambiguous::Later)],
-            Ambiguous::Earlier,
-        );
-        let missing_timestamp = choice(
-            d,
+        let policy = r.choice(&self.policy, "policy", &[("strict", Policy::Strict), ("lenient", Policy::Lenient)], Policy::Strict);
+        let listed_only = r.choice(&self.select, "select", &[("auto", false), ("listed", true)], false);
+        let ts = self.timestamps(&mut r, &item_span);
+        let missing_timestamp = r.choice(
             &self.missing_timestamp,
-            &k("missing_timestamp"),
+            "missing_timestamp",
             &[("reject", MissingTs::Reject), ("receive_time", MissingTs::ReceiveTime)],
             MissingTs::Reject,
         );
-        let delimiter = match &self.delimiter {
-            None => None,
-            Some(s) => match s.get_ref().as_str() {
-                "auto" => None,
-                "\\t" | "tab" | "\t" => Some(b'\t'),
-                x if x.len() == 1 && x.is_ascii() => Some(x.as_bytes()[0]),
-                x => {
-                    d.error(s.span(), &k("delimiter"), format!("delimiter {x:?} must be one ASCII character, \"tab\" or \"auto\""));
-                    None
-                }
-            },
-        };
-        let decimal = match &self.decimal {
-            None => '.',
-            Some(s) if s.get_ref() == "." => '.',
-            Some(s) if s.get_ref() == "," => ',',
-            Some(s) => {
-                d.error(s.span(), &k("decimal"), format!("decimal separator {:?} must be \".\" or \",\"", s.get_ref()));
-                '.'
-            }
-        };
-        if decimal == ',' && delimiter == Some(b',') {
-            let span = self.decimal.as_ref().map_or(item_span.clone(), |s| s.span());
-            d.error(span, &k("decimal"), "decimal \",\" needs another delimiter (\";\" or tab)");
-        }
-        // Local times without a zone are rejected record by record: say so at load.
-        let has_ts = self.timestamp_column.is_some() || self.timestamp_path.is_some();
-        let offset_in_format = match &ts_format {
-            TsFormat::Strftime(f) => ["%z", "%:z", "%#z", "%+", "%s"].iter().any(|o| f.contains(o)),
-            TsFormat::Rfc3339 | TsFormat::Epoch => true,
-            TsFormat::Auto => false,
-        };
-        if has_ts && timezone.is_none() && !offset_in_format && self.timezone.is_none() {
-            let span = self.timestamp_format.as_ref().map_or(item_span.clone(), |s| s.span());
-            d.warn(
-                span,
-                &k("timezone"),
-                "no timezone: timestamps without a UTC offset (such as \"2020-03-09 10:14:33\") will be quarantined; \
-                 set timezone = \"Europe/Paris\" (the IANA zone the data was recorded in) if the data has local times, \
-                 or timestamp_format = \"rfc3339\" or \"epoch\" if it never does",
-            );
-        }
-        let layout = choice(d, &self.layout, &k("layout"), &[("wide", Layout::Wide), ("long", Layout::Long)], Layout::Wide);
+        let (delimiter, decimal) = self.separators(&mut r, &item_span);
+        let layout = r.choice(&self.layout, "layout", &[("wide", Layout::Wide), ("long", Layout::Long)], Layout::Wide);
         let header = self.header.unwrap_or(true);
         if !header && self.columns.is_none() && format != Some(Format::Json) && format != Some(Format::JsonLines) {
-            d.error(item_span.clone(), &k("columns"), "header = false needs `columns = [...]` naming the columns");
+            r.error(item_span.clone(), "columns", "header = false needs `columns = [...]` naming the columns");
         }
-        let mut tags: Vec<TagRule> = Vec::new();
-        for t in self.tag {
-            let span = t.span();
-            let mut r = t.into_inner();
-            if let Err(e) = crate::names::check(&r.name) {
-                d.error(span.clone(), &k("tag"), e);
-            }
-            if tags.iter().any(|o| o.name == r.name) {
-                d.error(span.clone(), &k(&format!("tag {:?}", r.name)), "duplicated tag name: each [[source.tag]] needs its own name");
-            }
-            if !r.scale.is_finite() || r.scale == 0.0 || !r.offset.is_finite() {
-                d.error(span.clone(), &k(&format!("tag {:?} / scale", r.name)), "scale must be finite and non-zero, offset finite");
-            }
-            r.path = r.path.as_deref().map(to_pointer);
-            tags.push(r);
-        }
+        let tags = tag_rules(&mut r, self.tag);
         if listed_only && tags.is_empty() {
             let span = self.select.as_ref().map_or(item_span.clone(), |s| s.span());
-            d.error(span, &k("select"), "select = \"listed\" needs at least one [[source.tag]]");
+            r.error(span, "select", "select = \"listed\" needs at least one [[source.tag]]");
         }
         ParseSpec {
             format,
             policy,
-            ts: TsSpec { format: ts_format, timezone, epoch_unit, ambiguous },
+            ts,
             missing_timestamp,
             listed_only,
             csv: CsvSpec {
@@ -372,6 +260,117 @@ impl RawParse {
             tags,
         }
     }
+
+    /// `timestamp_format`, `timezone`, `epoch_unit`, `ambiguous_time`, and
+    /// the warning for local times that no zone will resolve.
+    fn timestamps(&self, r: &mut Reader<'_, '_>, item_span: &std::ops::Range<usize>) -> TsSpec {
+        let epoch_unit = match &self.epoch_unit {
+            None => EpochUnit::Auto,
+            Some(u) => EpochUnit::parse(u.get_ref()).unwrap_or_else(|e| {
+                r.error(u.span(), "epoch_unit", e);
+                EpochUnit::Auto
+            }),
+        };
+        let format = match &self.timestamp_format {
+            None => TsFormat::Auto,
+            Some(f) => match f.get_ref().as_str() {
+                "auto" => TsFormat::Auto,
+                "rfc3339" | "iso8601" => TsFormat::Rfc3339,
+                "epoch" => TsFormat::Epoch,
+                // The parser's own rules, on a known instant (offsets included).
+                other => match icu_to_strftime(other).and_then(|sf| check_strftime(&sf).map(|()| sf)) {
+                    Ok(sf) => TsFormat::Strftime(sf),
+                    Err(e) => {
+                        r.error(f.span(), "timestamp_format", e);
+                        TsFormat::Strftime(other.to_string())
+                    }
+                },
+            },
+        };
+        let timezone = self.timezone.as_ref().and_then(|z| match z.get_ref().parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                let m = format!("unknown time zone {:?}; use an IANA name such as \"Europe/Paris\" or \"UTC\"", z.get_ref());
+                r.error(z.span(), "timezone", m);
+                None
+            }
+        });
+        let ambiguous = r.choice(
+            &self.ambiguous_time,
+            "ambiguous_time",
+            &[("earlier", Ambiguous::Earlier), ("later", Ambiguous::Later)],
+            Ambiguous::Earlier,
+        );
+        // Local times without a zone are rejected record by record: say so at load.
+        let has_ts = self.timestamp_column.is_some() || self.timestamp_path.is_some();
+        let offset_in_format = match &format {
+            TsFormat::Strftime(f) => ["%z", "%:z", "%#z", "%+", "%s"].iter().any(|o| f.contains(o)),
+            TsFormat::Rfc3339 | TsFormat::Epoch => true,
+            TsFormat::Auto => false,
+        };
+        if has_ts && timezone.is_none() && !offset_in_format && self.timezone.is_none() {
+            let span = self.timestamp_format.as_ref().map_or(item_span.clone(), |s| s.span());
+            r.warn(
+                span,
+                "timezone",
+                "no timezone: timestamps without a UTC offset (such as \"2020-03-09 10:14:33\") will be quarantined; \
+                 set timezone = \"Europe/Paris\" (the IANA zone the data was recorded in) if the data has local times, \
+                 or timestamp_format = \"rfc3339\" or \"epoch\" if it never does",
+            );
+        }
+        TsSpec { format, timezone, epoch_unit, ambiguous }
+    }
+
+    /// `delimiter` (`None`: detected) and `decimal`.
+    fn separators(&self, r: &mut Reader<'_, '_>, item_span: &std::ops::Range<usize>) -> (Option<u8>, char) {
+        let delimiter = match &self.delimiter {
+            None => None,
+            Some(s) => match s.get_ref().as_str() {
+                "auto" => None,
+                "\\t" | "tab" | "\t" => Some(b'\t'),
+                x if x.len() == 1 && x.is_ascii() => Some(x.as_bytes()[0]),
+                x => {
+                    r.error(s.span(), "delimiter", format!("delimiter {x:?} must be one ASCII character, \"tab\" or \"auto\""));
+                    None
+                }
+            },
+        };
+        let decimal = match &self.decimal {
+            None => '.',
+            Some(s) if s.get_ref() == "." => '.',
+            Some(s) if s.get_ref() == "," => ',',
+            Some(s) => {
+                r.error(s.span(), "decimal", format!("decimal separator {:?} must be \".\" or \",\"", s.get_ref()));
+                '.'
+            }
+        };
+        if decimal == ',' && delimiter == Some(b',') {
+            let span = self.decimal.as_ref().map_or(item_span.clone(), |s| s.span());
+            r.error(span, "decimal", "decimal \",\" needs another delimiter (\";\" or tab)");
+        }
+        (delimiter, decimal)
+    }
+}
+
+/// The `[[source.tag]]` rules: names valid and unique, scale and offset finite.
+fn tag_rules(r: &mut Reader<'_, '_>, rules: Vec<Spanned<TagRule>>) -> Vec<TagRule> {
+    let mut tags: Vec<TagRule> = Vec::new();
+    for t in rules {
+        let span = t.span();
+        let mut rule = t.into_inner();
+        if let Err(e) = crate::names::check(&rule.name) {
+            r.error(span.clone(), "tag", e);
+        }
+        if tags.iter().any(|o| o.name == rule.name) {
+            r.error(span.clone(), &format!("tag {:?}", rule.name), "duplicated tag name: each [[source.tag]] needs its own name");
+        }
+        if !rule.scale.is_finite() || rule.scale == 0.0 || !rule.offset.is_finite() {
+            r.error(span.clone(), &format!("tag {:?} / scale", rule.name), "scale must be finite and non-zero, offset finite");
+        }
+        rule.path = rule.path.as_deref().map(to_pointer);
+        tags.push(rule);
+    }
+    tags
 }
 
 impl ParseSpec {

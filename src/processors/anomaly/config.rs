@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 
 /// A validated `[[detector]]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,14 +195,7 @@ pub fn parse_detector(
         }
         Some(("zscore", _)) => {
             refuse(diag, raw.variance.as_ref().map(Spanned::span), &k("variance"), "`variance` belongs to method \"pca\"");
-            let window = match &raw.window {
-                None => 60,
-                Some(w) if *w.get_ref() >= 3 && *w.get_ref() <= 1_000_000 => *w.get_ref() as usize,
-                Some(w) => {
-                    diag.error(w.span(), &k("window"), "rows in the rolling window: 3 to 1000000");
-                    60
-                }
-            };
+            let window = Reader::new(diag, &key).int(&raw.window, "window", 3..=1_000_000, 60);
             Method::ZScore { window, level }
         }
         Some((other, span)) => {
@@ -211,14 +204,7 @@ pub fn parse_detector(
         }
     };
     let fit = parse_fit(diag, raw.fit.as_ref(), &k("fit"), base_dir, tags.len());
-    let smoothing = match &raw.smoothing {
-        None => 1,
-        Some(s) if (1..=10_000).contains(s.get_ref()) => *s.get_ref() as u32,
-        Some(s) => {
-            diag.error(s.span(), &k("smoothing"), "EWMA span in rows: 1 (none) to 10000");
-            1
-        }
-    };
+    let smoothing = Reader::new(diag, &key).int(&raw.smoothing, "smoothing", 1..=10_000, 1);
     let threshold = match &raw.threshold {
         None => 1.0,
         Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => *t.get_ref(),
@@ -227,10 +213,7 @@ pub fn parse_detector(
             1.0
         }
     };
-    let row_window = crate::diag::duration(diag, &raw.row_window, &k("row_window"), Duration::from_secs(1));
-    if row_window.is_zero() {
-        diag.error(raw.row_window.as_ref().map_or(raw.name.span(), Spanned::span), &k("row_window"), "must be above zero");
-    }
+    let row_window = Reader::new(diag, &key).nonzero_duration(&raw.row_window, "row_window", Duration::from_secs(1));
     (diag.error_count() == before).then_some(DetectorConfig { name, tags, delta, method, fit, smoothing, threshold, row_window })
 }
 
@@ -251,17 +234,8 @@ fn parse_fit(diag: &mut Diag<'_>, fit: Option<&Spanned<RawFit>>, key: &str, base
         return FitPolicy::Rows(*n.get_ref() as usize);
     }
     if let Some(w) = &r.window {
-        return match crate::units::parse_duration(w.get_ref()) {
-            Ok(d) if !d.is_zero() => FitPolicy::Window(d),
-            Ok(_) => {
-                diag.error(w.span(), key, "the fit window must be above zero");
-                FitPolicy::Rows(400)
-            }
-            Err(e) => {
-                diag.error(w.span(), key, e);
-                FitPolicy::Rows(400)
-            }
-        };
+        let fit = Reader::new(diag, key).nonzero_duration(&Some(w.clone()), "window", Duration::ZERO);
+        return if fit.is_zero() { FitPolicy::Rows(400) } else { FitPolicy::Window(fit) };
     }
     let m = r.model.as_ref().map(|m| base_dir.join(m.get_ref())).unwrap_or_default();
     FitPolicy::Model(m)

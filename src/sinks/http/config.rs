@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+use crate::diag::read::Size;
+use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
 use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
@@ -98,21 +99,9 @@ struct Raw {
     timeout: Option<Spanned<String>>,
     max_inflight: Option<Spanned<i64>>,
     batch_max_records: Option<Spanned<i64>>,
-    max_body_bytes: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<Size>>,
     backlog_threshold: Option<Spanned<i64>>,
     reconnect_max: Option<Spanned<String>>,
-}
-
-/// An integer key within `lo..=hi` (else an error and `default`).
-pub fn int_in(d: &mut Diag<'_>, v: &Option<Spanned<i64>>, key: &str, (lo, hi): (i64, i64), default: i64) -> i64 {
-    match v {
-        None => default,
-        Some(x) if (lo..=hi).contains(x.get_ref()) => *x.get_ref(),
-        Some(x) => {
-            d.error(x.span(), key, format!("{} is out of range; expected {lo}..={hi}", x.get_ref()));
-            default
-        }
-    }
 }
 
 fn parse_url(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<reqwest::Url> {
@@ -147,14 +136,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         d.error(raw.name.span(), &k("name"), e);
     }
     let url = parse_url(d, &raw.url, &k("url"));
-    let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
-        None | Some(("json", _)) => Format::Json,
-        Some(("influx", _)) => Format::Influx,
-        Some((other, span)) => {
-            d.error(span, &k("format"), format!("unknown format {other:?}; expected \"json\" or \"influx\""));
-            Format::Json
-        }
-    };
+    let format = Reader::new(d, &key).choice(&raw.format, "format", &[("json", Format::Json), ("influx", Format::Influx)], Format::Json);
     let measurement = raw.measurement.as_ref().map_or("relais".to_string(), |m| m.get_ref().clone());
     if measurement.is_empty() || measurement.starts_with('_') || measurement.chars().any(char::is_control) {
         let span = raw.measurement.as_ref().map_or(raw.name.span(), |m| m.span());
@@ -189,15 +171,13 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
             );
         }
     }
-    let timeout = crate::diag::duration(d, &raw.timeout, &k("timeout"), Duration::from_secs(30));
-    if timeout < Duration::from_millis(100) {
-        d.error(raw.timeout.as_ref().map_or(0..0, |t| t.span()), &k("timeout"), "timeout must be at least 100ms");
-    }
-    let max_inflight = int_in(d, &raw.max_inflight, &k("max_inflight"), (1, 64), 1) as usize;
-    let batch_max_records = int_in(d, &raw.batch_max_records, &k("batch_max_records"), (1, 100_000), 1000) as usize;
-    let max_body_bytes = crate::diag::size(d, &raw.max_body_bytes, &k("max_body_bytes"), 4 << 20, 1024) as usize;
-    let backlog_threshold = int_in(d, &raw.backlog_threshold, &k("backlog_threshold"), (0, i64::MAX), 10_000) as u64;
-    let reconnect_max = crate::diag::duration(d, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(30));
+    let mut r = Reader::new(d, &key);
+    let timeout = r.duration_in(&raw.timeout, "timeout", Duration::from_secs(30), Duration::from_millis(100)..=Duration::MAX);
+    let max_inflight = r.int(&raw.max_inflight, "max_inflight", 1..=64, 1);
+    let batch_max_records = r.int(&raw.batch_max_records, "batch_max_records", 1..=100_000, 1000);
+    let max_body_bytes = r.size(&raw.max_body_bytes, "max_body_bytes", 4 << 20, 1024..=u64::MAX) as usize;
+    let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 10_000);
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     if d.error_count() > before {
         return None;
     }

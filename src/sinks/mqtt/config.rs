@@ -1,12 +1,14 @@
 //! Configuration of `type = "mqtt"` sinks. See `sample.toml` beside this file.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::topic::TopicTemplate;
-use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+use crate::diag::read::{Size, Text};
+use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 pub use crate::mqtt::{BrokerUrl, ClientConn};
 use crate::mqtt::{CONN_KEYS, parse_conn};
 use crate::names;
@@ -52,7 +54,7 @@ pub struct MqttSinkConfig {
     pub backlog_threshold: u64,
     /// Longest wait for a PUBACK before the connection is rebuilt and the
     /// unacknowledged messages resent (default 30 s).
-    pub ack_timeout: std::time::Duration,
+    pub ack_timeout: Duration,
     /// Largest payload in bytes (default 128 KiB): bigger json-batch messages
     /// are split; a single sample above it is sent as a bad
     /// `payload_too_large` sample. Many brokers and clouds limit messages
@@ -95,8 +97,8 @@ struct RawSink {
     batch_max_samples: Option<Spanned<i64>>,
     read_rows: Option<Spanned<i64>>,
     backlog_threshold: Option<Spanned<i64>>,
-    ack_timeout: Option<Spanned<String>>,
-    max_message_bytes: Option<Spanned<toml::Value>>,
+    ack_timeout: Text,
+    max_message_bytes: Option<Spanned<Size>>,
     group_id: Option<Spanned<String>>,
     edge_node_id: Option<Spanned<String>>,
 }
@@ -111,142 +113,30 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
     let before = diag.error_count();
     let name = raw.name.get_ref().clone();
     let key = format!("sink {name:?}");
-    let k = |s: &str| format!("{key} / {s}");
     if let Err(e) = names::check(&name) {
-        diag.error(raw.name.span(), &k("name"), e);
+        diag.error(raw.name.span(), &format!("{key} / name"), e);
     }
     let conn = parse_conn(item, diag, &key, base_dir, format!("relais-{gateway}-{name}"));
-    let template = |diag: &mut Diag<'_>, v: &Spanned<String>, what: &str| match TopicTemplate::parse(v.get_ref()) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            diag.error(v.span(), &k(what), e);
-            None
-        }
-    };
-    let topic = match &raw.topic {
-        Some(t) => template(diag, t, "topic"),
-        None => TopicTemplate::parse("relais/{gateway}/{device}/{tag}").ok(),
-    };
-    let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
-        None | Some(("json", _)) => {
-            if let Some(t) = &topic
-                && !t.uses_tag()
-            {
-                let span = raw.topic.as_ref().map_or(raw.name.span(), |t| t.span());
-                diag.warn(span, &k("topic"), "format \"json\" without {tag} in the topic: every tag of a device shares one topic (retained values would overwrite each other)");
-            }
-            Format::Json
-        }
-        Some(("json-batch", _)) => Format::JsonBatch,
-        Some(("sparkplug", _)) => Format::Sparkplug,
-        Some((other, span)) => {
-            diag.error(span, &k("format"), format!("unknown format {other:?}; expected \"json\", \"json-batch\" or \"sparkplug\""));
-            Format::Json
-        }
-    };
-    let batch_topic = match (&raw.batch_topic, &topic) {
-        (Some(t), _) => {
-            let bt = template(diag, t, "batch_topic");
-            if let Some(b) = &bt
-                && b.uses_tag()
-            {
-                diag.error(t.span(), &k("batch_topic"), "batch_topic carries several tags per message and may not use {tag}");
-            }
-            bt
-        }
-        (None, Some(t)) => match t.without_tag_level() {
-            Some(b) => Some(b),
-            None => {
-                if format == Format::JsonBatch {
-                    let span = raw.topic.as_ref().map_or(raw.name.span(), |t| t.span());
-                    diag.error(
-                        span,
-                        &k("batch_topic"),
-                        "format = \"json-batch\" needs a topic without {tag}: set batch_topic (e.g. \"icam/line5/{device}\")",
-                    );
-                }
-                TopicTemplate::parse("relais/{gateway}/{device}").ok()
-            }
-        },
-        (None, None) => None,
-    };
-    let status_topic = match (&raw.status_topic, &topic) {
-        (Some(s), _) => template(diag, s, "status_topic").map(|t| {
-            if t.uses_device() || t.uses_tag() {
-                diag.error(s.span(), &k("status_topic"), "status_topic may only use {gateway}");
-            }
-            t.render(gateway, "", "")
-        }),
-        (None, Some(t)) => {
-            let p = t.static_prefix();
-            Some(if p.is_empty() || p == "relais" || p.ends_with("/relais") {
-                format!("{}relais/{gateway}/status", p.strip_suffix("relais").unwrap_or(""))
-            } else {
-                format!("{p}/relais/{gateway}/status")
-            })
-        }
-        (None, None) => None,
-    };
+    let mut r = Reader::new(diag, &key);
+    let formats = [("json", Format::Json), ("json-batch", Format::JsonBatch), ("sparkplug", Format::Sparkplug)];
+    let format = r.choice(&raw.format, "format", &formats, Format::Json);
+    let (topic, batch_topic, status_topic) = read_topics(&mut r, &raw, format, gateway);
+    let (sparkplug, status_topic) = sparkplug_keys(&raw, r.diag(), &key, gateway, status_topic);
     let qos = match &raw.qos {
         None => 1,
         Some(q) if matches!(q.get_ref(), 0 | 1) => *q.get_ref() as u8,
         Some(q) => {
-            diag.error(
-                q.span(),
-                &k("qos"),
-                format!("qos {} is not supported; use 1 (at least once, default) or 0 (at most once)", q.get_ref()),
-            );
+            let m = format!("qos {} is not supported; use 1 (at least once, default) or 0 (at most once)", q.get_ref());
+            r.error(q.span(), "qos", m);
             1
         }
     };
-    let int = |diag: &mut Diag<'_>, v: &Option<Spanned<i64>>, what: &str, lo: i64, hi: i64, default: i64| match v {
-        None => default,
-        Some(x) if (lo..=hi).contains(x.get_ref()) => *x.get_ref(),
-        Some(x) => {
-            diag.error(x.span(), &k(what), format!("{} is out of range; expected {lo}..={hi}", x.get_ref()));
-            default
-        }
-    };
-    let max_inflight = int(diag, &raw.max_inflight, "max_inflight", 1, 65_000, 100) as u16;
-    let batch_max_samples = int(diag, &raw.batch_max_samples, "batch_max_samples", 1, 10_000, 500) as usize;
-    let read_rows = int(diag, &raw.read_rows, "read_rows", 1, 100_000, 1000) as usize;
-    let backlog_threshold = int(diag, &raw.backlog_threshold, "backlog_threshold", 0, i64::MAX, 10_000) as u64;
-    let ack_timeout = match &raw.ack_timeout {
-        None => std::time::Duration::from_secs(30),
-        Some(t) => match crate::units::parse_duration(t.get_ref()) {
-            Ok(d) if d >= std::time::Duration::from_secs(1) => d,
-            Ok(_) => {
-                diag.error(t.span(), &k("ack_timeout"), "ack_timeout must be at least 1s");
-                std::time::Duration::from_secs(30)
-            }
-            Err(e) => {
-                diag.error(t.span(), &k("ack_timeout"), e);
-                std::time::Duration::from_secs(30)
-            }
-        },
-    };
-    let max_message_bytes = match &raw.max_message_bytes {
-        None => 128 * 1024,
-        Some(v) => {
-            let parsed = match v.get_ref() {
-                toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
-                toml::Value::String(s) => crate::units::parse_size(s),
-                other => Err(format!("expected a size such as \"128KiB\", found {other}")),
-            };
-            match parsed {
-                Ok(b) if (1024..=(16 << 20)).contains(&b) => b as usize,
-                Ok(_) => {
-                    diag.error(v.span(), &k("max_message_bytes"), "max_message_bytes must be in 1KiB..=16MiB");
-                    128 * 1024
-                }
-                Err(e) => {
-                    diag.error(v.span(), &k("max_message_bytes"), e);
-                    128 * 1024
-                }
-            }
-        }
-    };
-    let (sparkplug, status_topic) = sparkplug_keys(&raw, diag, &key, gateway, status_topic);
+    let max_inflight = r.int(&raw.max_inflight, "max_inflight", 1..=65_000, 100);
+    let batch_max_samples = r.int(&raw.batch_max_samples, "batch_max_samples", 1..=10_000, 500);
+    let read_rows = r.int(&raw.read_rows, "read_rows", 1..=100_000, 1000);
+    let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 10_000);
+    let ack_timeout = r.duration_in(&raw.ack_timeout, "ack_timeout", Duration::from_secs(30), Duration::from_secs(1)..=Duration::MAX);
+    let max_message_bytes = r.size(&raw.max_message_bytes, "max_message_bytes", 128 * 1024, 1024..=16 << 20) as usize;
     if diag.error_count() > before {
         return None;
     }
@@ -267,6 +157,76 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
         read_rows,
         backlog_threshold,
     })
+}
+
+fn template(r: &mut Reader<'_, '_>, v: &Spanned<String>, what: &str) -> Option<TopicTemplate> {
+    TopicTemplate::parse(v.get_ref()).map_err(|e| r.error(v.span(), what, e)).ok()
+}
+
+/// The data topic, the batch topic and the status topic (rendered), with
+/// their defaults; each `None` when wrong.
+fn read_topics(
+    r: &mut Reader<'_, '_>,
+    raw: &RawSink,
+    format: Format,
+    gateway: &str,
+) -> (Option<TopicTemplate>, Option<TopicTemplate>, Option<String>) {
+    let topic_span = raw.topic.as_ref().map_or(raw.name.span(), |t| t.span());
+    let topic = match &raw.topic {
+        Some(t) => template(r, t, "topic"),
+        None => TopicTemplate::parse("relais/{gateway}/{device}/{tag}").ok(),
+    };
+    if format == Format::Json
+        && let Some(t) = &topic
+        && !t.uses_tag()
+    {
+        r.warn(topic_span.clone(), "topic", "format \"json\" without {tag} in the topic: every tag of a device shares one topic (retained values would overwrite each other)");
+    }
+    let batch_topic = match (&raw.batch_topic, &topic) {
+        (Some(t), _) => {
+            let bt = template(r, t, "batch_topic");
+            if bt.as_ref().is_some_and(TopicTemplate::uses_tag) {
+                r.error(t.span(), "batch_topic", "batch_topic carries several tags per message and may not use {tag}");
+            }
+            bt
+        }
+        (None, Some(t)) => match t.without_tag_level() {
+            Some(b) => Some(b),
+            None => {
+                if format == Format::JsonBatch {
+                    r.error(
+                        topic_span,
+                        "batch_topic",
+                        "format = \"json-batch\" needs a topic without {tag}: set batch_topic (e.g. \"icam/line5/{device}\")",
+                    );
+                }
+                TopicTemplate::parse("relais/{gateway}/{device}").ok()
+            }
+        },
+        (None, None) => None,
+    };
+    let status_topic = match (&raw.status_topic, &topic) {
+        (Some(s), _) => template(r, s, "status_topic").map(|t| {
+            if t.uses_device() || t.uses_tag() {
+                r.error(s.span(), "status_topic", "status_topic may only use {gateway}");
+            }
+            t.render(gateway, "", "")
+        }),
+        (None, Some(t)) => Some(default_status_topic(t, gateway)),
+        (None, None) => None,
+    };
+    (topic, batch_topic, status_topic)
+}
+
+/// `{prefix}/relais/{gateway}/status` under the data topic's static prefix
+/// (without repeating a `relais` level).
+fn default_status_topic(t: &TopicTemplate, gateway: &str) -> String {
+    let p = t.static_prefix();
+    if p.is_empty() || p == "relais" || p.ends_with("/relais") {
+        format!("{}relais/{gateway}/status", p.strip_suffix("relais").unwrap_or(""))
+    } else {
+        format!("{p}/relais/{gateway}/status")
+    }
 }
 
 /// With `format = "sparkplug"`: the group and edge node IDs, and the NDEATH

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item};
+use crate::diag::{Diag, Item, Reader, de_item};
 use crate::sources::common::{SourceCommon, parse_common};
 
 /// `type = "file"`: settings for `relais import --config FILE PATH...`.
@@ -93,7 +93,7 @@ pub fn parse_watch(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> 
     let key = format!("source {:?}", common.name);
     let raw: RawWatch = de_item(item, d, &key)?;
     let folder = base.join(raw.folder.get_ref());
-    let settle = crate::diag::duration(d, &raw.settle, &format!("{key} / settle"), Duration::from_secs(2));
+    let settle = Reader::new(d, &key).duration(&raw.settle, "settle", Duration::from_secs(2));
     Some(WatchSource {
         done_dir: raw.done_dir.map_or_else(|| folder.join("done"), |p| base.join(p)),
         failed_dir: raw.failed_dir.map_or_else(|| folder.join("failed"), |p| base.join(p)),
@@ -109,17 +109,16 @@ pub fn parse_tail(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
     let (common, item) = parse_common(item, d, key, TAIL_KEYS)?;
     let key = format!("source {:?}", common.name);
     let raw: RawTail = de_item(item, d, &key)?;
-    let start_at = match raw.start_at.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
-        None | Some(("beginning", _)) | Some(("start", _)) => StartAt::Beginning,
-        Some(("end", _)) => StartAt::End,
-        Some((other, span)) => {
-            d.error(span, &format!("{key} / start_at"), format!("unknown value {other:?}; expected \"beginning\" or \"end\""));
-            StartAt::Beginning
-        }
-    };
+    let mut r = Reader::new(d, &key);
+    let start_at = r.choice(
+        &raw.start_at,
+        "start_at",
+        &[("beginning", StartAt::Beginning), ("start", StartAt::Beginning), ("end", StartAt::End)],
+        StartAt::Beginning,
+    );
+    let poll_interval = r.duration(&raw.poll_interval, "poll_interval", Duration::from_millis(500));
     if common.parse.format == Some(crate::parse::spec::Format::Json) {
         d.error(raw.path.span(), &format!("{key} / format"), "tail reads line by line: use format = \"csv\" or \"jsonl\"");
     }
-    let poll_interval = crate::diag::duration(d, &raw.poll_interval, &format!("{key} / poll_interval"), Duration::from_millis(500));
     Some(TailSource { path: base.join(raw.path.get_ref()), start_at, poll_interval, common })
 }

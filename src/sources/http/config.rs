@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item};
+use crate::diag::read::Size;
+use crate::diag::{Diag, Item, Reader, de_item};
 use crate::secret::{Secret, SecretKey, read_secret};
 use crate::sources::common::{SourceCommon, parse_common};
 
@@ -77,7 +78,7 @@ struct RawHttp {
     token_env: Option<Spanned<String>>,
     #[serde(default)]
     allow_anonymous: bool,
-    max_body: Option<Spanned<String>>,
+    max_body: Option<Spanned<Size>>,
     max_requests_per_second: Option<Spanned<f64>>,
     max_concurrent: Option<Spanned<i64>>,
     commit_timeout: Option<Spanned<String>>,
@@ -124,49 +125,26 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             );
         }
     }
-    let max_body = crate::diag::size(d, &raw.max_body, &k("max_body"), 16 << 20, 1);
+    let mut r = Reader::new(d, &key);
+    let max_body = r.size(&raw.max_body, "max_body", 16 << 20, 1..=u64::MAX);
     let max_requests_per_second = match &raw.max_requests_per_second {
         None => 0.0,
-        Some(r) if r.get_ref().is_finite() && *r.get_ref() >= 0.0 => *r.get_ref(),
-        Some(r) => {
-            d.error(r.span(), &k("max_requests_per_second"), "must be 0 (no limit) or positive");
+        Some(x) if x.get_ref().is_finite() && *x.get_ref() >= 0.0 => *x.get_ref(),
+        Some(x) => {
+            r.error(x.span(), "max_requests_per_second", "must be 0 (no limit) or positive");
             0.0
         }
     };
-    let max_concurrent = match &raw.max_concurrent {
-        None => 64,
-        Some(c) if (1..=10_000).contains(c.get_ref()) => *c.get_ref() as usize,
-        Some(c) => {
-            d.error(c.span(), &k("max_concurrent"), "must be in 1..=10000");
-            64
-        }
-    };
-    let mut timeout = |v: &Option<Spanned<String>>, name: &str, default: Duration| {
-        let t = crate::diag::duration(d, v, &k(name), default);
-        match v.as_ref().filter(|_| t.is_zero()) {
-            Some(s) => {
-                d.error(s.span(), &k(name), format!("{name} must be above 0"));
-                default
-            }
-            None => t,
-        }
-    };
-    let commit_timeout = timeout(&raw.commit_timeout, "commit_timeout", Duration::from_secs(10));
-    let body_timeout = timeout(&raw.body_timeout, "body_timeout", Duration::from_secs(30));
-    let header_timeout = timeout(&raw.header_timeout, "header_timeout", Duration::from_secs(10));
-    let idle_timeout = timeout(&raw.idle_timeout, "idle_timeout", Duration::from_secs(60));
+    let max_concurrent = r.int(&raw.max_concurrent, "max_concurrent", 1..=10_000, 64);
+    let commit_timeout = r.nonzero_duration(&raw.commit_timeout, "commit_timeout", Duration::from_secs(10));
+    let body_timeout = r.nonzero_duration(&raw.body_timeout, "body_timeout", Duration::from_secs(30));
+    let header_timeout = r.nonzero_duration(&raw.header_timeout, "header_timeout", Duration::from_secs(10));
+    let idle_timeout = r.nonzero_duration(&raw.idle_timeout, "idle_timeout", Duration::from_secs(60));
     if idle_timeout <= commit_timeout {
         let s = raw.idle_timeout.as_ref().or(raw.commit_timeout.as_ref()).map_or(span.clone(), |v| v.span());
-        d.error(s, &k("idle_timeout"), "idle_timeout must be longer than commit_timeout (a request waiting for its commit moves no byte)");
+        r.error(s, "idle_timeout", "idle_timeout must be longer than commit_timeout (a request waiting for its commit moves no byte)");
     }
-    let max_connections = match &raw.max_connections {
-        None => 256,
-        Some(c) if (1..=100_000).contains(c.get_ref()) => *c.get_ref() as usize,
-        Some(c) => {
-            d.error(c.span(), &k("max_connections"), "must be in 1..=100000");
-            256
-        }
-    };
+    let max_connections = r.int(&raw.max_connections, "max_connections", 1..=100_000, 256);
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
     Some(HttpSource {
         common,

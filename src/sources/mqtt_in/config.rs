@@ -5,7 +5,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item};
+use crate::diag::read::Size;
+use crate::diag::{Diag, Item, Reader, de_item};
 use crate::mqtt::{CONN_KEYS, ClientConn, parse_conn};
 use crate::sources::common::{SourceCommon, parse_common};
 
@@ -34,7 +35,7 @@ struct RawIn {
     topics: Spanned<Vec<String>>,
     qos: Option<Spanned<i64>>,
     device_level: Option<Spanned<i64>>,
-    max_payload: Option<Spanned<String>>,
+    max_payload: Option<Spanned<Size>>,
 }
 
 /// Type-specific keys (besides the connection keys).
@@ -62,22 +63,9 @@ pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str,
             d.error(raw.topics.span(), &k("topics"), format!("{t:?} is not a valid MQTT topic filter"));
         }
     }
-    let qos = match &raw.qos {
-        None => 1,
-        Some(q) if matches!(q.get_ref(), 0 | 1) => *q.get_ref() as u8,
-        Some(q) => {
-            d.error(q.span(), &k("qos"), "qos must be 0 or 1");
-            1
-        }
-    };
-    let device_level = match &raw.device_level {
-        None => None,
-        Some(l) if (0..=32).contains(l.get_ref()) => Some(*l.get_ref() as usize),
-        Some(l) => {
-            d.error(l.span(), &k("device_level"), "device_level must be a topic level index in 0..=32");
-            None
-        }
-    };
-    let max_payload = crate::diag::size(d, &raw.max_payload, &k("max_payload"), DEFAULT_MAX_PAYLOAD, 1);
+    let mut r = Reader::new(d, &key);
+    let qos = r.int(&raw.qos, "qos", 0..=1, 1);
+    let device_level = r.int_opt(&raw.device_level, "device_level", 0..=32);
+    let max_payload = r.size(&raw.max_payload, "max_payload", DEFAULT_MAX_PAYLOAD, 1..=u64::MAX);
     Some(MqttInSource { common, conn: conn?, topics: raw.topics.into_inner(), qos, device_level, max_payload })
 }
