@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio_postgres::config::{Host, SslMode};
 use toml::Spanned;
 
-use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
+use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
 use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
@@ -148,17 +148,6 @@ struct Raw {
     reconnect_max: Option<Spanned<String>>,
 }
 
-fn int_in(d: &mut Diag<'_>, v: &Option<Spanned<i64>>, key: &str, (lo, hi): (i64, i64), default: i64) -> i64 {
-    match v {
-        None => default,
-        Some(x) if (lo..=hi).contains(x.get_ref()) => *x.get_ref(),
-        Some(x) => {
-            d.error(x.span(), key, format!("{} is out of range; expected {lo}..={hi}", x.get_ref()));
-            default
-        }
-    }
-}
-
 /// A table or schema name relais writes into SQL: lowercase letters, digits
 /// and `_`, not starting with a digit, at most `max` bytes.
 pub fn check_ident(s: &str, max: usize) -> Result<(), String> {
@@ -222,7 +211,7 @@ fn pg_config(d: &mut Diag<'_>, raw: &Raw, k: &dyn Fn(&str) -> String) -> Option<
             d.error(p.span(), &k("port"), "port goes in the url when url is set");
         }
     } else {
-        pg.port(int_in(d, &raw.port, &k("port"), (1, 65535), 5432) as u16);
+        pg.port(Reader::new(&mut *d, "").int(&raw.port, &k("port"), 1..=65535, 5432));
         if let Some(db) = &raw.dbname {
             pg.dbname(db.get_ref());
         }
@@ -282,26 +271,20 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         let span = raw.events_table.as_ref().map_or(raw.name.span(), |t| t.span());
         d.error(span, &k("events_table"), "events_table must differ from table");
     }
-    let timescale = match raw.timescale.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
-        None | Some(("auto", _)) => Timescale::Auto,
-        Some(("on", _)) => Timescale::On,
-        Some(("off", _)) => Timescale::Off,
-        Some((other, span)) => {
-            d.error(span, &k("timescale"), format!("unknown value {other:?}; expected \"auto\", \"on\" or \"off\""));
-            Timescale::Auto
-        }
-    };
-    let batch_max_records = int_in(d, &raw.batch_max_records, &k("batch_max_records"), (1, 1_000_000), 10_000) as usize;
-    let max_inflight = int_in(d, &raw.max_inflight, &k("max_inflight"), (1, 16), 2) as usize;
-    let timeout = crate::diag::duration(d, &raw.timeout, &k("timeout"), Duration::from_secs(20));
-    let connect_timeout = crate::diag::duration(d, &raw.connect_timeout, &k("connect_timeout"), Duration::from_secs(10));
-    for (t, v, key) in [(timeout, &raw.timeout, "timeout"), (connect_timeout, &raw.connect_timeout, "connect_timeout")] {
-        if t < Duration::from_millis(100) {
-            d.error(v.as_ref().map_or(0..0, |t| t.span()), &k(key), format!("{key} must be at least 100ms"));
-        }
-    }
-    let backlog_threshold = int_in(d, &raw.backlog_threshold, &k("backlog_threshold"), (0, i64::MAX), 100_000) as u64;
-    let reconnect_max = crate::diag::duration(d, &raw.reconnect_max, &k("reconnect_max"), Duration::from_secs(30));
+    let mut r = Reader::new(d, &key);
+    let timescale = r.choice(
+        &raw.timescale,
+        "timescale",
+        &[("auto", Timescale::Auto), ("on", Timescale::On), ("off", Timescale::Off)],
+        Timescale::Auto,
+    );
+    let batch_max_records = r.int(&raw.batch_max_records, "batch_max_records", 1..=1_000_000, 10_000);
+    let max_inflight = r.int(&raw.max_inflight, "max_inflight", 1..=16, 2);
+    let at_least_100ms = Duration::from_millis(100)..=Duration::MAX;
+    let timeout = r.duration_in(&raw.timeout, "timeout", Duration::from_secs(20), at_least_100ms.clone());
+    let connect_timeout = r.duration_in(&raw.connect_timeout, "connect_timeout", Duration::from_secs(10), at_least_100ms);
+    let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 100_000);
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     if d.error_count() > before {
         return None;
     }
