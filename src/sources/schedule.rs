@@ -4,6 +4,26 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The longest start offset [`phase`] gives.
+pub const PHASE_SPREAD_MAX: Duration = Duration::from_secs(1);
+
+/// Start offset of a periodic schedule named `key` (a device name): a fixed
+/// fraction of `min(interval, 1 s)` taken from a hash of the name, so that
+/// devices with the same interval do not all poll at the same instant after
+/// start (a hundred devices in lockstep hand the buffer a burst of every
+/// sample at once, and the last of the burst waits for all the others).
+/// The same name always gets the same offset (FNV-1a, stable across runs).
+pub fn phase(key: &str, interval: Duration) -> Duration {
+    let spread = interval.min(PHASE_SPREAD_MAX);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let nanos = spread.as_nanos() as u64;
+    if nanos == 0 { Duration::ZERO } else { Duration::from_nanos(h % nanos) }
+}
+
 /// Moves `next_due` to the next tick after a cycle. A cycle that overran
 /// skips the missed ticks rather than bursting to catch up; returns how many
 /// were skipped (counted as overruns).
@@ -22,6 +42,22 @@ pub fn advance(next_due: &mut Instant, interval: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_are_stable_spread_and_bounded() {
+        let iv = Duration::from_millis(100);
+        assert_eq!(phase("dev1", iv), phase("dev1", iv));
+        assert!(phase("dev1", iv) < iv);
+        assert!(phase("dev1", Duration::from_secs(60)) < PHASE_SPREAD_MAX);
+        assert_eq!(phase("dev1", Duration::ZERO), Duration::ZERO);
+        // 100 devices over 100 ms: no 10 ms slot holds more than a quarter of them.
+        let mut slots = [0u32; 10];
+        for d in 0..100 {
+            slots[(phase(&format!("dev{d}"), iv).as_millis() / 10) as usize] += 1;
+        }
+        assert!(slots.iter().all(|&n| n <= 25), "{slots:?}");
+        assert!(slots.iter().filter(|&&n| n > 0).count() >= 8, "{slots:?}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn skips_missed_ticks() {

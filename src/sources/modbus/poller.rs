@@ -123,7 +123,8 @@ impl EndpointPoller {
                 .into_iter()
                 .map(|(interval, reqs)| Group {
                     interval,
-                    next_due: now,
+                    // Spread over the first interval (up to 1 s) by name, not in lockstep.
+                    next_due: now + crate::sources::schedule::phase(&cfg.name, interval),
                     requests: reqs.iter().cloned().map(|req| Planned { req, keep_whole: false }).collect(),
                     original: reqs,
                     split_since: None,
