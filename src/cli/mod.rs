@@ -161,10 +161,15 @@ fn init_logging(format: LogFormat, default: &str) {
         .with_target(false)
         .with_ansi(ansi)
         .log_internal_errors(false);
+    // The simulator's OPC UA server logs a bare TCP connection as an ERROR:
+    // `sim::logs::Downgrade` makes it a DEBUG line (`relais sim`, `demo`).
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let quiet = crate::sim::logs::Downgrade;
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text if under_journald => builder.without_time().with_ansi(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(quiet).try_init(),
+        LogFormat::Text if under_journald => builder.without_time().with_ansi(false).finish().with(quiet).try_init(),
+        LogFormat::Text => builder.finish().with(quiet).try_init(),
     };
     // Panics are logged like any error (one JSON line with --log-format json).
     std::panic::set_hook(Box::new(|info| {

@@ -5,21 +5,32 @@
 //! - [`config`]: `[[station]]` configuration.
 //! - [`station`]: one station's register tables, signals and faults.
 //! - [`server`]: the tokio-modbus service answering requests.
+//! - [`logs`]: a library ERROR turned into a DEBUG line (bare OPC UA connections).
+//! - [`front`]: what is answered in front of tokio-modbus (exception 01 for
+//!   unimplemented function codes, 03 for malformed requests), TCP front.
+//! - [`ident`]: FC43 / MEI 0x0E Read Device Identification (pure).
+//! - [`rtu`]: the Modbus RTU lines on pseudo-terminals (framing in front of
+//!   tokio-modbus, restart after a failure).
 //! - [`opcua`]: the OPC UA server (async-opcua) serving the same stations.
 
 pub mod config;
+pub mod front;
+pub mod ident;
+pub mod logs;
 pub mod opcua;
+pub mod rtu;
 pub mod server;
 pub mod signal;
 pub mod station;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
+use tokio_modbus::server::tcp::Server;
 
 use config::Line;
 pub use config::SimConfig;
@@ -32,8 +43,8 @@ pub struct Sim {
     stations: Vec<Arc<Station>>,
     addrs: HashMap<SocketAddr, SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
-    /// Serial ends kept open (and their links, removed on drop).
-    ptys: Vec<(tokio_serial::SerialStream, std::path::PathBuf)>,
+    /// RTU lines: their links (removed on drop) and counters.
+    lines: Vec<(PathBuf, Arc<rtu::LineStats>)>,
     opcua: Option<opcua::OpcUaSim>,
 }
 
@@ -42,23 +53,9 @@ impl Drop for Sim {
         for t in &self.tasks {
             t.abort();
         }
-        for (_, link) in &self.ptys {
+        for (link, _) in &self.lines {
             let _ = std::fs::remove_file(link);
         }
-    }
-}
-
-#[allow(unsafe_code)] // SAFETY: see the call sites
-unsafe extern "C" {
-    fn flock(fd: i32, operation: i32) -> i32;
-}
-
-#[allow(unsafe_code)]
-fn unlock(fd: i32) {
-    const LOCK_UN: i32 = 8;
-    // SAFETY: flock only changes the advisory lock of a descriptor we own.
-    unsafe {
-        flock(fd, LOCK_UN);
     }
 }
 
@@ -80,7 +77,7 @@ impl Sim {
         }
         let mut tasks = Vec::new();
         let mut addrs = HashMap::new();
-        let mut ptys = Vec::new();
+        let mut lines = Vec::new();
         for (line, map) in groups {
             match line {
                 Line::None => {}
@@ -93,7 +90,8 @@ impl Sim {
                         let server = Server::new(listener);
                         let on_connected = |stream, peer| {
                             let service = service.clone();
-                            async move { accept_tcp_connection(stream, peer, |_| Ok(Some(service.clone()))) }
+                            let _ = peer;
+                            async move { std::io::Result::Ok(Some((service.clone(), front::tcp_front(stream, service)))) }
                         };
                         if let Err(e) = server.serve(&on_connected, |e| tracing::debug!(error = %e, "simulator connection ended")).await {
                             tracing::error!(listen = %local, error = %e, "simulator listener stopped");
@@ -102,26 +100,11 @@ impl Sim {
                     tracing::info!(listen = %local, "simulator listening");
                 }
                 Line::Serial(link) => {
-                    use tokio_serial::SerialPort;
-                    let (master, mut slave) = tokio_serial::SerialStream::pair()
-                        .map_err(|e| anyhow::anyhow!("simulator cannot create a pseudo-terminal: {e}"))?;
-                    let _ = slave.set_exclusive(false);
-                    // Release our lock on the serial end so a client can open it
-                    // exclusively, as it would a real port.
-                    unlock(std::os::fd::AsRawFd::as_raw_fd(&slave));
-                    let name = slave.name().ok_or_else(|| anyhow::anyhow!("the pseudo-terminal has no name"))?;
-                    let _ = std::fs::remove_file(&link);
-                    std::os::unix::fs::symlink(&name, &link)
-                        .map_err(|e| anyhow::anyhow!("simulator cannot link {} to {name}: {e}", link.display()))?;
-                    let service = SimService { stations: Arc::new(map), serial: true };
-                    tasks.push(tokio::spawn(async move {
-                        let server = tokio_modbus::server::rtu::Server::new(master);
-                        if let Err(e) = server.serve_forever(service).await {
-                            tracing::error!(error = %e, "simulator RTU line stopped");
-                        }
-                    }));
+                    let (master, slave, name) = rtu::open_pty(&link)?;
+                    let stats = Arc::new(rtu::LineStats::default());
+                    tasks.push(tokio::spawn(rtu::run(link.clone(), Arc::new(map), (master, slave), stats.clone())));
                     tracing::info!(serial = %link.display(), pty = %name, "simulator serving Modbus RTU");
-                    ptys.push((slave, link));
+                    lines.push((link, stats));
                 }
             }
         }
@@ -144,7 +127,7 @@ impl Sim {
             Some(o) => Some(opcua::OpcUaSim::start(o, stations.clone()).await?),
             None => None,
         };
-        Ok(Sim { stations, addrs, tasks, ptys, opcua })
+        Ok(Sim { stations, addrs, tasks, lines, opcua })
     }
 
     /// The stations, in config order.
@@ -160,6 +143,11 @@ impl Sim {
     /// The OPC UA server, when configured.
     pub fn opcua(&self) -> Option<&opcua::OpcUaSim> {
         self.opcua.as_ref()
+    }
+
+    /// Counters of the RTU line linked at `serial` (the configured path).
+    pub fn rtu_stats(&self, serial: &Path) -> Option<&rtu::LineStats> {
+        self.lines.iter().find(|(l, _)| l == serial).map(|(_, s)| s.as_ref())
     }
 
     /// The address actually bound for configured `listen` (differs for port 0).

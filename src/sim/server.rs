@@ -5,6 +5,11 @@
 //! gets exception 0x0B (gateway target device failed to respond), as a
 //! TCP→RTU gateway answers; on a serial line it gets no answer at all. A
 //! silent station sends nothing, so clients time out.
+//!
+//! Function codes served: FC1–FC6, FC15, FC16, FC22 and FC43 / MEI 0x0E
+//! (Read Device Identification, basic objects: [`super::ident`]); every
+//! other one is answered with exception 01 (illegal function), over TCP
+//! here and over RTU by the line in front of this service (`rtu`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +28,26 @@ pub struct SimService {
     pub(crate) stations: Arc<HashMap<u8, Arc<Station>>>,
     /// On a serial line an absent unit is simply silent.
     pub(crate) serial: bool,
+}
+
+impl SimService {
+    /// The exception a front answers to a request for `unit` it refuses
+    /// with `code` (see `front`), or `None` for no answer: an unknown unit
+    /// gets 0x0B over TCP and silence on a serial line, a silent station
+    /// says nothing, and a station's `delay` applies first.
+    pub(crate) async fn refusal(&self, unit: u8, code: u8) -> Option<u8> {
+        let Some(st) = self.stations.get(&unit) else {
+            return if self.serial { None } else { Some(u8::from(ExceptionCode::GatewayTargetDevice)) };
+        };
+        let faults = st.faults();
+        if faults.silent {
+            return None;
+        }
+        if !faults.delay.is_zero() {
+            tokio::time::sleep(faults.delay).await;
+        }
+        Some(code)
+    }
 }
 
 impl Service for SimService {
@@ -93,6 +118,10 @@ impl Service for SimService {
                     st.write_registers(a, &[(cur & and) | (or & !and)])?;
                     Response::MaskWriteRegister(a, and, or)
                 }
+                Request::ReadDeviceIdentification(code, id) => {
+                    Response::ReadDeviceIdentification(super::ident::read_device_identification(code, id)?)
+                }
+                // FC7, FC8, FC11, FC12, FC17, FC20, FC21, FC23, FC24, other MEI types…
                 _ => return Err(ExceptionCode::IllegalFunction),
             };
             Ok(Some(resp))

@@ -33,6 +33,7 @@ mod postgres;
 mod postgres_faults;
 mod records;
 mod secrets;
+mod sim;
 mod sparkplug;
 mod sparkplug_check;
 mod watch;

@@ -6,7 +6,7 @@
 //! ```text
 //! Objects
 //! └─ <station>            ns=<sim>;s=<station>          Object
-//!    ├─ <tag>             ns=<sim>;s=<station>.<tag>    Variable (Double, Int64, UInt64, Boolean, String)
+//!    ├─ <tag>             ns=<sim>;s=<station>.<tag>    Variable, typed after the tag (see `nodes`)
 //!    └─ setpoint          ns=<sim>;s=<station>.setpoint Variable, Double, writable
 //! ```
 //!
@@ -25,45 +25,20 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opcua::crypto::SecurityPolicy;
-use opcua::server::address_space::{ObjectBuilder, VariableBuilder};
-use opcua::server::diagnostics::NamespaceMetadata;
-use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
-use opcua::server::{ANONYMOUS_USER_TOKEN_ID, ServerBuilder, ServerHandle, ServerUserToken};
-use opcua::types::{DataTypeId, DataValue, DateTime, MessageSecurityMode, NodeId, ObjectId, StatusCode, Variant};
+use opcua::server::ServerHandle;
+use opcua::server::node_manager::memory::SimpleNodeManager;
+use opcua::types::{DataValue, DateTime, NodeId, Variant};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::Station;
-use crate::model::Value;
+use nodes::{data_value, node_of};
 
-/// `[opcua]` of a simulator config.
-#[derive(Debug, Clone)]
-pub struct OpcUaSimConfig {
-    /// Listen address (`127.0.0.1:4840`; port 0 picks a free one).
-    pub listen: SocketAddr,
-    /// Namespace URI of the stations' nodes.
-    pub namespace_uri: String,
-    /// Security policies offered besides None (each with Sign and SignAndEncrypt).
-    pub security: Vec<SecurityPolicy>,
-    /// Offer security None too (default true).
-    pub allow_none: bool,
-    /// PKI folder of the server (its certificate, trusted and rejected clients).
-    pub pki_dir: PathBuf,
-    /// Trust any client certificate (default true; false = clients must be
-    /// in `<pki_dir>/trusted`, as on a real PLC).
-    pub trust_client_certs: bool,
-    /// User name / password pairs accepted besides anonymous.
-    pub users: Vec<(String, String)>,
-    /// Accept anonymous sessions (default true).
-    pub anonymous: bool,
-    /// Restart the server after this long (fault injection), then every time again.
-    pub restart_after: Option<Duration>,
-    /// How long the server stays down on a restart.
-    pub down_for: Duration,
-    /// How often station values are copied into the address space.
-    pub scan: Duration,
-}
+mod endpoints;
+mod nodes;
+
+pub use endpoints::OpcUaSimConfig;
+pub(crate) use nodes::SETPOINT;
 
 struct Running {
     handle: ServerHandle,
@@ -102,31 +77,6 @@ impl Drop for OpcUaSim {
             r.handle.cancel();
             r.task.abort();
         }
-    }
-}
-
-fn node_of(ns: u16, station: &str, tag: &str) -> NodeId {
-    NodeId::new(ns, format!("{station}.{tag}"))
-}
-
-fn variant_of(v: &Value) -> Variant {
-    match v {
-        Value::Null => Variant::Empty,
-        Value::Bool(b) => Variant::Boolean(*b),
-        Value::I64(i) => Variant::Int64(*i),
-        Value::U64(u) => Variant::UInt64(*u),
-        Value::F64(f) => Variant::Double(*f),
-        Value::Str(s) => Variant::from(s.as_str()),
-    }
-}
-
-fn data_type_of(v: &Value) -> DataTypeId {
-    match v {
-        Value::Bool(_) => DataTypeId::Boolean,
-        Value::I64(_) => DataTypeId::Int64,
-        Value::U64(_) => DataTypeId::UInt64,
-        Value::Str(_) => DataTypeId::String,
-        Value::Null | Value::F64(_) => DataTypeId::Double,
     }
 }
 
@@ -325,47 +275,7 @@ impl Shared {
     fn launch(self: &Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let generation = self.generation.load(Ordering::Relaxed);
-        let mut user_ids: Vec<String> = Vec::new();
-        if cfg.anonymous {
-            user_ids.push(ANONYMOUS_USER_TOKEN_ID.to_string());
-        }
-        let mut b = ServerBuilder::new()
-            .application_name("relais simulator")
-            .application_uri("urn:relais:sim:server")
-            .product_uri("urn:relais")
-            .host(self.addr.ip().to_string())
-            .port(self.addr.port())
-            .pki_dir(&cfg.pki_dir)
-            .create_sample_keypair(true)
-            .trust_client_certs(cfg.trust_client_certs)
-            .diagnostics_enabled(true)
-            .discovery_urls(vec![format!("opc.tcp://{}/", self.addr)]);
-        for (i, (user, pass)) in cfg.users.iter().enumerate() {
-            let id = format!("user{i}");
-            b = b.add_user_token(&id, ServerUserToken::user_pass(user.as_str(), pass.as_str()));
-            user_ids.push(id);
-        }
-        let ids: Vec<&str> = user_ids.iter().map(|s| s.as_str()).collect();
-        if cfg.allow_none {
-            b = b.add_endpoint("none", ("/", SecurityPolicy::None, MessageSecurityMode::None, ids.as_slice()));
-        }
-        for p in &cfg.security {
-            for (m, n) in [(MessageSecurityMode::Sign, "sign"), (MessageSecurityMode::SignAndEncrypt, "sign_encrypt")] {
-                b = b.add_endpoint(format!("{}_{n}", p.to_str()), ("/", *p, m, ids.as_slice()));
-            }
-        }
-        // Every other generation registers a padding namespace first, so the
-        // stations' namespace index moves between restarts.
-        for k in 0..(generation % 2) {
-            b = b.with_node_manager(simple_node_manager(
-                NamespaceMetadata { namespace_uri: format!("urn:relais:sim:padding:{k}"), ..Default::default() },
-                "padding",
-            ));
-        }
-        b = b.with_node_manager(simple_node_manager(
-            NamespaceMetadata { namespace_uri: cfg.namespace_uri.clone(), ..Default::default() },
-            "relais-sim",
-        ));
+        let b = endpoints::builder(cfg, self.addr, generation);
         let (server, handle) = b.build().map_err(|e| anyhow::anyhow!("simulator OPC UA server: {e}"))?;
         let nm = handle
             .node_managers()
@@ -374,28 +284,7 @@ impl Shared {
         let ns = handle.get_namespace_index(&cfg.namespace_uri).ok_or_else(|| anyhow::anyhow!("simulator namespace missing"))?;
         {
             let mut space = nm.address_space().write();
-            for st in &self.stations {
-                let obj = NodeId::new(ns, st.cfg.name.clone());
-                ObjectBuilder::new(&obj, st.cfg.name.as_str(), st.cfg.name.as_str())
-                    .organized_by(ObjectId::ObjectsFolder)
-                    .insert(&mut *space);
-                let values = st.values();
-                for (tag, v) in st.cfg.tags.iter().zip(values.iter()) {
-                    let id = node_of(ns, &st.cfg.name, &tag.name);
-                    VariableBuilder::new(&id, tag.name.as_str(), tag.name.as_str())
-                        .data_type(data_type_of(v))
-                        .value(variant_of(v))
-                        .component_of(obj.clone())
-                        .insert(&mut *space);
-                }
-                let sp = node_of(ns, &st.cfg.name, "setpoint");
-                VariableBuilder::new(&sp, "setpoint", "setpoint")
-                    .data_type(DataTypeId::Double)
-                    .value(0.0f64)
-                    .writable()
-                    .component_of(obj.clone())
-                    .insert(&mut *space);
-            }
+            nodes::build(&mut space, ns, &self.stations);
         }
         let task = tokio::spawn(async move {
             if let Err(e) = server.run_with(listener).await {
@@ -423,7 +312,7 @@ impl Shared {
             }
             seen[s] = v;
             for (t, (tag, value)) in st.cfg.tags.iter().zip(st.values().iter()).enumerate() {
-                updates.push((node_of(r.ns, &st.cfg.name, &tag.name), data_value(value, status.get(&(s, t)).copied(), now)));
+                updates.push((node_of(r.ns, &st.cfg.name, &tag.name), data_value(tag, value, status.get(&(s, t)).copied(), now)));
             }
         }
         if updates.is_empty() {
@@ -438,29 +327,8 @@ impl Shared {
         let code = self.status.lock().ok().and_then(|m| m.get(&(s, t)).copied());
         let st = &self.stations[s];
         let values = st.values();
-        let dv = data_value(&values[t], code, DateTime::now());
+        let dv = data_value(&st.cfg.tags[t], &values[t], code, DateTime::now());
         let _ = r.nm.set_value(r.handle.subscriptions(), &node_of(r.ns, &st.cfg.name, &st.cfg.tags[t].name), None, dv);
-    }
-}
-
-fn data_value(v: &Value, status: Option<u32>, now: DateTime) -> DataValue {
-    match status {
-        // A bad code is served without a value (an Empty one: the library
-        // reads a missing value as Good); good and uncertain codes keep it.
-        Some(code) => DataValue {
-            value: Some(if code >> 30 >= 2 { Variant::Empty } else { variant_of(v) }),
-            status: Some(StatusCode::from(code)),
-            source_timestamp: Some(now),
-            server_timestamp: Some(now),
-            ..Default::default()
-        },
-        None => DataValue {
-            value: Some(variant_of(v)),
-            status: Some(StatusCode::Good),
-            source_timestamp: Some(now),
-            server_timestamp: Some(now),
-            ..Default::default()
-        },
     }
 }
 

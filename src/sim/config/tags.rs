@@ -1,0 +1,217 @@
+//! `[[station.tag]]` of a simulator config: table, address, type, byte
+//! order, bit, scaling, OPC UA status and the signal model (with the CSV
+//! files that replays read, loaded once).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::SimTag;
+use super::find_data_file;
+use super::raw::{Num, RawSignal, RawTag};
+use crate::diag::Diag;
+use crate::sim::signal::{CsvColumn, Signal};
+use crate::sources::modbus::types::{ByteOrder, DataType, Table};
+use crate::units;
+
+/// A loaded CSV file: its header and its columns (numbers, `None` for empty
+/// or non-numeric cells).
+type CsvTable = (Vec<String>, Vec<Vec<Option<f64>>>);
+
+/// What reading the tags needs beyond the tag itself: the config's folder,
+/// the CSV files loaded so far, and the CSV files found missing.
+pub(super) struct TagCtx<'p> {
+    /// Folder CSV paths resolve against.
+    pub base_dir: &'p Path,
+    /// Loaded CSV files, shared by the tags that replay their columns.
+    pub cache: HashMap<(PathBuf, u8), Arc<CsvTable>>,
+    /// CSV files not found (their tags serve simulated values instead).
+    pub missing: Vec<String>,
+}
+
+fn load_csv(path: &Path, delimiter: u8, cache: &mut HashMap<(PathBuf, u8), Arc<CsvTable>>) -> Result<Arc<CsvTable>, String> {
+    if let Some(t) = cache.get(&(path.to_path_buf(), delimiter)) {
+        return Ok(t.clone());
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("{}: bad header: {e}", path.display()))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); headers.len()];
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        for (c, col) in cols.iter_mut().enumerate() {
+            col.push(rec.get(c).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()));
+        }
+    }
+    let t = Arc::new((headers, cols));
+    cache.insert((path.to_path_buf(), delimiter), t.clone());
+    Ok(t)
+}
+
+/// Checks one tag of station `key`; `None` (with the errors recorded) when
+/// it cannot be served.
+pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<SimTag> {
+    let tkey = format!("{key} / tag {:?}", rt.name.get_ref());
+    let table = rt.table.get_ref().parse::<Table>().map_err(|e| d.error(rt.table.span(), &format!("{tkey} / table"), e)).ok()?;
+    let address = *rt.address.get_ref();
+    if !(0..=65535).contains(&address) {
+        d.error(rt.address.span(), &format!("{tkey} / address"), "address must be in 0..=65535");
+        return None;
+    }
+    let default_ty = if table.is_bit() || rt.bit.is_some() { DataType::Bool } else { DataType::U16 };
+    let ty = match &rt.ty {
+        None => default_ty,
+        Some(t) => t.get_ref().parse::<DataType>().map_err(|e| d.error(t.span(), &format!("{tkey} / type"), e)).ok()?,
+    };
+    if table.is_bit() && ty != DataType::Bool {
+        d.error(rt.table.span(), &format!("{tkey} / type"), format!("the {table} table holds bits; use type = \"bool\""));
+        return None;
+    }
+    if address as u32 + if table.is_bit() { 1 } else { ty.register_count() as u32 } > 65536 {
+        d.error(rt.address.span(), &format!("{tkey} / address"), "the tag runs past address 65535");
+        return None;
+    }
+    let byte_order = match &rt.byte_order {
+        None => ByteOrder::ABCD,
+        Some(b) => b.get_ref().parse::<ByteOrder>().map_err(|e| d.error(b.span(), &format!("{tkey} / byte_order"), e)).ok()?,
+    };
+    let bit = match &rt.bit {
+        None => None,
+        Some(b) if (0..=15).contains(b.get_ref()) && !table.is_bit() => Some(*b.get_ref() as u8),
+        Some(b) => {
+            d.error(b.span(), &format!("{tkey} / bit"), "bit must be in 0..=15, on a register table");
+            return None;
+        }
+    };
+    let signal = parse_signal(rt.signal, &tkey, table, ctx, d)?;
+    let opcua_status = match &rt.opcua_status {
+        None => None,
+        Some(c) => match u32::try_from(*c.get_ref()) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let msg = "opcua_status is a 32-bit StatusCode, e.g. 0x801F0000 (BadUserAccessDenied)";
+                d.error(c.span(), &format!("{tkey} / opcua_status"), msg);
+                return None;
+            }
+        },
+    };
+    Some(SimTag {
+        opcua_status,
+        name: rt.name.into_inner(),
+        table,
+        address: address as u16,
+        ty,
+        byte_order,
+        bit,
+        scale: rt.scale.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0),
+        offset: rt.offset.unwrap_or(0.0),
+        signal,
+    })
+}
+
+/// Checks a tag's `signal` table and builds its model.
+fn parse_signal(raw: toml::Spanned<RawSignal>, tkey: &str, table: Table, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<Signal> {
+    let span = raw.span();
+    let skey = format!("{tkey} / signal");
+    let dur = |d: &mut Diag<'_>, s: &str| match units::parse_duration(s) {
+        Ok(x) if !x.is_zero() => Some(x.as_secs_f64()),
+        Ok(_) => {
+            d.error(span.clone(), &skey, "period must be above zero");
+            None
+        }
+        Err(e) => {
+            d.error(span.clone(), &skey, e);
+            None
+        }
+    };
+    Some(match raw.into_inner() {
+        RawSignal::Constant { value: Some(Num::Int(v)), text: None } => Signal::ConstantInt(v as i128),
+        RawSignal::Constant { value: Some(v), text: None } => Signal::Constant(v.f()),
+        RawSignal::Constant { value: None, text: Some(t) } => Signal::Text(t),
+        RawSignal::Constant { .. } => {
+            d.error(span, &skey, "constant needs exactly one of `value` or `text`");
+            return None;
+        }
+        RawSignal::Sine { amplitude, offset, period, phase } => Signal::Sine { amplitude, offset, period_s: dur(d, &period)?, phase },
+        RawSignal::Ramp { start, slope, min, max } => {
+            if max <= min {
+                d.error(span, &skey, "ramp needs max > min");
+                return None;
+            }
+            Signal::Ramp { start, slope, min, max }
+        }
+        RawSignal::RandomWalk { start, step, min, max, seed } => Signal::RandomWalk {
+            value: start.clamp(min, max),
+            step,
+            min,
+            max,
+            rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+        },
+        RawSignal::Counter { start, step, wrap } => {
+            Signal::Counter { value: start as i128, start: start as i128, step: step as i128, wrap: wrap.map(|w| w as i128), first: true }
+        }
+        RawSignal::Square { low, high, period, duty } => {
+            Signal::Square { low, high, period_s: dur(d, &period)?, duty: duty.clamp(0.0, 1.0) }
+        }
+        RawSignal::Csv { file, column, delimiter, r#loop } => {
+            return csv_signal(&file, &column, &delimiter, r#loop, (span, &skey), table, ctx, d);
+        }
+        RawSignal::Tick {} => Signal::Tick,
+    })
+}
+
+/// A CSV replay: the column by name or index; a missing file serves a
+/// random walk (0 for bits) and is listed in `ctx.missing`.
+#[allow(clippy::too_many_arguments)]
+fn csv_signal(
+    file: &str,
+    column: &str,
+    delimiter: &str,
+    looped: bool,
+    (span, skey): (std::ops::Range<usize>, &str),
+    table: Table,
+    ctx: &mut TagCtx<'_>,
+    d: &mut Diag<'_>,
+) -> Option<Signal> {
+    let delim = match delimiter.as_bytes() {
+        [b] => *b,
+        _ if delimiter == "\\t" || delimiter == "tab" => b'\t',
+        _ => {
+            d.error(span, skey, "delimiter must be one character");
+            return None;
+        }
+    };
+    let path = find_data_file(ctx.base_dir, file);
+    match load_csv(&path, delim, &mut ctx.cache) {
+        Ok(t) => {
+            let idx = t.0.iter().position(|h| h == column).or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
+            match idx {
+                Some(i) => Some(Signal::Csv { column: CsvColumn { values: Arc::new(t.1[i].clone()) }, looped }),
+                None => {
+                    d.error(span, skey, format!("column {column:?} not found in {}; columns: {}", path.display(), t.0.join(", ")));
+                    None
+                }
+            }
+        }
+        Err(_) if !path.exists() => {
+            ctx.missing.push(file.to_string());
+            Some(if table.is_bit() {
+                Signal::Constant(0.0)
+            } else {
+                Signal::RandomWalk { value: 0.0, step: 0.1, min: -1.0, max: 1.0, rng: fastrand::Rng::new() }
+            })
+        }
+        Err(e) => {
+            d.error(span, skey, e);
+            None
+        }
+    }
+}
