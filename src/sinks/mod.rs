@@ -4,6 +4,7 @@
 pub mod driver;
 pub mod http;
 pub mod mqtt;
+pub mod nats;
 pub mod postgres;
 pub mod record_json;
 pub mod tls;
@@ -20,6 +21,8 @@ crate::component::family! {
         Http(http::component::Http),
         /// `type = "postgres"`.
         Postgres(postgres::component::Postgres),
+        /// `type = "nats"`.
+        Nats(nats::component::Nats),
     }
 }
 
@@ -31,7 +34,7 @@ impl SinkConfig {
 }
 
 /// Types a `[[sink]]` may name.
-pub const SINK_TYPES: &str = "mqtt, http, postgres";
+pub const SINK_TYPES: &str = "mqtt, http, postgres, nats";
 
 /// Parses one `[[sink]]` item by its `type`.
 pub fn parse_sink(item: Item<'_>, d: &mut Diag<'_>, cx: &ParseCx<'_>) -> Option<SinkConfig> {

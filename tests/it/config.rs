@@ -279,6 +279,8 @@ fn shipped_configs_are_valid() {
         "config/demo.toml",
         "src/sources/modbus/sample.toml",
         "src/sinks/mqtt/sample.toml",
+        "src/sinks/nats/sample.toml",
+        "config/sink-nats.toml",
         "src/sources/file/sample.toml",
         "src/sources/mqtt_in/sample.toml",
         "src/sinks/http/sample.toml",

@@ -1,9 +1,9 @@
 //! relais integration tests: one test binary (one link) with a module per area.
 //!
-//! Tests that need Mosquitto start their own broker on a free port; when the
+//! Tests that need Mosquitto (or nats-server) start their own broker on a free port; when the
 //! `mosquitto` binary is missing they are skipped with a message, unless
-//! `RELAIS_REQUIRE_BROKER=1` (set by `.ci/run`), which turns the skip into a
-//! failure. Tests that need the SKAB data look for `../shared/data/skab`.
+//! `RELAIS_REQUIRE_BROKER=1` (`RELAIS_REQUIRE_NATS=1` for nats-server; both set
+//! by `.ci/run`), which turns the skip into a failure. Tests that need the SKAB data look for `../shared/data/skab`.
 
 mod buffer;
 mod buffer_faults;
@@ -25,6 +25,9 @@ mod modbus_faults;
 mod modbus_lint;
 mod modbus_sched;
 mod mqtt;
+mod multi_sink;
+mod nats_common;
+mod nats_sink;
 mod opcua;
 mod opcua_interop;
 mod parse;
