@@ -33,6 +33,7 @@ mod opcua_interop;
 mod parse;
 mod planner;
 mod postgres;
+mod postgres_dead;
 mod postgres_faults;
 mod records;
 mod secrets;

@@ -94,10 +94,10 @@ fn with_value(meta: &std::sync::Arc<TagMeta>, v: Value) -> Sample {
 async fn poison_rows_are_quarantined_with_their_sqlstate_and_their_neighbours_land() {
     let Some(c) = client(LOCAL_PG).await else { return };
     let schema = schema_name("poison");
-    // The operator's own rule on the samples table: no 666 (a CHECK refused at INSERT).
+    // The operator's own rule on the samples table: no -666 (a CHECK refused at INSERT).
     let table = format!("{schema}.relais_samples");
     c.batch_execute(&format!(
-        "CREATE SCHEMA {schema}; {}; ALTER TABLE {table} ADD CONSTRAINT no_666 CHECK (value IS DISTINCT FROM 666)",
+        "CREATE SCHEMA {schema}; {}; ALTER TABLE {table} ADD CONSTRAINT no_666 CHECK (value IS DISTINCT FROM -666)",
         relais::sinks::postgres::schema::create_samples(&table, false)
     ))
     .await
@@ -105,9 +105,10 @@ async fn poison_rows_are_quarantined_with_their_sqlstate_and_their_neighbours_la
     let dir = tempfile::tempdir().unwrap();
     let mut chain = Chain::new("pg", BufferConfig::default());
     let meta = TagMeta::new("pump", "mode", Some("m3/h"));
-    let mut samples: Vec<Sample> = (0..40).map(|i| with_value(&meta, Value::F64(i as f64))).collect();
+    let mut samples: Vec<Sample> = (0..5000).map(|i| with_value(&meta, Value::F64(i as f64))).collect();
+    // Early in a large COPY: the server refuses while relais is still writing.
     samples[10] = with_value(&meta, Value::Str("bad\0text".into())); // NUL: refused by COPY (22021)
-    samples[25] = with_value(&meta, Value::F64(666.0)); // refused by the CHECK at INSERT (23514)
+    samples[2500] = with_value(&meta, Value::F64(-666.0)); // refused by the CHECK at INSERT (23514)
     samples[30] = with_value(&meta, Value::U64((1 << 53) + 1));
     samples[31] = with_value(&meta, Value::Bool(true));
     samples[32] = with_value(&meta, Value::Str("auto".into()));
@@ -115,8 +116,8 @@ async fn poison_rows_are_quarantined_with_their_sqlstate_and_their_neighbours_la
         chain.tb.ingest.push(s).await;
     }
     chain.tb.ingest.barrier().await;
-    let (nul_seq, check_seq) = (chain.base + 11, chain.base + 26);
-    spawn(&mut chain, pg_sink("pg", LOCAL_PG, &schema, "batch_max_records = 100", dir.path()));
+    let (nul_seq, check_seq) = (chain.base + 11, chain.base + 2501);
+    spawn(&mut chain, pg_sink("pg", LOCAL_PG, &schema, "batch_max_records = 10000", dir.path()));
     let head = chain.head();
     assert!(eventually(Duration::from_secs(20), || chain.cursor() >= head).await, "cursor {} never reached {head}", chain.cursor());
     assert!(eventually(Duration::from_secs(5), || chain.quarantine().len() == 2).await, "{:?}", chain.quarantine());
@@ -127,12 +128,12 @@ async fn poison_rows_are_quarantined_with_their_sqlstate_and_their_neighbours_la
     assert!(reason(check_seq).starts_with("refused_by_sink: SQLSTATE 23514: "), "{}", reason(check_seq));
     assert!(reason(check_seq).contains("no_666"), "{}", reason(check_seq));
     let raw: serde_json::Value = serde_json::from_str(&q.iter().find(|r| r.location == format!("seq {check_seq}")).unwrap().raw).unwrap();
-    assert_eq!((raw["seq"].as_u64(), raw["value"].as_f64()), (Some(check_seq), Some(666.0)));
+    assert_eq!((raw["seq"].as_u64(), raw["value"].as_f64()), (Some(check_seq), Some(-666.0)));
     assert_eq!(chain.stats.refused.load(Ordering::Relaxed), 2);
     // Every neighbour landed, once.
     let rows = c.query(&format!("SELECT seq FROM {table} ORDER BY seq"), &[]).await.unwrap();
     let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let want: Vec<i64> = (chain.base + 1..=chain.base + 40).filter(|s| *s != nul_seq && *s != check_seq).map(|s| s as i64).collect();
+    let want: Vec<i64> = (chain.base + 1..=chain.base + 5000).filter(|s| *s != nul_seq && *s != check_seq).map(|s| s as i64).collect();
     assert_eq!(got, want);
     // Typed columns, exact.
     let r = c
@@ -172,7 +173,7 @@ async fn poison_rows_are_quarantined_with_their_sqlstate_and_their_neighbours_la
         )
         .await
         .unwrap();
-    assert_eq!((v.get::<_, i64>(0), v.get::<_, i64>(1)), (38, 38));
+    assert_eq!((v.get::<_, i64>(0), v.get::<_, i64>(1)), (4998, 4998));
     chain.stop().await;
     c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
 }

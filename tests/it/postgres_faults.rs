@@ -27,6 +27,8 @@ pub struct PgCluster {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// Extra server options (TLS).
+    opts: String,
 }
 
 /// The newest `/usr/lib/postgresql/*/bin`.
@@ -40,6 +42,12 @@ fn pg_bin() -> Option<PathBuf> {
 impl PgCluster {
     /// initdb + start; `None` (skipped) without the binaries unless `RELAIS_REQUIRE_POSTGRES=1`.
     pub fn start() -> Option<PgCluster> {
+        PgCluster::start_with(None)
+    }
+
+    /// Like [`PgCluster::start`]; with `tls` (certificate and key PEM), the
+    /// server also accepts TLS.
+    pub fn start_with(tls: Option<(String, String)>) -> Option<PgCluster> {
         let Some(bin) = pg_bin() else {
             if std::env::var("RELAIS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                 panic!("no /usr/lib/postgresql/*/bin/initdb but RELAIS_REQUIRE_POSTGRES=1");
@@ -48,12 +56,21 @@ impl PgCluster {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
+        let mut opts = String::new();
+        if let Some((cert, key)) = &tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+            opts = format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", c.display(), k.display());
+        }
         if unsafe { geteuid() } == 0 {
             // initdb and postgres refuse root: the files belong to `postgres`.
             let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(st.success(), "chown to postgres");
         }
-        let c = PgCluster { port: free_port(), bin, dir };
+        let c = PgCluster { port: free_port(), bin, dir, opts };
         c.run("initdb", &["-D", &c.data(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]);
         c.pg_ctl_start();
         Some(c)
@@ -77,7 +94,7 @@ impl PgCluster {
     }
 
     fn pg_ctl_start(&self) {
-        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", self.port, self.dir.path().display());
+        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off{}", self.port, self.dir.path().display(), self.opts);
         let log = self.dir.path().join("log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
     }
@@ -223,4 +240,53 @@ async fn kill_9_of_relais_mid_copy_loses_and_doubles_nothing() {
     assert_eq!(stored, last, "every accepted record is in PostgreSQL");
     assert!(before < (last - first) as i64, "the kill left work for the restart ({before} rows before)");
     c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+}
+
+/// A CA (PEM written to `dir/ca.pem`) and a server certificate for
+/// 127.0.0.1 it signed: `(certificate PEM, key PEM)`.
+fn server_cert(dir: &Path) -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "relais pg test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, &ca_key)).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_checks_the_server_certificate_and_carries_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pg) = PgCluster::start_with(Some(server_cert(dir.path()))) else { return };
+    let c = client(&pg.url()).await.expect("the test's own cluster answers");
+    // A CA that did not sign the server's certificate: refused, nothing stored.
+    let other = tempfile::tempdir().unwrap();
+    let _ = server_cert(other.path());
+    let mut wrong = Chain::new("pgtls", BufferConfig::default());
+    let meta = TagMeta::new("kiln", "temp", Some("Cel"));
+    wrong.push_n(&meta, 0, 10, Duration::ZERO).await;
+    let ca = other.path().join("ca.pem").display().to_string();
+    spawn(&mut wrong, pg_sink("pgtls", &pg.url(), "tls_wrong", &format!("tls = true\nca_file = \"{ca}\""), dir.path()));
+    let refused = eventually(Duration::from_secs(10), || wrong.stats.error().is_some_and(|e| e.contains("certificate"))).await;
+    assert!(refused, "an unknown CA is refused: {:?}", wrong.stats.error());
+    assert_eq!(wrong.cursor(), wrong.base, "nothing counted as delivered");
+    wrong.stop().await;
+    let schemas = c.query("SELECT 1 FROM pg_namespace WHERE nspname = 'tls_wrong'", &[]).await.unwrap();
+    assert!(schemas.is_empty(), "no statement ran over the refused connection");
+    // The right CA: the rows land over TLS.
+    let mut chain = Chain::new("pgtls", BufferConfig::default());
+    chain.push_n(&meta, 0, 100, Duration::ZERO).await;
+    spawn(&mut chain, pg_sink("pgtls", &pg.url(), "tls_ok", "tls = true\nca_file = \"ca.pem\"", dir.path()));
+    let head = chain.head();
+    assert!(eventually(Duration::from_secs(20), || chain.cursor() >= head).await, "{:?}", chain.stats.error());
+    let ssl = c
+        .query_one("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'relais gw pgtls'", &[])
+        .await
+        .unwrap();
+    assert!(ssl.get::<_, bool>(0), "relais's connection uses TLS");
+    chain.stop().await;
+    assert_exactly_once(&c, "tls_ok", chain.base + 1, head).await;
 }

@@ -72,7 +72,16 @@ pub fn reason(e: &tokio_postgres::Error) -> String {
             let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
             format!("SQLSTATE {}: {}{detail}", db.code().code(), db.message())
         }
-        None => e.to_string(),
+        None => {
+            // "error performing TLS handshake: invalid peer certificate: UnknownIssuer"
+            let mut t = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                t = format!("{t}: {s}");
+                src = s.source();
+            }
+            t
+        }
     };
     let one: String = text.chars().take(300).map(|c| if c.is_control() { ' ' } else { c }).collect();
     one
