@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::util::escape::escape;
+
 /// Counters of one polled device.
 #[derive(Debug, Default)]
 pub struct DeviceStats {
@@ -205,6 +207,8 @@ impl SourceStats {
         l.last = Some(Instant::now());
         let counts = std::mem::take(&mut l.counts);
         let (origin, location, reason) = l.example.take().unwrap_or_default();
+        // File names and reasons come from data: never raw in a log line.
+        let (origin, location, reason) = (escape(&origin).to_string(), escape(&location).to_string(), escape(&reason).to_string());
         let total: u64 = counts.values().sum();
         let by_reason: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
         tracing::warn!(

@@ -114,8 +114,10 @@ const FORGED: &str = "2026-12-06T05:00:00.000000Z ERROR relais stopped";
 
 /// Issue 9 item 11: a JSON key holding a newline, through HTTP ingest and
 /// through a watched file, was written raw in the INFO line about text
-/// fields, so the log showed a forged `ERROR relais stopped` line. Every
-/// line of the captured log is a real log line, and the name is there escaped.
+/// fields, so the log showed a forged `ERROR relais stopped` line; so was a
+/// file name in the watch folder's lines and in the report of rejected
+/// records. Every line of the captured log is a real log line, and the names
+/// are there escaped.
 #[tokio::test]
 async fn a_key_with_a_newline_forges_no_log_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,14 +138,21 @@ async fn a_key_with_a_newline_forges_no_log_line() {
     assert_eq!(code, 200, "{text}");
     let key = serde_json::to_string(&format!("op\n{FORGED} by a file")).unwrap();
     std::fs::write(inbox.join("a.jsonl"), format!("{{\"temp\": 21.5, {key}: \"Bob\"}}\n")).unwrap();
+    // A file name from the folder, with a record that is rejected: named in
+    // the move line and in the report of rejected records.
+    std::fs::write(inbox.join(format!("b\n{FORGED} by a name.jsonl")), "not json\n").unwrap();
     let t = Instant::now();
-    while !r.log().contains("file ingested") {
-        assert!(t.elapsed() < Duration::from_secs(20), "the file was not ingested:\n{}", r.log());
+    while !(r.log().contains("file ingested;") && r.log().contains("file ingested with rejected records")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the files were not ingested:\n{}", r.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = r.stop();
     assert!(foreign_lines(&log).is_empty(), "forged lines: {:?}\n{log}", foreign_lines(&log));
-    assert!(!log.lines().any(|l| l.contains("ERROR relais stopped") && !l.contains("holds text")), "{log}");
+    // The forged text appears only escaped, inside a real line.
+    let n = log.matches(FORGED).count();
+    assert_eq!(n, log.matches(&format!("\\n{FORGED}")).count(), "{log}");
+    assert!(n >= 5, "{log}");
+    assert!(log.lines().any(|l| l.contains("rejected to the quarantine") && l.contains(&format!("b\\n{FORGED} by a name.jsonl"))), "{log}");
     for who in ["by http\\r\\u{1b}[2K", "by a file"] {
         let line = log.lines().find(|l| l.contains("holds text") && l.contains(who)).unwrap_or_else(|| panic!("no line for {who}:\n{log}"));
         assert!(line.contains(&format!("op\\n{FORGED} {who}")), "{line}");

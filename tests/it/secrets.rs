@@ -98,6 +98,12 @@ fn check_and_run_never_echo_a_password_written_in_a_url() {
             "[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://user:s3cret-pw@h:0\"\n[[device.tag]]\nname = \"t\"\nnode_id = \"i=2258\"\n",
             "opc.tcp://***@h:0",
         ),
+        // A well-formed endpoint with credentials was accepted, then logged and
+        // shown by `relais check` whole.
+        (
+            "[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://user:s3cret-pw@127.0.0.1:4840\"\n[[device.tag]]\nname = \"t\"\nnode_id = \"i=2258\"\n",
+            "opc.tcp://***@127.0.0.1:4840\" carries credentials",
+        ),
     ];
     for (part, shown) in configs {
         let cfg = dir.path().join("relais.toml");

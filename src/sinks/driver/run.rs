@@ -15,6 +15,7 @@ use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::{Events, Group};
 use crate::model::{EventSource, Severity};
 use crate::telemetry::SinkStats;
+use crate::util::escape::escape;
 use crate::util::{Backoff, RateLimited};
 
 /// A message handed over and not yet acknowledged.
@@ -246,7 +247,7 @@ impl<S: Sink> Driver<S> {
     fn refused(&self, lanes: &mut Lanes, f: &mut Flight<S::Msg>, token: Token, reason: String) {
         let Some(slot) = f.outstanding.get(&token) else { return };
         let (a, b) = slot.span;
-        tracing::warn!(sink = %self.set.name, reason = %reason, "{} refused a message of records {a}..={b}; it goes to the quarantine", self.set.target);
+        tracing::warn!(sink = %self.set.name, reason = %escape(&reason), "{} refused a message of records {a}..={b}; it goes to the quarantine", self.set.target);
         self.emit(
             "sink.refused",
             Severity::Error,
@@ -278,7 +279,7 @@ impl<S: Sink> Driver<S> {
         let n = refused.len();
         let first = &refused[0];
         let seqs: Vec<u64> = refused.iter().map(|r| r.seq).take(100).collect();
-        tracing::warn!(sink = %self.set.name, refused = n, first_seq = first.seq, reason = %first.reason,
+        tracing::warn!(sink = %self.set.name, refused = n, first_seq = first.seq, reason = %escape(&first.reason),
             "{} refused {n} record(s) of a batch for good; they go to the quarantine, the rest of the batch is stored", self.set.target);
         self.emit(
             "sink.refused",

@@ -256,6 +256,11 @@ pub fn check_endpoint(url: &str) -> Result<(), String> {
     if hostport.is_empty() {
         return Err(format!("endpoint {url:?} has no host"));
     }
+    // It would be logged and shown by `relais check` (the message itself is
+    // redacted by Diag).
+    if hostport.contains('@') {
+        return Err(format!("endpoint {url:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"));
+    }
     if let Some((_, port)) = hostport.rsplit_once(':')
         && !port.ends_with(']')
         && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
