@@ -504,6 +504,12 @@ fn settings_that_cannot_work_are_refused_at_load() {
     for (extra, want) in [
         ("max_body = \"0\"", "must be at least 1 bytes"),
         ("commit_timeout = \"0\"", "commit_timeout must be above 0"),
+        // Issue 9 item 12: the connection limits.
+        ("max_connections = 0", "max_connections: 0 is out of range; expected 1..=100000"),
+        ("header_timeout = \"0s\"", "header_timeout must be above 0"),
+        ("idle_timeout = \"0s\"", "idle_timeout must be above 0"),
+        ("idle_timeout = \"10s\"", "idle_timeout must be longer than commit_timeout"),
+        ("idle_timeout = \"20s\"\ncommit_timeout = \"30s\"", "idle_timeout must be longer than commit_timeout"),
         ("[[source.tag]]\nname = \"x\"\n[[source.tag]]\nname = \"x\"\nscale = 2.0", "duplicated tag name"),
     ] {
         let e = Config::parse(&http(extra), "gw.toml", dir.path()).unwrap_err().to_string();

@@ -247,6 +247,15 @@ async fn idle_connections_cannot_use_up_file_descriptors() {
     assert!(log.contains("at max_connections"), "{log}");
 }
 
+/// Issue 9 item 12: the documented defaults of the connection limits.
+#[test]
+fn connection_limits_have_their_documented_defaults() {
+    let text = "[gateway]\nid = \"g\"\n[[source]]\nname = \"h\"\ntype = \"http\"\nallow_anonymous = true\n";
+    let cfg = relais::config::Config::parse(text, "h.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let relais::sources::SourceConfig::Http(h) = cfg.sources.into_iter().next().unwrap() else { unreachable!() };
+    assert_eq!((h.header_timeout, h.idle_timeout, h.max_connections), (Duration::from_secs(10), Duration::from_secs(60), 256));
+}
+
 /// Issue 9 item 12: a connection sending its request head one byte at a
 /// time (slow loris) is closed once `header_timeout` has passed, whatever
 /// it still sends.

@@ -259,7 +259,9 @@ pub fn check_endpoint(url: &str) -> Result<(), String> {
     // It would be logged and shown by `relais check` (the message itself is
     // redacted by Diag).
     if hostport.contains('@') {
-        return Err(format!("endpoint {url:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"));
+        return Err(format!(
+            "endpoint {url:?} carries credentials; use the `username` and `password_file` keys so secrets stay out of logs"
+        ));
     }
     if let Some((_, port)) = hostport.rsplit_once(':')
         && !port.ends_with(']')
