@@ -1,6 +1,11 @@
 //! `relais demo`: the simulator and the gateway in one process, on the
 //! built-in configuration (`config/demo.toml`, `config/sim-demo.toml`; the
 //! copies compiled into the binary are used when the files are not found).
+//! Like `app` and `check`, it knows no component kind: `--broker`, the
+//! overview line and the "watch it" hint come from the sinks' [`Component`]
+//! methods (`use_broker`, `target`, `watch`).
+//!
+//! [`Component`]: crate::component::Component
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +13,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{RunOptions, cancel_on_signal, run as run_gateway};
-use crate::config::{Config, SinkConfig};
+use crate::config::Config;
+use crate::mqtt::BrokerUrl;
 use crate::sim::{Sim, SimConfig};
-use crate::sinks::mqtt::config::BrokerUrl;
 
 /// The demo gateway configuration compiled in.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -40,9 +45,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     if let Some(b) = broker {
         let url = BrokerUrl::parse(&b).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
         for s in &mut cfg.sinks {
-            if let SinkConfig::Mqtt(m) = s {
-                m.conn.broker = url.clone();
-            }
+            s.component_mut().use_broker(&url);
         }
     }
     // The simulator's OPC UA certificate lives with the demo's data.
@@ -56,10 +59,8 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     let brokers: Vec<String> = cfg
         .sinks
         .iter()
-        .map(|s| match s {
-            SinkConfig::Mqtt(m) => format!("{} (topics {})", m.conn.broker, m.topic),
-            other => format!("sink {} ({})", other.name(), other.component().kind()),
-        })
+        .map(|s| s.component())
+        .map(|c| c.target().unwrap_or_else(|| format!("sink {} ({})", c.name(), c.kind())))
         .collect();
     println!(
         "relais demo: {} simulated stations, gateway {} with {} devices, data in {}, forwarding to {}",
@@ -80,22 +81,12 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
             names.join(", ")
         );
     }
-    let (host, port, filter) = cfg
-        .sinks
-        .iter()
-        .find_map(|s| match s {
-            SinkConfig::Mqtt(m) => Some(m),
-            _ => None,
-        })
-        .map(|m| {
-            let prefix = m.topic.static_prefix();
-            (m.conn.broker.host.clone(), m.conn.broker.port, if prefix.is_empty() { "#".to_string() } else { format!("{prefix}/#") })
-        })
-        .unwrap_or(("127.0.0.1".into(), 1883, "#".into()));
+    let watch =
+        cfg.sinks.iter().find_map(|s| s.component().watch()).unwrap_or_else(|| "mosquitto_sub -h 127.0.0.1 -p 1883 -t '#' -v".into());
     if let Some(ua) = sim.opcua() {
         println!("The simulator also serves OPC UA at {} (try: relais browse {})", ua.endpoint(), ua.endpoint());
     }
-    println!("Watch it: mosquitto_sub -h {host} -p {port} -t '{filter}' -v     Stop: Ctrl-C\n");
+    println!("Watch it: {watch}     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() })

@@ -115,6 +115,41 @@ pub fn progress_bar(size: u64, target: ProgressDrawTarget) -> ProgressBar {
     b
 }
 
+/// What an import has done so far, over all files.
+#[derive(Default)]
+struct Totals {
+    /// Records, samples and quarantined records of every file, with reasons.
+    report: FileReport,
+    /// Files that could not be read, ended with a file-level error, or were
+    /// not confirmed by the buffer.
+    failed_files: usize,
+    /// The file an interruption stopped in, and its records committed so far.
+    stopped_in: Option<(PathBuf, u64)>,
+    /// Files not started because of an interruption.
+    not_started: usize,
+}
+
+impl Totals {
+    fn add(&mut self, report: &FileReport) {
+        self.report.records += report.records;
+        self.report.samples += report.samples;
+        self.report.quarantined += report.quarantined;
+        for (k, v) in &report.reasons {
+            *self.report.reasons.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// What one import shares between its files.
+struct Job<'a> {
+    gw: &'a Gateway,
+    source: &'a FileSource,
+    reader: &'a crate::buffer::Reader,
+    interrupted: &'a CancellationToken,
+    force: bool,
+    tty: bool,
+}
+
 /// Runs the import; returns the exit code.
 pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::Result<u8> {
     let (files, missing) = expand(paths);
@@ -142,120 +177,155 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
     };
     let interrupted = CancellationToken::new();
     super::cancel_on_signal(interrupted.clone());
-    let config = shown(&opts.config_path);
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut total = FileReport::default();
-    let mut failed_files = 0usize;
-    let mut stopped_in: Option<(PathBuf, u64)> = None;
     let reader = gw.buffer.reader()?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let job = Job { gw: &gw, source: &source, reader: &reader, interrupted: &interrupted, force: opts.force, tty };
     let t0 = Instant::now();
+    let mut totals = Totals::default();
     let n_files = files.len();
-    let mut not_started = 0usize;
     for (i, path) in files.into_iter().enumerate() {
         if interrupted.is_cancelled() {
-            not_started = n_files - i;
+            totals.not_started = n_files - i;
             break;
         }
-        let (hash, size) = match file_identity(&path) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("{}: cannot read: {e}", path.display());
-                failed_files += 1;
-                continue;
-            }
-        };
-        // The key needs the file's format; a file whose format cannot be
-        // told is read anyway, to report that problem.
-        let format = format_of(&path, &source.common.parse).unwrap_or(crate::parse::spec::Format::Csv);
-        let key = import_key(&hash, size, &source.common.parse, format, &source.common.device);
-        let skip = match previous(&reader, &key, &legacy_import_key(&hash, size))? {
-            _ if opts.force => 0,
-            Previous::New => 0,
-            Previous::Resume(n) => n,
-            Previous::Done => {
-                outln!("{}: already imported (same content, same settings); skipped (--force imports it again)", path.display());
-                continue;
-            }
-            Previous::LegacyDone => {
-                outln!(
-                    "{}: already imported by an earlier relais version (same content; its settings were not recorded); skipped (--force imports it again)",
-                    path.display()
-                );
-                continue;
-            }
-        };
-        let live = LiveCounters { cancel: Some(interrupted.clone()), ..Default::default() };
-        let bar = if tty {
-            eprintln!("importing {} ({})", path.display(), crate::units::format_size(size));
-            let b = progress_bar(size, ProgressDrawTarget::stderr());
-            b.enable_steady_tick(Duration::from_millis(120));
-            Some(b)
-        } else {
-            None
-        };
-        let (src, ingest, p2, live2) = (source.clone(), gw.ingest.clone(), path.clone(), live.clone());
-        let identity = format!("{} {size}", path.display());
-        let job = tokio::task::spawn_blocking(move || {
-            let mut mapper = Mapper::new(&src.common.name, &src.common.device, &src.common.parse.tags);
-            ingest_file(&p2, &src.common.parse, &mut mapper, &ingest, Some((key, identity)), skip, &live2)
-        });
-        tokio::pin!(job);
-        let started = Instant::now();
-        let report = loop {
-            tokio::select! {
-                r = &mut job => break r?,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    if let Some(b) = &bar {
-                        let recs = live.records.load(Ordering::Relaxed);
-                        b.set_position(live.bytes.load(Ordering::Relaxed));
-                        b.set_message(bar_message(recs, recs as f64 / started.elapsed().as_secs_f64()));
-                    }
-                }
-            }
-        };
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        if skip > 0 {
-            outln!("{}: resumed after {skip} records committed by an earlier run", path.display());
-        }
-        outln!(
-            "{}: {} records, {} samples accepted, {} quarantined{}",
-            path.display(),
-            report.records,
-            report.samples,
-            report.quarantined,
-            reasons(&report.reasons)
-        );
-        if !report.file_error
-            && let Some((loc, why)) = report.rejects.first()
-        {
-            // One example, so the usual cause (a missing timezone, a wrong
-            // delimiter) shows without a trip to `relais quarantine show`.
-            outln!("  first quarantined record: {loc}: {why}");
-        }
-        if report.file_error {
-            failed_files += 1;
-            for (_, why) in report.rejects.iter().filter(|(l, _)| l == "file") {
-                eprintln!("{}: {why}", path.display());
-            }
-        }
-        if report.unconfirmed > 0 {
-            failed_files += 1;
-            eprintln!("{}: the buffer stopped before confirming every commit; run the same command again to resume", path.display());
-        }
-        total.records += report.records;
-        total.samples += report.samples;
-        total.quarantined += report.quarantined;
-        for (k, v) in &report.reasons {
-            *total.reasons.entry(k.clone()).or_default() += v;
-        }
-        if report.interrupted {
-            stopped_in = Some((path.clone(), skip + report.records));
+        if import_file(&job, &path, &mut totals).await? {
             break;
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
+    summary(&totals, t0.elapsed().as_secs_f64(), &shown(&opts.config_path), &source.common.name);
+    if totals.stopped_in.is_some() || totals.not_started > 0 {
+        match &totals.stopped_in {
+            Some((path, n)) if opts.force => {
+                outln!("{}: interrupted after {n} records; run the same command without --force to resume", path.display())
+            }
+            Some((path, n)) => outln!("{}: interrupted after {n} records; run the same command again to resume", path.display()),
+            None => outln!("interrupted before {} file(s); run the same command again to import them", totals.not_started),
+        }
+        gw.shutdown().await?;
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let delivered = opts.no_wait || gw.status.cursors.is_empty() || deliver(&gw, &interrupted, &data_dir).await;
+    gw.shutdown().await?;
+    Ok(if !delivered {
+        EXIT_INTERRUPTED
+    } else if totals.failed_files > 0 {
+        1
+    } else if totals.report.quarantined > 0 {
+        3
+    } else {
+        0
+    })
+}
+
+/// Imports one file (unless it was imported before), prints its report and
+/// adds it to `totals`; true when an interruption stopped it.
+async fn import_file(job: &Job<'_>, path: &Path, totals: &mut Totals) -> anyhow::Result<bool> {
+    let source = job.source;
+    let (hash, size) = match file_identity(path) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", path.display());
+            totals.failed_files += 1;
+            return Ok(false);
+        }
+    };
+    // The key needs the file's format; a file whose format cannot be
+    // told is read anyway, to report that problem.
+    let format = format_of(path, &source.common.parse).unwrap_or(crate::parse::spec::Format::Csv);
+    let key = import_key(&hash, size, &source.common.parse, format, &source.common.device);
+    let skip = match previous(job.reader, &key, &legacy_import_key(&hash, size))? {
+        _ if job.force => 0,
+        Previous::New => 0,
+        Previous::Resume(n) => n,
+        Previous::Done => {
+            outln!("{}: already imported (same content, same settings); skipped (--force imports it again)", path.display());
+            return Ok(false);
+        }
+        Previous::LegacyDone => {
+            outln!(
+                "{}: already imported by an earlier relais version (same content; its settings were not recorded); skipped (--force imports it again)",
+                path.display()
+            );
+            return Ok(false);
+        }
+    };
+    let report = read_file(job, path, size, key, skip).await?;
+    if skip > 0 {
+        outln!("{}: resumed after {skip} records committed by an earlier run", path.display());
+    }
+    outln!(
+        "{}: {} records, {} samples accepted, {} quarantined{}",
+        path.display(),
+        report.records,
+        report.samples,
+        report.quarantined,
+        reasons(&report.reasons)
+    );
+    if !report.file_error
+        && let Some((loc, why)) = report.rejects.first()
+    {
+        // One example, so the usual cause (a missing timezone, a wrong
+        // delimiter) shows without a trip to `relais quarantine show`.
+        outln!("  first quarantined record: {loc}: {why}");
+    }
+    if report.file_error {
+        totals.failed_files += 1;
+        for (_, why) in report.rejects.iter().filter(|(l, _)| l == "file") {
+            eprintln!("{}: {why}", path.display());
+        }
+    }
+    if report.unconfirmed > 0 {
+        totals.failed_files += 1;
+        eprintln!("{}: the buffer stopped before confirming every commit; run the same command again to resume", path.display());
+    }
+    totals.add(&report);
+    if report.interrupted {
+        totals.stopped_in = Some((path.to_path_buf(), skip + report.records));
+    }
+    Ok(report.interrupted)
+}
+
+/// Reads one file into the ring on the blocking pool, after its first
+/// `skip` records, with a progress bar on a terminal.
+async fn read_file(job: &Job<'_>, path: &Path, size: u64, key: String, skip: u64) -> anyhow::Result<FileReport> {
+    let live = LiveCounters { cancel: Some(job.interrupted.clone()), ..Default::default() };
+    let bar = if job.tty {
+        eprintln!("importing {} ({})", path.display(), crate::units::format_size(size));
+        let b = progress_bar(size, ProgressDrawTarget::stderr());
+        b.enable_steady_tick(Duration::from_millis(120));
+        Some(b)
+    } else {
+        None
+    };
+    let (src, ingest, p2, live2) = (job.source.clone(), job.gw.ingest.clone(), path.to_path_buf(), live.clone());
+    let identity = format!("{} {size}", path.display());
+    let task = tokio::task::spawn_blocking(move || {
+        let mut mapper = Mapper::new(&src.common.name, &src.common.device, &src.common.parse.tags);
+        ingest_file(&p2, &src.common.parse, &mut mapper, &ingest, Some((key, identity)), skip, &live2)
+    });
+    tokio::pin!(task);
+    let started = Instant::now();
+    let report = loop {
+        tokio::select! {
+            r = &mut task => break r?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if let Some(b) = &bar {
+                    let recs = live.records.load(Ordering::Relaxed);
+                    b.set_position(live.bytes.load(Ordering::Relaxed));
+                    b.set_message(bar_message(recs, recs as f64 / started.elapsed().as_secs_f64()));
+                }
+            }
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(report)
+}
+
+/// The total line, and where to see the quarantined records.
+fn summary(totals: &Totals, secs: f64, config: &str, source: &str) {
+    let total = &totals.report;
     outln!(
         "\ntotal: {} records, {} samples accepted ({:.0} samples/s), {} records quarantined{}",
         total.records,
@@ -265,54 +335,36 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
         reasons(&total.reasons)
     );
     if total.quarantined > 0 {
-        outln!("see them with: relais quarantine list --config {config} --source {}", source.common.name);
+        outln!("see them with: relais quarantine list --config {config} --source {source}");
     }
-    if stopped_in.is_some() || not_started > 0 {
-        match &stopped_in {
-            Some((path, n)) if opts.force => {
-                outln!("{}: interrupted after {n} records; run the same command without --force to resume", path.display())
-            }
-            Some((path, n)) => outln!("{}: interrupted after {n} records; run the same command again to resume", path.display()),
-            None => outln!("interrupted before {not_started} file(s); run the same command again to import them"),
+}
+
+/// Waits until every sink has delivered every sample; false when
+/// interrupted first (the rest stays in the buffer).
+async fn deliver(gw: &Gateway, interrupted: &CancellationToken, data_dir: &Path) -> bool {
+    let mut last_print = Instant::now() - Duration::from_secs(10);
+    loop {
+        let left = gw.undelivered();
+        if left == 0 {
+            outln!("delivered to every sink");
+            return true;
         }
-        gw.shutdown().await?;
-        return Ok(EXIT_INTERRUPTED);
-    }
-    // Deliver.
-    if !opts.no_wait && !gw.status.cursors.is_empty() {
-        let mut last_print = Instant::now() - Duration::from_secs(10);
-        loop {
-            let left = gw.undelivered();
-            if left == 0 {
-                outln!("delivered to every sink");
-                break;
-            }
-            if interrupted.is_cancelled() {
-                outln!(
-                    "interrupted: {left} samples not yet delivered; they stay in the buffer of {} and are sent by `relais run` (or the next `relais import`) with this data_dir",
-                    data_dir.display()
-                );
-                gw.shutdown().await?;
-                return Ok(EXIT_INTERRUPTED);
-            }
-            if last_print.elapsed() >= Duration::from_secs(5) {
-                outln!("delivering: {left} samples left (Ctrl-C stops waiting; they stay in the buffer for `relais run`)");
-                last_print = Instant::now();
-            }
-            tokio::select! {
-                _ = interrupted.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
+        if interrupted.is_cancelled() {
+            outln!(
+                "interrupted: {left} samples not yet delivered; they stay in the buffer of {} and are sent by `relais run` (or the next `relais import`) with this data_dir",
+                data_dir.display()
+            );
+            return false;
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            outln!("delivering: {left} samples left (Ctrl-C stops waiting; they stay in the buffer for `relais run`)");
+            last_print = Instant::now();
+        }
+        tokio::select! {
+            _ = interrupted.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
-    gw.shutdown().await?;
-    Ok(if failed_files > 0 {
-        1
-    } else if total.quarantined > 0 {
-        3
-    } else {
-        0
-    })
 }
 
 fn reasons(r: &BTreeMap<String, u64>) -> String {

@@ -12,6 +12,7 @@ mod health;
 pub mod import;
 mod status;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Buffer;
 use crate::component::Ctx;
-use crate::config::{Config, DeviceConfig, SinkConfig, SourceConfig};
+use crate::config::{Config, DeviceConfig, GatewayConfig, SinkConfig, SourceConfig};
 use crate::ingest::Ingest;
 use crate::telemetry::Telemetry;
 use crate::util::exit::permanent;
@@ -105,7 +106,7 @@ async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
 /// Creates `data_dir` (and its parents). A file in its place, or a folder
 /// that cannot be created, fails with the I/O error in the chain, so
 /// [`crate::util::exit::is_permanent`] tells it apart.
-fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(permanent(anyhow::anyhow!("cannot create data_dir {}: a file of that name exists", dir.display())));
     }
@@ -168,6 +169,43 @@ pub struct Gateway {
     _stop_on_drop: [tokio_util::sync::DropGuard; 3],
 }
 
+/// Opens the buffer (on the blocking pool: it may check and recover the
+/// database) with a cursor for each sink.
+async fn open_buffer(cfg: crate::config::BufferConfig, dir: &Path, ingest: &Arc<Ingest>, sinks: &[String]) -> anyhow::Result<Buffer> {
+    let (dir, ingest, names) = (dir.to_path_buf(), ingest.clone(), sinks.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        Buffer::open(&cfg, &dir, ingest, &refs)
+    })
+    .await?
+}
+
+/// Detectors first (they subscribe to committed samples before any source
+/// pushes), then devices and sources.
+async fn spawn_sources(
+    detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    devices: &[DeviceConfig],
+    sources: &[SourceConfig],
+    ctx: &Ctx<'_>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = <crate::processors::anomaly::component::Anomaly as crate::component::Kind>::spawn(detectors, ctx).await?;
+    tasks.extend(DeviceConfig::spawn_all(devices, ctx).await?);
+    tasks.extend(SourceConfig::spawn_all(sources, ctx).await?);
+    Ok(tasks)
+}
+
+/// The status line, the health samples, the systemd watchdog and the log of
+/// rejected records, stopped by `stop`.
+fn spawn_monitoring(status: &StatusLine, gateway: &GatewayConfig, opts: &RunOptions, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let every = opts.status_interval.unwrap_or(gateway.status_interval);
+    vec![
+        spawn_status(status.clone(), every, opts.status_stdout, stop.clone()),
+        spawn_health(status.clone(), gateway.health_interval, stop.clone()),
+        spawn_systemd(status.clone(), stop.clone()),
+        crate::telemetry::spawn_reject_log(status.telemetry.clone(), stop.clone()),
+    ]
+}
+
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
@@ -186,15 +224,7 @@ impl Gateway {
         check_tls_files(&sinks, &sources)?;
         let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
         let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
-        let buffer = {
-            let (bcfg, dir, ingest) = (buffer_cfg, gateway.data_dir.clone(), ingest.clone());
-            let names = sink_names.clone();
-            tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                Buffer::open(&bcfg, &dir, ingest, &refs)
-            })
-            .await??
-        };
+        let buffer = open_buffer(buffer_cfg, &gateway.data_dir, &ingest, &sink_names).await?;
         // Events (sink and buffer state changes) are the running gateway's;
         // `relais import` counts and reports samples only.
         let events = (!opts.sinks_only).then(|| buffer.events());
@@ -223,10 +253,7 @@ impl Gateway {
         // push their outputs like a source (not while `relais import` only
         // delivers files).
         let detectors = if opts.sinks_only { Vec::new() } else { detectors };
-        let mut source_tasks =
-            <crate::processors::anomaly::component::Anomaly as crate::component::Kind>::spawn(detectors, &ctx(&sources_stop)).await?;
-        source_tasks.extend(DeviceConfig::spawn_all(&devices, &ctx(&sources_stop)).await?);
-        source_tasks.extend(SourceConfig::spawn_all(&sources, &ctx(&sources_stop)).await?);
+        let source_tasks = spawn_sources(detectors, &devices, &sources, &ctx(&sources_stop)).await?;
         let file_sources = sources
             .into_iter()
             .filter_map(|s| match s {
@@ -243,13 +270,7 @@ impl Gateway {
             cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
             telemetry: telemetry.clone(),
         };
-        let every = opts.status_interval.unwrap_or(gateway.status_interval);
-        let aux = vec![
-            spawn_status(status.clone(), every, opts.status_stdout, aux_stop.clone()),
-            spawn_health(status.clone(), gateway.health_interval, aux_stop.clone()),
-            spawn_systemd(status.clone(), aux_stop.clone()),
-            crate::telemetry::spawn_reject_log(telemetry.clone(), aux_stop.clone()),
-        ];
+        let aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();
         tracing::info!(

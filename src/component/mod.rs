@@ -93,6 +93,21 @@ pub trait Component {
     fn tags(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Points it at another MQTT broker (`relais demo --broker`); false when
+    /// it talks to no MQTT broker.
+    fn use_broker(&mut self, _broker: &crate::mqtt::BrokerUrl) -> bool {
+        false
+    }
+    /// Where it delivers, in a few words, for the demo's overview line
+    /// (`mqtt://127.0.0.1:1883 (topics relais/…)`); `None`: its kind and name.
+    fn target(&self) -> Option<String> {
+        None
+    }
+    /// A command that shows what it delivers, as it arrives (`relais demo`
+    /// prints it), when there is one.
+    fn watch(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a description may refer to.
@@ -150,6 +165,13 @@ macro_rules! family {
 
             /// The instance as a component.
             pub fn component(&self) -> &dyn $crate::component::Component {
+                match self {
+                    $( $Enum::$Var(c) => c ),*
+                }
+            }
+
+            /// The instance as a component, to change it (`relais demo --broker`).
+            pub fn component_mut(&mut self) -> &mut dyn $crate::component::Component {
                 match self {
                     $( $Enum::$Var(c) => c ),*
                 }

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub use crate::buffer::config::{BufferConfig, Durability, StartupCheck};
 use crate::component::{Claim, ParseCx};
+use crate::diag::item::Entry;
 use crate::diag::{ConfigError, ConfigErrors, Diag, FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys};
 use crate::names;
 pub use crate::sinks::SinkConfig;
@@ -90,103 +91,24 @@ impl Config {
             return Err(diag.into_errors());
         }
         let doc_span = doc.span();
-        let mut gateway_item = None;
-        let mut buffer_item = None;
-        let mut device_items = Vec::new();
-        let mut sink_items = Vec::new();
-        let mut source_items = Vec::new();
-        let mut detector_items = None;
-        for (k, v) in doc.into_inner() {
-            match k.get_ref().as_ref() {
-                "gateway" => gateway_item = Some(v),
-                "buffer" => buffer_item = Some(v),
-                "device" => device_items = entries(Some(v), &mut diag, "", "device", "device"),
-                "sink" => sink_items = entries(Some(v), &mut diag, "", "sink", "sink"),
-                "source" => source_items = entries(Some(v), &mut diag, "", "source", "source"),
-                "detector" => detector_items = Some(v),
-                other @ ("station" | "sim" | "opcua") => diag.error(
-                    k.span(),
-                    other,
-                    format!("`{other}` belongs to a simulator configuration: run it with `relais sim --config FILE`; a gateway configuration has [gateway], [buffer], [[device]], [[source]] and [[sink]]"),
-                ),
-                other => diag.error(
-                    k.span(),
-                    other,
-                    format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
-                ),
-            }
-        }
-        let gateway = match gateway_item {
+        let sections = sections(doc, &mut diag);
+        let gateway = match sections.gateway {
             Some(g) => parse_gateway(g, &mut diag),
             None => {
                 diag.error(doc_span.start..doc_span.start, "gateway", "missing [gateway] section with at least `id = \"...\"`");
                 None
             }
         };
-        let buffer = match buffer_item {
+        let buffer = match sections.buffer {
             Some(b) => crate::buffer::config::parse(b, &mut diag),
             None => Some(BufferConfig::default()),
         };
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
-
-        let mut devices: Vec<DeviceConfig> = Vec::new();
-        let mut device_names = FirstSeen::new();
-        for e in device_items {
-            if let Some(d) = parse_device(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
-                devices.push(d);
-            }
-            if let Some((n, nspan)) = e.name {
-                device_names.insert(&mut diag, &n, nspan, &format!("{} / name", e.key), "device name");
-            }
-        }
-
-        let mut source_names = FirstSeen::new();
-        let mut sinks: Vec<SinkConfig> = Vec::new();
-        let mut sink_names = FirstSeen::new();
-        for e in sink_items {
-            if let Some(s) = parse_sink(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
-                sinks.push(s);
-            }
-            if let Some((n, nspan)) = e.name {
-                sink_names.insert(&mut diag, &n, nspan, &format!("{} / name", e.key), "sink name");
-            }
-        }
-        let mut sources: Vec<SourceConfig> = Vec::new();
-        for e in source_items {
-            if let Some(s) = parse_source(e.item, &mut diag, &ParseCx { key: &e.key, gateway: &gw_id, base: base_dir }) {
-                sources.push(s);
-            }
-            if let Some((n, nspan)) = e.name {
-                if let Some(first) = device_names.get(&n).or_else(|| source_names.get(&n)) {
-                    let (line, _) = crate::diag::line_col(text, first);
-                    diag.error(nspan, &format!("{} / name", e.key), format!("name already used by a device or source on line {line}"));
-                } else {
-                    source_names.mark(&n, nspan.start);
-                }
-            }
-        }
-        // Shared resources (serial ports, listen addresses, MQTT client ids
-        // and status topics): the components claim them, the root only
-        // checks the claims for clashes. A claim without a span is reported
-        // at its owner's name.
-        let at = |spans: &FirstSeen, name: &str| spans.get(name).map(|p| p..p).unwrap_or(0..0);
-        let mut claims: Vec<Claim> = Vec::new();
-        let owners = devices
-            .iter()
-            .map(|d| (d.component(), &device_names))
-            .chain(sinks.iter().map(|s| (s.component(), &sink_names)))
-            .chain(sources.iter().map(|s| (s.component(), &source_names)));
-        for (c, spans) in owners {
-            claims.extend(c.claims().into_iter().map(|mut cl| {
-                cl.span = cl.span.or_else(|| Some(at(spans, c.name())));
-                cl
-            }));
-        }
-        for (span, key, message) in crate::component::clashes(&claims) {
-            diag.error(span.unwrap_or(0..0), &key, message);
-        }
+        let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
+        parts.check_claims(&mut diag);
+        let Components { devices, sinks, sources, device_names, source_names, .. } = parts;
         // Detectors last: their tags are checked against the devices and sources.
-        let detectors = match detector_items {
+        let detectors = match sections.detectors {
             Some(v) => {
                 let known = crate::processors::anomaly::config::KnownTags {
                     devices: devices.iter().map(|d| (d.name().to_string(), d.tag_names())).collect(),
@@ -216,6 +138,124 @@ impl Config {
             warnings,
             detectors,
         })
+    }
+}
+
+/// The top-level sections of a gateway configuration, as items.
+#[derive(Default)]
+struct Sections<'i> {
+    gateway: Option<Item<'i>>,
+    buffer: Option<Item<'i>>,
+    devices: Vec<Entry<'i>>,
+    sinks: Vec<Entry<'i>>,
+    sources: Vec<Entry<'i>>,
+    detectors: Option<Item<'i>>,
+}
+
+/// Sorts the document's sections; an unknown one (or one of a simulator
+/// configuration) is an error.
+fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sections<'i> {
+    let mut s = Sections::default();
+    for (k, v) in doc.into_inner() {
+        match k.get_ref().as_ref() {
+            "gateway" => s.gateway = Some(v),
+            "buffer" => s.buffer = Some(v),
+            "device" => s.devices = entries(Some(v), diag, "", "device", "device"),
+            "sink" => s.sinks = entries(Some(v), diag, "", "sink", "sink"),
+            "source" => s.sources = entries(Some(v), diag, "", "source", "source"),
+            "detector" => s.detectors = Some(v),
+            other @ ("station" | "sim" | "opcua") => diag.error(
+                k.span(),
+                other,
+                format!("`{other}` belongs to a simulator configuration: run it with `relais sim --config FILE`; a gateway configuration has [gateway], [buffer], [[device]], [[source]] and [[sink]]"),
+            ),
+            other => diag.error(
+                k.span(),
+                other,
+                format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
+            ),
+        }
+    }
+    s
+}
+
+/// The components of the three families, with where their names are.
+struct Components {
+    devices: Vec<DeviceConfig>,
+    sinks: Vec<SinkConfig>,
+    sources: Vec<SourceConfig>,
+    device_names: FirstSeen,
+    sink_names: FirstSeen,
+    source_names: FirstSeen,
+}
+
+impl Components {
+    /// Parses every `[[device]]`, `[[sink]]` and `[[source]]` through its
+    /// family; names are unique among sinks, and among devices and sources.
+    fn parse(
+        devices: Vec<Entry<'_>>,
+        sinks: Vec<Entry<'_>>,
+        sources: Vec<Entry<'_>>,
+        diag: &mut Diag<'_>,
+        gateway: &str,
+        base: &Path,
+    ) -> Self {
+        let mut c = Components {
+            devices: Vec::new(),
+            sinks: Vec::new(),
+            sources: Vec::new(),
+            device_names: FirstSeen::new(),
+            sink_names: FirstSeen::new(),
+            source_names: FirstSeen::new(),
+        };
+        for e in devices {
+            c.devices.extend(parse_device(e.item, diag, &ParseCx { key: &e.key, gateway, base }));
+            if let Some((n, nspan)) = e.name {
+                c.device_names.insert(diag, &n, nspan, &format!("{} / name", e.key), "device name");
+            }
+        }
+        for e in sinks {
+            c.sinks.extend(parse_sink(e.item, diag, &ParseCx { key: &e.key, gateway, base }));
+            if let Some((n, nspan)) = e.name {
+                c.sink_names.insert(diag, &n, nspan, &format!("{} / name", e.key), "sink name");
+            }
+        }
+        for e in sources {
+            c.sources.extend(parse_source(e.item, diag, &ParseCx { key: &e.key, gateway, base }));
+            if let Some((n, nspan)) = e.name {
+                if let Some(first) = c.device_names.get(&n).or_else(|| c.source_names.get(&n)) {
+                    let (line, _) = crate::diag::line_col(diag.source(), first);
+                    diag.error(nspan, &format!("{} / name", e.key), format!("name already used by a device or source on line {line}"));
+                } else {
+                    c.source_names.mark(&n, nspan.start);
+                }
+            }
+        }
+        c
+    }
+
+    /// Shared resources (serial ports, listen addresses, MQTT client ids
+    /// and status topics): the components claim them, the root only checks
+    /// the claims for clashes. A claim without a span is reported at its
+    /// owner's name.
+    fn check_claims(&self, diag: &mut Diag<'_>) {
+        let at = |spans: &FirstSeen, name: &str| spans.get(name).map(|p| p..p).unwrap_or(0..0);
+        let mut claims: Vec<Claim> = Vec::new();
+        let owners = self
+            .devices
+            .iter()
+            .map(|d| (d.component(), &self.device_names))
+            .chain(self.sinks.iter().map(|s| (s.component(), &self.sink_names)))
+            .chain(self.sources.iter().map(|s| (s.component(), &self.source_names)));
+        for (c, spans) in owners {
+            claims.extend(c.claims().into_iter().map(|mut cl| {
+                cl.span = cl.span.or_else(|| Some(at(spans, c.name())));
+                cl
+            }));
+        }
+        for (span, key, message) in crate::component::clashes(&claims) {
+            diag.error(span.unwrap_or(0..0), &key, message);
+        }
     }
 }
 

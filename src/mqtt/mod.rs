@@ -134,28 +134,10 @@ struct RawConn {
     reconnect_max: Option<Spanned<String>>,
 }
 
-/// Reads the connection keys of `item` (which may hold other keys too);
-/// relative paths resolve against `base`.
-pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, default_client_id: String) -> Option<ClientConn> {
-    let span = item.span();
-    let raw: RawConn = de_item(item, d, key)?;
-    let before = d.error_count();
+/// `ca_file`, `client_cert` and `client_key`: existing files holding PEM
+/// certificates and a PEM private key.
+fn tls_files(d: &mut Diag<'_>, raw: &RawConn, key: &str, base: &Path) -> (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) {
     let k = |s: &str| format!("{key} / {s}");
-    let broker = match BrokerUrl::parse(raw.url.get_ref()) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            d.error(raw.url.span(), &k("url"), e);
-            None
-        }
-    };
-    let mut r = Reader::new(d, key);
-    let keep_alive = r.duration(&raw.keep_alive, "keep_alive", Duration::from_secs(30));
-    if let Some(s) = &raw.keep_alive
-        && !(Duration::from_secs(5)..=Duration::from_secs(65_535)).contains(&keep_alive)
-    {
-        r.error(s.span(), "keep_alive", "keep_alive must be in 5s..=65535s (the MQTT limit)");
-    }
-    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     let path = |d: &mut Diag<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
         let v = v.as_ref()?;
         let p = base.join(v.get_ref());
@@ -182,6 +164,32 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     {
         d.error(v.span(), &k("client_key"), format!("{} holds no PEM private key", p.display()));
     }
+    (ca_file, client_cert, client_key)
+}
+
+/// Reads the connection keys of `item` (which may hold other keys too);
+/// relative paths resolve against `base`.
+pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, default_client_id: String) -> Option<ClientConn> {
+    let span = item.span();
+    let raw: RawConn = de_item(item, d, key)?;
+    let before = d.error_count();
+    let k = |s: &str| format!("{key} / {s}");
+    let broker = match BrokerUrl::parse(raw.url.get_ref()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            d.error(raw.url.span(), &k("url"), e);
+            None
+        }
+    };
+    let mut r = Reader::new(d, key);
+    let keep_alive = r.duration(&raw.keep_alive, "keep_alive", Duration::from_secs(30));
+    if let Some(s) = &raw.keep_alive
+        && !(Duration::from_secs(5)..=Duration::from_secs(65_535)).contains(&keep_alive)
+    {
+        r.error(s.span(), "keep_alive", "keep_alive must be in 5s..=65535s (the MQTT limit)");
+    }
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    let (ca_file, client_cert, client_key) = tls_files(d, &raw, key, base);
     if client_cert.is_some() != client_key.is_some() {
         d.error(span.clone(), &k("client_cert"), "client_cert and client_key go together: set both or neither");
     }

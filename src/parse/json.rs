@@ -168,6 +168,59 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
     }
 }
 
+/// The record's timestamp at `timestamp_path`; `None` without one configured.
+fn timestamp_of(v: &J, spec: &ParseSpec) -> Result<Option<super::timestamp::ParsedTs>, String> {
+    let Some(p) = &spec.json.timestamp else { return Ok(None) };
+    match v.pointer(p) {
+        None | Some(J::Null) => Err(format!("no timestamp at {p}")),
+        Some(J::Number(n)) => spec.ts.parse_number(n.as_f64().unwrap_or(f64::NAN)),
+        Some(J::String(s)) => spec.ts.parse_text(s),
+        Some(other) => Err(format!("timestamp at {p} is not a string or a number: {other}")),
+    }
+    .map(Some)
+}
+
+/// The record's device name at `device_path`; `None` without one configured.
+fn device_of(v: &J, spec: &ParseSpec) -> Result<Option<String>, String> {
+    let Some(p) = &spec.json.device else { return Ok(None) };
+    match v.pointer(p) {
+        Some(J::String(s)) => match crate::names::check_device(s) {
+            Ok(()) => Ok(Some(s.clone())),
+            Err(e) => Err(format!("device at {p}: {e}")),
+        },
+        _ => Err(format!("no device name (string) at {p}")),
+    }
+}
+
+/// The fields that become tags, with their tag names: the listed ones
+/// (`select = "listed"`, `None` when missing), else every leaf that holds a
+/// value, renamed by its `[[source.tag]]`.
+fn picks<'v>(v: &'v J, spec: &ParseSpec, mapper: &Mapper) -> Vec<(String, Option<&'v J>)> {
+    let mut picks: Vec<(String, Option<&J>)> = Vec::new();
+    if spec.listed_only {
+        for r in &spec.tags {
+            let p = r.path.clone().unwrap_or_else(|| format!("/{}", r.name));
+            picks.push((r.name.clone(), v.pointer(&p)));
+        }
+        return picks;
+    }
+    let mut all = Vec::new();
+    leaves("", "", v, &mut all);
+    for (name, ptr, x) in all {
+        if Some(&ptr) == spec.json.timestamp.as_ref() || Some(&ptr) == spec.json.device.as_ref() {
+            continue;
+        }
+        // Configured rules may rename a path.
+        let rule = spec.tags.iter().find(|r| r.path.as_deref() == Some(ptr.as_str()));
+        let configured = rule.is_some();
+        let name = rule.map_or(name, |r| r.name.clone());
+        if classify(x, &name, configured, spec.csv.decimal, mapper) {
+            picks.push((name, Some(x)));
+        }
+    }
+    picks
+}
+
 /// Turns one JSON object into samples.
 pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, location: String, raw: &str) -> Record {
     let reject = |m: &Mapper, why: String| Err(m.reject(origin, location.clone(), format!("{}: {why}", reason::PARSE_ERROR), raw));
@@ -175,57 +228,19 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
         return reject(mapper, "expected a JSON object".into());
     }
     let recv = Timestamp::now();
-    let (ts, uncertain) = match &spec.json.timestamp {
-        None => (recv, None),
-        Some(p) => {
-            let parsed = match v.pointer(p) {
-                None | Some(J::Null) => Err(format!("no timestamp at {p}")),
-                Some(J::Number(n)) => spec.ts.parse_number(n.as_f64().unwrap_or(f64::NAN)),
-                Some(J::String(s)) => spec.ts.parse_text(s),
-                Some(other) => Err(format!("timestamp at {p} is not a string or a number: {other}")),
-            };
-            match parsed {
-                Ok(t) => (t.ts, t.uncertain),
-                Err(_) if spec.missing_timestamp == MissingTs::ReceiveTime => (recv, Some("timestamp_missing")),
-                Err(e) => return reject(mapper, format!("timestamp: {e}")),
-            }
-        }
+    let (ts, uncertain) = match timestamp_of(v, spec) {
+        Ok(Some(t)) => (t.ts, t.uncertain),
+        Ok(None) => (recv, None),
+        Err(_) if spec.missing_timestamp == MissingTs::ReceiveTime => (recv, Some("timestamp_missing")),
+        Err(e) => return reject(mapper, format!("timestamp: {e}")),
     };
-    let device = match &spec.json.device {
-        None => None,
-        Some(p) => match v.pointer(p) {
-            Some(J::String(s)) => match crate::names::check_device(s) {
-                Ok(()) => Some(s.clone()),
-                Err(e) => return reject(mapper, format!("device at {p}: {e}")),
-            },
-            _ => return reject(mapper, format!("no device name (string) at {p}")),
-        },
+    let device = match device_of(v, spec) {
+        Ok(d) => d,
+        Err(e) => return reject(mapper, e),
     };
     let strict = spec.policy == Policy::Strict;
     let decimal = spec.csv.decimal;
-    let mut picks: Vec<(String, Option<&J>)> = Vec::new();
-    if spec.listed_only {
-        for r in &spec.tags {
-            let p = r.path.clone().unwrap_or_else(|| format!("/{}", r.name));
-            picks.push((r.name.clone(), v.pointer(&p)));
-        }
-    } else {
-        let mut all = Vec::new();
-        leaves("", "", v, &mut all);
-        for (name, ptr, x) in all {
-            if Some(&ptr) == spec.json.timestamp.as_ref() || Some(&ptr) == spec.json.device.as_ref() {
-                continue;
-            }
-            // Configured rules may rename a path.
-            let rule = spec.tags.iter().find(|r| r.path.as_deref() == Some(ptr.as_str()));
-            let configured = rule.is_some();
-            let name = rule.map_or(name, |r| r.name.clone());
-            if !classify(x, &name, configured, decimal, mapper) {
-                continue;
-            }
-            picks.push((name, Some(x)));
-        }
-    }
+    let picks = picks(v, spec, mapper);
     let mut samples = Vec::with_capacity(picks.len());
     for (name, x) in picks {
         if let Err(e) = crate::names::check(&name) {

@@ -310,15 +310,9 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    async fn connected(
-        &mut self,
-        mut conn: S::Conn,
-        lanes: &mut Lanes,
-        stop: &CancellationToken,
-        grace: Duration,
-        retry: &mut Retry,
-    ) -> End {
-        retry.backoff.reset();
+    /// Counts and announces a new connection (log line, `sink.connected`
+    /// event), and skips what the far end says it already holds.
+    fn on_connect(&mut self, conn: &S::Conn, lanes: &mut Lanes) {
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
@@ -330,7 +324,7 @@ impl<S: Sink> Driver<S> {
             format!("{proto} connected to {target}; {backlog} records to deliver"),
             serde_json::json!({"target": target, "backlog": backlog}),
         );
-        if let Some(held) = self.sink.holds_upto(&conn) {
+        if let Some(held) = self.sink.holds_upto(conn) {
             let head = *self.committed.borrow();
             if held > head {
                 tracing::warn!(sink = %self.set.name, held, head,
@@ -344,6 +338,18 @@ impl<S: Sink> Driver<S> {
                 self.cursor.advance(lanes.cursor());
             }
         }
+    }
+
+    async fn connected(
+        &mut self,
+        mut conn: S::Conn,
+        lanes: &mut Lanes,
+        stop: &CancellationToken,
+        grace: Duration,
+        retry: &mut Retry,
+    ) -> End {
+        retry.backoff.reset();
+        self.on_connect(&conn, lanes);
         let mut f = Flight { pending: VecDeque::new(), outstanding: BTreeMap::new(), next_token: 1 };
         let mut draining: Option<(Instant, u64)> = None;
         let mut buffer_gone = false;

@@ -76,6 +76,22 @@ impl Component for MqttSinkConfig {
         s
     }
 
+    fn use_broker(&mut self, broker: &crate::mqtt::BrokerUrl) -> bool {
+        self.conn.broker = broker.clone();
+        true
+    }
+
+    fn target(&self) -> Option<String> {
+        Some(format!("{} (topics {})", self.conn.broker, self.topic))
+    }
+
+    /// `mosquitto_sub` on its broker, for the topics under its static prefix.
+    fn watch(&self) -> Option<String> {
+        let prefix = self.topic.static_prefix();
+        let filter = if prefix.is_empty() { "#".to_string() } else { format!("{prefix}/#") };
+        Some(format!("mosquitto_sub -h {} -p {} -t '{filter}' -v", self.conn.broker.host, self.conn.broker.port))
+    }
+
     /// Its client id on its broker and its retained status topic.
     fn claims(&self) -> Vec<Claim> {
         let owner = format!("sink {:?}", self.name);

@@ -219,50 +219,107 @@ fn rotated_meanwhile(path: &Path, rotated: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Where a restart resumes: the file read before the stop (or its rotated
+/// name) at the stored offset, with the line count; `None` to start afresh.
+fn resume(cfg: &TailSource, p: &crate::ingest::Progress, csv_header: bool) -> anyhow::Result<(Option<Open>, u64)> {
+    let name = &cfg.common.name;
+    let (id, head) = parse_identity(&p.identity);
+    let now = std::fs::metadata(&cfg.path).ok().map(|m| file_id(&m));
+    let found = if now.as_deref() == Some(id) {
+        Some(cfg.path.clone())
+    } else if let Some(old) = find_rotated(&cfg.path, id) {
+        tracing::info!(source = %name, rotated = %escape(&old.to_string_lossy()), "reading the rest of the rotated file first");
+        for missed in rotated_meanwhile(&cfg.path, &old) {
+            tracing::warn!(source = %name, file = %escape(&missed.to_string_lossy()),
+                "the file was rotated more than once while relais was stopped: {} is not read, its lines are missing", escape(&missed.to_string_lossy()));
+        }
+        Some(old)
+    } else {
+        tracing::warn!(source = %name, "the file read before the restart is gone (rotated and removed?): lines written to it after the last commit may be missing; starting on the current file");
+        None
+    };
+    let Some(path) = found else { return Ok((None, 0)) };
+    let mut cur = open_at(&path, Some(p.offset), csv_header)?;
+    // Same inode, but written again from the start while relais was stopped?
+    if let (Some(open), Some(head)) = (cur.as_mut(), head)
+        && !head.matches(&mut open.file)?
+    {
+        tracing::warn!(source = %name, file = %escape(&path.to_string_lossy()), "the file was rewritten while relais was stopped (its first bytes changed); reading it again from the beginning");
+        return Ok((open_at(&path, None, csv_header)?, 0));
+    }
+    Ok((cur, p.line))
+}
+
+/// What the follow loop keeps between two reads.
+struct Follow<'a> {
+    cfg: &'a TailSource,
+    ctx: &'a SourceCtx,
+    key: String,
+    format: Format,
+    mapper: Mapper,
+    stats: std::sync::Arc<crate::telemetry::SourceStats>,
+    /// Lines read so far in the current file.
+    lines: u64,
+}
+
+impl Follow<'_> {
+    /// Parses the complete lines `chunk` read at `open.offset` and commits
+    /// them with the new offset, as one group.
+    fn ingest(&mut self, open: &mut Open, chunk: Vec<u8>) {
+        let n_lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        let complete = chunk.len() as u64;
+        let mut b = Batcher::new(&self.ctx.ingest, Some((self.key.clone(), open.identity())), 0);
+        // One group per chunk: its progress (offset) matches its samples.
+        b.auto_flush = false;
+        b.set_consumed(self.lines);
+        // Line numbers: the parsers count from the chunk's start; the
+        // header (when there is one) is line 1 of the file.
+        self.mapper.line_base = self.lines;
+        self.mapper.byte_base = if open.header.is_some() { 0 } else { open.offset };
+        let input: Vec<u8> = match &open.header {
+            Some(h) => {
+                let mut v = Vec::with_capacity(h.len() + 1 + chunk.len());
+                v.extend_from_slice(h.as_bytes());
+                v.push(b'\n');
+                v.extend_from_slice(&chunk);
+                v
+            }
+            None => chunk,
+        };
+        let origin = open.path.display().to_string();
+        if let Err(e) = parse_input(&input[..], self.format, &self.cfg.common.parse, &mut self.mapper, &origin, &mut |r| b.record(r)) {
+            b.quarantine(self.mapper.reject(
+                &origin,
+                format!("line {}", self.lines + 1),
+                format!("{}: {e}", crate::model::reason::PARSE_ERROR),
+                "",
+            ));
+        }
+        open.offset += complete;
+        self.lines += n_lines;
+        b.offset = open.offset;
+        b.set_consumed(self.lines);
+        let report = b.finish();
+        report.count_into(&self.stats, &origin);
+    }
+}
+
 fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
     let name = &cfg.common.name;
-    let key = format!("tail:{name}");
     let format = cfg.common.parse.format.or_else(|| Format::from_path(&cfg.path)).unwrap_or(Format::Csv);
     let csv_header = format == Format::Csv && cfg.common.parse.csv.header;
-    let stats = ctx.telemetry.source(name);
     let mut mapper = Mapper::new(name, &cfg.common.device, &cfg.common.parse.tags);
     // A line that is not UTF-8 (a logger's stray byte) is one bad record; the
     // lines around it are still read.
     mapper.continuation = true;
+    let key = format!("tail:{name}");
     let stored = ctx.reader.progress_blocking(&key)?;
-    let mut lines = stored.as_ref().map_or(0, |p| p.line);
     tracing::info!(source = %name, path = %cfg.path.display(), resume = ?stored.as_ref().map(|p| p.offset), "tailing file");
+    let mut f = Follow { cfg, ctx, key, format, mapper, stats: ctx.telemetry.source(name), lines: 0 };
     // After a restart with a rotated file: finish the old one first.
     let mut cur: Option<Open> = None;
     if let Some(p) = &stored {
-        let (id, head) = parse_identity(&p.identity);
-        let now = std::fs::metadata(&cfg.path).ok().map(|m| file_id(&m));
-        let found = if now.as_deref() == Some(id) {
-            Some(cfg.path.clone())
-        } else if let Some(old) = find_rotated(&cfg.path, id) {
-            tracing::info!(source = %name, rotated = %escape(&old.to_string_lossy()), "reading the rest of the rotated file first");
-            for missed in rotated_meanwhile(&cfg.path, &old) {
-                tracing::warn!(source = %name, file = %escape(&missed.to_string_lossy()),
-                    "the file was rotated more than once while relais was stopped: {} is not read, its lines are missing", escape(&missed.to_string_lossy()));
-            }
-            Some(old)
-        } else {
-            tracing::warn!(source = %name, "the file read before the restart is gone (rotated and removed?): lines written to it after the last commit may be missing; starting on the current file");
-            None
-        };
-        if let Some(path) = found {
-            cur = open_at(&path, Some(p.offset), csv_header)?;
-            // Same inode, but written again from the start while relais was stopped?
-            if let (Some(open), Some(head)) = (cur.as_mut(), head)
-                && !head.matches(&mut open.file)?
-            {
-                tracing::warn!(source = %name, file = %escape(&path.to_string_lossy()), "the file was rewritten while relais was stopped (its first bytes changed); reading it again from the beginning");
-                lines = 0;
-                cur = open_at(&path, None, csv_header)?;
-            }
-        } else {
-            lines = 0;
-        }
+        (cur, f.lines) = resume(cfg, p, csv_header)?;
     }
     if cur.is_none() {
         let start = match (stored.is_some(), cfg.start_at) {
@@ -290,7 +347,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
             let path = open.path.clone();
             cur = open_at(&path, None, csv_header)?;
             pending.clear();
-            lines = 0;
+            f.lines = 0;
             continue;
         }
         // The fingerprint covers more of a file that was short when opened.
@@ -303,41 +360,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
         pending.extend_from_slice(&buf);
         let complete = pending.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
         if complete > 0 {
-            let chunk: Vec<u8> = pending.drain(..complete).collect();
-            let n_lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
-            let mut b = Batcher::new(&ctx.ingest, Some((key.clone(), open.identity())), 0);
-            // One group per chunk: its progress (offset) matches its samples.
-            b.auto_flush = false;
-            b.set_consumed(lines);
-            // Line numbers: the parsers count from the chunk's start; the
-            // header (when there is one) is line 1 of the file.
-            mapper.line_base = lines;
-            mapper.byte_base = if open.header.is_some() { 0 } else { open.offset };
-            let input: Vec<u8> = match &open.header {
-                Some(h) => {
-                    let mut v = Vec::with_capacity(h.len() + 1 + chunk.len());
-                    v.extend_from_slice(h.as_bytes());
-                    v.push(b'\n');
-                    v.extend_from_slice(&chunk);
-                    v
-                }
-                None => chunk,
-            };
-            let origin = open.path.display().to_string();
-            if let Err(e) = parse_input(&input[..], format, &cfg.common.parse, &mut mapper, &origin, &mut |r| b.record(r)) {
-                b.quarantine(mapper.reject(
-                    &origin,
-                    format!("line {}", lines + 1),
-                    format!("{}: {e}", crate::model::reason::PARSE_ERROR),
-                    "",
-                ));
-            }
-            open.offset += complete as u64;
-            lines += n_lines;
-            b.offset = open.offset;
-            b.set_consumed(lines);
-            let report = b.finish();
-            report.count_into(&stats, &origin);
+            f.ingest(open, pending.drain(..complete).collect());
             continue; // there may be more
         }
         // At the end: rotated?
@@ -349,7 +372,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
                 continue;
             }
             tracing::info!(source = %name, "file rotated; following the new file");
-            lines = 0;
+            f.lines = 0;
             cur = open_at(&cfg.path, None, csv_header)?;
             continue;
         }

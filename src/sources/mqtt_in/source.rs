@@ -114,6 +114,33 @@ fn parse_payload(cfg: &MqttInSource, fields: &Arc<Fields>, topic: &str, payload:
     g
 }
 
+/// The connection options: a persistent session, acknowledgements sent by
+/// relais (after the commit), large packets.
+fn client_options(cfg: &MqttInSource) -> anyhow::Result<rumqttc::MqttOptions> {
+    let mut opts = crate::mqtt::options(&cfg.conn)?;
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(MAX_PACKET, 16 << 20);
+    Ok(opts)
+}
+
+/// After a CONNACK. Subscribing again makes the broker resend every
+/// matching retained message (MQTT 3.1.1 §3.8.4), which would ingest the
+/// same readings once more. So: at the first connection of this process
+/// (the topics may have changed since the last run), and after a reconnect
+/// only when the broker lost the session.
+fn subscribe(client: &AsyncClient, cfg: &MqttInSource, qos: QoS, subscribed: &mut bool, session_present: bool) {
+    if !*subscribed || !session_present {
+        for t in &cfg.topics {
+            let _ = client.try_subscribe(t.clone(), qos);
+        }
+        *subscribed = true;
+        tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
+    } else {
+        tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, "MQTT ingest reconnected; the broker kept the session and its subscriptions");
+    }
+}
+
 /// Starts the subscriber.
 pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -127,16 +154,13 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
             if ctx.stop.is_cancelled() {
                 return;
             }
-            let mut opts = match crate::mqtt::options(&cfg.conn) {
+            let opts = match client_options(&cfg) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(source = %cfg.common.name, error = %e, "cannot set up the MQTT connection");
                     tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(cfg.conn.reconnect_max) => continue }
                 }
             };
-            opts.set_clean_session(false);
-            opts.set_manual_acks(true);
-            opts.set_max_packet_size(MAX_PACKET, 16 << 20);
             let (client, mut el) = AsyncClient::new(opts, 1024);
             el.network_options.set_tcp_nodelay(true);
             let acks = spawn_acks(client.clone(), stats.clone());
@@ -153,21 +177,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                     Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                         backoff.reset();
                         logged = false;
-                        // Subscribing again makes the broker resend every
-                        // matching retained message (MQTT 3.1.1 §3.8.4), which
-                        // would ingest the same readings once more. So: at the
-                        // first connection of this process (the topics may have
-                        // changed since the last run), and after a reconnect only
-                        // when the broker lost the session.
-                        if !subscribed || !ack.session_present {
-                            for t in &cfg.topics {
-                                let _ = client.try_subscribe(t.clone(), qos);
-                            }
-                            subscribed = true;
-                            tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, topics = ?cfg.topics, "MQTT ingest subscribed");
-                        } else {
-                            tracing::info!(source = %cfg.common.name, broker = %cfg.conn.broker, "MQTT ingest reconnected; the broker kept the session and its subscriptions");
-                        }
+                        subscribe(&client, &cfg, qos, &mut subscribed, ack.session_present);
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         let (cfg2, fields2) = (cfg.clone(), fields.clone());

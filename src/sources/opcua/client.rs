@@ -198,37 +198,8 @@ pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint:
     let cert = if dev.policy == super::config::Policy::None { None } else { pki.server_cert(endpoint) };
     let server_cert = cert.as_ref();
     let sub = status.sub_code();
-    let ours = || {
-        let mut m = format!(
-            "the server does not trust the gateway's client certificate (thumbprint {}, file {}): trust it on the server \
-             (it usually sits in the server's rejected-certificates folder); the gateway keeps retrying and connects once it is trusted",
-            pki.thumbprint,
-            pki.cert_path.display()
-        );
-        if let Some(c) = server_cert
-            && !c.trusted
-        {
-            m += &format!(
-                ". The gateway does not trust the server's certificate yet either (thumbprint {}): set trust_server_certificate, \
-                 or once it appears in {} move it to {}",
-                c.thumbprint,
-                pki.dir.join("rejected").display(),
-                pki.dir.join("trusted").display()
-            );
-        }
-        m
-    };
-    // Our side refused the server: the library saved its certificate in
-    // our rejected folder when it checked it.
-    let theirs = server_cert.filter(|c| !c.trusted && pki.dir.join("rejected").join(&c.file).exists()).map(|c| {
-        format!(
-            "the gateway does not trust the server's certificate (thumbprint {}): it is in {}; move it to {} \
-             (or set trust_server_certificate) to trust it; the gateway keeps retrying",
-            c.thumbprint,
-            pki.dir.join("rejected").join(&c.file).display(),
-            pki.dir.join("trusted").display()
-        )
-    });
+    let ours = || not_trusted_by_server(pki, server_cert);
+    let theirs = not_trusted_by_us(pki, server_cert);
     if sub == S::BadCertificateUntrusted.sub_code()
         || sub == S::BadSecurityChecksFailed.sub_code()
         || sub == S::BadCertificateInvalid.sub_code()
@@ -289,6 +260,43 @@ pub async fn explain(status: StatusCode, dev: &OpcUaDevice, pki: &Pki, endpoint:
         }
     }
     format!("{status}")
+}
+
+/// The server does not trust the gateway's certificate: where to find it,
+/// and whether the gateway does not trust the server's either.
+fn not_trusted_by_server(pki: &Pki, server_cert: Option<&ServerCert>) -> String {
+    let mut m = format!(
+        "the server does not trust the gateway's client certificate (thumbprint {}, file {}): trust it on the server \
+         (it usually sits in the server's rejected-certificates folder); the gateway keeps retrying and connects once it is trusted",
+        pki.thumbprint,
+        pki.cert_path.display()
+    );
+    if let Some(c) = server_cert
+        && !c.trusted
+    {
+        m += &format!(
+            ". The gateway does not trust the server's certificate yet either (thumbprint {}): set trust_server_certificate, \
+             or once it appears in {} move it to {}",
+            c.thumbprint,
+            pki.dir.join("rejected").display(),
+            pki.dir.join("trusted").display()
+        );
+    }
+    m
+}
+
+/// Our side refused the server: the library saved its certificate in our
+/// rejected folder when it checked it.
+fn not_trusted_by_us(pki: &Pki, server_cert: Option<&ServerCert>) -> Option<String> {
+    server_cert.filter(|c| !c.trusted && pki.dir.join("rejected").join(&c.file).exists()).map(|c| {
+        format!(
+            "the gateway does not trust the server's certificate (thumbprint {}): it is in {}; move it to {} \
+             (or set trust_server_certificate) to trust it; the gateway keeps retrying",
+            c.thumbprint,
+            pki.dir.join("rejected").join(&c.file).display(),
+            pki.dir.join("trusted").display()
+        )
+    })
 }
 
 /// Resolves and connects to the endpoint's host and port (then closes): the
