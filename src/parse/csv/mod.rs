@@ -67,7 +67,11 @@ pub fn detect_delimiter(line: &str) -> u8 {
 /// The csv reader over `input`, with its line index and the delimiter
 /// (configured, or detected on the first line).
 #[allow(clippy::type_complexity)]
-fn open<R: Read>(input: R, spec: &ParseSpec, mapper: &Mapper) -> Result<(csv::Reader<Lines<BufReader<R>>>, Rc<RefCell<LineIndex>>, u8), FileError> {
+fn open<R: Read>(
+    input: R,
+    spec: &ParseSpec,
+    mapper: &Mapper,
+) -> Result<(csv::Reader<Lines<BufReader<R>>>, Rc<RefCell<LineIndex>>, u8), FileError> {
     let mut br = BufReader::with_capacity(1 << 16, input);
     let head = br.fill_buf().map_err(|e| FileError::Io(e.to_string()))?;
     if !mapper.continuation {

@@ -246,4 +246,3 @@ fn tag_rules(r: &mut Reader<'_, '_>, rules: Vec<Spanned<TagRule>>) -> Vec<TagRul
     }
     tags
 }
-

@@ -334,7 +334,8 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
     let create = raw.create_stream.unwrap_or(false).then(|| parse_stream_spec(d, &raw, &key, default_subjects));
     let max_inflight = int_in(d, &raw.max_inflight, &k("max_inflight"), (1, 65_536), 256) as usize;
     let batch_max_records = int_in(d, &raw.batch_max_records, &k("batch_max_records"), (1, 100_000), 500) as usize;
-    let max_message_bytes = crate::diag::size(d, &raw.max_message_bytes, &k("max_message_bytes"), "max_message_bytes", 1 << 20, 1024..=16 << 20) as usize;
+    let max_message_bytes =
+        crate::diag::size(d, &raw.max_message_bytes, &k("max_message_bytes"), "max_message_bytes", 1 << 20, 1024..=16 << 20) as usize;
     let read_rows = int_in(d, &raw.read_rows, &k("read_rows"), (1, 100_000), 1000) as usize;
     let ack_timeout = crate::diag::duration(d, &raw.ack_timeout, &k("ack_timeout"), Duration::from_secs(10));
     if ack_timeout < Duration::from_millis(100) {
