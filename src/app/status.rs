@@ -37,14 +37,15 @@ impl StatusLine {
             .collect()
     }
 
-    /// One line: `acquired 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, 12 unacknowledged | dropped 0 | quarantined 3 (esp 3) | devices 3/3 up`.
+    /// One line: `acquired 1520 samples/s | buffer 3400 rows, 1.2 MiB | plant-broker: connected, 0 waiting, 12 in flight | dropped 0 | quarantined 3 (esp 3) | devices 3/3 up`.
     ///
     /// *acquired*: samples accepted into the buffer per second; *buffer*: rows
     /// kept (undelivered, or delivered and not yet deleted); per sink: its
-    /// state and the samples not yet acknowledged by it (a few while healthy:
-    /// those in flight), and, once the buffer limits dropped any, the
-    /// records this sink lost (`N dropped`), and once its far end refused
-    /// records for good, how many went to the quarantine (`N refused`); *dropped*: undelivered samples dropped by the limits
+    /// state from the shared sink driver ([`crate::sinks::driver::status`]:
+    /// `connected, N waiting, M in flight`, or `down since 10:14:03, retrying
+    /// in 4 s, buffering 1,475 samples (oldest 35 s)`, the records the
+    /// buffer limits dropped before it delivered them, those its far end
+    /// refused for good, and its last error while down); *dropped*: undelivered samples dropped by the limits
     /// since start; *quarantined* (only with `[[source]]` entries): records
     /// the sources rejected since start, with the sources that rejected any;
     /// *devices* (only with `[[device]]` entries): devices answering;
@@ -60,27 +61,9 @@ impl StatusLine {
         ));
         let sinks = self.telemetry.sinks();
         for (name, backlog) in self.backlogs() {
-            let state = sinks
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| {
-                    if s.connected.load(Ordering::Relaxed) {
-                        "connected".to_string()
-                    } else {
-                        format!("DISCONNECTED ({})", s.error().unwrap_or_else(|| "connecting".into()))
-                    }
-                })
-                .unwrap_or_default();
             let lost = self.cursors.iter().find(|c| c.name() == name).map_or(0, |c| c.dropped());
-            let refused = sinks.iter().find(|s| s.name == name).map_or(0, |s| s.refused.load(Ordering::Relaxed));
-            let mut part = format!("{name}: {state}, {backlog} unacknowledged");
-            if lost > 0 {
-                part.push_str(&format!(", {lost} dropped"));
-            }
-            if refused > 0 {
-                part.push_str(&format!(", {refused} refused"));
-            }
-            parts.push(part);
+            let state = sinks.iter().find(|s| s.name == name).map(|s| crate::sinks::driver::status::render(s, backlog, lost));
+            parts.push(format!("{name}: {}", state.unwrap_or_default()));
         }
         parts.push(format!("dropped {}", self.buffer.dropped_total.load(Ordering::Relaxed)));
         let sources = self.telemetry.sources();
@@ -109,7 +92,10 @@ impl StatusLine {
     }
 }
 
-/// Logs the status line every `every` until `cancel`; `print` also writes it
+/// The first status line comes this long after start (or after `every`, if shorter).
+pub const FIRST_STATUS_AFTER: Duration = Duration::from_secs(3);
+
+/// Logs the status line `FIRST_STATUS_AFTER` after start, then every `every` until `cancel`; `print` also writes it
 /// to stdout (for `relais demo` on a terminal).
 pub fn spawn_status(status: StatusLine, every: Duration, print: bool, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -118,11 +104,15 @@ pub fn spawn_status(status: StatusLine, every: Duration, print: bool, cancel: Ca
         }
         let mut last_n = status.buffer.accepted_total.load(Ordering::Relaxed);
         let mut last_t = Instant::now();
+        // The first line a few seconds after start, so whoever started
+        // relais sees at once whether it acquires and delivers.
+        let mut wait = every.min(FIRST_STATUS_AFTER);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
+            wait = every;
             let n = status.buffer.accepted_total.load(Ordering::Relaxed);
             let rate = (n - last_n) as f64 / last_t.elapsed().as_secs_f64();
             last_n = n;

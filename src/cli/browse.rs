@@ -20,7 +20,7 @@ pub(super) struct BrowseArgs {
 
 /// The device to browse (from --config/--device or the command line), its
 /// PKI folder and the gateway id of its certificate.
-fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
+pub(super) fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
     if let Some(path) = &a.config {
         if a.security_policy.is_some() || a.security_mode.is_some() || a.username.is_some() {
             return Err(

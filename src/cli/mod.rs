@@ -59,8 +59,11 @@ pub enum Command {
     /// Validate a configuration and print the plan: Modbus requests, OPC UA subscriptions and polls, sources, MQTT topics.
     Check {
         /// Configuration file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "file", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// Configuration file (TOML), also accepted without --config: `relais check relais.toml`.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Run the line simulator (stations over Modbus TCP, Modbus RTU on a pseudo-terminal, and OPC UA).
     Sim {
@@ -223,7 +226,7 @@ pub fn main() -> ExitCode {
         ),
     }
     match cli.command {
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, file } => check::run(&config.or(file).unwrap_or_default()),
         Command::Detect { what } => crate::processors::anomaly::command::run(what),
         Command::Run { config } => {
             let cfg = match load(&config) {

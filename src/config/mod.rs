@@ -169,11 +169,19 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
                 other,
                 format!("`{other}` belongs to a simulator configuration: run it with `relais sim --config FILE`; a gateway configuration has [gateway], [buffer], [[device]], [[source]] and [[sink]]"),
             ),
-            other => diag.error(
-                k.span(),
-                other,
-                format!("unknown section or key `{other}`; expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
-            ),
+            other => {
+                let hint = crate::diag::closest(other, SECTIONS)
+                    .map(|c| match c {
+                        "gateway" | "buffer" => format!("did you mean [{c}]? "),
+                        c => format!("did you mean [[{c}]]? "),
+                    })
+                    .unwrap_or_default();
+                diag.error(
+                    k.span(),
+                    other,
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
+                )
+            }
         }
     }
     s
@@ -258,6 +266,9 @@ impl Components {
         }
     }
 }
+
+/// The top-level sections of a gateway configuration.
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

@@ -158,35 +158,41 @@ impl FirstSeen {
 }
 
 /// Reports every key of a table item that is not in `known` (each with its
-/// own line, and a suggestion when a known key is close) and removes them, so
-/// that the rest of the table is still checked.
+/// own line, and a suggestion when a known key is close, see [`closest`])
+/// and removes them, so that the rest of the table is still checked. A
+/// sub-table or list of tables (`[[device.tags]]`) is called a table.
 pub fn reject_unknown_keys(item: &mut Item<'_>, known: &[&str], diag: &mut Diag<'_>, key: &str) {
+    reject_unknown_keys_showing(item, known, known, diag, key);
+}
+
+/// [`reject_unknown_keys`] naming only `shown` in the message (and
+/// suggesting only from it): the keys that apply to this entry (a Modbus TCP
+/// device's, with its `tag` list), while every key of `known` is accepted
+/// (and checked later with a message of its own, like a serial `port` on a
+/// TCP device).
+pub fn reject_unknown_keys_showing(item: &mut Item<'_>, known: &[&str], shown: &[&str], diag: &mut Diag<'_>, key: &str) {
     let toml::de::DeValue::Table(t) = item.get_mut() else {
         return;
     };
     let unknown: Vec<_> = t.keys().filter(|k| !known.contains(&k.get_ref().as_ref())).cloned().collect();
     for k in unknown {
         let name: &str = k.get_ref().as_ref();
-        diag.error(k.span(), key, msg::unknown_key(name, closest(name, known), known));
+        let table = match t.get(&k).map(|v| v.get_ref()) {
+            Some(toml::de::DeValue::Table(_)) => true,
+            Some(toml::de::DeValue::Array(a)) => !a.is_empty() && a.iter().all(|v| matches!(v.get_ref(), toml::de::DeValue::Table(_))),
+            _ => false,
+        };
+        diag.error(k.span(), key, msg::unknown_entry(if table { "table" } else { "key" }, name, closest(name, shown), shown));
         t.remove(&k);
     }
 }
 
-/// The candidate closest to `name` within two edits, for "did you mean".
+/// The candidate closest to `name` by edit distance (Damerau-Levenshtein,
+/// `strsim`), when it is close enough to be a typo: at most 1 edit for names
+/// up to 4 characters, 2 for longer ones (`tags` → `tag`, `units` → `unit`,
+/// `poll_intervall` → `poll_interval`).
 pub fn closest<'c>(name: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    candidates.iter().map(|c| (edit_distance(name, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
-}
-
-/// Levenshtein distance (for "did you mean").
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    let limit = if name.chars().count() <= 4 { 1 } else { 2 };
+    let name = name.to_lowercase();
+    candidates.iter().map(|c| (strsim::damerau_levenshtein(&name, c), *c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
 }

@@ -25,7 +25,10 @@ pub mod item;
 pub mod msg;
 pub mod read;
 
-pub use item::{FirstSeen, Item, array_items, array_items_of, de_item, entries, peek_str, reject_unknown_keys, take_key};
+pub use item::{
+    FirstSeen, Item, array_items, array_items_of, closest, de_item, entries, peek_str, reject_unknown_keys, reject_unknown_keys_showing,
+    take_key,
+};
 pub use read::{Reader, duration, size};
 
 use std::fmt;

@@ -81,8 +81,14 @@ pub fn alternatives(choices: &[&str]) -> String {
 
 /// A key that is not known in its table, with a suggestion when one is close.
 pub fn unknown_key(name: &str, suggestion: Option<&str>, known: &[&str]) -> String {
+    unknown_entry("key", name, suggestion, known)
+}
+
+/// An unknown `what` (`key`, or `table` for a sub-table or list of tables
+/// such as `[[device.tags]]`), with a suggestion when one is close.
+pub fn unknown_entry(what: &str, name: &str, suggestion: Option<&str>, known: &[&str]) -> String {
     let hint = suggestion.map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-    format!("unknown key `{name}`; {hint}expected one of: {}", known.join(", "))
+    format!("unknown {what} `{name}`; {hint}expected one of: {}", known.join(", "))
 }
 
 /// A single table where a list of tables is expected.
@@ -102,8 +108,9 @@ const DURATION_KEYS: &[&str] = &["interval", "timeout", "max_age", "settle", "ke
 /// for the mistakes people make: a duration written as a number, a Modicon
 /// reference where a PDU address is taken.
 pub fn type_error(serde_message: &str, key: Option<&str>) -> String {
+    let is_duration = key.is_some_and(|k| DURATION_KEYS.iter().any(|d| k.ends_with(d)));
     let hint = match key {
-        Some(k) if serde_message.contains("expected a string") && DURATION_KEYS.iter().any(|d| k.ends_with(d)) => {
+        Some(_) if serde_message.contains("expected a string") && is_duration => {
             " (durations are text with a unit, e.g. \"1s\", \"500ms\", \"7d\")"
         }
         // Where a Modicon reference is not taken (the simulator).
@@ -112,7 +119,58 @@ pub fn type_error(serde_message: &str, key: Option<&str>) -> String {
         }
         _ => "",
     };
-    format!("{serde_message}{hint}")
+    format!("{}{hint}", plain_words(serde_message, is_duration))
+}
+
+/// A serde type error in plain words: `invalid type: string "1s", expected
+/// i64` → `invalid type: expected an integer, found the text "1s"`;
+/// `expected a string` for a duration key (`is_duration`) → `expected a
+/// duration like "500ms"`. Other messages are returned unchanged.
+pub fn plain_words(msg: &str, is_duration: bool) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = msg.strip_prefix(prefix)
+            && let Some((got, want)) = rest.rsplit_once(", expected ")
+        {
+            return format!("{prefix}expected {}, found {}", type_words(want, is_duration), found_words(got));
+        }
+    }
+    msg.to_string()
+}
+
+/// serde's name of an expected type, for people.
+fn type_words(t: &str, is_duration: bool) -> String {
+    match t.trim() {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" | "an integer" => "an integer".into(),
+        "f32" | "f64" | "a float" => "a number".into(),
+        "a string" | "a borrowed string" | "string" if is_duration => "a duration like \"500ms\"".into(),
+        "a string" | "a borrowed string" | "string" => "text in quotes".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a sequence" => "a list in brackets, like [1, 2]".into(),
+        "a map" => "a table".into(),
+        t if t.starts_with("struct ") => "a table".into(),
+        t => t.to_string(),
+    }
+}
+
+/// serde's description of a found value, for people: `string "1s"` → `the text "1s"`.
+fn found_words(f: &str) -> String {
+    let f = f.trim();
+    let strip = |s: &str| s.trim().trim_matches('`').to_string();
+    if let Some(v) = f.strip_prefix("string ") {
+        format!("the text {}", v.trim())
+    } else if let Some(v) = f.strip_prefix("integer ") {
+        format!("the integer {}", strip(v))
+    } else if let Some(v) = f.strip_prefix("floating point ") {
+        format!("the number {}", strip(v))
+    } else if let Some(v) = f.strip_prefix("boolean ") {
+        strip(v)
+    } else if f == "sequence" {
+        "a list".into()
+    } else if f == "map" {
+        "a table".into()
+    } else {
+        f.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +189,14 @@ mod tests {
             "\"2d\" is out of range; expected 1ms..=1d"
         );
         assert_eq!(too_short("5ms", Duration::from_millis(10)), "\"5ms\" is too short; the minimum is 10ms");
+        assert_eq!(
+            plain_words("invalid type: string \"one\", expected i64", false),
+            "invalid type: expected an integer, found the text \"one\""
+        );
+        assert_eq!(
+            plain_words("invalid type: integer `5`, expected a string", true),
+            "invalid type: expected a duration like \"500ms\", found the integer 5"
+        );
+        assert_eq!(plain_words("missing field `name`", false), "missing field `name`");
     }
 }

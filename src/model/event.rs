@@ -175,6 +175,14 @@ impl Record {
         }
     }
 
+    /// When the gateway took it: a sample's `recv_ts`, an event's `ts`.
+    pub fn accepted_ts(&self) -> Timestamp {
+        match self {
+            Record::Sample(s) => s.recv_ts,
+            Record::Event(e) => e.ts,
+        }
+    }
+
     /// The sample, if it is one.
     pub fn as_sample(&self) -> Option<&Sample> {
         match self {

@@ -100,7 +100,7 @@ pub struct ClientConn {
     pub client_key: Option<PathBuf>,
     /// MQTT keep-alive (default 30 s).
     pub keep_alive: Duration,
-    /// Longest wait between reconnect attempts (default 30 s).
+    /// Longest wait between reconnect attempts (default 5 s, [`crate::util::DEFAULT_RECONNECT_MAX`]).
     pub reconnect_max: Duration,
 }
 
@@ -188,7 +188,7 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
     {
         r.error(s.span(), "keep_alive", "keep_alive must be in 5s..=65535s (the MQTT limit)");
     }
-    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", crate::util::DEFAULT_RECONNECT_MAX);
     let (ca_file, client_cert, client_key) = tls_files(d, &raw, key, base);
     if client_cert.is_some() != client_key.is_some() {
         d.error(span.clone(), &k("client_cert"), "client_cert and client_key go together: set both or neither");

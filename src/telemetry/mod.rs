@@ -77,6 +77,24 @@ pub struct SinkStats {
     pub connects: AtomicU64,
     /// Last connection error.
     pub last_error: Mutex<Option<String>>,
+    /// Records handed to the far end and not acknowledged yet ("in flight").
+    pub in_flight: AtomicU64,
+    /// The current outage, if any (kept by the sink driver).
+    pub outage: Mutex<Outage>,
+}
+
+/// A sink's outage, as the status line shows it: `down since 10:14:03,
+/// retrying in 4 s, buffering 1,475 samples (oldest 35 s)`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outage {
+    /// Wall-clock time of the first failed connection attempt or of the
+    /// lost connection; `None` while connected (or before the first attempt ended).
+    pub since: Option<std::time::SystemTime>,
+    /// When the next connection attempt is due; `None` while one is under way.
+    pub retry_at: Option<Instant>,
+    /// Acceptance time (`recv_ts` of a sample, `ts` of an event) of the
+    /// oldest record not acknowledged, read when the outage was last reported.
+    pub oldest: Option<crate::model::Timestamp>,
 }
 
 impl SinkStats {
@@ -90,6 +108,23 @@ impl SinkStats {
     /// The last connection error.
     pub fn error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// `records` handed over earlier are no longer in flight (acknowledged or refused).
+    pub fn landed(&self, records: usize) {
+        let _ = self.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(records as u64)));
+    }
+
+    /// A snapshot of the outage.
+    pub fn outage(&self) -> Outage {
+        self.outage.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Changes the outage record.
+    pub fn set_outage(&self, f: impl FnOnce(&mut Outage)) {
+        if let Ok(mut g) = self.outage.lock() {
+            f(&mut g);
+        }
     }
 }
 

@@ -14,6 +14,6 @@ pub mod ratelimit;
 pub mod redact;
 pub mod supervise;
 
-pub use backoff::{Backoff, exponential, jitter};
+pub use backoff::{Backoff, DEFAULT_RECONNECT_MAX, exponential, jitter};
 pub use ratelimit::RateLimited;
 pub use supervise::supervise;

@@ -445,6 +445,9 @@ pub fn skab(name: &str) -> Option<PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let found = [root.join("../shared/data/skab").join(name), root.join("data/skab").join(name)].into_iter().find(|p| p.exists());
     if found.is_none() {
+        if std::env::var("RELAIS_REQUIRE_SKAB").is_ok_and(|v| v == "1") {
+            panic!("SKAB file {name} not found in ../shared/data/skab or data/skab, but RELAIS_REQUIRE_SKAB=1");
+        }
         eprintln!("SKIPPED: SKAB file {name} not found in ../shared/data/skab or data/skab (scripts/get-skab.sh)");
     }
     found

@@ -40,4 +40,6 @@ mod secrets;
 mod sim;
 mod sparkplug;
 mod sparkplug_check;
+mod status;
+mod usability;
 mod watch;

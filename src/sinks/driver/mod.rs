@@ -38,13 +38,19 @@
 //!   `ack_timeout`, the connection is treated as lost.
 //! - **Reconnect.** After a lost connection everything unacknowledged is read
 //!   again (duplicates carry the same `seq`), after a backoff of 1, 2, 4 … s up
-//!   to `reconnect_max` with ±20 % jitter, or after the far end's own
+//!   to `reconnect_max` ([`DEFAULT_RECONNECT_MAX`], 5 s, unless the sink's
+//!   config says otherwise, so a far end that is back is noticed within a few
+//!   seconds) with ±20 % jitter, or after the far end's own
 //!   `retry_after` (HTTP 429/503 `Retry-After`). Each [`Sink::connect`] is a
 //!   fresh connection (Sparkplug's bdSeq, MQTT's birth message).
 //! - **Shutdown grace.** On stop, what was committed is delivered for up to
 //!   `grace`, then [`Sink::close`] says goodbye; the rest stays in the buffer.
 //! - **Status.** [`SinkStats`] holds the connection state, messages, acked
-//!   records and the last error; connects and losses are logged (a lost far
+//!   records, records in flight, the outage (since when, next attempt, the
+//!   oldest record waiting) and the last error; [`status::render`] makes the
+//!   sink's part of the status line from them (`connected, 12 waiting, 3 in
+//!   flight` or `down since 10:14:03, retrying in 4 s, buffering 1,475
+//!   samples (oldest 35 s)`); connects and losses are logged (a lost far
 //!   end at first, then at most once a minute) and emitted as events
 //!   `sink.connected` / `sink.disconnected` (see `docs/payloads.md`).
 //!
@@ -65,6 +71,7 @@
 
 pub mod lanes;
 mod run;
+pub mod status;
 
 use std::future::Future;
 use std::time::Duration;
@@ -72,6 +79,11 @@ use std::time::Duration;
 use crate::model::Record;
 
 pub use run::Driver;
+
+/// The default longest wait between two connection attempts of a sink
+/// (`reconnect_max`, 5 s): a broker that comes back is noticed within about
+/// this long (the jitter of ±20 % never goes above it).
+pub use crate::util::DEFAULT_RECONNECT_MAX;
 
 /// Names a message handed to [`Sink::send`]; reported back in [`Outcome`].
 pub type Token = u64;

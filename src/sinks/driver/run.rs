@@ -111,6 +111,7 @@ impl<S: Sink> Driver<S> {
             if stop.is_cancelled() {
                 return;
             }
+            self.stats.set_outage(|o| o.retry_at = None);
             let conn = tokio::select! {
                 _ = stop.cancelled() => return,
                 c = self.sink.connect() => c,
@@ -123,7 +124,14 @@ impl<S: Sink> Driver<S> {
                 End::Stopped => return,
                 End::Lost(l) => {
                     lanes.rewind();
+                    self.stats.in_flight.store(0, Ordering::Relaxed);
                     let wait = self.lost(&l, &lanes, &mut retry);
+                    let oldest = self.oldest_waiting(lanes.cursor()).await;
+                    self.stats.set_outage(|o| {
+                        o.since.get_or_insert_with(std::time::SystemTime::now);
+                        o.retry_at = Some(std::time::Instant::now() + wait);
+                        o.oldest = oldest;
+                    });
                     if stop.is_cancelled() {
                         return;
                     }
@@ -134,6 +142,19 @@ impl<S: Sink> Driver<S> {
                 }
             }
         }
+    }
+
+    /// Acceptance time of the first record after `after` (the oldest one not
+    /// acknowledged), for the status line's `(oldest 35 s)`; `None` when
+    /// nothing waits or the buffer cannot be read.
+    async fn oldest_waiting(&self, after: u64) -> Option<crate::model::Timestamp> {
+        let head = *self.committed.borrow();
+        if head <= after {
+            return None;
+        }
+        let reader = self.reader.clone();
+        let rows = tokio::task::spawn_blocking(move || reader.recent_or_stored_blocking(after, head, 1)).await.ok()?.ok()?;
+        rows.refs().first().map(|r| r.accepted_ts())
     }
 
     /// Reports a lost (or failed) connection; returns the wait before the next try.
@@ -203,6 +224,7 @@ impl<S: Sink> Driver<S> {
                     Ok(()) => {
                         f.next_token += 1;
                         f.outstanding.insert(token, Slot { batch, records: p.records, span, since: Instant::now() });
+                        self.stats.in_flight.fetch_add(p.records as u64, Ordering::Relaxed);
                         self.stats.messages.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(msg) => {
@@ -239,6 +261,7 @@ impl<S: Sink> Driver<S> {
     fn acked(&self, lanes: &mut Lanes, f: &mut Flight<S::Msg>, token: Token) {
         if let Some(slot) = f.outstanding.remove(&token) {
             lanes.ack(slot.batch);
+            self.stats.landed(slot.records);
             self.stats.acked.fetch_add(slot.records as u64, Ordering::Relaxed);
         }
     }
@@ -306,6 +329,7 @@ impl<S: Sink> Driver<S> {
         self.stats.refused.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(slot) = f.outstanding.remove(&token) {
             lanes.ack(slot.batch);
+            self.stats.landed(slot.records);
             self.stats.acked.fetch_add(slot.records.saturating_sub(n) as u64, Ordering::Relaxed);
         }
     }
@@ -313,6 +337,7 @@ impl<S: Sink> Driver<S> {
     /// Counts and announces a new connection (log line, `sink.connected`
     /// event), and skips what the far end says it already holds.
     fn on_connect(&mut self, conn: &S::Conn, lanes: &mut Lanes) {
+        self.stats.set_outage(|o| *o = Default::default());
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let backlog = self.committed.borrow().saturating_sub(lanes.cursor());
@@ -366,6 +391,7 @@ impl<S: Sink> Driver<S> {
                     }
                     self.sink.close(conn).await;
                     self.stats.connected.store(false, Ordering::Relaxed);
+                    self.stats.in_flight.store(0, Ordering::Relaxed);
                     return End::Stopped;
                 }
             }

@@ -50,7 +50,7 @@ pub struct HttpSinkConfig {
     pub max_body_bytes: usize,
     /// Backlog, in records, above which live records get a lane of their own (default 10000).
     pub backlog_threshold: u64,
-    /// Longest wait between reconnect attempts (default 30 s).
+    /// Longest wait between reconnect attempts (default 5 s, [`crate::util::DEFAULT_RECONNECT_MAX`]).
     pub reconnect_max: Duration,
 }
 
@@ -177,7 +177,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
     let batch_max_records = r.int(&raw.batch_max_records, "batch_max_records", 1..=100_000, 1000);
     let max_body_bytes = r.size(&raw.max_body_bytes, "max_body_bytes", 4 << 20, 1024..=u64::MAX) as usize;
     let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 10_000);
-    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", crate::util::DEFAULT_RECONNECT_MAX);
     if d.error_count() > before {
         return None;
     }

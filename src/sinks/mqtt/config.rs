@@ -205,6 +205,13 @@ fn read_topics(
         },
         (None, None) => None,
     };
+    let published = match format {
+        Format::Json => topic.as_ref(),
+        Format::JsonBatch => batch_topic.as_ref(),
+        // Sparkplug topics name the edge node (the gateway id by default).
+        Format::Sparkplug => None,
+    };
+    warn_shared_topics(r, raw, format, published, gateway);
     let status_topic = match (&raw.status_topic, &topic) {
         (Some(s), _) => template(r, s, "status_topic").map(|t| {
             if t.uses_device() || t.uses_tag() {
@@ -216,6 +223,27 @@ fn read_topics(
         (None, None) => None,
     };
     (topic, batch_topic, status_topic)
+}
+
+/// A classroom (or a plant) of gateways on one broker: a published template
+/// without the gateway collides as soon as two gateways share device and tag
+/// names. A warning, with the template fixed.
+fn warn_shared_topics(r: &mut Reader<'_, '_>, raw: &RawSink, format: Format, published: Option<&TopicTemplate>, gateway: &str) {
+    let Some(t) = published.filter(|t| !t.per_gateway(gateway)) else { return };
+    let (what, span) = match (format, &raw.batch_topic) {
+        (Format::JsonBatch, Some(b)) => ("batch_topic", b.span()),
+        _ => ("topic", raw.topic.as_ref().map_or(raw.name.span(), |t| t.span())),
+    };
+    r.warn(
+        span,
+        what,
+        format!(
+            "{what} {:?} has no {{gateway}} level: every gateway with the same device and tag names publishes on the same topics \
+             and their values collide (thirty students on one broker); use e.g. \"{}\", or write this gateway's id as a level",
+            t.as_str(),
+            with_gateway_level(t.as_str())
+        ),
+    );
 }
 
 /// `{prefix}/relais/{gateway}/status` under the data topic's static prefix
@@ -281,4 +309,16 @@ impl std::fmt::Display for Format {
             Format::Sparkplug => "sparkplug",
         })
     }
+}
+
+/// `template` with a `{gateway}` level before its first placeholder level
+/// (`icam/line5/{device}/{tag}` → `icam/line5/{gateway}/{device}/{tag}`), for
+/// the collision warning's suggestion.
+fn with_gateway_level(template: &str) -> String {
+    let levels: Vec<&str> = template.split('/').collect();
+    let at = levels.iter().position(|l| l.contains('{')).unwrap_or(levels.len());
+    let mut out: Vec<&str> = levels[..at].to_vec();
+    out.push("{gateway}");
+    out.extend(&levels[at..]);
+    out.join("/")
 }

@@ -114,6 +114,19 @@ impl TopicTemplate {
         self.parts.contains(&Part::Device)
     }
 
+    /// True when the topics are this gateway's own: the template uses
+    /// `{gateway}`, or one of its fixed levels is `gateway` (the id written
+    /// out, `plant/line5-edge01/{device}/{tag}`). Otherwise another gateway
+    /// with the same device and tag names publishes on the same topics (a
+    /// classroom of gateways on one broker).
+    pub fn per_gateway(&self, gateway: &str) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Gateway => true,
+            Part::Lit(l) => l.split('/').any(|level| level == gateway),
+            _ => false,
+        })
+    }
+
     /// The template text.
     pub fn as_str(&self) -> &str {
         &self.src
@@ -166,6 +179,10 @@ mod tests {
         assert_eq!(TopicTemplate::parse("{gateway}/{device}").unwrap().static_prefix(), "");
         assert_eq!(TopicTemplate::parse("plant/status").unwrap().static_prefix(), "plant/status");
         assert!(TopicTemplate::parse("{tag}/x/{device}").unwrap().without_tag_level().is_none());
+        assert!(!t.per_gateway("gw"), "no {{gateway}}: every gateway publishes here");
+        assert!(TopicTemplate::parse("icam/{gateway}/{device}/{tag}").unwrap().per_gateway("gw"));
+        assert!(TopicTemplate::parse("icam/gw/{device}/{tag}").unwrap().per_gateway("gw"), "the id written out");
+        assert!(!TopicTemplate::parse("icam/gw2/{device}/{tag}").unwrap().per_gateway("gw"), "a level, not a part of one");
         assert_eq!(t.render("gw", "a+b", "c#d"), "icam/line5/a_b/c_d", "names never inject wildcards");
         assert_eq!(t.render("gw", "press/2", ""), "icam/line5/press_2/_", "names from data never add a level");
         let long = "é".repeat(100);

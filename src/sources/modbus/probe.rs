@@ -4,24 +4,37 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::answer::ReadError;
 use super::decode::decode;
 use super::link::{Link, Words};
 use super::types::{ByteOrder, DataType, Table};
 use crate::model::Value;
 
-/// Reads `count` items once and returns the rendered report.
-pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: u16, timeout: Duration) -> anyhow::Result<String> {
+/// Reads `count` items once and returns the rendered report. `endpoint` is
+/// `host:port` for Modbus TCP, the serial device for RTU (`transport`
+/// [`Transport::Rtu`](super::config::Transport::Rtu)). A failed read's
+/// error ends with a hint when one helps ([`error_hint`]).
+pub async fn probe(
+    endpoint: &str,
+    transport: super::config::Transport,
+    unit: u8,
+    table: Table,
+    address: u16,
+    count: u16,
+    timeout: Duration,
+) -> anyhow::Result<String> {
     if count == 0 || count > table.max_read_quantity() {
         anyhow::bail!("count must be in 1..={} for the {table} table", table.max_read_quantity());
     }
     if address as u32 + count as u32 > 65536 {
         anyhow::bail!("address {address} + count {count} runs past 65535");
     }
-    let mut link = Link::new(endpoint, super::config::Transport::Tcp, Duration::from_secs(1));
-    let words = link
-        .read(unit, table, address, count, timeout)
-        .await
-        .map_err(|e| anyhow::anyhow!("{endpoint} unit {unit}, FC{} {table} {address}+{count}: {e}", table.read_function()))?;
+    let serial = matches!(transport, super::config::Transport::Rtu { .. });
+    let mut link = Link::new(endpoint, transport, Duration::from_secs(1));
+    let words = link.read(unit, table, address, count, timeout).await.map_err(|e| {
+        let hint = error_hint(&e, endpoint, unit, serial).map(|h| format!("\nhint: {h}")).unwrap_or_default();
+        anyhow::anyhow!("{endpoint} unit {unit}, FC{} {table} {address}+{count}: {e}{hint}", table.read_function())
+    })?;
     // One register more on each side, to tell a byte-order question from an
     // address that is off by one (best effort: a device may refuse it).
     let context = match (&words, table.is_bit()) {
@@ -63,6 +76,34 @@ pub async fn probe(endpoint: &str, unit: u8, table: Table, address: u16, count: 
         out.push_str(&hint(&regs, start, address));
     }
     Ok(out)
+}
+
+/// What to check after a failed read (pure), for the exceptions and
+/// failures a wrong `--unit`, address or line setting gives (Modbus
+/// Application Protocol v1.1b3 §7: 0x0A gateway path unavailable, 0x0B
+/// gateway target device failed to respond).
+pub fn error_hint(e: &ReadError, endpoint: &str, unit: u8, serial: bool) -> Option<String> {
+    Some(match e {
+        ReadError::Exception(0x0B) => format!(
+            "{endpoint} is a gateway (or a server with several units) and nothing answered behind it as unit {unit}: \
+             check --unit (the device's Modbus address; many TCP devices answer on 1 or 255, and `relais sim` on each \
+             station's unit_id), then that the device behind the gateway is powered and wired"
+        ),
+        ReadError::Exception(0x0A) => format!(
+            "{endpoint} is a gateway with no path to unit {unit}: check --unit against the gateway's routing table \
+             (which serial port or downstream link carries that unit) and that the link is configured"
+        ),
+        ReadError::Exception(0x02) => "the device has no such address in this table: check --table and --address \
+             (0-based PDU address; a manual's 40001 is --table holding --address 0)"
+            .to_string(),
+        ReadError::Exception(0x01) => "the device does not support this function: try another --table (holding or input)".to_string(),
+        ReadError::Timeout(_) if serial => format!(
+            "no answer on {endpoint}: check --unit ({unit}), --baud, --parity and the wiring (A/B swapped, termination); \
+             every unit on one line must share its settings"
+        ),
+        ReadError::Timeout(_) => format!("no answer from {endpoint}: check --unit ({unit}); some gateways stay silent for an unknown unit"),
+        _ => return None,
+    })
 }
 
 /// A float that a person would recognise as a reading: finite, and between

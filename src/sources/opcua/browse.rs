@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use opcua::client::Session;
 use opcua::types::{
@@ -17,7 +16,7 @@ use opcua::types::{
     ReferenceTypeId, TimestampsToReturn, Variant,
 };
 
-use super::client::{Pki, build_client, identity_token, open_session};
+use super::client::Pki;
 use super::config::OpcUaDevice;
 use super::node::with_uri;
 
@@ -45,58 +44,19 @@ pub struct Found {
 /// Below the Objects folder, standard (namespace 0) objects such as `Server`
 /// are listed but not expanded unless `all`.
 pub async fn browse(dev: &OpcUaDevice, pki: &Pki, gateway_id: &str, start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
-    let client = build_client(dev, pki, gateway_id, false)?;
-    let identity = identity_token(&dev.identity)?;
-    let opened = open_session(&client, &client, dev, identity).await;
-    let opened = opened.and_then(|(s, l, ep)| super::client::check_server_certificate(dev, pki, &ep).map(|()| (s, l, ep)));
-    let (session, event_loop, _) = match opened {
-        Ok(x) => x,
-        // The network-level cause (refused, no route, name unknown) when
-        // there is one, as `relais run` reports it.
-        Err(super::client::OpenError::Unreachable(m)) => match super::client::probe(&dev.endpoint).await {
-            Err(net) => anyhow::bail!("{net}"),
-            Ok(()) => anyhow::bail!("{m}"),
-        },
-        Err(super::client::OpenError::NoEndpoint(m) | super::client::OpenError::Certificate(m)) => anyhow::bail!("{m}"),
-    };
-    session.disable_reconnects();
-    let mut lp = event_loop.spawn();
-    let wait = dev.request_timeout.max(Duration::from_secs(5));
-    let connected = tokio::select! {
-        c = session.wait_for_connection() => c,
-        // Without retries the event loop ends at the first failure, with
-        // the server's answer.
-        r = &mut lp => {
-            let status = r.unwrap_or(opcua::types::StatusCode::BadUnexpectedError);
-            anyhow::bail!("could not open a session on {}: {}", dev.endpoint, super::client::explain(status, dev, pki, &session.endpoint_info().endpoint).await);
-        }
-        _ = tokio::time::sleep(wait) => false,
-    };
-    if !connected {
-        lp.abort();
-        anyhow::bail!("could not open a session on {} within {wait:?} (security {:?}/{:?})", dev.endpoint, dev.policy, dev.mode);
+    let s = super::oneshot::OneShot::open(dev, pki, gateway_id).await?;
+    let result = async {
+        let uris = s.namespaces().await?;
+        walk(&s.session, &uris, start, depth, all).await
     }
-    let result = walk(&session, start, depth, all).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), session.disconnect()).await;
-    lp.abort();
+    .await;
+    s.close().await;
     result
 }
 
-async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
-    let ns = session
-        .read(&[ReadValueId::new_value(opcua::types::VariableId::Server_NamespaceArray.into())], TimestampsToReturn::Neither, 0.0)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the NamespaceArray: {}", e.status()))?;
-    let uris: Vec<String> = match ns.into_iter().next().and_then(|d| d.value) {
-        Some(Variant::Array(a)) => a
-            .values
-            .iter()
-            .map(|v| if let Variant::String(s) = v { s.value().clone().unwrap_or_default() } else { String::new() })
-            .collect(),
-        _ => Vec::new(),
-    };
+async fn walk(session: &Arc<Session>, uris: &[String], start: &str, depth: usize, all: bool) -> anyhow::Result<Vec<Found>> {
     let start_ref: super::node::NodeRef = start.parse().map_err(|e| anyhow::anyhow!("--node: {e}"))?;
-    let map = super::session::namespace_map(&uris);
+    let map = super::session::namespace_map(uris);
     let start_id = start_ref.resolve(&map).map_err(|e| anyhow::anyhow!("--node {start}: {e}"))?;
 
     // The start node itself: it must exist, and it heads the tree.
@@ -120,9 +80,9 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
         _ => NodeClass::Unspecified,
     };
     let mut out =
-        vec![Found { depth: 0, name, node_id: with_uri(&start_id, &uris), class, data_type: None, access: None, path: String::new() }];
+        vec![Found { depth: 0, name, node_id: with_uri(&start_id, uris), class, data_type: None, access: None, path: String::new() }];
     if class == NodeClass::Variable {
-        describe(session, &mut out, &[0], &uris).await;
+        describe(session, &mut out, &[0], uris).await;
     }
     let mut seen = std::collections::HashSet::new();
     if !all && start_id == opcua::types::ObjectId::ObjectsFolder {
@@ -133,7 +93,7 @@ async fn walk(session: &Arc<Session>, start: &str, depth: usize, all: bool) -> a
             }
         }
     }
-    out.extend(Box::pin(walk_from(session, start_id, 0, String::new(), depth, &uris, &mut seen)).await?);
+    out.extend(Box::pin(walk_from(session, start_id, 0, String::new(), depth, uris, &mut seen)).await?);
     Ok(out)
 }
 

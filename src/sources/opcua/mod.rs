@@ -7,6 +7,7 @@
 //! - [`client`]: the gateway's certificate, trust list, the library client.
 //! - [`session`]: the supervisor: connection state, namespaces, subscriptions, polls, watchdog, recovery.
 //! - [`browse`]: `relais browse`.
+//! - [`oneshot`]: one-off sessions of the command line; `relais probe opcua` (one value with its StatusCode and timestamps).
 
 pub mod browse;
 pub mod certcheck;
@@ -15,4 +16,5 @@ pub mod component;
 pub mod config;
 pub mod convert;
 pub mod node;
+pub mod oneshot;
 pub mod session;

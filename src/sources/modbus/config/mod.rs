@@ -95,6 +95,14 @@ pub const DEVICE_KEYS: &[&str] = &[
     "data_bits",
     "stop_bits",
 ];
+/// The keys listed in an "unknown key" message for a device of `protocol`:
+/// those that apply to it, and its `tag` list.
+pub fn device_keys_for(protocol: Option<&str>) -> Vec<&'static str> {
+    const SERIAL: &[&str] = &["port", "baud_rate", "parity", "data_bits", "stop_bits"];
+    let rtu = protocol == Some("modbus-rtu");
+    DEVICE_KEYS.iter().copied().filter(|k| if rtu { *k != "endpoint" } else { !SERIAL.contains(k) }).chain(["tag"]).collect()
+}
+
 /// Keys of a Modbus `[[device.tag]]`.
 pub const TAG_KEYS: &[&str] =
     &["name", "table", "address", "type", "byte_order", "bit", "scale", "offset", "unit", "poll_interval", "description"];
@@ -127,7 +135,8 @@ struct RawDevice {
 pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Option<ModbusDevice> {
     let tags_item = take_key(&mut item, "tag");
     let before = diag.error_count();
-    reject_unknown_keys(&mut item, DEVICE_KEYS, diag, key);
+    let shown = device_keys_for(crate::diag::peek_str(&item, "protocol").as_ref().map(|(p, _)| p.as_str()));
+    crate::diag::reject_unknown_keys_showing(&mut item, DEVICE_KEYS, &shown, diag, key);
     let Some(raw) = de_item::<RawDevice>(item, diag, key) else {
         // Still check the tags, so one pass shows every error.
         let dev = TagDefaults { byte_order: ByteOrder::ABCD, poll_interval: Duration::from_secs(1), limits: Limits::default() };

@@ -13,7 +13,7 @@ mod security;
 mod tags;
 
 use super::node::NodeRef;
-use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys, take_key};
+use crate::diag::{Diag, Item, Reader, de_item, take_key};
 use crate::names;
 use crate::secret::Secret;
 use acquisition::{AcqDefaults, raw_acq};
@@ -277,7 +277,8 @@ pub fn check_endpoint(url: &str) -> Result<(), String> {
 pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &Path) -> Option<OpcUaDevice> {
     let tags_item = take_key(&mut item, "tag");
     let before = diag.error_count();
-    reject_unknown_keys(&mut item, DEVICE_KEYS, diag, key);
+    let shown: Vec<&str> = DEVICE_KEYS.iter().copied().chain(["tag"]).collect();
+    crate::diag::reject_unknown_keys_showing(&mut item, DEVICE_KEYS, &shown, diag, key);
     let raw = de_item::<RawDevice>(item, diag, key);
     let key = raw.as_ref().map_or_else(|| key.to_string(), |r| format!("device {:?}", r.name.get_ref()));
     let mut r = Reader::new(diag, &key);
