@@ -69,6 +69,9 @@
 //!
 //! [`SinkStats`]: crate::telemetry::SinkStats
 
+mod acks;
+mod connection;
+mod fill;
 pub mod lanes;
 mod run;
 pub mod status;
