@@ -180,6 +180,21 @@ async fn open_buffer(cfg: crate::config::BufferConfig, dir: &Path, ingest: &Arc<
     .await?
 }
 
+/// What runs: everything, or with `sinks_only` (`relais import`: the sinks
+/// deliver files) only the file sources, no devices and no detectors.
+fn to_run(
+    devices: Vec<DeviceConfig>,
+    sources: Vec<SourceConfig>,
+    detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    opts: &RunOptions,
+) -> (Vec<DeviceConfig>, Vec<SourceConfig>, Vec<crate::processors::anomaly::DetectorConfig>) {
+    if opts.sinks_only {
+        (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect(), Vec::new())
+    } else {
+        (devices, sources, detectors)
+    }
+}
+
 /// Detectors first (they subscribe to committed samples before any source
 /// pushes), then devices and sources.
 async fn spawn_sources(
@@ -213,11 +228,7 @@ impl Gateway {
         for w in &warnings {
             tracing::warn!("config: {w}");
         }
-        let (devices, sources) = if opts.sinks_only {
-            (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect())
-        } else {
-            (devices, sources)
-        };
+        let (devices, sources, detectors) = to_run(devices, sources, detectors, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
         prepare_data_dir(&gateway.data_dir)?;
@@ -249,10 +260,6 @@ impl Gateway {
         let sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
 
         let sources_stop = CancellationToken::new();
-        // Detectors subscribe to committed samples before any source starts and
-        // push their outputs like a source (not while `relais import` only
-        // delivers files).
-        let detectors = if opts.sinks_only { Vec::new() } else { detectors };
         let source_tasks = spawn_sources(detectors, &devices, &sources, &ctx(&sources_stop)).await?;
         let file_sources = sources
             .into_iter()

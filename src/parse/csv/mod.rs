@@ -94,6 +94,22 @@ fn open<R: Read>(
     Ok((rdr, index, delim))
 }
 
+/// A record that is not UTF-8, for the quarantine: its raw bytes (lossy)
+/// and the line it starts on.
+fn not_utf8(bytes: csv::ByteRecord, index: &RefCell<LineIndex>, delim: u8, mapper: &Mapper, origin: &str) -> Record {
+    let line = bytes.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
+    let raw = bytes.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&(delim as char).to_string());
+    Err(mapper.reject(origin, format!("line {line}"), format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR), &raw))
+}
+
+/// The line (counted in the input, from 1) a record starts on, from `end`,
+/// the offset of its first terminator byte: it ends on that byte's line and
+/// starts as many lines earlier as its quoted fields hold newlines.
+fn first_line(rec: &csv::StringRecord, end: u64, index: &RefCell<LineIndex>) -> u64 {
+    let inner: u64 = rec.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64).sum();
+    index.borrow_mut().line_at(end).saturating_sub(inner)
+}
+
 /// Reads CSV from `input`, calling `out` once per record. `origin` names the
 /// input in quarantine records. Returns the number of records read.
 pub fn read_csv<R: Read>(
@@ -126,15 +142,7 @@ pub fn read_csv<R: Read>(
         let rec: &csv::StringRecord = match csv::StringRecord::from_byte_record(bytes) {
             Ok(r) => slot.insert(r),
             Err(e) => {
-                let bytes = e.into_byte_record();
-                let line = bytes.position().map_or(0, |p| index.borrow_mut().line_at(p.byte())) + mapper.line_base;
-                let raw = bytes.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&(delim as char).to_string());
-                out(Err(mapper.reject(
-                    origin,
-                    format!("line {line}"),
-                    format!("{}: invalid UTF-8 in the record", reason::PARSE_ERROR),
-                    &raw,
-                )));
+                out(not_utf8(e.into_byte_record(), &index, delim, mapper, origin));
                 n += 1;
                 continue;
             }
@@ -149,12 +157,8 @@ pub fn read_csv<R: Read>(
             continue;
         }
         n += 1;
-        // The reader stands just past the record's first terminator byte; the
-        // record ends on the line of that byte and starts as many lines
-        // earlier as its quoted fields hold newlines.
-        let end = rdr.position().byte().saturating_sub(1);
-        let inner: u64 = rec.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64).sum();
-        let line = index.borrow_mut().line_at(end).saturating_sub(inner) + mapper.line_base;
+        // The reader stands just past the record's first terminator byte.
+        let line = first_line(rec, rdr.position().byte().saturating_sub(1), &index) + mapper.line_base;
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // blank line
         }

@@ -114,75 +114,124 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// `POST /ingest/{source}`: checks (token, rate, concurrency, size, type),
+/// reads and parses the body, then commits all of it or none (module docs).
 async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let Some(route) = st.routes.get(&source).cloned() else {
         return reply(StatusCode::NOT_FOUND, json!({"error": format!("no HTTP source named {source:?} here")}));
     };
     let cfg = &route.cfg;
+    if let Err(r) = authorize(cfg, &headers).and_then(|()| take_token(&route)) {
+        return *r;
+    }
+    let Ok(_slot) = route.slots.try_acquire() else {
+        return busy(format!("more than {} requests at once", cfg.max_concurrent));
+    };
+    let (format, bytes) = match body_format(cfg, &headers) {
+        Ok(f) => match read_body(cfg, body).await {
+            Ok(b) => (f, b),
+            Err(r) => return *r,
+        },
+        Err(r) => return *r,
+    };
+    let Ok((records, samples, rejects)) = parse_body(route.clone(), bytes, format).await else {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "parser failed"}));
+    };
+    route.stats.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+    if !rejects.is_empty() {
+        return refuse(&st, &route, records, rejects).await;
+    }
+    commit(&st, &route, records, samples).await
+}
+
+/// The answer to a request refused before its body is parsed.
+type Refusal = Box<Response>;
+
+/// 429 with `Retry-After: 1`.
+fn busy(error: String) -> Response {
+    let mut r = reply(StatusCode::TOO_MANY_REQUESTS, json!({ "error": error }));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// 401 unless the bearer token matches (or the source needs none).
+fn authorize(cfg: &HttpSource, headers: &HeaderMap) -> Result<(), Refusal> {
     if let Some(token) = &cfg.token {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
         if !same(given.as_bytes(), token.expose().as_bytes()) {
             let mut r = reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
+            return Err(Box::new(r));
         }
     }
+    Ok(())
+}
+
+/// Takes one token of the route's `max_requests_per_second` bucket; 429 when empty.
+fn take_token(route: &Route) -> Result<(), Refusal> {
+    let cfg = &route.cfg;
     if cfg.max_requests_per_second > 0.0 {
         let mut b = route.bucket.lock().expect("bucket lock");
         let rate = cfg.max_requests_per_second;
         b.tokens = (b.tokens + b.last.elapsed().as_secs_f64() * rate).min(rate.max(1.0));
         b.last = Instant::now();
         if b.tokens < 1.0 {
-            let mut r = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": format!("more than {rate} requests per second")}));
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return Err(Box::new(busy(format!("more than {rate} requests per second"))));
         }
         b.tokens -= 1.0;
     }
-    let Ok(_slot) = route.slots.try_acquire() else {
-        let mut r = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": format!("more than {} requests at once", cfg.max_concurrent)}));
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    };
-    let too_large =
-        || reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than max_body ({} bytes)", cfg.max_body)}));
+    Ok(())
+}
+
+fn too_large(cfg: &HttpSource) -> Response {
+    reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than max_body ({} bytes)", cfg.max_body)}))
+}
+
+/// The body's format: the source's `format`, else the `Content-Type` (415
+/// when neither says); 413 first when `Content-Length` is above `max_body`.
+fn body_format(cfg: &HttpSource, headers: &HeaderMap) -> Result<Format, Refusal> {
     if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > cfg.max_body)
     {
-        return too_large();
+        return Err(Box::new(too_large(cfg)));
     }
-    let format = match cfg.common.parse.format {
-        Some(f) => f,
-        None => match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type) {
-            Some(f) => f,
-            None => {
-                return reply(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    json!({"error": "Content-Type must be text/csv, application/json or application/x-ndjson"}),
-                );
-            }
-        },
-    };
-    let bytes = match tokio::time::timeout(cfg.body_timeout, axum::body::to_bytes(body, cfg.max_body as usize)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
-        Ok(Err(e)) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("could not read the body: {e}")})),
-        Err(_) => {
-            return reply(
-                StatusCode::REQUEST_TIMEOUT,
-                json!({"error": format!("the body was not received within body_timeout ({}); nothing was accepted", crate::units::format_duration(cfg.body_timeout))}),
-            );
-        }
-    };
-    // Parse off the runtime.
-    let r2 = route.clone();
-    let parsed = tokio::task::spawn_blocking(move || {
-        let c = &r2.cfg.common;
+    match cfg.common.parse.format {
+        Some(f) => Ok(f),
+        None => headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type).ok_or_else(|| {
+            Box::new(reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "Content-Type must be text/csv, application/json or application/x-ndjson"}),
+            ))
+        }),
+    }
+}
+
+/// The whole body within `body_timeout` and `max_body` (413, 400, 408 otherwise).
+async fn read_body(cfg: &HttpSource, body: Body) -> Result<axum::body::Bytes, Refusal> {
+    match tokio::time::timeout(cfg.body_timeout, axum::body::to_bytes(body, cfg.max_body as usize)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if is_length_limit(&e) => Err(Box::new(too_large(cfg))),
+        Ok(Err(e)) => Err(Box::new(reply(StatusCode::BAD_REQUEST, json!({"error": format!("could not read the body: {e}")})))),
+        Err(_) => Err(Box::new(reply(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({"error": format!("the body was not received within body_timeout ({}); nothing was accepted", crate::units::format_duration(cfg.body_timeout))}),
+        ))),
+    }
+}
+
+/// Parses the body off the runtime: records read, samples, rejected records.
+async fn parse_body(
+    route: Arc<Route>,
+    bytes: axum::body::Bytes,
+    format: Format,
+) -> Result<(u64, Vec<crate::model::Sample>, Vec<crate::model::Quarantined>), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let c = &route.cfg.common;
         let mut mapper = Mapper::new(&c.name, &c.device, &c.parse.tags);
-        mapper.fields = r2.fields.clone();
+        mapper.fields = route.fields.clone();
         let mut samples = Vec::new();
         let mut rejects = Vec::new();
         let mut records = 0u64;
@@ -203,25 +252,30 @@ async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers:
         }
         (records, samples, rejects)
     })
-    .await;
-    let Ok((records, samples, rejects)) = parsed else {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "parser failed"}));
-    };
-    route.stats.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
-    if !rejects.is_empty() {
-        let errors: Vec<serde_json::Value> =
-            rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
-        let n = rejects.len();
-        route.stats.rejected(&rejects);
-        // Keep them in the quarantine too (best effort, not awaited for long).
-        let g = Group { quarantine: rejects, ..Default::default() };
-        let _ = tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await;
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"source": cfg.common.name, "records": records, "accepted": 0, "rejected": n, "errors": errors,
-                   "note": "nothing of this body was accepted; fix the listed records and send the body again"}),
-        );
-    }
+    .await
+}
+
+/// 422 with every rejected record; they go to the quarantine (best effort),
+/// nothing of the body is accepted.
+async fn refuse(st: &AppState, route: &Route, records: u64, rejects: Vec<crate::model::Quarantined>) -> Response {
+    let cfg = &route.cfg;
+    let errors: Vec<serde_json::Value> = rejects.iter().take(1000).map(|q| json!({"location": q.location, "reason": q.reason})).collect();
+    let n = rejects.len();
+    route.stats.rejected(&rejects);
+    // Keep them in the quarantine too (best effort, not awaited for long).
+    let g = Group { quarantine: rejects, ..Default::default() };
+    let _ = tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await;
+    reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({"source": cfg.common.name, "records": records, "accepted": 0, "rejected": n, "errors": errors,
+               "note": "nothing of this body was accepted; fix the listed records and send the body again"}),
+    )
+}
+
+/// Pushes the samples and answers once committed: 200 with the `seq` range,
+/// 507 when the buffer cannot store them, 503 past `commit_timeout`.
+async fn commit(st: &AppState, route: &Route, records: u64, samples: Vec<crate::model::Sample>) -> Response {
+    let cfg = &route.cfg;
     let n = samples.len() as u64;
     let g = Group { samples, ..Default::default() };
     match tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await {
