@@ -63,6 +63,11 @@ fn size_text(b: u64) -> String {
     b.to_string()
 }
 
+/// Not a socket address: `"localhost" is not an address like "127.0.0.1:5020"`.
+pub fn not_an_address(found: &str, example: &str) -> String {
+    format!("{found:?} is not an address like {example:?}")
+}
+
 /// A value that is not one of the choices: `unknown durability "ful";
 /// expected "normal" or "full"`.
 pub fn unknown_choice(name: &str, found: &str, choices: &[&str]) -> String {

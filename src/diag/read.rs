@@ -175,7 +175,11 @@ impl<'d, 'a> Reader<'d, 'a> {
 
     /// [`Reader::int`] without a default: `None` when absent or wrong.
     pub fn int_opt<T: TryFrom<i64>>(&mut self, v: &Option<Spanned<i64>>, name: &str, range: RangeInclusive<i64>) -> Option<T> {
-        let s = v.as_ref()?;
+        self.int_at(v.as_ref()?, name, range)
+    }
+
+    /// [`Reader::int_opt`] of a required key: `None` when wrong.
+    pub fn int_at<T: TryFrom<i64>>(&mut self, s: &Spanned<i64>, name: &str, range: RangeInclusive<i64>) -> Option<T> {
         let x = *s.get_ref();
         if range.contains(&x)
             && let Ok(t) = T::try_from(x)
@@ -185,6 +189,19 @@ impl<'d, 'a> Reader<'d, 'a> {
         let hi = (*range.end() != i64::MAX).then_some(*range.end());
         self.error(s.span(), name, msg::out_of_range(x, range.start(), hi));
         None
+    }
+
+    /// A socket address (`"127.0.0.1:5020"`); a wrong one is reported with
+    /// `example` as the expected shape. `None` when absent or wrong.
+    pub fn socket_addr(&mut self, v: &Text, name: &str, example: &str) -> Option<std::net::SocketAddr> {
+        let s = v.as_ref()?;
+        match s.get_ref().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(s.span(), name, msg::not_an_address(s.get_ref(), example));
+                None
+            }
+        }
     }
 
     /// One of `options` (`(text, value)`; a value listed again under
@@ -228,7 +245,14 @@ impl<'d, 'a> Reader<'d, 'a> {
     where
         T::Err: Display,
     {
-        let s = v.as_ref()?;
+        self.parsed_at(v.as_ref()?, name)
+    }
+
+    /// [`Reader::parsed`] of a required key: `None` when wrong.
+    pub fn parsed_at<T: FromStr>(&mut self, s: &Spanned<String>, name: &str) -> Option<T>
+    where
+        T::Err: Display,
+    {
         match s.get_ref().parse::<T>() {
             Ok(x) => Some(x),
             Err(e) => {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::signal::Signal;
-use crate::diag::{ConfigError, ConfigErrors, Diag};
+use crate::diag::{ConfigError, ConfigErrors, Diag, Reader};
 use crate::sources::modbus::types::{ByteOrder, DataType, Table};
 
 mod opcua;
@@ -48,8 +48,8 @@ pub struct ExceptionRange {
     pub table: Table,
     /// First address.
     pub start: u16,
-    /// Number of addresses.
-    pub count: u16,
+    /// Number of addresses (1..=65536; the range ends at 65535 at most).
+    pub count: u32,
     /// Exception code (2 = illegal data address, 3 = illegal data value, 4 = device failure…).
     pub code: u8,
 }
@@ -167,7 +167,12 @@ impl SimConfig {
             return Err(d.into_errors());
         };
         let mut all = station::Stations {
-            default_tick: crate::diag::duration(&mut d, &raw.sim.tick, "sim / tick", Duration::from_secs(1)),
+            default_tick: Reader::new(&mut d, "sim").duration_in(
+                &raw.sim.tick,
+                "tick",
+                Duration::from_secs(1),
+                station::MIN_TICK..=Duration::MAX,
+            ),
             opcua: raw.opcua.is_some(),
             seen: HashMap::new(),
             tags: tags::TagCtx { base_dir, cache: HashMap::new(), missing: Vec::new() },
@@ -184,3 +189,6 @@ impl SimConfig {
         Ok(SimConfig { stations, missing_data, opcua })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,16 +67,16 @@ pub(super) struct RawFaults {
     #[serde(default)]
     pub(super) silent: bool,
     #[serde(default)]
-    pub(super) exceptions: Vec<Spanned<RawException>>,
+    pub(super) exceptions: Vec<RawException>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawException {
-    pub(super) table: String,
-    pub(super) start: i64,
-    pub(super) count: i64,
-    pub(super) code: i64,
+    pub(super) table: Spanned<String>,
+    pub(super) start: Spanned<i64>,
+    pub(super) count: Spanned<i64>,
+    pub(super) code: Spanned<i64>,
 }
 
 #[derive(Deserialize)]

@@ -2,16 +2,14 @@
 //! tick, unmapped policy, faults, and its tags (read in `tags.rs`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawFaults, RawStation};
 use super::tags::{TagCtx, parse_tag};
 use super::{ExceptionRange, Faults, Line, StationConfig, Unmapped};
-use crate::diag::Diag;
+use crate::diag::{Diag, Reader};
 use crate::sim::opcua::SETPOINT;
 use crate::sources::modbus::types::Table;
-use crate::units;
 
 /// What the stations of one file are checked against together.
 pub(super) struct Stations<'p> {
@@ -31,15 +29,9 @@ pub(super) struct Stations<'p> {
 pub(super) fn parse_station(rs: RawStation, all: &mut Stations<'_>, d: &mut Diag<'_>) -> Option<StationConfig> {
     let name = rs.name.get_ref().clone();
     let key = format!("station {name:?}");
-    let line = line_of(&rs, &key, all, d)?;
-    let unit_id = match &rs.unit_id {
-        None => 1,
-        Some(u) if (0..=255).contains(u.get_ref()) => *u.get_ref() as u8,
-        Some(u) => {
-            d.error(u.span(), &format!("{key} / unit_id"), "unit_id must be in 0..=255");
-            1
-        }
-    };
+    let mut r = Reader::new(d, key.clone());
+    let line = line_of(&rs, all, &mut r)?;
+    let unit_id: u8 = r.int(&rs.unit_id, "unit_id", 0..=255, 1);
     if line != Line::None
         && let Some(other) = all.seen.insert((line.clone(), unit_id), name.clone())
     {
@@ -48,62 +40,39 @@ pub(super) fn parse_station(rs: RawStation, all: &mut Stations<'_>, d: &mut Diag
             Line::Serial(p) => p.display().to_string(),
             Line::None => String::new(),
         };
-        d.error(rs.name.span(), &format!("{key} / unit_id"), format!("station {other:?} already serves unit {unit_id} on {on}"));
+        r.error(rs.name.span(), "unit_id", format!("station {other:?} already serves unit {unit_id} on {on}"));
     }
-    let tick = match &rs.tick {
-        None => all.default_tick,
-        Some(t) => match units::parse_duration(t.get_ref()) {
-            Ok(x) if x >= Duration::from_millis(1) => x,
-            Ok(_) => {
-                d.error(t.span(), &format!("{key} / tick"), "tick must be at least 1ms");
-                all.default_tick
-            }
-            Err(e) => {
-                d.error(t.span(), &format!("{key} / tick"), e);
-                all.default_tick
-            }
-        },
-    };
-    let unmapped = match rs.unmapped.as_ref().map(|u| (u.get_ref().as_str(), u.span())) {
-        None | Some(("zero", _)) => Unmapped::Zero,
-        Some(("exception", _)) => Unmapped::Exception,
-        Some((other, span)) => {
-            d.error(span, &format!("{key} / unmapped"), format!("unknown value {other:?}; expected \"zero\" or \"exception\""));
-            Unmapped::Zero
-        }
-    };
-    let faults = rs.faults.map(|f| parse_faults(f, &key, d)).unwrap_or_default();
+    let tick = r.duration_in(&rs.tick, "tick", all.default_tick, MIN_TICK..=Duration::MAX);
+    let unmapped = r.choice(&rs.unmapped, "unmapped", &[("zero", Unmapped::Zero), ("exception", Unmapped::Exception)], Unmapped::Zero);
+    let faults = rs.faults.map(|f| parse_faults(f, &mut r)).unwrap_or_default();
     let mut tags = Vec::new();
     for rt in rs.tag {
         if all.opcua && rt.name.get_ref() == SETPOINT {
             let msg = format!(
                 "the tag name {SETPOINT:?} is taken: over OPC UA every station has a writable Double node `{name}.{SETPOINT}`; give this tag another name"
             );
-            d.error(rt.name.span(), &format!("{key} / tag {SETPOINT:?} / name"), msg);
+            r.error(rt.name.span(), &format!("tag {SETPOINT:?} / name"), msg);
             continue;
         }
-        tags.extend(parse_tag(rt, &key, &mut all.tags, d));
+        tags.extend(parse_tag(rt, &key, &mut all.tags, r.diag()));
     }
     Some(StationConfig { name, line, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags })
 }
 
+/// The shortest tick of a station (and of `[sim] tick`).
+pub(super) const MIN_TICK: Duration = Duration::from_millis(1);
+
 /// `listen` (Modbus TCP), `serial` (Modbus RTU on a pseudo-terminal), or
 /// neither when the station is served over OPC UA only.
-fn line_of(rs: &RawStation, key: &str, all: &Stations<'_>, d: &mut Diag<'_>) -> Option<Line> {
+fn line_of(rs: &RawStation, all: &Stations<'_>, r: &mut Reader<'_, '_>) -> Option<Line> {
     match (&rs.listen, &rs.serial) {
-        (Some(l), None) => match l.get_ref().parse::<SocketAddr>() {
-            Ok(a) => Some(Line::Tcp(a)),
-            Err(_) => {
-                d.error(l.span(), &format!("{key} / listen"), format!("{:?} is not an address like \"127.0.0.1:5020\"", l.get_ref()));
-                None
-            }
-        },
+        (Some(_), None) => r.socket_addr(&rs.listen, "listen", "127.0.0.1:5020").map(Line::Tcp),
         (None, Some(p)) => Some(Line::Serial(all.tags.base_dir.join(p.get_ref()))),
         (None, None) if all.opcua => Some(Line::None),
         _ => {
-            d.error(
+            r.error(
                 rs.name.span(),
-                &format!("{key} / listen"),
+                "listen",
                 "give exactly one of `listen` (Modbus TCP, \"127.0.0.1:5020\") or `serial` (Modbus RTU on a pseudo-terminal, a path)",
             );
             None
@@ -111,35 +80,19 @@ fn line_of(rs: &RawStation, key: &str, all: &Stations<'_>, d: &mut Diag<'_>) -> 
     }
 }
 
-/// `[station.faults]`.
-fn parse_faults(f: RawFaults, key: &str, d: &mut Diag<'_>) -> Faults {
+/// `[station.faults]`: every wrong value of an exception range is reported
+/// with its own key; the range is left out.
+fn parse_faults(f: RawFaults, r: &mut Reader<'_, '_>) -> Faults {
     let mut faults = Faults { silent: f.silent, ..Faults::default() };
-    if let Some(delay) = &f.delay {
-        faults.delay = units::parse_duration(delay.get_ref()).unwrap_or_else(|e| {
-            d.error(delay.span(), &format!("{key} / faults / delay"), e);
-            Duration::ZERO
-        });
-    }
+    faults.delay = r.duration(&f.delay, "faults / delay", Duration::ZERO);
     for ex in f.exceptions {
-        let span = ex.span();
-        let ex = ex.into_inner();
-        let table = match ex.table.parse::<Table>() {
-            Ok(t) => t,
-            Err(e) => {
-                d.error(span.clone(), &format!("{key} / faults / exceptions"), e);
-                continue;
-            }
-        };
-        if !(0..=65535).contains(&ex.start) || !(1..=65536).contains(&ex.count) || !(1..=255).contains(&ex.code) {
-            d.error(span, &format!("{key} / faults / exceptions"), "start in 0..=65535, count in 1..=65536, code in 1..=255");
-            continue;
+        let table = r.parsed_at::<Table>(&ex.table, "faults / exceptions / table");
+        let start = r.int_at::<u16>(&ex.start, "faults / exceptions / start", 0..=65535);
+        let count = r.int_at::<u32>(&ex.count, "faults / exceptions / count", 1..=65536);
+        let code = r.int_at::<u8>(&ex.code, "faults / exceptions / code", 1..=255);
+        if let (Some(table), Some(start), Some(count), Some(code)) = (table, start, count, code) {
+            faults.exceptions.push(ExceptionRange { table, start, count: count.min(65536 - start as u32), code });
         }
-        faults.exceptions.push(ExceptionRange {
-            table,
-            start: ex.start as u16,
-            count: ex.count.min(65536 - ex.start) as u16,
-            code: ex.code as u8,
-        });
     }
     faults
 }

@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
 
 use super::SimTag;
 use super::find_data_file;
 use super::raw::{Num, RawSignal, RawTag};
-use crate::diag::Diag;
+use crate::diag::{Diag, Reader};
 use crate::sim::signal::{CsvColumn, Signal};
 use crate::sources::modbus::types::{ByteOrder, DataType, Table};
-use crate::units;
 
 /// A loaded CSV file: its header and its columns (numbers, `None` for empty
 /// or non-numeric cells).
@@ -60,45 +62,36 @@ fn load_csv(path: &Path, delimiter: u8, cache: &mut HashMap<(PathBuf, u8), Arc<C
 /// it cannot be served.
 pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<SimTag> {
     let tkey = format!("{key} / tag {:?}", rt.name.get_ref());
-    let table = rt.table.get_ref().parse::<Table>().map_err(|e| d.error(rt.table.span(), &format!("{tkey} / table"), e)).ok()?;
-    let address = *rt.address.get_ref();
-    if !(0..=65535).contains(&address) {
-        d.error(rt.address.span(), &format!("{tkey} / address"), "address must be in 0..=65535");
-        return None;
-    }
+    let mut r = Reader::new(d, tkey.clone());
+    let table: Table = r.parsed_at(&rt.table, "table")?;
+    let address: u16 = r.int_at(&rt.address, "address", 0..=65535)?;
     let default_ty = if table.is_bit() || rt.bit.is_some() { DataType::Bool } else { DataType::U16 };
-    let ty = match &rt.ty {
-        None => default_ty,
-        Some(t) => t.get_ref().parse::<DataType>().map_err(|e| d.error(t.span(), &format!("{tkey} / type"), e)).ok()?,
-    };
+    let ty = if rt.ty.is_some() { r.parsed(&rt.ty, "type")? } else { default_ty };
     if table.is_bit() && ty != DataType::Bool {
-        d.error(rt.table.span(), &format!("{tkey} / type"), format!("the {table} table holds bits; use type = \"bool\""));
+        r.error(rt.table.span(), "type", format!("the {table} table holds bits; use type = \"bool\""));
         return None;
     }
     if address as u32 + if table.is_bit() { 1 } else { ty.register_count() as u32 } > 65536 {
-        d.error(rt.address.span(), &format!("{tkey} / address"), "the tag runs past address 65535");
+        r.error(rt.address.span(), "address", "the tag runs past address 65535");
         return None;
     }
-    let byte_order = match &rt.byte_order {
-        None => ByteOrder::ABCD,
-        Some(b) => b.get_ref().parse::<ByteOrder>().map_err(|e| d.error(b.span(), &format!("{tkey} / byte_order"), e)).ok()?,
-    };
+    let byte_order = if rt.byte_order.is_some() { r.parsed(&rt.byte_order, "byte_order")? } else { ByteOrder::ABCD };
     let bit = match &rt.bit {
-        None => None,
-        Some(b) if (0..=15).contains(b.get_ref()) && !table.is_bit() => Some(*b.get_ref() as u8),
-        Some(b) => {
-            d.error(b.span(), &format!("{tkey} / bit"), "bit must be in 0..=15, on a register table");
+        Some(b) if table.is_bit() => {
+            r.error(b.span(), "bit", "bit applies to a register table (holding or input), not to a bit table");
             return None;
         }
+        Some(_) => Some(r.int_opt::<u8>(&rt.bit, "bit", 0..=15)?),
+        None => None,
     };
-    let signal = parse_signal(rt.signal, &tkey, table, ctx, d)?;
+    let signal = parse_signal(rt.signal, &tkey, table, ctx, r.diag())?;
     let opcua_status = match &rt.opcua_status {
         None => None,
         Some(c) => match u32::try_from(*c.get_ref()) {
             Ok(v) => Some(v),
             Err(_) => {
                 let msg = "opcua_status is a 32-bit StatusCode, e.g. 0x801F0000 (BadUserAccessDenied)";
-                d.error(c.span(), &format!("{tkey} / opcua_status"), msg);
+                r.error(c.span(), "opcua_status", msg);
                 return None;
             }
         },
@@ -107,7 +100,7 @@ pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Dia
         opcua_status,
         name: rt.name.into_inner(),
         table,
-        address: address as u16,
+        address,
         ty,
         byte_order,
         bit,
@@ -118,19 +111,15 @@ pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Dia
 }
 
 /// Checks a tag's `signal` table and builds its model.
-fn parse_signal(raw: toml::Spanned<RawSignal>, tkey: &str, table: Table, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<Signal> {
+fn parse_signal(raw: Spanned<RawSignal>, tkey: &str, table: Table, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<Signal> {
     let span = raw.span();
     let skey = format!("{tkey} / signal");
-    let dur = |d: &mut Diag<'_>, s: &str| match units::parse_duration(s) {
-        Ok(x) if !x.is_zero() => Some(x.as_secs_f64()),
-        Ok(_) => {
-            d.error(span.clone(), &skey, "period must be above zero");
-            None
-        }
-        Err(e) => {
-            d.error(span.clone(), &skey, e);
-            None
-        }
+    // A period (a plain text in the signal's table, located at the table).
+    let dur = |d: &mut Diag<'_>, s: &str| {
+        let mut r = Reader::new(d, skey.clone());
+        let before = r.error_count();
+        let x = r.nonzero_duration(&Some(Spanned::new(span.clone(), s.to_string())), "period", Duration::ZERO);
+        (r.error_count() == before).then_some(x.as_secs_f64())
     };
     Some(match raw.into_inner() {
         RawSignal::Constant { value: Some(Num::Int(v)), text: None } => Signal::ConstantInt(v as i128),
