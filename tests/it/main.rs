@@ -12,6 +12,7 @@ mod common;
 mod config;
 mod daemon;
 mod decode;
+mod deploy;
 mod detect;
 mod exit_codes;
 mod files;
