@@ -5,7 +5,7 @@
 #![allow(unsafe_code)] // kill(2) to stop child processes gracefully
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
+use relais::app::Gateway;
 use relais::buffer::Buffer;
-use relais::config::BufferConfig;
+use relais::config::{BufferConfig, Config};
 use relais::ingest::Ingest;
 use relais::model::{Sample, TagMeta, Timestamp, Value};
 
@@ -442,7 +443,7 @@ impl Proxy {
 /// A SKAB file: `../shared/data/skab/<name>` or `data/skab/<name>` (see
 /// scripts/get-skab.sh); `None`, with a message, when absent.
 pub fn skab(name: &str) -> Option<PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let found = [root.join("../shared/data/skab").join(name), root.join("data/skab").join(name)].into_iter().find(|p| p.exists());
     if found.is_none() {
         if std::env::var("RELAIS_REQUIRE_SKAB").is_ok_and(|v| v == "1") {
@@ -451,4 +452,82 @@ pub fn skab(name: &str) -> Option<PathBuf> {
         eprintln!("SKIPPED: SKAB file {name} not found in ../shared/data/skab or data/skab (scripts/get-skab.sh)");
     }
     found
+}
+
+/// `relais run --config cfg` (this build's binary), logging warnings and errors to the
+/// test's stderr.
+pub fn spawn_relais(cfg: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits up to `within` for `child` to exit and returns its exit code; `None` when it
+/// did not exit in time (it is then killed and reaped) or was killed by a signal.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A simulator `[[station]]` on 127.0.0.1:`port` with `tags` holding registers
+/// `t0`… at addresses 0…, each counting up by 1 every 10 ms (wrapping at 60,000).
+pub fn counter_station(port: u16, tags: usize) -> String {
+    let mut s = format!("[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"10ms\"\n");
+    for i in 0..tags {
+        s += &format!(
+            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n"
+        );
+    }
+    s
+}
+
+/// The names of the entries of `dir`, sorted; empty when `dir` does not exist.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Writes `content` to `dir/name` through a hidden temporary file and a rename, so a
+/// folder watcher never sees it half-written.
+pub fn write_atomic(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// The integer `value` of `key` in the `meta` table of `data_dir/buffer.db`
+/// (`last_seq`, …), read through a connection of its own.
+pub fn meta(data_dir: &Path, key: &str) -> u64 {
+    let c = rusqlite::Connection::open(data_dir.join("buffer.db")).unwrap();
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+/// A gateway config for in-process tests: id `gw`, data in `dir/data`, no status
+/// or health samples, then `body` (sources, sinks …); panics on an error.
+pub fn gateway_config(dir: &Path, body: &str) -> Config {
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
+        dir.join("data").display()
+    );
+    Config::parse(&text, "test.toml", dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every sample in the gateway's buffer, in `seq` order.
+pub fn samples(gw: &Gateway) -> Vec<Sample> {
+    gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
 }

@@ -3,14 +3,16 @@
 //! broker (B22), and the SKAB replay compared value by value.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use relais::config::Config;
 
-use crate::common::{Mosquitto, Sub, assert_complete_in_order, data, free_port, kill, seqs};
+use crate::common::{
+    Mosquitto, Sub, assert_complete_in_order, counter_station, data, free_port, kill, meta, seqs, spawn_relais, wait_exit,
+};
 use crate::modbus::sim;
 
 fn write_config(dir: &Path, broker_port: u16, sim_port: u16, extra_gateway: &str, poll: &str) -> PathBuf {
@@ -48,44 +50,6 @@ format = "json-batch"
     p
 }
 
-fn counter_station(port: u16) -> String {
-    let mut s = format!("[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"10ms\"\n");
-    for i in 0..10 {
-        s += &format!(
-            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n"
-        );
-    }
-    s
-}
-
-fn spawn_relais(cfg: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
-    let t0 = Instant::now();
-    while t0.elapsed() < within {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    None
-}
-
-fn meta(data_dir: &Path, key: &str) -> u64 {
-    let c = rusqlite::Connection::open(data_dir.join("buffer.db")).unwrap();
-    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0)).unwrap() as u64
-}
-
 fn last_seq(data_dir: &Path) -> u64 {
     meta(data_dir, "last_seq")
 }
@@ -99,7 +63,7 @@ fn first_seq(data_dir: &Path) -> u64 {
 async fn sigterm_flushes_and_exits_zero_within_5s() {
     let Some(broker) = Mosquitto::start() else { return };
     let sim_port = free_port();
-    let _sim = sim(&counter_station(sim_port)).await;
+    let _sim = sim(&counter_station(sim_port, 10)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), broker.port, sim_port, "", "50ms");
     let mut sub = Sub::with_id(broker.port, "plant/#", "term-sub", false).await;
@@ -127,7 +91,7 @@ async fn sigterm_flushes_and_exits_zero_within_5s() {
 async fn kill_9_loses_no_accepted_sample_even_during_a_broker_outage() {
     let Some(mut broker) = Mosquitto::start() else { return };
     let sim_port = free_port();
-    let _sim = sim(&counter_station(sim_port)).await;
+    let _sim = sim(&counter_station(sim_port, 10)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), broker.port, sim_port, "", "20ms");
     let mut sub = Sub::with_id(broker.port, "plant/#", "kill-sub", false).await;
@@ -166,7 +130,7 @@ async fn kill_9_loses_no_accepted_sample_even_during_a_broker_outage() {
 #[tokio::test]
 async fn b22_a_dead_broker_never_slows_polling() {
     let sim_port = free_port();
-    let _sim = sim(&counter_station(sim_port)).await;
+    let _sim = sim(&counter_station(sim_port, 10)).await;
     let dir = tempfile::tempdir().unwrap();
     let dead = free_port(); // nothing listens here
     let cfg_path = write_config(dir.path(), dead, sim_port, "", "100ms");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, kill};
+use crate::common::{files_in, free_port, kill, wait_exit};
 
 /// Rows × columns of the big file: about 6 s of ingest in a debug build on
 /// two cores, so a signal sent once the first samples are committed always
@@ -84,19 +84,6 @@ fn file_progress(dir: &Path) -> Vec<(i64, bool)> {
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
-    let t0 = Instant::now();
-    while t0.elapsed() < within {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
 /// Waits until the buffer holds at least `n` samples.
 fn wait_samples(dir: &Path, n: i64, within: Duration) -> bool {
     let t0 = Instant::now();
@@ -107,13 +94,6 @@ fn wait_samples(dir: &Path, n: i64, within: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// Issue 1: a file whose records were all quarantined (no time zone for

@@ -8,23 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use relais::app::{Gateway, RunOptions};
-use relais::config::Config;
 use relais::model::{Quality, Sample, Value};
 
-use crate::common::{Mosquitto, Sub, eventually, free_port};
-
-fn gateway_config(dir: &Path, body: &str) -> Config {
-    let text = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
-        dir.join("data").display()
-    );
-    Config::parse(&text, "ingest.toml", dir).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// All samples in the buffer.
-fn samples(gw: &Gateway) -> Vec<Sample> {
-    gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
-}
+use crate::common::{Mosquitto, Sub, eventually, files_in, free_port, gateway_config, samples, write_atomic};
 
 /// SKAB `valve1_0.csv` imported with `relais import`: every value of every row
 /// arrives on MQTT unchanged, with its UTC timestamp (Europe/Moscow naive
@@ -85,19 +71,6 @@ async fn skab_import_every_value_arrives_on_mqtt() {
     // The same file again: not duplicated.
     let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(["import", "--config"]).arg(&cfg).arg(&skab).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("already imported"), "{}", String::from_utf8_lossy(&out.stdout));
-}
-
-fn write_atomic(dir: &Path, name: &str, content: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content).unwrap();
-    std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
-    v.sort();
-    v
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! accepted `seq` exactly once, in order.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use relais::model::TagMeta;
 use relais::sinks::nats::sink::NatsSink;
 
 use crate::cloud::{Chain, sink_config};
-use crate::common::{eventually, free_port, kill, sample};
+use crate::common::{counter_station, eventually, free_port, kill, sample, spawn_relais};
 use crate::nats_common::{NatsCluster, assert_exactly_once_in_order};
 
 fn spawn(chain: &mut Chain, cfg: SinkConfig) {
@@ -136,16 +136,6 @@ async fn json_batch_messages_carry_contiguous_runs_and_a_restarted_sink_goes_on_
     assert!(*stored.last().unwrap() >= chain.base + 1250);
 }
 
-fn counter_station(port: u16) -> String {
-    let mut s = format!("[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"10ms\"\n");
-    for i in 0..5 {
-        s += &format!(
-            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n"
-        );
-    }
-    s
-}
-
 fn write_config(dir: &Path, nats_url: &str, sim_port: u16) -> std::path::PathBuf {
     let mut tags = String::new();
     for i in 0..5 {
@@ -163,17 +153,6 @@ fn write_config(dir: &Path, nats_url: &str, sim_port: u16) -> std::path::PathBuf
     p
 }
 
-fn spawn_relais(cfg: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
 fn db_value(data: &Path, sql: &str) -> u64 {
     let c = rusqlite::Connection::open(data.join("buffer.db")).unwrap();
     c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
@@ -183,7 +162,7 @@ fn db_value(data: &Path, sql: &str) -> u64 {
 async fn two_kill_9_of_relais_leave_each_accepted_seq_once_in_order_in_the_stream() {
     let Some(cluster) = NatsCluster::start(3) else { return };
     let sim_port = free_port();
-    let _sim = crate::modbus::sim(&counter_station(sim_port)).await;
+    let _sim = crate::modbus::sim(&counter_station(sim_port, 5)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &cluster.url(), sim_port);
     let mut child = spawn_relais(&cfg);

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)] // geteuid(2): initdb refuses to run as root
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use relais::config::BufferConfig;
 use relais::model::TagMeta;
 
 use crate::cloud::Chain;
-use crate::common::{eventually, free_port, kill};
+use crate::common::{eventually, free_port, kill, meta, spawn_relais};
 use crate::postgres::{LOCAL_PG, assert_exactly_once, client, pg_sink, schema_name, spawn};
 
 unsafe extern "C" {
@@ -172,22 +172,6 @@ fn station(port: u16) -> String {
         );
     }
     s
-}
-
-fn spawn_relais(cfg: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn meta(data_dir: &Path, key: &str) -> u64 {
-    let c = rusqlite::Connection::open(data_dir.join("buffer.db")).unwrap();
-    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0)).unwrap() as u64
 }
 
 #[tokio::test]

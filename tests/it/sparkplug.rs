@@ -15,7 +15,7 @@ use relais::sinks::mqtt::config::MqttSinkConfig;
 use relais::sinks::mqtt::sparkplug::sink::SparkplugSink;
 use relais::telemetry::SinkStats;
 
-use crate::common::{Mosquitto, Msg, Sub, buffer_with, sample};
+use crate::common::{Mosquitto, Msg, Sub, buffer_with, counter_station, sample, spawn_relais};
 use crate::sparkplug_check::{Dec, check, decode, num, prop, reference_decoder};
 
 /// Mosquitto keeps QoS 0 messages (Sparkplug births) for a subscriber that
@@ -170,27 +170,6 @@ fn write_daemon_config(dir: &Path, broker_port: u16, sim_port: u16) -> std::path
     p
 }
 
-fn counter_station(port: u16) -> String {
-    let mut s = format!("[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"10ms\"\n");
-    for i in 0..4 {
-        s += &format!(
-            "[[station.tag]]\nname = \"t{i}\"\ntable = \"holding\"\naddress = {i}\nsignal = {{ kind = \"counter\", start = 0, step = 1, wrap = 60000 }}\n"
-        );
-    }
-    s
-}
-
-fn spawn_relais(cfg: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
 /// bdSeq (Sparkplug 3.0 §5.4) across 5 broker restarts and 2 `kill -9` of
 /// relais: each CONNECT's NBIRTH carries the previous one plus one, each
 /// NDEATH (Will or graceful) the bdSeq of its session; births precede data
@@ -201,7 +180,7 @@ async fn bd_seq_across_five_broker_restarts_and_two_kill_9() {
     let Some(modules) = reference_decoder() else { return };
     let Some(mut broker) = Mosquitto::start_conf(BROKER_CONF) else { return };
     let sim_port = crate::common::free_port();
-    let _sim = crate::modbus::sim(&counter_station(sim_port)).await;
+    let _sim = crate::modbus::sim(&counter_station(sim_port, 4)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_daemon_config(dir.path(), broker.port, sim_port);
     let mut sub = Sub::with_id(broker.port, "spBv1.0/#", "sp-bdseq-sub", false).await;

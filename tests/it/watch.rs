@@ -2,39 +2,12 @@
 //! file set aside in `failed/` (issue 9 item 7); files pending at start are
 //! taken in a documented, stable order (issue 9 item 9).
 
-use std::path::Path;
 use std::time::Duration;
 
 use relais::app::{Gateway, RunOptions};
-use relais::config::Config;
-use relais::model::{Quality, Sample, Value};
+use relais::model::{Quality, Value};
 
-use crate::common::eventually;
-
-fn gateway_config(dir: &Path, body: &str) -> Config {
-    let text = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{body}",
-        dir.join("data").display()
-    );
-    Config::parse(&text, "watch.toml", dir).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn samples(gw: &Gateway) -> Vec<Sample> {
-    gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn write_atomic(dir: &Path, name: &str, content: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content).unwrap();
-    std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
+use crate::common::{eventually, files_in, gateway_config, samples, write_atomic};
 
 const WATCH: &str = "[[source]]\nname = \"drop\"\ntype = \"watch\"\nfolder = \"inbox\"\nsettle = \"200ms\"\ntimestamp_column = \"ts\"\n";
 
