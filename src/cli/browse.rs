@@ -7,20 +7,38 @@ use super::runtime;
 use crate::config::{Config, DeviceConfig};
 use crate::out;
 
-pub(super) struct BrowseArgs {
-    pub(super) url: Option<String>,
-    pub(super) config: Option<PathBuf>,
-    pub(super) device: Option<String>,
-    pub(super) security_policy: Option<String>,
-    pub(super) security_mode: Option<String>,
-    pub(super) username: Option<String>,
-    pub(super) password_env: String,
-    pub(super) pki_dir: PathBuf,
+/// The OPC UA server of `relais browse` and `relais probe opcua`: a URL with security and
+/// identity on the command line, or a configured device (`--config`, `--device`).
+#[derive(clap::Args, Debug)]
+pub struct OpcUaTarget {
+    /// Server URL, `opc.tcp://host:port[/path]` (or use --config and --device).
+    pub url: Option<String>,
+    /// Take endpoint, security and identity from this configuration's device.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The `protocol = "opcua"` device of --config.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Security policy: None (default), Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
+    #[arg(long)]
+    pub security_policy: Option<String>,
+    /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
+    #[arg(long)]
+    pub security_mode: Option<String>,
+    /// User name (the password is read from the environment variable of --password-env).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, default_value = "RELAIS_OPCUA_PASSWORD")]
+    pub password_env: String,
+    /// PKI folder (the gateway's certificate and trust list).
+    #[arg(long, default_value = "relais-data/pki")]
+    pub pki_dir: PathBuf,
 }
 
 /// The device to browse (from --config/--device or the command line), its
 /// PKI folder and the gateway id of its certificate.
-pub(super) fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
+pub(super) fn browse_target(a: OpcUaTarget) -> Result<(crate::sources::opcua::config::OpcUaDevice, PathBuf, String), String> {
     if let Some(path) = &a.config {
         if a.security_policy.is_some() || a.security_mode.is_some() || a.username.is_some() {
             return Err(
@@ -94,7 +112,7 @@ pub(super) fn browse_target(a: BrowseArgs) -> Result<(crate::sources::opcua::con
 
 /// Browses from `node` down `depth` levels; prints the tree, or with
 /// `snippet` the `[[device.tag]]` entries to paste.
-pub(super) fn run(args: BrowseArgs, node: &str, depth: usize, snippet: bool, all: bool) -> ExitCode {
+pub(super) fn run(args: OpcUaTarget, node: &str, depth: usize, snippet: bool, all: bool) -> ExitCode {
     let configured = args.device.is_some();
     let (dev, pki_dir, gateway_id) = match browse_target(args) {
         Ok(x) => x,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use browse::BrowseArgs;
+pub use browse::OpcUaTarget;
 pub use probe::Probe;
 pub use quarantine::QuarantineCmd;
 
@@ -82,8 +82,6 @@ pub enum Command {
     },
     /// Print an OPC UA server's address space as a tree (and a config snippet).
     Browse {
-        /// Server URL, `opc.tcp://host:port[/path]` (or use --config and --device).
-        url: Option<String>,
         /// Start node (default: the Objects folder, i=85); `nsu=` or `ns=` form.
         #[arg(long, default_value = "i=85")]
         node: String,
@@ -96,27 +94,9 @@ pub enum Command {
         /// Also expand the standard objects (Server, Aliases…) below the Objects folder.
         #[arg(long)]
         all: bool,
-        /// Take endpoint, security and identity from this configuration's device.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The `protocol = "opcua"` device of --config.
-        #[arg(long)]
-        device: Option<String>,
-        /// Security policy: None (default), Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
-        #[arg(long)]
-        security_policy: Option<String>,
-        /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
-        #[arg(long)]
-        security_mode: Option<String>,
-        /// User name (the password is read from the environment variable of --password-env).
-        #[arg(long)]
-        username: Option<String>,
-        /// Environment variable holding the password.
-        #[arg(long, default_value = "RELAIS_OPCUA_PASSWORD")]
-        password_env: String,
-        /// PKI folder (the gateway's certificate and trust list).
-        #[arg(long, default_value = "relais-data/pki")]
-        pki_dir: PathBuf,
+        /// The server, its security and the gateway's identity.
+        #[command(flatten)]
+        server: OpcUaTarget,
     },
     /// Read a device once and print every interpretation of the data.
     Probe {
@@ -251,23 +231,7 @@ pub fn main() -> ExitCode {
         }
         Command::Quarantine { what } => quarantine::run(what),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
-        Command::Browse {
-            url,
-            node,
-            depth,
-            snippet,
-            all,
-            config,
-            device,
-            security_policy,
-            security_mode,
-            username,
-            password_env,
-            pki_dir,
-        } => {
-            let args = BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
-            browse::run(args, &node, depth, snippet, all)
-        }
+        Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),
     }
 }

@@ -2,7 +2,6 @@
 //! port): the raw words and every interpretation; OPC UA: one value with its
 //! StatusCode and timestamps.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -53,32 +52,12 @@ pub enum Probe {
     },
     /// OPC UA: read one variable's value, with its StatusCode, SourceTimestamp and ServerTimestamp.
     Opcua {
-        /// Server URL, `opc.tcp://host:port[/path]` (or use --config and --device).
-        url: Option<String>,
         /// The variable, `nsu=URI;s=name`, `ns=2;i=7` or a namespace-0 id.
         #[arg(long)]
         node: String,
-        /// Take endpoint, security and identity from this configuration's device.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The `protocol = "opcua"` device of --config.
-        #[arg(long)]
-        device: Option<String>,
-        /// Security policy: None (default), Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss.
-        #[arg(long)]
-        security_policy: Option<String>,
-        /// Security mode: None, Sign, SignAndEncrypt (default: SignAndEncrypt with a policy).
-        #[arg(long)]
-        security_mode: Option<String>,
-        /// User name (the password is read from the environment variable of --password-env).
-        #[arg(long)]
-        username: Option<String>,
-        /// Environment variable holding the password.
-        #[arg(long, default_value = "RELAIS_OPCUA_PASSWORD")]
-        password_env: String,
-        /// PKI folder (the gateway's certificate and trust list).
-        #[arg(long, default_value = "relais-data/pki")]
-        pki_dir: PathBuf,
+        /// The server, its security and the gateway's identity.
+        #[command(flatten)]
+        server: super::OpcUaTarget,
     },
 }
 
@@ -99,10 +78,7 @@ pub(super) fn run(what: Probe) -> ExitCode {
             };
             modbus(line, unit, &table, address, count, &timeout)
         }
-        Probe::Opcua { url, node, config, device, security_policy, security_mode, username, password_env, pki_dir } => {
-            let args = super::browse::BrowseArgs { url, config, device, security_policy, security_mode, username, password_env, pki_dir };
-            opcua(args, &node)
-        }
+        Probe::Opcua { server, node } => opcua(server, &node),
     }
 }
 
@@ -154,7 +130,7 @@ fn modbus((endpoint, transport): (String, Transport), unit: u8, table: &str, add
     }
 }
 
-fn opcua(args: super::browse::BrowseArgs, node: &str) -> ExitCode {
+fn opcua(args: super::OpcUaTarget, node: &str) -> ExitCode {
     let (dev, pki_dir, gateway_id) = match super::browse::browse_target(args) {
         Ok(x) => x,
         Err(e) => {
