@@ -13,8 +13,8 @@
 #   1. control: package name, version (Cargo.toml's, revision 1), architecture, Depends
 #      (libc6, a systemd-sysusers provider), /etc/relais/relais.toml a conffile;
 #   2. contents (dpkg-deb --contents): /usr/bin/relais 0755, the unit, the sysusers file,
-#      the sample config, the docs; nothing under /usr/local; in the release package the
-#      binary carries no debug info (Cargo.toml [profile.release]) but keeps its symbol
+#      the sample config, the docs; nothing under /usr/local; the binary carries no
+#      debug info (Cargo.toml [profile.release]; --binary: objcopy) but keeps its symbol
 #      table, so a panic's backtrace names the functions (`cargo deb` without --no-strip
 #      runs strip --strip-unneeded: 11 MB less, and backtraces without a single name);
 #   3. an install into a scratch root (dpkg --root, maintainer scripts run with DPKG_ROOT,
