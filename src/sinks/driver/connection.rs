@@ -31,20 +31,22 @@ impl<S: Sink> Driver<S> {
             format!("{proto} connected to {target}; {backlog} records to deliver"),
             serde_json::json!({"target": target, "backlog": backlog}),
         );
-        if let Some(held) = self.sink.holds_upto(conn) {
-            let head = *self.committed.borrow();
-            if held > head {
-                tracing::warn!(sink = %self.set.name, held, head,
-                    "{target} holds records of this gateway up to seq {held}, beyond the last one accepted here ({head}): another gateway with the same id?");
-            }
-            let before = lanes.cursor();
-            lanes.skip_to(held.min(head));
-            if lanes.cursor() > before {
-                tracing::info!(sink = %self.set.name, from = before, to = lanes.cursor(),
-                    "{target} already holds the records up to seq {}; not sending them again", lanes.cursor());
-                self.cursor.advance(lanes.cursor());
-            }
+        let held = self.sink.holds(conn);
+        let head = *self.committed.borrow();
+        if let Some(top) = held.last().map(|r| *r.end())
+            && top > head
+        {
+            tracing::warn!(sink = %self.set.name, held = top, head,
+                "{target} holds records of this gateway up to seq {top}, beyond the last one accepted here ({head}): another gateway with the same id?");
         }
+        let before = lanes.cursor();
+        lanes.skip_held(&held, head);
+        if lanes.cursor() > before {
+            tracing::info!(sink = %self.set.name, from = before, to = lanes.cursor(),
+                "{target} already holds the records up to seq {}; not sending them again", lanes.cursor());
+            self.cursor.advance(lanes.cursor());
+        }
+        self.held = std::sync::Arc::new(held);
     }
 
     pub(super) async fn connected(
@@ -57,12 +59,14 @@ impl<S: Sink> Driver<S> {
     ) -> End {
         retry.backoff.reset();
         self.on_connect(&conn, lanes);
+        self.sink.cursor_moved(&mut conn, lanes.cursor());
         let mut f = Flight { pending: VecDeque::new(), outstanding: BTreeMap::new(), next_token: 1 };
         let mut draining: Option<(Instant, u64)> = None;
         let mut buffer_gone = false;
         loop {
             self.fill(&mut conn, lanes, &mut f).await;
             self.cursor.advance(lanes.cursor());
+            self.sink.cursor_moved(&mut conn, lanes.cursor());
             self.cursor.set_live(lanes.live_state());
             if let Some((deadline, target)) = draining {
                 let done = lanes.cursor() >= target && f.pending.is_empty();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::held::{self, SeqSet};
 use super::lanes::{Lanes, ReadPlan};
 use super::{Driver, Encoder, Prepared, Sink, Token};
 
@@ -38,9 +39,15 @@ fn encode<E: Encoder>(
     encoder: &Mutex<E>,
     rows: &crate::buffer::Records,
     limit: usize,
+    held: &SeqSet,
 ) -> anyhow::Result<(Vec<Prepared<E::Msg>>, Option<u64>, bool)> {
     let mut out = Vec::new();
-    encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?.encode(&rows.refs(), &mut out);
+    let mut enc = encoder.lock().map_err(|_| anyhow::anyhow!("encoder poisoned"))?;
+    let refs = rows.refs();
+    // Records the far end already holds are left out (see `held`).
+    for run in held::runs(&refs, held) {
+        enc.encode(&run, &mut out);
+    }
     Ok((out, rows.last_seq(), rows.len() < limit))
 }
 
@@ -55,14 +62,15 @@ impl<S: Sink> Driver<S> {
         if let Some(chunks) = self.reader.tap().range(plan.after, plan.upto, limit.min(INLINE_RECORDS)) {
             let rows = crate::buffer::Records::Recent(chunks);
             if rows.len() < INLINE_RECORDS {
-                return encode(&self.encoder, &rows, limit);
+                return encode(&self.encoder, &rows, limit, &self.held);
             }
         }
         let reader = self.reader.clone();
         let encoder = self.encoder.clone();
+        let held = self.held.clone();
         tokio::task::spawn_blocking(move || {
             let rows = reader.recent_or_stored_blocking(plan.after, plan.upto, limit)?;
-            encode(&encoder, &rows, limit)
+            encode(&encoder, &rows, limit, &held)
         })
         .await?
     }
@@ -93,6 +101,12 @@ impl<S: Sink> Driver<S> {
             }
             let head = *self.committed.borrow();
             let Some(plan) = lanes.next_read(head) else { return };
+            let free = window - f.outstanding.len();
+            if self.set.one_record_per_message && free < window / 2 && plan.upto - plan.after > free as u64 {
+                // A backlog, one message per record: read it in large steps
+                // once half the window is free, not one record per acknowledgement.
+                return;
+            }
             let limit = if self.set.one_record_per_message {
                 self.set.read_rows.min(window - f.outstanding.len()).max(1)
             } else {

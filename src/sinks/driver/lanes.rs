@@ -17,6 +17,8 @@
 
 use std::collections::VecDeque;
 
+use super::held::SeqSet;
+
 /// Which lane a read belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaneId {
@@ -187,18 +189,24 @@ impl Lanes {
         }
     }
 
-    /// The far end already holds every record up to `seq` (nothing is in
-    /// flight: called right after a connect): the lane the cursor follows
-    /// moves there (never backwards, never past its own end).
-    pub fn skip_to(&mut self, seq: u64) {
-        let lane = match self.replay.as_mut() {
-            Some(r) => r,
-            None => &mut self.live,
-        };
-        let to = lane.upto.map_or(seq, |u| seq.min(u));
-        if to > lane.acked_to && lane.batches.is_empty() {
-            lane.acked_to = to;
-            lane.read_to = lane.read_to.max(to);
+    /// The far end already holds the records in `held` (nothing is in
+    /// flight: called right after a connect): each lane whose next records
+    /// are held moves over them (never backwards, never past its own end
+    /// nor past `head`). Held records further on are left out when read
+    /// ([`super::held::runs`]).
+    pub fn skip_held(&mut self, held: &SeqSet, head: u64) {
+        for lane in std::iter::once(&mut self.live).chain(self.replay.as_mut()) {
+            if !lane.batches.is_empty() {
+                continue;
+            }
+            let end = lane.upto.map_or(head, |u| u.min(head));
+            if let Some(r) = held.get(&(lane.acked_to + 1)) {
+                let to = (*r.end()).min(end);
+                if to > lane.acked_to {
+                    lane.acked_to = to;
+                    lane.read_to = lane.read_to.max(to);
+                }
+            }
         }
         self.finish_replay();
     }
@@ -294,22 +302,41 @@ mod tests {
         assert!(plans.contains(&(LaneId::Live, 1050, 1060)), "{plans:?}");
     }
 
+    fn held(ranges: &[(u64, u64)]) -> SeqSet {
+        let mut s = SeqSet::new();
+        for &(a, b) in ranges {
+            s.insert(a..=b);
+        }
+        s
+    }
+
     #[test]
-    fn skip_to_moves_the_cursor_forward_only() {
+    fn skip_held_moves_each_lane_over_what_the_far_end_holds() {
         let mut l = Lanes::new(10, 0);
-        l.skip_to(5);
+        l.skip_held(&held(&[(0, 5)]), 100);
         assert_eq!(l.cursor(), 10, "never backwards");
-        l.skip_to(40);
+        l.skip_held(&held(&[(0, 40), (45, 48)]), 100);
         assert_eq!(l.cursor(), 40);
         let p = l.next_read(50).unwrap();
         assert_eq!((p.after, p.upto), (40, 50), "reads resume after what the far end holds");
-        // A replay lane is not moved past its end.
+        l.rewind();
+        l.skip_held(&held(&[(0, 500)]), 60);
+        assert_eq!(l.cursor(), 60, "never past the head");
+        // A replay lane is not moved past its end; the live lane moves too.
         let mut r = Lanes::new(0, 100);
         let p = r.next_read(1000).unwrap();
         assert_eq!(p.lane, LaneId::Replay);
+        let p = r.next_read(1100).unwrap();
+        assert_eq!((p.lane, p.after), (LaneId::Live, 1000));
         r.rewind();
-        r.skip_to(5000);
-        assert_eq!(r.cursor(), 1000);
+        r.skip_held(&held(&[(0, 5000)]), 1100);
+        assert_eq!(r.cursor(), 1100, "the replay ends at 1000 and the live lane holds up to the head");
+        assert!(!r.replaying());
+        // Held live records after a restart: the live lane skips them, the replay lane starts where it was.
+        let mut r = Lanes::resume(300, Some((1000, 1000)), 100);
+        r.skip_held(&held(&[(0, 350), (1001, 1040)]), 1100);
+        assert_eq!(r.cursor(), 350);
+        assert_eq!(r.live_state(), Some((1000, 1040)));
     }
 
     #[test]

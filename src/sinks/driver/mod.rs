@@ -30,10 +30,10 @@
 //!   `sink.refused` event is emitted per message, and
 //!   [`SinkStats::refused`] counts them.
 //! - **Far end ahead of the cursor.** A sink whose far end can say what it
-//!   already holds ([`Sink::holds_upto`], read in [`Sink::connect`]: the last
-//!   record of this gateway in a JetStream stream) moves the cursor there
-//!   before sending, so records stored before a crash or an outage are not
-//!   sent again, whatever the far end's duplicate window.
+//!   already holds ([`Sink::holds`], read in [`Sink::connect`]: the records
+//!   of this gateway a JetStream stream holds) gets its lanes moved over
+//!   them and never sends them ([`held`]), so records stored before a crash
+//!   or an outage are not sent again, whatever the far end's duplicate window.
 //! - **Acknowledgement timeout.** When the oldest message waits longer than
 //!   `ack_timeout`, the connection is treated as lost.
 //! - **Reconnect.** After a lost connection everything unacknowledged is read
@@ -59,8 +59,8 @@
 //!   (QoS 0) = `Acked`; birth in `connect`, `offline` in `close`.
 //! - NATS JetStream: `send` = publish with `Nats-Msg-Id` = gateway + `seq`;
 //!   each PubAck future resolves to `Acked(token)`; the window bounds the
-//!   outstanding PubAcks; `holds_upto` = the stream's last record of this
-//!   gateway, read on connect.
+//!   outstanding PubAcks; `holds` = the records of this gateway the stream
+//!   holds, read back on connect.
 //! - PostgreSQL: one message = one batch = one transaction; `Acked` on
 //!   COMMIT; rows refused for good (SQLSTATE class 22 or 23) =
 //!   `AckedExcept` with those rows.
@@ -72,6 +72,7 @@
 mod acks;
 mod connection;
 mod fill;
+pub mod held;
 pub mod lanes;
 mod run;
 pub mod status;
@@ -81,6 +82,7 @@ use std::time::Duration;
 
 use crate::model::Record;
 
+pub use held::SeqSet;
 pub use run::Driver;
 
 /// The default longest wait between two connection attempts of a sink
@@ -211,10 +213,14 @@ pub trait Sink: Send + 'static {
     fn next(&mut self, conn: &mut Self::Conn) -> impl Future<Output = Outcome> + Send;
     /// Closes gracefully (MQTT: `offline`, then DISCONNECT).
     fn close(&mut self, conn: Self::Conn) -> impl Future<Output = ()> + Send;
-    /// The highest `seq` the far end is known to hold with every record
-    /// before it (found by [`Sink::connect`]), when it can tell: the driver
-    /// then starts after it. `None` (the default): start after the cursor.
-    fn holds_upto(&self, _conn: &Self::Conn) -> Option<u64> {
-        None
+    /// The records of this gateway the far end is known to hold (found by
+    /// [`Sink::connect`]), when it can tell: the driver moves its lanes over
+    /// them and never sends them ([`held`]). Empty (the default): start
+    /// after the cursor.
+    fn holds(&self, _conn: &Self::Conn) -> SeqSet {
+        SeqSet::new()
     }
+    /// Called when the cursor moved to `cursor` (every record up to it is
+    /// acknowledged or handled). Default: nothing.
+    fn cursor_moved(&mut self, _conn: &mut Self::Conn, _cursor: u64) {}
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::held::SeqSet;
 use super::lanes::Lanes;
 use super::{Lost, Settings, Sink};
 use crate::buffer::{Reader, SinkCursor};
@@ -42,6 +43,8 @@ pub struct Driver<S: Sink> {
     pub(super) stats: Arc<SinkStats>,
     pub(super) events: Option<Events>,
     pub(super) encoder: Arc<Mutex<S::Encoder>>,
+    /// What the far end said it holds at the last connect ([`Sink::holds`]).
+    pub(super) held: Arc<SeqSet>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -49,7 +52,7 @@ impl<S: Sink> Driver<S> {
     pub fn new(sink: S, reader: Reader, cursor: SinkCursor, committed: watch::Receiver<u64>, stats: Arc<SinkStats>) -> Driver<S> {
         let set = sink.settings();
         let encoder = Arc::new(Mutex::new(sink.encoder()));
-        Driver { sink, set, reader, cursor, committed, stats, events: None, encoder }
+        Driver { sink, set, reader, cursor, committed, stats, events: None, encoder, held: Arc::default() }
     }
 
     /// Emits `sink.connected`, `sink.disconnected`, `sink.unreachable` and

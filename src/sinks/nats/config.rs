@@ -83,6 +83,9 @@ pub struct NatsSinkConfig {
     pub max_message_bytes: usize,
     /// Records read from the buffer per step (default 1000).
     pub read_rows: usize,
+    /// Unsent records above which live records get a lane of their own
+    /// during a replay (default 10000; 0: strict `seq` order always).
+    pub backlog_threshold: u64,
     /// Longest wait for a PubAck before the connection is rebuilt (default 10 s).
     pub ack_timeout: Duration,
     /// Longest wait between reconnect attempts (default 30 s).
@@ -129,6 +132,7 @@ pub const KEYS: &[&str] = &[
     "batch_max_records",
     "max_message_bytes",
     "read_rows",
+    "backlog_threshold",
     "ack_timeout",
     "reconnect_max",
 ];
@@ -165,6 +169,7 @@ struct Raw {
     batch_max_records: Option<Spanned<i64>>,
     max_message_bytes: Option<Spanned<crate::diag::read::Size>>,
     read_rows: Option<Spanned<i64>>,
+    backlog_threshold: Option<Spanned<i64>>,
     ack_timeout: Option<Spanned<String>>,
     reconnect_max: Option<Spanned<String>>,
 }
@@ -337,6 +342,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
     let max_message_bytes =
         crate::diag::size(d, &raw.max_message_bytes, &k("max_message_bytes"), "max_message_bytes", 1 << 20, 1024..=16 << 20) as usize;
     let read_rows = int_in(d, &raw.read_rows, &k("read_rows"), (1, 100_000), 1000) as usize;
+    let backlog_threshold = int_in(d, &raw.backlog_threshold, &k("backlog_threshold"), (0, i64::MAX), 10_000) as u64;
     let ack_timeout = crate::diag::duration(d, &raw.ack_timeout, &k("ack_timeout"), Duration::from_secs(10));
     if ack_timeout < Duration::from_millis(100) {
         d.error(raw.ack_timeout.as_ref().map_or(0..0, |t| t.span()), &k("ack_timeout"), "ack_timeout must be at least 100ms");
@@ -361,6 +367,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
         batch_max_records,
         max_message_bytes,
         read_rows,
+        backlog_threshold,
         ack_timeout,
         reconnect_max,
     })

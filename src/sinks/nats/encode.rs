@@ -9,8 +9,9 @@
 //!   `{"gateway":…,"first_seq":…,"last_seq":…,"samples":[…],"events":[…]}`,
 //!   each item without `gateway`. `Nats-Msg-Id` = `{gateway}:{first}-{last}`.
 //!
-//! Every message covers a contiguous run of `seq`, so the stream's last
-//! message says up to where the stream holds every record (see the README).
+//! Every message covers one run of `seq` (`first..=last`; a `json-batch`
+//! never spans a record the stream already holds), so its `Nats-Msg-Id`
+//! says which records it stores (see the README).
 //! A payload above `max_message_bytes` (the server refuses it, which would
 //! block every record behind it) is split (batches) or replaced by a bad
 //! sample with reason `payload_too_large` (one sample).
@@ -33,6 +34,8 @@ pub struct NatsMsg {
     pub id: String,
     /// Records it carries.
     pub records: usize,
+    /// The `seq` range it covers (`first..=last`, as in its `Nats-Msg-Id`).
+    pub seqs: (u64, u64),
 }
 
 /// What the encoder needs to know.
@@ -54,11 +57,13 @@ pub struct Layout {
     pub max_bytes: usize,
 }
 
-/// The `seq` that a `Nats-Msg-Id` written by `gateway` ends with
-/// (`gw:17` → 17, `gw:10-17` → 17); `None` when another publisher wrote it.
-pub fn last_seq_of_id(gateway: &str, id: &str) -> Option<u64> {
+/// The `seq` range of a `Nats-Msg-Id` written by `gateway` (`gw:17` →
+/// 17..=17, `gw:10-17` → 10..=17); `None` when another publisher wrote it.
+pub fn seqs_of_id(gateway: &str, id: &str) -> Option<(u64, u64)> {
     let rest = id.strip_prefix(gateway)?.strip_prefix(':')?;
-    rest.rsplit('-').next()?.parse().ok()
+    let (a, b) = rest.split_once('-').unwrap_or((rest, rest));
+    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b).then_some((a, b))
 }
 
 fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
@@ -115,7 +120,7 @@ impl Layout {
                 (subject, e.seq)
             }
         };
-        NatsMsg { subject, payload: buf.into(), id: format!("{}:{seq}", self.gateway), records: 1 }
+        NatsMsg { subject, payload: buf.into(), id: format!("{}:{seq}", self.gateway), records: 1, seqs: (seq, seq) }
     }
 
     fn body(&self, chunk: &[&Record], first: u64, last: u64) -> Vec<u8> {
@@ -162,7 +167,13 @@ impl Layout {
             body = self.body(&[&small], first, last);
         }
         let subject = self.batch_subject.render(&self.gateway, "", "");
-        out.push(NatsMsg { subject, payload: body.into(), id: format!("{}:{first}-{last}", self.gateway), records: chunk.len() });
+        out.push(NatsMsg {
+            subject,
+            payload: body.into(),
+            id: format!("{}:{first}-{last}", self.gateway),
+            records: chunk.len(),
+            seqs: (first, last),
+        });
     }
 }
 
@@ -213,10 +224,14 @@ mod tests {
         assert_eq!((v["seq"].as_u64(), v["device"].as_str(), v["value"].as_f64()), (Some(11), Some("pump.1"), Some(1.0)));
         assert_eq!(out[4].subject, "relais.gw._event.sink.connected");
         assert_eq!(out[4].id, "gw:14");
-        assert_eq!(last_seq_of_id("gw", "gw:14"), Some(14));
-        assert_eq!(last_seq_of_id("gw", "gw:10-17"), Some(17));
-        assert_eq!(last_seq_of_id("gw", "other:17"), None);
-        assert_eq!(last_seq_of_id("g", "gw:17"), None);
+        assert_eq!(out[4].seqs, (14, 14));
+        assert_eq!(seqs_of_id("gw", "gw:14"), Some((14, 14)));
+        assert_eq!(seqs_of_id("gw", "gw:10-17"), Some((10, 17)));
+        assert_eq!(seqs_of_id("gw-2", "gw-2:10-17"), Some((10, 17)));
+        assert_eq!(seqs_of_id("gw", "gw:17-10"), None);
+        assert_eq!(seqs_of_id("gw", "gw:1x"), None);
+        assert_eq!(seqs_of_id("gw", "other:17"), None);
+        assert_eq!(seqs_of_id("g", "gw:17"), None);
     }
 
     #[test]
@@ -227,6 +242,7 @@ mod tests {
         layout(Format::JsonBatch, 1 << 20).encode(&refs, &mut out);
         let ids: Vec<&str> = out.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["gw:10-12", "gw:13-14"]);
+        assert_eq!(out[1].seqs, (13, 14));
         let v: serde_json::Value = serde_json::from_slice(&out[1].payload).unwrap();
         assert_eq!(v["samples"][0]["seq"], 13);
         assert_eq!(v["events"][0]["kind"], "sink.connected");

@@ -6,5 +6,8 @@
 pub mod component;
 pub mod config;
 pub mod encode;
+pub mod headers;
+pub mod publish;
 pub mod sink;
+pub mod stream;
 pub mod subject;

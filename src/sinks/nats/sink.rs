@@ -1,32 +1,67 @@
 //! The NATS JetStream sink: the driver's [`Sink`](driver::Sink) over
 //! async-nats. See the README beside this file for the guarantees.
 //!
-//! One connection = one async-nats client, one JetStream context and one
-//! publisher task. On connect the stream is found (or created), and its
-//! last message read: its `Nats-Msg-Id` (`{gateway}:{seq}`) is what the
-//! stream holds ([`driver::Sink::holds_upto`]), and its stream sequence the
-//! start of the chain: message *i* of the connection is published with
-//! `Nats-Expected-Last-Sequence` = that sequence + *i*, so the server stores
-//! it only right after message *i − 1*. The stream therefore always holds
-//! a gap-free prefix of what was sent, in order, whatever failed.
+//! # Invariants (exactly once, live records never wait behind a backlog)
+//!
+//! 1. **The stream is this gateway's alone** (`RELAIS_{gateway}`), and every
+//!    message says which records it stores: `Nats-Msg-Id` =
+//!    `{gateway}:{seq}` or `{gateway}:{first}-{last}`.
+//! 2. **A message lands where the publisher says, or nowhere.** Message *i*
+//!    of a connection carries `Nats-Expected-Last-Sequence` = *S₀ + i − 1*
+//!    (*S₀*: the stream's last sequence at connect), so the server stores it
+//!    at stream sequence *S₀ + i* or refuses it. Many are in flight at once
+//!    (`max_inflight`); one refused or lost makes every later one fail, and
+//!    the connection is rebuilt ([`publish`](super::publish)).
+//! 3. **`known` only grows and never lies.** The sink's set of records
+//!    stored in the stream or needing no sending holds what was read back on
+//!    connect, each PubAck'd message's records (a `duplicate: true` PubAck
+//!    too: stored before), and everything up to the driver's cursor.
+//! 4. **Each message carries its own recovery point.** `Relais-Done` =
+//!    `known` when it was published; `Relais-Scan-From` = the stream
+//!    sequence of the oldest message of its connection still without a
+//!    PubAck then. So, with *L* the stream's last message: every record the
+//!    stream holds is in *L*'s `Relais-Done` or in a message between *L*'s
+//!    `Relais-Scan-From` and *L* — records stored by earlier connections
+//!    were in `known` when the connection started (read back, by
+//!    induction), its acknowledged messages were added as their PubAcks
+//!    came, the others lie at or after the oldest unacknowledged one (2),
+//!    and nothing was stored after *L*. That range is normally at most
+//!    `max_inflight` messages, and never more than were published within
+//!    `ack_timeout`: reading it back is bounded.
+//! 5. **On every connect the stream is read back** ([`stream`](super::stream))
+//!    into `known`, and the driver never sends a record in it
+//!    ([`driver::Sink::holds`]): its lanes move over held records and its
+//!    reads leave them out. Whatever was lost (a PubAck, a leader, the
+//!    whole cluster for longer than the duplicate window, relais to
+//!    `kill -9` before its cursor was saved), a record is sent again only
+//!    if the stream does not hold it.
+//! 6. **Live and backlog publish side by side.** Above `backlog_threshold`
+//!    unsent records the driver replays the backlog in a lane of its own
+//!    while fresh records go out at once (`driver/lanes.rs`); 1–5 do not
+//!    depend on the order of records in the stream. Consumers get, during a
+//!    replay, two runs interleaved (each ascending in `seq`); otherwise
+//!    strict `seq` order. `backlog_threshold = 0` keeps strict order always.
+//!
+//! Duplicate window: `Nats-Msg-Id` deduplication is a second net only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{self, stream};
+use std::sync::Mutex;
+
+use async_nats::jetstream;
 use async_nats::{ConnectOptions, Event};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Auth, Format, NatsSinkConfig};
-use super::encode::{Layout, NatsMsg, last_seq_of_id};
+use super::encode::{Layout, NatsMsg};
+use super::publish::Chain;
 use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::Events;
 use crate::model::Record;
-use crate::sinks::driver::{self, Driver, Encoder, Lost, Outcome, Prepared, Settings, Token};
+use crate::sinks::driver::{self, Driver, Encoder, Lost, Outcome, Prepared, SeqSet, Settings, Token};
 use crate::telemetry::SinkStats;
 
 /// The NATS sink: construct with [`NatsSink::new`], run with [`NatsSink::run`].
@@ -44,7 +79,8 @@ impl NatsSink {
         committed: watch::Receiver<u64>,
         stats: Arc<SinkStats>,
     ) -> NatsSink {
-        NatsSink { driver: Driver::new(Nats { cfg, gateway: gateway.to_string() }, reader, cursor, committed, stats) }
+        let nats = Nats { cfg, gateway: gateway.to_string(), known: Arc::default(), cursor: 0 };
+        NatsSink { driver: Driver::new(nats, reader, cursor, committed, stats) }
     }
 
     /// Emits the sink's connection events.
@@ -62,6 +98,10 @@ impl NatsSink {
 pub struct Nats {
     cfg: NatsSinkConfig,
     gateway: String,
+    /// Records known stored in the stream or needing no sending (invariant 3).
+    known: Arc<Mutex<SeqSet>>,
+    /// The driver's cursor, as last told.
+    cursor: u64,
 }
 
 /// One connection: the client, the publisher task and what the server said.
@@ -70,7 +110,6 @@ pub struct NatsConn {
     to_publish: mpsc::Sender<(NatsMsg, Token)>,
     outcomes: mpsc::UnboundedReceiver<Outcome>,
     publisher: JoinHandle<()>,
-    holds: Option<u64>,
 }
 
 impl Drop for NatsConn {
@@ -127,104 +166,8 @@ impl Nats {
         }))
     }
 
-    /// The stream (created when missing and allowed), its last sequence,
-    /// and the last `seq` of this gateway it holds.
-    async fn stream_state(&self, js: &jetstream::Context) -> Result<(u64, Option<u64>), Lost> {
-        let name = &self.cfg.stream;
-        let mut s = match (js.get_stream(name).await, &self.cfg.create) {
-            (Ok(s), _) => s,
-            (Err(e), Some(spec)) if e.to_string().contains("not found") => {
-                let config = stream::Config {
-                    name: name.clone(),
-                    subjects: spec.subjects.clone(),
-                    num_replicas: spec.replicas,
-                    max_age: spec.max_age,
-                    duplicate_window: spec.duplicate_window,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                };
-                js.create_stream(config).await.map_err(|e| lost(format!("cannot create stream {name}: {e}")))?
-            }
-            (Err(e), None) if e.to_string().contains("not found") => {
-                return Err(Lost {
-                    reason: format!(
-                        "stream {name} does not exist; create it (subjects {}) or set create_stream = true",
-                        self.cfg.subject.filter(&self.gateway)
-                    ),
-                    retry_after: Some(self.cfg.reconnect_max),
-                });
-            }
-            (Err(e), _) => return Err(lost(format!("cannot read stream {name}: {e}"))),
-        };
-        let info = s.info().await.map_err(|e| lost(format!("cannot read stream {name}: {e}")))?;
-        let last = info.state.last_sequence;
-        if info.state.messages == 0 || last == 0 {
-            return Ok((last, None));
-        }
-        let msg = match s.get_raw_message(last).await {
-            Ok(m) => m,
-            Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => return Ok((last, None)),
-            Err(e) => return Err(lost(format!("cannot read the last message of stream {name}: {e}"))),
-        };
-        let id = msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string()).unwrap_or_default();
-        match last_seq_of_id(&self.gateway, &id) {
-            Some(seq) => Ok((last, Some(seq))),
-            None => Err(Lost {
-                reason: format!(
-                    "stream {name} holds a message of another publisher (Nats-Msg-Id {id:?}, subject {}): give each gateway a stream of its own",
-                    msg.subject
-                ),
-                retry_after: Some(self.cfg.reconnect_max),
-            }),
-        }
-    }
-}
-
-/// What a failed publish means for the connection.
-fn failed(kind: PublishErrorKind, e: &dyn std::fmt::Display, stream: &str) -> Lost {
-    lost(match kind {
-        PublishErrorKind::WrongLastSequence => {
-            format!(
-                "stream {stream} did not store the previous message (or another publisher wrote to it): {e}; reading its last record again"
-            )
-        }
-        PublishErrorKind::TimedOut => format!("no PubAck in time: {e}"),
-        PublishErrorKind::StreamNotFound => format!("no stream captures the subject (is {stream} configured for it?): {e}"),
-        _ => format!("publish failed: {e}"),
-    })
-}
-
-/// Publishes in order, chaining each message to the stream sequence of the previous one.
-async fn publisher(
-    js: jetstream::Context,
-    stream: String,
-    mut seq: u64,
-    mut rx: mpsc::Receiver<(NatsMsg, Token)>,
-    out: mpsc::UnboundedSender<Outcome>,
-) {
-    while let Some((m, token)) = rx.recv().await {
-        let publish = PublishMessage::build().payload(m.payload).message_id(&m.id).expected_stream(&stream).expected_last_sequence(seq);
-        match js.send_publish(m.subject, publish).await {
-            Ok(ack) => {
-                seq += 1;
-                let (out, stream) = (out.clone(), stream.clone());
-                tokio::spawn(async move {
-                    let o = match ack.await {
-                        // A duplicate was stored before: delivered all the same.
-                        Ok(_) => Outcome::Acked(token),
-                        Err(e) => Outcome::Lost(failed(e.kind(), &e, &stream)),
-                    };
-                    let _ = out.send(o);
-                });
-            }
-            Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => {
-                let _ = out.send(Outcome::Refused { token, reason: format!("{e} (lower max_message_bytes)") });
-            }
-            Err(e) => {
-                let _ = out.send(Outcome::Lost(failed(e.kind(), &e, &stream)));
-                return;
-            }
-        }
+    fn known(&self) -> std::sync::MutexGuard<'_, SeqSet> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -241,9 +184,8 @@ impl driver::Sink for Nats {
             window: self.cfg.max_inflight,
             read_rows: self.cfg.read_rows,
             one_record_per_message: self.cfg.format == Format::Json,
-            // Strict seq order: the stream is the gateway's log, and its
-            // last message says what it holds (see the README).
-            backlog_threshold: 0,
+            // Live records go out during a replay (invariant 6).
+            backlog_threshold: self.cfg.backlog_threshold,
             ack_timeout: self.cfg.ack_timeout + Duration::from_secs(2),
             reconnect_max: self.cfg.reconnect_max,
         }
@@ -279,10 +221,12 @@ impl driver::Sink for Nats {
             .max_ack_inflight(self.cfg.max_inflight)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        let (last, holds) = self.stream_state(&js).await?;
+        let (start, held) = super::stream::state(&self.cfg, &self.gateway, &js).await?;
+        self.known().extend(held.iter().cloned());
         let (to_publish, rx) = mpsc::channel(self.cfg.max_inflight);
-        let publisher = tokio::spawn(publisher(js, self.cfg.stream.clone(), last, rx, out_tx));
-        Ok(NatsConn { client, to_publish, outcomes, publisher, holds })
+        let chain = Chain { js, stream: self.cfg.stream.clone(), start, known: self.known.clone() };
+        let publisher = tokio::spawn(chain.run(rx, out_tx));
+        Ok(NatsConn { client, to_publish, outcomes, publisher })
     }
 
     fn send(&mut self, conn: &mut NatsConn, msg: NatsMsg, token: Token) -> Result<(), NatsMsg> {
@@ -302,7 +246,14 @@ impl driver::Sink for Nats {
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.client.flush()).await;
     }
 
-    fn holds_upto(&self, conn: &NatsConn) -> Option<u64> {
-        conn.holds
+    fn holds(&self, _conn: &NatsConn) -> SeqSet {
+        self.known().clone()
+    }
+
+    fn cursor_moved(&mut self, _conn: &mut NatsConn, cursor: u64) {
+        if cursor > self.cursor {
+            self.cursor = cursor;
+            self.known().insert(0..=cursor);
+        }
     }
 }
