@@ -531,3 +531,8 @@ pub fn gateway_config(dir: &Path, body: &str) -> Config {
 pub fn samples(gw: &Gateway) -> Vec<Sample> {
     gw.buffer.reader().unwrap().read_blocking(0, u64::MAX, 10_000_000).unwrap()
 }
+
+/// The samples of tag `tag` (any device), in the order given.
+pub fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
+    samples.iter().filter(|s| &*s.meta.tag == tag).collect()
+}

@@ -20,7 +20,7 @@ use relais::sources::modbus::config::ModbusDevice;
 use relais::sources::modbus::types::Table;
 use relais::telemetry::Telemetry;
 
-use crate::common::free_port;
+use crate::common::{free_port, of};
 
 /// A simulator with the given stations (TOML), all on 127.0.0.1.
 pub async fn sim(toml: &str) -> Sim {
@@ -95,10 +95,6 @@ impl Drop for Chain {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
-    samples.iter().filter(|s| &*s.meta.tag == tag).collect()
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ use relais::sim::{Sim, SimConfig};
 use relais::sources::opcua::config::OpcUaDevice;
 use relais::telemetry::Telemetry;
 
+use crate::common::of;
+
 const NS: &str = "urn:relais:sim";
 
 /// A simulator serving `stations` over OPC UA only, on a free port.
@@ -113,10 +115,6 @@ impl Drop for Chain {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-pub(crate) fn of<'a>(samples: &'a [Sample], tag: &str) -> Vec<&'a Sample> {
-    samples.iter().filter(|s| &*s.meta.tag == tag).collect()
 }
 
 /// The latest sample of every tag in `tags` is good.

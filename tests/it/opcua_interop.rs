@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use relais::model::{Quality, Value};
 
-use crate::opcua::{Chain, all_good, of, ua_devices};
+use crate::common::of;
+use crate::opcua::{Chain, all_good, ua_devices};
 
 const NS: &str = "urn:relais:test:node-opcua";
 

@@ -12,18 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relais::sim::{Sim, SimConfig};
+use relais::sim::SimConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::prelude::*;
 
 use crate::common::free_port;
+use crate::modbus::sim;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-async fn sim(toml: &str) -> Sim {
-    let cfg = SimConfig::parse(toml, "sim.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
-    Sim::start(cfg).await.unwrap()
-}
 
 /// A station with holding registers 0 and 1 holding 0x1234 and 0x5678, on
 /// `line` (`listen = …` or `serial = …`).
