@@ -7,10 +7,13 @@
 //! | `relais_no_skab` | no `valve1_0.csv` in `../shared/data/skab` or `data/skab` (`scripts/get-skab.sh`) | SKAB replay, import, detector evaluation |
 //! | `relais_no_asyncua` | `$RELAIS_PYTHON` (default `python3`) cannot `import asyncua` | the Python asyncua OPC UA server test |
 //! | `relais_no_node_opcua` | no `node` or no node-opcua in `$RELAIS_NODE_OPCUA` / `target/node-opcua/node_modules` | the node-opcua interoperability tests |
+//! | `relais_no_timescaledb` | no `timescaledb.so` in the `lib` folder beside the newest `/usr/lib/postgresql/*/bin/initdb` (Debian does not package TimescaleDB) | the hypertable test (`tests/it/postgres_timescale.rs`) |
 //!
 //! CI sets `RELAIS_REQUIRE_SKAB=1`, `RELAIS_REQUIRE_ASYNCUA=1` and
 //! `RELAIS_REQUIRE_NODE_OPCUA=1` (`.ci/run`): then the cfg is never set, the
-//! tests run, and they fail when what they need is missing. The checks run
+//! tests run, and they fail when what they need is missing
+//! (`RELAIS_REQUIRE_TIMESCALEDB=1` does the same for TimescaleDB; CI does not
+//! set it, since no package registry it reaches has TimescaleDB). The checks run
 //! again when these variables or the watched folders change; after
 //! installing a tool elsewhere, `touch build.rs`.
 
@@ -50,16 +53,32 @@ fn has_node_opcua(root: &Path) -> bool {
     package.is_file() && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
+/// The TimescaleDB extension of the PostgreSQL the tests' own clusters use
+/// (the newest `/usr/lib/postgresql/N` with `bin/initdb`).
+fn has_timescaledb(_root: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") else { return false };
+    let newest = dirs
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .filter(|(_, p)| p.join("bin/initdb").is_file())
+        .max_by_key(|(v, _)| *v);
+    newest.is_some_and(|(_, p)| {
+        watch(&p.join("lib"));
+        p.join("lib/timescaledb.so").is_file()
+    })
+}
+
 /// Whether what a group of tests needs is here.
 type Check = fn(&Path) -> bool;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let checks: [(&str, &str, Check); 3] = [
+    let checks: [(&str, &str, Check); 4] = [
         ("relais_no_skab", "RELAIS_REQUIRE_SKAB", has_skab),
         ("relais_no_asyncua", "RELAIS_REQUIRE_ASYNCUA", has_asyncua),
         ("relais_no_node_opcua", "RELAIS_REQUIRE_NODE_OPCUA", has_node_opcua),
+        ("relais_no_timescaledb", "RELAIS_REQUIRE_TIMESCALEDB", has_timescaledb),
     ];
     for (cfg, require, present) in checks {
         println!("cargo::rustc-check-cfg=cfg({cfg})");

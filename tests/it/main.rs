@@ -36,6 +36,7 @@ mod planner;
 mod postgres;
 mod postgres_dead;
 mod postgres_faults;
+mod postgres_timescale;
 mod records;
 mod secrets;
 mod sim;

@@ -235,6 +235,8 @@ fn config_keeps_passwords_out_of_urls_and_checks_names() {
     assert!(err("url = \"postgres://relais@127.0.0.1/plant\"\ntable = \"Samples\"").contains("not a plain SQL name"));
     assert!(err("url = \"postgres://relais@127.0.0.1/plant\"\ntimescale = \"maybe\"").contains("expected \"auto\", \"on\" or \"off\""));
     assert!(err("host = \"db\"\nuser = \"relais\"").contains("no database"));
+    let few = err("url = \"postgres://relais@127.0.0.1/plant\"\nconnections = 4\nmax_inflight = 2");
+    assert!(few.contains("max_inflight (2) is below connections (4)"), "{few}");
     assert!(err("url = \"postgres://relais@127.0.0.1/plant\"\nhost = \"db\"").contains("either url or host"));
     // TLS by default to another machine, not to this one; the password file is read.
     std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
@@ -250,5 +252,45 @@ fn config_keeps_passwords_out_of_urls_and_checks_names() {
     let local = sink_config("name = \"pg\"\ntype = \"postgres\"\nurl = \"postgres://relais@localhost/plant\"", dir.path());
     let SinkConfig::Postgres(l) = local else { panic!() };
     assert!(!l.tls);
+    assert_eq!((l.connections, l.max_inflight), (2, 3), "two connections, one batch ready beside them");
     assert_eq!((l.samples_table(), l.events_table()), ("\"relais_samples\"".to_string(), "\"relais_events\"".to_string()));
+}
+
+/// Batches are COPied straight into the table; one that meets rows already
+/// there (SQLSTATE 23505: a resend after a lost COMMIT answer, a restored
+/// buffer) is loaded again through the staging table with `ON CONFLICT DO
+/// NOTHING`: the rows already there stay as they are, the others land once.
+#[tokio::test]
+async fn rows_already_in_the_table_are_kept_and_the_rest_land_once() {
+    let Some(c) = client(LOCAL_PG).await else { return };
+    let schema = schema_name("present");
+    let table = format!("{schema}.relais_samples");
+    c.batch_execute(&format!("CREATE SCHEMA {schema}; {}", relais::sinks::postgres::schema::create_samples(&table, false))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pg", BufferConfig::default());
+    let meta = TagMeta::new("line", "speed", None);
+    chain.push_n(&meta, 0, 3000, Duration::ZERO).await;
+    // Rows 1001..=1500 of this buffer are already stored, with a value relais never sends.
+    let (first, last) = ((chain.base + 1001) as i64, (chain.base + 1500) as i64);
+    c.execute(
+        &format!(
+            "INSERT INTO {table} (gateway, seq, device, tag, value, quality, ts, recv_ts) \
+             SELECT 'gw', s, 'line', 'speed', -1, 'good', now(), now() FROM generate_series($1::bigint, $2::bigint) s"
+        ),
+        &[&first, &last],
+    )
+    .await
+    .unwrap();
+    spawn(&mut chain, pg_sink("pg", LOCAL_PG, &schema, "batch_max_records = 500", dir.path()));
+    let head = chain.head();
+    assert!(eventually(Duration::from_secs(30), || chain.cursor() >= head).await, "cursor {} never reached {head}", chain.cursor());
+    chain.stop().await;
+    assert_exactly_once(&c, &schema, chain.base + 1, head).await;
+    let kept: i64 = c.query_one(&format!("SELECT count(*) FROM {table} WHERE value = -1"), &[]).await.unwrap().get(0);
+    assert_eq!(kept, 500, "the rows already there are left alone");
+    let sent: i64 =
+        c.query_one(&format!("SELECT count(*) FROM {table} WHERE value = seq - $1"), &[&(chain.base as i64 + 1)]).await.unwrap().get(0);
+    assert_eq!(sent, 2500, "every other row carries its own value");
+    assert_eq!(chain.stats.refused.load(Ordering::Relaxed), 0, "a row already there is not a refused row");
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
 }

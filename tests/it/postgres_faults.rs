@@ -48,6 +48,12 @@ impl PgCluster {
     /// Like [`PgCluster::start`]; with `tls` (certificate and key PEM), the
     /// server also accepts TLS.
     pub fn start_with(tls: Option<(String, String)>) -> Option<PgCluster> {
+        PgCluster::start_opts(tls, "")
+    }
+
+    /// Like [`PgCluster::start_with`], with `extra` server options
+    /// (` -c shared_preload_libraries=timescaledb`).
+    pub fn start_opts(tls: Option<(String, String)>, extra: &str) -> Option<PgCluster> {
         let Some(bin) = pg_bin() else {
             if std::env::var("RELAIS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                 panic!("no /usr/lib/postgresql/*/bin/initdb but RELAIS_REQUIRE_POSTGRES=1");
@@ -56,14 +62,14 @@ impl PgCluster {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = String::new();
+        let mut opts = extra.to_string();
         if let Some((cert, key)) = &tls {
             use std::os::unix::fs::PermissionsExt;
             let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
             std::fs::write(&c, cert).unwrap();
             std::fs::write(&k, key).unwrap();
             std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
-            opts = format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", c.display(), k.display());
+            opts += &format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", c.display(), k.display());
         }
         if unsafe { geteuid() } == 0 {
             // initdb and postgres refuse root: the files belong to `postgres`.
@@ -266,11 +272,14 @@ async fn tls_checks_the_server_certificate_and_carries_the_rows() {
     spawn(&mut chain, pg_sink("pgtls", &pg.url(), "tls_ok", "tls = true\nca_file = \"ca.pem\"", dir.path()));
     let head = chain.head();
     assert!(eventually(Duration::from_secs(20), || chain.cursor() >= head).await, "{:?}", chain.stats.error());
-    let ssl = c
-        .query_one("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'relais gw pgtls'", &[])
+    let ssl: Vec<bool> = c
+        .query("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'relais gw pgtls'", &[])
         .await
-        .unwrap();
-    assert!(ssl.get::<_, bool>(0), "relais's connection uses TLS");
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ssl, vec![true; 2], "relais's two connections (the default) use TLS");
     chain.stop().await;
     assert_exactly_once(&c, "tls_ok", chain.base + 1, head).await;
 }

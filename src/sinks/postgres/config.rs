@@ -49,8 +49,10 @@ pub struct PgSinkConfig {
     pub timescale: Timescale,
     /// Most records per transaction (default 10000); also the buffer read size.
     pub batch_max_records: usize,
-    /// Batches handed to the connection and not committed yet (default 2: the
-    /// next batch is ready while one commits).
+    /// Connections loading batches side by side (default 2).
+    pub connections: usize,
+    /// Batches handed to the connections and not committed yet (default
+    /// `connections` + 1: the next batch is ready while each connection commits).
     pub max_inflight: usize,
     /// Longest wait for one batch's COMMIT before the connection is rebuilt (default 20 s).
     pub timeout: Duration,
@@ -114,6 +116,7 @@ pub const KEYS: &[&str] = &[
     "events_table",
     "timescale",
     "batch_max_records",
+    "connections",
     "max_inflight",
     "timeout",
     "connect_timeout",
@@ -141,6 +144,7 @@ struct Raw {
     events_table: Option<Spanned<String>>,
     timescale: Option<Spanned<String>>,
     batch_max_records: Option<Spanned<i64>>,
+    connections: Option<Spanned<i64>>,
     max_inflight: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
@@ -279,12 +283,19 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         Timescale::Auto,
     );
     let batch_max_records = r.int(&raw.batch_max_records, "batch_max_records", 1..=1_000_000, 10_000);
-    let max_inflight = r.int(&raw.max_inflight, "max_inflight", 1..=16, 2);
+    let connections: usize = r.int(&raw.connections, "connections", 1..=8, 2);
+    let max_inflight = r.int(&raw.max_inflight, "max_inflight", 1..=32, connections + 1);
     let at_least_100ms = Duration::from_millis(100)..=Duration::MAX;
     let timeout = r.duration_in(&raw.timeout, "timeout", Duration::from_secs(20), at_least_100ms.clone());
     let connect_timeout = r.duration_in(&raw.connect_timeout, "connect_timeout", Duration::from_secs(10), at_least_100ms);
     let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 100_000);
     let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
+    if let Some(m) = &raw.max_inflight
+        && max_inflight < connections
+    {
+        let msg = format!("max_inflight ({max_inflight}) is below connections ({connections}): a connection would never get a batch");
+        d.error(m.span(), &k("max_inflight"), msg);
+    }
     if d.error_count() > before {
         return None;
     }
@@ -299,6 +310,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         events_table,
         timescale,
         batch_max_records,
+        connections,
         max_inflight,
         timeout,
         connect_timeout,

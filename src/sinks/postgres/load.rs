@@ -1,6 +1,19 @@
-//! Loading one batch in one transaction: COPY (binary) into the session's
-//! load tables, then `INSERT … SELECT … ON CONFLICT (gateway, seq) DO
-//! NOTHING` into the tables, then COMMIT.
+//! Loading one batch in one transaction, one of two ways:
+//! - **direct** (the usual case): binary COPY straight into the samples
+//!   table, then COMMIT. The primary key `(gateway, seq)` refuses a row that
+//!   is already there (SQLSTATE 23505), which aborts the whole transaction:
+//!   nothing of the batch is stored, and the batch is loaded again the
+//!   staged way. COPY into the table is about twice as fast on the server
+//!   as the staged INSERT (multi-row heap inserts, no second pass).
+//! - **staged**: binary COPY into the session's load tables, then `INSERT …
+//!   SELECT … ON CONFLICT (gateway, seq) DO NOTHING` into the tables, then
+//!   COMMIT. Used for events, after a 23505 (a resend after a lost
+//!   connection or a restart), and for a batch with a row refused.
+//!
+//! After a 23505 a connection loads staged until a staged batch inserts
+//! every one of its samples (none was there: the resent range is passed),
+//! then goes back to direct. Either way the key decides what is stored, so
+//! a record is stored once whichever way its batch went.
 //!
 //! A row the server refuses for good (SQLSTATE class 22, data exception, or
 //! 23, integrity constraint violation: a NUL byte in a text, a value against
@@ -27,8 +40,12 @@ use super::schema::{self, EVENT_COLUMNS, LOAD_EVENTS, LOAD_SAMPLES, SAMPLE_COLUM
 use crate::model::Record;
 use crate::sinks::driver::RefusedRecord;
 
+/// SQLSTATE of a unique violation: the row is already in the table.
+const UNIQUE_VIOLATION: &str = "23505";
+
 /// The statements prepared on a connection.
 pub struct Statements {
+    copy_direct: Statement,
     copy_samples: Statement,
     copy_events: Statement,
     insert_samples: Statement,
@@ -39,6 +56,7 @@ impl Statements {
     /// Prepares the load statements for the two tables (quoted names) and their conflict targets.
     pub async fn prepare(c: &Client, samples: (&str, &str), events: (&str, &str)) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
+            copy_direct: c.prepare(&schema::copy_into(samples.0, SAMPLE_COLUMNS)).await?,
             copy_samples: c.prepare(&schema::copy_into(LOAD_SAMPLES, SAMPLE_COLUMNS)).await?,
             copy_events: c.prepare(&schema::copy_into(LOAD_EVENTS, EVENT_COLUMNS)).await?,
             insert_samples: c.prepare(&schema::insert_from(samples.0, LOAD_SAMPLES, SAMPLE_COLUMNS, samples.1)).await?,
@@ -95,8 +113,8 @@ pub fn copy_line(where_: &str) -> Option<usize> {
     digits.parse().ok().filter(|n| *n > 0)
 }
 
-async fn copy_samples(tx: &Transaction<'_>, st: &Statements, gw: &str, rows: &[&Record]) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(&st.copy_samples).await?;
+async fn copy_samples(tx: &Transaction<'_>, into: &Statement, gw: &str, rows: &[&Record]) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(into).await?;
     let w = BinaryCopyInWriter::new(sink, &SAMPLE_TYPES);
     tokio::pin!(w);
     for s in rows.iter().filter_map(|r| r.as_sample()) {
@@ -117,35 +135,92 @@ async fn copy_events(tx: &Transaction<'_>, st: &Statements, gw: &str, rows: &[&R
     w.finish().await.map(|_| ())
 }
 
-/// COPY and INSERT of `rows` inside `tx` (the load tables are empty before).
-async fn load_rows(tx: &Transaction<'_>, st: &Statements, gw: &str, rows: &[&Record]) -> Result<(), Failed> {
+fn at(stage: Stage) -> impl FnOnce(tokio_postgres::Error) -> Failed {
+    move |err| Failed { stage, err }
+}
+
+/// Staged COPY and INSERT of `rows` inside `tx` (the load tables are empty
+/// before); returns how many samples the INSERT stored.
+async fn load_rows(tx: &Transaction<'_>, st: &Statements, gw: &str, rows: &[&Record]) -> Result<u64, Failed> {
     let samples = rows.iter().any(|r| r.as_sample().is_some());
     let events = rows.iter().any(|r| r.as_event().is_some());
-    let at = |stage| move |err| Failed { stage, err };
+    let mut stored = 0;
     if samples {
-        copy_samples(tx, st, gw, rows).await.map_err(at(Stage::CopySamples))?;
+        copy_samples(tx, &st.copy_samples, gw, rows).await.map_err(at(Stage::CopySamples))?;
     }
     if events {
         copy_events(tx, st, gw, rows).await.map_err(at(Stage::CopyEvents))?;
     }
     if samples {
-        tx.execute(&st.insert_samples, &[]).await.map_err(at(Stage::Insert))?;
+        stored = tx.execute(&st.insert_samples, &[]).await.map_err(at(Stage::Insert))?;
     }
     if events {
+        tx.execute(&st.insert_events, &[]).await.map_err(at(Stage::Insert))?;
+    }
+    Ok(stored)
+}
+
+/// Direct COPY of the samples into the table (events staged) inside `tx`.
+async fn load_direct(tx: &Transaction<'_>, st: &Statements, gw: &str, rows: &[&Record]) -> Result<(), Failed> {
+    copy_samples(tx, &st.copy_direct, gw, rows).await.map_err(at(Stage::CopySamples))?;
+    if rows.iter().any(|r| r.as_event().is_some()) {
+        copy_events(tx, st, gw, rows).await.map_err(at(Stage::CopyEvents))?;
         tx.execute(&st.insert_events, &[]).await.map_err(at(Stage::Insert))?;
     }
     Ok(())
 }
 
+/// How a connection loads its batches (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// COPY straight into the samples table.
+    #[default]
+    Direct,
+    /// Through the load tables with `ON CONFLICT DO NOTHING`, until a batch
+    /// stores every sample it carries.
+    Staged,
+}
+
+/// Tries the direct way: `Ok(true)` committed; `Ok(false)` nothing stored
+/// (a row already there, or a row refused): load the batch staged.
+async fn try_direct(c: &mut Client, st: &Statements, gw: &str, rows: &[&Record], mode: &mut Mode) -> Result<bool, tokio_postgres::Error> {
+    let tx = c.transaction().await?;
+    match load_direct(&tx, st, gw, rows).await {
+        Ok(()) => tx.commit().await.map(|()| true),
+        Err(f) if is_row_error(&f.err) => {
+            if f.err.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION) {
+                tracing::debug!("rows already stored: loading through the staging table until a batch lands whole");
+                *mode = Mode::Staged;
+            }
+            tx.rollback().await.map(|()| false)
+        }
+        Err(f) => Err(f.err),
+    }
+}
+
 /// Loads `batch` in one transaction; returns the rows refused for good, or
-/// the error that ended the connection's usefulness.
-pub async fn load(c: &mut Client, st: &Statements, gw: &str, batch: &Batch) -> Result<Vec<RefusedRecord>, tokio_postgres::Error> {
+/// the error that ended the connection's usefulness. `mode` is the
+/// connection's: it changes as described in the module docs.
+pub async fn load(
+    c: &mut Client,
+    st: &Statements,
+    gw: &str,
+    batch: &Batch,
+    mode: &mut Mode,
+) -> Result<Vec<RefusedRecord>, tokio_postgres::Error> {
     let rows: Vec<&Record> = batch.records.iter().collect();
     let mut refused = batch.refused.clone();
-    if !rows.is_empty() {
+    let samples = rows.iter().filter(|r| r.as_sample().is_some()).count() as u64;
+    let done = samples > 0 && *mode == Mode::Direct && try_direct(c, st, gw, &rows, mode).await?;
+    if !rows.is_empty() && !done {
         let tx = c.transaction().await?;
         match load_rows(&tx, st, gw, &rows).await {
-            Ok(()) => tx.commit().await?,
+            Ok(stored) => {
+                tx.commit().await?;
+                if stored == samples {
+                    *mode = Mode::Direct;
+                }
+            }
             Err(f) if is_row_error(&f.err) => {
                 tx.rollback().await?;
                 refused.extend(load_piecewise(c, st, gw, rows).await?);
@@ -189,7 +264,7 @@ async fn load_piecewise(
     while let Some(piece) = queue.pop_front() {
         let sp = tx.savepoint("relais_piece").await?;
         match load_rows(&sp, st, gw, &piece).await {
-            Ok(()) => {
+            Ok(_) => {
                 sp.batch_execute(&format!("DELETE FROM {LOAD_SAMPLES}; DELETE FROM {LOAD_EVENTS}")).await?;
                 sp.commit().await?;
             }

@@ -1,8 +1,12 @@
 //! The PostgreSQL sink: the shared [`Driver`] over tokio-postgres.
 //!
-//! - One connection; one batch = one transaction ([`super::load`]); the
-//!   batches are loaded one after the other by a task that owns the client,
-//!   at most `max_inflight` waiting for it. COMMIT = acknowledged.
+//! - `connections` connections (default 2), each owned by a loader task;
+//!   one batch = one transaction ([`super::load`]); the tasks take batches
+//!   from one queue, at most `max_inflight` handed over and not committed.
+//!   COMMIT = acknowledged. Batches on different connections commit in any
+//!   order: the driver moves the cursor only over the contiguous prefix of
+//!   committed batches ([`crate::sinks::driver::lanes`]), so a crash resends
+//!   from the first uncommitted one and the primary key drops what is there.
 //! - Rows refused for good = [`Outcome::AckedExcept`] (quarantined with
 //!   their SQLSTATE); anything else = [`Outcome::Lost`]: a new client is
 //!   built after the driver's backoff (tokio-postgres never reconnects).
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::PgSinkConfig;
 use super::connect::{Session, session};
 use super::encode::Batch;
+use super::load::{Mode, load};
 use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::Events;
 use crate::model::Record;
@@ -60,12 +65,15 @@ pub struct Pg {
     gateway: String,
 }
 
-/// One connection: the loader task and its two queues.
+/// The connections: their loader tasks and the two queues they share.
 pub struct PgConn {
     batches: mpsc::Sender<(Token, Batch)>,
     outcomes: mpsc::Receiver<Outcome>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// The batches waiting for a loader; each loader takes the next when it is free.
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Token, Batch)>>>;
 
 /// The encoder: records → batches.
 pub struct PgEncoder {
@@ -92,10 +100,13 @@ fn cause(s: &Session, e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Loads batches one after the other until the connection fails.
-async fn loader(mut s: Session, gateway: String, timeout: Duration, mut rx: mpsc::Receiver<(Token, Batch)>, tx: mpsc::Sender<Outcome>) {
-    while let Some((token, batch)) = rx.recv().await {
-        let res = tokio::time::timeout(timeout, super::load::load(&mut s.client, &s.statements, &gateway, &batch)).await;
+/// Loads batches one after the other on one connection until it fails.
+async fn loader(mut s: Session, gateway: String, timeout: Duration, rx: Queue, tx: mpsc::Sender<Outcome>) {
+    let mut mode = Mode::default();
+    loop {
+        let next = rx.lock().await.recv().await;
+        let Some((token, batch)) = next else { return };
+        let res = tokio::time::timeout(timeout, load(&mut s.client, &s.statements, &gateway, &batch, &mut mode)).await;
         let outcome = match res {
             Ok(Ok(refused)) if refused.is_empty() => Outcome::Acked(token),
             Ok(Ok(refused)) => Outcome::AckedExcept { token, refused },
@@ -133,22 +144,18 @@ impl driver::Sink for Pg {
     }
 
     async fn connect(&mut self) -> Result<PgConn, Lost> {
-        let limit = self.cfg.connect_timeout * 3;
-        let s = match tokio::time::timeout(limit, session(&self.cfg, &self.gateway)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let why = match e.downcast_ref::<tokio_postgres::Error>() {
-                    Some(pe) => super::load::reason(pe),
-                    None => format!("{e:#}"),
-                };
-                return Err(Lost::new(why));
-            }
-            Err(_) => return Err(Lost::new(format!("not ready within {}", humantime::format_duration(limit)))),
-        };
+        let mut sessions = Vec::with_capacity(self.cfg.connections);
+        for _ in 0..self.cfg.connections {
+            sessions.push(open_session(&self.cfg, &self.gateway).await?);
+        }
         let (btx, brx) = mpsc::channel(self.cfg.max_inflight);
-        let (otx, orx) = mpsc::channel(self.cfg.max_inflight + 1);
-        let task = tokio::spawn(loader(s, self.gateway.clone(), self.cfg.timeout, brx, otx));
-        Ok(PgConn { batches: btx, outcomes: orx, task })
+        let (otx, orx) = mpsc::channel(self.cfg.max_inflight + self.cfg.connections);
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(brx));
+        let tasks = sessions
+            .into_iter()
+            .map(|s| tokio::spawn(loader(s, self.gateway.clone(), self.cfg.timeout, queue.clone(), otx.clone())))
+            .collect();
+        Ok(PgConn { batches: btx, outcomes: orx, tasks })
     }
 
     fn send(&mut self, conn: &mut PgConn, msg: Batch, token: Token) -> Result<(), Batch> {
@@ -169,9 +176,24 @@ impl driver::Sink for Pg {
         // driver no longer waits for them, and the primary key makes a
         // later resend harmless.
         drop(conn.batches);
-        let mut t = conn.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut t).await.is_err() {
-            t.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        for mut t in conn.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
         }
+    }
+}
+
+/// One ready connection (tables checked, statements prepared), or why not.
+async fn open_session(cfg: &PgSinkConfig, gateway: &str) -> Result<Session, Lost> {
+    let limit = cfg.connect_timeout * 3;
+    match tokio::time::timeout(limit, session(cfg, gateway)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Lost::new(match e.downcast_ref::<tokio_postgres::Error>() {
+            Some(pe) => super::load::reason(pe),
+            None => format!("{e:#}"),
+        })),
+        Err(_) => Err(Lost::new(format!("not ready within {}", humantime::format_duration(limit)))),
     }
 }
