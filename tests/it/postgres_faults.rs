@@ -138,6 +138,9 @@ async fn server_stopped_and_restarted_mid_stream_loses_and_doubles_nothing() {
     let meta = TagMeta::new("oven", "temp", Some("Cel"));
     spawn(&mut chain, pg_sink("pg", &pg.url(), &schema, "batch_max_records = 2000", dir.path()));
     chain.push_n(&meta, 0, 20_000, Duration::ZERO).await;
+    // Stopped once the sink is connected and loading (connecting two
+    // connections may take longer than the 20,000 pushes).
+    assert!(eventually(Duration::from_secs(30), || chain.cursor() > chain.base).await, "{:?}", chain.stats.error());
     drop(c);
     pg.stop();
     assert!(eventually(Duration::from_secs(30), || !chain.stats.connected.load(Ordering::Relaxed)).await, "the stop is noticed");

@@ -72,6 +72,15 @@ pub struct PgConn {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for PgConn {
+    /// A connection set given up (one of its connections failed): the
+    /// others stop at once, their batches unacknowledged (the driver resends
+    /// them on the next set, and the key drops what did commit).
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
 /// The batches waiting for a loader; each loader takes the next when it is free.
 type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Token, Batch)>>>;
 
@@ -171,13 +180,15 @@ impl driver::Sink for Pg {
         }
     }
 
-    async fn close(&mut self, conn: PgConn) {
-        // Batches already handed over finish (or fail) on their own; the
-        // driver no longer waits for them, and the primary key makes a
-        // later resend harmless.
-        drop(conn.batches);
+    async fn close(&mut self, mut conn: PgConn) {
+        // Batches already handed over finish (or fail) on their own for up
+        // to 2 s (the queue closes, so nothing new starts); the driver no
+        // longer waits for them, and the primary key makes a later resend
+        // harmless.
+        let tasks = std::mem::take(&mut conn.tasks);
+        drop(conn);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        for mut t in conn.tasks {
+        for mut t in tasks {
             if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
                 t.abort();
             }
