@@ -1,7 +1,9 @@
 //! PostgreSQL / TimescaleDB sink (tokio-postgres): each batch is one
-//! transaction (binary COPY into a session table, then `INSERT … ON
-//! CONFLICT (gateway, seq) DO NOTHING`), so a resend never stores a record
-//! twice; the cursor moves after COMMIT; a row refused for good goes to the
+//! transaction (binary COPY straight into the table, or, once the primary
+//! key refused a row already there, into a session table and then `INSERT …
+//! ON CONFLICT (gateway, seq) DO NOTHING`), so a resend never stores a
+//! record twice; batches load on `connections` connections side by side and
+//! the cursor moves over the committed ones only; a row refused for good goes to the
 //! quarantine with its SQLSTATE while the rest of its batch commits.
 //!
 //! - [`config`]: `[[sink]]` entries with `type = "postgres"`.
