@@ -18,7 +18,7 @@ use super::cursors::SinkCursor;
 use super::handle::{BufferStats, unix_ms};
 use super::registry::{MetaKey, TagRegistry};
 use super::retention::Retention;
-use super::rows::{insert_event, insert_sample};
+use super::rows::{Inserts, SAMPLE_CHUNK};
 use super::schema;
 use super::tap::Tap;
 use crate::ingest::{Entry, Ingest};
@@ -327,19 +327,43 @@ impl Writer {
         }
         let first = self.stats.last_seq.load(Ordering::Relaxed) + 1;
         let mut samples = 0;
-        for (seq, (r, tag_id)) in (first..).zip(batch.iter_mut().zip(ids.iter())) {
-            match r {
+        let mut ins = Inserts::new(&self.conn);
+        // Runs of SAMPLE_CHUNK samples go in one statement each; the rest
+        // (events, and samples around them) one by one.
+        let mut run = 0;
+        let mut i = 0;
+        while i < batch.len() {
+            let seq = first + i as u64;
+            if run == 0 {
+                run = batch[i..].iter().take(SAMPLE_CHUNK).take_while(|r| matches!(r, Record::Sample(_))).count();
+            }
+            if run == SAMPLE_CHUNK {
+                let rows = &mut batch[i..i + SAMPLE_CHUNK];
+                ins.samples(seq, &ids[i..i + SAMPLE_CHUNK], rows)?;
+                for (r, s) in rows.iter_mut().zip(seq..) {
+                    if let Record::Sample(x) = r {
+                        x.seq = s;
+                    }
+                }
+                samples += SAMPLE_CHUNK as u64;
+                (i, run) = (i + SAMPLE_CHUNK, 0);
+                continue;
+            }
+            match &mut batch[i] {
                 Record::Sample(s) => {
-                    insert_sample(&self.conn, seq, *tag_id, s)?;
+                    ins.sample(seq, ids[i], s)?;
                     s.seq = seq;
                     samples += 1;
                 }
                 Record::Event(e) => {
-                    insert_event(&self.conn, seq, e)?;
+                    ins.event(seq, e)?;
                     e.seq = seq;
                 }
             }
+            run = run.saturating_sub(1);
+            i += 1;
         }
+        drop(ins);
         self.ids = ids;
         Ok((first, samples))
     }
