@@ -7,7 +7,7 @@
 #![allow(unsafe_code)] // geteuid(2): initdb refuses to run as root
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -183,6 +183,17 @@ fn station(port: u16) -> String {
     s
 }
 
+/// A `relais` process killed and reaped when the test ends, whatever the
+/// outcome: a failed assertion never leaves it running.
+struct Relais(Child);
+
+impl Drop for Relais {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn kill_9_of_relais_mid_copy_loses_and_doubles_nothing() {
     let Some(c) = client(LOCAL_PG).await else { return };
@@ -197,7 +208,7 @@ async fn kill_9_of_relais_mid_copy_loses_and_doubles_nothing() {
     let table = format!("{schema}.relais_samples");
     c.batch_execute(&format!("CREATE SCHEMA {schema}; {}", relais::sinks::postgres::schema::create_samples(&table, false))).await.unwrap();
     c.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
-    let mut child = spawn_relais(&cfg);
+    let mut child = Relais(spawn_relais(&cfg));
     tokio::time::sleep(Duration::from_secs(4)).await;
     c.batch_execute("COMMIT").await.unwrap();
     // Kill -9 while relais's backend is in a COPY of the backlog.
@@ -212,19 +223,19 @@ async fn kill_9_of_relais_mid_copy_loses_and_doubles_nothing() {
             .await
             .unwrap();
         if r.is_some() {
-            kill(child.id(), 9);
+            kill(child.0.id(), 9);
             caught = true;
         }
     }
-    let _ = child.wait();
     assert!(caught, "relais was never seen in a COPY");
+    let _ = child.0.wait();
     let before = c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get::<_, i64>(0);
     // Restart, let it catch up, stop gracefully.
-    let mut child = spawn_relais(&cfg);
+    let mut child = Relais(spawn_relais(&cfg));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    kill(child.id(), 15);
+    kill(child.0.id(), 15);
     let t1 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         assert!(t1.elapsed() < Duration::from_secs(15), "relais exits on SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
