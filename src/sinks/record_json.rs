@@ -1,5 +1,6 @@
-//! Records as JSON objects (pure), shared by the cloud sinks: the HTTPS and
-//! NATS bodies and the quarantine copy of a row PostgreSQL refused. The
+//! Records as JSON objects (pure), shared by the sinks: the MQTT `json` and
+//! `json-batch` messages, the HTTPS and NATS bodies and the quarantine copy
+//! of a row PostgreSQL refused. The
 //! fields and their meaning are those of `docs/payloads.md` (the MQTT `json`
 //! message): integers exact, 64-bit included (field case B03); no NaN or
 //! Infinity (`null` instead, field case B29); RFC 3339 UTC timestamps.
@@ -8,11 +9,16 @@ use serde::Serialize;
 
 use crate::model::{Event, Sample, Value, format_rfc3339};
 
+/// One sample as a JSON object (serialize it with `serde_json`): `gateway`
+/// and `device` when given, then `tag`, `value`, `unit`, `quality`,
+/// `reason`, `ts`, `recv_ts`, `server_ts`, `status_code` and `seq` (absent
+/// optional fields are left out).
 #[derive(Serialize)]
-struct SampleJson<'a> {
+pub struct SampleJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<&'a str>,
-    device: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a str>,
     tag: &'a str,
     value: &'a Value,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,25 +56,33 @@ struct EventJson<'a> {
     seq: u64,
 }
 
-/// Appends one sample as a JSON object to `out`; with `gateway` when given
-/// (a body that names the gateway once leaves it out of each sample).
+impl<'a> SampleJson<'a> {
+    /// The fields of `s`, with `gateway` and `device` when given (a body
+    /// that names them once leaves them out of each sample).
+    pub fn new(gateway: Option<&'a str>, device: Option<&'a str>, s: &'a Sample) -> Self {
+        SampleJson {
+            gateway,
+            device,
+            tag: &s.meta.tag,
+            value: &s.value,
+            unit: s.meta.unit.as_deref(),
+            quality: s.quality.as_str(),
+            reason: s.reason.as_deref(),
+            ts: format_rfc3339(s.ts),
+            recv_ts: format_rfc3339(s.recv_ts),
+            server_ts: s.server_ts.map(format_rfc3339),
+            status_code: s.status,
+            seq: s.seq,
+        }
+    }
+}
+
+/// Appends one sample as a JSON object to `out`, with its `device`; with
+/// `gateway` when given (a body that names the gateway once leaves it out
+/// of each sample).
 pub fn write_sample(out: &mut Vec<u8>, gateway: Option<&str>, s: &Sample) {
-    let j = SampleJson {
-        gateway,
-        device: &s.meta.device,
-        tag: &s.meta.tag,
-        value: &s.value,
-        unit: s.meta.unit.as_deref(),
-        quality: s.quality.as_str(),
-        reason: s.reason.as_deref(),
-        ts: format_rfc3339(s.ts),
-        recv_ts: format_rfc3339(s.recv_ts),
-        server_ts: s.server_ts.map(format_rfc3339),
-        status_code: s.status,
-        seq: s.seq,
-    };
     // Serializing these plain fields cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &j);
+    let _ = serde_json::to_writer(&mut *out, &SampleJson::new(gateway, Some(&s.meta.device), s));
 }
 
 /// Appends one event as a JSON object (`docs/event.schema.json`) to `out`.

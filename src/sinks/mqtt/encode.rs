@@ -15,92 +15,26 @@
 
 use serde::Serialize;
 
-use crate::model::{Sample, Value, format_rfc3339};
-
-#[derive(Serialize)]
-struct One<'a> {
-    gateway: &'a str,
-    device: &'a str,
-    tag: &'a str,
-    value: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unit: Option<&'a str>,
-    quality: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    ts: String,
-    recv_ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_ts: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<u32>,
-    seq: u64,
-}
-
-#[derive(Serialize)]
-struct Item<'a> {
-    tag: &'a str,
-    value: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unit: Option<&'a str>,
-    quality: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    ts: String,
-    recv_ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_ts: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<u32>,
-    seq: u64,
-}
+use crate::model::{Sample, format_rfc3339};
+use crate::sinks::record_json::{SampleJson, write_event, write_sample};
 
 #[derive(Serialize)]
 struct Batch<'a> {
     gateway: &'a str,
     device: &'a str,
-    samples: Vec<Item<'a>>,
+    samples: Vec<SampleJson<'a>>,
 }
 
 /// One sample as a `json` message body.
 pub fn sample_json(gateway: &str, s: &Sample) -> Vec<u8> {
-    let one = One {
-        gateway,
-        device: &s.meta.device,
-        tag: &s.meta.tag,
-        value: &s.value,
-        unit: s.meta.unit.as_deref(),
-        quality: s.quality.as_str(),
-        reason: s.reason.as_deref(),
-        ts: format_rfc3339(s.ts),
-        recv_ts: format_rfc3339(s.recv_ts),
-        server_ts: s.server_ts.map(format_rfc3339),
-        status_code: s.status,
-        seq: s.seq,
-    };
-    serde_json::to_vec(&one).unwrap_or_default()
+    let mut out = Vec::with_capacity(256);
+    write_sample(&mut out, Some(gateway), s);
+    out
 }
 
 /// Samples of one device as a `json-batch` message body.
 pub fn batch_json<'a>(gateway: &str, device: &str, samples: impl Iterator<Item = &'a Sample>) -> Vec<u8> {
-    let batch = Batch {
-        gateway,
-        device,
-        samples: samples
-            .map(|s| Item {
-                tag: &s.meta.tag,
-                value: &s.value,
-                unit: s.meta.unit.as_deref(),
-                quality: s.quality.as_str(),
-                reason: s.reason.as_deref(),
-                ts: format_rfc3339(s.ts),
-                recv_ts: format_rfc3339(s.recv_ts),
-                server_ts: s.server_ts.map(format_rfc3339),
-                status_code: s.status,
-                seq: s.seq,
-            })
-            .collect(),
-    };
+    let batch = Batch { gateway, device, samples: samples.map(|s| SampleJson::new(None, None, s)).collect() };
     serde_json::to_vec(&batch).unwrap_or_default()
 }
 
@@ -115,38 +49,34 @@ pub fn status_json(gateway: &str, online: bool) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-#[derive(Serialize)]
-struct EventSourceJson<'a> {
-    kind: &'static str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct EventJson<'a> {
-    gateway: &'a str,
-    kind: &'a str,
-    severity: &'static str,
-    source: EventSourceJson<'a>,
-    ts: String,
-    message: &'a str,
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    details: &'a serde_json::Value,
-    seq: u64,
-}
-
 /// One event as a message body (`docs/event.schema.json`).
 pub fn event_json(gateway: &str, e: &crate::model::Event) -> Vec<u8> {
-    let name = e.source.name();
-    let j = EventJson {
-        gateway,
-        kind: &e.kind,
-        severity: e.severity.as_str(),
-        source: EventSourceJson { kind: e.source.kind(), name: &name },
-        ts: format_rfc3339(e.ts),
-        message: &e.message,
-        details: &e.details,
-        seq: e.seq,
-    };
-    serde_json::to_vec(&j).unwrap_or_default()
+    let mut out = Vec::with_capacity(256);
+    write_event(&mut out, Some(gateway), e);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Quality, TagMeta, Timestamp, Value};
+
+    #[test]
+    fn json_and_json_batch_bodies() {
+        let mut s = Sample::good(TagMeta::new("pump1", "temperature", Some("Cel")), Value::F64(79.5), Timestamp(1_796_000_000_120_000_000));
+        s.recv_ts = Timestamp(1_796_000_000_130_000_000);
+        s.seq = 1234;
+        let mut b = Sample::good(TagMeta::new("pump1", "count", None), Value::Null, Timestamp(1_796_000_000_000_000_000));
+        (b.quality, b.reason, b.recv_ts, b.seq, b.status) = (Quality::Bad, Some("timeout".into()), b.ts, 1235, Some(0x8000_0000));
+        let one = String::from_utf8(sample_json("gw", &s)).unwrap();
+        assert_eq!(
+            one,
+            r#"{"gateway":"gw","device":"pump1","tag":"temperature","value":79.5,"unit":"Cel","quality":"good","ts":"2026-11-30T00:53:20.120Z","recv_ts":"2026-11-30T00:53:20.130Z","seq":1234}"#
+        );
+        let batch = String::from_utf8(batch_json("gw", "pump1", [&s, &b].into_iter())).unwrap();
+        assert_eq!(
+            batch,
+            r#"{"gateway":"gw","device":"pump1","samples":[{"tag":"temperature","value":79.5,"unit":"Cel","quality":"good","ts":"2026-11-30T00:53:20.120Z","recv_ts":"2026-11-30T00:53:20.130Z","seq":1234},{"tag":"count","value":null,"quality":"bad","reason":"timeout","ts":"2026-11-30T00:53:20Z","recv_ts":"2026-11-30T00:53:20Z","status_code":2147483648,"seq":1235}]}"#
+        );
+    }
 }
