@@ -32,7 +32,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | pure data and helpers | `model`, `units` |
-//! | shared helpers | `util` (backoff, rate-limited log, supervised tasks), `diag` (the config reader: located errors, typed readers, error texts), `names`, `secret`, `console`, `memory` |
+//! | shared helpers | `util` (backoff, rate-limited log, supervised tasks, TLS client files), `diag` (the config reader: located errors, typed readers, error texts), `names`, `secret`, `console`, `memory` |
 //! | counters | `telemetry` |
 //! | the ring | `ingest` |
 //! | the store | `buffer` (with its own `buffer::config`) |

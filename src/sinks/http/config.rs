@@ -10,8 +10,8 @@ use crate::diag::read::Size;
 use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
 use crate::util::redact;
+use crate::util::tls::{TlsFiles, is_loopback, parse_files};
 
 /// Body layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

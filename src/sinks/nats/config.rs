@@ -10,8 +10,8 @@ use super::subject::{SubjectTemplate, check_stream, stream_name};
 use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
 use crate::util::redact::url as loggable;
+use crate::util::tls::{TlsFiles, is_loopback, parse_files};
 
 /// Payload layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

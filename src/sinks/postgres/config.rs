@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::sinks::tls::{TlsFiles, is_loopback, parse_files};
+use crate::util::tls::{TlsFiles, is_loopback, parse_files};
 
 /// Whether the samples table becomes a TimescaleDB hypertable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
