@@ -15,7 +15,6 @@
 //!   (see [`super::encoder::event_base`]).
 //! - Reconnection, backoff, lanes, cursor and shutdown grace: the [`Driver`].
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Format, MqttSinkConfig};
 use super::encode::status_json;
 use super::encoder::{MqttEncoder, Out};
-use super::session::{self, Session, SessionEvent};
+use super::session::{self, Acks, Session, SessionEvent};
 use crate::buffer::{Reader, SinkCursor};
 use crate::ingest::Events;
 use crate::sinks::driver::{self, Driver, Lost, Outcome, Settings, Token};
@@ -68,13 +67,10 @@ pub struct Mqtt {
     gateway: String,
 }
 
-/// One MQTT connection and what it has queued.
+/// One MQTT connection and what it has queued (the birth without a token).
 pub struct MqttConn {
     s: Session,
-    /// Queued to rumqttc, waiting for `Outgoing::Publish` (`None`: birth).
-    fifo: VecDeque<Option<Token>>,
-    /// Written, waiting for PUBACK.
-    inflight: HashMap<u16, Option<Token>>,
+    acks: Acks,
     qos: QoS,
 }
 
@@ -110,18 +106,7 @@ impl driver::Sink for Mqtt {
     type Encoder = MqttEncoder;
 
     fn settings(&self) -> Settings {
-        let window = self.cfg.max_inflight as usize;
-        Settings {
-            name: self.cfg.name.clone(),
-            protocol: "MQTT",
-            target: self.cfg.conn.broker.to_string(),
-            window,
-            read_rows: self.cfg.read_rows,
-            one_record_per_message: self.cfg.format == Format::Json,
-            backlog_threshold: self.cfg.backlog_threshold,
-            ack_timeout: self.cfg.ack_timeout,
-            reconnect_max: self.cfg.conn.reconnect_max,
-        }
+        session::settings(&self.cfg, "MQTT", self.cfg.format == Format::Json)
     }
 
     fn encoder(&self) -> MqttEncoder {
@@ -141,14 +126,15 @@ impl driver::Sink for Mqtt {
         if let Err(e) = s.client.try_publish(&self.cfg.status_topic, QoS::AtLeastOnce, true, status_json(&self.gateway, true)) {
             return Err(Lost::new(format!("cannot queue the birth message: {e}")));
         }
-        let qos = if self.cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-        Ok(MqttConn { s, fifo: VecDeque::from([None]), inflight: HashMap::new(), qos })
+        let mut acks = Acks::default();
+        acks.queued(None, QoS::AtLeastOnce);
+        Ok(MqttConn { s, acks, qos: session::data_qos(&self.cfg) })
     }
 
     fn send(&mut self, conn: &mut MqttConn, msg: Out, token: Token) -> Result<(), Out> {
         match conn.s.client.try_publish(msg.topic.as_ref(), conn.qos, self.cfg.retain, msg.payload) {
             Ok(()) => {
-                conn.fifo.push_back(Some(token));
+                conn.acks.queued(Some(token), conn.qos);
                 Ok(())
             }
             Err(e) => {
@@ -168,15 +154,12 @@ impl driver::Sink for Mqtt {
         loop {
             match conn.s.events.recv().await {
                 Some(SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    let Some(token) = conn.fifo.pop_front() else { continue };
-                    if conn.qos == QoS::AtLeastOnce || token.is_none() {
-                        conn.inflight.insert(pkid, token);
-                    } else if let Some(t) = token {
+                    if let Some(t) = conn.acks.written(pkid) {
                         return Outcome::Acked(t);
                     }
                 }
                 Some(SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(a)))) => {
-                    if let Some(Some(t)) = conn.inflight.remove(&a.pkid) {
+                    if let Some(t) = conn.acks.acked(a.pkid) {
                         return Outcome::Acked(t);
                     }
                 }
@@ -189,29 +172,7 @@ impl driver::Sink for Mqtt {
 
     /// Graceful end: retained `offline`, wait for its PUBACK, DISCONNECT.
     async fn close(&mut self, mut conn: MqttConn) {
-        let s = &mut conn.s;
-        let _ = s.client.try_publish(&self.cfg.status_topic, QoS::AtLeastOnce, true, status_json(&self.gateway, false));
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut published = false;
-            while let Some(ev) = s.events.recv().await {
-                match ev {
-                    SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(_))) => published = true,
-                    SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(_))) if published => break,
-                    SessionEvent::Closed(_) => return,
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        let _ = s.client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Some(ev) = s.events.recv().await {
-                if matches!(ev, SessionEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) | SessionEvent::Closed(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        session::goodbye(&mut conn.s, self.cfg.status_topic.clone(), true, status_json(&self.gateway, false)).await;
         tracing::info!(sink = %self.cfg.name, "MQTT session closed (offline published)");
     }
 }

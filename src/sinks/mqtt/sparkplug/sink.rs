@@ -27,7 +27,7 @@
 //! `bdSeq`, seq 0) and the DBIRTHs again, after the data already queued.
 //! A graceful stop publishes the NDEATH itself (§5.5), then DISCONNECTs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +47,7 @@ use crate::ingest::Events;
 use crate::model::{EventSource, Sample};
 use crate::sinks::driver::{self, Driver, Lost, Outcome, Settings, Token};
 use crate::sinks::mqtt::config::MqttSinkConfig;
-use crate::sinks::mqtt::session::{self, Session, SessionEvent};
+use crate::sinks::mqtt::session::{self, Acks, Session, SessionEvent};
 use crate::sinks::mqtt::sink::Mqtt;
 use crate::telemetry::SinkStats;
 
@@ -121,11 +121,8 @@ pub struct Sparkplug {
 /// One MQTT connection (one Sparkplug session).
 pub struct SpConn {
     s: Session,
-    /// Queued to rumqttc, waiting for `Outgoing::Publish`: the data message's
-    /// token (`None`: births, deaths) and its QoS.
-    fifo: VecDeque<(Option<Token>, QoS)>,
-    /// Written at QoS 1, waiting for PUBACK.
-    inflight: HashMap<u16, Option<Token>>,
+    /// Queued to rumqttc: data messages with their token, births and deaths without.
+    acks: Acks,
     /// Handled without a message (see the module docs), reported next.
     done: VecDeque<Token>,
     /// The NBIRTH could not be queued yet.
@@ -137,21 +134,16 @@ impl Sparkplug {
     /// MQTT options of one CONNECT: clean session (§5.4), the NDEATH Will
     /// (QoS 1, not retained) with `bd`.
     fn options(&self, bd: u64) -> anyhow::Result<MqttOptions> {
-        let mut o = crate::mqtt::options(&self.cfg.conn)?;
-        o.set_clean_session(true);
-        o.set_inflight(self.cfg.max_inflight.saturating_add(2));
-        // Births of many devices go out at once (rebirth): room for them.
-        o.set_request_channel_capacity(self.cfg.max_inflight as usize * 2 + 4096);
         let will = self.node.ndeath(bd).encode_to_vec();
-        o.set_last_will(LastWill::new(self.node.node_topic("NDEATH"), will, QoS::AtLeastOnce, false));
-        Ok(o)
+        // Births of many devices go out at once (rebirth): room for them.
+        session::options_with(&self.cfg, 4096, LastWill::new(self.node.node_topic("NDEATH"), will, QoS::AtLeastOnce, false))
     }
 
     /// Hands one message to rumqttc; `false` when its queue is full.
     fn publish(conn: &mut SpConn, topic: String, p: &Payload, qos: QoS, token: Option<Token>) -> bool {
         match conn.s.client.try_publish(topic, qos, false, p.encode_to_vec()) {
             Ok(()) => {
-                conn.fifo.push_back((token, qos));
+                conn.acks.queued(token, qos);
                 true
             }
             Err(_) => false,
@@ -245,17 +237,7 @@ impl driver::Sink for Sparkplug {
     type Encoder = SparkplugEncoder;
 
     fn settings(&self) -> Settings {
-        Settings {
-            name: self.cfg.name.clone(),
-            protocol: "MQTT Sparkplug",
-            target: self.cfg.conn.broker.to_string(),
-            window: self.cfg.max_inflight as usize,
-            read_rows: self.cfg.read_rows,
-            one_record_per_message: false,
-            backlog_threshold: self.cfg.backlog_threshold,
-            ack_timeout: self.cfg.ack_timeout,
-            reconnect_max: self.cfg.conn.reconnect_max,
-        }
+        session::settings(&self.cfg, "MQTT Sparkplug", false)
     }
 
     fn encoder(&self) -> SparkplugEncoder {
@@ -281,8 +263,8 @@ impl driver::Sink for Sparkplug {
         s.client.try_subscribe(self.ncmd.clone(), QoS::AtLeastOnce).map_err(|e| Lost::new(format!("cannot subscribe to NCMD: {e}")))?;
         self.bd = bd as u64;
         self.historical_upto = *self.committed.borrow();
-        let qos = if self.cfg.qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-        let mut conn = SpConn { s, fifo: VecDeque::new(), inflight: HashMap::new(), done: VecDeque::new(), need_nbirth: true, qos };
+        let qos = session::data_qos(&self.cfg);
+        let mut conn = SpConn { s, acks: Acks::default(), done: VecDeque::new(), need_nbirth: true, qos };
         self.births(&mut conn);
         tracing::info!(sink = %self.cfg.name, group = %self.sp.group_id, edge_node = %self.sp.edge_node_id, bd_seq = bd,
             backlog = self.historical_upto, "Sparkplug session started (NBIRTH published)");
@@ -307,17 +289,12 @@ impl driver::Sink for Sparkplug {
             }
             match conn.s.events.recv().await {
                 Some(SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    let Some((token, qos)) = conn.fifo.pop_front() else { continue };
-                    match (qos, token) {
-                        (QoS::AtMostOnce, Some(t)) => return Outcome::Acked(t),
-                        (QoS::AtMostOnce, None) => {}
-                        (_, token) => {
-                            conn.inflight.insert(pkid, token);
-                        }
+                    if let Some(t) = conn.acks.written(pkid) {
+                        return Outcome::Acked(t);
                     }
                 }
                 Some(SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(a)))) => {
-                    if let Some(Some(t)) = conn.inflight.remove(&a.pkid) {
+                    if let Some(t) = conn.acks.acked(a.pkid) {
                         return Outcome::Acked(t);
                     }
                 }
@@ -342,30 +319,8 @@ impl driver::Sink for Sparkplug {
     /// Graceful end (§5.5): NDEATH with the session's `bdSeq`, its PUBACK
     /// (up to 1 s), DISCONNECT.
     async fn close(&mut self, mut conn: SpConn) {
-        let s = &mut conn.s;
         let death = self.node.ndeath(self.bd).encode_to_vec();
-        let _ = s.client.try_publish(self.node.node_topic("NDEATH"), QoS::AtLeastOnce, false, death);
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut published = false;
-            while let Some(ev) = s.events.recv().await {
-                match ev {
-                    SessionEvent::Mqtt(Event::Outgoing(Outgoing::Publish(p))) if p != 0 => published = true,
-                    SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(_))) if published => break,
-                    SessionEvent::Closed(_) => return,
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        let _ = s.client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Some(ev) = s.events.recv().await {
-                if matches!(ev, SessionEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) | SessionEvent::Closed(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        session::goodbye(&mut conn.s, self.node.node_topic("NDEATH"), false, death).await;
         tracing::info!(sink = %self.cfg.name, bd_seq = self.bd, "Sparkplug session closed (NDEATH published)");
     }
 }
