@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::config::{Format, MqttSinkConfig};
 use super::encode::{batch_json, event_json, sample_json};
 use super::topic::TopicTemplate;
-use crate::model::{Record, Sample, TagMeta};
+use crate::model::{Event, Record, Sample, TagMeta};
 use crate::sinks::driver::{Encoder, Prepared};
 
 /// The event topic base of a sink: its status topic with the last level
@@ -82,6 +82,49 @@ pub(crate) fn too_large(s: &Sample, size: usize, max: usize) -> Sample {
     r
 }
 
+/// A part of the records read, in `seq` order: a run of samples between two
+/// events, or one event.
+pub(crate) enum Part<'r> {
+    /// Consecutive samples (never empty).
+    Samples(Vec<&'r Sample>),
+    /// One event.
+    Event(&'r Event),
+}
+
+/// Cuts `records` into [`Part`]s and hands each to `f`, in order.
+pub(crate) fn parts<'r>(records: &[&'r Record], mut f: impl FnMut(Part<'r>)) {
+    let mut run: Vec<&'r Sample> = Vec::new();
+    for r in records {
+        match r {
+            Record::Sample(s) => run.push(s),
+            Record::Event(e) => {
+                if !run.is_empty() {
+                    f(Part::Samples(std::mem::take(&mut run)));
+                }
+                f(Part::Event(e));
+            }
+        }
+    }
+    if !run.is_empty() {
+        f(Part::Samples(run));
+    }
+}
+
+/// `rows` grouped per device, devices in the order they first appear, each
+/// device's samples in their order.
+pub(crate) fn by_device<'s>(rows: &[&'s Sample]) -> Vec<(&'s Arc<str>, Vec<&'s Sample>)> {
+    let mut order: Vec<(&'s Arc<str>, Vec<&'s Sample>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for s in rows {
+        let i = *index.entry(&*s.meta.device).or_insert_with(|| {
+            order.push((&s.meta.device, Vec::new()));
+            order.len() - 1
+        });
+        order[i].1.push(s);
+    }
+    order
+}
+
 impl MqttEncoder {
     /// One json-batch message, split in halves until it fits `max_bytes`.
     fn push_batch(&self, device: &str, topic: &Arc<str>, chunk: &[&Sample], out: &mut Vec<Prepared<Out>>) {
@@ -134,16 +177,8 @@ impl MqttEncoder {
             }
             // Sparkplug sinks have their own encoder (super::sparkplug).
             Format::JsonBatch | Format::Sparkplug => {
-                let mut order: Vec<(&str, Vec<&Sample>)> = Vec::new();
-                let mut index: HashMap<&str, usize> = HashMap::new();
-                for s in rows {
-                    let i = *index.entry(&*s.meta.device).or_insert_with(|| {
-                        order.push((&*s.meta.device, Vec::new()));
-                        order.len() - 1
-                    });
-                    order[i].1.push(s);
-                }
-                for (device, samples) in order {
+                for (device, samples) in by_device(rows) {
+                    let device: &str = device;
                     let topic = match self.batch_topics.get(device) {
                         Some(t) => t.clone(),
                         None => {
@@ -168,21 +203,12 @@ impl Encoder for MqttEncoder {
     /// `{prefix}/relais/{gateway}/event/{kind}`. Messages keep `seq` order
     /// per topic; a run of samples between two events is encoded together.
     fn encode(&mut self, records: &[&Record], out: &mut Vec<Prepared<Out>>) {
-        let mut run: Vec<&Sample> = Vec::new();
-        for r in records {
-            match r {
-                Record::Sample(s) => run.push(s),
-                Record::Event(e) => {
-                    if !run.is_empty() {
-                        self.push_samples(&std::mem::take(&mut run), out);
-                    }
-                    let topic = self.event_topic(&e.kind);
-                    out.push(out_msg(topic, event_json(&self.gateway, e), 1));
-                }
+        parts(records, |part| match part {
+            Part::Samples(run) => self.push_samples(&run, out),
+            Part::Event(e) => {
+                let topic = self.event_topic(&e.kind);
+                out.push(out_msg(topic, event_json(&self.gateway, e), 1));
             }
-        }
-        if !run.is_empty() {
-            self.push_samples(&run, out);
-        }
+        });
     }
 }

@@ -8,12 +8,12 @@
 //! the messages on the wire, births included, and a new session starts
 //! over at 0, so nothing of it can be fixed while encoding.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Event, Record, Sample};
 use crate::sinks::driver::{Encoder, Prepared};
 use crate::sinks::mqtt::encode::event_json;
+use crate::sinks::mqtt::encoder::{Part, by_device, parts, too_large};
 
 /// One message to come.
 #[derive(Debug)]
@@ -75,32 +75,24 @@ impl SparkplugEncoder {
     }
 
     fn push_samples(&self, run: &[&Sample], out: &mut Vec<Prepared<Draft>>) {
-        let mut order: Vec<(Arc<str>, Vec<Sample>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for s in run {
-            let i = *index.entry(&*s.meta.device).or_insert_with(|| {
-                order.push((s.meta.device.clone(), Vec::new()));
-                order.len() - 1
-            });
-            let s = match &s.value {
-                crate::model::Value::Str(t) if t.len() > self.max_text => crate::sinks::mqtt::encoder::too_large(s, t.len(), self.max_text),
-                _ => (*s).clone(),
-            };
-            order[i].1.push(s);
-        }
-        for (device, samples) in order {
+        let fit = |s: &Sample| match &s.value {
+            crate::model::Value::Str(t) if t.len() > self.max_text => too_large(s, t.len(), self.max_text),
+            _ => s.clone(),
+        };
+        for (device, samples) in by_device(run) {
+            let samples: Vec<Sample> = samples.into_iter().map(fit).collect();
             let mut start = 0;
             let mut bytes = PAYLOAD_BYTES;
             for (i, s) in samples.iter().enumerate() {
                 let b = metric_bytes(s);
                 if i > start && (i - start >= self.batch_max || bytes + b > self.max_bytes) {
-                    out.push(draft(&device, &samples[start..i]));
+                    out.push(draft(device, &samples[start..i]));
                     (start, bytes) = (i, PAYLOAD_BYTES);
                 }
                 bytes += b;
             }
             if start < samples.len() {
-                out.push(draft(&device, &samples[start..]));
+                out.push(draft(device, &samples[start..]));
             }
         }
     }
@@ -112,22 +104,13 @@ impl Encoder for SparkplugEncoder {
     /// Samples grouped per device between two events; each event alone.
     /// Per device, `seq` order is kept.
     fn encode(&mut self, records: &[&Record], out: &mut Vec<Prepared<Draft>>) {
-        let mut run: Vec<&Sample> = Vec::new();
-        for r in records {
-            match r {
-                Record::Sample(s) => run.push(s),
-                Record::Event(e) => {
-                    if !run.is_empty() {
-                        self.push_samples(&std::mem::take(&mut run), out);
-                    }
-                    let json = String::from_utf8_lossy(&event_json(&self.gateway, e)).into_owned();
-                    out.push(Prepared { msg: Draft::Event { event: e.clone(), json }, records: 1 });
-                }
+        parts(records, |part| match part {
+            Part::Samples(run) => self.push_samples(&run, out),
+            Part::Event(e) => {
+                let json = String::from_utf8_lossy(&event_json(&self.gateway, e)).into_owned();
+                out.push(Prepared { msg: Draft::Event { event: e.clone(), json }, records: 1 });
             }
-        }
-        if !run.is_empty() {
-            self.push_samples(&run, out);
-        }
+        });
     }
 }
 
