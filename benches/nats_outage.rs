@@ -117,6 +117,7 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         let stop = CancellationToken::new();
+        let stats = Arc::new(SinkStats::default());
         let cursor = buffer.cursor("js").unwrap();
         let sink = relais::sinks::nats::sink::NatsSink::new(
             cfg,
@@ -124,9 +125,15 @@ fn main() {
             buffer.reader().unwrap(),
             cursor.clone(),
             buffer.committed(),
-            Arc::new(SinkStats::default()),
+            stats.clone(),
         );
+        let t_sink = Instant::now();
         let task = tokio::spawn(sink.run(stop.clone(), Duration::from_secs(2)));
+        // Live records start once the sink is connected and replaying (those
+        // committed before are part of the backlog).
+        while stats.messages.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let (me, cpu0, srv0) = (std::process::id(), cpu_seconds(std::process::id()), cpu_seconds(server.id()));
         let t0 = Instant::now();
         let per_tick = (rate / 100).max(1);
@@ -141,7 +148,7 @@ fn main() {
             }
             tick += 1;
             if cursor.get() >= head0 {
-                replay_s = Some(t0.elapsed().as_secs_f64());
+                replay_s = Some(t_sink.elapsed().as_secs_f64());
                 live_end = *buffer.committed().borrow();
             }
             if tick.is_multiple_of(100) {
