@@ -65,16 +65,7 @@ struct RawGateway {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.clone(),
-                line: 0,
-                col: 0,
-                key: String::new(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let (file, text) = crate::diag::read_file(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, &file, &base)
     }

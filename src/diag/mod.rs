@@ -81,6 +81,16 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Reads a configuration file: its name as given (for error locations) and
+/// its text, or the one error `{file}: cannot read: {reason}`.
+pub fn read_file(path: &std::path::Path) -> Result<(String, String), ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(ConfigErrors(vec![ConfigError { file, line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])),
+    }
+}
+
 /// Collects errors against one source text.
 #[derive(Debug)]
 pub struct Diag<'a> {
@@ -178,5 +188,15 @@ impl<'a> Diag<'a> {
     /// The source text.
     pub fn source(&self) -> &'a str {
         self.src
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unreadable_file_is_one_error_naming_it() {
+        let e = super::read_file(std::path::Path::new("/nonexistent/relais.toml")).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(e.to_string().starts_with("/nonexistent/relais.toml: cannot read: "), "{e}");
     }
 }

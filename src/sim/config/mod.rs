@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::signal::Signal;
-use crate::diag::{ConfigError, ConfigErrors, Diag, Reader};
+use crate::diag::{ConfigErrors, Diag, Reader};
 use crate::sources::modbus::types::{ByteOrder, DataType, Table};
 
 mod opcua;
@@ -146,16 +146,7 @@ pub fn find_data_file(base_dir: &Path, file: &str) -> PathBuf {
 impl SimConfig {
     /// Reads a simulator configuration file; CSV paths resolve against its folder.
     pub fn load(path: &Path) -> Result<SimConfig, ConfigErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.clone(),
-                line: 0,
-                col: 0,
-                key: String::new(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let (file, text) = crate::diag::read_file(path)?;
         SimConfig::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
     }
 
