@@ -7,6 +7,7 @@ pub mod mqtt;
 pub mod nats;
 pub mod postgres;
 pub mod record_json;
+pub mod template;
 
 use crate::component::{ParseCx, parse_by_type};
 use crate::diag::{Diag, Item};

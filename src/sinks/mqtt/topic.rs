@@ -5,20 +5,11 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    Gateway,
-    Device,
-    Tag,
-}
+use crate::sinks::template::{Part, Template};
 
 /// A parsed topic template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicTemplate {
-    src: String,
-    parts: Vec<Part>,
-}
+pub struct TopicTemplate(Template);
 
 /// Placeholders a template may use.
 pub const PLACEHOLDERS: &str = "{gateway}, {device}, {tag}";
@@ -43,75 +34,24 @@ impl TopicTemplate {
         if src.len() > 1024 {
             return Err(format!("topic template is {} bytes long; keep it under 1024", src.len()));
         }
-        let mut parts = Vec::new();
-        let mut rest = src;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Lit(rest[..open].to_string()));
-            }
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("topic template {src:?} has an unclosed '{{'"));
-            };
-            let name = &rest[open + 1..open + close];
-            parts.push(match name {
-                "gateway" => Part::Gateway,
-                "device" => Part::Device,
-                "tag" => Part::Tag,
-                _ => {
-                    return Err(format!("unknown placeholder {{{name}}} in topic template {src:?}; known: {PLACEHOLDERS}"));
-                }
-            });
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
-            return Err(format!("topic template {src:?} has a '}}' without '{{'"));
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Lit(rest.to_string()));
-        }
-        Ok(TopicTemplate { src: src.to_string(), parts })
+        let known = format!("known: {PLACEHOLDERS}");
+        Template::parse(src, "topic template", &["gateway", "device", "tag"], &known).map(TopicTemplate)
     }
 
     /// Renders the topic of one tag. In the names, the MQTT wildcards `+`
     /// and `#` and NUL become `_`, so a rendered topic is always publishable.
     pub fn render(&self, gateway: &str, device: &str, tag: &str) -> String {
-        let mut s = String::with_capacity(self.src.len() + device.len() + tag.len());
-        // Names from data (a CSV device column, a JSON field) are not checked
-        // like configured ones: wildcards, NUL and '/' (an extra topic level)
-        // become '_', and a level is cut at 128 bytes, so no sample can make
-        // a topic the broker refuses or that escapes its level.
-        let push = |s: &mut String, name: &str| {
-            let mut n = 0;
-            for c in name.chars() {
-                n += c.len_utf8();
-                if n > crate::names::MAX_LEN {
-                    break;
-                }
-                s.push(if matches!(c, '+' | '#' | '\0' | '/') || c.is_control() { '_' } else { c });
-            }
-            if name.is_empty() {
-                s.push('_');
-            }
-        };
-        for p in &self.parts {
-            match p {
-                Part::Lit(l) => s.push_str(l),
-                Part::Gateway => push(&mut s, gateway),
-                Part::Device => push(&mut s, device),
-                Part::Tag => push(&mut s, tag),
-            }
-        }
-        s
+        self.0.render(gateway, device, tag, level)
     }
 
     /// True when the template uses `{tag}`.
     pub fn uses_tag(&self) -> bool {
-        self.parts.contains(&Part::Tag)
+        self.0.parts().contains(&Part::Tag)
     }
 
     /// True when the template uses `{device}`.
     pub fn uses_device(&self) -> bool {
-        self.parts.contains(&Part::Device)
+        self.0.parts().contains(&Part::Device)
     }
 
     /// True when the topics are this gateway's own: the template uses
@@ -120,7 +60,7 @@ impl TopicTemplate {
     /// with the same device and tag names publishes on the same topics (a
     /// classroom of gateways on one broker).
     pub fn per_gateway(&self, gateway: &str) -> bool {
-        self.parts.iter().any(|p| match p {
+        self.0.parts().iter().any(|p| match p {
             Part::Gateway => true,
             Part::Lit(l) => l.split('/').any(|level| level == gateway),
             _ => false,
@@ -129,17 +69,17 @@ impl TopicTemplate {
 
     /// The template text.
     pub fn as_str(&self) -> &str {
-        &self.src
+        self.0.as_str()
     }
 
     /// The leading topic levels that hold no placeholder: `icam/line5` for
     /// `icam/line5/{device}/{tag}`; empty when the first level has one.
     pub fn static_prefix(&self) -> String {
-        let lit = match self.parts.first() {
+        let lit = match self.0.parts().first() {
             Some(Part::Lit(l)) => l.as_str(),
             _ => "",
         };
-        let whole = self.parts.len() == 1;
+        let whole = self.0.parts().len() == 1;
         let levels: Vec<&str> = lit.split('/').collect();
         let keep = if whole { levels.len() } else { levels.len().saturating_sub(1) };
         levels[..keep].join("/").trim_end_matches('/').to_string()
@@ -151,7 +91,7 @@ impl TopicTemplate {
         if !self.uses_tag() {
             return Some(self.clone());
         }
-        let stripped = self.src.strip_suffix("/{tag}")?;
+        let stripped = self.as_str().strip_suffix("/{tag}")?;
         let t = TopicTemplate::parse(stripped).ok()?;
         if t.uses_tag() { None } else { Some(t) }
     }
@@ -159,7 +99,26 @@ impl TopicTemplate {
 
 impl fmt::Display for TopicTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.src)
+        f.write_str(self.as_str())
+    }
+}
+
+/// One name as one topic level. Names from data (a CSV device column, a
+/// JSON field) are not checked like configured ones: wildcards, NUL and '/'
+/// (an extra topic level) become '_', an empty name '_', and a level is cut
+/// at 128 bytes, so no sample can make a topic the broker refuses or that
+/// escapes its level.
+fn level(name: &str, s: &mut String) {
+    let mut n = 0;
+    for c in name.chars() {
+        n += c.len_utf8();
+        if n > crate::names::MAX_LEN {
+            break;
+        }
+        s.push(if matches!(c, '+' | '#' | '\0' | '/') || c.is_control() { '_' } else { c });
+    }
+    if name.is_empty() {
+        s.push('_');
     }
 }
 

@@ -9,20 +9,11 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    Gateway,
-    Device,
-    Tag,
-}
+use crate::sinks::template::{Part, Template};
 
 /// A parsed subject template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectTemplate {
-    src: String,
-    parts: Vec<Part>,
-}
+pub struct SubjectTemplate(Template);
 
 /// One name as a single subject token: `.`, `*`, `>`, whitespace and
 /// control characters become `_`, an empty name `_`, and it is cut at 128
@@ -60,47 +51,12 @@ impl SubjectTemplate {
         if src.starts_with('$') {
             return Err(format!("subject template {src:?} starts with '$': such subjects belong to the server ($JS, $SYS)"));
         }
-        let mut parts = Vec::new();
-        let mut rest = src;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Lit(rest[..open].to_string()));
-            }
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("subject template {src:?} has an unclosed '{{'"));
-            };
-            let name = &rest[open + 1..open + close];
-            if !allowed.contains(&name) {
-                return Err(format!("unknown placeholder {{{name}}} in subject template {src:?}; known here: {known}"));
-            }
-            parts.push(match name {
-                "gateway" => Part::Gateway,
-                "device" => Part::Device,
-                _ => Part::Tag,
-            });
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
-            return Err(format!("subject template {src:?} has a '}}' without '{{'"));
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Lit(rest.to_string()));
-        }
-        Ok(SubjectTemplate { src: src.to_string(), parts })
+        Template::parse(src, "subject template", allowed, &format!("known here: {known}")).map(SubjectTemplate)
     }
 
     /// Renders the subject of one tag (each name one token, see [`token`]).
     pub fn render(&self, gateway: &str, device: &str, tag: &str) -> String {
-        let mut s = String::with_capacity(self.src.len() + device.len() + tag.len() + gateway.len());
-        for p in &self.parts {
-            match p {
-                Part::Lit(l) => s.push_str(l),
-                Part::Gateway => token(gateway, &mut s),
-                Part::Device => token(device, &mut s),
-                Part::Tag => token(tag, &mut s),
-            }
-        }
-        s
+        self.0.render(gateway, device, tag, token)
     }
 
     /// The subject filter that covers every subject this template renders
@@ -108,7 +64,7 @@ impl SubjectTemplate {
     /// then `>` (`relais.gw.>`); the subject itself when it has neither.
     pub fn filter(&self, gateway: &str) -> String {
         let mut fixed = String::new();
-        for p in &self.parts {
+        for p in self.0.parts() {
             match p {
                 Part::Lit(l) => fixed.push_str(l),
                 Part::Gateway => token(gateway, &mut fixed),
@@ -128,13 +84,13 @@ impl SubjectTemplate {
 
     /// The template text.
     pub fn as_str(&self) -> &str {
-        &self.src
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for SubjectTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.src)
+        f.write_str(self.as_str())
     }
 }
 
