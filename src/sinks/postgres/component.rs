@@ -45,17 +45,18 @@ impl Component for PgSinkConfig {
         &self.name
     }
 
-    /// One line: server, tables, TLS and batch size.
+    /// One line: server, tables, TLS, batch size and connections.
     fn describe(&self, _cx: &DescribeCx<'_>) -> String {
         let tls = if self.tls { "TLS" } else { "no TLS" };
         format!(
-            "sink {} (postgres {}, {tls}, tables {} and {}, timescale {}, up to {} records per transaction)\n",
+            "sink {} (postgres {}, {tls}, tables {} and {}, timescale {}, up to {} records per transaction, {} connection(s))\n",
             self.name,
             self.target(),
             self.samples_table(),
             self.events_table(),
             self.timescale,
-            self.batch_max_records
+            self.batch_max_records,
+            self.connections
         )
     }
 }
