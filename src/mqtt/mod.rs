@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::diag::{Diag, Item, Reader, de_item};
 use crate::secret::{Secret, read_secret};
-use crate::util::tls::{TlsFiles, parse_files};
+use crate::util::tls::{TlsFiles, read_files};
 
 /// Broker address parsed from `mqtt://host:port` or `mqtts://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,9 +123,6 @@ struct RawConn {
     password: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
-    ca_file: Option<Spanned<String>>,
-    client_cert: Option<Spanned<String>>,
-    client_key: Option<Spanned<String>>,
     keep_alive: Option<Spanned<String>>,
     reconnect_max: Option<Spanned<String>>,
 }
@@ -134,7 +131,7 @@ struct RawConn {
 /// relative paths resolve against `base`.
 pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, default_client_id: String) -> Option<ClientConn> {
     let span = item.span();
-    let raw: RawConn = de_item(item, d, key)?;
+    let raw: RawConn = de_item(item.clone(), d, key)?;
     let before = d.error_count();
     let k = |s: &str| format!("{key} / {s}");
     let broker = match BrokerUrl::parse(raw.url.get_ref()) {
@@ -152,7 +149,7 @@ pub fn parse_conn(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path, defa
         r.error(s.span(), "keep_alive", "keep_alive must be in 5s..=65535s (the MQTT limit)");
     }
     let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", crate::util::DEFAULT_RECONNECT_MAX);
-    let tls = parse_files(d, key, base, &raw.ca_file, &raw.client_cert, &raw.client_key);
+    let tls = read_files(item, d, key, base);
     if broker.as_ref().is_some_and(|b| !b.tls) && tls.any() {
         d.error(raw.url.span(), &k("url"), "TLS files are set but the url is mqtt://; use mqtts:// to enable TLS");
     }

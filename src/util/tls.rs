@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
-use crate::diag::Diag;
+use crate::diag::{Diag, Item, de_item};
 
 /// PEM files of a TLS client.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +33,23 @@ const PEM_MAX: u64 = 1 << 20;
 /// 1 MiB, so a wrong path (a device, a pipe, a huge file) fails at once.
 fn read_pem(p: &Path) -> Result<Vec<u8>, String> {
     crate::secret::read_capped(p, PEM_MAX)
+}
+
+/// The TLS keys of a config item.
+#[derive(serde::Deserialize)]
+struct RawFiles {
+    ca_file: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+}
+
+/// Reads the `ca_file`, `client_cert` and `client_key` keys of `item` (which
+/// may hold other keys too) and checks them like [`parse_files`].
+pub fn read_files(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> TlsFiles {
+    match de_item::<RawFiles>(item, d, key) {
+        Some(r) => parse_files(d, key, base, &r.ca_file, &r.client_cert, &r.client_key),
+        None => TlsFiles::default(),
+    }
 }
 
 /// Reads and checks the `ca_file`, `client_cert` and `client_key` keys

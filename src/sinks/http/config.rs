@@ -11,7 +11,7 @@ use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
 use crate::util::redact;
-use crate::util::tls::{TlsFiles, is_loopback, parse_files};
+use crate::util::tls::{TlsFiles, is_loopback, read_files};
 
 /// Body layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +93,6 @@ struct Raw {
     token: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
     token_env: Option<Spanned<String>>,
-    ca_file: Option<Spanned<String>>,
-    client_cert: Option<Spanned<String>>,
-    client_key: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     max_inflight: Option<Spanned<i64>>,
     batch_max_records: Option<Spanned<i64>>,
@@ -127,7 +124,7 @@ fn parse_url(d: &mut Diag<'_>, v: &Spanned<String>, key: &str) -> Option<reqwest
 /// messages before its name is known); relative paths resolve against `base`.
 pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &Path) -> Option<HttpSinkConfig> {
     reject_unknown_keys(&mut item, KEYS, d, item_key);
-    let raw: Raw = de_item(item, d, item_key)?;
+    let raw: Raw = de_item(item.clone(), d, item_key)?;
     let before = d.error_count();
     let name = raw.name.get_ref().clone();
     let key = format!("sink {name:?}");
@@ -157,7 +154,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         }
     }
     let token = read_secret(d, &key, "token", &raw.token, &raw.token_file, &raw.token_env, base).secret();
-    let tls = parse_files(d, &key, base, &raw.ca_file, &raw.client_cert, &raw.client_key);
+    let tls = read_files(item, d, &key, base);
     if let Some(u) = &url {
         let host = u.host_str().unwrap_or("");
         if u.scheme() == "http" && tls.any() {

@@ -11,7 +11,7 @@ use crate::diag::{Diag, Item, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
 use crate::util::redact::url as loggable;
-use crate::util::tls::{TlsFiles, is_loopback, parse_files};
+use crate::util::tls::{TlsFiles, is_loopback, read_files};
 
 /// Payload layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,9 +152,6 @@ struct Raw {
     nkey_file: Option<Spanned<String>>,
     nkey_env: Option<Spanned<String>>,
     creds_file: Option<Spanned<String>>,
-    ca_file: Option<Spanned<String>>,
-    client_cert: Option<Spanned<String>>,
-    client_key: Option<Spanned<String>>,
     subject: Option<Spanned<String>>,
     batch_subject: Option<Spanned<String>>,
     event_subject: Option<Spanned<String>>,
@@ -298,7 +295,7 @@ fn parse_stream_spec(d: &mut Diag<'_>, raw: &Raw, key: &str, default_subjects: V
 /// messages before its name is known); relative paths resolve against `base`.
 pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway: &str, base: &Path) -> Option<NatsSinkConfig> {
     reject_unknown_keys(&mut item, KEYS, d, item_key);
-    let raw: Raw = de_item(item, d, item_key)?;
+    let raw: Raw = de_item(item.clone(), d, item_key)?;
     let before = d.error_count();
     let name = raw.name.get_ref().clone();
     let key = format!("sink {name:?}");
@@ -308,7 +305,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
     }
     let (servers, tls_scheme) = parse_servers(d, &raw.url, &k("url"));
     let auth = parse_auth(d, &raw, &key, base);
-    let tls = parse_files(d, &key, base, &raw.ca_file, &raw.client_cert, &raw.client_key);
+    let tls = read_files(item, d, &key, base);
     let all = &["gateway", "device", "tag"];
     let subject = template(d, &raw.subject, &k("subject"), "relais.{gateway}.{device}.{tag}", all);
     let batch_subject = template(d, &raw.batch_subject, &k("batch_subject"), "relais.{gateway}._batch", &["gateway"]);

@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::diag::{Diag, Item, Reader, de_item, reject_unknown_keys};
 use crate::names;
 use crate::secret::{Secret, read_secret};
-use crate::util::tls::{TlsFiles, is_loopback, parse_files};
+use crate::util::tls::{TlsFiles, is_loopback, read_files};
 
 /// Whether the samples table becomes a TimescaleDB hypertable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +136,6 @@ struct Raw {
     password_file: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     tls: Option<Spanned<bool>>,
-    ca_file: Option<Spanned<String>>,
-    client_cert: Option<Spanned<String>>,
-    client_key: Option<Spanned<String>>,
     schema: Option<Spanned<String>>,
     table: Option<Spanned<String>>,
     events_table: Option<Spanned<String>>,
@@ -250,7 +247,7 @@ fn all_local(pg: &tokio_postgres::Config) -> bool {
 /// messages before its name is known); relative paths resolve against `base`.
 pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &Path) -> Option<PgSinkConfig> {
     reject_unknown_keys(&mut item, KEYS, d, item_key);
-    let raw: Raw = de_item(item, d, item_key)?;
+    let raw: Raw = de_item(item.clone(), d, item_key)?;
     let before = d.error_count();
     let name = raw.name.get_ref().clone();
     let key = format!("sink {name:?}");
@@ -260,7 +257,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
     }
     let pg = pg_config(d, &raw, &k);
     let password = read_secret(d, &key, "password", &raw.password, &raw.password_file, &raw.password_env, base).secret();
-    let tls_files = parse_files(d, &key, base, &raw.ca_file, &raw.client_cert, &raw.client_key);
+    let tls_files = read_files(item, d, &key, base);
     let local = pg.as_ref().is_some_and(all_local);
     let tls = raw.tls.as_ref().map_or(!local, |t| *t.get_ref());
     if !tls && tls_files.any() {
