@@ -91,9 +91,51 @@ impl<'c> Inserts<'c> {
         Inserts { conn, sample: None, samples: None, event: None }
     }
 
+    /// Inserts `batch` with `seq`s from `first` (and sets them), tag ids
+    /// `ids[i]` for samples; returns the number of samples. Runs of
+    /// [`SAMPLE_CHUNK`] samples go in one statement each; the rest (events,
+    /// and samples around them) one by one.
+    pub(crate) fn records(&mut self, first: u64, ids: &[i64], batch: &mut [Record]) -> rusqlite::Result<u64> {
+        let mut samples = 0;
+        let mut run = 0;
+        let mut i = 0;
+        while i < batch.len() {
+            let seq = first + i as u64;
+            if run == 0 {
+                run = batch[i..].iter().take(SAMPLE_CHUNK).take_while(|r| matches!(r, Record::Sample(_))).count();
+            }
+            if run == SAMPLE_CHUNK {
+                let rows = &mut batch[i..i + SAMPLE_CHUNK];
+                self.samples(seq, &ids[i..i + SAMPLE_CHUNK], rows)?;
+                for (r, s) in rows.iter_mut().zip(seq..) {
+                    if let Record::Sample(x) = r {
+                        x.seq = s;
+                    }
+                }
+                samples += SAMPLE_CHUNK as u64;
+                (i, run) = (i + SAMPLE_CHUNK, 0);
+                continue;
+            }
+            match &mut batch[i] {
+                Record::Sample(s) => {
+                    self.sample(seq, ids[i], s)?;
+                    s.seq = seq;
+                    samples += 1;
+                }
+                Record::Event(e) => {
+                    self.event(seq, e)?;
+                    e.seq = seq;
+                }
+            }
+            run = run.saturating_sub(1);
+            i += 1;
+        }
+        Ok(samples)
+    }
+
     /// Inserts [`SAMPLE_CHUNK`] sample rows in one statement: `rows[i]` with
     /// `seq` `first + i` and tag id `tag_ids[i]`. Every record must be a sample.
-    pub(crate) fn samples(&mut self, first: u64, tag_ids: &[i64], rows: &[Record]) -> rusqlite::Result<()> {
+    fn samples(&mut self, first: u64, tag_ids: &[i64], rows: &[Record]) -> rusqlite::Result<()> {
         debug_assert_eq!((rows.len(), tag_ids.len()), (SAMPLE_CHUNK, SAMPLE_CHUNK));
         let st = match &mut self.samples {
             Some(st) => st,
@@ -118,7 +160,7 @@ impl<'c> Inserts<'c> {
     }
 
     /// Inserts one sample row.
-    pub(crate) fn sample(&mut self, seq: u64, tag_id: i64, s: &Sample) -> rusqlite::Result<()> {
+    fn sample(&mut self, seq: u64, tag_id: i64, s: &Sample) -> rusqlite::Result<()> {
         let st = match &mut self.sample {
             Some(st) => st,
             None => self.sample.insert(self.conn.prepare_cached(INSERT_SAMPLE)?),
@@ -138,7 +180,7 @@ impl<'c> Inserts<'c> {
     }
 
     /// Inserts one event row.
-    pub(crate) fn event(&mut self, seq: u64, e: &Event) -> rusqlite::Result<()> {
+    fn event(&mut self, seq: u64, e: &Event) -> rusqlite::Result<()> {
         let details = if e.details.is_null() { None } else { Some(e.details.to_string()) };
         let st = match &mut self.event {
             Some(st) => st,

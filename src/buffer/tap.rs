@@ -84,6 +84,10 @@ struct Ring {
     samples: u64,
     /// Bumped when the buffer was replaced (corruption): seqs jump.
     epoch: u64,
+    /// The buffer's first `seq` (rows below were dropped or trimmed):
+    /// [`Tap::range`] serves nothing below it, so a sink never delivers what
+    /// the buffer limits dropped (subscriptions still see everything).
+    floor: u64,
 }
 
 /// The tap of one buffer. Shared as `Arc<Tap>`; subscribe with [`Tap::subscribe`].
@@ -182,9 +186,17 @@ impl Tap {
             r.batches.clear();
             r.held = 0;
             r.next = first;
+            r.floor = first;
             r.epoch += 1;
         }
         self.announce(first - 1);
+    }
+
+    /// The buffer's first `seq` after retention (writer only).
+    pub(crate) fn set_floor(&self, first: u64) {
+        if let Ok(mut r) = self.ring.lock() {
+            r.floor = first;
+        }
     }
 
     /// A subscription starting with the next committed record.
@@ -199,7 +211,7 @@ impl Tap {
     pub fn range(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<Chunk>> {
         let r = self.ring.lock().ok()?;
         let oldest = r.batches.front()?;
-        if after + 1 < oldest.first || after >= upto || after + 1 >= r.next {
+        if after + 1 < oldest.first || after + 1 < r.floor || after >= upto || after + 1 >= r.next {
             return None;
         }
         let end = upto.min(after + limit as u64).min(r.next - 1);

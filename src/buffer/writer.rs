@@ -18,7 +18,7 @@ use super::cursors::SinkCursor;
 use super::handle::{BufferStats, unix_ms};
 use super::registry::{MetaKey, TagRegistry};
 use super::retention::Retention;
-use super::rows::{Inserts, SAMPLE_CHUNK};
+use super::rows::Inserts;
 use super::schema;
 use super::tap::Tap;
 use crate::ingest::{Entry, Ingest};
@@ -163,6 +163,7 @@ impl Writer {
             // Delivered rows go in small steps between commits, so no single
             // DELETE holds the writer long enough to delay live data.
             self.retention.trim_delivered(&self.conn, &self.stats, self.ingest.is_empty());
+            self.tap.set_floor(self.stats.first_seq.load(Ordering::Relaxed));
             if last_hint.is_none_or(|t| t.elapsed() >= schema::HINT_PERIOD) {
                 if self.reserve.ensure() {
                     self.retention.disk_has_room(&self.conn, self.cfg.max_bytes);
@@ -174,6 +175,7 @@ impl Writer {
                 self.report_salvage();
                 self.observed.persist(&self.conn);
                 self.retention.periodic(&self.conn, &self.stats, self.observed.now());
+                self.tap.set_floor(self.stats.first_seq.load(Ordering::Relaxed));
                 last_maint = Instant::now();
                 last_cursor = Instant::now();
             } else if last_cursor.elapsed() >= Duration::from_millis(200) {
@@ -326,44 +328,7 @@ impl Writer {
             });
         }
         let first = self.stats.last_seq.load(Ordering::Relaxed) + 1;
-        let mut samples = 0;
-        let mut ins = Inserts::new(&self.conn);
-        // Runs of SAMPLE_CHUNK samples go in one statement each; the rest
-        // (events, and samples around them) one by one.
-        let mut run = 0;
-        let mut i = 0;
-        while i < batch.len() {
-            let seq = first + i as u64;
-            if run == 0 {
-                run = batch[i..].iter().take(SAMPLE_CHUNK).take_while(|r| matches!(r, Record::Sample(_))).count();
-            }
-            if run == SAMPLE_CHUNK {
-                let rows = &mut batch[i..i + SAMPLE_CHUNK];
-                ins.samples(seq, &ids[i..i + SAMPLE_CHUNK], rows)?;
-                for (r, s) in rows.iter_mut().zip(seq..) {
-                    if let Record::Sample(x) = r {
-                        x.seq = s;
-                    }
-                }
-                samples += SAMPLE_CHUNK as u64;
-                (i, run) = (i + SAMPLE_CHUNK, 0);
-                continue;
-            }
-            match &mut batch[i] {
-                Record::Sample(s) => {
-                    ins.sample(seq, ids[i], s)?;
-                    s.seq = seq;
-                    samples += 1;
-                }
-                Record::Event(e) => {
-                    ins.event(seq, e)?;
-                    e.seq = seq;
-                }
-            }
-            run = run.saturating_sub(1);
-            i += 1;
-        }
-        drop(ins);
+        let samples = Inserts::new(&self.conn).records(first, &ids, batch)?;
         self.ids = ids;
         Ok((first, samples))
     }

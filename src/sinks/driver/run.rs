@@ -45,6 +45,9 @@ pub struct Driver<S: Sink> {
     pub(super) encoder: Arc<Mutex<S::Encoder>>,
     /// What the far end said it holds at the last connect ([`Sink::holds`]).
     pub(super) held: Arc<SeqSet>,
+    /// Keeps the tap holding recent batches (it keeps nothing without a
+    /// subscriber), so a sink that keeps up reads from memory, not SQLite.
+    _live: crate::buffer::TapSubscription,
 }
 
 impl<S: Sink> Driver<S> {
@@ -52,7 +55,8 @@ impl<S: Sink> Driver<S> {
     pub fn new(sink: S, reader: Reader, cursor: SinkCursor, committed: watch::Receiver<u64>, stats: Arc<SinkStats>) -> Driver<S> {
         let set = sink.settings();
         let encoder = Arc::new(Mutex::new(sink.encoder()));
-        Driver { sink, set, reader, cursor, committed, stats, events: None, encoder, held: Arc::default() }
+        let _live = reader.tap().subscribe();
+        Driver { sink, set, reader, cursor, committed, stats, events: None, encoder, held: Arc::default(), _live }
     }
 
     /// Emits `sink.connected`, `sink.disconnected`, `sink.unreachable` and
