@@ -148,6 +148,15 @@ impl Ingest {
     /// counted instead: `Ok` then means "will never block", not "will be
     /// committed"; a group's or barrier's receiver resolves with an error.
     pub fn try_push(&self, e: Entry) -> Result<(), Entry> {
+        self.try_push_quiet(e)?;
+        self.wake_writer();
+        Ok(())
+    }
+
+    /// [`Ingest::try_push`] without waking the writer: the caller wakes it
+    /// once after pushing several entries ([`Ingest::push_all`]), so one
+    /// poll's samples are committed together, not split by an early wake.
+    fn try_push_quiet(&self, e: Entry) -> Result<(), Entry> {
         if self.is_closed() {
             self.discard(e);
             return Ok(());
@@ -170,9 +179,7 @@ impl Ingest {
             // The writer closed the ring while we pushed: nobody else will
             // ever pop this entry.
             self.drain_closed();
-            return Ok(());
         }
-        self.wake_writer();
         Ok(())
     }
 
@@ -297,10 +304,16 @@ impl Ingest {
     }
 
     /// Pushes samples in order, waiting while the ring is full.
+    /// The writer is woken once, after the last one (or when the ring is
+    /// full), so it commits them together.
     pub async fn push_all(&self, samples: impl IntoIterator<Item = Sample>) {
         for s in samples {
-            self.push(s).await;
+            if let Err(e) = self.try_push_quiet(Entry::Sample(s)) {
+                self.wake_writer();
+                self.push_entry(e).await;
+            }
         }
+        self.wake_writer();
     }
 
     /// Pushes from a plain thread, sleeping briefly while the ring is full.
