@@ -109,7 +109,7 @@ pub use config::{BufferConfig, Durability, StartupCheck};
 pub use cursors::SinkCursor;
 pub use handle::{Buffer, BufferStats};
 pub use reader::{Reader, Records};
-pub use tap::{Tap, TapSubscription, Tapped};
+pub use tap::{Tap, TapHold, TapSubscription, Tapped};
 
 /// Unix time in milliseconds (the clock of [`BufferStats::heartbeat_ms`]).
 pub fn unix_ms_now() -> u64 {

@@ -206,6 +206,15 @@ impl Tap {
         TapSubscription { tap: self.clone(), next: r.next, seen_samples: r.samples, epoch: r.epoch, rx: self.committed.clone() }
     }
 
+    /// Keeps the tap holding recent batches without reading them (it keeps
+    /// nothing while nobody subscribes or holds): for readers that serve
+    /// [`Tap::range`] from memory, like the sink driver's live lane. Counted
+    /// as a subscriber until dropped.
+    pub fn hold(self: &Arc<Self>) -> TapHold {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        TapHold { tap: self.clone() }
+    }
+
     /// Records with `after < seq <= upto`, at most `limit`, if the tap still
     /// holds `after + 1` (else `None`: read the buffer instead).
     pub fn range(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<Chunk>> {
@@ -239,6 +248,17 @@ pub struct TapSubscription {
     seen_samples: u64,
     epoch: u64,
     rx: watch::Receiver<u64>,
+}
+
+/// Interest in the tap's recent batches ([`Tap::hold`]); released on drop.
+pub struct TapHold {
+    tap: Arc<Tap>,
+}
+
+impl Drop for TapHold {
+    fn drop(&mut self) {
+        self.tap.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for TapSubscription {

@@ -47,7 +47,7 @@ pub struct Driver<S: Sink> {
     pub(super) held: Arc<SeqSet>,
     /// Keeps the tap holding recent batches (it keeps nothing without a
     /// subscriber), so a sink that keeps up reads from memory, not SQLite.
-    _live: crate::buffer::TapSubscription,
+    _live: crate::buffer::TapHold,
 }
 
 impl<S: Sink> Driver<S> {
@@ -55,7 +55,7 @@ impl<S: Sink> Driver<S> {
     pub fn new(sink: S, reader: Reader, cursor: SinkCursor, committed: watch::Receiver<u64>, stats: Arc<SinkStats>) -> Driver<S> {
         let set = sink.settings();
         let encoder = Arc::new(Mutex::new(sink.encoder()));
-        let _live = reader.tap().subscribe();
+        let _live = reader.tap().hold();
         Driver { sink, set, reader, cursor, committed, stats, events: None, encoder, held: Arc::default(), _live }
     }
 
