@@ -9,7 +9,9 @@ use super::spec::Format;
 use super::{Mapper, ParseSpec, Record};
 
 /// Parses `input` as `format`, feeding every record to `out`. A whole-input
-/// problem (not text, unreadable header) is returned once.
+/// problem (not text, unreadable header, no timestamp key for this format
+/// while the other format has one and `missing_timestamp = "reject"`) is
+/// returned once.
 pub fn parse_input<R: Read>(
     input: R,
     format: Format,
@@ -18,6 +20,15 @@ pub fn parse_input<R: Read>(
     origin: &str,
     out: &mut dyn FnMut(Record),
 ) -> Result<u64, FileError> {
+    if let Some(key) = spec.timestamp_key_missing(format)
+        && spec.missing_timestamp == super::spec::MissingTs::Reject
+    {
+        let (this, other) = if key == "timestamp_column" { ("CSV", "timestamp_path") } else { ("JSON", "timestamp_column") };
+        return Err(FileError::Header(format!(
+            "the input is {this} but the source only sets {other}, so its records have no timestamp; set {key} \
+             (or missing_timestamp = \"receive_time\" to stamp them with the receive time, uncertain)"
+        )));
+    }
     match format {
         Format::Csv => read_csv(input, spec, mapper, origin, out),
         Format::JsonLines => read_json_lines(std::io::BufReader::with_capacity(1 << 16, input), spec, mapper, origin, out),

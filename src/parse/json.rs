@@ -230,6 +230,9 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
     let recv = Timestamp::now();
     let (ts, uncertain) = match timestamp_of(v, spec) {
         Ok(Some(t)) => (t.ts, t.uncertain),
+        // Only `timestamp_column` (CSV) is set: no timestamp for JSON
+        // (`parse_input` refuses the input unless missing_timestamp = "receive_time").
+        Ok(None) if spec.timestamp_key_missing(super::spec::Format::Json).is_some() => (recv, Some("timestamp_missing")),
         Ok(None) => (recv, None),
         Err(_) if spec.missing_timestamp == MissingTs::ReceiveTime => (recv, Some("timestamp_missing")),
         Err(e) => return reject(mapper, format!("timestamp: {e}")),

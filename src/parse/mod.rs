@@ -22,7 +22,8 @@
 //! a numeric field is an unreadable value: the record is rejected (strict
 //! policy) or the value becomes a bad sample `parse_error` (lenient). A CSV
 //! column is classified by its value in the first data row; a JSON field by
-//! the first value seen. What was learnt is kept in [`Fields`]: per file for
+//! the first value seen. A text field that later holds a number is numeric
+//! from then on, so its numbers are never dropped. What was learnt is kept in [`Fields`]: per file for
 //! imports and watch folders, for the life of the source for `tail`, `http`
 //! and `mqtt-in`, at most [`MAX_FIELDS`] names per source: names beyond are
 //! not remembered (counted, and logged at most once a minute), so data with

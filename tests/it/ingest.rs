@@ -584,6 +584,37 @@ async fn http_json_strings_in_numeric_fields_are_values_or_errors() {
     gw.shutdown().await.unwrap();
 }
 
+/// Bugs: an HTTP source with only `timestamp_path` (JSON) that receives a
+/// CSV body stored its samples `good`, stamped with the receive time (a
+/// plausible wrong value). The body is refused (422, with the key to set);
+/// JSON bodies still take their timestamp; `relais check` warns.
+#[tokio::test]
+async fn http_csv_body_without_its_timestamp_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "[[source]]\nname = \"lab\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\ntimestamp_path = \"ts\"\n"
+    );
+    let cfg = gateway_config(dir.path(), &body);
+    let w: Vec<&str> = cfg.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert!(w.iter().any(|m| m.contains("CSV input has no timestamp") && m.contains("set timestamp_column")), "{w:?}");
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    let http = crate::common::http_client();
+    let url = format!("http://127.0.0.1:{port}/ingest/lab");
+    let r = http.post(&url).header("content-type", "text/csv").body("ts,a\n2026-01-05T10:00:00Z,1\n").send().await.unwrap();
+    assert_eq!(r.status(), 422, "not a 200 with receive-time samples");
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert!(j["errors"][0]["reason"].as_str().unwrap().contains("set timestamp_column"), "{j}");
+    let r =
+        http.post(&url).header("content-type", "application/json").body(r#"{"ts": "2026-01-05T10:00:00Z", "a": 2}"#).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let all = samples(&gw);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!((all[0].quality, all[0].value.clone()), (Quality::Good, Value::I64(2)));
+    assert_eq!(relais::model::format_rfc3339(all[0].ts), "2026-01-05T10:00:00Z");
+    gw.shutdown().await.unwrap();
+}
+
 fn quarantine_origins(dir: &Path) -> Vec<String> {
     let c = rusqlite::Connection::open_with_flags(dir.join("data/buffer.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut st = c.prepare("SELECT origin FROM quarantine ORDER BY id").unwrap();

@@ -260,6 +260,31 @@ fn csv_text_columns_are_skipped_and_text_in_numeric_columns_is_an_error() {
     assert!(bad[0].reason.contains("'.'"), "{}", bad[0].reason);
 }
 
+/// Bugs: a CSV column whose first value is text ("n/a") is numeric once it
+/// holds a number (as in JSON): its later numbers are imported, never
+/// dropped, and its text cells from then on are reported with line and column.
+#[test]
+fn csv_text_column_holding_numbers_later_keeps_them() {
+    let input = b"ts,v,w\n2026-01-05T10:00:00Z,n/a,1\n2026-01-05T10:00:01Z,5,2\n2026-01-05T10:00:02Z,n/a,3\n2026-01-05T10:00:03Z,7.5,4\n";
+    let keys = "format = \"csv\"\ntimestamp_column = \"ts\"";
+    let (ok, bad) = run(input, Format::Csv, &spec(keys));
+    assert_eq!(ok.len(), 3, "{ok:?} {bad:?}");
+    assert_eq!(ok[0].len(), 1, "v is text in the first row: only w {:?}", ok[0]);
+    assert_eq!(val(&ok[1], "v").value, Value::I64(5));
+    assert_eq!(val(&ok[1], "w").value, Value::I64(2));
+    assert_eq!(val(&ok[2], "v").value, Value::F64(7.5));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].location, "line 4");
+    assert!(bad[0].reason.starts_with("parse_error: column \"v\": \"n/a\" is not a number"), "{}", bad[0].reason);
+    // Lenient: the text cell is a bad sample, the row is kept.
+    let (ok, bad) = run(input, Format::Csv, &spec(&format!("{keys}\npolicy = \"lenient\"")));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(ok.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 2, 2]);
+    let v = val(&ok[2], "v");
+    assert_eq!((v.quality, v.value.clone()), (Quality::Bad, Value::Null));
+    assert_eq!(val(&ok[3], "v").value, Value::F64(7.5));
+}
+
 /// Issue 6: in JSON, text in a field that held numbers is an unreadable value
 /// (strict: the record is rejected; lenient: a bad sample `parse_error`), an
 /// empty string a bad sample `null`, and `"1,5"` a number with `decimal = ","`;

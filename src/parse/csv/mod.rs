@@ -173,9 +173,13 @@ pub fn read_csv<R: Read>(
         }
         if !classified {
             classified = true;
-            if let Columns::Wide { cols } = &mut plan.columns {
-                plan::classify_columns(cols, rec, &header, c.decimal, mapper, line);
+            if let Columns::Wide { cols, text } = &mut plan.columns {
+                plan::classify_columns(cols, text, rec, &header, c.decimal, mapper, line);
             }
+        } else if let Columns::Wide { cols, text } = &mut plan.columns
+            && !text.is_empty()
+        {
+            plan::promote_numeric(cols, text, rec, &header, c.decimal, mapper, (origin, line));
         }
         let row = row::Row { rec, line, header: &header, delim, origin };
         out(row.convert(&plan, spec, mapper));

@@ -13,8 +13,10 @@ use crate::model::TagMeta;
 
 /// The tag columns of a layout.
 pub(super) enum Columns {
-    /// Column index, its tag, and whether a `[[source.tag]]` names it.
-    Wide { cols: Vec<(usize, Arc<TagMeta>, bool)> },
+    /// `cols`: column index, its tag, and whether a `[[source.tag]]` names
+    /// it; `text`: the text columns (index, tag), skipped until one holds a
+    /// number (then it moves to `cols`, numeric from that row on).
+    Wide { cols: Vec<(usize, Arc<TagMeta>, bool)>, text: Vec<(usize, Arc<TagMeta>)> },
     /// The columns of the tag name, value, unit and quality.
     Long { tag: usize, value: usize, unit: Option<usize>, quality: Option<usize> },
 }
@@ -23,6 +25,10 @@ pub(super) enum Columns {
 pub(super) struct Plan {
     /// Index of the timestamp column.
     pub(super) ts_col: Option<usize>,
+    /// No timestamp column while the source sets `timestamp_path` (JSON
+    /// only): rows are stamped with the receive time, uncertain
+    /// (`missing_timestamp = "receive_time"`; otherwise the input is refused).
+    pub(super) ts_missing: bool,
     /// Index of the device column.
     pub(super) dev_col: Option<usize>,
     /// The tag columns.
@@ -74,7 +80,7 @@ impl Plan {
                         need(r.column.as_deref().unwrap_or(&r.name), &format!("tag {:?}", r.name))?;
                     }
                 }
-                Columns::Wide { cols }
+                Columns::Wide { cols, text: Vec::new() }
             }
             Layout::Long => Columns::Long {
                 tag: need(&c.tag_column, "tag")?,
@@ -83,7 +89,7 @@ impl Plan {
                 quality: c.quality_column.as_deref().map(|n| need(n, "quality")).transpose()?,
             },
         };
-        Ok(Plan { ts_col, dev_col, columns })
+        Ok(Plan { ts_col, ts_missing: spec.timestamp_key_missing(super::super::spec::Format::Csv).is_some(), dev_col, columns })
     }
 }
 
@@ -118,11 +124,12 @@ fn wide_columns(
 }
 
 /// Wide layout, first data row: a column not named by a `[[source.tag]]`,
-/// not known as numeric, whose cell is text is a text column: dropped from
-/// `cols` (INFO once). The others are numeric from now on when their cell
-/// holds a number.
+/// not known as numeric, whose cell is text is a text column: moved from
+/// `cols` to `text` (INFO once). The others are numeric from now on when
+/// their cell holds a number.
 pub(super) fn classify_columns(
     cols: &mut Vec<(usize, Arc<TagMeta>, bool)>,
+    text: &mut Vec<(usize, Arc<TagMeta>)>,
     rec: &csv::StringRecord,
     header: &[String],
     decimal: char,
@@ -139,6 +146,7 @@ pub(super) fn classify_columns(
         if kind == Some(FieldKind::Text) || super::super::number::is_text(cell, decimal) {
             mapper.fields.set(&mapper.source, &meta.tag, FieldKind::Text);
             note_text_field(&mapper.source, "column", &header[*i], cell, &format!(" in line {line}"));
+            text.push((*i, meta.clone()));
             return false;
         }
         if parse_number(cell, decimal).is_ok() {
@@ -146,4 +154,43 @@ pub(super) fn classify_columns(
         }
         true
     });
+}
+
+/// Wide layout, any data row: a text column whose cell holds a number is
+/// numeric from this row on (the rule of [`crate::parse`]: a field is
+/// numeric once it has held a number), so its numbers are never dropped;
+/// its text cells are then unreadable values, reported like any other.
+/// Logged once per column at WARN (`relais import` shows it).
+pub(super) fn promote_numeric(
+    cols: &mut Vec<(usize, Arc<TagMeta>, bool)>,
+    text: &mut Vec<(usize, Arc<TagMeta>)>,
+    rec: &csv::StringRecord,
+    header: &[String],
+    decimal: char,
+    mapper: &Mapper,
+    (origin, line): (&str, u64),
+) {
+    use super::super::FieldKind;
+    use crate::util::escape::escape;
+    let before = cols.len();
+    text.retain(|(i, meta)| {
+        if parse_number(&rec[*i], decimal).is_err() {
+            return true;
+        }
+        mapper.fields.set(&mapper.source, &meta.tag, FieldKind::Numeric);
+        tracing::warn!(
+            source = %escape(&mapper.source), file = %escape(origin), column = %escape(&header[*i]),
+            "{}: column \"{}\" held text in its first data row but holds a number (\"{}\") in line {line}: it is a numeric \
+             column from this line on, and its text cells are unreadable values (rejected rows, or bad samples with \
+             policy = \"lenient\")",
+            escape(origin),
+            escape(&header[*i]),
+            escape(&rec[*i]),
+        );
+        cols.push((*i, meta.clone(), false));
+        false
+    });
+    if cols.len() != before {
+        cols.sort_by_key(|c| c.0);
+    }
 }

@@ -47,6 +47,7 @@ impl Row<'_> {
         let rec = self.rec;
         let recv = Timestamp::now();
         let (ts, uncertain) = match plan.ts_col {
+            None if plan.ts_missing => (recv, Some("timestamp_missing")),
             None => (recv, None),
             Some(i) => match spec.ts.parse_text(&rec[i]) {
                 Ok(p) => (p.ts, p.uncertain),
@@ -60,7 +61,7 @@ impl Row<'_> {
         }
         let at = At { ts, recv, uncertain };
         let done = match &plan.columns {
-            Columns::Wide { cols } => self.wide(cols, device, at, spec, mapper),
+            Columns::Wide { cols, .. } => self.wide(cols, device, at, spec, mapper),
             Columns::Long { tag, value, unit, quality } => self.long((*tag, *value, *unit, *quality), device, at, spec, mapper),
         };
         match done {

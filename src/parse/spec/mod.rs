@@ -135,6 +135,37 @@ pub struct ParseSpec {
 }
 
 impl ParseSpec {
+    /// The timestamp key `format` would need when only the other format's
+    /// key is set (`timestamp_path` without `timestamp_column` for CSV, the
+    /// reverse for JSON): its records have no timestamp, and stamping them
+    /// with the receive time as `good` would be a plausible wrong value.
+    /// `None` when `format` has its key, or when neither is set (receive
+    /// time is then the documented timestamp).
+    pub fn timestamp_key_missing(&self, format: Format) -> Option<&'static str> {
+        match format {
+            Format::Csv if self.csv.timestamp_column.is_none() && self.json.timestamp.is_some() => Some("timestamp_column"),
+            Format::Json | Format::JsonLines if self.json.timestamp.is_none() && self.csv.timestamp_column.is_some() => {
+                Some("timestamp_path")
+            }
+            _ => None,
+        }
+    }
+
+    /// The warning `relais check` prints when [`Self::timestamp_key_missing`]
+    /// holds for `format`: what happens to such input and the key to set.
+    pub fn timestamp_warning(&self, format: Format) -> Option<String> {
+        let key = self.timestamp_key_missing(format)?;
+        let (this, other) = if key == "timestamp_column" { ("CSV", "timestamp_path") } else { ("JSON", "timestamp_column") };
+        let then = match self.missing_timestamp {
+            MissingTs::Reject => "refused whole (missing_timestamp = \"reject\")",
+            MissingTs::ReceiveTime => "stamped with the receive time and marked uncertain (timestamp_missing)",
+        };
+        Some(format!(
+            "{other} applies to {} only: {this} input has no timestamp and is {then}; set {key}",
+            if this == "CSV" { "JSON" } else { "CSV" }
+        ))
+    }
+
     /// A stable text of every setting that changes the samples a file gives,
     /// for `format` (the file's resolved format) and `device` (the source's
     /// default device). Part of a file import's identity, so that a file

@@ -107,7 +107,7 @@ impl RawParse {
             let span = self.select.as_ref().map_or(item_span.clone(), |s| s.span());
             r.error(span, "select", "select = \"listed\" needs at least one [[source.tag]]");
         }
-        ParseSpec {
+        let spec = ParseSpec {
             format,
             policy,
             ts,
@@ -132,7 +132,15 @@ impl RawParse {
                 device: self.device_path.map(|p| to_pointer(p.get_ref())),
             },
             tags,
+        };
+        // `format = "csv"` with only `timestamp_path` (or JSON with only
+        // `timestamp_column`) cannot give a timestamp.
+        if let Some(f) = format
+            && let Some(w) = spec.timestamp_warning(f)
+        {
+            r.warn(item_span, spec.timestamp_key_missing(f).unwrap_or("timestamp"), w);
         }
+        spec
     }
 
     /// `timestamp_format`, `timezone`, `epoch_unit`, `ambiguous_time`, and

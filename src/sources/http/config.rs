@@ -105,6 +105,16 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
             }
         },
     };
+    // No `format`: the Content-Type picks CSV or JSON per request, so a
+    // timestamp key for one format only leaves the other without one.
+    if common.parse.format.is_none() {
+        for f in [crate::parse::spec::Format::Csv, crate::parse::spec::Format::Json] {
+            if let Some(w) = common.parse.timestamp_warning(f) {
+                let key = common.parse.timestamp_key_missing(f).unwrap_or("timestamp");
+                d.warn(span.clone(), &k(key), format!("{w} (bodies sent with that Content-Type)"));
+            }
+        }
+    }
     let token = read_secret(d, &key, "token", &raw.token, &raw.token_file, &raw.token_env, base);
     if matches!(token, SecretKey::Absent) && !raw.allow_anonymous {
         d.error(span.clone(), &k("token"), "set token_file (or token_env) for `Authorization: Bearer <token>`, or allow_anonymous = true");
