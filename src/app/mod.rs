@@ -155,6 +155,9 @@ pub struct Gateway {
     pub telemetry: Arc<Telemetry>,
     /// What the status line reads.
     pub status: StatusLine,
+    /// The devices that accept writes (see `component::actuate`): write
+    /// through it with `actuators.write(request).await`.
+    pub actuators: crate::component::Actuators,
     /// `type = "file"` sources (used by `relais import`).
     pub file_sources: Vec<crate::sources::file::config::FileSource>,
     sources_stop: CancellationToken,
@@ -243,6 +246,7 @@ impl Gateway {
             buffer.emit_events();
         }
         let telemetry = Arc::new(Telemetry::default());
+        let actuators = crate::component::Actuators::new(events.clone());
 
         // Sinks, then detectors, then sources: each family starts its kinds
         // with one context (sources and sinks stop at different moments).
@@ -256,6 +260,7 @@ impl Gateway {
             events: events.clone(),
             stop: stop.clone(),
             grace: SINK_GRACE,
+            actuators: actuators.clone(),
         };
         let sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
 
@@ -292,6 +297,7 @@ impl Gateway {
             buffer,
             telemetry,
             status,
+            actuators,
             file_sources,
             sources_stop,
             sinks_stop,

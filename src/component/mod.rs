@@ -22,7 +22,12 @@
 //! [`Kind::spawn`] reads committed samples from the buffer's committed-data
 //! tap (through [`Ctx::buffer`]) and writes what they produce (events,
 //! derived samples) into the ring ([`Ctx::ingest`]), like any source.
+//!
+//! Actuator writes go through [`actuate`]: the task that owns a device's
+//! link registers it in [`Ctx::actuators`] and executes the writes asked
+//! for there (by rules, commands, the app), serialised with its polling.
 
+pub mod actuate;
 mod claims;
 
 use std::future::Future;
@@ -38,6 +43,7 @@ use crate::diag::{Diag, Item};
 use crate::ingest::{Events, Ingest};
 use crate::telemetry::Telemetry;
 
+pub use actuate::Actuators;
 pub use claims::{Claim, Resource, clashes};
 
 /// What a kind's parser gets besides its item.
@@ -73,6 +79,9 @@ pub struct Ctx<'a> {
     pub stop: CancellationToken,
     /// How long a sink may keep delivering after `stop` (shutdown grace).
     pub grace: Duration,
+    /// The devices that accept writes ([`actuate`]): a source that owns a
+    /// device's link registers it; rules, commands and the app write through it.
+    pub actuators: Actuators,
 }
 
 /// One configured instance of a kind.
