@@ -109,25 +109,7 @@ static NOTED: Mutex<Option<Noted>> = Mutex::new(None);
 /// bounds of the module docs); `what` is `column` or `field`, `value` its
 /// text, `place` where it was seen.
 pub fn note_text_field(source: &str, what: &str, field: &str, value: &str, place: &str) {
-    let Ok(mut g) = NOTED.lock() else { return };
-    let n = g.get_or_insert_with(|| Noted { seen: HashSet::new(), logged: 0, limit: RateLimited::new(LOG_PERIOD) });
-    let key = (source.to_string(), field.to_string());
-    if n.seen.contains(&key) {
-        return;
-    }
-    if n.seen.len() < NOTED_MAX {
-        n.seen.insert(key);
-    }
-    let left_out = if n.logged < LOG_BURST {
-        n.logged += 1;
-        0
-    } else {
-        match n.limit.allow() {
-            Some(k) => k,
-            None => return,
-        }
-    };
-    drop(g);
+    let Some(left_out) = first_note(source, field) else { return };
     let more = if left_out > 0 { format!(" ({left_out} more text fields were not logged in the last minute)") } else { String::new() };
     tracing::info!(
         source = %escape(source), field = %escape(field),
@@ -137,6 +119,41 @@ pub fn note_text_field(source: &str, what: &str, field: &str, value: &str, place
         escape(field),
         escape(clip_example(value))
     );
+}
+
+/// Logs (WARN, once per source and field, within the bounds of the module
+/// docs) that a JSON field holding an array of `len` items is not ingested:
+/// arrays are not flattened into tags (see [`crate::parse`]).
+pub fn note_array_field(source: &str, field: &str, len: usize) {
+    let Some(left_out) = first_note(source, field) else { return };
+    let more = if left_out > 0 { format!(" ({left_out} more fields were not logged in the last minute)") } else { String::new() };
+    tracing::warn!(
+        source = %escape(source), field = %escape(field),
+        "field \"{}\" holds an array ({len} items): not ingested (arrays are not flattened into tags). To ingest one item, \
+         name it in a [[source.tag]] with path = \"/{}/0\"; to silence this, list the fields to ingest with select = \"listed\"{more}",
+        escape(field),
+        escape(&field.replace('.', "/")),
+    );
+}
+
+/// `Some(lines left out)` when (source, field) is logged now: its first
+/// time, within the burst or the rate limit.
+fn first_note(source: &str, field: &str) -> Option<u64> {
+    let Ok(mut g) = NOTED.lock() else { return None };
+    let n = g.get_or_insert_with(|| Noted { seen: HashSet::new(), logged: 0, limit: RateLimited::new(LOG_PERIOD) });
+    let key = (source.to_string(), field.to_string());
+    if n.seen.contains(&key) {
+        return None;
+    }
+    if n.seen.len() < NOTED_MAX {
+        n.seen.insert(key);
+    }
+    if n.logged < LOG_BURST {
+        n.logged += 1;
+        Some(0)
+    } else {
+        n.limit.allow()
+    }
 }
 
 /// (source, field) pairs remembered as logged (at most [`NOTED_MAX`]).

@@ -162,8 +162,14 @@ fn classify(x: &J, name: &str, configured: bool, decimal: char, mapper: &Mapper)
             }
         }
         // An array where numbers came before (or a configured tag): an
-        // unreadable value, reported; elsewhere not a tag.
-        J::Array(_) => configured || fields.kind(name) == Some(FieldKind::Numeric),
+        // unreadable value, reported; elsewhere not a tag, logged once.
+        J::Array(a) => {
+            let numeric = configured || fields.kind(name) == Some(FieldKind::Numeric);
+            if !numeric {
+                super::fields::note_array_field(&mapper.source, name, a.len());
+            }
+            numeric
+        }
         _ => true,
     }
 }
@@ -275,12 +281,13 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
 }
 
 /// Parses `text` (strict JSON, or with bare non-finite tokens under the
-/// lenient policy).
+/// lenient policy); an object with a repeated key is an error.
 fn parse_text(text: &str, spec: &ParseSpec) -> Result<J, serde_json::Error> {
-    match serde_json::from_str::<J>(text) {
+    use super::json_value::from_str_unique;
+    match from_str_unique(text) {
         Ok(v) => Ok(v),
         Err(e) if spec.policy == Policy::Lenient => match repair_non_finite(text) {
-            Some(fixed) => serde_json::from_str(&fixed),
+            Some(fixed) => from_str_unique(&fixed),
             None => Err(e),
         },
         Err(e) => Err(e),

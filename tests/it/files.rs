@@ -501,3 +501,48 @@ fn import_progress_bar_fits_80_columns() {
     assert!(line.contains("9999999 records, 123456/s"), "{line}");
     assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
 }
+
+/// Bugs (bad-input tester): nothing of a file disappears without a line in
+/// the import output. A JSON array field is not a tag and says so (WARN); a
+/// repeated JSON key rejects its record (serde_json alone keeps the last
+/// value silently); a CSV header naming a column twice refuses the file
+/// (two samples of one tag at one instant otherwise); a CSV column whose
+/// first value is text keeps its later numbers.
+#[test]
+fn import_reports_arrays_duplicate_keys_and_duplicate_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("d.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"ts\":\"2026-01-05T10:00:00Z\",\"a\":1,\"list\":[1,2]}\n{\"ts\":\"2026-01-05T10:00:01Z\",\"a\":2,\"a\":3}\n{\"ts\":\"2026-01-05T10:00:02Z\",\"a\":4}\n",
+    )
+    .unwrap();
+    let cfg = config(dir.path(), "[[source]]\nname = \"f\"\ntype = \"file\"\ntimestamp_path = \"ts\"\ntimestamp_column = \"ts\"\n");
+    let o = import(&cfg, &[jsonl.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(out.contains("3 records, 2 samples accepted, 1 quarantined"), "{out}");
+    assert!(out.contains("field \"list\" holds an array (2 items): not ingested"), "{out}");
+    let c = db(dir.path());
+    let (loc, reason): (String, String) =
+        c.query_row("SELECT location, reason FROM quarantine", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!(loc.starts_with("line 2 (byte "), "{loc}");
+    assert!(reason.contains("duplicate key \"a\""), "{reason}");
+    let values: Vec<i64> =
+        c.prepare("SELECT value FROM samples ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert_eq!(values, vec![1, 4], "neither 2 nor 3 of the conflicting record");
+    drop(c);
+    // A CSV header with one name twice: refused at the header, nothing read.
+    let csv = dir.path().join("dup.csv");
+    std::fs::write(&csv, "ts,a,b,a\n2026-01-05T10:00:00Z,1,2,3\n").unwrap();
+    let o = import(&cfg, &[csv.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("dup.csv") && out.contains("names column \"a\" twice (columns 2 and 4)"), "{out}");
+    // A column whose first value is "n/a": its later numbers are imported, and the change is said.
+    let na = dir.path().join("na.csv");
+    std::fs::write(&na, "ts,v\n2026-01-05T10:00:00Z,n/a\n2026-01-05T10:00:01Z,5\n2026-01-05T10:00:02Z,6\n").unwrap();
+    let o = import(&cfg, &[na.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(out.contains("3 records, 2 samples accepted, 0 quarantined"), "{out}");
+    assert!(out.contains("column \"v\" held text in its first data row but holds a number (\"5\") in line 3"), "{out}");
+}

@@ -70,6 +70,7 @@ impl Plan {
                 ))
             })
         };
+        check_unique(header, c)?;
         let ts_col = c.timestamp_column.as_deref().map(|n| need(n, "timestamp")).transpose()?;
         let dev_col = c.device_column.as_deref().map(|n| need(n, "device")).transpose()?;
         let columns = match c.layout {
@@ -91,6 +92,28 @@ impl Plan {
         };
         Ok(Plan { ts_col, ts_missing: spec.timestamp_key_missing(super::super::spec::Format::Csv).is_some(), dev_col, columns })
     }
+}
+
+/// Two columns with one name (not in `skip_columns`) would give two samples
+/// of one tag at one instant, or an ambiguous timestamp or device column:
+/// the file is refused at its header, naming the columns.
+fn check_unique(header: &[String], c: &CsvSpec) -> Result<(), FileError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, h) in header.iter().enumerate() {
+        if c.skip_columns.contains(h) {
+            continue;
+        }
+        if let Some(first) = seen.insert(h.as_str(), i) {
+            let whence = if c.columns.is_some() { "the configured `columns`" } else { "the header (line 1)" };
+            return Err(FileError::Header(format!(
+                "{whence} names column {h:?} twice (columns {} and {}): each value would be a second sample of one tag at one \
+                 instant; rename one (or list it in skip_columns)",
+                first + 1,
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Wide layout: every column but the timestamp, device and skipped ones is
