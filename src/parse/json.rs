@@ -125,6 +125,19 @@ fn read_value(v: &J, decimal: char) -> Read {
     }
 }
 
+/// True when `val`, read from `x`, may not be the number written: a JSON
+/// number beyond 64-bit integers or with a fraction read as a float beyond
+/// 2^53 (serde_json keeps no text to compare), or a number in a string that
+/// [`super::number::inexact`] finds changed. Integers within 64 bits are
+/// exact `I64`/`U64` (`18446744073709551615` is `U64`).
+fn precision_lost(x: &J, decimal: char, val: &Value) -> bool {
+    match (x, val) {
+        (J::Number(_), Value::F64(f)) => f.abs() >= 9_007_199_254_740_992.0,
+        (J::String(s), _) => super::number::inexact(s, decimal, val),
+        _ => false,
+    }
+}
+
 /// `select = "auto"`: whether field `name` holding `x` is a measurement
 /// (see the rules in [`crate::parse`]). Numbers and booleans are, and make
 /// the field numeric; a string is one when it holds a number (the field
@@ -267,7 +280,10 @@ pub fn record(v: &J, spec: &ParseSpec, mapper: &mut Mapper, origin: &str, locati
             continue;
         };
         match read_value(x, decimal) {
-            Read::Value(val) => samples.push(mapper.sample(meta, val, ts, recv, uncertain)),
+            Read::Value(val) => {
+                let u = if precision_lost(x, decimal, &val) { Some(super::number::PRECISION_LOSS) } else { uncertain };
+                samples.push(mapper.sample(meta, val, ts, recv, u));
+            }
             Read::Null if matches!(x, J::String(_)) => samples.push(mapper.bad(meta, format!("{}: empty string", reason::NULL), ts, recv)),
             Read::Null => samples.push(mapper.bad(meta, reason::NULL.to_string(), ts, recv)),
             Read::Bad(e) if strict => return reject(mapper, format!("tag {name:?}: {e}")),

@@ -81,10 +81,49 @@ pub fn parse_number(text: &str, decimal: char) -> Result<Value, NumError> {
     }
     let normal = if decimal == ',' { s.replace(',', ".") } else { s.to_string() };
     match normal.parse::<f64>() {
+        // `1e-400` is not 0: refused like `1e400`, never a plausible zero.
+        Ok(f) if f == 0.0 && s.split(['e', 'E']).next().is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b))) => {
+            Err(NumError::Invalid(format!("{s:?} is too small for a 64-bit float (it would read as 0)")))
+        }
         Ok(f) if f.is_finite() => Ok(Value::F64(f)),
         Ok(_) => Err(NumError::NonFinite(s.to_string())),
         Err(_) => Err(NumError::Invalid(format!("{s:?} is not a number"))),
     }
+}
+
+/// Beyond this magnitude a 64-bit float no longer holds every integer.
+const EXACT_F64: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// The `uncertain` reason of a number that a 64-bit float may not hold
+/// exactly: [`inexact`] for text, or any float beyond 2^53 when the text is
+/// not known (JSON numbers beyond 64-bit integers).
+pub const PRECISION_LOSS: &str = "precision_loss: beyond 2^53 a 64-bit float does not hold the value as written";
+
+/// True when `v`, read from `text` by [`parse_number`], is a float beyond
+/// 2^53 that differs from the number written (`100000000000000000001`,
+/// `9007199254740993.0`): kept, marked uncertain with [`PRECISION_LOSS`].
+/// `1e20` is exact. Integers within 64 bits are exact `I64`/`U64` already.
+pub fn inexact(text: &str, decimal: char, v: &Value) -> bool {
+    let Value::F64(x) = v else { return false };
+    if x.abs() < EXACT_F64 {
+        return false;
+    }
+    canonical(text.trim(), decimal) != canonical(&format!("{:e}", x.abs()), '.')
+}
+
+/// The significant digits of a decimal number's text (no sign, no leading or
+/// trailing zeros) and the power of ten of the first one.
+fn canonical(text: &str, decimal: char) -> Option<(String, i64)> {
+    let t = text.trim_start_matches(['+', '-']);
+    let (mant, exp) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (t, 0),
+    };
+    let (int, frac) = mant.split_once(decimal).unwrap_or((mant, ""));
+    let all: String = int.chars().chain(frac.chars()).collect();
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0').to_string();
+    Some((digits, exp + int.len() as i64 - 1 - lead as i64))
 }
 
 #[cfg(test)]
@@ -120,8 +159,34 @@ mod tests {
             assert!(matches!(parse_number(s, '.'), Err(NumError::NonFinite(_))), "{s}");
         }
         assert_eq!(parse_number("1e999", '.'), Err(NumError::NonFinite("1e999".into())));
+        // Underflow is refused too, never a plausible 0.
+        for s in ["1e-400", "-2.5e-999", "0,1e-400"] {
+            assert!(matches!(parse_number(s, if s.contains(',') { ',' } else { '.' }), Err(NumError::Invalid(_))), "{s}");
+        }
+        assert_eq!(parse_number("0e-400", '.'), Ok(Value::F64(0.0)));
+        assert_eq!(parse_number("0.000", '.'), Ok(Value::F64(0.0)));
+        assert!(!is_text("1e-400", '.'));
         assert_eq!(parse_number("", '.'), Err(NumError::Empty));
         assert!(matches!(parse_number("12abc", '.'), Err(NumError::Invalid(_))));
         assert!(matches!(parse_number("-", '.'), Err(NumError::Invalid(_))));
+    }
+
+    #[test]
+    fn floats_beyond_2_pow_53_that_are_not_the_number_written_are_found() {
+        for (t, d, loss) in [
+            ("100000000000000000001", '.', true),
+            ("9007199254740993.0", '.', true),
+            ("9007199254740993,0", ',', true),
+            ("-9007199254740993.0", '.', true),
+            ("1e20", '.', false),
+            ("100000000000000000000", '.', false),
+            ("9007199254740992.0", '.', false),
+            ("0.1", '.', false),
+            ("123456.789", '.', false),
+        ] {
+            let v = parse_number(t, d).unwrap();
+            assert_eq!(inexact(t, d, &v), loss, "{t} {v:?}");
+        }
+        assert_eq!(parse_number("9007199254740993", '.'), Ok(Value::I64(9_007_199_254_740_993)), "exact as I64");
     }
 }

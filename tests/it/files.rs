@@ -545,4 +545,11 @@ fn import_reports_arrays_duplicate_keys_and_duplicate_columns() {
     let out = text(&o);
     assert!(out.contains("3 records, 2 samples accepted, 0 quarantined"), "{out}");
     assert!(out.contains("column \"v\" held text in its first data row but holds a number (\"5\") in line 3"), "{out}");
+    // A 0-byte file: "empty file" with its name, not an unterminated quote.
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let o = import(&cfg, &[empty.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(out.contains(&format!("{}: parse_error: empty file (0 bytes)", empty.display())), "{out}");
+    assert!(!out.contains("unterminated quote"), "{out}");
 }

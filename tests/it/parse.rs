@@ -285,6 +285,46 @@ fn csv_text_column_holding_numbers_later_keeps_them() {
     assert_eq!(val(&ok[3], "v").value, Value::F64(7.5));
 }
 
+/// Bugs: numbers at the edges of f64. Underflow (`1e-400`) is refused like
+/// overflow (`1e400`), never a plausible 0; integers within 64 bits stay
+/// exact (`I64`/`U64`, also `u64::MAX` in JSON); a float beyond 2^53 that is
+/// not the number written is kept uncertain `precision_loss`, never good.
+#[test]
+fn numbers_at_the_edges_of_f64_are_exact_refused_or_marked() {
+    let keys = "format = \"csv\"\ntimestamp_column = \"ts\"";
+    let input = b"ts,a\n2026-01-05T10:00:00Z,1e-400\n2026-01-05T10:00:01Z,1e400\n2026-01-05T10:00:02Z,100000000000000000001\n2026-01-05T10:00:03Z,9007199254740993\n2026-01-05T10:00:04Z,18446744073709551615\n2026-01-05T10:00:05Z,1e20\n";
+    let (ok, bad) = run(input, Format::Csv, &spec(keys));
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!(bad[0].location, "line 2");
+    assert!(bad[0].reason.contains("\"1e-400\" is too small for a 64-bit float"), "{}", bad[0].reason);
+    assert!(bad[1].reason.contains("non-finite"), "{}", bad[1].reason);
+    let big = &ok[0][0];
+    assert_eq!((big.quality, big.reason.as_deref()), (Quality::Uncertain, Some(relais::parse::number::PRECISION_LOSS)));
+    assert_eq!((ok[1][0].quality, ok[1][0].value.clone()), (Quality::Good, Value::I64(9_007_199_254_740_993)));
+    assert_eq!((ok[2][0].quality, ok[2][0].value.clone()), (Quality::Good, Value::U64(u64::MAX)));
+    assert_eq!((ok[3][0].quality, ok[3][0].value.clone()), (Quality::Good, Value::F64(1e20)), "1e20 is exact");
+    let (ok, bad) = run(input, Format::Csv, &spec(&format!("{keys}\npolicy = \"lenient\"")));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!((ok[0][0].quality, ok[0][0].value.clone()), (Quality::Bad, Value::Null), "not 0");
+    // JSON: u64::MAX is U64 (strict, and lenient with a bare NaN beside it).
+    let (ok, bad) = run(
+        br#"{"a": 18446744073709551615, "b": 9007199254740993, "c": 100000000000000000001, "d": "1e-400"}"#,
+        Format::Json,
+        &spec("format = \"json\"\npolicy = \"lenient\""),
+    );
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!((val(&ok[0], "a").quality, val(&ok[0], "a").value.clone()), (Quality::Good, Value::U64(u64::MAX)));
+    assert_eq!(val(&ok[0], "b").value, Value::I64(9_007_199_254_740_993));
+    assert_eq!(val(&ok[0], "c").quality, Quality::Uncertain);
+    assert_eq!((val(&ok[0], "d").quality, val(&ok[0], "d").value.clone()), (Quality::Bad, Value::Null));
+    let (ok, bad) = run(br#"{"a": 18446744073709551615, "n": NaN}"#, Format::Json, &spec("format = \"json\"\npolicy = \"lenient\""));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(val(&ok[0], "a").value, Value::U64(u64::MAX));
+    let (ok, bad) = run(br#"{"a": 18446744073709551615}"#, Format::Json, &spec("format = \"json\""));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(val(&ok[0], "a").value, Value::U64(u64::MAX));
+}
+
 /// Issue 6: in JSON, text in a field that held numbers is an unreadable value
 /// (strict: the record is rejected; lenient: a bad sample `parse_error`), an
 /// empty string a bad sample `null`, and `"1,5"` a number with `decimal = ","`;

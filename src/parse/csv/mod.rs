@@ -74,6 +74,9 @@ fn open<R: Read>(
 ) -> Result<(csv::Reader<Lines<BufReader<R>>>, Rc<RefCell<LineIndex>>, u8), FileError> {
     let mut br = BufReader::with_capacity(1 << 16, input);
     let head = br.fill_buf().map_err(|e| FileError::Io(e.to_string()))?;
+    if head.is_empty() && !mapper.continuation && spec.csv.header {
+        return Err(FileError::Header("empty file (0 bytes): no header and no data".into()));
+    }
     if !mapper.continuation {
         check_text(&head[..head.len().min(8192)])?;
     }

@@ -2,7 +2,7 @@
 //! layout's columns (strict: a bad number rejects the row; lenient: it
 //! becomes a bad sample).
 
-use super::super::number::{NumError, parse_number};
+use super::super::number::{NumError, PRECISION_LOSS, inexact, parse_number};
 use super::super::spec::{MissingTs, ParseSpec, Policy};
 use super::super::{Mapper, Record};
 use super::lines::raw_line;
@@ -88,7 +88,10 @@ impl Row<'_> {
                 None => meta.clone(),
             };
             match parse_number(&self.rec[*i], spec.csv.decimal) {
-                Ok(v) => samples.push(mapper.sample(meta, v, ts, recv, uncertain)),
+                Ok(v) => {
+                    let u = if inexact(&self.rec[*i], spec.csv.decimal, &v) { Some(PRECISION_LOSS) } else { uncertain };
+                    samples.push(mapper.sample(meta, v, ts, recv, u));
+                }
                 Err(NumError::Empty) => samples.push(mapper.bad(meta, format!("{}: empty cell", reason::NULL), ts, recv)),
                 Err(e) if strict => return Err(format!("{}: column {:?}: {e}", reason::PARSE_ERROR, self.header[*i])),
                 Err(e @ NumError::NonFinite(_)) => samples.push(mapper.bad(meta, format!("{}: {e}", reason::NON_FINITE), ts, recv)),
@@ -135,6 +138,9 @@ impl Row<'_> {
             (Some(q), Ok(v)) => {
                 if q == Quality::Uncertain && uncertain.is_none() {
                     uncertain = Some("uncertain: reported by the source");
+                }
+                if inexact(&rec[value], spec.csv.decimal, &v) {
+                    uncertain = Some(PRECISION_LOSS);
                 }
                 mapper.sample(meta, v, ts, recv, uncertain)
             }
