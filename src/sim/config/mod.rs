@@ -18,6 +18,7 @@ use crate::sources::modbus::types::{ByteOrder, DataType, Table};
 
 mod opcua;
 mod raw;
+mod replay;
 mod station;
 mod tags;
 

@@ -160,8 +160,7 @@ pub(super) enum RawSignal {
     Csv {
         file: String,
         column: String,
-        #[serde(default = "semicolon")]
-        delimiter: String,
+        delimiter: Option<String>,
         #[serde(default = "yes")]
         r#loop: bool,
     },
@@ -176,9 +175,6 @@ fn one_int() -> i64 {
 }
 fn half() -> f64 {
     0.5
-}
-fn semicolon() -> String {
-    ";".into()
 }
 fn yes() -> bool {
     true

@@ -10,15 +10,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::SimTag;
-use super::find_data_file;
 use super::raw::{Num, RawSignal, RawTag};
+use super::replay::{CsvTable, csv_signal};
 use crate::diag::{Diag, Reader};
-use crate::sim::signal::{CsvColumn, Signal};
+use crate::sim::signal::Signal;
 use crate::sources::modbus::types::{ByteOrder, DataType, Table};
-
-/// A loaded CSV file: its header and its columns (numbers, `None` for empty
-/// or non-numeric cells).
-type CsvTable = (Vec<String>, Vec<Vec<Option<f64>>>);
 
 /// What reading the tags needs beyond the tag itself: the config's folder,
 /// the CSV files loaded so far, and the CSV files found missing.
@@ -26,36 +22,9 @@ pub(super) struct TagCtx<'p> {
     /// Folder CSV paths resolve against.
     pub base_dir: &'p Path,
     /// Loaded CSV files, shared by the tags that replay their columns.
-    pub cache: HashMap<(PathBuf, u8), Arc<CsvTable>>,
+    pub cache: HashMap<(PathBuf, Option<u8>), Arc<CsvTable>>,
     /// CSV files not found (their tags serve simulated values instead).
     pub missing: Vec<String>,
-}
-
-fn load_csv(path: &Path, delimiter: u8, cache: &mut HashMap<(PathBuf, u8), Arc<CsvTable>>) -> Result<Arc<CsvTable>, String> {
-    if let Some(t) = cache.get(&(path.to_path_buf(), delimiter)) {
-        return Ok(t.clone());
-    }
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| format!("{}: bad header: {e}", path.display()))?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .collect();
-    let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); headers.len()];
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
-        for (c, col) in cols.iter_mut().enumerate() {
-            col.push(rec.get(c).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()));
-        }
-    }
-    let t = Arc::new((headers, cols));
-    cache.insert((path.to_path_buf(), delimiter), t.clone());
-    Ok(t)
 }
 
 /// Checks one tag of station `key`; `None` (with the errors recorded) when
@@ -84,7 +53,9 @@ pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Dia
         Some(_) => Some(r.int_opt::<u8>(&rt.bit, "bit", 0..=15)?),
         None => None,
     };
-    let signal = parse_signal(rt.signal, &tkey, table, ctx, r.diag())?;
+    let scale = rt.scale.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0);
+    let offset = rt.offset.unwrap_or(0.0);
+    let signal = parse_signal(rt.signal, &tkey, (table, ty, scale, offset), ctx, r.diag())?;
     let opcua_status = match &rt.opcua_status {
         None => None,
         Some(c) => match u32::try_from(*c.get_ref()) {
@@ -96,22 +67,18 @@ pub(super) fn parse_tag(rt: RawTag, key: &str, ctx: &mut TagCtx<'_>, d: &mut Dia
             }
         },
     };
-    Some(SimTag {
-        opcua_status,
-        name: rt.name.into_inner(),
-        table,
-        address,
-        ty,
-        byte_order,
-        bit,
-        scale: rt.scale.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0),
-        offset: rt.offset.unwrap_or(0.0),
-        signal,
-    })
+    Some(SimTag { opcua_status, name: rt.name.into_inner(), table, address, ty, byte_order, bit, scale, offset, signal })
 }
 
-/// Checks a tag's `signal` table and builds its model.
-fn parse_signal(raw: Spanned<RawSignal>, tkey: &str, table: Table, ctx: &mut TagCtx<'_>, d: &mut Diag<'_>) -> Option<Signal> {
+/// Checks a tag's `signal` table and builds its model; `target` is the
+/// tag's table, data type, scale and offset.
+fn parse_signal(
+    raw: Spanned<RawSignal>,
+    tkey: &str,
+    target: (Table, DataType, f64, f64),
+    ctx: &mut TagCtx<'_>,
+    d: &mut Diag<'_>,
+) -> Option<Signal> {
     let span = raw.span();
     let skey = format!("{tkey} / signal");
     // A period (a plain text in the signal's table, located at the table).
@@ -151,56 +118,8 @@ fn parse_signal(raw: Spanned<RawSignal>, tkey: &str, table: Table, ctx: &mut Tag
             Signal::Square { low, high, period_s: dur(d, &period)?, duty: duty.clamp(0.0, 1.0) }
         }
         RawSignal::Csv { file, column, delimiter, r#loop } => {
-            return csv_signal(&file, &column, &delimiter, r#loop, (span, &skey), table, ctx, d);
+            return csv_signal(&file, &column, delimiter.as_deref(), r#loop, (span, &skey), target, ctx, d);
         }
         RawSignal::Tick {} => Signal::Tick,
     })
-}
-
-/// A CSV replay: the column by name or index; a missing file serves a
-/// random walk (0 for bits) and is listed in `ctx.missing`.
-#[allow(clippy::too_many_arguments)]
-fn csv_signal(
-    file: &str,
-    column: &str,
-    delimiter: &str,
-    looped: bool,
-    (span, skey): (std::ops::Range<usize>, &str),
-    table: Table,
-    ctx: &mut TagCtx<'_>,
-    d: &mut Diag<'_>,
-) -> Option<Signal> {
-    let delim = match delimiter.as_bytes() {
-        [b] => *b,
-        _ if delimiter == "\\t" || delimiter == "tab" => b'\t',
-        _ => {
-            d.error(span, skey, "delimiter must be one character");
-            return None;
-        }
-    };
-    let path = find_data_file(ctx.base_dir, file);
-    match load_csv(&path, delim, &mut ctx.cache) {
-        Ok(t) => {
-            let idx = t.0.iter().position(|h| h == column).or_else(|| column.parse::<usize>().ok().filter(|i| *i < t.0.len()));
-            match idx {
-                Some(i) => Some(Signal::Csv { column: CsvColumn { values: Arc::new(t.1[i].clone()) }, looped }),
-                None => {
-                    d.error(span, skey, format!("column {column:?} not found in {}; columns: {}", path.display(), t.0.join(", ")));
-                    None
-                }
-            }
-        }
-        Err(_) if !path.exists() => {
-            ctx.missing.push(file.to_string());
-            Some(if table.is_bit() {
-                Signal::Constant(0.0)
-            } else {
-                Signal::RandomWalk { value: 0.0, step: 0.1, min: -1.0, max: 1.0, rng: fastrand::Rng::new() }
-            })
-        }
-        Err(e) => {
-            d.error(span, skey, e);
-            None
-        }
-    }
 }

@@ -63,3 +63,42 @@ fn every_wrong_value_is_reported_with_its_place_and_key() {
         assert!(g.starts_with(w), "{g:?} does not start with {w:?}");
     }
 }
+
+/// A station replaying column `v` of `file` into a `ty` holding register.
+fn replay(dir: &Path, file: &str, ty: &str, extra: &str) -> Result<SimConfig, crate::diag::ConfigErrors> {
+    let text = format!(
+        "[[station]]\nname = \"p\"\nlisten = \"127.0.0.1:15020\"\n\n  [[station.tag]]\n  name = \"v\"\n  table = \"holding\"\n  address = 0\n  type = \"{ty}\"\n  signal = {{ kind = \"csv\", file = \"{file}\", column = \"v\"{extra} }}\n"
+    );
+    SimConfig::parse(&text, "sim.toml", dir)
+}
+
+/// Bugs: a CSV replay read only `;` files (with `,` the error listed "x,v"
+/// as one column); NaN, empty and text rows were skipped and 70000 or -3
+/// clamped into a u16 silently. The delimiter is detected (and named in
+/// errors), and such a file is refused at load with its line and value.
+#[test]
+fn csv_replay_detects_the_delimiter_and_refuses_rows_it_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    w("comma.csv", "x,v\n1,10\n2,20\n");
+    w("semi.csv", "x;v\n1;10\n");
+    w("nan.csv", "x,v\n1,10\n2,NaN\n3,30\n");
+    w("empty.csv", "x,v\n1,10\n2,\n");
+    w("big.csv", "x,v\n1,10\n2,70000\n");
+    w("neg.csv", "x,v\n1,-3\n");
+    let msg = |r: Result<SimConfig, crate::diag::ConfigErrors>| r.err().map(|e| e.0[0].message.clone()).unwrap_or_default();
+    assert!(replay(dir.path(), "comma.csv", "u16", "").is_ok(), "comma detected");
+    assert!(replay(dir.path(), "semi.csv", "u16", "").is_ok(), "semicolon detected");
+    let e = msg(replay(dir.path(), "comma.csv", "u16", ", delimiter = \";\""));
+    assert!(e.contains("column \"v\" not found") && e.contains("delimiter ';', configured") && e.contains("\"x,v\""), "{e}");
+    let e = msg(replay(dir.path(), "nan.csv", "u16", ""));
+    assert!(e.contains("nan.csv line 3: column \"v\" holds \"NaN\", not a number"), "{e}");
+    let e = msg(replay(dir.path(), "empty.csv", "u16", ""));
+    assert!(e.contains("empty.csv line 3: column \"v\" holds \"\""), "{e}");
+    let e = msg(replay(dir.path(), "big.csv", "u16", ""));
+    assert!(e.contains("big.csv line 3: column \"v\" holds 70000, which does not fit the tag's type u16"), "{e}");
+    let e = msg(replay(dir.path(), "neg.csv", "u16", ""));
+    assert!(e.contains("neg.csv line 2: column \"v\" holds -3"), "{e}");
+    assert!(replay(dir.path(), "big.csv", "u32", "").is_ok(), "70000 fits a u32");
+    assert!(replay(dir.path(), "neg.csv", "i16", "").is_ok(), "-3 fits an i16");
+}
