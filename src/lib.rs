@@ -6,9 +6,9 @@
 //!  sources::modbus  ─┐                                     ┌─► sinks::mqtt (sinks::driver: cursor,
 //!  sources::opcua   ─┤                                     │    live/backlog lanes, reconnect)
 //!  sources::file    ─┤ model::Sample ─► ingest ─► buffer ──┤
-//!   (watch, tail,   │  model::Event    (ring,    (SQLite   ├─► buffer::tap ─► processors::anomaly
+//!   (watch, tail,   │  model::Event    (ring,    (SQLite   ├─► buffer::tap ─► processors::anomaly, ::rules
 //!    app::import)   │  (+ parse for    bounded   writer,   │   (committed     (detections back
-//!  sources::http    ─┤   CSV/JSON)     in        cursors,  │    data, seq      into the ring)
+//!  sources::http    ─┤   CSV/JSON)     in        cursors,  │    data, seq      into the ring; alarm events)
 //!  sources::mqtt_in ─┘                 samples)  retention,│    order)
 //!                                                quarantine)└─► buffer::Reader (relais dump,
 //!                                                                quarantine, import progress)

@@ -183,30 +183,39 @@ async fn open_buffer(cfg: crate::config::BufferConfig, dir: &Path, ingest: &Arc<
     .await?
 }
 
+/// The processors of a configuration: detectors and rules.
+struct Processors {
+    detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    rules: Vec<crate::processors::rules::RuleConfig>,
+}
+
 /// What runs: everything, or with `sinks_only` (`relais import`: the sinks
-/// deliver files) only the file sources, no devices and no detectors.
+/// deliver files) only the file sources, no devices, no detectors, no rules.
 fn to_run(
     devices: Vec<DeviceConfig>,
     sources: Vec<SourceConfig>,
-    detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    procs: Processors,
     opts: &RunOptions,
-) -> (Vec<DeviceConfig>, Vec<SourceConfig>, Vec<crate::processors::anomaly::DetectorConfig>) {
+) -> (Vec<DeviceConfig>, Vec<SourceConfig>, Processors) {
     if opts.sinks_only {
-        (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect(), Vec::new())
+        let none = Processors { detectors: Vec::new(), rules: Vec::new() };
+        (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect(), none)
     } else {
-        (devices, sources, detectors)
+        (devices, sources, procs)
     }
 }
 
-/// Detectors first (they subscribe to committed samples before any source
-/// pushes), then devices and sources.
+/// Detectors and rules first (they subscribe to committed samples before any
+/// source pushes), then devices and sources.
 async fn spawn_sources(
-    detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    procs: Processors,
     devices: &[DeviceConfig],
     sources: &[SourceConfig],
     ctx: &Ctx<'_>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut tasks = <crate::processors::anomaly::component::Anomaly as crate::component::Kind>::spawn(detectors, ctx).await?;
+    use crate::component::Kind;
+    let mut tasks = crate::processors::anomaly::component::Anomaly::spawn(procs.detectors, ctx).await?;
+    tasks.extend(crate::processors::rules::component::Rules::spawn(procs.rules, ctx).await?);
     tasks.extend(DeviceConfig::spawn_all(devices, ctx).await?);
     tasks.extend(SourceConfig::spawn_all(sources, ctx).await?);
     Ok(tasks)
@@ -227,11 +236,11 @@ fn spawn_monitoring(status: &StatusLine, gateway: &GatewayConfig, opts: &RunOpti
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules } = cfg;
         for w in &warnings {
             tracing::warn!("config: {w}");
         }
-        let (devices, sources, detectors) = to_run(devices, sources, detectors, &opts);
+        let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules }, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
         prepare_data_dir(&gateway.data_dir)?;
@@ -248,7 +257,7 @@ impl Gateway {
         let telemetry = Arc::new(Telemetry::default());
         let actuators = crate::component::Actuators::new(events.clone());
 
-        // Sinks, then detectors, then sources: each family starts its kinds
+        // Sinks, then detectors and rules, then sources: each family starts its kinds
         // with one context (sources and sinks stop at different moments).
         let sinks_stop = CancellationToken::new();
         let ctx = |stop: &CancellationToken| Ctx {
@@ -265,7 +274,7 @@ impl Gateway {
         let sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
 
         let sources_stop = CancellationToken::new();
-        let source_tasks = spawn_sources(detectors, &devices, &sources, &ctx(&sources_stop)).await?;
+        let source_tasks = spawn_sources(procs, &devices, &sources, &ctx(&sources_stop)).await?;
         let file_sources = sources
             .into_iter()
             .filter_map(|s| match s {

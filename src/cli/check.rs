@@ -49,7 +49,8 @@ pub fn render_plan(cfg: &Config) -> String {
         .map(|d| d.component())
         .chain(cfg.sources.iter().map(|c| c.component()))
         .chain(cfg.sinks.iter().map(|c| c.component()))
-        .chain(cfg.detectors.iter().map(|c| c as &dyn crate::component::Component));
+        .chain(cfg.detectors.iter().map(|c| c as &dyn crate::component::Component))
+        .chain(cfg.rules.iter().map(|c| c as &dyn crate::component::Component));
     for c in components {
         let _ = write!(s, "\n{}", c.describe(&cx));
     }

@@ -50,6 +50,12 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::processors::anomaly::command::DetectCommand,
     },
+    /// Rules and alarms: replay a CSV file through the rules (dry run).
+    Rules {
+        /// What to do.
+        #[command(subcommand)]
+        what: crate::processors::rules::command::RulesCommand,
+    },
     /// Run the gateway (the daemon).
     Run {
         /// Configuration file (TOML).
@@ -194,7 +200,7 @@ pub fn main() -> ExitCode {
     crate::memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } => {}
+        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } | Command::Rules { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
         Command::Import { .. } | Command::Browse { .. } => {
             init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
@@ -208,6 +214,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, file } => check::run(&config.or(file).unwrap_or_default()),
         Command::Detect { what } => crate::processors::anomaly::command::run(what),
+        Command::Rules { what } => crate::processors::rules::command::run(what),
         Command::Run { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

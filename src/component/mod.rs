@@ -17,8 +17,8 @@
 //! `sources::SourceConfig`, `sinks::SinkConfig`); `docs/new-component.md`
 //! walks through adding one.
 //!
-//! Processors (rules, detectors, history: future `[[rule]]`, `[[detector]]`
-//! sections) plug in the same way, as a fourth family `processors::*`: their
+//! Processors (detectors and rules: `[[detector]]`, `[[rule]]` sections;
+//! later history) plug in the same way, as a fourth family `processors::*`: their
 //! [`Kind::spawn`] reads committed samples from the buffer's committed-data
 //! tap (through [`Ctx::buffer`]) and writes what they produce (events,
 //! derived samples) into the ring ([`Ctx::ingest`]), like any source.

@@ -1,4 +1,5 @@
-//! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[sink]]`.
+//! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
@@ -38,6 +39,8 @@ pub struct Config {
     pub warnings: Vec<ConfigError>,
     /// `[[detector]]` entries (anomaly detectors), in file order.
     pub detectors: Vec<crate::processors::anomaly::DetectorConfig>,
+    /// `[[rule]]` entries (rules and alarms), in file order.
+    pub rules: Vec<crate::processors::rules::RuleConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -109,6 +112,13 @@ impl Config {
             }
             None => Vec::new(),
         };
+        let rules = match sections.rules {
+            Some(v) => {
+                let devs: Vec<(String, Vec<String>)> = devices.iter().map(|d| (d.name().to_string(), d.tag_names())).collect();
+                crate::processors::rules::config::parse_rules(v, &mut diag, Some(&devs))
+            }
+            None => Vec::new(),
+        };
         if sinks.is_empty() && diag.ok() {
             diag.warn(
                 doc_span.start..doc_span.start,
@@ -128,6 +138,7 @@ impl Config {
             sources,
             warnings,
             detectors,
+            rules,
         })
     }
 }
@@ -141,6 +152,7 @@ struct Sections<'i> {
     sinks: Vec<Entry<'i>>,
     sources: Vec<Entry<'i>>,
     detectors: Option<Item<'i>>,
+    rules: Option<Item<'i>>,
 }
 
 /// Sorts the document's sections; an unknown one (or one of a simulator
@@ -155,6 +167,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "sink" => s.sinks = entries(Some(v), diag, "", "sink", "sink"),
             "source" => s.sources = entries(Some(v), diag, "", "source", "source"),
             "detector" => s.detectors = Some(v),
+            "rule" => s.rules = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
                 other,
@@ -170,7 +183,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]] or [[detector]]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]] or [[rule]]"),
                 )
             }
         }
@@ -259,7 +272,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

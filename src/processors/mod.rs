@@ -1,7 +1,10 @@
 //! Processors: components that read committed samples and derive new ones
-//! (detectors; later rules and history).
+//! (detectors, rules; later history).
 //!
 //! - [`anomaly`]: streaming multivariate anomaly detection (PCA T² + Q,
 //!   rolling z-score) with a score, a flag and a confidence per row.
+//! - [`rules`]: rules and alarms: conditions on tags (hysteresis, delays,
+//!   edges, rate, quality, staleness), alarm state machine, write decisions.
 
 pub mod anomaly;
+pub mod rules;

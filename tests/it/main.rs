@@ -38,6 +38,7 @@ mod postgres_dead;
 mod postgres_faults;
 mod postgres_timescale;
 mod records;
+mod rules;
 mod secrets;
 mod sim;
 mod sparkplug;

@@ -163,6 +163,22 @@ impl MqttEncoder {
         t
     }
 
+    /// `{prefix}/relais/{gateway}/alarm/{rule}`: the event base with its
+    /// last level `event` replaced by `alarm` (rule names are topic levels,
+    /// checked by `names::check`).
+    fn alarm_topic(&mut self, rule: &Arc<str>) -> Arc<str> {
+        let key: Arc<str> = format!("\0alarm/{rule}").into();
+        if let Some(t) = self.event_topics.get(&key) {
+            return t.clone();
+        }
+        let base = self.event_base.strip_suffix("event/").unwrap_or(&self.event_base);
+        let t: Arc<str> = format!("{base}alarm/{rule}").into();
+        if self.event_topics.len() < 1024 {
+            self.event_topics.insert(key, t.clone());
+        }
+        t
+    }
+
     fn push_samples(&mut self, rows: &[&Sample], out: &mut Vec<Prepared<Out>>) {
         match self.format {
             Format::Json => {
@@ -200,13 +216,18 @@ impl Encoder for MqttEncoder {
     type Msg = Out;
 
     /// Samples by `format`; each event is one message on
-    /// `{prefix}/relais/{gateway}/event/{kind}`. Messages keep `seq` order
+    /// `{prefix}/relais/{gateway}/event/{kind}`, alarm transitions (kind
+    /// `alarm`, source a rule) on `{prefix}/relais/{gateway}/alarm/{rule}`. Messages keep `seq` order
     /// per topic; a run of samples between two events is encoded together.
     fn encode(&mut self, records: &[&Record], out: &mut Vec<Prepared<Out>>) {
         parts(records, |part| match part {
             Part::Samples(run) => self.push_samples(&run, out),
             Part::Event(e) => {
-                let topic = self.event_topic(&e.kind);
+                let topic = match (&*e.kind, &e.source) {
+                    // Alarm transitions: one topic per rule (`…/alarm/{rule}`).
+                    ("alarm", crate::model::EventSource::Rule(rule)) => self.alarm_topic(rule),
+                    _ => self.event_topic(&e.kind),
+                };
                 out.push(out_msg(topic, event_json(&self.gateway, e), 1));
             }
         });

@@ -1,0 +1,161 @@
+//! Rules and alarms (issue 12): `relais rules test` over the SKAB
+//! valve1_0.csv replay gives the alarm times this test computes itself from
+//! the file; config errors are located; in the daemon, a rule over the
+//! simulator raises and clears an alarm that arrives on MQTT on
+//! `{prefix}/relais/{gateway}/alarm/{rule}`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use relais::app::{Gateway, RunOptions};
+use relais::config::Config;
+
+use crate::common::{Mosquitto, Sub, free_port, skab};
+
+fn relais(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_relais")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Hysteresis (on above 0.3 bar, off below 0.1) with a 3 s on-delay, by hand:
+/// the alarm rises at the end of the first 3 s the value stays on, and clears
+/// at the first sample below 0.1 (no off-delay). Times in seconds since the
+/// epoch, naive times read as UTC.
+fn expected(rows: &[(i64, f64)]) -> Vec<(i64, &'static str)> {
+    let (mut on, mut active, mut since): (bool, bool, Option<i64>) = (false, false, None);
+    let mut out = Vec::new();
+    for &(t, v) in rows {
+        // A delay that ended at or before this sample fires first, at its own time.
+        if let Some(s) = since
+            && !active
+            && t >= s + 3
+        {
+            active = true;
+            since = None;
+            out.push((s + 3, "raised"));
+        }
+        on = if v > 0.3 {
+            true
+        } else if v < 0.1 {
+            false
+        } else {
+            on
+        };
+        if active && !on {
+            active = false;
+            out.push((t, "cleared"));
+        } else if !active {
+            since = if on { since.or(Some(t)) } else { None };
+        }
+    }
+    out
+}
+
+#[test]
+fn skab_replay_alarm_times_equal_the_hand_computed_ones() {
+    let Some(file) = skab("valve1_0.csv") else { return };
+    let mut rdr = csv::ReaderBuilder::new().delimiter(b';').from_path(&file).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let (tc, pc) = (h.iter().position(|c| c == "datetime").unwrap(), h.iter().position(|c| c == "Pressure").unwrap());
+    let rows: Vec<(i64, f64)> = rdr
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let t = chrono::NaiveDateTime::parse_from_str(&r[tc], "%Y-%m-%d %H:%M:%S").unwrap().and_utc().timestamp();
+            (t, r[pc].parse().unwrap())
+        })
+        .collect();
+    let want = expected(&rows);
+    assert!(want.len() >= 10, "the file must exercise the rule: {want:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rules.toml");
+    std::fs::write(&cfg, "[[rule]]\nname = \"pressure-high\"\ntag = \"pump/Pressure\"\nabove = 0.3\nclear_below = 0.1\nfor = \"3s\"\n")
+        .unwrap();
+    let (code, out, err) = relais(&["rules", "test", "--config", cfg.to_str().unwrap(), "--replay", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<(i64, String)> = out
+        .lines()
+        .filter(|l| l.contains("  alarm pressure-high "))
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let t = chrono::DateTime::parse_from_rfc3339(w.next().unwrap()).unwrap().timestamp();
+            (t, w.nth(2).unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(i64, String)> = want.into_iter().map(|(t, s)| (t, s.to_string())).collect();
+    assert_eq!(got, want, "\n{out}");
+    assert!(out.contains(&format!("over {} samples", rows.len() * 10)), "every value of the file was read:\n{out}");
+}
+
+#[test]
+fn rule_errors_in_a_gateway_config_are_located() {
+    let text = "[gateway]\nid = \"gw\"\n[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:5020\"\n\
+                [[device.tag]]\nname = \"t\"\ntable = \"holding\"\naddress = 0\n\
+                [[rule]]\nname = \"a\"\ntag = \"pump/nope\"\nabove = 1\n\
+                [[rule]]\nname = \"a\"\nany = [ { tag = \"pump/t\", stale = \"-1s\" } ]\nfor = \"soon\"\n";
+    let e = Config::parse(text, "gw.toml", Path::new(".")).unwrap_err().to_string();
+    for want in ["gw.toml:13:7", "device \"pump\" has no tag \"nope\"", "gw.toml:16:8", "rule name", "stale", "for"] {
+        assert!(e.contains(want), "{want:?} missing in:\n{e}");
+    }
+    let ok = text
+        .replace("pump/nope", "pump/t")
+        .replace("name = \"a\"\nany", "name = \"b\"\nany")
+        .replace("\"-1s\"", "\"5s\"")
+        .replace("\"soon\"", "\"2s\"");
+    let cfg = Config::parse(&ok, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.rules.len(), 2);
+}
+
+/// A square wave (10 for 1 s, 90 for 1 s) on the simulator, polled every
+/// 100 ms; the rule `above = 80, clear_below = 20, for = "300ms"` raises and
+/// clears once per period; both transitions arrive on MQTT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_alarm_from_the_simulator_arrives_on_mqtt_and_clears() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let port = free_port();
+    let _sim = crate::modbus::sim(&format!(
+        "[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\n[[station.tag]]\nname = \"level\"\ntable = \"holding\"\naddress = 0\n\
+         signal = {{ kind = \"square\", low = 10, high = 90, period = \"2s\", duty = 0.5 }}\n"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n\
+         [[device]]\nname = \"tank\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"100ms\"\n\
+         [[device.tag]]\nname = \"level\"\ntable = \"holding\"\naddress = 0\n\
+         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\n\
+         [[rule]]\nname = \"tank-high\"\ntag = \"tank/level\"\nabove = 80\nclear_below = 20\nfor = \"300ms\"\nseverity = \"error\"\n",
+        dir.path().join("data").display(),
+        broker.url()
+    );
+    let cfg = Config::parse(&text, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = Sub::new(broker.port, "t/relais/gw/alarm/#").await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    let mut got: Vec<serde_json::Value> = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) && got.len() < 4 {
+        if let Some(m) = sub.next(Duration::from_secs(1)).await {
+            assert_eq!(m.topic, "t/relais/gw/alarm/tank-high");
+            got.push(m.json());
+        }
+    }
+    gw.shutdown().await.unwrap();
+    assert!(got.len() >= 4, "two raise/clear pairs within 20 s, got {got:#?}");
+    let first_raise = got.iter().position(|e| e["details"]["transition"] == "raised").unwrap();
+    let pair = &got[first_raise..first_raise + 2];
+    assert_eq!((pair[0]["kind"].as_str(), pair[0]["severity"].as_str()), (Some("alarm"), Some("error")));
+    assert_eq!(pair[0]["source"], serde_json::json!({"kind": "rule", "name": "tank-high"}));
+    assert_eq!((pair[0]["details"]["state"].as_str(), pair[0]["details"]["previous"].as_str()), (Some("active"), Some("normal")));
+    assert_eq!(pair[0]["details"]["values"]["tank/level"]["value"], 90);
+    assert_eq!(pair[0]["details"]["values"]["tank/level"]["quality"], "good");
+    assert_eq!((pair[1]["details"]["transition"].as_str(), pair[1]["severity"].as_str()), (Some("cleared"), Some("info")));
+    assert_eq!(pair[1]["details"]["state"], "cleared_unacknowledged");
+    assert_eq!(pair[1]["details"]["values"]["tank/level"]["value"], 10);
+    // Raised 300 ms after the first 90 was read; cleared at the first 10: about 0.7 s later (the high half is 1 s).
+    let ts = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["ts"].as_str().unwrap()).unwrap();
+    let high_for = (ts(&pair[1]) - ts(&pair[0])).num_milliseconds();
+    assert!((400..=1000).contains(&high_for), "raised → cleared took {high_for} ms");
+    let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stored and forwarded in order: {seqs:?}");
+}
