@@ -228,6 +228,13 @@ impl WriteJob {
         self.sent.get_or_insert_with(Timestamp::now);
     }
 
+    /// Records that the request did not go out after all (the connection
+    /// failed before it was written): a dropped job is `failed` again, and the
+    /// audit shows no send time.
+    pub fn unmark_sent(&mut self) {
+        self.sent = None;
+    }
+
     /// True when the deadline passed.
     pub fn expired(&self) -> bool {
         self.request.deadline.is_some_and(|d| Instant::now() > d)

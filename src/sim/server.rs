@@ -50,6 +50,20 @@ impl SimService {
     }
 }
 
+/// The exception a station's faults answer `req` with: 01 (illegal
+/// function) for a refused function code, 02 (illegal data address) for
+/// FC16 with quantity 1 when `refuse_single_fc16` (devices seen in the field).
+fn refused(faults: &super::config::Faults, req: &Request<'_>) -> Option<ExceptionCode> {
+    let function = req.function_code().value();
+    if faults.refuse_functions.contains(&function) {
+        return Some(ExceptionCode::IllegalFunction);
+    }
+    match req {
+        Request::WriteMultipleRegisters(_, ws) if faults.refuse_single_fc16 && ws.len() == 1 => Some(ExceptionCode::IllegalDataAddress),
+        _ => None,
+    }
+}
+
 impl Service for SimService {
     type Request = SlaveRequest<'static>;
     type Response = Option<Response>;
@@ -77,6 +91,9 @@ impl Service for SimService {
                 }
                 r
             };
+            if let Some(code) = refused(&faults, &req.request) {
+                return Err(code);
+            }
             let resp = match req.request {
                 Request::ReadHoldingRegisters(a, n) => match read(Table::Holding, a, n)? {
                     ReadData::Words(w) => Response::ReadHoldingRegisters(w),
@@ -96,26 +113,27 @@ impl Service for SimService {
                 },
                 Request::WriteSingleRegister(a, w) => {
                     st.write_registers(a, &[w])?;
+                    st.log_write(6, a, 1);
                     Response::WriteSingleRegister(a, w)
                 }
                 Request::WriteMultipleRegisters(a, ws) => {
                     st.write_registers(a, &ws)?;
+                    st.log_write(16, a, ws.len() as u16);
                     Response::WriteMultipleRegisters(a, ws.len() as u16)
                 }
                 Request::WriteSingleCoil(a, c) => {
                     st.write_coils(a, &[c])?;
+                    st.log_write(5, a, 1);
                     Response::WriteSingleCoil(a, c)
                 }
                 Request::WriteMultipleCoils(a, cs) => {
                     st.write_coils(a, &cs)?;
+                    st.log_write(15, a, cs.len() as u16);
                     Response::WriteMultipleCoils(a, cs.len() as u16)
                 }
                 Request::MaskWriteRegister(a, and, or) => {
-                    let cur = match st.read(Table::Holding, a, 1)? {
-                        ReadData::Words(w) => w[0],
-                        ReadData::Bits(_) => 0,
-                    };
-                    st.write_registers(a, &[(cur & and) | (or & !and)])?;
+                    st.mask_write(a, and, or);
+                    st.log_write(22, a, 1);
                     Response::MaskWriteRegister(a, and, or)
                 }
                 Request::ReadDeviceIdentification(code, id) => {

@@ -51,6 +51,7 @@ pub struct Station {
     faults: RwLock<Faults>,
     start: Instant,
     reads: Mutex<Vec<(Table, u16, u16)>>,
+    writes: Mutex<Vec<(u8, u16, u16)>>,
     /// Engineering value of each tag (before Modbus scaling), for OPC UA.
     values: RwLock<Arc<Vec<Value>>>,
     version: AtomicU64,
@@ -97,6 +98,7 @@ impl Station {
             faults: RwLock::new(faults),
             start: Instant::now(),
             reads: Mutex::new(Vec::new()),
+            writes: Mutex::new(Vec::new()),
             values: RwLock::new(Arc::new(Vec::new())),
             version: AtomicU64::new(0),
         };
@@ -219,6 +221,31 @@ impl Station {
         grow(&mut bank.holding.data, end);
         bank.holding.data[start as usize..end].copy_from_slice(words);
         Ok(())
+    }
+
+    /// FC22: `(current AND and) OR (or AND NOT and)` under one lock, so no
+    /// other write can slip between the read and the write (Modbus
+    /// Application Protocol v1.1b3 §6.16).
+    pub fn mask_write(&self, address: u16, and: u16, or: u16) {
+        let mut bank = self.bank.write().expect("bank lock");
+        grow(&mut bank.holding.data, address as usize + 1);
+        let w = &mut bank.holding.data[address as usize];
+        *w = (*w & and) | (or & !and);
+    }
+
+    /// Records a write request that was applied (function code, address,
+    /// quantity); at most [`READ_LOG`] are kept.
+    pub fn log_write(&self, function: u8, address: u16, quantity: u16) {
+        let mut log = self.writes.lock().expect("write log lock");
+        if log.len() >= READ_LOG {
+            log.drain(..READ_LOG / 2);
+        }
+        log.push((function, address, quantity));
+    }
+
+    /// Takes the log of applied write requests (function code, address, quantity).
+    pub fn take_writes(&self) -> Vec<(u8, u16, u16)> {
+        std::mem::take(&mut *self.writes.lock().expect("write log lock"))
     }
 
     /// Writes coils (FC5/FC15).

@@ -25,6 +25,7 @@ mod modbus;
 mod modbus_faults;
 mod modbus_lint;
 mod modbus_sched;
+mod modbus_write;
 mod mqtt;
 mod multi_sink;
 mod nats_common;

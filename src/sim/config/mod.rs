@@ -40,6 +40,13 @@ pub struct Faults {
     pub silent: bool,
     /// Address ranges answered with an exception code (field case B09).
     pub exceptions: Vec<ExceptionRange>,
+    /// Function codes answered with exception 01 (illegal function): a
+    /// device that accepts only FC16 refuses 6, one that accepts only FC06
+    /// refuses 16.
+    pub refuse_functions: Vec<u8>,
+    /// FC16 with quantity 1 answered with exception 02 (devices that want
+    /// FC06 for one register).
+    pub refuse_single_fc16: bool,
 }
 
 /// A range answered with an exception.

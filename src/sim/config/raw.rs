@@ -68,6 +68,10 @@ pub(super) struct RawFaults {
     pub(super) silent: bool,
     #[serde(default)]
     pub(super) exceptions: Vec<RawException>,
+    #[serde(default)]
+    pub(super) refuse_functions: Vec<u8>,
+    #[serde(default)]
+    pub(super) refuse_single_fc16: bool,
 }
 
 #[derive(Deserialize)]

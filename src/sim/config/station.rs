@@ -83,7 +83,8 @@ fn line_of(rs: &RawStation, all: &Stations<'_>, r: &mut Reader<'_, '_>) -> Optio
 /// `[station.faults]`: every wrong value of an exception range is reported
 /// with its own key; the range is left out.
 fn parse_faults(f: RawFaults, r: &mut Reader<'_, '_>) -> Faults {
-    let mut faults = Faults { silent: f.silent, ..Faults::default() };
+    let mut faults =
+        Faults { silent: f.silent, refuse_functions: f.refuse_functions, refuse_single_fc16: f.refuse_single_fc16, ..Faults::default() };
     faults.delay = r.duration(&f.delay, "faults / delay", Duration::ZERO);
     for ex in f.exceptions {
         let table = r.parsed_at::<Table>(&ex.table, "faults / exceptions / table");

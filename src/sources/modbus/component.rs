@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use tokio::task::JoinHandle;
 
-use super::config::{ModbusDevice, Transport, serial_key};
+use super::config::{ModbusDevice, SingleWrite, Transport, serial_key};
 use crate::component::{Claim, Component, Ctx, DescribeCx, Kind, ParseCx, Resource};
 use crate::diag::{Diag, Item};
 use crate::units::format_duration;
@@ -23,7 +23,40 @@ impl Kind for Modbus {
 
     /// One polling task per line (endpoint or serial port) shared by its devices.
     async fn spawn(items: Vec<ModbusDevice>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        super::poller::spawn_all(items, ctx.ingest.clone(), ctx.telemetry, ctx.stop.clone())
+        super::poller::spawn_all_with(items, ctx.ingest.clone(), ctx.telemetry, ctx.stop.clone(), &ctx.actuators)
+    }
+}
+
+/// `relais check`: the writable tags with their limits and how they are written.
+fn describe_writes(m: &ModbusDevice, s: &mut String) {
+    let writable: Vec<&super::config::ModbusTag> = m.tags.iter().filter(|t| t.write.is_some()).collect();
+    if writable.is_empty() {
+        let _ = writeln!(s, "  writable: none");
+        return;
+    }
+    let _ = writeln!(s, "  writable: {} tag(s)", writable.len());
+    for t in writable {
+        let Some(w) = t.write else { continue };
+        let single = |w: SingleWrite, one: &'static str, many: &'static str| if w == SingleWrite::Single { one } else { many };
+        let how = match (t.table, t.bit, t.ty.register_count(), m.writes.mask_write) {
+            (super::types::Table::Coil, ..) => single(m.writes.coil, "FC05", "FC15"),
+            (_, Some(_), _, true) => "FC22",
+            (_, Some(_), _, false) => "read-modify-write",
+            (_, None, 1, _) => single(m.writes.register, "FC06", "FC16"),
+            _ => "FC16",
+        };
+        let mut limits = Vec::new();
+        if let Some(lo) = w.min {
+            limits.push(format!("min {lo}"));
+        }
+        if let Some(hi) = w.max {
+            limits.push(format!("max {hi}"));
+        }
+        if let Some(r) = w.max_rate {
+            limits.push(format!("max {r}/min"));
+        }
+        limits.push(if w.readback { format!("read-back within {}", format_duration(w.readback_timeout)) } else { "no read-back".into() });
+        let _ = writeln!(s, "    {} ({} {} {}) by {how}: {}", t.name, t.table, t.address, t.ty, limits.join(", "));
     }
 }
 
@@ -71,6 +104,7 @@ impl Component for ModbusDevice {
                 }
             }
         }
+        describe_writes(m, &mut s);
         s
     }
 

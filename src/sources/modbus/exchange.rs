@@ -190,8 +190,13 @@ pub enum PumpError {
 fn request_len(framing: Framing, req: &[u8]) -> Option<usize> {
     match framing {
         Framing::Mbap => req.get(4..6).map(|l| 6 + u16::from_be_bytes([l[0], l[1]]) as usize),
-        // The link only sends FC1–FC6 requests: unit, 5 PDU bytes, CRC.
-        Framing::Rtu => Some(8),
+        // FC1–FC6: unit, 5 PDU bytes, CRC; FC15/FC16: unit, FC, address,
+        // quantity, byte count, the bytes, CRC; FC22: unit, 7 PDU bytes, CRC.
+        Framing::Rtu => match req.get(1)? {
+            15 | 16 => req.get(6).map(|n| 9 + *n as usize),
+            22 => Some(10),
+            _ => Some(8),
+        },
     }
 }
 

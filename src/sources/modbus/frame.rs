@@ -191,6 +191,11 @@ pub fn rtu_start(e: &Expect, buf: &[u8]) -> RtuStart {
     let Some(&function) = buf.get(1) else { return RtuStart::Incomplete };
     let len = if function == e.function | 0x80 {
         5
+    } else if function == e.function && matches!(function, 5 | 6 | 15 | 16) {
+        // Write answers echo address and value or quantity (§6.5, §6.6, §6.11, §6.12).
+        8
+    } else if function == e.function && function == 22 {
+        10
     } else if function == e.function {
         let Some(&count) = buf.get(2) else { return RtuStart::Incomplete };
         if e.byte_count.is_some_and(|b| b != count) {
@@ -300,6 +305,18 @@ mod tests {
         bad[3] ^= 1;
         assert_eq!(rtu_start(&e, &bad), RtuStart::NoMatch, "crc");
         assert_eq!(rtu_start(&e, &rtu(&[1, 0x83, 2])), RtuStart::Complete(5), "exception");
+    }
+
+    #[test]
+    fn rtu_write_answers_have_their_fixed_lengths() {
+        for f in [5u8, 6, 15, 16] {
+            let e = Expect { unit: 1, function: f, byte_count: None, tid: 0 };
+            assert_eq!(rtu_start(&e, &rtu(&[1, f, 0, 7, 0, 1])), RtuStart::Complete(8), "FC{f}");
+            assert_eq!(rtu_start(&e, &rtu(&[1, f, 0, 7, 0, 1])[..6]), RtuStart::Incomplete, "FC{f}");
+        }
+        let e = Expect { unit: 1, function: 22, byte_count: None, tid: 0 };
+        assert_eq!(rtu_start(&e, &rtu(&[1, 22, 0, 7, 0xFF, 0xF7, 0, 8])), RtuStart::Complete(10));
+        assert_eq!(rtu_start(&e, &rtu(&[1, 0x96, 1])), RtuStart::Complete(5), "exception");
     }
 
     #[test]

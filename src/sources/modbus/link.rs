@@ -175,7 +175,7 @@ impl Link {
 
     /// Sends `request` to `unit` and waits for its answer (see
     /// [`exchange`](super::exchange)).
-    async fn exchange(
+    pub(super) async fn exchange(
         &mut self,
         unit: u8,
         request: Request<'static>,
@@ -288,7 +288,7 @@ impl Link {
     }
 
     /// A valid answer arrived: the connection works.
-    fn answered(&mut self) {
+    pub(super) fn answered(&mut self) {
         self.useful = true;
         self.last_invalid = None;
         if self.failures > 0 {

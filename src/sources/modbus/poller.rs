@@ -19,10 +19,12 @@
 //! one more timeout before it is asked again ([`Link::ready_at`]); the other
 //! units take their turns meanwhile.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,8 @@ use super::degrade::{AnswerTimes, Outcome, ProbeBudget};
 use super::device::{Device, Group, Planned};
 use super::link::Link;
 use super::planner::{self, ReadRequest, TagSpan};
+use crate::component::Actuators;
+use crate::component::actuate::WriteJob;
 use crate::ingest::{Events, Ingest};
 use crate::model::TagMeta;
 use crate::telemetry::{DeviceStats, Telemetry};
@@ -56,12 +60,25 @@ pub(super) fn spans_of(dev: &ModbusDevice) -> Vec<TagSpan> {
     dev.tags.iter().enumerate().map(|(i, t)| TagSpan { index: i, table: t.table, address: t.address, count: t.count() }).collect()
 }
 
-/// Starts one polling task per distinct line of `devices`.
+/// Starts one polling task per distinct line of `devices` (writes to them
+/// are refused: no registry knows them; see [`spawn_all_with`]).
 pub fn spawn_all(
     devices: Vec<ModbusDevice>,
     ingest: Arc<Ingest>,
     telemetry: &Telemetry,
     cancel: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    spawn_all_with(devices, ingest, telemetry, cancel, &Actuators::new(None))
+}
+
+/// Starts one polling task per distinct line of `devices`, each registering
+/// its devices in `actuators` and executing their writes between polls.
+pub fn spawn_all_with(
+    devices: Vec<ModbusDevice>,
+    ingest: Arc<Ingest>,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+    actuators: &Actuators,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut by_line: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
     for d in devices {
@@ -77,16 +94,31 @@ pub fn spawn_all(
         let stats: Vec<Arc<DeviceStats>> = devs.iter().map(|d| telemetry.device(&d.name)).collect();
         // Plan errors surface here, before anything runs.
         EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone())?;
-        let (ingest, cancel) = (ingest.clone(), cancel.clone());
+        let (ingest, cancel, actuators) = (ingest.clone(), cancel.clone(), actuators.clone());
         // A poller that panics (a bug, or a library assertion on a malformed
-        // answer) is logged and restarted, never lost.
+        // answer) is logged and restarted, never lost; it registers its
+        // devices again (writes queued for the one that panicked settle as
+        // `failed`, or `unknown` for the one in progress).
         let what = format!("modbus poller of {endpoint}");
+        let names: Vec<(String, Vec<String>)> =
+            devs.iter().map(|d| (d.name.clone(), d.tags.iter().map(|t| t.name.clone()).collect())).collect();
+        // Registered now, so writes asked for right after start find the line.
+        let mut first = Some(actuators.register(names.clone()));
         handles.push(supervise(what, cancel.clone(), move || {
-            let poller = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()).ok()?;
+            let mut poller = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()).ok()?;
+            poller.writes = Some(first.take().unwrap_or_else(|| actuators.register(names.clone())));
             Some(poller.run(cancel.clone()))
         }));
     }
     Ok(handles)
+}
+
+/// The next write job; never resolves without a queue.
+async fn next_job(rx: &mut Option<mpsc::Receiver<WriteJob>>) -> Option<WriteJob> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the line does next.
@@ -107,6 +139,10 @@ pub struct EndpointPoller {
     pub(super) events: Events,
     budget: ProbeBudget,
     pub(super) answers: AnswerTimes,
+    /// Write jobs for the devices of this line (`None`: not registered).
+    pub(super) writes: Option<mpsc::Receiver<WriteJob>>,
+    /// When each writable tag `(device, tag)` was last written (`max_rate`).
+    pub(super) write_log: HashMap<(usize, usize), VecDeque<Instant>>,
 }
 
 impl EndpointPoller {
@@ -153,18 +189,39 @@ impl EndpointPoller {
             ingest,
             budget: ProbeBudget::new(longest_timeout, now),
             answers: AnswerTimes::default(),
+            writes: None,
+            write_log: HashMap::new(),
         })
     }
 
-    /// Polls until `cancel` fires.
+    /// Polls until `cancel` fires; a queued write runs before the next
+    /// cycle or probe, one write per turn, so polls go on between writes.
     pub async fn run(mut self, cancel: CancellationToken) {
         loop {
+            if let Some(job) = self.writes.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.write(job) => {}
+                }
+            }
             let next = self.next();
             match next {
                 Next::Wait(until) => {
-                    tokio::select! {
+                    let woke = tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep_until(until) => {}
+                        _ = tokio::time::sleep_until(until) => None,
+                        job = next_job(&mut self.writes) => Some(job),
+                    };
+                    match woke {
+                        Some(Some(job)) => {
+                            tokio::select! {
+                                _ = cancel.cancelled() => return,
+                                _ = self.write(job) => {}
+                            }
+                        }
+                        // Queue closed (the devices were registered again): stop listening.
+                        Some(None) => self.writes = None,
+                        None => {}
                     }
                 }
                 Next::Cycle(d, g) => {

@@ -4,6 +4,7 @@
 
 mod tag;
 mod transport;
+mod write;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::diag::{Diag, FirstSeen, Item, Reader, de_item, entries, reject_unknow
 use crate::names;
 use tag::{RawTag, TagDefaults, validate_tag};
 pub use transport::{Parity, Transport, check_endpoint, serial_key};
+pub use write::{DeviceWrites, SingleWrite, TagWrite};
 
 /// A validated Modbus device (TCP, RTU, or RTU over TCP).
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct ModbusDevice {
     pub limits: Limits,
     /// Longest wait between reconnect attempts (default 30 s).
     pub reconnect_max: Duration,
+    /// How writes are sent (function codes, FC22 support).
+    pub writes: DeviceWrites,
     /// Tags, in config order.
     pub tags: Vec<ModbusTag>,
 }
@@ -66,6 +70,8 @@ pub struct ModbusTag {
     pub unit: Option<String>,
     /// Poll interval (the tag's, else the device's).
     pub poll_interval: Duration,
+    /// `Some` when `writable = true`: its limits and read-back.
+    pub write: Option<TagWrite>,
 }
 
 impl ModbusTag {
@@ -88,6 +94,9 @@ pub const DEVICE_KEYS: &[&str] = &[
     "max_bits_per_request",
     "max_gap",
     "max_gap_bits",
+    "single_register_write",
+    "single_coil_write",
+    "mask_write",
     "reconnect_max",
     "port",
     "baud_rate",
@@ -104,8 +113,25 @@ pub fn device_keys_for(protocol: Option<&str>) -> Vec<&'static str> {
 }
 
 /// Keys of a Modbus `[[device.tag]]`.
-pub const TAG_KEYS: &[&str] =
-    &["name", "table", "address", "type", "byte_order", "bit", "scale", "offset", "unit", "poll_interval", "description"];
+pub const TAG_KEYS: &[&str] = &[
+    "name",
+    "table",
+    "address",
+    "type",
+    "byte_order",
+    "bit",
+    "scale",
+    "offset",
+    "unit",
+    "poll_interval",
+    "description",
+    "writable",
+    "min",
+    "max",
+    "max_rate",
+    "readback",
+    "readback_timeout",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +153,9 @@ struct RawDevice {
     max_gap: Option<Spanned<i64>>,
     max_gap_bits: Option<Spanned<i64>>,
     reconnect_max: Option<Spanned<String>>,
+    single_register_write: Option<Spanned<String>>,
+    single_coil_write: Option<Spanned<String>>,
+    mask_write: Option<bool>,
 }
 
 /// Parses and validates one `[[device]]` item with `protocol = "modbus-tcp"`
@@ -139,7 +168,12 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     crate::diag::reject_unknown_keys_showing(&mut item, DEVICE_KEYS, &shown, diag, key);
     let Some(raw) = de_item::<RawDevice>(item, diag, key) else {
         // Still check the tags, so one pass shows every error.
-        let dev = TagDefaults { byte_order: ByteOrder::ABCD, poll_interval: Duration::from_secs(1), limits: Limits::default() };
+        let dev = TagDefaults {
+            byte_order: ByteOrder::ABCD,
+            poll_interval: Duration::from_secs(1),
+            limits: Limits::default(),
+            timeout: Duration::from_secs(1),
+        };
         for e in entries(tags_item, diag, key, "tag", "device.tag") {
             let mut t = e.item;
             reject_unknown_keys(&mut t, TAG_KEYS, diag, &e.key);
@@ -180,12 +214,13 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         max_gap_registers: r.int(&raw.max_gap, "max_gap", 0..=124, Limits::default().max_gap_registers),
         max_gap_bits: r.int(&raw.max_gap_bits, "max_gap_bits", 0..=1999, Limits::default().max_gap_bits),
     };
-    let dev = TagDefaults { byte_order, poll_interval, limits };
+    let writes = write::read_device_writes(&mut r, &raw.single_register_write, &raw.single_coil_write, raw.mask_write);
+    let dev = TagDefaults { byte_order, poll_interval, limits, timeout };
     let tags = read_tags(&mut r, tags_item, &raw, &dev);
     if diag.error_count() > before {
         None
     } else {
-        Some(ModbusDevice { name, endpoint, transport, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, tags })
+        Some(ModbusDevice { name, endpoint, transport, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, writes, tags })
     }
 }
 

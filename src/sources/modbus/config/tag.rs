@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::super::planner::Limits;
 use super::super::types::{ByteOrder, DataType, Table};
 use super::ModbusTag;
+use super::write::{RawTagWrite, read_tag_write};
 use crate::diag::Reader;
 use crate::names;
 
@@ -35,6 +36,12 @@ pub(super) struct RawTag {
     poll_interval: Option<Spanned<String>>,
     #[allow(dead_code)]
     description: Option<String>,
+    writable: Option<Spanned<bool>>,
+    min: Option<Spanned<f64>>,
+    max: Option<Spanned<f64>>,
+    max_rate: Option<Spanned<i64>>,
+    readback: Option<Spanned<bool>>,
+    readback_timeout: Option<Spanned<String>>,
 }
 
 /// What a tag inherits from its device.
@@ -43,6 +50,8 @@ pub(super) struct TagDefaults {
     pub(super) byte_order: ByteOrder,
     pub(super) poll_interval: Duration,
     pub(super) limits: Limits,
+    /// The device's response timeout (the default read-back timeout).
+    pub(super) timeout: Duration,
 }
 
 /// Modicon notation: `40001` (or `400001`) = holding register 0, `30001` input
@@ -103,10 +112,20 @@ pub(super) fn validate_tag(rt: RawTag, r: &mut Reader<'_, '_>, dev: &TagDefaults
     if count > limit {
         r.error(type_span, "type", format!("{ty} needs {count} registers, more than the device's limit of {limit} per request"));
     }
+    let raw_write = RawTagWrite {
+        writable: rt.writable,
+        min: rt.min,
+        max: rt.max,
+        max_rate: rt.max_rate,
+        readback: rt.readback,
+        readback_timeout: rt.readback_timeout,
+    };
+    let write = read_tag_write(r, raw_write, table, ty, dev.timeout);
     if r.error_count() > before {
         return None;
     }
-    Some(ModbusTag { name, table, address, ty, byte_order, bit, scale, offset, unit: rt.unit.filter(|u| !u.is_empty()), poll_interval })
+    let unit = rt.unit.filter(|u| !u.is_empty());
+    Some(ModbusTag { name, table, address, ty, byte_order, bit, scale, offset, unit, poll_interval, write })
 }
 
 /// The table and 0-based address: `table` + a number, or a Modicon reference
