@@ -62,7 +62,7 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         .map(|s| s.component())
         .map(|c| c.target().unwrap_or_else(|| format!("sink {} ({})", c.name(), c.kind())))
         .collect();
-    println!(
+    crate::outln!(
         "relais demo: {} simulated stations, gateway {} with {} devices, data in {}, forwarding to {}",
         sim.stations().len(),
         cfg.gateway.id,
@@ -70,11 +70,11 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
         cfg.gateway.data_dir.display(),
         brokers.join(", ")
     );
-    println!("configuration: {sim_label} and {gw_label}");
+    crate::outln!("configuration: {sim_label} and {gw_label}");
     if !missing.is_empty() {
         let names: Vec<String> =
             missing.iter().map(|m| Path::new(m).file_name().map_or(m.clone(), |n| n.to_string_lossy().to_string())).collect();
-        println!(
+        crate::outln!(
             "NOTE: the pump's real sensor data (SKAB: {}) was not found: it serves simulated values instead.\n      \
              Put the SKAB CSV files in ./data/skab (scripts/get-skab.sh downloads them), or set RELAIS_DATA_PATH\n      \
              to the folder that holds them (or to its parent, holding skab/).",
@@ -84,9 +84,9 @@ pub async fn run(data_dir: Option<PathBuf>, broker: Option<String>) -> anyhow::R
     let watch =
         cfg.sinks.iter().find_map(|s| s.component().watch()).unwrap_or_else(|| "mosquitto_sub -h 127.0.0.1 -p 1883 -t '#' -v".into());
     if let Some(ua) = sim.opcua() {
-        println!("The simulator also serves OPC UA at {} (try: relais browse {})", ua.endpoint(), ua.endpoint());
+        crate::outln!("The simulator also serves OPC UA at {} (try: relais browse {})", ua.endpoint(), ua.endpoint());
     }
-    println!("Watch it: {watch}     Stop: Ctrl-C\n");
+    crate::outln!("Watch it: {watch}     Stop: Ctrl-C\n");
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let r = run_gateway(cfg, stop, RunOptions { status_stdout: true, status_interval: Some(Duration::from_secs(5)), ..Default::default() })

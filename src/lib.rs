@@ -43,6 +43,10 @@
 //! | wiring | `app`, `demo` |
 //! | command line | `cli` |
 
+// stdout through `outln!`/`out!` (crate::console): `println!` panics when the
+// reader is gone (`relais check | head -1`, exit 101).
+#![deny(clippy::print_stdout)]
+
 pub mod app;
 pub mod buffer;
 pub mod cli;

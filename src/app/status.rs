@@ -119,7 +119,7 @@ pub fn spawn_status(status: StatusLine, every: Duration, print: bool, cancel: Ca
             last_t = Instant::now();
             let line = status.render(rate);
             if print {
-                println!("{line}");
+                crate::outln!("{line}");
             } else {
                 tracing::info!("status: {line}");
             }

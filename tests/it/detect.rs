@@ -369,3 +369,30 @@ async fn live_detector_on_mqtt_agrees_with_evaluate_row_by_row() {
         .collect();
     assert_eq!(got, want, "detector events: kind and row of each crossing");
 }
+
+/// Bugs: `relais detect evaluate … | head -1` panicked (exit 101) on the
+/// closed pipe (`println!`). Its stdout is closed before it writes: it
+/// exits 0 without a panic, as `relais check` does.
+#[test]
+fn evaluate_and_check_exit_quietly_when_stdout_is_closed() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("d.toml");
+    std::fs::write(&cfg, "[[detector]]\nname = \"t\"\ntags = [\"dev/x\"]\nmethod = \"zscore\"\nwindow = 4\nfit = { rows = 6 }\n").unwrap();
+    let mut csv = String::from("datetime;x;anomaly\n");
+    for i in 0..40 {
+        csv += &format!("2026-01-01 00:00:{i:02};{};0\n", 10 + i % 2);
+    }
+    let data = dir.path().join("s.csv");
+    std::fs::write(&data, csv).unwrap();
+    let c = cfg.to_str().unwrap();
+    for args in [vec!["detect", "evaluate", "--config", c, "--labels", "anomaly", data.to_str().unwrap()], vec!["check", "--config", c]] {
+        let mut child =
+            Command::new(env!("CARGO_BIN_EXE_relais")).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}

@@ -118,15 +118,15 @@ fn evaluate(cfg: &DetectorConfig, files: &[PathBuf], opts: &EvalOptions, out: Op
     if let Some(mut w) = writer {
         w.flush().map_err(|e| format!("--out: {e}"))?;
     }
-    println!("detector {:?}: {} file(s), label column {:?}, threshold {}", cfg.name, results.len(), opts.label, cfg.threshold);
-    print!("{}", report(&results));
+    crate::outln!("detector {:?}: {} file(s), label column {:?}, threshold {}", cfg.name, results.len(), opts.label, cfg.threshold);
+    crate::out!("{}", report(&results));
     if !thresholds.is_empty() {
-        println!("\nthreshold trade-off over all scored rows:");
-        print!("{}", tradeoff(&results, thresholds));
+        crate::outln!("\nthreshold trade-off over all scored rows:");
+        crate::out!("{}", tradeoff(&results, thresholds));
     }
     let missing: u64 = results.iter().map(|r| r.missing).sum();
     if missing > 0 {
-        println!("\n{missing} row(s) with a missing or unreadable input were not scored");
+        crate::outln!("\n{missing} row(s) with a missing or unreadable input were not scored");
     }
     Ok(())
 }
@@ -147,7 +147,7 @@ fn fit(cfg: DetectorConfig, file: &Path, time_column: &str, out: &Path) -> Resul
     let saved = saved.ok_or_else(|| format!("{}: not enough rows to fit {:?}", file.display(), cfg.fit))?;
     let json = serde_json::to_string_pretty(&saved).map_err(|e| e.to_string())?;
     std::fs::write(out, json).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!(
+    crate::outln!(
         "model of detector {:?} ({} components of {}, fitted on {} rows) written to {}",
         cfg.name,
         saved.pca.k,
