@@ -385,8 +385,10 @@ fn evaluate_and_check_exit_quietly_when_stdout_is_closed() {
     }
     let data = dir.path().join("s.csv");
     std::fs::write(&data, csv).unwrap();
-    let c = cfg.to_str().unwrap();
-    for args in [vec!["detect", "evaluate", "--config", c, "--labels", "anomaly", data.to_str().unwrap()], vec!["check", "--config", c]] {
+    let gw = dir.path().join("g.toml");
+    std::fs::write(&gw, format!("[gateway]\nid = \"g\"\ndata_dir = \"{}\"\n", dir.path().join("data").display())).unwrap();
+    let (c, g) = (cfg.to_str().unwrap(), gw.to_str().unwrap());
+    for args in [vec!["detect", "evaluate", "--config", c, "--labels", "anomaly", data.to_str().unwrap()], vec!["check", "--config", g]] {
         let mut child =
             Command::new(env!("CARGO_BIN_EXE_relais")).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take()); // the reader is gone before anything is written
