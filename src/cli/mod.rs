@@ -6,6 +6,7 @@ mod browse;
 mod check;
 mod probe;
 mod quarantine;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -129,6 +130,22 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Write one value to a device's tag, through the allow-list, limits and audit of the config (exit 0 ok, 1 refused/failed/unknown).
+    Write {
+        /// Configuration file (TOML); the tag must say `writable = true`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Check everything (allow-list, limits, encoding) but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Device name.
+        device: String,
+        /// Tag name.
+        tag: String,
+        /// Value in engineering units: `true`, `false`, a number (negative ones too) or text.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Records that could not be ingested: list, show one, export.
     Quarantine {
         /// What to do with the quarantine.
@@ -202,7 +219,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } | Command::Rules { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
-        Command::Import { .. } | Command::Browse { .. } => {
+        Command::Import { .. } | Command::Browse { .. } | Command::Write { .. } => {
             init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
         }
         // The OPC UA library logs every reconnect step; relais reports them itself.
@@ -240,6 +257,7 @@ pub fn main() -> ExitCode {
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),
+        Command::Write { config, dry_run, device, tag, value } => write::run(&config, &device, &tag, &value, dry_run),
     }
 }
 

@@ -333,3 +333,56 @@ fn write_keys_are_validated_and_described() {
     assert!(text.contains("    start (holding 5 bool) by FC22: no read-back\n"), "{text}");
     assert!(!text.contains("    ro "), "{text}");
 }
+
+/// `relais write`: one write through the same path (allow-list, read-back),
+/// a dry run that touches nothing, a refusal with exit code 1, and the
+/// audit stored in the buffer with origin `cli`.
+#[tokio::test]
+async fn the_write_command_goes_through_the_same_path_and_is_audited() {
+    let port = free_port();
+    let sim = sim(&station("s", port, "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relais.toml");
+    let body = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n{}",
+        dir.path().join("data").display(),
+        device("d", port, "", &format!("{SETPOINT}[[device.tag]]\nname = \"ro\"\ntable = \"holding\"\naddress = 11\n"))
+    );
+    std::fs::write(&cfg, body).unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_relais")).args(args).output().unwrap())
+    };
+    let args = |extra: &[&str]| {
+        let mut v = vec!["write".to_string(), "--config".into(), cfg.display().to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = run(args(&["d", "sp", "42"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "ok: d/sp = 42 (was 0, reads back 42)");
+    assert_eq!(holding(&sim, "s", 10), 42);
+    let out = run(args(&["--dry-run", "d", "sp", "-7"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("ok: d/sp = -7\n  dry_run: would write"), "{stdout}");
+    assert_eq!(holding(&sim, "s", 10), 42, "a dry run writes nothing");
+    let out = run(args(&["d", "ro", "1"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("refused: d/ro = 1\n  not_writable:"), "{stdout}");
+    assert_eq!(sim.station("s").unwrap().take_writes(), [(6, 10, 1)]);
+    // The audit is in the buffer, for the sinks.
+    let ingest = Arc::new(Ingest::new(1024));
+    let buffer = Buffer::open(&BufferConfig::default(), &dir.path().join("data"), ingest, &[]).unwrap();
+    let recs = buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap();
+    let audits: Vec<&Event> = recs.iter().filter_map(|r| r.as_event()).filter(|e| &*e.kind == "write.audit").collect();
+    let results: Vec<(&str, &str, bool)> = audits
+        .iter()
+        .map(|e| {
+            (e.details["result"].as_str().unwrap(), e.details["origin"]["kind"].as_str().unwrap(), e.details["dry_run"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(results, [("ok", "cli", false), ("ok", "cli", true), ("refused", "cli", false)]);
+    assert_eq!(recs.iter().filter_map(|r| r.as_event()).filter(|e| &*e.kind == "security.write_refused").count(), 1);
+}
