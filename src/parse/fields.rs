@@ -5,7 +5,10 @@
 //!
 //! - [`Fields`] keeps at most [`MAX_FIELDS`] names per source; a new name
 //!   beyond is not remembered (its kind is decided again by its next
-//!   value), counted in [`Fields::overflow`] and logged at most once a minute.
+//!   value) and counted in [`Fields::overflow`]; [`Fields::report_overflow`]
+//!   (called once per input by [`crate::parse::parse_input`]) logs the
+//!   names not remembered since its last line and the total, at most once
+//!   a minute.
 //! - [`note_text_field`] logs the first [`LOG_BURST`] text fields of the
 //!   process one line each, then at most one line a minute with the number
 //!   left out; it remembers at most [`NOTED_MAX`] (source, field) pairs.
@@ -44,6 +47,8 @@ pub enum FieldKind {
 pub struct Fields {
     kinds: Mutex<HashMap<String, FieldKind>>,
     overflow: AtomicU64,
+    /// `overflow` when the last line about it was written.
+    reported: AtomicU64,
 }
 
 /// One rate limit for every source's "too many field names" line.
@@ -55,9 +60,10 @@ impl Fields {
         self.kinds.lock().ok()?.get(name).copied()
     }
 
-    /// Records the kind of `name` for `source`; a new name beyond
-    /// [`MAX_FIELDS`] is counted instead.
-    pub fn set(&self, source: &str, name: &str, kind: FieldKind) {
+    /// Records the kind of `name` (for the source named, kept for the
+    /// callers' symmetry); a new name beyond [`MAX_FIELDS`] is counted
+    /// instead (see [`Fields::report_overflow`]).
+    pub fn set(&self, _source: &str, name: &str, kind: FieldKind) {
         let Ok(mut k) = self.kinds.lock() else { return };
         let full = k.len() >= MAX_FIELDS;
         match k.get_mut(name) {
@@ -66,18 +72,33 @@ impl Fields {
                 k.insert(name.to_string(), kind);
             }
             None => {
-                drop(k);
-                let n = self.overflow.fetch_add(1, Ordering::Relaxed) + 1;
-                let Ok(mut log) = OVERFLOW_LOG.lock() else { return };
-                if let Some(left_out) = log.get_or_insert_with(|| RateLimited::new(LOG_PERIOD)).allow() {
-                    tracing::warn!(
-                        source = %escape(source), not_remembered = n, lines_left_out = left_out,
-                        "more than {MAX_FIELDS} distinct field names: new names are not remembered ({n} so far); \
-                         their kind is decided by each value. List the fields to ingest with [[source.tag]] and select = \"listed\""
-                    );
-                }
+                self.overflow.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Logs (WARN, at most once a minute over all sources) how many new
+    /// names were not remembered since the last such line of `source`, and
+    /// in total; nothing when none were. Call once per input, after it is
+    /// parsed, so the line counts the whole input (40,000 names over the cap
+    /// in one body say 40,000, not 1).
+    pub fn report_overflow(&self, source: &str) {
+        let total = self.overflow.load(Ordering::Relaxed);
+        let last = self.reported.load(Ordering::Relaxed);
+        if total == last {
+            return;
+        }
+        let Ok(mut log) = OVERFLOW_LOG.lock() else { return };
+        let Some(left_out) = log.get_or_insert_with(|| RateLimited::new(LOG_PERIOD)).allow() else { return };
+        drop(log);
+        self.reported.store(total, Ordering::Relaxed);
+        let new = total - last;
+        tracing::warn!(
+            source = %escape(source), not_remembered = new, total, lines_left_out = left_out,
+            "more than {MAX_FIELDS} distinct field names: {new} new names were not remembered since the last line \
+             ({total} in total); their kind is decided by each value. List the fields to ingest with [[source.tag]] and \
+             select = \"listed\""
+        );
     }
 
     /// Names remembered.

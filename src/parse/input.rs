@@ -29,7 +29,7 @@ pub fn parse_input<R: Read>(
              (or missing_timestamp = \"receive_time\" to stamp them with the receive time, uncertain)"
         )));
     }
-    match format {
+    let n = match format {
         Format::Csv => read_csv(input, spec, mapper, origin, out),
         Format::JsonLines => read_json_lines(std::io::BufReader::with_capacity(1 << 16, input), spec, mapper, origin, out),
         Format::Json => {
@@ -41,5 +41,7 @@ pub fn parse_input<R: Read>(
                 .map_err(|e| FileError::NotText(format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))?;
             Ok(read_json_doc(text.trim_start_matches('\u{feff}'), spec, mapper, origin, out))
         }
-    }
+    };
+    mapper.fields.report_overflow(&mapper.source);
+    n
 }

@@ -191,6 +191,30 @@ async fn ever_new_keys_log_a_bounded_number_of_lines() {
     eprintln!("15,000 distinct text keys in 5 requests: {lines} log lines, RSS {rss0} kB -> {rss1} kB");
 }
 
+/// Bugs: the field-name cap warning said "1 so far" while 40,000 names were
+/// over it (written at the first one, then rate-limited). It is written once
+/// the input is parsed, with the count of the whole body.
+#[tokio::test]
+async fn the_field_name_cap_warning_counts_every_name_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let r = Relais::start(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"web\"\ntype = \"http\"\nlisten = \"127.0.0.1:{port}\"\nallow_anonymous = true\nmissing_timestamp = \"receive_time\"\n"
+        ),
+        4096,
+    );
+    let fields: Vec<String> = (0..50_000).map(|i| format!("\"k{i}\": \"t\"")).collect();
+    let (code, text) = post(port, "web", None, format!("{{\"temp\": 1.5, {}}}\n", fields.join(", "))).await;
+    assert_eq!(code, 200, "{text}");
+    let log = r.stop();
+    let cap: Vec<&str> = log.lines().filter(|l| l.contains("distinct field names")).collect();
+    assert_eq!(cap.len(), 1, "{cap:?}");
+    // temp and 9,999 text keys are remembered; 40,001 are not.
+    assert!(cap[0].contains("40001 new names were not remembered since the last line (40001 in total)"), "{}", cap[0]);
+}
+
 /// Issue 9 item 12: 2,000 idle TCP connections (no token needed) used up the
 /// process's file descriptors (limit 1,024 here, as usual), and nothing more
 /// was served. Now at most `max_connections` stay open, the rest are closed
