@@ -159,3 +159,85 @@ async fn daemon_alarm_from_the_simulator_arrives_on_mqtt_and_clears() {
     let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stored and forwarded in order: {seqs:?}");
 }
+
+/// Rule writes go through the actuator seam: the task that owns the device
+/// (here the test, registered for device `valve`) gets each request with
+/// origin `rule`, a deadline and the rule's `dry_run`, in decision order;
+/// each is audited (`write.audit`) and recorded as a `rule.write` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_rule_writes_reach_the_device_owner_in_order_and_are_audited() {
+    use relais::component::actuate::{Origin, WriteOutcome, WriteResult};
+    use relais::model::Value;
+    let Some(broker) = Mosquitto::start() else { return };
+    let port = free_port();
+    let _sim = crate::modbus::sim(&format!(
+        "[[station]]\nname = \"line\"\nlisten = \"127.0.0.1:{port}\"\n[[station.tag]]\nname = \"level\"\ntable = \"holding\"\naddress = 0\n\
+         signal = {{ kind = \"square\", low = 10, high = 90, period = \"2s\", duty = 0.5 }}\n"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n\
+         [[device]]\nname = \"tank\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"100ms\"\n\
+         [[device.tag]]\nname = \"level\"\ntable = \"holding\"\naddress = 0\n\
+         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\n\
+         [[rule]]\nname = \"inlet\"\ntag = \"tank/level\"\nabove = 80\nclear_below = 20\nalarm = false\n\
+         [[rule.write]]\ntag = \"valve/inlet\"\nvalue = false\n[[rule.write]]\ntag = \"valve/inlet\"\nvalue = 1\non = \"clear\"\n\
+         [[rule]]\nname = \"lamp\"\ntag = \"tank/level\"\nabove = 80\nalarm = false\ndry_run = true\n\
+         [[rule.write]]\ntag = \"valve/lamp\"\nvalue = 2.5\n",
+        dir.path().join("data").display(),
+        broker.url()
+    );
+    let cfg = Config::parse(&text, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = Sub::new(broker.port, "t/relais/gw/event/#").await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    let mut jobs = gw.actuators.register(vec![("valve".into(), vec!["inlet".into(), "lamp".into()])]);
+    let mut seen: Vec<(String, Value, bool, Origin)> = Vec::new();
+    let t0 = Instant::now();
+    while seen.iter().filter(|s| s.0 == "inlet").count() < 3 && t0.elapsed() < Duration::from_secs(20) {
+        let Ok(Some(job)) = tokio::time::timeout(Duration::from_secs(1), jobs.recv()).await else { continue };
+        let r = &job.request;
+        assert_eq!(r.device, "valve");
+        assert!(r.deadline.is_some(), "a rule's write has a deadline");
+        seen.push((r.tag.clone(), r.value.clone(), r.dry_run, r.origin.clone()));
+        job.finish(WriteOutcome::new(WriteResult::Ok, None));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.shutdown().await.unwrap();
+    let inlet: Vec<&Value> = seen.iter().filter(|s| s.0 == "inlet").map(|s| &s.1).collect();
+    assert!(inlet.len() >= 3, "{seen:?}");
+    // Alternating close (on active) and open (on clear), starting with either.
+    for w in inlet.windows(2) {
+        assert_ne!(w[0], w[1], "decision order kept: {seen:?}");
+    }
+    assert!(inlet.iter().all(|v| **v == Value::Bool(false) || **v == Value::I64(1)), "{seen:?}");
+    for (tag, value, dry, origin) in &seen {
+        let rule = if tag == "inlet" { "inlet" } else { "lamp" };
+        assert_eq!(origin, &Origin::Rule { id: rule.into() });
+        assert_eq!(*dry, tag == "lamp");
+        if tag == "lamp" {
+            assert_eq!(value, &Value::F64(2.5));
+        }
+    }
+    assert!(seen.iter().any(|s| s.0 == "lamp"), "the dry-run rule's write reached the owner too (checked, not written): {seen:?}");
+    let mut audits = 0;
+    let mut decided = 0;
+    while let Some(m) = sub.next(Duration::from_millis(500)).await {
+        let e = m.json();
+        match e["kind"].as_str() {
+            Some("write.audit") if e["details"]["device"] == "valve" => {
+                assert_eq!(e["details"]["result"], "ok");
+                assert_eq!(e["details"]["origin"]["kind"], "rule");
+                audits += 1;
+            }
+            Some("rule.write") => {
+                assert_eq!(e["source"]["kind"], "rule");
+                assert!(e["details"]["values"]["tank/level"]["value"].is_number(), "{e}");
+                decided += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(audits, seen.len(), "one audit per write");
+    assert!(decided >= seen.len(), "a rule.write event per decision: {decided} for {} writes", seen.len());
+}

@@ -1,5 +1,5 @@
 //! The component contract (`crate::component`) for `[[rule]]`: one task for
-//! all the rules of a gateway (see [`super::run`]).
+//! all the rules of a gateway and one for their writes (see [`super::run`]).
 
 use tokio::task::JoinHandle;
 
@@ -23,7 +23,7 @@ impl Kind for Rules {
             return Ok(Vec::new());
         }
         let events = ctx.events.clone().unwrap_or_else(|| ctx.ingest.events());
-        Ok(vec![super::run::spawn(items, ctx.buffer.tap(), events, ctx.stop.clone())])
+        Ok(super::run::spawn(items, ctx.buffer.tap(), events, ctx.actuators.clone(), ctx.stop.clone()))
     }
 }
 

@@ -113,13 +113,16 @@ pub const COND_KEYS: &[&str] = &[
     "not",
 ];
 
-/// A number or a boolean (`equals`).
+/// A number or a boolean (`equals`, a write's `value`), keeping TOML's
+/// integer / float distinction.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Lit {
     /// `true` / `false`.
     Bool(bool),
-    /// A number.
+    /// An integer.
+    Int(i64),
+    /// A float.
     Num(f64),
 }
 
@@ -277,6 +280,7 @@ fn test(raw: &RawCond, d: &mut Diag<'_>, key: &str) -> Option<Test> {
     if let Some(e) = &raw.equals {
         return Some(Test::Equals(match e.get_ref() {
             Lit::Bool(b) => f64::from(u8::from(*b)),
+            Lit::Int(i) => *i as f64,
             Lit::Num(n) => finite(d, &Spanned::new(e.span(), *n), key, "equals"),
         }));
     }

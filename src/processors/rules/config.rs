@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::cond::{COND_KEYS, Cond, Lit, RawCond, check_known, valid_path, validate};
 use crate::diag::{Diag, FirstSeen, Item, Reader, de_item, reject_unknown_keys, take_key};
-use crate::model::Severity;
+use crate::model::{Severity, Value};
 
 /// A validated `[[rule]]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +31,8 @@ pub struct RuleConfig {
     pub message: Option<String>,
     /// Writes asked for on activation and on clearing.
     pub writes: Vec<WriteAction>,
-    /// Only log and record the writes (`dry_run = true`).
+    /// Ask for dry-run writes only: checked by the device's task (allow-list,
+    /// limits, encoding), logged and audited, never written (`dry_run = true`).
     pub dry_run: bool,
 }
 
@@ -40,28 +41,11 @@ pub struct RuleConfig {
 pub struct WriteAction {
     /// `device/tag` to write.
     pub tag: String,
-    /// The value (a number or a boolean).
-    pub value: WriteValue,
+    /// The value in engineering units: `Bool`, `I64` (a TOML integer) or `F64`;
+    /// the device's task encodes it with the tag's type, scale and offset.
+    pub value: Value,
     /// On activation (`on = "active"`, default) or on clearing (`on = "clear"`).
     pub on_clear: bool,
-}
-
-/// The value of a write action.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum WriteValue {
-    /// A boolean (coils, bit tags).
-    Bool(bool),
-    /// A number (encoded with the tag's type, scale and offset by the writer).
-    Num(f64),
-}
-
-impl std::fmt::Display for WriteValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteValue::Bool(b) => write!(f, "{b}"),
-            WriteValue::Num(n) => write!(f, "{n}"),
-        }
-    }
 }
 
 /// Keys of a `[[rule]]` besides the condition keys.
@@ -125,13 +109,6 @@ pub fn parse_rule(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, devices: O
     if !alarm && raw.write.is_empty() {
         diag.error(span.start..span.start, &format!("{key} / alarm"), "alarm = false and no [[rule.write]]: the rule would do nothing");
     }
-    if !raw.write.is_empty() && !dry_run {
-        diag.error(
-            raw.write[0].span(),
-            &format!("{key} / write"),
-            "writes from rules need the actuator handle, which this build does not have yet: set `dry_run = true` to log and record what the rule would write",
-        );
-    }
     let ok = diag.error_count() == before;
     Some(RuleConfig { name, cond: cond?, on_delay, off_delay, alarm, severity, message: raw.message, writes, dry_run }).filter(|_| ok)
 }
@@ -147,8 +124,9 @@ fn parse_write(w: &Spanned<RawWrite>, diag: &mut Diag<'_>, key: &str, devices: O
         check_known(diag, devs, w_.tag.get_ref(), w_.tag.span(), &key);
     }
     let value = match w_.value.get_ref() {
-        Lit::Bool(b) => WriteValue::Bool(*b),
-        Lit::Num(n) if n.is_finite() => WriteValue::Num(*n),
+        Lit::Bool(b) => Value::Bool(*b),
+        Lit::Int(i) => Value::I64(*i),
+        Lit::Num(n) if n.is_finite() => Value::F64(*n),
         Lit::Num(_) => {
             diag.error(w_.value.span(), &format!("{key} / value"), "a finite number or a boolean");
             return None;
@@ -212,7 +190,7 @@ impl RuleConfig {
         }
         for w in &self.writes {
             let on = if w.on_clear { "on clear" } else { "on active" };
-            let dry = if self.dry_run { " (dry run: logged and recorded, not written)" } else { "" };
+            let dry = if self.dry_run { " (dry run: checked and audited, not written)" } else { "" };
             s += &format!("\n  -> write {} = {} {on}{dry}", w.tag, w.value);
         }
         s

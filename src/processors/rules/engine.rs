@@ -302,7 +302,7 @@ impl Engine {
                 Decision::Write(WriteDecision {
                     rule: rule.name.clone(),
                     tag: w.tag.clone(),
-                    value: w.value,
+                    value: w.value.clone(),
                     ts: Timestamp(at),
                     on_clear,
                     dry_run: rule.cfg.dry_run,

@@ -126,7 +126,7 @@ fn edges_drive_dry_run_writes_on_active_and_clear() {
 fn config_errors_name_line_column_and_key() {
     let bad = "[[rule]]\nname = \"r\"\ntag = \"p/t\"\nabove = 80\nclear_below = 85\n\
                [[rule]]\nname = \"g\"\nall = [ { tag = \"p/t\", above = 1, below = 0 } ]\n\
-               [[rule]]\nname = \"w\"\ntag = \"p/t\"\nrate_above = 1\n[[rule.write]]\ntag = \"p/x\"\nvalue = 1\n\
+               [[rule]]\nname = \"w\"\ntag = \"p/t\"\nrate_above = 1\n[[rule.write]]\ntag = \"p/x\"\nvalue = 1\non = \"sometimes\"\n\
                [[rule]]\nname = \"u\"\ntag = \"nodevice\"\nabov = 3\n";
     let e = read_rules(bad, "r.toml", Path::new(".")).unwrap_err().to_string();
     for want in [
@@ -134,7 +134,7 @@ fn config_errors_name_line_column_and_key() {
         "clear_below (85) must not be above `above` (80)",
         "one test per tag condition",
         "a rate needs `over",
-        "writes from rules need the actuator handle",
+        "\"sometimes\"",
         "\"nodevice\" is not a tag path",
         "abov",
     ] {

@@ -17,8 +17,8 @@
 //! Invariants: decisions depend only on the samples and the instants given to
 //! the engine (a replay is deterministic); an input without a good value
 //! never raises or clears anything (three-valued logic, see [`leaf::Truth`]);
-//! no write happens without the actuator handle (today every write is a dry
-//! run, recorded as a `rule.write` event).
+//! writes go only through the actuator seam ([`crate::component::Actuators`]),
+//! whose owner checks, executes and audits them.
 
 pub mod alarm;
 pub mod command;

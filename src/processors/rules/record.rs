@@ -4,7 +4,7 @@
 //! | decision | event kind | severity | details |
 //! |---|---|---|---|
 //! | alarm transition | `alarm` | the rule's `severity` when raised, `info` when cleared or acknowledged | `rule`, `transition` (`raised`, `cleared`, `acknowledged`), `state`, `previous`, `message`, `values` (`{"device/tag": {"value", "quality", "ts"}}`), `by` (acknowledgements) |
-//! | write | `rule.write` | `info` | `rule`, `tag`, `value`, `on` (`active` or `clear`), `dry_run`, `result` (`dry_run`), `values` |
+//! | write | `rule.write` | `info` | `rule`, `tag`, `value`, `on` (`active` or `clear`), `dry_run`, `values` (the outcome is the `write.audit` event of the actuator seam) |
 //!
 //! The event's `ts` is the decision's time (engine clock, see
 //! [`super::engine`]); its source is `rule` with the rule's name. On MQTT,
@@ -16,7 +16,6 @@ use serde_json::{Map, Value as J, json};
 use std::sync::Arc;
 
 use super::alarm::Change;
-use super::config::WriteValue;
 use crate::model::{Event, EventSource, Quality, Severity, Timestamp, Value, format_rfc3339};
 
 /// The latest sample of a tag a rule tests, as recorded with a decision.
@@ -59,7 +58,7 @@ pub struct WriteDecision {
     /// `device/tag`.
     pub tag: String,
     /// The value.
-    pub value: WriteValue,
+    pub value: Value,
     /// When the rule decided it.
     pub ts: Timestamp,
     /// On clearing (else on activation).
@@ -112,13 +111,6 @@ pub fn values_text(values: &[TagValue]) -> String {
         .join(", ")
 }
 
-fn write_value(v: WriteValue) -> J {
-    match v {
-        WriteValue::Bool(b) => J::Bool(b),
-        WriteValue::Num(n) => json!(n),
-    }
-}
-
 impl AlarmRecord {
     /// The event of kind `alarm`.
     pub fn to_event(&self) -> Event {
@@ -158,10 +150,9 @@ impl WriteDecision {
         let details = json!({
             "rule": &*self.rule,
             "tag": self.tag,
-            "value": write_value(self.value),
+            "value": self.value,
             "on": if self.on_clear { "clear" } else { "active" },
             "dry_run": self.dry_run,
-            "result": if self.dry_run { "dry_run" } else { "pending" },
             "values": values_json(&self.values),
         });
         let mut e = Event::new(WRITE_KIND, Severity::Info, EventSource::Rule(self.rule.clone()), self.line()).with_details(details);
@@ -172,7 +163,7 @@ impl WriteDecision {
     /// One line: `write pump/start = true (rule valve-hot, on active, dry run) [values]`.
     pub fn line(&self) -> String {
         let on = if self.on_clear { "on clear" } else { "on active" };
-        let dry = if self.dry_run { ", dry run: not written" } else { "" };
+        let dry = if self.dry_run { ", dry run" } else { "" };
         format!("write {} = {} (rule {}, {on}{dry}) [{}]", self.tag, self.value, self.rule, values_text(&self.values))
     }
 }

@@ -4,6 +4,16 @@
 //! delays and staleness), and emits each decision as an event (kind `alarm`
 //! or `rule.write`, see [`super::record`]) and a log line.
 //!
+//! Writes go through the actuator seam ([`crate::component::Actuators`]):
+//! a second task takes them in decision order (one at a time, so two writes
+//! of a rule never overtake each other) and hands each to the task that owns
+//! the device's link, with origin `rule` and a deadline of [`WRITE_DEADLINE`]
+//! (a write that waited longer is refused `expired`, never made late). The
+//! owner checks the allow-list and limits, writes (or only checks, for
+//! `dry_run = true`), logs and audits it (`write.audit`). The evaluation
+//! never waits for a write: beyond [`WRITE_BACKLOG`] waiting writes, a new
+//! one is dropped with an error log and a `rule.write_dropped` event.
+//!
 //! Invariants: rules only see committed samples (never data that could still
 //! be lost); their own events go through the ring and the buffer like any
 //! event, so the sinks forward them; a rule state starts over at each start
@@ -17,26 +27,37 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::RuleConfig;
+use super::engine::WriteDecision;
 use super::engine::{Decision, Engine};
 use crate::buffer::tap::{Tap, TapSubscription};
+use crate::component::Actuators;
+use crate::component::actuate::{Origin, WriteRequest};
 use crate::ingest::Events;
-use crate::model::{Record, Severity, Timestamp};
+use crate::model::{EventSource, Record, Severity, Timestamp};
 
 /// Period of the clock tick (delays and staleness resolve within it).
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Starts the task of the rules; it ends when `stop` is cancelled or the buffer closes.
-pub fn spawn(rules: Vec<RuleConfig>, tap: &Arc<Tap>, events: Events, stop: CancellationToken) -> JoinHandle<()> {
+/// How long a rule's write may wait before the device's task takes it.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Writes decided and not yet handed to the actuator seam.
+pub const WRITE_BACKLOG: usize = 1024;
+
+/// Starts the tasks of the rules (evaluation, writes); they end when `stop`
+/// is cancelled or the buffer closes.
+pub fn spawn(rules: Vec<RuleConfig>, tap: &Arc<Tap>, events: Events, actuators: Actuators, stop: CancellationToken) -> Vec<JoinHandle<()>> {
     let n = rules.len();
     let engine = Engine::new(rules);
     // Subscribed before any source starts: no sample is missed.
     let sub = tap.subscribe();
     tracing::info!(rules = n, "rules running");
-    tokio::spawn(run(engine, sub, events, stop))
+    let (tx, rx) = tokio::sync::mpsc::channel(WRITE_BACKLOG);
+    vec![tokio::spawn(run(engine, sub, events, tx, stop.clone())), tokio::spawn(writer(rx, actuators, stop))]
 }
 
-/// Logs and emits the decisions.
-pub fn publish(decisions: Vec<Decision>, events: &Events) {
+/// Logs and emits the decisions, and queues the writes.
+pub fn publish(decisions: Vec<Decision>, events: &Events, writes: &tokio::sync::mpsc::Sender<WriteDecision>) {
     for d in decisions {
         match &d {
             Decision::Alarm(a) if a.severity >= Severity::Warning => tracing::warn!(rule = %a.rule, "{}", a.line()),
@@ -44,10 +65,51 @@ pub fn publish(decisions: Vec<Decision>, events: &Events) {
             Decision::Write(w) => tracing::info!(rule = %w.rule, "{}", w.line()),
         }
         events.emit(d.to_event());
+        if let Decision::Write(w) = d
+            && let Err(e) = writes.try_send(w)
+        {
+            let w = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(w) | tokio::sync::mpsc::error::TrySendError::Closed(w) => w,
+            };
+            let msg = format!("rule {}: write {} = {} dropped: {WRITE_BACKLOG} writes already wait", w.rule, w.tag, w.value);
+            tracing::error!("{msg}");
+            events.emit_now(
+                "rule.write_dropped",
+                Severity::Error,
+                EventSource::Rule(w.rule.clone()),
+                msg,
+                serde_json::json!({"tag": w.tag}),
+            );
+        }
     }
 }
 
-async fn run(mut engine: Engine, mut sub: TapSubscription, events: Events, stop: CancellationToken) {
+/// Hands the writes to the actuator seam, one at a time, in decision order.
+async fn writer(mut rx: tokio::sync::mpsc::Receiver<WriteDecision>, actuators: Actuators, stop: CancellationToken) {
+    loop {
+        let w = tokio::select! {
+            _ = stop.cancelled() => return,
+            w = rx.recv() => match w { Some(w) => w, None => return },
+        };
+        let (device, tag) = w.tag.split_once('/').unwrap_or((w.tag.as_str(), ""));
+        let mut req = WriteRequest::new(device, tag, w.value.clone(), Origin::Rule { id: w.rule.to_string() });
+        req.deadline = Some(tokio::time::Instant::now() + WRITE_DEADLINE);
+        req.dry_run = w.dry_run;
+        // The seam logs and audits the outcome (`write.audit`).
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = actuators.write(req) => {}
+        }
+    }
+}
+
+async fn run(
+    mut engine: Engine,
+    mut sub: TapSubscription,
+    events: Events,
+    writes: tokio::sync::mpsc::Sender<WriteDecision>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -65,6 +127,6 @@ async fn run(mut engine: Engine, mut sub: TapSubscription, events: Events, stop:
             }
             _ = tick.tick() => engine.advance(Timestamp::now()),
         }
-        publish(engine.take(), &events);
+        publish(engine.take(), &events, &writes);
     }
 }
