@@ -235,6 +235,11 @@ impl WriteJob {
         self.sent = None;
     }
 
+    /// How long the job has waited since [`Actuators::write`] was called.
+    pub fn waited(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(Timestamp::now().as_nanos().saturating_sub(self.requested.as_nanos()).max(0) as u64)
+    }
+
     /// True when the deadline passed.
     pub fn expired(&self) -> bool {
         self.request.deadline.is_some_and(|d| Instant::now() > d)

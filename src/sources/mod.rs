@@ -14,6 +14,7 @@ pub mod modbus;
 pub mod mqtt_in;
 pub mod opcua;
 pub mod schedule;
+pub mod writable;
 
 use crate::component::{ParseCx, parse_by_type};
 use crate::diag::{Diag, Item};

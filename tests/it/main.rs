@@ -32,6 +32,7 @@ mod nats_common;
 mod nats_sink;
 mod opcua;
 mod opcua_interop;
+mod opcua_write;
 mod parse;
 mod planner;
 mod postgres;

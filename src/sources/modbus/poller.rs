@@ -19,7 +19,7 @@
 //! one more timeout before it is asked again ([`Link::ready_at`]); the other
 //! units take their turns meanwhile.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -142,7 +142,7 @@ pub struct EndpointPoller {
     /// Write jobs for the devices of this line (`None`: not registered).
     pub(super) writes: Option<mpsc::Receiver<WriteJob>>,
     /// When each writable tag `(device, tag)` was last written (`max_rate`).
-    pub(super) write_log: HashMap<(usize, usize), VecDeque<Instant>>,
+    pub(super) write_log: HashMap<(usize, usize), crate::sources::writable::RateLog>,
 }
 
 impl EndpointPoller {

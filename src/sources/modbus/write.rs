@@ -17,8 +17,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::answer::{ReadError, Words};
 use super::config::ModbusTag;
 use super::decode::{apply_scale, decode};
@@ -29,9 +27,6 @@ use super::types::DataType;
 use super::write_plan::{self, Payload};
 use crate::component::actuate::{WriteJob, WriteOutcome, WriteResult};
 use crate::model::{Value, reason};
-
-/// The window of `max_rate`.
-const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 impl EndpointPoller {
     /// Executes one write job and settles it.
@@ -62,24 +57,15 @@ impl EndpointPoller {
             Err(why) => return WriteOutcome::refused(why),
         };
         if let Some(max) = w.max_rate
-            && !self.rate_allows(d, t, max)
+            && !self.write_log.entry((d, t)).or_default().allows(max)
         {
             return WriteOutcome::refused(format!("rate_exceeded: {max} write(s) per minute allowed on tag {tag_name:?}, already made"));
         }
         if job.request.dry_run {
             return WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {payload:?} to {} {}", tag.table, tag.address)));
         }
-        self.write_log.entry((d, t)).or_default().push_back(Instant::now());
+        self.write_log.entry((d, t)).or_default().record();
         self.execute_write(d, &tag, payload, w.readback, w.readback_timeout, job).await
-    }
-
-    /// True when fewer than `max` writes of tag `t` went out in the last minute.
-    fn rate_allows(&mut self, d: usize, t: usize, max: u32) -> bool {
-        let log = self.write_log.entry((d, t)).or_default();
-        while log.front().is_some_and(|x| x.elapsed() >= RATE_WINDOW) {
-            log.pop_front();
-        }
-        log.len() < max as usize
     }
 
     async fn execute_write(

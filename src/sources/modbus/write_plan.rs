@@ -65,12 +65,7 @@ pub fn payload(tag: &ModbusTag, w: &TagWrite, value: &Value) -> Result<Payload, 
     if !x.is_finite() {
         return Err(format!("bad_value: {x} is not a finite number"));
     }
-    if let Some(lo) = w.min.filter(|lo| x < *lo) {
-        return Err(format!("out_of_range: {value} is below min {lo} of tag {:?}", tag.name));
-    }
-    if let Some(hi) = w.max.filter(|hi| x > *hi) {
-        return Err(format!("out_of_range: {value} is above max {hi} of tag {:?}", tag.name));
-    }
+    w.check_range(&tag.name, value, x)?;
     let raw = raw_value(tag, value, x)?;
     encode(&raw, tag.ty, tag.byte_order).map(Payload::Words).map_err(|e| format!("bad_value: {e} (raw value of {value})"))
 }

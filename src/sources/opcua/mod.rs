@@ -22,3 +22,4 @@ pub mod node;
 pub mod oneshot;
 pub mod pki;
 pub mod session;
+pub mod write_value;

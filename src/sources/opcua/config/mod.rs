@@ -131,6 +131,9 @@ pub struct OpcUaTag {
     pub acquisition: Acquisition,
     /// Engineering unit.
     pub unit: Option<String>,
+    /// `Some` when `writable = true`: its limits and read-back
+    /// (`sources::writable`). Writes set the Value attribute with the node's DataType.
+    pub write: Option<crate::sources::writable::TagWrite>,
 }
 
 /// A validated `protocol = "opcua"` device: one server, one session.
@@ -207,6 +210,12 @@ pub const TAG_KEYS: &[&str] = &[
     "deadband_type",
     "unit",
     "description",
+    "writable",
+    "min",
+    "max",
+    "max_rate",
+    "readback",
+    "readback_timeout",
 ];
 
 #[derive(Deserialize)]
@@ -290,7 +299,8 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, base: &P
     }
     let endpoint = device.as_ref().map_or("opc.tcp://HOST:4840", |d: &OpcUaDevice| d.endpoint.as_str()).to_string();
     let name_span = raw.as_ref().map(|r| r.name.span());
-    let tags = tags::read_tags(&mut r, tags_item, defaults, &endpoint, name_span);
+    let timeout = device.as_ref().map_or(Duration::from_secs(10), |d: &OpcUaDevice| d.request_timeout);
+    let tags = tags::read_tags(&mut r, tags_item, defaults, (&endpoint, timeout), name_span);
     if diag.error_count() > before {
         return None;
     }

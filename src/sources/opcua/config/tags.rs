@@ -10,6 +10,7 @@ use super::acquisition::{AcqDefaults, acquisition, raw_acq, warn_poll_keys};
 use super::{Acquisition, OpcUaTag, TAG_KEYS};
 use crate::diag::{FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys};
 use crate::names;
+use crate::sources::writable::{RawTagWrite, read_tag_write};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,12 @@ struct RawTag {
     poll_interval: Option<Spanned<String>>,
     deadband: Option<Spanned<f64>>,
     deadband_type: Option<Spanned<String>>,
+    writable: Option<Spanned<bool>>,
+    min: Option<Spanned<f64>>,
+    max: Option<Spanned<f64>>,
+    max_rate: Option<Spanned<i64>>,
+    readback: Option<Spanned<bool>>,
+    readback_timeout: Option<Spanned<String>>,
 }
 
 /// Reads the tags of the device `r` reads (`endpoint` for the namespace
@@ -35,7 +42,7 @@ pub(super) fn read_tags(
     r: &mut Reader<'_, '_>,
     list: Option<Item<'_>>,
     defaults: AcqDefaults,
-    endpoint: &str,
+    (endpoint, timeout): (&str, std::time::Duration),
     name_span: Option<Range<usize>>,
 ) -> Vec<OpcUaTag> {
     let key = r.table().to_string();
@@ -72,8 +79,20 @@ pub(super) fn read_tags(
         {
             by_index.push((tname.clone(), *ns, rt.node_id.span()));
         }
+        let raw_write = RawTagWrite {
+            writable: rt.writable,
+            min: rt.min,
+            max: rt.max,
+            max_rate: rt.max_rate,
+            readback: rt.readback,
+            readback_timeout: rt.readback_timeout,
+        };
+        // The node's DataType is only known from the server: min/max are
+        // checked for numbers, and a value of another kind is refused at write time.
+        let write = read_tag_write(&mut tr, raw_write, None, true, "the node's type", timeout);
         if let Some(node) = node {
-            tags.push(OpcUaTag { name: tname, node, acquisition: resolve(&acq), unit: rt.unit.filter(|u| !u.is_empty()) });
+            let unit = rt.unit.filter(|u| !u.is_empty());
+            tags.push(OpcUaTag { name: tname, node, acquisition: resolve(&acq), unit, write });
         }
     }
     warn_namespace_indexes(r, endpoint, &by_index);

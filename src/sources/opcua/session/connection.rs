@@ -19,6 +19,14 @@ use crate::model::{Severity, reason};
 use crate::sources::opcua::client::{OpenError, build_client, check_server_certificate, explain, identity_token, open_session};
 use crate::util::exponential;
 
+/// The next write job; never resolves without a queue.
+async fn next_job(rx: &mut Option<mpsc::Receiver<crate::component::actuate::WriteJob>>) -> Option<crate::component::actuate::WriteJob> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How one session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum End {
@@ -143,8 +151,10 @@ impl Device {
         let mut watchdog = PublishWatchdog::new(self.dev.keep_alive);
         loop {
             let next_poll = if self.up { self.polls.iter().map(|p| p.next_due).min() } else { None };
+            let mut job = None;
             tokio::select! {
                 _ = cancel.cancelled() => return End::Cancelled,
+                j = next_job(&mut self.writes) => job = Some(j),
                 ev = ev_rx.recv() => match ev {
                     None => return End::Lost,
                     Some(ev) => {
@@ -174,6 +184,12 @@ impl Device {
                         tracing::debug!(device = %self.dev.name, error = %e, "retrying missing nodes failed");
                     }
                 }
+            }
+            match job {
+                Some(Some(job)) => self.write(session, job).await,
+                // Queue closed (the device was registered again): stop listening.
+                Some(None) => self.writes = None,
+                None => {}
             }
         }
     }

@@ -48,6 +48,7 @@ mod pump;
 mod samples;
 mod subscriptions;
 mod watchdog;
+mod write;
 
 pub use namespaces::namespace_map;
 
@@ -114,6 +115,10 @@ pub struct Device {
     /// keep-alive), written by the event-loop pump: the publish watchdog.
     last_publish: Arc<std::sync::atomic::AtomicU64>,
     epoch: Instant,
+    /// Write jobs for this device (`component::actuate`); `None`: not registered.
+    writes: Option<tokio::sync::mpsc::Receiver<crate::component::actuate::WriteJob>>,
+    /// When each writable tag was written (`max_rate`).
+    write_log: HashMap<usize, crate::sources::writable::RateLog>,
 }
 
 /// Starts one supervisor task per device. PKI folders are opened (and the
@@ -126,6 +131,19 @@ pub fn spawn_all(
     cancel: CancellationToken,
     data_dir: &std::path::Path,
     gateway_id: &str,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    spawn_all_with(devices, ingest, telemetry, cancel, (data_dir, gateway_id), &crate::component::Actuators::new(None))
+}
+
+/// [`spawn_all`], each device registered in `actuators`: its session task
+/// executes the writes asked for there between its own service calls.
+pub fn spawn_all_with(
+    devices: Vec<OpcUaDevice>,
+    ingest: Arc<Ingest>,
+    telemetry: &crate::telemetry::Telemetry,
+    cancel: CancellationToken,
+    (data_dir, gateway_id): (&std::path::Path, &str),
+    actuators: &crate::component::Actuators,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut pkis: HashMap<std::path::PathBuf, Pki> = HashMap::new();
     let mut handles = Vec::new();
@@ -143,8 +161,14 @@ pub fn spawn_all(
         let stats = telemetry.device(&dev.name);
         let (ingest, cancel, gateway_id) = (ingest.clone(), cancel.clone(), gateway_id.to_string());
         let what = format!("OPC UA supervisor of device {}", dev.name);
+        let names = vec![(dev.name.clone(), dev.tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>())];
+        // Registered now, so writes asked for right after start find the device.
+        let mut first = Some(actuators.register(names.clone()));
+        let actuators = actuators.clone();
         handles.push(supervise(what, cancel.clone(), move || {
-            Some(Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone()).run(cancel.clone()))
+            let mut device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone());
+            device.writes = Some(first.take().unwrap_or_else(|| actuators.register(names.clone())));
+            Some(device.run(cancel.clone()))
         }));
     }
     Ok(handles)
@@ -200,6 +224,8 @@ impl Device {
             announced: events::Announced::Nothing,
             last_publish: Arc::default(),
             epoch: Instant::now(),
+            writes: None,
+            write_log: HashMap::new(),
         }
     }
 
