@@ -411,3 +411,45 @@ async fn rtu_writes_of_every_function_code_are_framed_and_confirmed() {
     assert_eq!(sim.station("s").unwrap().take_writes(), [(6, 10, 1), (16, 12, 2), (22, 20, 1), (5, 5, 1)]);
     assert_eq!(holding(&sim, "s", 13), 0x6A29, "617001 = 0x0009_6A29");
 }
+
+/// A third-party server (pymodbus): every function code relais writes with
+/// is accepted and its answer taken as the echo of the request; B05 and
+/// B06 on a server whose code is not ours (FC22 on `0x6481` gives `0x6489`).
+#[tokio::test]
+async fn a_pymodbus_server_accepts_every_write_and_reads_it_back() {
+    let Some(python) = crate::sim::python_with("pymodbus", "PYMODBUS") else { return };
+    let port = free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/pymodbus_server.py");
+    let mut server = tokio::process::Command::new(python).arg(script).arg(port.to_string()).kill_on_drop(true).spawn().unwrap();
+    let up = crate::common::eventually(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+    assert!(up, "pymodbus server did not start");
+    let tags = "[[device.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 10\ntype = \"i16\"\nscale = 0.1\nwritable = true\n\
+        [[device.tag]]\nname = \"f\"\ntable = \"holding\"\naddress = 12\ntype = \"f32\"\nbyte_order = \"CDAB\"\nwritable = true\n\
+        [[device.tag]]\nname = \"word\"\ntable = \"holding\"\naddress = 228\nwritable = true\n\
+        [[device.tag]]\nname = \"b3\"\ntable = \"holding\"\naddress = 228\nbit = 3\nwritable = true\n\
+        [[device.tag]]\nname = \"run\"\ntable = \"coil\"\naddress = 5\nwritable = true\n";
+    let fc16 = "single_register_write = \"fc16\"\nsingle_coil_write = \"fc15\"";
+    let rig = Rig::start(&format!("{}{}", device("a", port, "mask_write = true", tags), device("b", port, fc16, tags)));
+    let cases = [
+        ("a", "sp", Value::F64(-1.0), Value::F64(-1.0)),
+        ("a", "f", Value::F64(238.60870361328125), Value::F64(238.60870361328125)),
+        ("a", "word", Value::I64(0x6481), Value::U64(0x6481)),
+        ("a", "b3", Value::Bool(true), Value::Bool(true)),
+        ("a", "run", Value::Bool(true), Value::Bool(true)),
+        ("b", "sp", Value::F64(2.5), Value::F64(2.5)),
+        ("b", "b3", Value::Bool(false), Value::Bool(false)),
+        ("b", "run", Value::Bool(false), Value::Bool(false)),
+    ];
+    for (dev, tag, v, back) in cases {
+        let o = rig.write(dev, tag, v).await;
+        assert_eq!(o.result, WriteResult::Ok, "{dev}/{tag}: {o:?}");
+        assert_eq!(o.readback, Some(back), "{dev}/{tag}");
+        if (dev, tag) == ("a", "b3") {
+            let w = rig.write("a", "word", Value::I64(0x6489)).await;
+            assert_eq!(w.old, Some(Value::U64(0x6489)), "B06: FC22 set bit 3 of 0x6481 and kept the others");
+        }
+    }
+    let o = rig.write("b", "word", Value::I64(0)).await;
+    assert_eq!(o.old, Some(Value::U64(0x6481)), "read-modify-write over FC16 cleared bit 3 only");
+    server.kill().await.ok();
+}
