@@ -276,6 +276,46 @@ async fn b16_server_restart_with_renumbered_namespace_recovers_with_one_session(
     assert!(ua.max_sessions_seen() <= 1, "the server saw {} sessions at once", ua.max_sessions_seen());
 }
 
+/// Bugs: a polled tag got two or more bad samples per outage when its Read
+/// failed (BadServerHalted, a timeout) before the session noticed the
+/// outage: one per failed Read, then the session's comm_failure. A
+/// blackhole makes every Read time out (1 s) for a few poll cycles before
+/// the keep-alive notices: exactly one bad sample per tag and outage, over
+/// two outages.
+#[tokio::test]
+async fn polled_tags_get_one_bad_sample_per_outage_when_a_read_fails_first() {
+    let pki = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+    let tags: Vec<(&str, &str, &str)> = names.iter().map(|n| (n.as_str(), "i32", "7")).collect();
+    let sim = ua_sim(&station("s", &tags, &[]), "", pki.path()).await;
+    let ua = sim.opcua().unwrap();
+    let proxy = crate::common::Proxy::start(ua.local_addr().port()).await;
+    let dtags: Vec<(String, String)> = names.iter().map(|n| (n.clone(), format!("nsu={NS};s=s.{n}"))).collect();
+    let dref: Vec<(&str, &str, &str)> = dtags.iter().map(|(a, b)| (a.as_str(), b.as_str(), "mode = \"poll\"")).collect();
+    let names_ref: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let devs = ua_devices(&device(
+        &format!("opc.tcp://127.0.0.1:{}/", proxy.port),
+        "poll_interval = \"100ms\"\nkeep_alive = \"2s\"\nrequest_timeout = \"1s\"\nreconnect_max = \"1s\"",
+        &dref,
+    ));
+    let mut chain = Chain::start(&devs);
+    for outage in 1..=2 {
+        let up = chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await;
+        assert!(all_good(&up, &names_ref), "outage {outage}: not all good before it");
+        proxy.blackhole(true);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        proxy.cut();
+        proxy.blackhole(false);
+    }
+    let back = chain.until(Duration::from_secs(15), |s| all_good(s, &names_ref)).await;
+    assert!(all_good(&back, &names_ref), "not back after the second outage");
+    for n in &names {
+        let bad: Vec<Option<&str>> =
+            chain.all.iter().filter(|s| &*s.meta.tag == n && s.quality == Quality::Bad).map(|s| s.reason.as_deref()).collect();
+        assert_eq!(bad.len(), 2, "{n}: exactly one bad sample per outage (two outages), got {bad:?}");
+    }
+}
+
 /// Field case B18: a network blackhole longer than the session timeout; the
 /// session cannot be re-activated and subscriptions cannot be transferred,
 /// so they are created again; the outage is one bad sample per tag.

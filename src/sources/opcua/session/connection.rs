@@ -255,9 +255,7 @@ impl Device {
         self.announce_down(why, Severity::Warning);
         // Values flowed since the last report (through a read or a
         // subscription): this is a new outage, reported whatever its cause.
-        if self.samples_tx.take_flowed() {
-            self.down = None;
-        }
+        self.new_outage_if_flowed();
         // Same outage: a new cause (the certificate now trusted, but the
         // password wrong) replaces the old one on the tags, at most once a
         // minute.
@@ -266,9 +264,23 @@ impl Device {
         {
             return;
         }
+        // A new outage skips the tags a failed Read already reported.
+        let new_cause = self.down.is_some();
         self.down = Some((why.to_string(), Instant::now()));
-        let samples = self.bad(0..self.metas.len(), why);
+        let tags: Vec<usize> = (0..self.metas.len()).filter(|&i| new_cause || !self.outage_reported[i]).collect();
+        self.outage_reported.fill(true);
+        let samples = self.bad(tags, why);
         self.emit(samples).await;
+    }
+
+    /// When values flowed since the last outage report
+    /// ([`super::samples::SampleTx::take_flowed`]), the next failure is a
+    /// new outage: forgets the reported one and the tags it marked.
+    pub(super) fn new_outage_if_flowed(&mut self) {
+        if self.samples_tx.take_flowed() {
+            self.down = None;
+            self.outage_reported.fill(false);
+        }
     }
 
     /// Logs a connection problem: a new one at once, the same one again at

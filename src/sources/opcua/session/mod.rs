@@ -22,7 +22,10 @@
 //! one is gone on the server), so the server never holds two sessions of one
 //! device. Attempts back off exponentially up to `reconnect_max`, with jitter,
 //! forever. While disconnected, every tag gets one bad sample with reason
-//! `comm_failure` (per state change, not per interval).
+//! `comm_failure` (per state change, not per interval); a polled tag whose
+//! Read failed before the session noticed the outage (BadServerHalted, a
+//! timeout) has its one bad sample from that Read, and no more until values
+//! flow again.
 //!
 //! Files, by responsibility:
 //!
@@ -101,6 +104,12 @@ pub struct Device {
     /// when. Forgotten once values flowed again (`SampleTx::take_flowed`),
     /// so the next outage is reported whatever its cause.
     down: Option<(String, Instant)>,
+    /// Per tag: a bad sample was sent for the current outage (by a failed
+    /// Read or by [`Device::down`]), so neither sends another: a Read
+    /// failing with BadServerHalted before the session notices the outage
+    /// gives one bad sample per tag, not two. Cleared with `down` once values
+    /// flowed again.
+    outage_reported: Vec<bool>,
     /// The last connection problem logged, and when.
     last_problem: Option<(String, Instant)>,
     last_ns_check: Option<Instant>,
@@ -216,6 +225,7 @@ impl Device {
             max_per_sub: usize::MAX,
             up: false,
             down: None,
+            outage_reported: vec![false; n],
             last_problem: None,
             last_ns_check: None,
             ns_changed_pending: false,

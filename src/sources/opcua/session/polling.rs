@@ -80,8 +80,12 @@ impl Device {
         unknown
     }
 
-    /// One bad sample per tag of a Read call that failed with `code`.
-    fn read_failed(&self, chunk: &[usize], code: StatusCode, recv: Timestamp) -> Vec<Sample> {
+    /// One bad sample per tag of a Read call that failed with `code`, for
+    /// the tags not yet reported bad in this outage (several failed cycles,
+    /// or the session's own outage report that follows, add none).
+    fn read_failed(&mut self, chunk: &[usize], code: StatusCode, recv: Timestamp) -> Vec<Sample> {
+        self.new_outage_if_flowed();
+        let chunk: Vec<usize> = chunk.iter().copied().filter(|&i| !std::mem::replace(&mut self.outage_reported[i], true)).collect();
         let why: Arc<str> = if code.sub_code() == StatusCode::BadTimeout.sub_code() {
             format!("{}: no Read response within {:?}", reason::TIMEOUT, self.dev.request_timeout).into()
         } else {
