@@ -45,6 +45,28 @@ impl TagWrite {
     }
 }
 
+impl TagWrite {
+    /// The limits for `relais check`: `min -5, max 50, max 6/min, read-back within 1s`.
+    pub fn describe(&self) -> String {
+        let mut limits = Vec::new();
+        if let Some(lo) = self.min {
+            limits.push(format!("min {lo}"));
+        }
+        if let Some(hi) = self.max {
+            limits.push(format!("max {hi}"));
+        }
+        if let Some(r) = self.max_rate {
+            limits.push(format!("max {r}/min"));
+        }
+        limits.push(if self.readback {
+            format!("read-back within {}", crate::units::format_duration(self.readback_timeout))
+        } else {
+            "no read-back".into()
+        });
+        limits.join(", ")
+    }
+}
+
 /// The write keys of one `[[device.tag]]` as read from TOML.
 #[derive(Debug, Default)]
 pub struct RawTagWrite {

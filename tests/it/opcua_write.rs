@@ -86,3 +86,17 @@ async fn opcua_writes_use_the_node_type_limits_and_the_status_code() {
     assert_eq!(kinds("security.write_refused"), 4);
     assert!(kinds("write.audit") >= 8);
 }
+
+/// `relais check` shows a writable OPC UA tag with its limits.
+#[test]
+fn writable_opcua_tags_are_described_with_their_limits() {
+    use relais::component::{Component, DescribeCx};
+    let devs = ua_devices(&format!(
+        "[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"opc.tcp://127.0.0.1:4840\"\n\
+         [[device.tag]]\nname = \"sp\"\nnode_id = \"nsu={NS};s=s.setpoint\"\nwritable = true\nmin = 0\nmax = 100\nmax_rate = 3\n\
+         [[device.tag]]\nname = \"ro\"\nnode_id = \"nsu={NS};s=s.answer\"\n"
+    ));
+    let text = devs[0].describe(&DescribeCx { gateway: "gw", tags: &[] });
+    assert!(text.contains("; writable: min 0, max 100, max 3/min, read-back within 10s)\n"), "{text}");
+    assert_eq!(text.matches("writable").count(), 1, "{text}");
+}

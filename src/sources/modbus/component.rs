@@ -45,18 +45,7 @@ fn describe_writes(m: &ModbusDevice, s: &mut String) {
             (_, None, 1, _) => single(m.writes.register, "FC06", "FC16"),
             _ => "FC16",
         };
-        let mut limits = Vec::new();
-        if let Some(lo) = w.min {
-            limits.push(format!("min {lo}"));
-        }
-        if let Some(hi) = w.max {
-            limits.push(format!("max {hi}"));
-        }
-        if let Some(r) = w.max_rate {
-            limits.push(format!("max {r}/min"));
-        }
-        limits.push(if w.readback { format!("read-back within {}", format_duration(w.readback_timeout)) } else { "no read-back".into() });
-        let _ = writeln!(s, "    {} ({} {} {}) by {how}: {}", t.name, t.table, t.address, t.ty, limits.join(", "));
+        let _ = writeln!(s, "    {} ({} {} {}) by {how}: {}", t.name, t.table, t.address, t.ty, w.describe());
     }
 }
 

@@ -64,7 +64,8 @@ impl Component for OpcUaDevice {
                 ),
                 Acquisition::Poll { interval } => format!("poll every {}", format_duration(interval)),
             };
-            let _ = writeln!(s, "  {:<20} {}  ({how})", t.name, t.node);
+            let writable = t.write.map_or(String::new(), |w| format!("; writable: {}", w.describe()));
+            let _ = writeln!(s, "  {:<20} {}  ({how}{writable})", t.name, t.node);
         }
         s
     }
