@@ -8,9 +8,11 @@
 //!    and disconnect cleanly;
 //! 4. the writer persists the cursors and closes the database.
 
+pub mod admin;
 mod health;
 pub mod import;
 mod status;
+mod systemd;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::util::exit::permanent;
 use anyhow::Context as _;
 pub use health::spawn_health;
 pub use status::{StatusLine, spawn_status};
+use systemd::spawn_systemd;
 
 /// How `run` reports.
 #[derive(Debug, Clone, Default)]
@@ -236,7 +239,9 @@ fn spawn_monitoring(status: &StatusLine, gateway: &GatewayConfig, opts: &RunOpti
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, admin } = cfg;
+        // `relais import` runs beside the daemon: no second admin listener.
+        let admin = admin.filter(|_| !opts.sinks_only);
         for w in &warnings {
             tracing::warn!("config: {w}");
         }
@@ -254,7 +259,10 @@ impl Gateway {
         if events.is_some() {
             buffer.emit_events();
         }
-        let telemetry = Arc::new(Telemetry::default());
+        let recorder = admin.as_ref().map(|_| Arc::new(crate::telemetry::metrics::recorder()));
+        let telemetry = Arc::new(recorder.clone().map(Telemetry::with_recorder).unwrap_or_default());
+        let expect_devices: Vec<(String, Option<Duration>)> =
+            devices.iter().map(|d| (d.name().to_string(), d.component().poll_period())).collect();
         let actuators = crate::component::Actuators::new(events.clone());
 
         // Sinks, then detectors and rules, then sources: each family starts its kinds
@@ -291,7 +299,12 @@ impl Gateway {
             cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
             telemetry: telemetry.clone(),
         };
-        let aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
+        let mut aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
+        if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
+            let expect = admin::Expect { devices: expect_devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
+            let a = admin::Admin { status: status.clone(), reader: buffer.reader()?, recorder, auth: cfg.auth.clone(), expect };
+            aux.extend(admin::spawn_admin(cfg, a, aux_stop.clone()).await?);
+        }
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();
         tracing::info!(
@@ -349,32 +362,4 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> 
     shutdown.cancelled().await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     gw.shutdown().await
-}
-
-/// systemd: watchdog pings while the buffer writer is alive, and STATUS lines.
-fn spawn_systemd(status: StatusLine, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let Some(wd) = sd_notify::watchdog_enabled() else {
-            return;
-        };
-        let every = wd / 2;
-        let mut last = (status.buffer.accepted_total.load(Ordering::Relaxed), std::time::Instant::now());
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let beat = status.buffer.heartbeat_ms.load(Ordering::Relaxed);
-            let now = crate::buffer::unix_ms_now();
-            if now.saturating_sub(beat) < wd.as_millis() as u64 {
-                let n = status.buffer.accepted_total.load(Ordering::Relaxed);
-                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
-                last = (n, std::time::Instant::now());
-                let line = status.render(rate);
-                let _ = sd_notify::notify(&[NotifyState::Watchdog, NotifyState::Status(&line)]);
-            } else {
-                tracing::error!("buffer writer is stuck; withholding the systemd watchdog ping");
-            }
-        }
-    })
 }

@@ -63,6 +63,8 @@ pub(super) fn run(config: &Path, device: &str, tag: &str, value: &str, dry_run: 
     cfg.sources.clear();
     cfg.detectors.clear();
     cfg.rules.clear();
+    // A one-shot command opens no admin listener.
+    cfg.admin = None;
     let value = parse_value(value);
     let mut req = WriteRequest::new(device, tag, value.clone(), Origin::Cli);
     req.dry_run = dry_run;

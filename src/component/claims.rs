@@ -25,6 +25,10 @@ pub enum Resource {
     /// takes the port on every IPv4 interface, `[::]` on every interface, IPv4
     /// included on Linux).
     Listen(SocketAddr),
+    /// A TCP listen address held by one server that shares it with nobody
+    /// (the admin listener): any other listen address of the same port
+    /// clashes with it when one covers the other, identical ones included.
+    ListenAlone(SocketAddr),
     /// An MQTT client id on a broker: two clients with one id kick each other off.
     MqttClient {
         /// `host:port` of the broker.
@@ -98,11 +102,17 @@ fn listen_clashes(claims: &[Claim], out: &mut Vec<Clash>) {
     let listens: Vec<(&Claim, SocketAddr)> = claims
         .iter()
         .filter_map(|c| match c.resource {
-            Resource::Listen(a) => Some((c, a)),
+            Resource::Listen(a) | Resource::ListenAlone(a) => Some((c, a)),
             _ => None,
         })
         .collect();
+    let alone = |c: &Claim| matches!(c.resource, Resource::ListenAlone(_));
     for (i, (c, b)) in listens.iter().enumerate() {
+        let same = listens[..i].iter().find(|(o, a)| a == b && b.port() != 0 && (alone(o) || alone(c)));
+        if let Some((other, _)) = same {
+            out.push((c.span.clone(), c.key.clone(), format!("{b} is also the listen address of {}; use another port", other.owner)));
+            continue;
+        }
         if let Some((other, a)) =
             listens[..i].iter().find(|(_, a)| a != b && a.port() == b.port() && b.port() != 0 && listen_overlaps(a.ip(), b.ip()))
         {
@@ -184,6 +194,17 @@ mod tests {
         assert!(c[0].2.starts_with("0.0.0.0:8080 clashes with 127.0.0.1:8080 of source \"a\""), "{c:?}");
         assert_eq!(clashes(&[claim(l("[::]:8080"), "source \"a\""), claim(l("127.0.0.1:8080"), "source \"b\"")]).len(), 1);
         assert!(clashes(&[claim(l("0.0.0.0:8080"), "source \"a\""), claim(l("[::1]:8080"), "source \"b\"")]).is_empty());
+    }
+
+    #[test]
+    fn a_listen_address_held_alone_is_shared_with_nobody() {
+        let l = |a: &str| Resource::Listen(a.parse().unwrap());
+        let alone = |a: &str| Resource::ListenAlone(a.parse().unwrap());
+        let c = clashes(&[claim(l("127.0.0.1:9780"), "source \"a\""), claim(alone("127.0.0.1:9780"), "admin")]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].2.starts_with("127.0.0.1:9780 is also the listen address of source \"a\""), "{c:?}");
+        assert_eq!(clashes(&[claim(alone("0.0.0.0:9780"), "admin"), claim(l("127.0.0.1:9780"), "source \"b\"")]).len(), 1);
+        assert!(clashes(&[claim(alone("127.0.0.1:9780"), "admin"), claim(l("127.0.0.1:9781"), "source \"b\"")]).is_empty());
     }
 
     #[test]

@@ -117,6 +117,13 @@ pub trait Component {
     fn watch(&self) -> Option<String> {
         None
     }
+    /// The longest time between two polls of the same data, for a component
+    /// that produces samples on a schedule (a polled device): `/readyz`
+    /// expects a good sample within a few of these. `None` (the default):
+    /// it produces when data comes (subscriptions, files, HTTP).
+    fn poll_period(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What a description may refer to.

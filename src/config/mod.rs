@@ -1,10 +1,12 @@
 //! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
-//! `[[sink]]`, `[[detector]]`, `[[rule]]`.
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[admin]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
 //! every error with its file, line, column and key before giving up. Every key
 //! is documented in `docs/configuration.md`.
+
+pub mod admin;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +23,7 @@ pub use crate::sinks::SinkConfig;
 use crate::sinks::parse_sink;
 pub use crate::sources::{DeviceConfig, SourceConfig};
 use crate::sources::{parse_device, parse_source};
+pub use admin::{AdminAuth, AdminConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub struct Config {
     pub detectors: Vec<crate::processors::anomaly::DetectorConfig>,
     /// `[[rule]]` entries (rules and alarms), in file order.
     pub rules: Vec<crate::processors::rules::RuleConfig>,
+    /// `[admin]`: the admin listener; `None` without the section (no listener).
+    pub admin: Option<AdminConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -99,7 +104,8 @@ impl Config {
         };
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
         let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
-        parts.check_claims(&mut diag);
+        let admin = sections.admin.map(|a| admin::parse_admin(a, &mut diag, base_dir));
+        parts.check_claims(&mut diag, admin.iter().flatten().map(AdminConfig::claim));
         let Components { devices, sinks, sources, device_names, source_names, .. } = parts;
         // Detectors last: their tags are checked against the devices and sources.
         let detectors = match sections.detectors {
@@ -139,6 +145,7 @@ impl Config {
             warnings,
             detectors,
             rules,
+            admin: admin.flatten(),
         })
     }
 }
@@ -153,6 +160,7 @@ struct Sections<'i> {
     sources: Vec<Entry<'i>>,
     detectors: Option<Item<'i>>,
     rules: Option<Item<'i>>,
+    admin: Option<Item<'i>>,
 }
 
 /// Sorts the document's sections; an unknown one (or one of a simulator
@@ -168,6 +176,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "source" => s.sources = entries(Some(v), diag, "", "source", "source"),
             "detector" => s.detectors = Some(v),
             "rule" => s.rules = Some(v),
+            "admin" => s.admin = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
                 other,
@@ -176,14 +185,14 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             other => {
                 let hint = crate::diag::closest(other, SECTIONS)
                     .map(|c| match c {
-                        "gateway" | "buffer" => format!("did you mean [{c}]? "),
+                        "gateway" | "buffer" | "admin" => format!("did you mean [{c}]? "),
                         c => format!("did you mean [[{c}]]? "),
                     })
                     .unwrap_or_default();
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]] or [[rule]]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]] or [admin]"),
                 )
             }
         }
@@ -250,7 +259,7 @@ impl Components {
     /// and status topics): the components claim them, the root only checks
     /// the claims for clashes. A claim without a span is reported at its
     /// owner's name.
-    fn check_claims(&self, diag: &mut Diag<'_>) {
+    fn check_claims(&self, diag: &mut Diag<'_>, more: impl Iterator<Item = Claim>) {
         let at = |spans: &FirstSeen, name: &str| spans.get(name).map(|p| p..p).unwrap_or(0..0);
         let mut claims: Vec<Claim> = Vec::new();
         let owners = self
@@ -265,6 +274,7 @@ impl Components {
                 cl
             }));
         }
+        claims.extend(more);
         for (span, key, message) in crate::component::clashes(&claims) {
             diag.error(span.unwrap_or(0..0), &key, message);
         }
@@ -272,7 +282,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "admin"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

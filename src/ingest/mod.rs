@@ -80,6 +80,10 @@ pub struct IngestStats {
     /// Events dropped because the ring and the event side queue were full
     /// (or the writer had stopped).
     pub events_dropped: AtomicU64,
+    /// Events emitted, by kind (`sink.connected`, `device.degraded`…): the
+    /// `/metrics` counter `relais_events_total{kind}`. Events are rare (state
+    /// changes), so one uncontended lock per event costs nothing measurable.
+    pub events_by_kind: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The ingest ring. Share it as `Arc<Ingest>`.
@@ -224,6 +228,14 @@ impl Ingest {
     /// when both are full or the writer has stopped.
     pub fn emit(&self, e: Event) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.stats.events_by_kind.lock() {
+            match m.get_mut(&*e.kind) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert(e.kind.to_string(), 1);
+                }
+            }
+        }
         match self.try_push(Entry::Event(Box::new(e))) {
             Ok(()) => {}
             Err(Entry::Event(e)) => {

@@ -2,7 +2,10 @@
 //! the gateway's own health samples (device `_relais`) that read them are
 //! composed in [`app`](../app/index.html) (`app::status`, `app::health`).
 
+pub mod metrics;
+
 pub use crate::names::HEALTH_DEVICE;
+pub use metrics::{ErrorCounts, Hist};
 
 /// Logs the sources' rejected records not reported yet every few seconds
 /// (each source at most once per [`REJECT_LOG_PERIOD`]) until `cancel`.
@@ -58,6 +61,26 @@ pub struct DeviceStats {
     /// (foreign transaction or unit id, other function code or length, bad
     /// CRC, bytes that form no frame).
     pub mismatched_responses: AtomicU64,
+    /// Read requests sent (Modbus: one per planned or split request).
+    pub requests: AtomicU64,
+    /// Failed read requests by class.
+    pub errors: ErrorCounts,
+    /// Times the device was degraded (demoted to probing in the line's idle
+    /// time after silent cycles).
+    pub demotions: AtomicU64,
+    /// Source timestamp (Unix ms) of the newest good sample; 0 before the first.
+    pub last_good_ms: AtomicU64,
+    /// Duration of each poll cycle (no-op without `[admin]`).
+    pub poll_duration: Hist,
+}
+
+impl DeviceStats {
+    /// Notes the newest good sample's source timestamp (Unix ns), for the
+    /// data age of `/metrics` and `/readyz`.
+    pub fn good_at(&self, ts_ns: i64) {
+        let ms = (ts_ns / 1_000_000).max(0) as u64;
+        self.last_good_ms.fetch_max(ms, Ordering::Relaxed);
+    }
 }
 
 /// Counters of one sink.
@@ -81,6 +104,11 @@ pub struct SinkStats {
     pub in_flight: AtomicU64,
     /// The current outage, if any (kept by the sink driver).
     pub outage: Mutex<Outage>,
+    /// Time from handing a message over to its acknowledgement (no-op
+    /// without `[admin]`).
+    pub ack_latency: Hist,
+    /// Unix time (ms) of the last acknowledgement; 0 before the first.
+    pub last_ack_ms: AtomicU64,
 }
 
 /// A sink's outage, as the status line shows it: `down since 10:14:03,
@@ -103,6 +131,13 @@ impl SinkStats {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(crate::util::redact::text(&e.into()));
         }
+    }
+
+    /// An acknowledgement came, `after` handing the message over.
+    pub fn acked_now(&self, after: Duration) {
+        self.ack_latency.record(after);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last_ack_ms.store(now.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// The last connection error.
@@ -257,22 +292,39 @@ impl SourceStats {
 /// All counters of one gateway.
 #[derive(Debug, Default)]
 pub struct Telemetry {
+    recorder: metrics::SharedRecorder,
     devices: Mutex<Vec<Arc<DeviceStats>>>,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
     sources: Mutex<Vec<Arc<SourceStats>>>,
 }
 
 impl Telemetry {
+    /// Counters whose histograms record into `recorder` (served at `/metrics`).
+    pub fn with_recorder(recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>) -> Telemetry {
+        Telemetry { recorder: Some(recorder), ..Default::default() }
+    }
+
+    /// The recorder of the histograms, when metrics are served.
+    pub fn recorder(&self) -> Option<&Arc<metrics_exporter_prometheus::PrometheusRecorder>> {
+        self.recorder.as_ref()
+    }
+
+    fn hist(&self, name: &'static str, label: &'static str, value: &str) -> Hist {
+        self.recorder.as_ref().map(|r| Hist::new(r, name, label, value)).unwrap_or_default()
+    }
+
     /// Registers a device and returns its counters.
     pub fn device(&self, name: &str) -> Arc<DeviceStats> {
-        let s = Arc::new(DeviceStats { name: name.to_string(), ..Default::default() });
+        let poll_duration = self.hist(metrics::POLL_DURATION, "device", name);
+        let s = Arc::new(DeviceStats { name: name.to_string(), poll_duration, ..Default::default() });
         self.devices.lock().expect("telemetry lock").push(s.clone());
         s
     }
 
     /// Registers a sink and returns its counters.
     pub fn sink(&self, name: &str) -> Arc<SinkStats> {
-        let s = Arc::new(SinkStats { name: name.to_string(), ..Default::default() });
+        let ack_latency = self.hist(metrics::ACK_LATENCY, "sink", name);
+        let s = Arc::new(SinkStats { name: name.to_string(), ack_latency, ..Default::default() });
         self.sinks.lock().expect("telemetry lock").push(s.clone());
         s
     }

@@ -5,6 +5,7 @@
 //! `RELAIS_REQUIRE_BROKER=1` (`RELAIS_REQUIRE_NATS=1` for nats-server; both set
 //! by `.ci/run`), which turns the skip into a failure. Tests that need the SKAB data look for `../shared/data/skab`.
 
+mod admin;
 mod buffer;
 mod buffer_faults;
 mod cloud;

@@ -13,6 +13,7 @@ use crate::util::escape::escape;
 impl<S: Sink> Driver<S> {
     pub(super) fn acked(&self, lanes: &mut Lanes, f: &mut Flight<S::Msg>, token: Token) {
         if let Some(slot) = f.outstanding.remove(&token) {
+            self.stats.acked_now(slot.since.elapsed());
             lanes.ack(slot.batch);
             self.stats.landed(slot.records);
             self.stats.acked.fetch_add(slot.records as u64, Ordering::Relaxed);
@@ -81,6 +82,7 @@ impl<S: Sink> Driver<S> {
         }
         self.stats.refused.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(slot) = f.outstanding.remove(&token) {
+            self.stats.acked_now(slot.since.elapsed());
             lanes.ack(slot.batch);
             self.stats.landed(slot.records);
             self.stats.acked.fetch_add(slot.records.saturating_sub(n) as u64, Ordering::Relaxed);

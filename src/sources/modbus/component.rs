@@ -54,6 +54,11 @@ impl Component for ModbusDevice {
         self.transport.protocol()
     }
 
+    /// The slowest poll interval of its tags.
+    fn poll_period(&self) -> Option<std::time::Duration> {
+        self.tags.iter().map(|t| t.poll_interval).max()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -60,6 +60,7 @@ impl EndpointPoller {
         if self.devices[d].health.is_degraded() {
             return self.degraded_cycle(d, g).await;
         }
+        let t0 = Instant::now();
         {
             let dev = &mut self.devices[d];
             let group = &mut dev.groups[g];
@@ -109,10 +110,7 @@ impl EndpointPoller {
         if let Some(t) = dev.health.after_cycle(outcome, interval, Instant::now()) {
             super::state::transition(&self.events, dev, t);
         }
-        let good = samples.iter().filter(|s| s.quality == Quality::Good).count() as u64;
-        dev.stats.good.fetch_add(good, Ordering::Relaxed);
-        dev.stats.bad.fetch_add(samples.len() as u64 - good, Ordering::Relaxed);
-        dev.stats.up.store(good > 0, Ordering::Relaxed);
+        count(&dev.stats, &results, &samples, t0);
         self.ingest.push_all(samples).await;
     }
 
@@ -221,4 +219,30 @@ fn skipped_after(e: &ReadError) -> ReadError {
         ReadError::InvalidFrame(m) => ReadError::InvalidFrame(format!("{note} ({m})")),
         other => other.clone(),
     }
+}
+
+/// Counts one cycle in the device's telemetry: its duration (started at
+/// `t0`), requests and failed ones by class, good and bad samples, the
+/// newest good sample's time, and whether the device answers.
+fn count(stats: &crate::telemetry::DeviceStats, results: &[Result<Words, ReadError>], samples: &[Sample], t0: Instant) {
+    stats.poll_duration.record(t0.elapsed());
+    stats.requests.fetch_add(results.len() as u64, Ordering::Relaxed);
+    for r in results {
+        let class = match r {
+            Ok(_) => continue,
+            Err(ReadError::Exception(_)) => &stats.errors.exception,
+            Err(ReadError::Timeout(_)) => &stats.errors.timeout,
+            Err(ReadError::InvalidFrame(_)) => &stats.errors.invalid_frame,
+            Err(ReadError::Comm(_)) => &stats.errors.comm,
+        };
+        class.fetch_add(1, Ordering::Relaxed);
+    }
+    let good = samples.iter().filter(|s| s.quality == Quality::Good);
+    if let Some(ts) = good.clone().map(|s| s.ts.0).max() {
+        stats.good_at(ts);
+    }
+    let good = good.count() as u64;
+    stats.good.fetch_add(good, Ordering::Relaxed);
+    stats.bad.fetch_add(samples.len() as u64 - good, Ordering::Relaxed);
+    stats.up.store(good > 0, Ordering::Relaxed);
 }

@@ -53,6 +53,7 @@ pub fn transition(events: &Events, dev: &Device, t: Transition) {
     let source = EventSource::Device(dev.cfg.name.as_str().into());
     match t {
         Transition::Degraded { silent_cycles, every } => {
+            dev.stats.demotions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let msg = format!(
                 "{} did not answer {silent_cycles} cycles in a row; degraded: probed in idle time of the line until it answers",
                 dev.cfg.name

@@ -28,7 +28,10 @@ impl Device {
         for p in due {
             self.stats.cycles.fetch_add(1, Ordering::Relaxed);
             let tags = self.polls[p].tags.clone();
+            let t0 = std::time::Instant::now();
             let unknown = self.read_tags(session, &tags).await;
+            self.stats.poll_duration.record(t0.elapsed());
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let group = &mut self.polls[p];
             let skipped = crate::sources::schedule::advance(&mut group.next_due, group.interval);
             self.stats.overruns.fetch_add(skipped, Ordering::Relaxed);

@@ -71,6 +71,9 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, s
         let good = buf.iter().filter(|s| s.quality != Quality::Bad).count() as u64;
         shared.stats.good.fetch_add(good, Ordering::Relaxed);
         shared.stats.bad.fetch_add(n as u64 - good, Ordering::Relaxed);
+        if let Some(ts) = buf.iter().filter(|s| s.quality == Quality::Good).map(|s| s.ts.0).max() {
+            shared.stats.good_at(ts);
+        }
         ingest.push_all(buf.drain(..)).await;
         let left = shared.queued.fetch_sub(n, Ordering::AcqRel) - n;
         shared.stats.pending.store(left as u64, Ordering::Relaxed);

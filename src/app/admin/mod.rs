@@ -1,0 +1,158 @@
+//! The admin listener (`[admin]`, issue 14): one HTTP/1.1 listener,
+//! loopback by default, serving
+//!
+//! - `GET /healthz`: `200 ok` while the process answers (no token: it says
+//!   nothing about the plant);
+//! - `GET /metrics`: Prometheus text exposition format 0.0.4 (every metric in
+//!   `docs/metrics.md`), read from the counters the status line already uses
+//!   plus the latency histograms of [`crate::telemetry::metrics`];
+//! - `GET /readyz`: `200` when every polled device produced a good sample
+//!   within `ready_periods` of its poll period (a device without a period,
+//!   an OPC UA subscription: while its session answers) and every sink is
+//!   connected and, when records wait, had an acknowledgement within
+//!   `ready_ack_within`; else `503`. The JSON body lists each check.
+//!
+//! With `auth = "token"` every path but `/healthz` needs
+//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer`
+//! otherwise). The token is compared in constant time and never logged.
+//! Connections get the limits of the HTTP ingest listener
+//! ([`crate::sources::http::listen`]): header and idle timeouts, at most 64
+//! open at once.
+
+mod ready;
+mod scrape;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusRecorder;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::StatusLine;
+use crate::config::{AdminAuth, AdminConfig};
+use crate::sources::http::listen::{self, Limits};
+pub use ready::{Expect, Readiness};
+pub use scrape::names as metric_names;
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the admin handlers read.
+pub struct Admin {
+    /// Counters of the running gateway.
+    pub status: StatusLine,
+    /// A buffer reader, for the ages of the oldest rows.
+    pub reader: crate::buffer::Reader,
+    /// The recorder holding the histograms (and the gauges set at each scrape).
+    pub recorder: Arc<PrometheusRecorder>,
+    /// How requests are authorised.
+    pub auth: AdminAuth,
+    /// What `/readyz` expects.
+    pub expect: Expect,
+}
+
+/// Binds `cfg.listen` and serves until `stop`. A bind failure (address in
+/// use, not local) is returned as an I/O error: relais exits at start.
+pub async fn spawn_admin(cfg: &AdminConfig, admin: Admin, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse { " (another process holds it; change [admin] listen)" } else { "" };
+        anyhow::Error::new(std::io::Error::new(e.kind(), format!("[admin] cannot listen on {}: {e}{hint}", cfg.listen)))
+    })?;
+    let bound = listener.local_addr().unwrap_or(cfg.listen);
+    scrape::describe(&admin.recorder);
+    let upkeep = spawn_upkeep(admin.recorder.clone(), stop.clone());
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(admin));
+    let limits = Limits { header_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(60), max_connections: 64 };
+    tracing::info!(listen = %bound, "admin listener: /metrics, /healthz, /readyz");
+    let serve = tokio::spawn(listen::serve(listener, app, limits, Arc::default(), stop));
+    Ok(vec![serve, upkeep])
+}
+
+/// Drains the histograms' lock-free buckets every 5 s, so their memory stays
+/// bounded when nobody scrapes.
+fn spawn_upkeep(recorder: Arc<PrometheusRecorder>, stop: CancellationToken) -> JoinHandle<()> {
+    let handle = recorder.handle();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+            }
+        }
+    })
+}
+
+async fn metrics(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&a.auth, &headers) {
+        return r;
+    }
+    let a2 = a.clone();
+    // The ages need a read of the buffer: on the blocking pool.
+    let ages = tokio::task::spawn_blocking(move || scrape::Ages::read(&a2.status, &a2.reader)).await.unwrap_or_default();
+    let text = scrape::render(&a, &ages);
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
+}
+
+async fn readyz(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&a.auth, &headers) {
+        return r;
+    }
+    let r = ready::check(&a.status, &a.expect, crate::buffer::unix_ms_now());
+    let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(r)).into_response()
+}
+
+/// 401 unless the bearer token matches (or `auth = "none"`).
+#[allow(clippy::result_large_err)]
+fn authorize(auth: &AdminAuth, headers: &HeaderMap) -> Result<(), Response> {
+    let AdminAuth::Token(token) = auth else { return Ok(()) };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if same(given.as_bytes(), token.expose().as_bytes()) {
+        return Ok(());
+    }
+    let body =
+        axum::Json(serde_json::json!({"error": "missing or wrong bearer token (Authorization: Bearer <token>, see [admin] token_file)"}));
+    let mut r = (StatusCode::UNAUTHORIZED, body).into_response();
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(r)
+}
+
+/// Compares in time independent of where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"x"));
+    }
+
+    #[test]
+    fn authorize_needs_the_exact_bearer_token() {
+        let auth = AdminAuth::Token(crate::secret::Secret::new("s3cret"));
+        let mut h = HeaderMap::new();
+        assert_eq!(authorize(&auth, &h).unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
+        assert!(authorize(&auth, &h).is_err());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cret"));
+        assert!(authorize(&auth, &h).is_ok());
+        assert!(authorize(&AdminAuth::None, &HeaderMap::new()).is_ok());
+    }
+}
