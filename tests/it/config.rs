@@ -564,3 +564,26 @@ fn sparkplug_keys_are_checked() {
     assert_eq!((sp.group_id.as_str(), sp.edge_node_id.as_str()), ("lyon", "line5-edge01"));
     assert_eq!(m.status_topic, format!("spBv1.0/lyon/NDEATH/{}", sp.edge_node_id));
 }
+
+/// Bugs: a timestamp key for one format only, where the source reads the
+/// other format, leaves its records without a timestamp (refused at run
+/// time); `relais check` warns: `format = "csv"` with `timestamp_path`,
+/// `mqtt-in` (JSON) with `timestamp_column`, `http` without `format` with
+/// either alone. Both keys, or the matching one, give no such warning.
+#[test]
+fn a_timestamp_key_for_the_other_format_is_warned_about() {
+    let warns = |src: &str| -> Vec<String> {
+        let text = format!("[gateway]\nid = \"g\"\n[[source]]\nname = \"s\"\n{src}\n");
+        let cfg = Config::parse(&text, "t.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        cfg.warnings.iter().map(|w| w.message.clone()).filter(|m| m.contains("has no timestamp")).collect()
+    };
+    let w = warns("type = \"file\"\nformat = \"csv\"\ntimestamp_path = \"ts\"");
+    assert!(w.len() == 1 && w[0].contains("CSV input has no timestamp") && w[0].contains("set timestamp_column"), "{w:?}");
+    let w = warns("type = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:1883\"\ntopics = [\"a/#\"]\ntimestamp_column = \"ts\"");
+    assert!(w.len() == 1 && w[0].contains("JSON input has no timestamp") && w[0].contains("set timestamp_path"), "{w:?}");
+    let w = warns("type = \"http\"\nallow_anonymous = true\ntimestamp_column = \"ts\"\nmissing_timestamp = \"receive_time\"");
+    assert!(w.len() == 1 && w[0].contains("marked uncertain (timestamp_missing)"), "{w:?}");
+    assert!(warns("type = \"http\"\nallow_anonymous = true\ntimestamp_column = \"ts\"\ntimestamp_path = \"ts\"").is_empty());
+    assert!(warns("type = \"file\"\nformat = \"csv\"\ntimestamp_column = \"ts\"").is_empty());
+    assert!(warns("type = \"file\"\ntimestamp_column = \"ts\"").is_empty(), "no format: the file extension decides");
+}

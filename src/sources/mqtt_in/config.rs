@@ -51,9 +51,14 @@ pub fn parse_mqtt_in(item: Item<'_>, d: &mut Diag<'_>, key: &str, gateway: &str,
     let key = format!("source {:?}", common.name);
     let k = |s: &str| format!("{key} / {s}");
     let raw: RawIn = de_item(item.clone(), d, &key)?;
+    let span = item.span();
     let conn = parse_conn(item, d, &key, base, format!("relais-{gateway}-{}", common.name));
     if common.parse.format.is_none() {
         common.parse.format = Some(crate::parse::spec::Format::Json);
+        // JSON by default: only `timestamp_column` (CSV) gives no timestamp.
+        if let Some(w) = common.parse.timestamp_warning(crate::parse::spec::Format::Json) {
+            d.warn(span, &k("timestamp_column"), w);
+        }
     }
     if raw.topics.get_ref().is_empty() {
         d.error(raw.topics.span(), &k("topics"), "topics is empty; give at least one topic filter such as \"sensors/#\"");
