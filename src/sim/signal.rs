@@ -51,6 +51,12 @@ pub enum Signal {
     Csv { column: CsvColumn, looped: bool },
     /// The station's tick number (the CSV row being served).
     Tick,
+    /// First-order response to another tag of the station (`input`, a coil
+    /// or register that clients write: a pump's start coil, a setpoint):
+    /// moves towards `gain · input + offset` with time constant `tau_s`
+    /// (63 % of the way after `tau_s`), from `value` (its `start`).
+    /// `input_index` is resolved when the station is built.
+    Lag { input: String, input_index: Option<usize>, gain: f64, offset: f64, tau_s: f64, value: f64, last_t: Option<f64> },
 }
 
 impl Signal {
@@ -59,9 +65,25 @@ impl Signal {
         matches!(self, Signal::Constant(_) | Signal::ConstantInt(_) | Signal::Text(_))
     }
 
+    /// The value at `t` seconds since start and tick number `tick`;
+    /// `input`: the current value of a `Lag`'s input tag.
+    pub fn sample_with(&mut self, t: f64, tick: u64, input: Option<f64>) -> SimValue {
+        if let Signal::Lag { gain, offset, tau_s, value, last_t, .. } = self {
+            let dt = last_t.map_or(0.0, |l| (t - l).max(0.0));
+            *last_t = Some(t);
+            if let Some(x) = input {
+                let target = *gain * x + *offset;
+                *value += (target - *value) * (1.0 - (-dt / *tau_s).exp());
+            }
+            return SimValue::Num(*value);
+        }
+        self.sample(t, tick)
+    }
+
     /// The value at `t` seconds since start and tick number `tick`.
     pub fn sample(&mut self, t: f64, tick: u64) -> SimValue {
         match self {
+            Signal::Lag { value, .. } => SimValue::Num(*value),
             Signal::Constant(v) => SimValue::Num(*v),
             Signal::ConstantInt(v) => SimValue::Int(*v),
             Signal::Text(s) => SimValue::Text(s.clone()),

@@ -120,8 +120,22 @@ impl Station {
     fn refresh(&self, tick: u64, first: bool) {
         let t = self.start.elapsed().as_secs_f64();
         let mut signals = self.signals.lock().expect("signals lock");
-        let values: Vec<Option<SimValue>> =
-            signals.iter_mut().map(|s| if s.is_static() && !first { None } else { Some(s.sample(t, tick)) }).collect();
+        // Inputs of `lag` signals: what the clients wrote, read from the tables.
+        let inputs: Vec<Option<f64>> = {
+            let bank = self.bank.read().expect("bank lock");
+            signals
+                .iter()
+                .map(|s| match s {
+                    Signal::Lag { input_index: Some(j), .. } => read_tag(&bank, &self.cfg.tags[*j]),
+                    _ => None,
+                })
+                .collect()
+        };
+        let values: Vec<Option<SimValue>> = signals
+            .iter_mut()
+            .zip(inputs)
+            .map(|(s, input)| if s.is_static() && !first { None } else { Some(s.sample_with(t, tick, input)) })
+            .collect();
         drop(signals);
         let mut eng: Vec<Value> = self.values.read().expect("values lock").as_ref().clone();
         eng.resize(self.cfg.tags.len(), Value::Null);
@@ -316,6 +330,24 @@ fn int_value(tag: &SimTag, i: i128) -> Value {
     };
     let v = i.clamp(lo, hi);
     if lo == 0 { Value::U64(v as u64) } else { Value::I64(v as i64) }
+}
+
+/// The engineering value of `tag` in the tables (what a client wrote):
+/// bits as 0/1, registers decoded and scaled like a gateway reads them.
+fn read_tag(bank: &Bank, tag: &SimTag) -> Option<f64> {
+    let a = tag.address as usize;
+    let v = match tag.table {
+        Table::Coil => Value::Bool(bank.coils.data.get(a).copied().unwrap_or(false)),
+        Table::DiscreteInput => Value::Bool(bank.discrete.data.get(a).copied().unwrap_or(false)),
+        Table::Holding | Table::Input => {
+            let tb = if tag.table == Table::Holding { &bank.holding } else { &bank.input };
+            let n = tag.ty.register_count() as usize;
+            let words: Vec<u16> = (a..a + n).map(|i| tb.data.get(i).copied().unwrap_or(0)).collect();
+            let v = crate::sources::modbus::decode::decode(&words, tag.ty, tag.byte_order, tag.bit).ok()?;
+            crate::model::apply_scale(v, tag.scale, tag.offset)
+        }
+    };
+    v.as_f64()
 }
 
 fn write_tag(bank: &mut Bank, tag: &SimTag, v: SimValue) {

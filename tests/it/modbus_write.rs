@@ -453,3 +453,43 @@ async fn a_pymodbus_server_accepts_every_write_and_reads_it_back() {
     assert_eq!(o.old, Some(Value::U64(0x6481)), "read-modify-write over FC16 cleared bit 3 only");
     server.kill().await.ok();
 }
+
+/// The simulator's line model answers writes: a pump's flow (`lag` signal)
+/// follows its start coil once relais writes it, as the poll sees.
+#[tokio::test]
+async fn a_written_start_coil_makes_the_simulated_flow_rise() {
+    let port = free_port();
+    let sim = sim(&format!(
+        "[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"50ms\"\n\
+         [[station.tag]]\nname = \"start\"\ntable = \"coil\"\naddress = 0\nsignal = {{ kind = \"constant\", value = 0 }}\n\
+         [[station.tag]]\nname = \"flow\"\ntable = \"holding\"\naddress = 0\ntype = \"f32\"\nsignal = {{ kind = \"lag\", input = \"start\", gain = 12.5, tau = \"300ms\" }}\n"
+    ))
+    .await;
+    let tags = "[[device.tag]]\nname = \"start\"\ntable = \"coil\"\naddress = 0\nwritable = true\n\
+        [[device.tag]]\nname = \"flow\"\ntable = \"holding\"\naddress = 0\ntype = \"f32\"\n";
+    let rig = Rig::start(&device("pump", port, "", tags));
+    let flow = |recs: &[Record]| -> Vec<f64> {
+        recs.iter().filter_map(|r| r.as_sample()).filter(|s| &*s.meta.tag == "flow").filter_map(|s| s.value.as_f64()).collect()
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    rig.ingest.barrier().await;
+    let before = flow(&rig.buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap());
+    assert!(!before.is_empty() && before.iter().all(|x| *x == 0.0), "stopped pump, no flow: {before:?}");
+    let o = rig.write("pump", "start", Value::Bool(true)).await;
+    assert_eq!(o.result, WriteResult::Ok, "{o:?}");
+    let risen = crate::common::eventually(Duration::from_secs(5), || {
+        let recs = rig.buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap();
+        flow(&recs).last().is_some_and(|x| *x > 12.0)
+    })
+    .await;
+    assert!(risen, "the flow rose towards 12.5 m3/h");
+    assert!(sim.station("pump").is_some());
+}
+
+#[test]
+fn a_lag_signal_must_name_another_tag_of_its_station() {
+    let toml = "[[station]]\nname = \"pump\"\nlisten = \"127.0.0.1:1502\"\n\
+        [[station.tag]]\nname = \"flow\"\ntable = \"holding\"\naddress = 0\nsignal = { kind = \"lag\", input = \"strat\", tau = \"2s\" }\n";
+    let err = relais::sim::SimConfig::parse(toml, "sim.toml", std::path::Path::new(".")).unwrap_err().to_string();
+    assert!(err.contains("tag \"flow\" / signal / input") && err.contains("lag input \"strat\" is not another tag"), "{err}");
+}

@@ -119,6 +119,16 @@ impl Num {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum RawSignal {
+    Lag {
+        input: String,
+        #[serde(default = "one")]
+        gain: f64,
+        #[serde(default)]
+        offset: f64,
+        tau: String,
+        #[serde(default)]
+        start: f64,
+    },
     Constant {
         value: Option<Num>,
         text: Option<String>,

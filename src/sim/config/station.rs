@@ -56,6 +56,7 @@ pub(super) fn parse_station(rs: RawStation, all: &mut Stations<'_>, d: &mut Diag
         }
         tags.extend(parse_tag(rt, &key, &mut all.tags, r.diag()));
     }
+    resolve_lag_inputs(&mut tags, &mut r, rs.name.span());
     Some(StationConfig { name, line, unit_id, tick, lockstep: rs.lockstep, unmapped, faults, tags })
 }
 
@@ -96,4 +97,22 @@ fn parse_faults(f: RawFaults, r: &mut Reader<'_, '_>) -> Faults {
         }
     }
     faults
+}
+
+/// Points each `lag` signal at its input tag (by name, in the same station,
+/// not itself); an unknown name is an error at the station.
+fn resolve_lag_inputs(tags: &mut [super::SimTag], r: &mut Reader<'_, '_>, span: std::ops::Range<usize>) {
+    let names: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
+    for (i, t) in tags.iter_mut().enumerate() {
+        if let crate::sim::signal::Signal::Lag { input, input_index, .. } = &mut t.signal {
+            match names.iter().position(|n| n == input) {
+                Some(j) if j != i => *input_index = Some(j),
+                _ => r.error(
+                    span.clone(),
+                    &format!("tag {:?} / signal / input", t.name),
+                    format!("lag input {input:?} is not another tag of this station (tags: {})", names.join(", ")),
+                ),
+            }
+        }
+    }
 }

@@ -121,5 +121,8 @@ fn parse_signal(
             return csv_signal(&file, &column, delimiter.as_deref(), r#loop, (span, &skey), target, ctx, d);
         }
         RawSignal::Tick {} => Signal::Tick,
+        RawSignal::Lag { input, gain, offset, tau, start } => {
+            Signal::Lag { input, input_index: None, gain, offset, tau_s: dur(d, &tau)?, value: start, last_t: None }
+        }
     })
 }
