@@ -43,3 +43,67 @@ impl Events {
         self.emit(Event::new(kind, severity, source, message).with_details(details));
     }
 }
+
+/// How many of the latest events [`EventLog`] keeps.
+pub const RECENT_EVENTS: usize = 50;
+
+/// Events emitted since start, counted by kind (the `/metrics` counter
+/// `relais_events_total{kind}`), and the latest [`RECENT_EVENTS`] of them
+/// (`/api/status`). Events are rare (state changes), so one uncontended lock
+/// per event costs nothing measurable; samples never come here.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    inner: std::sync::Mutex<LogInner>,
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    by_kind: std::collections::BTreeMap<String, u64>,
+    recent: std::collections::VecDeque<Event>,
+}
+
+impl EventLog {
+    /// Counts `e` and keeps a copy among the latest.
+    pub fn note(&self, e: &Event) {
+        let Ok(mut l) = self.inner.lock() else { return };
+        match l.by_kind.get_mut(&*e.kind) {
+            Some(n) => *n += 1,
+            None => {
+                l.by_kind.insert(e.kind.to_string(), 1);
+            }
+        }
+        if l.recent.len() == RECENT_EVENTS {
+            l.recent.pop_front();
+        }
+        l.recent.push_back(e.clone());
+    }
+
+    /// `(kind, count)` for every kind seen, sorted by kind.
+    pub fn by_kind(&self) -> Vec<(String, u64)> {
+        self.inner.lock().map(|l| l.by_kind.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default()
+    }
+
+    /// The latest events, oldest first (their `seq` is 0: copies taken before acceptance).
+    pub fn recent(&self) -> Vec<Event> {
+        self.inner.lock().map(|l| l.recent.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_kind_and_keeps_the_latest() {
+        let log = EventLog::default();
+        for i in 0..(RECENT_EVENTS + 5) {
+            let kind = if i % 2 == 0 { "sink.connected" } else { "device.degraded" };
+            log.note(&Event::new(kind, Severity::Info, EventSource::Gateway, format!("e{i}")));
+        }
+        assert_eq!(log.by_kind(), vec![("device.degraded".to_string(), 27), ("sink.connected".to_string(), 28)]);
+        let recent = log.recent();
+        assert_eq!(recent.len(), RECENT_EVENTS);
+        assert_eq!(recent[0].message, "e5");
+        assert_eq!(recent.last().unwrap().message, format!("e{}", RECENT_EVENTS + 4));
+    }
+}

@@ -42,7 +42,7 @@ mod entry;
 mod events;
 
 pub use entry::{Accepted, Entry, Group, Moved, Progress};
-pub use events::Events;
+pub use events::{EventLog, Events, RECENT_EVENTS};
 
 /// Events held beside a full ring before new ones are dropped (counted).
 pub const EVENT_OVERFLOW: usize = 1024;
@@ -80,10 +80,8 @@ pub struct IngestStats {
     /// Events dropped because the ring and the event side queue were full
     /// (or the writer had stopped).
     pub events_dropped: AtomicU64,
-    /// Events emitted, by kind (`sink.connected`, `device.degraded`…): the
-    /// `/metrics` counter `relais_events_total{kind}`. Events are rare (state
-    /// changes), so one uncontended lock per event costs nothing measurable.
-    pub events_by_kind: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Events emitted by kind, and the latest ones (`/metrics`, `/api/status`).
+    pub event_log: EventLog,
 }
 
 /// The ingest ring. Share it as `Arc<Ingest>`.
@@ -228,14 +226,7 @@ impl Ingest {
     /// when both are full or the writer has stopped.
     pub fn emit(&self, e: Event) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.stats.events_by_kind.lock() {
-            match m.get_mut(&*e.kind) {
-                Some(n) => *n += 1,
-                None => {
-                    m.insert(e.kind.to_string(), 1);
-                }
-            }
-        }
+        self.stats.event_log.note(&e);
         match self.try_push(Entry::Event(Box::new(e))) {
             Ok(()) => {}
             Err(Entry::Event(e)) => {

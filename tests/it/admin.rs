@@ -196,6 +196,23 @@ async fn metrics_need_the_token_parse_as_prometheus_text_and_polls_count() {
     let acked = |s: &prometheus_parse::Scrape| value(s, "relais_sink_acked_total", ("sink", "broker")).unwrap();
     assert!(acked(&b) > acked(&a), "the sink's acknowledged count moves");
 
+    // /api/status: the token, then one snapshot.
+    assert_eq!(get(admin_port, "/api/status", None).await.0, 401);
+    let (code, body, _) = get(admin_port, "/api/status", Some(TOKEN)).await;
+    assert_eq!(code, 200);
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["devices"][0]["name"], "line", "{body}");
+    assert_eq!(j["devices"][0]["link"], "up", "{body}");
+    assert!(j["devices"][0]["polls"].as_u64().unwrap() >= polls_b as u64, "{body}");
+    assert_eq!(j["sinks"][0]["name"], "broker", "{body}");
+    assert_eq!(j["sinks"][0]["connected"], true, "{body}");
+    assert!(j["sinks"][0]["cursor"].as_u64().unwrap() > 0, "{body}");
+    assert!(j["buffer"]["last_seq"].as_u64().unwrap() >= j["sinks"][0]["cursor"].as_u64().unwrap(), "{body}");
+    let events = j["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["kind"] == "sink.connected" && e["name"] == "broker"), "{body}");
+    let connected = value(&b, "relais_events_total", ("kind", "sink.connected"));
+    assert_eq!(connected, Some(1.0), "one connection, one event");
+
     assert_eq!(daemon.stop().await, Some(0));
     // The token is a secret: not in the data folder's logs nor anywhere we print.
     assert!(!first.contains(TOKEN));

@@ -10,7 +10,9 @@
 //!   within `ready_periods` of its poll period (a device without a period,
 //!   an OPC UA subscription: while its session answers) and every sink is
 //!   connected and, when records wait, had an acknowledgement within
-//!   `ready_ack_within`; else `503`. The JSON body lists each check.
+//!   `ready_ack_within`; else `503`. The JSON body lists each check;
+//! - `GET /api/status`: a JSON snapshot (devices with link state, sinks with
+//!   cursor and backlog, buffer, ring, latest events; see [`api`]).
 //!
 //! With `auth = "token"` every path but `/healthz` needs
 //! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer`
@@ -19,6 +21,7 @@
 //! ([`crate::sources::http::listen`]): header and idle timeouts, at most 64
 //! open at once.
 
+pub mod api;
 mod ready;
 mod scrape;
 
@@ -71,9 +74,10 @@ pub async fn spawn_admin(cfg: &AdminConfig, admin: Admin, stop: CancellationToke
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
+        .route("/api/status", get(api_status))
         .with_state(Arc::new(admin));
     let limits = Limits { header_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(60), max_connections: 64 };
-    tracing::info!(listen = %bound, "admin listener: /metrics, /healthz, /readyz");
+    tracing::info!(listen = %bound, "admin listener: /metrics, /healthz, /readyz, /api/status");
     let serve = tokio::spawn(listen::serve(listener, app, limits, Arc::default(), stop));
     Ok(vec![serve, upkeep])
 }
@@ -110,6 +114,13 @@ async fn readyz(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     let r = ready::check(&a.status, &a.expect, crate::buffer::unix_ms_now());
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(r)).into_response()
+}
+
+async fn api_status(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&a.auth, &headers) {
+        return r;
+    }
+    axum::Json(api::status(&a.status, crate::buffer::unix_ms_now())).into_response()
 }
 
 /// 401 unless the bearer token matches (or `auth = "none"`).

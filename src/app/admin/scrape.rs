@@ -171,9 +171,7 @@ fn core(r: &PrometheusRecorder, s: &StatusLine, ages: &Ages) {
     gauge(r, "relais_ring_capacity", &[], s.ingest.capacity() as f64);
     counter(r, "relais_ring_full_waits_total", &[], ring.full_waits.load(Ordering::Relaxed));
     counter(r, "relais_events_dropped_total", &[], ring.events_dropped.load(Ordering::Relaxed));
-    let kinds: Vec<(String, u64)> =
-        ring.events_by_kind.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
-    for (kind, n) in kinds {
+    for (kind, n) in ring.event_log.by_kind() {
         counter(r, "relais_events_total", &[("kind", &kind)], n);
     }
     let b = &s.buffer;
