@@ -10,6 +10,8 @@
 //! cargo bench --bench e2e_load -- --scenario max    # 200 devices x 125 tags every 100 ms
 //! cargo bench --bench e2e_load -- --devices 100 --tags 50 --interval 200ms --seconds 20
 //! ```
+//! `RELAIS_BIN=/path/to/relais` runs that binary instead of this build's
+//! (to compare two commits back to back).
 //! Needs `mosquitto` (Debian package) on PATH or in /usr/sbin.
 
 use std::path::{Path, PathBuf};
@@ -121,7 +123,9 @@ fn pct(v: &mut [u64], p: f64) -> f64 {
 }
 
 fn run(s: &Scenario, rt: &tokio::runtime::Runtime) {
-    let relais = env!("CARGO_BIN_EXE_relais");
+    // RELAIS_BIN runs another build (back-to-back comparisons of two commits).
+    let relais_bin = std::env::var("RELAIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_relais").to_string());
+    let relais = relais_bin.as_str();
     let dir = tempfile::tempdir().unwrap();
     let bport = free_port();
     let conf = dir.path().join("mosquitto.conf");
