@@ -74,11 +74,13 @@ impl Observed {
 /// Deletes the marks of rows up to `upto` (deleted), keeping the age of the
 /// rows after it: the newest deleted mark moves to `upto + 1`.
 pub(crate) fn drop_marks(conn: &Connection, upto: u64) -> rusqlite::Result<()> {
-    let newest: Option<i64> =
-        conn.query_row("SELECT observed FROM marks WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1", params![upto as i64], |r| r.get(0)).ok();
-    conn.execute("DELETE FROM marks WHERE seq <= ?1", params![upto as i64])?;
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT observed FROM marks WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row(params![upto as i64], |r| r.get(0))
+        .ok();
+    conn.prepare_cached("DELETE FROM marks WHERE seq <= ?1")?.execute(params![upto as i64])?;
     if let Some(o) = newest {
-        conn.execute("INSERT OR IGNORE INTO marks(seq, observed) VALUES (?1, ?2)", params![(upto + 1) as i64, o])?;
+        conn.prepare_cached("INSERT OR IGNORE INTO marks(seq, observed) VALUES (?1, ?2)")?.execute(params![(upto + 1) as i64, o])?;
     }
     Ok(())
 }

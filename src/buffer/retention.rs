@@ -20,6 +20,13 @@ const CHUNK: u64 = 50_000;
 /// Delivered rows deleted per writer turn while records keep arriving: small
 /// steps between commits keep live data from waiting behind a long DELETE.
 const STEP_BUSY: u64 = 4_096;
+/// Delivered rows are deleted once this many are waiting, or [`TRIM_PERIOD`]
+/// after the last trim, not after every commit: a trim is a transaction of
+/// its own (three statements, a WAL commit), and a gateway of 500 devices
+/// commits 500 times a second. Delivered rows stay at most this long longer.
+const TRIM_MIN: u64 = 4_096;
+/// See [`TRIM_MIN`].
+const TRIM_PERIOD: Duration = Duration::from_millis(250);
 /// Shortest period between two "dropped" warnings.
 pub(crate) const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
 
@@ -79,6 +86,8 @@ pub(crate) struct Retention {
     events: OwnEvents,
     /// The disk filled up: the file may not grow (see [`Retention::free_space`]).
     disk_capped: bool,
+    /// When delivered rows were last deleted ([`TRIM_PERIOD`]).
+    last_trim: Instant,
 }
 
 impl Retention {
@@ -97,6 +106,7 @@ impl Retention {
             page_size: None,
             events,
             disk_capped: false,
+            last_trim: Instant::now(),
         }
     }
 
@@ -108,14 +118,17 @@ impl Retention {
         }
     }
 
-    /// Deletes rows every sink has delivered: at most [`STEP_BUSY`] while
-    /// records keep arriving, up to [`CHUNK`] when the ring is `idle`.
+    /// Deletes rows every sink has delivered, once [`TRIM_MIN`] of them wait
+    /// or [`TRIM_PERIOD`] passed: at most [`STEP_BUSY`] while records keep
+    /// arriving, up to [`CHUNK`] when the ring is `idle`.
     pub(crate) fn trim_delivered(&mut self, conn: &Connection, stats: &BufferStats, idle: bool) {
         if let Some(c) = self.min_cursor()
             && c >= self.first
+            && (c - self.first + 1 >= TRIM_MIN || self.last_trim.elapsed() >= TRIM_PERIOD)
         {
             let step = if idle { CHUNK } else { STEP_BUSY };
             let _ = self.delete_upto(conn, c.min(self.first + step - 1), None, stats);
+            self.last_trim = Instant::now();
         }
     }
 
@@ -153,10 +166,7 @@ impl Retention {
         let start = self.first;
         while self.first <= upto {
             let end = upto.min(self.first + CHUNK - 1);
-            let deleted = conn
-                .execute("DELETE FROM samples WHERE seq <= ?1", params![end as i64])
-                .and_then(|_| conn.execute("DELETE FROM events WHERE seq <= ?1", params![end as i64]))
-                .and_then(|_| super::clock::drop_marks(conn, end));
+            let deleted = delete_chunk(conn, end);
             if let Err(e) = deleted {
                 if let Some(n) = self.errors.allow() {
                     tracing::warn!(error = %e, suppressed = n, "buffer retention could not delete rows; will retry");
@@ -185,16 +195,18 @@ impl Retention {
     }
 
     fn bytes_used(&mut self, conn: &Connection) -> Option<u64> {
+        let pragma = |sql: &str| -> Option<i64> { conn.prepare_cached(sql).ok()?.query_row([], |r| r.get(0)).ok() };
         let ps = match self.page_size {
             Some(p) => p,
             None => {
-                let p: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok()?;
+                let p = pragma("PRAGMA page_size")?;
                 self.page_size = Some(p);
                 p
             }
         };
-        let pc: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).ok()?;
-        let fl: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).ok()?;
+        // Checked after every commit: cached statements, parsed once.
+        let pc = pragma("PRAGMA page_count")?;
+        let fl = pragma("PRAGMA freelist_count")?;
         Some(((pc - fl).max(0) * ps) as u64)
     }
 
@@ -350,5 +362,29 @@ impl Retention {
         let max_pages = (max_bytes as f64 * 1.25 / page_size as f64).ceil() as i64 + 64;
         let _ = conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()));
         tracing::info!("buffer disk has room again: back to max_bytes {}", crate::units::format_size(max_bytes));
+    }
+}
+
+/// Deletes the rows (samples, events, their age marks) with `seq <= end`, in
+/// one transaction when none is open (one WAL commit, not three), with
+/// statements parsed once per connection.
+fn delete_chunk(conn: &Connection, end: u64) -> rusqlite::Result<()> {
+    let own = conn.is_autocommit();
+    if own {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    }
+    let r = conn
+        .prepare_cached("DELETE FROM samples WHERE seq <= ?1")
+        .and_then(|mut s| s.execute(params![end as i64]))
+        .and_then(|_| conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?.execute(params![end as i64]))
+        .and_then(|_| super::clock::drop_marks(conn, end));
+    if own {
+        let r = r.and_then(|_| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+        if r.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        r
+    } else {
+        r
     }
 }
