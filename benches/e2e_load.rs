@@ -10,6 +10,8 @@
 //! cargo bench --bench e2e_load -- --scenario max    # 200 devices x 125 tags every 100 ms
 //! cargo bench --bench e2e_load -- --devices 100 --tags 50 --interval 200ms --seconds 20
 //! ```
+//! `POLL_PHASE=aligned` polls every device at round instants (`poll_phase`)
+//! instead of spreading them (the default).
 //! `RELAIS_BIN=/path/to/relais` runs that binary instead of this build's
 //! (to compare two commits back to back).
 //! Needs `mosquitto` (Debian package) on PATH or in /usr/sbin.
@@ -54,6 +56,9 @@ fn configs(dir: &Path, s: &Scenario, broker: u16) -> (PathBuf, PathBuf) {
             "[[device]]\nname = \"dev{d}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"{}\"\ntimeout = \"2s\"\n",
             s.interval
         );
+        if let Ok(p) = std::env::var("POLL_PHASE") {
+            gw += &format!("poll_phase = \"{p}\"\n");
+        }
         for t in 0..s.tags {
             if t % 2 == 0 {
                 sim += &format!(

@@ -24,6 +24,45 @@ pub fn phase(key: &str, interval: Duration) -> Duration {
     if nanos == 0 { Duration::ZERO } else { Duration::from_nanos(h % nanos) }
 }
 
+/// When a device's periodic polls happen within their interval
+/// (`poll_phase` of a Modbus `[[device]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollPhase {
+    /// At a fixed offset taken from the device's name ([`phase`]): devices
+    /// with the same interval poll one after the other, so each poll's
+    /// samples are committed and published on their own, at once (lowest
+    /// latency; one buffer commit and one publish per poll).
+    #[default]
+    Spread,
+    /// At multiples of the interval on the UTC clock ([`until_boundary`]),
+    /// like Telegraf's `round_interval`: every device with the same interval
+    /// polls at the same round instants (snapshots of the whole line at one
+    /// time, one commit for many devices: less CPU, but each poll waits for
+    /// the others of its instant before it is published).
+    Aligned,
+}
+
+/// The choices of `poll_phase`, for the config reader.
+pub const POLL_PHASES: &[(&str, PollPhase)] = &[("spread", PollPhase::Spread), ("aligned", PollPhase::Aligned)];
+
+/// Time from the UTC instant `wall` to the next multiple of `interval` since
+/// the Unix epoch (zero when `wall` is on one). `interval` of 1 s from
+/// 10:00:00.300 → 700 ms; of 1 min → the next full minute.
+pub fn until_boundary(wall: std::time::SystemTime, interval: Duration) -> Duration {
+    let since = wall.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let step = interval.as_nanos().max(1);
+    let rem = since % step;
+    if rem == 0 { Duration::ZERO } else { Duration::from_nanos((step - rem) as u64) }
+}
+
+/// The first due time of a periodic schedule named `key`, from `now`.
+pub fn first_due(how: PollPhase, key: &str, interval: Duration, now: Instant) -> Instant {
+    match how {
+        PollPhase::Spread => now + phase(key, interval),
+        PollPhase::Aligned => now + until_boundary(std::time::SystemTime::now(), interval),
+    }
+}
+
 /// Moves `next_due` to the next tick after a cycle. A cycle that overran
 /// skips the missed ticks rather than bursting to catch up; returns how many
 /// were skipped (counted as overruns).
@@ -49,6 +88,10 @@ mod tests {
         assert_eq!(phase("dev1", iv), phase("dev1", iv));
         assert!(phase("dev1", iv) < iv);
         assert!(phase("dev1", Duration::from_secs(60)) < PHASE_SPREAD_MAX);
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(until_boundary(at(1_700_000_000_300), Duration::from_secs(1)), Duration::from_millis(700));
+        assert_eq!(until_boundary(at(1_700_000_000_000), Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(until_boundary(at(1_699_999_990_000), Duration::from_secs(60)), Duration::from_secs(50));
         assert_eq!(phase("dev1", Duration::ZERO), Duration::ZERO);
         // 100 devices over 100 ms: no 10 ms slot holds more than a quarter of them.
         let mut slots = [0u32; 10];

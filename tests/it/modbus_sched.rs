@@ -123,3 +123,53 @@ async fn rtu_three_dead_units_leave_the_healthy_unit_its_poll_rate() {
     eprintln!("modbus-rtu: healthy unit {before:.1} samples/s alone, {after:.1} samples/s beside three dead units");
     check_rates(before, after);
 }
+
+/// `poll_phase = "aligned"`: three devices polled every 500 ms take their
+/// samples together, right after the round instants of the UTC clock
+/// (…:00.000, …:00.500). With the default (`spread`) these three names get
+/// start offsets 148, 302 and 420 ms apart in the interval (FNV-1a of the
+/// name), so the same assertions fail.
+#[tokio::test]
+async fn aligned_devices_poll_at_round_instants_of_the_interval() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let port = free_port();
+    let (sim_line, dev_line) =
+        (format!("listen = \"127.0.0.1:{port}\""), format!("protocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\""));
+    let (mut stations, mut devs) = (String::new(), String::new());
+    for (name, unit) in [("pump", 1u8), ("oven", 2), ("capper", 3)] {
+        stations += &station(name, unit, &sim_line);
+        devs += &device(name, unit, &dev_line, 500).replace("timeout =", "poll_phase = \"aligned\"\ntimeout =");
+    }
+    let s = sim(&stations).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{devs}\
+         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\nqos = 0\n",
+        dir.path().join("data").display(),
+        broker.url()
+    );
+    let cfg = Config::parse(&text, "aligned.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut sub = Sub::new(broker.port, "t/+/v").await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    let got = sub.collect(Duration::from_secs(15), |m| m.len() >= 18).await;
+    drop(gw);
+    drop(s);
+    assert!(got.len() >= 18, "18 samples in 15 s: {}", got.len());
+    // Acquisition times (ms since the epoch) of each 500 ms round, per device.
+    let mut rounds: std::collections::BTreeMap<i64, Vec<(String, i64)>> = Default::default();
+    for m in &got {
+        let v = m.json();
+        let ts = v["recv_ts"].as_str().unwrap_or_else(|| panic!("recv_ts in {v}"));
+        let ms = chrono::DateTime::parse_from_rfc3339(ts).unwrap().timestamp_millis();
+        rounds.entry(ms.div_euclid(500)).or_default().push((m.topic.clone(), ms));
+    }
+    let full: Vec<_> = rounds.iter().filter(|(_, r)| r.len() == 3).collect();
+    assert!(full.len() >= 4, "rounds with all three devices: {rounds:?}");
+    for (round, r) in full {
+        let (lo, hi) = (r.iter().map(|x| x.1).min().unwrap(), r.iter().map(|x| x.1).max().unwrap());
+        // The polls start on the boundary and answer within a few ms here
+        // (more on a loaded machine), never a quarter of the interval apart.
+        assert!(hi - lo < 100, "one round's polls {} ms apart: {r:?}", hi - lo);
+        assert!(lo - round * 500 < 150, "round starts {} ms after its 500 ms boundary: {r:?}", lo - round * 500);
+    }
+}

@@ -159,8 +159,9 @@ impl EndpointPoller {
                 .into_iter()
                 .map(|(interval, reqs)| Group {
                     interval,
-                    // Spread over the first interval (up to 1 s) by name, not in lockstep.
-                    next_due: now + crate::sources::schedule::phase(&cfg.name, interval),
+                    // Spread over the first interval (up to 1 s) by name, or
+                    // at round instants when the device asks for it.
+                    next_due: crate::sources::schedule::first_due(cfg.poll_phase, &cfg.name, interval, now),
                     requests: reqs.iter().cloned().map(|req| Planned { req, keep_whole: false }).collect(),
                     original: reqs,
                     split_since: None,

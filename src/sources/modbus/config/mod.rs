@@ -35,6 +35,8 @@ pub struct ModbusDevice {
     pub timeout: Duration,
     /// Default poll interval of the device's tags.
     pub poll_interval: Duration,
+    /// When polls happen within their interval (`poll_phase`, default spread).
+    pub poll_phase: crate::sources::schedule::PollPhase,
     /// Default byte order of multi-register tags.
     pub byte_order: ByteOrder,
     /// Planner limits (request size, bridged holes).
@@ -89,6 +91,7 @@ pub const DEVICE_KEYS: &[&str] = &[
     "unit_id",
     "timeout",
     "poll_interval",
+    "poll_phase",
     "byte_order",
     "max_registers_per_request",
     "max_bits_per_request",
@@ -147,6 +150,7 @@ struct RawDevice {
     unit_id: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
     poll_interval: Option<Spanned<String>>,
+    poll_phase: Option<Spanned<String>>,
     byte_order: Option<Spanned<String>>,
     max_registers_per_request: Option<Spanned<i64>>,
     max_bits_per_request: Option<Spanned<i64>>,
@@ -205,6 +209,7 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         let span = raw.poll_interval.as_ref().map_or(raw.name.span(), |t| t.span());
         r.error(span, "poll_interval", "poll_interval is longer than a day");
     }
+    let poll_phase = r.choice(&raw.poll_phase, "poll_phase", crate::sources::schedule::POLL_PHASES, Default::default());
     let reconnect_max =
         r.duration_in(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30), Duration::from_millis(100)..=Duration::MAX);
     let byte_order = r.parsed(&raw.byte_order, "byte_order").unwrap_or_default();
@@ -220,7 +225,20 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
     if diag.error_count() > before {
         None
     } else {
-        Some(ModbusDevice { name, endpoint, transport, unit_id, timeout, poll_interval, byte_order, limits, reconnect_max, writes, tags })
+        Some(ModbusDevice {
+            name,
+            endpoint,
+            transport,
+            unit_id,
+            timeout,
+            poll_interval,
+            poll_phase,
+            byte_order,
+            limits,
+            reconnect_max,
+            writes,
+            tags,
+        })
     }
 }
 
