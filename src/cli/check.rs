@@ -54,5 +54,12 @@ pub fn render_plan(cfg: &Config) -> String {
     for c in components {
         let _ = write!(s, "\n{}", c.describe(&cx));
     }
+    if let Some(a) = &cfg.admin {
+        let auth = match a.auth {
+            crate::config::AdminAuth::Token(_) => "bearer token",
+            crate::config::AdminAuth::None => "no token",
+        };
+        let _ = writeln!(s, "\nadmin listener http://{}/ ({auth}): /metrics, /healthz, /readyz, /api/status", a.listen);
+    }
     s
 }

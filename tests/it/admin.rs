@@ -335,6 +335,27 @@ fn admin_config_is_checked() {
     assert!(Config::parse("[gateway]\nid = \"gw\"\n", "r.toml", dir.path()).unwrap().admin.is_none());
 }
 
+/// `relais check` names the listener and never prints the token; a listener
+/// open beyond loopback without a token is an error (exit 2).
+#[test]
+fn relais_check_shows_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "s3cret-admin-token\n").unwrap();
+    let run = |admin: &str| {
+        let p = dir.path().join("relais.toml");
+        std::fs::write(&p, format!("[gateway]\nid = \"gw\"\n[admin]\n{admin}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&p).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, text) = run("token_file = \"tok\"");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("admin listener http://127.0.0.1:9780/ (bearer token): /metrics, /healthz, /readyz, /api/status"), "{text}");
+    assert!(!text.contains("s3cret"), "the token is never printed: {text}");
+    let (code, text) = run("listen = \"0.0.0.0:9780\"\nauth = \"none\"");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("admin / listen"), "{text}");
+}
+
 #[test]
 fn every_metric_is_documented() {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")).unwrap();
