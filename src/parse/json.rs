@@ -12,68 +12,11 @@ use std::io::BufRead;
 
 use serde_json::Value as J;
 
+use super::json_nonfinite::{NONFINITE, repair_non_finite};
 use super::number::{NumError, is_non_finite_word, parse_number};
 use super::spec::{MissingTs, ParseSpec, Policy};
 use super::{Mapper, Record};
 use crate::model::{Timestamp, Value, reason};
-
-/// Marks a bare non-finite token rewritten into a string by [`repair_non_finite`].
-const NONFINITE: &str = "\u{0}relais-nonfinite:";
-
-/// Rewrites bare non-finite tokens outside strings into marked strings, so the
-/// document parses; `None` when there were none.
-pub fn repair_non_finite(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut last = 0;
-    let mut i = 0;
-    let mut in_str = false;
-    let mut changed = false;
-    while i < b.len() {
-        let c = b[i];
-        if in_str {
-            if c == b'\\' {
-                i += 2;
-                continue;
-            }
-            if c == b'"' {
-                in_str = false;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'"' {
-            in_str = true;
-            i += 1;
-            continue;
-        }
-        if c == b'-' || c == b'+' || c.is_ascii_alphabetic() {
-            let start = i;
-            let mut j = i + 1;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'(' || b[j] == b')' || b[j] == b'#' || b[j] == b'.') {
-                j += 1;
-            }
-            let tok = &text[start..j];
-            if is_non_finite_word(tok) {
-                out.push_str(&text[last..start]);
-                out.push('"');
-                out.push_str("\\u0000relais-nonfinite:");
-                out.push_str(tok);
-                out.push('"');
-                last = j;
-                changed = true;
-            }
-            i = j;
-            continue;
-        }
-        i += 1;
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&text[last..]);
-    Some(out)
-}
 
 /// Every scalar leaf of `v` with its dotted name, nested objects flattened.
 fn leaves<'a>(prefix: &str, ptr: &str, v: &'a J, out: &mut Vec<(String, String, &'a J)>) {

@@ -33,6 +33,7 @@ pub mod csv;
 mod fields;
 mod input;
 pub mod json;
+mod json_nonfinite;
 mod json_value;
 pub mod number;
 pub mod spec;
