@@ -78,6 +78,18 @@ fn a_busy_listen_port_exits_4() {
 }
 
 #[test]
+fn a_busy_admin_port_exits_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let cfg = format!("{}\n[admin]\nlisten = \"{addr}\"\nauth = \"none\"\n", gateway(&dir.path().join("data")));
+    let (code, err) = run(dir.path(), &cfg);
+    assert_eq!(code, Some(4), "stderr: {err}");
+    assert!(err.contains(&format!("[admin] cannot listen on {addr}")), "stderr: {err}");
+    drop(taken);
+}
+
+#[test]
 fn an_unreadable_certificate_exits_4() {
     let dir = tempfile::tempdir().unwrap();
     // PEM framing around bytes that are no certificate: `relais check`
