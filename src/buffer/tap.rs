@@ -14,8 +14,9 @@
 //!   few pointer moves; subscribers hold the same mutex only to clone `Arc`s.
 //!   Nothing a subscriber does (or fails to do) makes the writer wait.
 //! - **Bounded memory.** The tap keeps the newest committed records up to
-//!   [`TAP_RECORDS`] (by record count, whole batches), and nothing at all
-//!   while nobody subscribes. Records are shared (`Arc`), never copied per
+//!   [`TAP_RECORDS`] (by record count, whole batches), [`HOLD_RECORDS`]
+//!   while only sink drivers hold it ([`Tap::hold`]), and nothing at all
+//!   while nobody subscribes or holds. Records are shared (`Arc`), never copied per
 //!   subscriber.
 //! - **Never holds back retention.** The tap lives in memory beside the
 //!   database: what SQLite retention deletes is unaffected by subscribers, and
@@ -39,6 +40,12 @@ use crate::model::Record;
 /// Records the tap keeps for slow subscribers (whole batches; a batch larger
 /// than this is still kept alone).
 pub const TAP_RECORDS: usize = 65_536;
+/// Records it keeps when only holders ([`Tap::hold`]: sink drivers reading
+/// their live lane from memory) and no subscriber want them: a sink that
+/// keeps up reads a batch within milliseconds of its commit, and one further
+/// behind reads SQLite, so a smaller window saves memory (10–30 MB) for
+/// nothing lost.
+pub const HOLD_RECORDS: usize = 8_192;
 
 /// One committed batch: records with consecutive `seq` from `first`.
 #[derive(Debug)]
@@ -95,6 +102,8 @@ struct Ring {
 pub struct Tap {
     ring: Mutex<Ring>,
     subscribers: AtomicUsize,
+    /// Live [`TapHold`]s.
+    holds: AtomicUsize,
     /// Dropped by [`Tap::close`], which ends every receiver's `changed()`.
     committed_tx: Mutex<Option<watch::Sender<u64>>>,
     committed: watch::Receiver<u64>,
@@ -127,6 +136,7 @@ impl Tap {
         Tap {
             ring: Mutex::new(Ring { next: last_seq + 1, ..Default::default() }),
             subscribers: AtomicUsize::new(0),
+            holds: AtomicUsize::new(0),
             committed_tx: Mutex::new(Some(tx)),
             committed,
         }
@@ -163,15 +173,20 @@ impl Tap {
             let samples_before = r.samples;
             r.samples += samples;
             r.next = last + 1;
-            if !batch.is_empty() && self.subscribers.load(Ordering::Relaxed) > 0 {
+            let keep = match (self.subscribers.load(Ordering::Relaxed), self.holds.load(Ordering::Relaxed)) {
+                (0, 0) => 0,
+                (0, _) => HOLD_RECORDS,
+                _ => TAP_RECORDS,
+            };
+            if !batch.is_empty() && keep > 0 {
                 let records = std::mem::take(batch);
                 r.held += records.len();
                 r.batches.push_back(Arc::new(Committed { first, records, samples_before, samples }));
-                while r.held > TAP_RECORDS && r.batches.len() > 1 {
+                while r.held > keep && r.batches.len() > 1 {
                     let old = r.batches.pop_front().expect("non-empty");
                     r.held -= old.records.len();
                 }
-            } else if !r.batches.is_empty() && self.subscribers.load(Ordering::Relaxed) == 0 {
+            } else if !r.batches.is_empty() && keep == 0 {
                 // Nobody listens any more: let memory go.
                 r.batches.clear();
                 r.held = 0;
@@ -209,9 +224,9 @@ impl Tap {
     /// Keeps the tap holding recent batches without reading them (it keeps
     /// nothing while nobody subscribes or holds): for readers that serve
     /// [`Tap::range`] from memory, like the sink driver's live lane. Counted
-    /// as a subscriber until dropped.
+    /// until dropped; with holders only, the tap keeps [`HOLD_RECORDS`].
     pub fn hold(self: &Arc<Self>) -> TapHold {
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.holds.fetch_add(1, Ordering::Relaxed);
         TapHold { tap: self.clone() }
     }
 
@@ -257,7 +272,7 @@ pub struct TapHold {
 
 impl Drop for TapHold {
     fn drop(&mut self) {
-        self.tap.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.tap.holds.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -335,64 +350,5 @@ impl TapSubscription {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Sample, TagMeta, Timestamp, Value};
-
-    fn batch(first: u64, n: usize) -> Vec<Record> {
-        let m = TagMeta::new("d", "t", None);
-        (0..n)
-            .map(|i| {
-                let mut s = Sample::good(m.clone(), Value::I64(i as i64), Timestamp(0));
-                s.seq = first + i as u64;
-                Record::Sample(s)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn in_order_then_exact_loss_when_behind() {
-        let tap = Arc::new(Tap::new(100));
-        let mut sub = tap.subscribe();
-        tap.publish(101, 110, 10, &mut batch(101, 10));
-        let t = sub.try_recv();
-        assert_eq!(t.records().map(|r| r.seq()).collect::<Vec<_>>(), (101..=110).collect::<Vec<_>>());
-        assert_eq!(t.missed_samples, 0);
-        // Fall behind by more than the tap holds.
-        let mut next = 111;
-        for _ in 0..(TAP_RECORDS / 1000 + 3) {
-            tap.publish(next, next + 999, 1000, &mut batch(next, 1000));
-            next += 1000;
-        }
-        let t = sub.try_recv();
-        let held: u64 = t.records().count() as u64;
-        assert_eq!(t.missed_samples + held, next - 111, "every sample is either delivered or counted missed");
-        assert_eq!(t.missed_range.unwrap().0, 111);
-        assert_eq!(t.records().next().unwrap().seq(), t.missed_range.unwrap().1 + 1);
-        assert!(sub.try_recv().chunks.is_empty());
-    }
-
-    #[test]
-    fn range_serves_recent_records_only() {
-        let tap = Arc::new(Tap::new(0));
-        let _sub = tap.subscribe();
-        tap.publish(1, 5, 5, &mut batch(1, 5));
-        tap.publish(6, 9, 4, &mut batch(6, 4));
-        let c = tap.range(3, 9, 100).unwrap();
-        let seqs: Vec<u64> = c.iter().flat_map(|c| c.records().iter().map(|r| r.seq())).collect();
-        assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
-        let c = tap.range(3, 9, 3).unwrap();
-        assert_eq!(c.iter().map(|c| c.records().len()).sum::<usize>(), 3);
-        assert!(tap.range(9, 12, 10).is_none(), "nothing committed after 9 yet");
-    }
-
-    #[test]
-    fn nothing_kept_without_subscribers_but_loss_is_counted() {
-        let tap = Arc::new(Tap::new(0));
-        tap.publish(1, 5, 5, &mut batch(1, 5));
-        assert!(tap.range(0, 5, 10).is_none());
-        let mut sub = tap.subscribe();
-        tap.publish(6, 7, 2, &mut batch(6, 2));
-        assert_eq!(sub.try_recv().records().count(), 2);
-    }
-}
+#[path = "tap_tests.rs"]
+mod tests;
