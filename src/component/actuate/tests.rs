@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ingest::{Entry, Ingest};
-use crate::model::Event;
+use crate::model::{Event, Value};
 
 fn setup() -> (Arc<Ingest>, Actuators) {
     let ingest = Arc::new(Ingest::new(256));
