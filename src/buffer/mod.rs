@@ -88,6 +88,7 @@
 //!   and the newest samples land; every drop is counted. The buffer also opens
 //!   on a full disk (the reserve is released first), so its backlog drains.
 
+pub mod audit;
 mod checkpoint;
 mod clock;
 pub mod config;

@@ -1,7 +1,8 @@
-//! The command line: one file per command (`check`, `quarantine`, `browse`,
-//! `probe`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
+//! The command line: one file per command (`check`, `quarantine`, `audit`,
+//! `browse`, `probe`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
 //! `demo`.
 
+mod audit;
 mod browse;
 mod check;
 mod probe;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+pub use audit::AuditCmd;
 pub use browse::OpcUaTarget;
 pub use probe::Probe;
 pub use quarantine::QuarantineCmd;
@@ -152,6 +154,13 @@ pub enum Command {
         #[command(subcommand)]
         what: QuarantineCmd,
     },
+    /// Write attempts (rules, commands, `relais write`) recorded in the buffer: list, export as JSON Lines or CSV.
+    #[command(after_help = audit::RETENTION_NOTE)]
+    Audit {
+        /// What to do with the audit.
+        #[command(subcommand)]
+        what: AuditCmd,
+    },
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -217,7 +226,12 @@ pub fn main() -> ExitCode {
     crate::memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { .. } | Command::Probe { .. } | Command::Quarantine { .. } | Command::Detect { .. } | Command::Rules { .. } => {}
+        Command::Check { .. }
+        | Command::Probe { .. }
+        | Command::Quarantine { .. }
+        | Command::Audit { .. }
+        | Command::Detect { .. }
+        | Command::Rules { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
         Command::Import { .. } | Command::Browse { .. } | Command::Write { .. } => {
             init_logging(cli.log_format, "warn,opcua_client=off,opcua_core=off,opcua_crypto=off")
@@ -254,6 +268,7 @@ pub fn main() -> ExitCode {
             block_on(crate::app::import::run(cfg, &paths, opts)).map_or_else(fatal, ExitCode::from)
         }
         Command::Quarantine { what } => quarantine::run(what),
+        Command::Audit { what } => audit::run(what),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),
