@@ -236,15 +236,49 @@ fn spawn_monitoring(status: &StatusLine, gateway: &GatewayConfig, opts: &RunOpti
     ]
 }
 
+/// The gateway's event emitter, the buffer's own events turned on. Events
+/// (sink and buffer state changes) are the running gateway's; `relais import`
+/// (`sinks_only`) counts and reports samples only: `None`.
+fn gateway_events(buffer: &Buffer, sinks_only: bool) -> Option<crate::ingest::Events> {
+    let events = (!sinks_only).then(|| buffer.events());
+    if events.is_some() {
+        buffer.emit_events();
+    }
+    events
+}
+
+/// The `type = "file"` sources among `sources` (`relais import` reports on them).
+fn file_sources(sources: Vec<SourceConfig>) -> Vec<crate::sources::file::config::FileSource> {
+    sources
+        .into_iter()
+        .filter_map(|s| match s {
+            SourceConfig::File(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts the `[admin]` listener over the gateway's status, buffer and metrics.
+async fn start_admin(
+    cfg: &crate::config::AdminConfig,
+    status: &StatusLine,
+    buffer: &Buffer,
+    recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>,
+    devices: Vec<(String, Option<Duration>)>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let expect = admin::Expect { devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
+    let a = admin::Admin { status: status.clone(), reader: buffer.reader()?, recorder, auth: cfg.auth.clone(), expect };
+    admin::spawn_admin(cfg, a, stop.clone()).await
+}
+
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
         let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, admin } = cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
-        for w in &warnings {
-            tracing::warn!("config: {w}");
-        }
+        warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
         let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules }, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
@@ -253,12 +287,7 @@ impl Gateway {
         let ingest = Arc::new(Ingest::new(buffer_cfg.ring_capacity));
         let sink_names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
         let buffer = open_buffer(buffer_cfg, &gateway.data_dir, &ingest, &sink_names).await?;
-        // Events (sink and buffer state changes) are the running gateway's;
-        // `relais import` counts and reports samples only.
-        let events = (!opts.sinks_only).then(|| buffer.events());
-        if events.is_some() {
-            buffer.emit_events();
-        }
+        let events = gateway_events(&buffer, opts.sinks_only);
         let recorder = admin.as_ref().map(|_| Arc::new(crate::telemetry::metrics::recorder()));
         let telemetry = Arc::new(recorder.clone().map(Telemetry::with_recorder).unwrap_or_default());
         let expect_devices: Vec<(String, Option<Duration>)> =
@@ -283,13 +312,7 @@ impl Gateway {
 
         let sources_stop = CancellationToken::new();
         let source_tasks = spawn_sources(procs, &devices, &sources, &ctx(&sources_stop)).await?;
-        let file_sources = sources
-            .into_iter()
-            .filter_map(|s| match s {
-                SourceConfig::File(f) => Some(f),
-                _ => None,
-            })
-            .collect();
+        let file_sources = file_sources(sources);
 
         // Monitoring.
         let aux_stop = CancellationToken::new();
@@ -301,9 +324,7 @@ impl Gateway {
         };
         let mut aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
-            let expect = admin::Expect { devices: expect_devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
-            let a = admin::Admin { status: status.clone(), reader: buffer.reader()?, recorder, auth: cfg.auth.clone(), expect };
-            aux.extend(admin::spawn_admin(cfg, a, aux_stop.clone()).await?);
+            aux.extend(start_admin(cfg, &status, &buffer, recorder, expect_devices, &aux_stop).await?);
         }
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();
