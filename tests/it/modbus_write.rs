@@ -370,6 +370,7 @@ async fn the_write_command_goes_through_the_same_path_and_is_audited() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.starts_with("ok: d/sp = -7\n  dry_run: would write"), "{stdout}");
+    assert_eq!(stdout.lines().nth(1), Some("  dry_run: would write 65529 (0xFFF9) to holding 10 with FC06"), "{stdout}");
     assert_eq!(holding(&sim, "s", 10), 42, "a dry run writes nothing");
     let out = run(args(&["d", "ro", "1"])).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -388,6 +389,8 @@ async fn the_write_command_goes_through_the_same_path_and_is_audited() {
         })
         .collect();
     assert_eq!(results, [("ok", "cli", false), ("ok", "cli", true), ("refused", "cli", false)]);
+    // The dry run's reason, readable: the raw value in decimal and hex, the table and the function code.
+    assert_eq!(audits[1].details["reason"].as_str(), Some("dry_run: would write 65529 (0xFFF9) to holding 10 with FC06"));
     assert_eq!(recs.iter().filter_map(|r| r.as_event()).filter(|e| &*e.kind == "security.write_refused").count(), 1);
 }
 

@@ -62,7 +62,8 @@ impl EndpointPoller {
             return WriteOutcome::refused(format!("rate_exceeded: {max} write(s) per minute allowed on tag {tag_name:?}, already made"));
         }
         if job.request.dry_run {
-            return WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {payload:?} to {} {}", tag.table, tag.address)));
+            let what = write_plan::describe(&payload, &tag, &self.devices[d].cfg.writes);
+            return WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {what}")));
         }
         self.write_log.entry((d, t)).or_default().record();
         self.execute_write(d, &tag, payload, w.readback, w.readback_timeout, job).await

@@ -120,6 +120,30 @@ pub fn coil_request(address: u16, on: bool, dev: &DeviceWrites) -> (u8, Request<
     }
 }
 
+/// What a write of `payload` to `tag` sends, for a person (the reason of a
+/// dry run): `120 (0x0078) to holding 10 with FC06`, `ON to coil 3 with
+/// FC05`, `bit 3 ON of holding 228 with FC22` or `… by read-modify-write
+/// (read, then FC06)`; several registers are listed in wire order.
+pub fn describe(payload: &Payload, tag: &ModbusTag, dev: &DeviceWrites) -> String {
+    let at = format!("{} {}", tag.table, tag.address);
+    let on_off = |on: bool| if on { "ON" } else { "OFF" };
+    match payload {
+        Payload::Coil(on) => format!("{} to {at} with FC{:02}", on_off(*on), coil_request(tag.address, *on, dev).0),
+        Payload::Words(ws) => {
+            let fc = words_request(tag.address, ws, dev).0;
+            let dec: Vec<String> = ws.iter().map(|w| w.to_string()).collect();
+            let hex: Vec<String> = ws.iter().map(|w| format!("0x{w:04X}")).collect();
+            let what = if ws.len() == 1 { String::new() } else { "words ".to_string() };
+            format!("{what}{} ({}) to {at} with FC{fc:02}", dec.join(", "), hex.join(", "))
+        }
+        Payload::RegisterBit { bit, on } if dev.mask_write => format!("bit {bit} {} of {at} with FC22", on_off(*on)),
+        Payload::RegisterBit { bit, on } => {
+            let fc = words_request(tag.address, &[0], dev).0;
+            format!("bit {bit} {} of {at} by read-modify-write (read, then FC{fc:02})", on_off(*on))
+        }
+    }
+}
+
 /// True when `resp` is the echo a write `req` must get (§6.5, §6.6, §6.11,
 /// §6.12, §6.16: address and value or quantity repeated).
 pub fn echo_ok(req: &Request<'_>, resp: &Response) -> bool {

@@ -95,3 +95,23 @@ fn function_codes_follow_the_device_and_echoes_are_checked() {
     assert!(echo_ok(&r, &Response::WriteMultipleRegisters(7, 2)));
     assert!(!echo_ok(&r, &Response::WriteMultipleRegisters(8, 2)));
 }
+
+/// The reason of a dry run is readable (not Rust's debug form of the payload).
+#[test]
+fn a_dry_run_is_described_with_the_value_the_table_and_the_function_code() {
+    let fc06 = DeviceWrites::default();
+    let fc16 = DeviceWrites { register: SingleWrite::Multiple, coil: SingleWrite::Multiple, mask_write: false };
+    let fc22 = DeviceWrites { mask_write: true, ..DeviceWrites::default() };
+    let mut reg = tag(DataType::I16, Table::Holding, None, 1.0, 0.0, ByteOrder::ABCD);
+    reg.address = 10;
+    assert_eq!(describe(&Payload::Words(vec![120]), &reg, &fc06), "120 (0x0078) to holding 10 with FC06");
+    assert_eq!(describe(&Payload::Words(vec![120]), &reg, &fc16), "120 (0x0078) to holding 10 with FC16");
+    assert_eq!(describe(&Payload::Words(vec![16948, 0]), &reg, &fc06), "words 16948, 0 (0x4234, 0x0000) to holding 10 with FC16");
+    let mut coil = tag(DataType::Bool, Table::Coil, None, 1.0, 0.0, ByteOrder::ABCD);
+    coil.address = 3;
+    assert_eq!(describe(&Payload::Coil(true), &coil, &fc06), "ON to coil 3 with FC05");
+    assert_eq!(describe(&Payload::Coil(false), &coil, &fc16), "OFF to coil 3 with FC15");
+    let bit = Payload::RegisterBit { bit: 3, on: true };
+    assert_eq!(describe(&bit, &reg, &fc22), "bit 3 ON of holding 10 with FC22");
+    assert_eq!(describe(&bit, &reg, &fc06), "bit 3 ON of holding 10 by read-modify-write (read, then FC06)");
+}
