@@ -149,11 +149,19 @@ pub const CSV_HEADER: [&str; 16] = [
     "settled_ts",
 ];
 
-/// A value as one cell: a string as is, `null` as `empty`, others as JSON.
+/// A value as one cell: a string as is, `null` as `empty`, an integral
+/// number without a fraction (`42.0` stored for a float tag reads `42`, like
+/// an integer requested value: old, requested and read-back in one format),
+/// others as JSON (`21.5`, `true`).
 fn cell(v: &Json, empty: &str) -> String {
     match v {
         Json::Null => empty.to_string(),
         Json::String(s) => s.clone(),
+        Json::Number(n) if n.is_f64() => match n.as_f64() {
+            // Exact integers only: below 2^53 every integral f64 is one.
+            Some(x) if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 => format!("{}", x as i64),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -215,6 +223,23 @@ mod tests {
         assert_eq!((bare.device.as_str(), bare.tag.as_str()), ("pump", "sp"));
         assert_eq!(bare.cells()[3..7], ["-", "-", "?", "-"]);
         assert!(!Filter { result: Some("ok".into()), ..Default::default() }.accepts(&bare));
+    }
+
+    /// An integral float (the old value and read-back of a float tag) reads
+    /// like the integer requested: `42`, not `42.0`; fractions stay.
+    #[test]
+    fn old_requested_and_readback_share_one_number_format() {
+        let r = AuditRecord::from_stored(&stored(serde_json::json!({
+            "requested_value": 42, "old": 40.0, "readback": 42.0, "result": "ok",
+        })));
+        assert_eq!(r.cells()[3..7], ["40", "42", "ok", "42"]);
+        assert_eq!(r.csv_row()[7..11], ["40", "42", "ok", "42"]);
+        let r = AuditRecord::from_stored(&stored(serde_json::json!({
+            "requested_value": 21.5, "old": -0.25, "readback": 21.5, "result": "ok",
+        })));
+        assert_eq!(r.cells()[3..7], ["-0.25", "21.5", "ok", "21.5"]);
+        let r = AuditRecord::from_stored(&stored(serde_json::json!({"old": 1e300, "requested_value": -3.0, "readback": true})));
+        assert_eq!(r.cells()[3..7], ["1e+300", "-3", "?", "true"]);
     }
 
     #[test]
