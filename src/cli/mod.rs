@@ -213,6 +213,16 @@ fn block_on<F: Future>(f: F) -> F::Output {
     out
 }
 
+/// True when `path` is a gateway configuration (a top-level key other than
+/// `rule`): `relais rules test` then checks it whole, like `relais check`
+/// (a rule naming a tag its device lacks is an error, exit 2), before the
+/// replay. A rules-only file (or an unreadable one) is left to the replay's
+/// own reader, which reports it.
+fn is_gateway_config(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    text.parse::<toml::Table>().is_ok_and(|t| t.keys().any(|k| k != "rule"))
+}
+
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -245,7 +255,15 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, file } => check::run(&config.or(file).unwrap_or_default()),
         Command::Detect { what } => crate::processors::anomaly::command::run(what),
-        Command::Rules { what } => crate::processors::rules::command::run(what),
+        Command::Rules { what } => {
+            let crate::processors::rules::command::RulesCommand::Test { config, .. } = &what;
+            if is_gateway_config(config)
+                && let Err(code) = load(config)
+            {
+                return code;
+            }
+            crate::processors::rules::command::run(what)
+        }
         Command::Run { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -107,6 +107,37 @@ fn rule_errors_in_a_gateway_config_are_located() {
     assert_eq!(cfg.rules.len(), 2);
 }
 
+/// `relais rules test` over a gateway configuration reports its located
+/// errors like `relais check` (exit 2) before replaying anything.
+#[test]
+fn rules_test_reports_the_config_errors_of_check_before_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("r3.toml");
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[device]]\nname = \"pump\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:5020\"\n\
+         [[device.tag]]\nname = \"Flow\"\ntable = \"holding\"\naddress = 0\n\
+         [[rule]]\nname = \"x\"\ntag = \"pump/Pressure\"\nabove = 1\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let csv = dir.path().join("data.csv");
+    std::fs::write(&csv, "datetime,Pressure,Flow\n2020-01-01 00:00:00,2,1\n2020-01-01 00:00:01,3,1\n").unwrap();
+    let (cfg_s, csv_s) = (cfg.to_str().unwrap(), csv.to_str().unwrap());
+    let (check_code, _, check_err) = relais(&["check", "--config", cfg_s]);
+    assert_eq!(check_code, 2, "{check_err}");
+    let (code, out, err) = relais(&["rules", "test", "--config", cfg_s, "--replay", csv_s]);
+    assert_eq!(code, 2, "stdout: {out}\nstderr: {err}");
+    assert!(out.is_empty(), "nothing replayed: {out}");
+    assert!(err.contains("r3.toml:14:7"), "{err}");
+    assert!(err.contains("rule \"x\" / tag: device \"pump\" has no tag \"Pressure\" (its tags: Flow)"), "{err}");
+    assert_eq!(err, check_err, "the same report as relais check");
+    // Fixed, the same file replays.
+    std::fs::write(&cfg, text.replace("pump/Pressure", "pump/Flow")).unwrap();
+    let (code, out, err) = relais(&["rules", "test", "--config", cfg_s, "--replay", csv_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("over 4 samples of device \"pump\""), "{out}");
+}
+
 /// A square wave (10 for 1 s, 90 for 1 s) on the simulator, polled every
 /// 100 ms; the rule `above = 80, clear_below = 20, for = "300ms"` raises and
 /// clears once per period; both transitions arrive on MQTT.
