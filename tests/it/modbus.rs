@@ -314,7 +314,11 @@ async fn b11_reconnect_after_the_device_drops_and_the_other_device_never_misses_
     let a_down: Vec<&Sample> = down.iter().filter(|s| &*s.meta.device == "a").collect();
     let first_bad = a_down.iter().position(|s| s.quality == Quality::Bad).expect("a goes bad");
     assert!(first_bad <= 1, "bad from the first failed request");
-    assert!(a_down[first_bad..].iter().all(|s| s.quality == Quality::Bad && s.value == Value::Null), "no stale value repeated as good");
+    assert!(
+        a_down[first_bad..].iter().all(|s| s.quality == Quality::Bad && s.value == Value::Null),
+        "no stale value repeated as good: {:?}",
+        a_down.iter().map(|s| (s.recv_ts, s.quality, s.value.clone(), s.reason.clone())).collect::<Vec<_>>()
+    );
     assert!(a_down.len() >= 15, "a bad sample every cycle while down ({} samples)", a_down.len());
     assert!(a_down.iter().any(|s| s.reason.as_deref().unwrap_or("").starts_with("comm_failure")));
     let b_down: Vec<&Sample> = down.iter().filter(|s| &*s.meta.device == "b").collect();
