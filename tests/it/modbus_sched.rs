@@ -27,6 +27,18 @@ fn device(name: &str, unit: u8, line: &str, interval_ms: u64) -> String {
     )
 }
 
+/// A gateway polling `devs` into `dir`, publishing every sample (QoS 0) on
+/// `t/{device}/{tag}` of `broker`.
+fn gateway(dir: &Path, devs: &str, broker: &Mosquitto) -> Config {
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{devs}\
+         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\nqos = 0\n",
+        dir.join("data").display(),
+        broker.url()
+    );
+    Config::parse(&text, "sched.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 /// Samples per second of `good/v` on MQTT over `window`.
 async fn rate(sub: &mut Sub, window: Duration) -> f64 {
     while sub.next(Duration::from_millis(1)).await.is_some() {}
@@ -55,13 +67,7 @@ async fn healthy_rate_beside_three_dead_units(sim_line: &str, dev_line: &str) ->
     }
     let s = sim(&stations).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{devs}\
-         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\nqos = 0\n",
-        dir.path().join("data").display(),
-        broker.url()
-    );
-    let cfg = Config::parse(&text, "sched.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = gateway(dir.path(), &devs, &broker);
     let mut sub = Sub::new(broker.port, "t/good/v").await;
     let mut events = Sub::new(broker.port, "t/relais/gw/event/device.degraded").await;
     let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
@@ -142,13 +148,7 @@ async fn aligned_devices_poll_at_round_instants_of_the_interval() {
     }
     let s = sim(&stations).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n{devs}\
-         [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\nqos = 0\n",
-        dir.path().join("data").display(),
-        broker.url()
-    );
-    let cfg = Config::parse(&text, "aligned.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let cfg = gateway(dir.path(), &devs, &broker);
     let mut sub = Sub::new(broker.port, "t/+/v").await;
     let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
     let got = sub.collect(Duration::from_secs(15), |m| m.len() >= 18).await;
