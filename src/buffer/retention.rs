@@ -367,24 +367,29 @@ impl Retention {
 
 /// Deletes the rows (samples, events, their age marks) with `seq <= end`, in
 /// one transaction when none is open (one WAL commit, not three), with
-/// statements parsed once per connection.
+/// statements parsed once per connection. On a full disk, where that one
+/// transaction may not find room in the WAL, it falls back to one statement
+/// at a time (each commits on its own and needs less room at once).
 fn delete_chunk(conn: &Connection, end: u64) -> rusqlite::Result<()> {
-    let own = conn.is_autocommit();
-    if own {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    if !conn.is_autocommit() {
+        return delete_statements(conn, end);
     }
-    let r = conn
-        .prepare_cached("DELETE FROM samples WHERE seq <= ?1")
-        .and_then(|mut s| s.execute(params![end as i64]))
-        .and_then(|_| conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?.execute(params![end as i64]))
-        .and_then(|_| super::clock::drop_marks(conn, end));
-    if own {
-        let r = r.and_then(|_| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
-        if r.is_err() {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let r = delete_statements(conn, end).and_then(|_| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
+            let full = matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull) | Some(rusqlite::ErrorCode::SystemIoFailure));
+            if full { delete_statements(conn, end) } else { Err(e) }
         }
-        r
-    } else {
-        r
     }
+}
+
+/// The deletes of [`delete_chunk`], in the connection's current transaction
+/// (or each on its own without one).
+fn delete_statements(conn: &Connection, end: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM samples WHERE seq <= ?1")?.execute(params![end as i64])?;
+    conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?.execute(params![end as i64])?;
+    super::clock::drop_marks(conn, end)
 }
