@@ -293,6 +293,8 @@ impl Gateway {
         let expect_devices: Vec<(String, Option<Duration>)> =
             devices.iter().map(|d| (d.name().to_string(), d.component().poll_period())).collect();
         let actuators = crate::component::Actuators::new(events.clone());
+        let live = crate::processors::live::LiveTable::new();
+        // Subscribed before any source starts; `relais import` needs none.
 
         // Sinks, then detectors and rules, then sources: each family starts its kinds
         // with one context (sources and sinks stop at different moments).
@@ -307,8 +309,11 @@ impl Gateway {
             stop: stop.clone(),
             grace: SINK_GRACE,
             actuators: actuators.clone(),
+            live: live.clone(),
         };
-        let sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
+        let mut sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
+        // Subscribed before any source starts; `relais import` needs none.
+        sink_tasks.extend((!opts.sinks_only).then(|| live.spawn(buffer.tap(), sinks_stop.clone())));
 
         let sources_stop = CancellationToken::new();
         let source_tasks = spawn_sources(procs, &devices, &sources, &ctx(&sources_stop)).await?;

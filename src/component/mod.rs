@@ -82,6 +82,9 @@ pub struct Ctx<'a> {
     /// The devices that accept writes ([`actuate`]): a source that owns a
     /// device's link registers it; rules, commands and the app write through it.
     pub actuators: Actuators,
+    /// The last committed sample of every tag (interlocks, bad-quality
+    /// refusals, the admin API); fed by the app from the tap.
+    pub live: crate::processors::live::LiveTable,
 }
 
 /// One configured instance of a kind.

@@ -5,6 +5,8 @@
 //!   rolling z-score) with a score, a flag and a confidence per row.
 //! - [`rules`]: rules and alarms: conditions on tags (hysteresis, delays,
 //!   edges, rate, quality, staleness), alarm state machine, write decisions.
+//! - [`live`]: the last committed sample of every tag (interlocks, admin API).
 
 pub mod anomaly;
+pub mod live;
 pub mod rules;
