@@ -186,14 +186,16 @@ async fn open_buffer(cfg: crate::config::BufferConfig, dir: &Path, ingest: &Arc<
     .await?
 }
 
-/// The processors of a configuration: detectors and rules.
+/// The processors of a configuration: detectors, rules, commands.
 struct Processors {
     detectors: Vec<crate::processors::anomaly::DetectorConfig>,
     rules: Vec<crate::processors::rules::RuleConfig>,
+    commands: Option<crate::processors::commands::CommandsConfig>,
 }
 
 /// What runs: everything, or with `sinks_only` (`relais import`: the sinks
-/// deliver files) only the file sources, no devices, no detectors, no rules.
+/// deliver files) only the file sources, no devices, no detectors, no rules,
+/// no commands.
 fn to_run(
     devices: Vec<DeviceConfig>,
     sources: Vec<SourceConfig>,
@@ -201,7 +203,7 @@ fn to_run(
     opts: &RunOptions,
 ) -> (Vec<DeviceConfig>, Vec<SourceConfig>, Processors) {
     if opts.sinks_only {
-        let none = Processors { detectors: Vec::new(), rules: Vec::new() };
+        let none = Processors { detectors: Vec::new(), rules: Vec::new(), commands: None };
         (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect(), none)
     } else {
         (devices, sources, procs)
@@ -219,6 +221,7 @@ async fn spawn_sources(
     use crate::component::Kind;
     let mut tasks = crate::processors::anomaly::component::Anomaly::spawn(procs.detectors, ctx).await?;
     tasks.extend(crate::processors::rules::component::Rules::spawn(procs.rules, ctx).await?);
+    tasks.extend(crate::processors::commands::component::Commands::spawn(procs.commands.into_iter().collect(), ctx).await?);
     tasks.extend(DeviceConfig::spawn_all(devices, ctx).await?);
     tasks.extend(SourceConfig::spawn_all(sources, ctx).await?);
     Ok(tasks)
@@ -275,11 +278,11 @@ async fn start_admin(
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, admin } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin } = cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
         warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
-        let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules }, &opts);
+        let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules, commands }, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
         prepare_data_dir(&gateway.data_dir)?;
@@ -293,6 +296,7 @@ impl Gateway {
         let expect_devices: Vec<(String, Option<Duration>)> =
             devices.iter().map(|d| (d.name().to_string(), d.component().poll_period())).collect();
         let actuators = crate::component::Actuators::new(events.clone());
+        let alarm_acks = crate::component::AlarmAcks::default();
         let live = crate::processors::live::LiveTable::new();
         // Subscribed before any source starts; `relais import` needs none.
 
@@ -310,6 +314,7 @@ impl Gateway {
             grace: SINK_GRACE,
             actuators: actuators.clone(),
             live: live.clone(),
+            alarm_acks: alarm_acks.clone(),
         };
         let mut sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
         // Subscribed before any source starts; `relais import` needs none.

@@ -100,7 +100,7 @@ impl WriteJob {
         outcome.requested = self.requested;
         outcome.sent = outcome.sent.or(self.sent);
         outcome.settled = Timestamp::now();
-        record(self.events.as_ref(), &self.request, &outcome);
+        record(self.events.as_ref(), &self.request, &outcome, true);
         let _ = reply.send(outcome);
     }
 }
@@ -118,8 +118,9 @@ impl Drop for WriteJob {
     }
 }
 
-/// Logs a settled write and emits its events.
-fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome) {
+/// Logs a settled write and emits its events (`security.write_refused` for
+/// a refusal only when `security`).
+fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome, security: bool) {
     let source = EventSource::Tag { device: req.device.as_str().into(), tag: req.tag.as_str().into() };
     let reason = o.reason.as_deref().unwrap_or("");
     let msg = format!(
@@ -149,7 +150,7 @@ fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome) {
         "result": o.result.as_str(), "reason": o.reason, "dry_run": req.dry_run,
         "requested_ts": format_rfc3339(o.requested), "sent_ts": ts(o.sent), "settled_ts": format_rfc3339(o.settled),
     });
-    if o.result == WriteResult::Refused {
+    if security && o.result == WriteResult::Refused {
         let m = format!("write refused: {}/{} = {} by {}: {reason}", req.device, req.tag, req.value, req.origin);
         events.emit_now("security.write_refused", Severity::Warning, source.clone(), m, details.clone());
     }
@@ -201,6 +202,15 @@ impl Actuators {
         let mut v: Vec<String> = owners.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// Records a write refused before it reached the seam (by whoever asked:
+    /// the commands layer refusing a wrong token, an expired or malformed
+    /// command): one `write.audit` event with result `refused` and `reason`,
+    /// like every write, so `relais audit list` shows it. No
+    /// `security.write_refused`: the caller emits its own security event.
+    pub fn audit_refused(&self, req: &WriteRequest, reason: &str) {
+        record(self.events.as_ref(), req, &WriteOutcome::refused(reason), false);
     }
 
     /// Executes `req` through the task that owns its device and waits for

@@ -26,8 +26,11 @@
 //! Actuator writes go through [`actuate`]: the task that owns a device's
 //! link registers it in [`Ctx::actuators`] and executes the writes asked
 //! for there (by rules, commands, the app), serialised with its polling.
+//! Alarm acknowledgements go through [`alarm_ack`] the same way: the rules
+//! task owns the alarms, commands ask it.
 
 pub mod actuate;
+pub mod alarm_ack;
 mod claims;
 
 use std::future::Future;
@@ -44,6 +47,7 @@ use crate::ingest::{Events, Ingest};
 use crate::telemetry::Telemetry;
 
 pub use actuate::Actuators;
+pub use alarm_ack::AlarmAcks;
 pub use claims::{Claim, Resource, clashes};
 
 /// What a kind's parser gets besides its item.
@@ -85,6 +89,9 @@ pub struct Ctx<'a> {
     /// The last committed sample of every tag (interlocks, bad-quality
     /// refusals, the admin API); fed by the app from the tap.
     pub live: crate::processors::live::LiveTable,
+    /// Alarm acknowledgements ([`alarm_ack`]): the rules register, commands
+    /// acknowledge through it.
+    pub alarm_acks: AlarmAcks,
 }
 
 /// One configured instance of a kind.

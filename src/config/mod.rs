@@ -1,5 +1,5 @@
 //! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
-//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[admin]`.
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use crate::buffer::config::{BufferConfig, Durability, StartupCheck};
-use crate::component::{Claim, ParseCx};
+use crate::component::{Claim, Component, ParseCx};
 use crate::diag::item::Entry;
 use crate::diag::{ConfigError, ConfigErrors, Diag, FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys};
 use crate::names;
@@ -44,6 +44,9 @@ pub struct Config {
     pub detectors: Vec<crate::processors::anomaly::DetectorConfig>,
     /// `[[rule]]` entries (rules and alarms), in file order.
     pub rules: Vec<crate::processors::rules::RuleConfig>,
+    /// `[commands]`: writes and alarm acknowledgements by MQTT command;
+    /// `None` without the section (nothing listens for commands).
+    pub commands: Option<crate::processors::commands::CommandsConfig>,
     /// `[admin]`: the admin listener; `None` without the section (no listener).
     pub admin: Option<AdminConfig>,
 }
@@ -105,7 +108,13 @@ impl Config {
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
         let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
         let admin = sections.admin.map(|a| admin::parse_admin(a, &mut diag, base_dir));
-        parts.check_claims(&mut diag, admin.iter().flatten().map(AdminConfig::claim));
+        let commands = sections.commands.map(|c| {
+            let cx = ParseCx { key: "commands", gateway: &gw_id, base: base_dir };
+            <crate::processors::commands::component::Commands as crate::component::Kind>::parse(c, &mut diag, &cx)
+        });
+        let extra: Vec<Claim> =
+            admin.iter().flatten().map(AdminConfig::claim).chain(commands.iter().flatten().flat_map(|c| c.claims())).collect();
+        parts.check_claims(&mut diag, extra.into_iter());
         let Components { devices, sinks, sources, device_names, source_names, .. } = parts;
         // Detectors last: their tags are checked against the devices and sources.
         let detectors = match sections.detectors {
@@ -145,6 +154,7 @@ impl Config {
             warnings,
             detectors,
             rules,
+            commands: commands.flatten(),
             admin: admin.flatten(),
         })
     }
@@ -160,6 +170,7 @@ struct Sections<'i> {
     sources: Vec<Entry<'i>>,
     detectors: Option<Item<'i>>,
     rules: Option<Item<'i>>,
+    commands: Option<Item<'i>>,
     admin: Option<Item<'i>>,
 }
 
@@ -176,6 +187,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "source" => s.sources = entries(Some(v), diag, "", "source", "source"),
             "detector" => s.detectors = Some(v),
             "rule" => s.rules = Some(v),
+            "commands" => s.commands = Some(v),
             "admin" => s.admin = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
@@ -185,14 +197,14 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             other => {
                 let hint = crate::diag::closest(other, SECTIONS)
                     .map(|c| match c {
-                        "gateway" | "buffer" | "admin" => format!("did you mean [{c}]? "),
+                        "gateway" | "buffer" | "admin" | "commands" => format!("did you mean [{c}]? "),
                         c => format!("did you mean [[{c}]]? "),
                     })
                     .unwrap_or_default();
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]] or [admin]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands] or [admin]"),
                 )
             }
         }
@@ -282,7 +294,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "admin"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

@@ -6,7 +6,10 @@
 //! - [`rules`]: rules and alarms: conditions on tags (hysteresis, delays,
 //!   edges, rate, quality, staleness), alarm state machine, write decisions.
 //! - [`live`]: the last committed sample of every tag (interlocks, admin API).
+//! - [`commands`]: writes and alarm acknowledgements by MQTT command,
+//!   exactly once per command id.
 
 pub mod anomaly;
+pub mod commands;
 pub mod live;
 pub mod rules;

@@ -9,6 +9,7 @@ mod admin;
 mod audit;
 mod buffer;
 mod buffer_faults;
+mod commands;
 mod cloud;
 mod common;
 mod config;

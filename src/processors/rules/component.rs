@@ -23,7 +23,8 @@ impl Kind for Rules {
             return Ok(Vec::new());
         }
         let events = ctx.events.clone().unwrap_or_else(|| ctx.ingest.events());
-        Ok(super::run::spawn(items, ctx.buffer.tap(), events, ctx.actuators.clone(), ctx.stop.clone()))
+        let links = super::run::Links { events, actuators: ctx.actuators.clone(), acks: ctx.alarm_acks.clone() };
+        Ok(super::run::spawn(items, ctx.buffer.tap(), links, ctx.stop.clone()))
     }
 }
 

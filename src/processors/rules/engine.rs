@@ -233,14 +233,15 @@ impl Engine {
     }
 
     /// Acknowledges the alarm of rule `name` at `now` (by `by`: an operator,
-    /// a command id). Errors when there is no such rule or nothing to acknowledge.
+    /// a command id). Errors (`unknown_rule: …`, `nothing_to_acknowledge: …`)
+    /// when there is no such rule or nothing to acknowledge.
     pub fn acknowledge(&mut self, name: &str, by: &str, now: Timestamp) -> Result<AlarmState, String> {
-        let r = self.rules.iter().position(|r| &*r.name == name).ok_or_else(|| format!("no rule named {name:?}"))?;
+        let r = self.rules.iter().position(|r| &*r.name == name).ok_or_else(|| format!("unknown_rule: no rule named {name:?}"))?;
         self.advance(now);
         let state = self.rules[r].alarm;
         let change = state
             .apply(Transition::Acknowledged)
-            .ok_or_else(|| format!("rule {name:?}: nothing to acknowledge (alarm {})", state.as_str()))?;
+            .ok_or_else(|| format!("nothing_to_acknowledge: rule {name:?}: the alarm is {}", state.as_str()))?;
         self.record(r, change, self.clock, Some(by.to_string()));
         Ok(change.to)
     }

@@ -14,6 +14,11 @@
 //! never waits for a write: beyond [`WRITE_BACKLOG`] waiting writes, a new
 //! one is dropped with an error log and a `rule.write_dropped` event.
 //!
+//! Alarm acknowledgements (by MQTT command, [`crate::component::AlarmAcks`])
+//! are served by the evaluation task between two samples: the transition is
+//! emitted as an `alarm` event like the others, then the caller gets the
+//! state after it (or the reason it does not apply).
+//!
 //! Invariants: rules only see committed samples (never data that could still
 //! be lost); their own events go through the ring and the buffer like any
 //! event, so the sinks forward them; a rule state starts over at each start
@@ -30,8 +35,9 @@ use super::config::RuleConfig;
 use super::engine::WriteDecision;
 use super::engine::{Decision, Engine};
 use crate::buffer::tap::{Tap, TapSubscription};
-use crate::component::Actuators;
 use crate::component::actuate::{Origin, WriteRequest};
+use crate::component::alarm_ack::AckRequest;
+use crate::component::{Actuators, AlarmAcks};
 use crate::ingest::Events;
 use crate::model::{EventSource, Record, Severity, Timestamp};
 
@@ -44,16 +50,28 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// Writes decided and not yet handed to the actuator seam.
 pub const WRITE_BACKLOG: usize = 1024;
 
+/// What the rules tasks talk to besides the tap: where events go, the
+/// actuator seam for writes, the queue of alarm acknowledgements.
+pub struct Links {
+    /// The gateway's event emitter.
+    pub events: Events,
+    /// The actuator seam.
+    pub actuators: Actuators,
+    /// Where acknowledgements are registered.
+    pub acks: AlarmAcks,
+}
+
 /// Starts the tasks of the rules (evaluation, writes); they end when `stop`
 /// is cancelled or the buffer closes.
-pub fn spawn(rules: Vec<RuleConfig>, tap: &Arc<Tap>, events: Events, actuators: Actuators, stop: CancellationToken) -> Vec<JoinHandle<()>> {
+pub fn spawn(rules: Vec<RuleConfig>, tap: &Arc<Tap>, links: Links, stop: CancellationToken) -> Vec<JoinHandle<()>> {
     let n = rules.len();
     let engine = Engine::new(rules);
     // Subscribed before any source starts: no sample is missed.
     let sub = tap.subscribe();
+    let acks = links.acks.register();
     tracing::info!(rules = n, "rules running");
     let (tx, rx) = tokio::sync::mpsc::channel(WRITE_BACKLOG);
-    vec![tokio::spawn(run(engine, sub, events, tx, stop.clone())), tokio::spawn(writer(rx, actuators, stop))]
+    vec![tokio::spawn(run(engine, (sub, acks), links.events, tx, stop.clone())), tokio::spawn(writer(rx, links.actuators, stop))]
 }
 
 /// Logs and emits the decisions, and queues the writes.
@@ -105,7 +123,7 @@ async fn writer(mut rx: tokio::sync::mpsc::Receiver<WriteDecision>, actuators: A
 
 async fn run(
     mut engine: Engine,
-    mut sub: TapSubscription,
+    (mut sub, mut acks): (TapSubscription, tokio::sync::mpsc::Receiver<AckRequest>),
     events: Events,
     writes: tokio::sync::mpsc::Sender<WriteDecision>,
     stop: CancellationToken,
@@ -113,8 +131,13 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut answer = None;
         tokio::select! {
             _ = stop.cancelled() => return,
+            Some(a) = acks.recv() => {
+                let r = engine.acknowledge(&a.rule, &a.by, Timestamp::now()).map(|s| s.as_str());
+                answer = Some((a.reply, r));
+            }
             t = sub.recv() => {
                 let Some(t) = t else { return };
                 if t.missed_samples > 0 {
@@ -128,5 +151,9 @@ async fn run(
             _ = tick.tick() => engine.advance(Timestamp::now()),
         }
         publish(engine.take(), &events, &writes);
+        // After the transition's event: the caller sees it recorded.
+        if let Some((reply, r)) = answer {
+            let _ = reply.send(r);
+        }
     }
 }
