@@ -240,7 +240,11 @@ async fn an_alarm_is_acknowledged_by_command_once() {
     publish(broker.port, ack, r#"{"id":"a1","ack":true,"client":"operator-7"}"#).await;
     let (topic, r) = response(&mut sub, "a1").await;
     assert_eq!(topic, "t/relais/gw/cmd-result/alarm/tank-high");
-    assert_eq!((r["result"].as_str(), r["state"].as_str(), r["rule"].as_str()), (Some("ok"), Some("acknowledged"), Some("tank-high")), "{r}");
+    assert_eq!(
+        (r["result"].as_str(), r["state"].as_str(), r["rule"].as_str()),
+        (Some("ok"), Some("acknowledged"), Some("tank-high")),
+        "{r}"
+    );
     let acked = alarms.next(Duration::from_secs(10)).await.expect("the acknowledgement on the alarm topic").json();
     assert_eq!((acked["details"]["transition"].as_str(), acked["details"]["state"].as_str()), (Some("acknowledged"), Some("acknowledged")));
     assert!(acked["details"]["by"].as_str().unwrap().contains("\"a1\""), "{acked}");
