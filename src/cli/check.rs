@@ -50,7 +50,8 @@ pub fn render_plan(cfg: &Config) -> String {
         .chain(cfg.sources.iter().map(|c| c.component()))
         .chain(cfg.sinks.iter().map(|c| c.component()))
         .chain(cfg.detectors.iter().map(|c| c as &dyn crate::component::Component))
-        .chain(cfg.rules.iter().map(|c| c as &dyn crate::component::Component));
+        .chain(cfg.rules.iter().map(|c| c as &dyn crate::component::Component))
+        .chain(cfg.commands.iter().map(|c| c as &dyn crate::component::Component));
     for c in components {
         let _ = write!(s, "\n{}", c.describe(&cx));
     }

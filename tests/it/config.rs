@@ -283,6 +283,7 @@ fn shipped_configs_are_valid() {
         "config/sink-nats.toml",
         "src/sources/file/sample.toml",
         "src/sources/mqtt_in/sample.toml",
+        "src/processors/commands/sample.toml",
         "src/sinks/http/sample.toml",
         "src/sinks/postgres/sample.toml",
         "config/sink-postgres.toml",
