@@ -264,6 +264,62 @@ async fn an_alarm_is_acknowledged_by_command_once() {
     gw.shutdown().await.unwrap();
 }
 
+/// A duplicate that arrives while its first delivery still executes (a slow
+/// device: 400 ms per answer) is answered when the write settles, with the
+/// same outcome; the device is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_during_the_write_is_answered_when_it_settles() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let port = free_port();
+    let sim = crate::modbus::sim(&format!("{}[station.faults]\ndelay = \"400ms\"\n", station(port, 1))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(&body(&dir.path().join("data"), port, &broker.url(), ""), "gw.toml", Path::new(".")).unwrap();
+    let mut sub = Sub::with_id(broker.port, RESULT, "results-d", false).await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = r#"{"id":"d1","value":9}"#;
+    publish(broker.port, CMD, c).await;
+    publish(broker.port, CMD, c).await;
+    let (_, a) = response(&mut sub, "d1").await;
+    let (_, b) = response(&mut sub, "d1").await;
+    gw.shutdown().await.unwrap();
+    let mut dup: Vec<bool> = [&a, &b].iter().map(|r| r["duplicate"].as_bool().unwrap_or(false)).collect();
+    dup.sort();
+    assert_eq!(dup, [false, true], "{a}\n{b}");
+    assert_eq!((a["result"].as_str(), b["result"].as_str()), (Some("ok"), Some("ok")), "{a}\n{b}");
+    assert_eq!(a["readback"], b["readback"]);
+    assert_eq!(writes(&sim), 1);
+}
+
+/// An id the store holds `pending` (relais stopped between the record and
+/// the outcome) is answered `unknown` at the next start and never executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_left_pending_by_a_crash_is_unknown_and_never_run() {
+    use relais::processors::commands::store::Store;
+    use relais::processors::commands::topic::Target;
+    let Some(broker) = Mosquitto::start() else { return };
+    let port = free_port();
+    let sim = crate::modbus::sim(&station(port, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let (store, _) = Store::open(&data, Duration::from_secs(3600)).unwrap();
+        store.begin("p1", &Target::Tag { device: "pump".into(), tag: "sp".into() }).unwrap();
+    }
+    let cfg = Config::parse(&body(&data, port, &broker.url(), ""), "gw.toml", Path::new(".")).unwrap();
+    let mut sub = Sub::with_id(broker.port, RESULT, "results-p", false).await;
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(broker.port, CMD, r#"{"id":"p1","value":11}"#).await;
+    let (_, r) = response(&mut sub, "p1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!((r["result"].as_str(), r["duplicate"].as_bool()), (Some("unknown"), Some(true)), "{r}");
+    assert!(r["reason"].as_str().unwrap().starts_with("restart:"), "{r}");
+    assert_eq!(writes(&sim), 0, "never executed");
+}
+
 #[test]
 fn commands_config_errors_are_located() {
     let text = "[gateway]\nid = \"gw\"\n[commands]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic = \"c/{device}\"\nallow = [\"pump\"]\nttl = 3\n";
