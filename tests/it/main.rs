@@ -11,6 +11,7 @@ mod buffer;
 mod buffer_faults;
 mod cloud;
 mod commands;
+mod commands_puback;
 mod common;
 mod config;
 mod daemon;

@@ -34,7 +34,7 @@ impl Kind for Commands {
         let events = ctx.events.clone().unwrap_or_else(|| ctx.ingest.events());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let h = Handler::new(cfg.into(), store, ctx.actuators.clone(), ctx.alarm_acks.clone(), events, tx);
-        Ok(vec![super::run::spawn(h, rx, ctx.stop.clone())])
+        Ok(super::run::spawn(h, rx, ctx.stop.clone()))
     }
 }
 

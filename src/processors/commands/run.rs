@@ -13,13 +13,17 @@
 //!   redelivers what was not acknowledged; the store answers it.
 //! - **Acknowledged after the id is on disk**, never before: a crash before
 //!   the PUBACK gets the command redelivered, and the store then knows it.
-//! - A response not yet acknowledged by the broker when the connection
-//!   drops is lost: the sender gets it again by sending the same id again.
+//! - A response is handed to the client of the connection current when it
+//!   settles (or the next one, while there is none); one handed over and
+//!   not yet acknowledged by the broker when that connection drops is
+//!   lost: the sender gets it again by sending the same id again.
+//! - `EventLoop::poll` is raced only against `stop`: dropped while it
+//!   connects, it would start over with a second connection.
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, Incoming, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +34,26 @@ use crate::util::Backoff;
 /// Prune settled ids this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Starts the commands task.
-pub fn spawn(handler: Handler, rx: mpsc::UnboundedReceiver<Outgoing>, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(run(handler, rx, stop))
+/// Starts the commands tasks: the connection (the only caller of
+/// `EventLoop::poll`, which is not cancel-safe while it connects: it is
+/// never raced against anything but `stop`), the publisher of responses,
+/// the pruner.
+pub fn spawn(handler: Handler, rx: mpsc::UnboundedReceiver<Outgoing>, stop: CancellationToken) -> Vec<JoinHandle<()>> {
+    let (current, client) = watch::channel(None);
+    let store = handler.store.clone();
+    let pruner = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                tokio::select! { _ = stop.cancelled() => return, _ = every.tick() => {} }
+                let store = store.clone();
+                let now = crate::model::Timestamp::now().as_nanos() / 1_000_000;
+                let _ = tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|e| e.into_inner()).prune(now)).await;
+            }
+        }
+    });
+    vec![tokio::spawn(run(handler, current, stop.clone())), tokio::spawn(respond(rx, client, stop)), pruner]
 }
 
 fn options(cfg: &CommandsConfig) -> anyhow::Result<rumqttc::MqttOptions> {
@@ -42,10 +63,33 @@ fn options(cfg: &CommandsConfig) -> anyhow::Result<rumqttc::MqttOptions> {
     Ok(o)
 }
 
-async fn run(h: Handler, mut out: mpsc::UnboundedReceiver<Outgoing>, stop: CancellationToken) {
+/// Publishes the responses with the client of the current connection; one
+/// whose client died before taking it waits for the next connection.
+async fn respond(mut rx: mpsc::UnboundedReceiver<Outgoing>, mut client: watch::Receiver<Option<AsyncClient>>, stop: CancellationToken) {
+    loop {
+        let (topic, body) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = rx.recv() => match r { Some(r) => r, None => return },
+        };
+        let body = body.to_string();
+        loop {
+            let c = tokio::select! {
+                _ = stop.cancelled() => return,
+                c = client.wait_for(Option::is_some) => match c { Ok(c) => c.clone(), Err(_) => return },
+            };
+            let Some(c) = c else { continue };
+            if c.publish(topic.clone(), QoS::AtLeastOnce, false, body.clone()).await.is_ok() {
+                break;
+            }
+            // That connection is gone: wait for the next one.
+            tokio::select! { _ = stop.cancelled() => return, _ = client.changed() => {} }
+        }
+    }
+}
+
+async fn run(h: Handler, current: watch::Sender<Option<AsyncClient>>, stop: CancellationToken) {
     let cfg = h.cfg.clone();
     let mut backoff = Backoff::new(Duration::from_secs(1), cfg.conn.reconnect_max);
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut logged = false;
     loop {
         let opts = match options(&cfg) {
@@ -57,22 +101,12 @@ async fn run(h: Handler, mut out: mpsc::UnboundedReceiver<Outgoing>, stop: Cance
         };
         // A new client and event loop per connection (see the module docs).
         let (client, mut el) = AsyncClient::new(opts, 256);
+        current.send_replace(Some(client.clone()));
         loop {
             let ev = tokio::select! {
                 _ = stop.cancelled() => {
                     let _ = client.try_disconnect();
                     return;
-                }
-                _ = prune.tick() => {
-                    let store = h.store.clone();
-                    tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|e| e.into_inner()).prune(crate::model::Timestamp::now().as_nanos() / 1_000_000));
-                    continue;
-                }
-                Some((topic, body)) = out.recv() => {
-                    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, body.to_string()) {
-                        tracing::warn!(error = %e, "commands: a response could not be queued");
-                    }
-                    continue;
                 }
                 ev = el.poll() => ev,
             };
@@ -104,6 +138,8 @@ async fn run(h: Handler, mut out: mpsc::UnboundedReceiver<Outgoing>, stop: Cance
                 }
             }
         }
+        current.send_replace(None);
+        drop((client, el));
         let wait = backoff.next_wait();
         tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
     }
