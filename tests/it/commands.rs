@@ -176,6 +176,7 @@ async fn refused_commands_say_why_and_are_security_events() {
         ("tok1", CMD, "{\"id\":\"tok1\",\"value\":5,\"token\":\"guess\"}".to_string(), "bad_token"),
         ("tok2", CMD, "{\"id\":\"tok2\",\"value\":5}".to_string(), "bad_token"),
         ("old1", CMD, format!("{{\"id\":\"old1\",\"value\":5,\"ttl\":\"5s\",\"ts\":\"2020-01-01T00:00:00Z\",{tok}}}"), "expired"),
+        ("loop1", CMD, format!("{{\"id\":\"loop1\",\"value\":5,\"response_topic\":\"{CMD}\",{tok}}}"), "bad_payload"),
         ("ro1", "t/relais/gw/cmd/pump/ro", format!("{{\"id\":\"ro1\",\"value\":5,{tok}}}"), "not_writable"),
         ("far1", CMD, format!("{{\"id\":\"far1\",\"value\":500,{tok}}}"), "out_of_range"),
         ("ok1", CMD, format!("{{\"id\":\"ok1\",\"value\":5,{tok}}}"), ""),
@@ -205,12 +206,12 @@ async fn refused_commands_say_why_and_are_security_events() {
     gw.shutdown().await.unwrap();
     assert_eq!(writes(&sim), 1, "only ok1 was written");
     let ids: Vec<&str> = refused.iter().map(|e| e.details["id"].as_str().unwrap_or("")).collect();
-    assert_eq!(ids, ["bad1", "", "tok1", "tok2", "old1"], "the commands layer's refusals");
+    assert_eq!(ids, ["bad1", "", "tok1", "tok2", "old1", "loop1"], "the commands layer's refusals");
     let ids: Vec<&str> = write_refused.iter().map(|e| e.details["origin"]["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["ro1", "far1"], "the tag's allow-list and limits refuse through the actuator seam");
     let audited: Vec<(&str, &str)> =
         audits.iter().map(|e| (e.details["origin"]["id"].as_str().unwrap(), e.details["result"].as_str().unwrap())).collect();
-    for id in ["bad1", "tok1", "old1", "ro1", "far1"] {
+    for id in ["bad1", "tok1", "old1", "loop1", "ro1", "far1"] {
         assert!(audited.contains(&(id, "refused")), "{id} in the audit: {audited:?}");
     }
     assert!(audited.contains(&("ok1", "ok")), "{audited:?}");

@@ -7,7 +7,8 @@
 //! `pending`. The write itself (or the alarm acknowledgement) then runs in a
 //! task of its own, which records the outcome and publishes the response.
 //!
-//! Order of checks: topic → retained → payload → allow-list → token →
+//! Order of checks: topic → payload (and a `response_topic` that is no
+//! command topic) → retained → allow-list → token →
 //! the store (a known id is answered with its stored outcome, never run
 //! again) → `require_ts` and age (`expired`, recorded) → recorded `pending`
 //! → executed.
@@ -104,6 +105,14 @@ impl Handler {
             value: cmd.value.clone(),
             client: cmd.client.clone(),
         };
+        if let Some(rt) = cmd.response_topic.as_deref()
+            && self.cfg.topics.route(rt).is_some()
+        {
+            // Answered on the result topic: never on a command topic.
+            let reason = format!("bad_payload: `response_topic` {rt:?} is a command topic of this gateway");
+            let r = Refusal { response_topic: None, ..refusal(reason) };
+            return self.refuse(r);
+        }
         if retain {
             return self.refuse(refusal("retained: a command must not be retained (it would run again for every new subscriber)".into()));
         }
