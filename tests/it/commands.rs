@@ -328,6 +328,13 @@ fn commands_config_errors_are_located() {
     for want in ["gw.toml:5:9", "commands / topic", "needs the level {tag}", "commands / allow", "not an allow pattern", "ttl"] {
         assert!(e.contains(want), "{want:?} missing in:\n{e}");
     }
+    // `relais check` describes the section of the shipped sample.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/processors/commands/sample.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais")).arg("check").arg("--config").arg(&sample).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("commands mqtt://127.0.0.1:1883 on icam/line5/relais/line5-edge01/cmd/{device}/{tag}"), "{text}");
+    assert!(text.contains("allow pump1/speed, alarm/*"), "{text}");
     let ok = "[gateway]\nid = \"gw\"\n[commands]\nurl = \"mqtt://127.0.0.1:1883\"\nprefix = \"plant\"\n";
     let cfg = Config::parse(ok, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.commands.unwrap().topics.command.filter(), "plant/relais/gw/cmd/+/+");
