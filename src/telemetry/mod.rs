@@ -72,9 +72,18 @@ pub struct DeviceStats {
     pub last_good_ms: AtomicU64,
     /// Duration of each poll cycle (no-op without `[admin]`).
     pub poll_duration: Hist,
+    /// Duration of the latest poll cycle, in microseconds (0 before the
+    /// first): the poll latency of `/api/devices` and the dashboard.
+    pub last_poll_us: AtomicU64,
 }
 
 impl DeviceStats {
+    /// Records one poll cycle's duration: the histogram and the latest value.
+    pub fn polled(&self, d: Duration) {
+        self.poll_duration.record(d);
+        self.last_poll_us.store(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+    }
+
     /// Notes the newest good sample's source timestamp (Unix ns), for the
     /// data age of `/metrics` and `/readyz`.
     pub fn good_at(&self, ts_ns: i64) {

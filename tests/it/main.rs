@@ -6,6 +6,7 @@
 //! by `.ci/run`), which turns the skip into a failure. Tests that need the SKAB data look for `../shared/data/skab`.
 
 mod admin;
+mod admin_api;
 mod audit;
 mod buffer;
 mod buffer_faults;

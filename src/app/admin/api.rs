@@ -23,77 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use crate::app::StatusLine;
-use crate::model::format_rfc3339;
 
-/// The snapshot at `now_ms` (Unix ms).
+/// The snapshot at `now_ms` (Unix ms): [`super::devices::list`],
+/// [`super::sinks::list`], the buffer and ring, and [`super::events::recent`].
 pub fn status(s: &StatusLine, now_ms: u64) -> Value {
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let devices: Vec<Value> = s
-        .telemetry
-        .devices()
-        .iter()
-        .map(|d| {
-            let last = l(&d.last_good_ms);
-            let errors: serde_json::Map<String, Value> = d.errors.classes().iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-            json!({
-                "name": d.name,
-                "link": if d.up.load(Ordering::Relaxed) { "up" } else { "down" },
-                "polls": l(&d.cycles),
-                "requests": l(&d.requests),
-                "samples": {"good": l(&d.good), "bad": l(&d.bad)},
-                "data_age_s": (last > 0).then(|| now_ms.saturating_sub(last) as f64 / 1e3),
-                "errors": errors,
-                "demotions": l(&d.demotions),
-            })
-        })
-        .collect();
-    let stats = s.telemetry.sinks();
-    let sinks: Vec<Value> = s
-        .backlogs()
-        .into_iter()
-        .map(|(name, backlog)| {
-            let cursor = s.cursors.iter().find(|c| c.name() == name);
-            let dropped = cursor.map_or(0, |c| c.dropped());
-            let mut v = json!({"name": name, "cursor": cursor.map(|c| c.get()), "backlog": backlog, "dropped": dropped});
-            if let Some(st) = stats.iter().find(|st| st.name == name) {
-                let extra = json!({
-                    "connected": st.connected.load(Ordering::Relaxed),
-                    "in_flight": l(&st.in_flight),
-                    "acked": l(&st.acked),
-                    "connects": l(&st.connects),
-                    "refused": l(&st.refused),
-                    "state": crate::sinks::driver::status::render(st, backlog, dropped),
-                    "last_error": st.error(),
-                });
-                if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
-                    a.extend(b);
-                }
-            }
-            v
-        })
-        .collect();
     let b = &s.buffer;
-    let events: Vec<Value> = s
-        .ingest
-        .stats
-        .event_log
-        .recent()
-        .iter()
-        .rev()
-        .map(|e| {
-            json!({
-                "ts": format_rfc3339(e.ts),
-                "kind": &*e.kind,
-                "severity": e.severity.as_str(),
-                "source": e.source.kind(),
-                "name": e.source.name(),
-                "message": e.message,
-            })
-        })
-        .collect();
     json!({
-        "devices": devices,
-        "sinks": sinks,
+        "devices": super::devices::list(s, now_ms),
+        "sinks": super::sinks::list(s),
         "buffer": {
             "first_seq": l(&b.first_seq),
             "last_seq": l(&b.last_seq),
@@ -104,6 +42,6 @@ pub fn status(s: &StatusLine, now_ms: u64) -> Value {
             "quarantined": l(&b.quarantined_total),
         },
         "ring": {"depth": s.ingest.len(), "capacity": s.ingest.capacity()},
-        "events": events,
+        "events": super::events::recent(s, &super::events::Query::default()),
     })
 }

@@ -12,18 +12,38 @@
 //!   connected and, when records wait, had an acknowledgement within
 //!   `ready_ack_within`; else `503`. The JSON body lists each check;
 //! - `GET /api/status`: a JSON snapshot (devices with link state, sinks with
-//!   cursor and backlog, buffer, ring, latest events; see [`api`]).
+//!   cursor and backlog, buffer, ring, latest events; see [`api`]);
+//! - `GET /api/devices`, `/api/tags`, `/api/sinks`, `/api/events`,
+//!   `/api/quarantine`: the parts, one file each ([`devices`], [`tags`],
+//!   [`sinks`], [`events`], [`quarantine`]);
+//! - `GET /api/live`: committed samples and events as server-sent events
+//!   ([`live`]);
+//! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`openapi`]);
+//! - `GET /` and its assets: the dashboard ([`dashboard`]), plain
+//!   HTML/CSS/JS compiled into the binary.
 //!
-//! With `auth = "token"` every path but `/healthz` needs
-//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate: Bearer`
-//! otherwise). The token is compared in constant time and never logged.
+//! With `auth = "token"` every path but `/healthz` and the dashboard's static
+//! files (which hold no plant data; the page asks for the token and sends it
+//! with each API call) needs `Authorization: Bearer <token>` (401 with
+//! `WWW-Authenticate: Bearer` otherwise). `/api/live` also accepts it as the
+//! `token` query parameter, because a browser's `EventSource` cannot set
+//! headers; no request line is ever logged. The token is compared in
+//! constant time and never logged.
 //! Connections get the limits of the HTTP ingest listener
 //! ([`crate::sources::http::listen`]): header and idle timeouts, at most 64
 //! open at once.
 
 pub mod api;
+pub mod dashboard;
+pub mod devices;
+pub mod events;
+pub mod live;
+pub mod openapi;
+pub mod quarantine;
 mod ready;
 mod scrape;
+pub mod sinks;
+pub mod tags;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +52,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use metrics_exporter_prometheus::PrometheusRecorder;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +78,24 @@ pub struct Admin {
     pub auth: AdminAuth,
     /// What `/readyz` expects.
     pub expect: Expect,
+    /// The last committed sample of every tag (`/api/tags`).
+    pub live: crate::processors::live::LiveTable,
+    /// The gateway's data folder (the quarantine is read from its buffer).
+    pub data_dir: std::path::PathBuf,
+}
+
+/// The handlers' state: [`Admin`], the open live streams and the listener's stop.
+pub struct Shared {
+    admin: Admin,
+    streams: live::Streams,
+    stop: CancellationToken,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.admin
+    }
 }
 
 /// Binds `cfg.listen` and serves until `stop`. A bind failure (address in
@@ -70,16 +108,40 @@ pub async fn spawn_admin(cfg: &AdminConfig, admin: Admin, stop: CancellationToke
     let bound = listener.local_addr().unwrap_or(cfg.listen);
     scrape::describe(&admin.recorder);
     let upkeep = spawn_upkeep(admin.recorder.clone(), stop.clone());
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .route("/readyz", get(readyz))
-        .route("/api/status", get(api_status))
-        .with_state(Arc::new(admin));
+    let app = router(Arc::new(Shared { admin, streams: live::Streams::default(), stop: stop.clone() }));
     let limits = Limits { header_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(60), max_connections: 64 };
-    tracing::info!(listen = %bound, "admin listener: /metrics, /healthz, /readyz, /api/status");
+    tracing::info!(listen = %bound, "admin listener: dashboard /, /metrics, /healthz, /readyz, /api/…");
     let serve = tokio::spawn(listen::serve(listener, app, limits, Arc::default(), stop));
     Ok(vec![serve, upkeep])
+}
+
+/// Every route with its handler: the router is built from this table, and
+/// [`paths`] lists it for the test that holds `/api/openapi.json` to it.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
+    vec![
+        ("/", get(dashboard::index)),
+        ("/dashboard/{file}", get(dashboard::asset)),
+        ("/healthz", get(|| async { "ok\n" })),
+        ("/metrics", get(metrics)),
+        ("/readyz", get(readyz)),
+        ("/api/status", get(api_status)),
+        ("/api/devices", get(devices::handler)),
+        ("/api/tags", get(tags::handler)),
+        ("/api/sinks", get(sinks::handler)),
+        ("/api/events", get(events::handler)),
+        ("/api/quarantine", get(quarantine::handler)),
+        ("/api/live", get(live::handler)),
+        ("/api/openapi.json", get(openapi::handler)),
+    ]
+}
+
+/// The path of every route the listener serves (axum syntax: `{file}`).
+pub fn paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(p, _)| p).collect()
+}
+
+fn router(state: Arc<Shared>) -> Router {
+    routes().into_iter().fold(Router::new(), |r, (p, m)| r.route(p, m)).with_state(state)
 }
 
 /// Drains the histograms' lock-free buckets every 5 s, so their memory stays
@@ -96,7 +158,7 @@ fn spawn_upkeep(recorder: Arc<PrometheusRecorder>, stop: CancellationToken) -> J
     })
 }
 
-async fn metrics(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+async fn metrics(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&a.auth, &headers) {
         return r;
     }
@@ -107,7 +169,7 @@ async fn metrics(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
 }
 
-async fn readyz(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+async fn readyz(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&a.auth, &headers) {
         return r;
     }
@@ -116,7 +178,7 @@ async fn readyz(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     (code, axum::Json(r)).into_response()
 }
 
-async fn api_status(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+async fn api_status(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&a.auth, &headers) {
         return r;
     }
@@ -126,8 +188,16 @@ async fn api_status(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response
 /// 401 unless the bearer token matches (or `auth = "none"`).
 #[allow(clippy::result_large_err)]
 fn authorize(auth: &AdminAuth, headers: &HeaderMap) -> Result<(), Response> {
+    authorize_with(auth, headers, None)
+}
+
+/// [`authorize`], also accepting the token given as a query parameter
+/// (`/api/live` only: a browser's `EventSource` cannot set headers).
+#[allow(clippy::result_large_err)]
+fn authorize_with(auth: &AdminAuth, headers: &HeaderMap, query_token: Option<&str>) -> Result<(), Response> {
     let AdminAuth::Token(token) = auth else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer.or(query_token).unwrap_or("");
     if same(given.as_bytes(), token.expose().as_bytes()) {
         return Ok(());
     }
@@ -136,6 +206,11 @@ fn authorize(auth: &AdminAuth, headers: &HeaderMap) -> Result<(), Response> {
     let mut r = (StatusCode::UNAUTHORIZED, body).into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Err(r)
+}
+
+/// A JSON error with `code`: `{"error": msg}`.
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, axum::Json(serde_json::json!({"error": msg.into()}))).into_response()
 }
 
 /// Compares in time independent of where the bytes differ.

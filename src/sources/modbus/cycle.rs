@@ -225,7 +225,7 @@ fn skipped_after(e: &ReadError) -> ReadError {
 /// `t0`), requests and failed ones by class, good and bad samples, the
 /// newest good sample's time, and whether the device answers.
 fn count(stats: &crate::telemetry::DeviceStats, results: &[Result<Words, ReadError>], samples: &[Sample], t0: Instant) {
-    stats.poll_duration.record(t0.elapsed());
+    stats.polled(t0.elapsed());
     stats.requests.fetch_add(results.len() as u64, Ordering::Relaxed);
     for r in results {
         let class = match r {

@@ -30,7 +30,7 @@ impl Device {
             let tags = self.polls[p].tags.clone();
             let t0 = std::time::Instant::now();
             let unknown = self.read_tags(session, &tags).await;
-            self.stats.poll_duration.record(t0.elapsed());
+            self.stats.polled(t0.elapsed());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let group = &mut self.polls[p];
             let skipped = crate::sources::schedule::advance(&mut group.next_due, group.interval);
