@@ -71,7 +71,7 @@ pub fn parse(payload: &[u8], target: &Target, default_ttl: Duration, max_ttl: Du
     let J::Object(o) = v else { return Err(bad("a command is a JSON object such as {\"id\": \"c-1\", \"value\": 42}".into(), None)) };
     let o = &o;
     if let Some(k) = o.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(bad(format!("unknown key {k:?}; a command has {}", KEYS.join(", ")), Some(o)));
+        return Err(bad(format!("unknown key {:?}; a command has {}", short(k), KEYS.join(", ")), Some(o)));
     }
     let id = match o.get("id") {
         Some(J::String(s)) if !s.is_empty() && s.len() <= MAX_ID => s.clone(),
@@ -90,7 +90,7 @@ pub fn parse(payload: &[u8], target: &Target, default_ttl: Duration, max_ttl: Du
     if let Some(t) = &response_topic
         && !valid_topic(t)
     {
-        return Err(bad(format!("`response_topic` {t:?} is not a topic to publish to (no wildcards, not empty)"), Some(o)));
+        return Err(bad(format!("`response_topic` {:?} is not a topic to publish to (no wildcards, not empty)", short(t)), Some(o)));
     }
     let value = body(o, target).map_err(|e| bad(e, Some(o)))?;
     let ttl = match o.get("ttl") {
@@ -136,6 +136,7 @@ fn body(o: &Map<String, J>, target: &Target) -> Result<Option<Value>, String> {
 
 fn ttl_of(t: &J) -> Result<Duration, String> {
     let d = match t {
+        J::String(s) if s.len() > 64 => return Err("`ttl` is too long to be a duration such as \"10s\"".into()),
         J::String(s) => crate::units::parse_duration(s).map_err(|e| format!("`ttl`: {e}"))?,
         J::Number(n) => n
             .as_f64()
@@ -156,13 +157,21 @@ fn ts_of(t: &J) -> Result<Timestamp, String> {
             .ok()
             .and_then(|d| d.timestamp_nanos_opt())
             .map(Timestamp)
-            .ok_or_else(|| format!("`ts` {s:?} is not an RFC 3339 time such as \"2026-03-01T12:00:00Z\"")),
+            .ok_or_else(|| format!("`ts` {:?} is not an RFC 3339 time such as \"2026-03-01T12:00:00Z\"", short(s))),
         J::Number(n) => n
             .as_i64()
             .filter(|ms| (0..=253_402_300_799_999).contains(ms))
             .map(Timestamp::from_millis)
             .ok_or_else(|| format!("`ts` {n} is not epoch milliseconds")),
         _ => Err("`ts` must be RFC 3339 text or epoch milliseconds".into()),
+    }
+}
+
+/// `s` cut to 64 characters for a message (a payload may hold anything).
+fn short(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -237,6 +246,8 @@ mod tests {
         assert_eq!(m.id.as_deref(), Some("x"));
         assert!(reason(r#"{"id":"x"}"#, &tag()).reason.contains("`value` is required"));
         assert!(reason(r#"{"id":"x","value":1,"valeu":2}"#, &tag()).reason.contains("unknown key \"valeu\""));
+        let long = reason(&format!(r#"{{"id":"x","value":1,"{}":2}}"#, "k".repeat(10_000)), &tag()).reason;
+        assert!(long.len() < 300, "a long key is cut in the reason: {} bytes", long.len());
         assert!(reason(r#"{"id":"x","value":1,"ttl":"soon"}"#, &tag()).reason.contains("`ttl`"));
         assert!(reason(r#"{"id":"x","value":1,"ttl":"2d"}"#, &tag()).reason.contains("longer than dedup_window"));
         assert!(reason(r#"{"id":"x","value":1,"ts":"yesterday"}"#, &tag()).reason.contains("RFC 3339"));
