@@ -268,12 +268,12 @@ async fn start_admin(
     buffer: &Buffer,
     recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>,
     devices: Vec<(String, Option<Duration>)>,
-    (live, data_dir): (crate::processors::live::LiveTable, &Path),
+    (live, acks, data_dir): (crate::processors::live::LiveTable, crate::component::AlarmAcks, &Path),
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let expect = admin::Expect { devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
     let (reader, auth, data_dir) = (buffer.reader()?, cfg.auth.clone(), data_dir.to_path_buf());
-    let a = admin::Admin { status: status.clone(), reader, recorder, auth, expect, live, data_dir };
+    let a = admin::Admin { status: status.clone(), reader, recorder, auth, expect, live, data_dir, acks };
     admin::spawn_admin(cfg, a, stop.clone()).await
 }
 
@@ -336,7 +336,9 @@ impl Gateway {
         };
         let mut aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
-            aux.extend(start_admin(cfg, &status, &buffer, recorder, expect_devices, (live, &gateway.data_dir), &aux_stop).await?);
+            aux.extend(
+                start_admin(cfg, &status, &buffer, recorder, expect_devices, (live, alarm_acks, &gateway.data_dir), &aux_stop).await?,
+            );
         }
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();

@@ -112,6 +112,19 @@ async fn every_route_needs_the_token_and_tags_show_what_was_sent() {
     assert_eq!(q["by_reason"][0]["source"], "lab", "{q}");
     assert_eq!(q["recent"][0]["raw"], "not json at all", "{q}");
 
+    // Acknowledging: the token, then the rules engine's answer (no rules here: 404).
+    let ack = |token: Option<&str>| {
+        let mut r = http_client().post(format!("http://127.0.0.1:{admin}/api/alarms/nope/ack"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(ack(None).await.unwrap().status(), 401);
+    let r = ack(Some(TOKEN)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("no_rules"));
+
     // Events: a list, newest first, `limit` honoured.
     let ev = json(&get(admin, "/api/events?limit=1", Some(TOKEN)).await.1);
     assert!(ev.as_array().unwrap().len() <= 1, "{ev}");

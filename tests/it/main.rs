@@ -16,6 +16,7 @@ mod commands_puback;
 mod common;
 mod config;
 mod daemon;
+mod dashboard;
 mod decode;
 mod deploy;
 mod detect;

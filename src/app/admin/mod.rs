@@ -18,6 +18,7 @@
 //!   [`sinks`], [`events`], [`quarantine`]);
 //! - `GET /api/live`: committed samples and events as server-sent events
 //!   ([`live`]);
+//! - `POST /api/alarms/{rule}/ack`: acknowledges an alarm ([`alarms`]);
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`openapi`]);
 //! - `GET /` and its assets: the dashboard ([`dashboard`]), plain
 //!   HTML/CSS/JS compiled into the binary.
@@ -33,6 +34,7 @@
 //! ([`crate::sources::http::listen`]): header and idle timeouts, at most 64
 //! open at once.
 
+pub mod alarms;
 pub mod api;
 pub mod dashboard;
 pub mod devices;
@@ -52,7 +54,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use metrics_exporter_prometheus::PrometheusRecorder;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +84,8 @@ pub struct Admin {
     pub live: crate::processors::live::LiveTable,
     /// The gateway's data folder (the quarantine is read from its buffer).
     pub data_dir: std::path::PathBuf,
+    /// The rules task's acknowledgement queue (`POST /api/alarms/{rule}/ack`).
+    pub acks: crate::component::AlarmAcks,
 }
 
 /// The handlers' state: [`Admin`], the open live streams and the listener's stop.
@@ -132,6 +136,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/api/quarantine", get(quarantine::handler)),
         ("/api/live", get(live::handler)),
         ("/api/openapi.json", get(openapi::handler)),
+        ("/api/alarms/{rule}/ack", post(alarms::ack)),
     ]
 }
 
