@@ -27,6 +27,7 @@ use crate::buffer::Buffer;
 use crate::component::Ctx;
 use crate::config::{Config, DeviceConfig, GatewayConfig, SinkConfig, SourceConfig};
 use crate::ingest::Ingest;
+use crate::processors::history::HistoryConfig;
 use crate::telemetry::Telemetry;
 use crate::util::exit::permanent;
 use anyhow::Context as _;
@@ -186,16 +187,17 @@ async fn open_buffer(cfg: crate::config::BufferConfig, dir: &Path, ingest: &Arc<
     .await?
 }
 
-/// The processors of a configuration: detectors, rules, commands.
+/// The processors of a configuration: detectors, rules, commands, history.
 struct Processors {
     detectors: Vec<crate::processors::anomaly::DetectorConfig>,
     rules: Vec<crate::processors::rules::RuleConfig>,
     commands: Option<crate::processors::commands::CommandsConfig>,
+    history: Option<HistoryConfig>,
 }
 
 /// What runs: everything, or with `sinks_only` (`relais import`: the sinks
 /// deliver files) only the file sources, no devices, no detectors, no rules,
-/// no commands.
+/// no commands, no history (the daemon's history reads what the import commits).
 fn to_run(
     devices: Vec<DeviceConfig>,
     sources: Vec<SourceConfig>,
@@ -203,14 +205,14 @@ fn to_run(
     opts: &RunOptions,
 ) -> (Vec<DeviceConfig>, Vec<SourceConfig>, Processors) {
     if opts.sinks_only {
-        let none = Processors { detectors: Vec::new(), rules: Vec::new(), commands: None };
+        let none = Processors { detectors: Vec::new(), rules: Vec::new(), commands: None, history: None };
         (Vec::new(), sources.into_iter().filter(|s| matches!(s, SourceConfig::File(_))).collect(), none)
     } else {
         (devices, sources, procs)
     }
 }
 
-/// Detectors and rules first (they subscribe to committed samples before any
+/// Detectors, rules and history first (they subscribe to committed samples before any
 /// source pushes), then devices and sources.
 async fn spawn_sources(
     procs: Processors,
@@ -222,6 +224,9 @@ async fn spawn_sources(
     let mut tasks = crate::processors::anomaly::component::Anomaly::spawn(procs.detectors, ctx).await?;
     tasks.extend(crate::processors::rules::component::Rules::spawn(procs.rules, ctx).await?);
     tasks.extend(crate::processors::commands::component::Commands::spawn(procs.commands.into_iter().collect(), ctx).await?);
+    if let Some(h) = procs.history {
+        tasks.extend(crate::processors::history::run::spawn(h, ctx)?);
+    }
     tasks.extend(DeviceConfig::spawn_all(devices, ctx).await?);
     tasks.extend(SourceConfig::spawn_all(sources, ctx).await?);
     Ok(tasks)
@@ -268,23 +273,29 @@ async fn start_admin(
     buffer: &Buffer,
     recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>,
     devices: Vec<(String, Option<Duration>)>,
-    (live, acks, data_dir): (crate::processors::live::LiveTable, crate::component::AlarmAcks, &Path),
+    (live, acks, data_dir, history): (
+        crate::processors::live::LiveTable,
+        crate::component::AlarmAcks,
+        &Path,
+        Option<admin::history::HistoryAccess>,
+    ),
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let expect = admin::Expect { devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
     let (reader, auth, data_dir) = (buffer.reader()?, cfg.auth.clone(), data_dir.to_path_buf());
-    let a = admin::Admin { status: status.clone(), reader, recorder, auth, expect, live, data_dir, acks };
+    let a = admin::Admin { status: status.clone(), reader, recorder, auth, expect, live, data_dir, acks, history };
     admin::spawn_admin(cfg, a, stop.clone()).await
 }
 
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin, history } = cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
         warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
-        let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules, commands }, &opts);
+        let history_access = history.clone().map(|cfg| admin::history::HistoryAccess { path: HistoryConfig::path(&gateway.data_dir), cfg });
+        let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules, commands, history }, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
         prepare_data_dir(&gateway.data_dir)?;
@@ -337,7 +348,16 @@ impl Gateway {
         let mut aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
             aux.extend(
-                start_admin(cfg, &status, &buffer, recorder, expect_devices, (live, alarm_acks, &gateway.data_dir), &aux_stop).await?,
+                start_admin(
+                    cfg,
+                    &status,
+                    &buffer,
+                    recorder,
+                    expect_devices,
+                    (live, alarm_acks, &gateway.data_dir, history_access),
+                    &aux_stop,
+                )
+                .await?,
             );
         }
         // Configuration parsing and planning are done: give their memory back.

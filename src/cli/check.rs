@@ -62,5 +62,8 @@ pub fn render_plan(cfg: &Config) -> String {
         };
         let _ = writeln!(s, "\nadmin listener http://{}/ ({auth}): /metrics, /healthz, /readyz, /api/status", a.listen);
     }
+    if let Some(h) = &cfg.history {
+        let _ = writeln!(s, "\n{}", h.describe());
+    }
     s
 }

@@ -1,5 +1,5 @@
 //! The command line: one file per command (`check`, `quarantine`, `audit`,
-//! `browse`, `probe`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
+//! `browse`, `probe`, `query`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
 //! `demo`.
 
 mod audit;
@@ -7,6 +7,7 @@ mod browse;
 mod check;
 mod probe;
 mod quarantine;
+mod query;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub use audit::AuditCmd;
 pub use browse::OpcUaTarget;
 pub use probe::Probe;
 pub use quarantine::QuarantineCmd;
+pub use query::QueryArgs;
 
 use crate::config::Config;
 use crate::sim::{Sim, SimConfig};
@@ -154,6 +156,8 @@ pub enum Command {
         #[command(subcommand)]
         what: QuarantineCmd,
     },
+    /// Local history: counts, min, max, mean and last of tags per time bucket (from [history], read-only beside relais run).
+    Query(QueryArgs),
     /// Write attempts (rules, commands, `relais write`) recorded in the buffer: list, export as JSON Lines or CSV.
     #[command(after_help = audit::RETENTION_NOTE)]
     Audit {
@@ -240,6 +244,7 @@ pub fn main() -> ExitCode {
         | Command::Probe { .. }
         | Command::Quarantine { .. }
         | Command::Audit { .. }
+        | Command::Query(_)
         | Command::Detect { .. }
         | Command::Rules { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
@@ -287,6 +292,7 @@ pub fn main() -> ExitCode {
         }
         Command::Quarantine { what } => quarantine::run(what),
         Command::Audit { what } => audit::run(what),
+        Command::Query(a) => query::run(&a),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),

@@ -1,5 +1,5 @@
 //! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
-//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`.
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`, `[history]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
@@ -49,6 +49,8 @@ pub struct Config {
     pub commands: Option<crate::processors::commands::CommandsConfig>,
     /// `[admin]`: the admin listener; `None` without the section (no listener).
     pub admin: Option<AdminConfig>,
+    /// `[history]`: the local history store; `None` without the section (no history).
+    pub history: Option<crate::processors::history::HistoryConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -108,6 +110,7 @@ impl Config {
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
         let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
         let admin = sections.admin.map(|a| admin::parse_admin(a, &mut diag, base_dir));
+        let history = sections.history.map(|h| crate::processors::history::config::parse_history(h, &mut diag));
         let commands = sections.commands.map(|c| {
             let cx = ParseCx { key: "commands", gateway: &gw_id, base: base_dir };
             <crate::processors::commands::component::Commands as crate::component::Kind>::parse(c, &mut diag, &cx)
@@ -156,6 +159,7 @@ impl Config {
             rules,
             commands: commands.flatten(),
             admin: admin.flatten(),
+            history: history.flatten(),
         })
     }
 }
@@ -172,6 +176,7 @@ struct Sections<'i> {
     rules: Option<Item<'i>>,
     commands: Option<Item<'i>>,
     admin: Option<Item<'i>>,
+    history: Option<Item<'i>>,
 }
 
 /// Sorts the document's sections; an unknown one (or one of a simulator
@@ -189,6 +194,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "rule" => s.rules = Some(v),
             "commands" => s.commands = Some(v),
             "admin" => s.admin = Some(v),
+            "history" => s.history = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
                 other,
@@ -197,14 +203,14 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             other => {
                 let hint = crate::diag::closest(other, SECTIONS)
                     .map(|c| match c {
-                        "gateway" | "buffer" | "admin" | "commands" => format!("did you mean [{c}]? "),
+                        "gateway" | "buffer" | "admin" | "commands" | "history" => format!("did you mean [{c}]? "),
                         c => format!("did you mean [[{c}]]? "),
                     })
                     .unwrap_or_default();
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands] or [admin]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands], [admin] or [history]"),
                 )
             }
         }
@@ -294,7 +300,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin", "history"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

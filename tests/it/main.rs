@@ -23,6 +23,7 @@ mod detect;
 mod exit_codes;
 mod files;
 mod fuzz;
+mod history;
 mod hostile;
 mod http_sink;
 mod ingest;

@@ -19,6 +19,8 @@
 //! - `GET /api/live`: committed samples and events as server-sent events
 //!   ([`live`]);
 //! - `POST /api/alarms/{rule}/ack`: acknowledges an alarm ([`alarms`]);
+//! - `GET /api/query?tags=pump/*&from=-1h&every=1m&by=tag`: the local
+//!   history, the rows of `relais query --format json` (see [`history`]);
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`openapi`]);
 //! - `GET /` and its assets: the dashboard ([`dashboard`]), plain
 //!   HTML/CSS/JS compiled into the binary.
@@ -39,6 +41,7 @@ pub mod api;
 pub mod dashboard;
 pub mod devices;
 pub mod events;
+pub mod history;
 pub mod live;
 pub mod openapi;
 pub mod quarantine;
@@ -86,6 +89,8 @@ pub struct Admin {
     pub data_dir: std::path::PathBuf,
     /// The rules task's acknowledgement queue (`POST /api/alarms/{rule}/ack`).
     pub acks: crate::component::AlarmAcks,
+    /// The local history for `/api/query` (`None` without `[history]`).
+    pub history: Option<history::HistoryAccess>,
 }
 
 /// The handlers' state: [`Admin`], the open live streams and the listener's stop.
@@ -134,6 +139,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/api/sinks", get(sinks::handler)),
         ("/api/events", get(events::handler)),
         ("/api/quarantine", get(quarantine::handler)),
+        ("/api/query", get(api_query)),
         ("/api/live", get(live::handler)),
         ("/api/openapi.json", get(openapi::handler)),
         ("/api/alarms/{rule}/ack", post(alarms::ack)),
@@ -188,6 +194,17 @@ async fn api_status(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Respons
         return r;
     }
     axum::Json(api::status(&a.status, crate::buffer::unix_ms_now())).into_response()
+}
+
+async fn api_query(
+    State(a): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = authorize(&a.auth, &headers) {
+        return r;
+    }
+    history::answer(a.history.clone(), params).await
 }
 
 /// 401 unless the bearer token matches (or `auth = "none"`).
