@@ -225,10 +225,13 @@ async fn an_alarm_is_acknowledged_by_command_once() {
     let port = free_port();
     let _sim = crate::modbus::sim(&station(port, 90)).await;
     let dir = tempfile::tempdir().unwrap();
+    // Operators may acknowledge alarms with their own token.
+    std::fs::write(dir.path().join("op.token"), "op-token\n").unwrap();
+    let grant = format!("[[commands.grant]]\ntargets = [\"alarm/*\"]\ntoken_file = \"{}\"", dir.path().join("op.token").display());
     let text = format!(
         "{}[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\n\
          [[rule]]\nname = \"tank-high\"\ntag = \"pump/level\"\nabove = 80\n",
-        body(&dir.path().join("data"), port, &broker.url(), ""),
+        body(&dir.path().join("data"), port, &broker.url(), &grant),
         broker.url()
     );
     let cfg = Config::parse(&text, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
@@ -238,7 +241,12 @@ async fn an_alarm_is_acknowledged_by_command_once() {
     let raised = alarms.next(Duration::from_secs(10)).await.expect("the alarm is raised").json();
     assert_eq!(raised["details"]["transition"], "raised");
     let ack = "t/relais/gw/cmd/alarm/tank-high";
-    publish(broker.port, ack, r#"{"id":"a1","ack":true,"client":"operator-7"}"#).await;
+    // Without the grant's token: refused, not recorded (the same id with the token runs).
+    publish(broker.port, ack, r#"{"id":"a1","ack":true}"#).await;
+    let (_, r) = response(&mut sub, "a1").await;
+    assert_eq!(r["result"], "refused", "{r}");
+    assert!(r["reason"].as_str().unwrap().starts_with("bad_token"), "{r}");
+    publish(broker.port, ack, r#"{"id":"a1","ack":true,"client":"operator-7","token":"op-token"}"#).await;
     let (topic, r) = response(&mut sub, "a1").await;
     assert_eq!(topic, "t/relais/gw/cmd-result/alarm/tank-high");
     assert_eq!(
@@ -250,15 +258,15 @@ async fn an_alarm_is_acknowledged_by_command_once() {
     assert_eq!((acked["details"]["transition"].as_str(), acked["details"]["state"].as_str()), (Some("acknowledged"), Some("acknowledged")));
     assert!(acked["details"]["by"].as_str().unwrap().contains("\"a1\""), "{acked}");
     // The same id again: the stored answer, no second transition.
-    publish(broker.port, ack, r#"{"id":"a1","ack":true}"#).await;
+    publish(broker.port, ack, r#"{"id":"a1","ack":true,"token":"op-token"}"#).await;
     let (_, r) = response(&mut sub, "a1").await;
     assert_eq!((r["state"].as_str(), r["duplicate"].as_bool()), (Some("acknowledged"), Some(true)), "{r}");
     // A new id: nothing left to acknowledge; an unknown rule.
-    publish(broker.port, ack, r#"{"id":"a2","ack":true}"#).await;
+    publish(broker.port, ack, r#"{"id":"a2","ack":true,"token":"op-token"}"#).await;
     let (_, r) = response(&mut sub, "a2").await;
     assert_eq!(r["result"], "refused", "{r}");
     assert!(r["reason"].as_str().unwrap().starts_with("nothing_to_acknowledge"), "{r}");
-    publish(broker.port, "t/relais/gw/cmd/alarm/nope", r#"{"id":"a3","ack":true}"#).await;
+    publish(broker.port, "t/relais/gw/cmd/alarm/nope", r#"{"id":"a3","ack":true,"token":"op-token"}"#).await;
     let (_, r) = response(&mut sub, "a3").await;
     assert!(r["reason"].as_str().unwrap().starts_with("unknown_rule"), "{r}");
     assert!(alarms.next(Duration::from_millis(800)).await.is_none(), "one acknowledgement transition");
@@ -323,9 +331,19 @@ async fn a_command_left_pending_by_a_crash_is_unknown_and_never_run() {
 
 #[test]
 fn commands_config_errors_are_located() {
-    let text = "[gateway]\nid = \"gw\"\n[commands]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic = \"c/{device}\"\nallow = [\"pump\"]\nttl = 3\n";
+    let text = "[gateway]\nid = \"gw\"\n[commands]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic = \"c/{device}\"\nallow = [\"pump\"]\nttl = 3\n\
+                [[commands.grant]]\ntargets = [\"alarm/*\"]\n";
     let e = Config::parse(text, "gw.toml", Path::new(".")).unwrap_err().to_string();
-    for want in ["gw.toml:5:9", "commands / topic", "needs the level {tag}", "commands / allow", "not an allow pattern", "ttl"] {
+    for want in [
+        "gw.toml:5:9",
+        "commands / topic",
+        "needs the level {tag}",
+        "commands / allow",
+        "not an allow pattern",
+        "ttl",
+        "grant #1",
+        "token_file",
+    ] {
         assert!(e.contains(want), "{want:?} missing in:\n{e}");
     }
     // `relais check` describes the section of the shipped sample.

@@ -50,7 +50,11 @@ impl Component for CommandsConfig {
     fn describe(&self, _cx: &DescribeCx<'_>) -> String {
         let mut s = format!("commands {} on {} and {}\n", self.conn.broker, self.topics.command.as_str(), self.topics.alarm.as_str());
         s += &format!("  results on {} and {}\n", self.topics.result.as_str(), self.topics.alarm_result.as_str());
-        let auth = if self.token.is_some() { "token required" } else { "no token" };
+        let auth = match (self.token.is_some(), self.grants.len()) {
+            (true, 0) => "token required".to_string(),
+            (false, 0) => "no token".to_string(),
+            (t, n) => format!("{n} grant(s) with their own token{}", if t { ", token required elsewhere" } else { "" }),
+        };
         let allow = self.allow.as_ref().map_or("every target (the tags' `writable` decides)".to_string(), |a| a.join(", "));
         s += &format!(
             "  {auth}; allow {allow}; ttl {} by default; ids kept {}\n",

@@ -35,6 +35,27 @@ pub struct CommandsConfig {
     /// Refuse a command without `ts` (its age then cannot count the time it
     /// waited in the broker).
     pub require_ts: bool,
+    /// `[[commands.grant]]`: tokens per target. A command on a target some
+    /// grant covers must carry the token of one of those grants (instead of
+    /// `token`).
+    pub grants: Vec<Grant>,
+}
+
+/// One `[[commands.grant]]`: the targets a token may command.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Target patterns, as in `allow`.
+    pub targets: Vec<String>,
+    /// The token (`token_file` / `token_env`).
+    pub token: Secret,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    targets: Spanned<Vec<String>>,
+    token_file: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +71,7 @@ struct RawCommands {
     token_env: Option<Spanned<String>>,
     allow: Option<Spanned<Vec<String>>>,
     require_ts: Option<bool>,
+    grant: Option<Vec<Spanned<RawGrant>>>,
 }
 
 /// Keys of `[commands]` besides the connection keys.
@@ -65,6 +87,7 @@ pub const COMMANDS_KEYS: &[&str] = &[
     "token_env",
     "allow",
     "require_ts",
+    "grant",
 ];
 
 const KEY: &str = "commands";
@@ -98,6 +121,7 @@ pub fn parse_commands(mut item: Item<'_>, d: &mut Diag<'_>, gateway: &str, base:
         a.get_ref().clone()
     });
     let token = read_secret(d, KEY, "token", &None, &raw.token_file, &raw.token_env, base).secret();
+    let grants = read_grants(raw.grant.as_deref().unwrap_or(&[]), d, base);
     if d.error_count() > before {
         return None;
     }
@@ -109,7 +133,31 @@ pub fn parse_commands(mut item: Item<'_>, d: &mut Diag<'_>, gateway: &str, base:
         token,
         allow,
         require_ts: raw.require_ts.unwrap_or(false),
+        grants,
     })
+}
+
+fn read_grants(raw: &[Spanned<RawGrant>], d: &mut Diag<'_>, base: &Path) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let key = format!("{KEY} / grant #{}", i + 1);
+        let t = &g.get_ref().targets;
+        if t.get_ref().is_empty() {
+            d.error(t.span(), &format!("{key} / targets"), "targets is empty; give patterns such as \"pump1/*\" or \"alarm/*\"");
+        }
+        for p in t.get_ref() {
+            if let Err(e) = check_pattern(p) {
+                d.error(t.span(), &format!("{key} / targets"), e);
+            }
+        }
+        let (file, env) = (&g.get_ref().token_file, &g.get_ref().token_env);
+        match read_secret(d, &key, "token", &None, file, env, base) {
+            crate::secret::SecretKey::Read(token) => out.push(Grant { targets: t.get_ref().clone(), token }),
+            crate::secret::SecretKey::Absent => d.error(g.span(), &key, "a grant needs its token: `token_file` or `token_env`"),
+            crate::secret::SecretKey::Failed => {}
+        }
+    }
+    out
 }
 
 fn read_topics(raw: &RawCommands, d: &mut Diag<'_>, gateway: &str, section: std::ops::Range<usize>) -> Option<Topics> {

@@ -121,9 +121,7 @@ impl Handler {
         {
             return self.refuse(refusal(format!("not_allowed: {target} is not in [commands] allow")));
         }
-        if let Some(t) = &self.cfg.token
-            && !same_token(cmd.token.as_deref(), t.expose())
-        {
+        if !self.token_ok(&target, cmd.token.as_deref()) {
             let why = if cmd.token.is_some() { "the token is wrong" } else { "the command carries no `token`" };
             return self.refuse(refusal(format!("bad_token: {why}")));
         }
@@ -135,6 +133,14 @@ impl Handler {
             Ok(Seen::Pending) => self.answer_when_settled(&target, &cmd).await,
             Ok(Seen::New) => self.start(target, cmd, received).await,
         }
+    }
+
+    /// The token check: the grants that cover `target`, else `token`, else none.
+    fn token_ok(&self, target: &Target, given: Option<&str>) -> bool {
+        let covering: Vec<&str> = self.cfg.grants.iter().filter(|g| allowed(&g.targets, target)).map(|g| g.token.expose()).collect();
+        let wanted = if covering.is_empty() { self.cfg.token.iter().map(|t| t.expose()).collect() } else { covering };
+        // Every candidate compared, in constant time each.
+        wanted.is_empty() || wanted.iter().fold(false, |ok, w| ok | same_token(given, w))
     }
 
     /// Refuses (`expired`, recorded so a redelivery answers the same) or
