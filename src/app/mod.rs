@@ -308,9 +308,9 @@ impl Gateway {
         let telemetry = Arc::new(recorder.clone().map(Telemetry::with_recorder).unwrap_or_default());
         let expect_devices: Vec<(String, Option<Duration>)> =
             devices.iter().map(|d| (d.name().to_string(), d.component().poll_period())).collect();
-        let actuators = crate::component::Actuators::new(events.clone());
+        let live = crate::component::live::LiveTable::new();
+        let actuators = crate::component::Actuators::new(events.clone()).with_live(live.clone());
         let alarm_acks = crate::component::AlarmAcks::default();
-        let live = crate::processors::live::LiveTable::new();
         // Subscribed before any source starts; `relais import` needs none.
 
         // Sinks, then detectors and rules, then sources: each family starts its kinds

@@ -45,6 +45,11 @@ pub struct BufferConfig {
     pub batch_max: usize,
     /// Check at start.
     pub startup_check: StartupCheck,
+    /// How long the audit copy (`write.audit` and `security.*` events) is
+    /// kept, whatever the sinks and the other limits did (default 90 days).
+    pub audit_retention: Duration,
+    /// Most rows of the audit copy; the oldest go first (default 100,000).
+    pub audit_max_rows: u64,
 }
 
 impl Default for BufferConfig {
@@ -57,6 +62,8 @@ impl Default for BufferConfig {
             ring_capacity: 16384,
             batch_max: 8192,
             startup_check: StartupCheck::Quick,
+            audit_retention: Duration::from_secs(90 * 86400),
+            audit_max_rows: 100_000,
         }
     }
 }
@@ -80,10 +87,13 @@ struct RawBuffer {
     ring_capacity: Option<Spanned<i64>>,
     batch_max: Option<Spanned<i64>>,
     startup_check: Option<Spanned<String>>,
+    audit_retention: Option<Spanned<String>>,
+    audit_max_rows: Option<Spanned<i64>>,
 }
 
 /// Keys of `[buffer]`.
-pub const BUFFER_KEYS: &[&str] = &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check"];
+pub const BUFFER_KEYS: &[&str] =
+    &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check", "audit_retention", "audit_max_rows"];
 
 /// Reads `[buffer]`: every wrong key is recorded in `diag` with its span;
 /// `None` when any was wrong.
@@ -106,6 +116,13 @@ pub fn parse(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
             &[("quick", StartupCheck::Quick), ("none", StartupCheck::None)],
             d.startup_check,
         ),
+        audit_retention: r.duration_in(
+            &raw.audit_retention,
+            "audit_retention",
+            d.audit_retention,
+            Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 86400),
+        ),
+        audit_max_rows: r.int(&raw.audit_max_rows, "audit_max_rows", 1..=100_000_000, d.audit_max_rows),
     };
     if diag.error_count() > before {
         return None;

@@ -187,6 +187,10 @@ impl<'c> Inserts<'c> {
             None => self.event.insert(self.conn.prepare_cached(INSERT_EVENT)?),
         };
         st.execute(params![seq as i64, &*e.kind, e.severity.code() as i64, e.source.kind(), e.source.name(), e.ts.0, e.message, details])?;
+        if super::audit::kept(&e.kind) {
+            let mut a = self.conn.prepare_cached(super::audit::INSERT_AUDIT)?;
+            a.execute(params![seq as i64, &*e.kind, e.source.name(), e.ts.0, e.message, details])?;
+        }
         Ok(())
     }
 }

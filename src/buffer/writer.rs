@@ -142,6 +142,7 @@ impl Writer {
         let mut last_maint = Instant::now();
         let mut last_cursor = Instant::now();
         let mut last_hint: Option<Instant> = None;
+        let mut last_audit_trim: Option<Instant> = None;
         loop {
             self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
             self.fill(&mut batch, &mut groups, &mut barriers);
@@ -178,6 +179,10 @@ impl Writer {
                 self.observed.persist(&self.conn);
                 self.retention.periodic(&self.conn, &self.stats, self.observed.now());
                 self.tap.set_floor(self.stats.first_seq.load(Ordering::Relaxed));
+                if last_audit_trim.is_none_or(|t| t.elapsed() >= super::audit::TRIM_PERIOD) {
+                    self.trim_audit();
+                    last_audit_trim = Some(Instant::now());
+                }
                 last_maint = Instant::now();
                 last_cursor = Instant::now();
             } else if last_cursor.elapsed() >= Duration::from_millis(200) {
@@ -210,6 +215,16 @@ impl Writer {
         self.reserve.ensure_for_start();
         self.tap.close();
         tracing::debug!(last_seq = self.stats.last_seq.load(Ordering::Relaxed), "buffer writer stopped");
+    }
+
+    /// Applies `audit_retention` and `audit_max_rows` to the audit copy.
+    fn trim_audit(&self) {
+        let now = crate::model::Timestamp::now().as_nanos();
+        match super::audit::trim(&self.conn, self.cfg.audit_retention, self.cfg.audit_max_rows, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "audit rows past audit_retention / audit_max_rows deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not trim the audit copy; will retry"),
+        }
     }
 
     /// Emits the `buffer.salvaged` event of a salvage at open, once the

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::load;
 use crate::component::actuate::{Origin, WriteOutcome, WriteRequest, WriteResult};
@@ -30,6 +31,36 @@ pub fn parse_value(s: &str) -> Value {
             .or_else(|_| t.parse::<u64>().map(Value::U64))
             .or_else(|_| t.parse::<f64>().map(Value::F64))
             .unwrap_or_else(|_| Value::Str(s.to_string())),
+    }
+}
+
+/// Refuses a typed value that would not be written as typed: a number
+/// beyond the 64-bit float range (`1e400` reads as infinity) or an integer
+/// beyond 64 bits (it would be rounded to a float).
+pub fn check_exact(text: &str, v: &Value) -> Result<(), String> {
+    let Value::F64(x) = v else { return Ok(()) };
+    if !x.is_finite() {
+        return Err(format!("{text:?} is not a finite 64-bit number (it reads as {x}); nothing was written"));
+    }
+    let t = text.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{t} does not fit a 64-bit integer ({}..={}) and would be rounded to {x}; nothing was written",
+            i64::MIN,
+            u64::MAX
+        ));
+    }
+    Ok(())
+}
+
+/// Waits (at most `max`) until the live table holds a sample of
+/// `device`/`tag`, so the write's bad-quality guard sees the device's first
+/// answer (a device that is down is refused with the read's reason).
+async fn first_read(live: &crate::component::live::LiveTable, device: &str, tag: &str, max: Duration) {
+    let end = tokio::time::Instant::now() + max;
+    while live.get(device, tag).is_none() && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -65,11 +96,23 @@ pub(super) fn run(config: &Path, device: &str, tag: &str, value: &str, dry_run: 
     cfg.rules.clear();
     // A one-shot command opens no admin listener.
     cfg.admin = None;
-    let value = parse_value(value);
+    let text = value;
+    let value = parse_value(text);
+    if let Err(e) = check_exact(text, &value) {
+        eprintln!("refused: {device}/{tag} = {text}: {e}");
+        return ExitCode::from(1);
+    }
+    // The first read: several poll periods, at least 3 s (a connection), at most 15 s.
+    let wait = cfg.devices[0]
+        .component()
+        .poll_period()
+        .map_or(Duration::from_secs(3), |p| p * 3)
+        .clamp(Duration::from_secs(3), Duration::from_secs(15));
     let mut req = WriteRequest::new(device, tag, value.clone(), Origin::Cli);
     req.dry_run = dry_run;
     let outcome = super::block_on(async move {
         let gw = crate::app::Gateway::start(cfg, Default::default()).await?;
+        first_read(gw.actuators.live(), &req.device, &req.tag, wait).await;
         let o = gw.actuators.write(req).await;
         gw.shutdown().await?;
         anyhow::Ok(o)
@@ -80,5 +123,22 @@ pub(super) fn run(config: &Path, device: &str, tag: &str, value: &str, dry_run: 
             if o.result == WriteResult::Ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => super::fatal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_that_would_not_be_written_as_typed_are_refused() {
+        let e = check_exact("1e400", &parse_value("1e400")).unwrap_err();
+        assert!(e.contains("not a finite 64-bit number (it reads as inf)"), "{e}");
+        let e = check_exact("99999999999999999999", &parse_value("99999999999999999999")).unwrap_err();
+        assert!(e.contains("does not fit a 64-bit integer") && e.contains("would be rounded to 100000000000000000000"), "{e}");
+        assert!(check_exact("-99999999999999999999", &parse_value("-99999999999999999999")).is_err());
+        for ok in ["18446744073709551615", "-9223372036854775808", "21.5", "1e20", "true", "abc"] {
+            assert_eq!(check_exact(ok, &parse_value(ok)), Ok(()), "{ok}");
+        }
     }
 }

@@ -18,10 +18,12 @@
 //! - **Refusals before the queue.** An unknown device or tag, a deadline
 //!   already passed, or a full queue settle the write at once, without
 //!   reaching the device.
-//! - **The owner decides the rest**: the allow-list (`writable = true` on the
-//!   tag), limits (`min`, `max`, `max_rate`), that the value fits the tag's
-//!   type, the deadline (checked again when the job is taken), and the
-//!   result of the device itself. It ends every job with
+//! - **The owner decides the rest**, with one shared check
+//!   (`sources::writable::admit`) when it takes the job: the deadline
+//!   again, the allow-list (`writable = true` on the tag), limits (`min`,
+//!   `max`, `max_rate`), the tag's `interlock` and its last read's quality
+//!   ([`guard`], on the live table of [`Actuators::with_live`]); then that the
+//!   value fits the tag's type, and the result of the device itself. It ends every job with
 //!   [`WriteJob::finish`]; a job dropped unfinished (its task stopped or
 //!   panicked) settles as [`WriteResult::Unknown`] when it was marked sent
 //!   ([`WriteJob::mark_sent`]), else as [`WriteResult::Failed`].
@@ -38,7 +40,7 @@
 //!
 //! Reasons are `code: detail` like sample reasons: `unknown_device`,
 //! `unknown_tag`, `expired`, `busy`, `not_writable`, `out_of_range`,
-//! `rate_exceeded`, `bad_value`, `device_exception(N)`, `timeout`,
+//! `rate_exceeded`, `interlock`, `bad_quality`, `bad_value`, `device_exception(N)`, `timeout`,
 //! `comm_failure`, `readback_mismatch`, `dry_run`, `stopped`.
 
 use std::collections::{HashMap, HashSet};
@@ -48,6 +50,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::component::live::LiveTable;
 use crate::ingest::Events;
 use crate::model::{EventSource, Severity, Timestamp, format_rfc3339};
 
@@ -63,6 +66,7 @@ pub struct WriteJob {
     sent: Option<Timestamp>,
     reply: Option<oneshot::Sender<WriteOutcome>>,
     events: Option<Events>,
+    live: LiveTable,
 }
 
 impl WriteJob {
@@ -82,6 +86,12 @@ impl WriteJob {
     /// How long the job has waited since [`Actuators::write`] was called.
     pub fn waited(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(Timestamp::now().as_nanos().saturating_sub(self.requested.as_nanos()).max(0) as u64)
+    }
+
+    /// The last committed sample of every tag, for the interlock and
+    /// bad-quality guards ([`guard`]); empty when the registry has none.
+    pub fn live(&self) -> &LiveTable {
+        &self.live
     }
 
     /// True when the deadline passed.
@@ -146,7 +156,7 @@ fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome, securit
     let ts = |t: Option<Timestamp>| t.map(format_rfc3339);
     let details = json!({
         "device": req.device, "tag": req.tag, "origin": req.origin.to_json(),
-        "requested_value": req.value, "old": o.old, "readback": o.readback,
+        "requested_value": req.value, "requested_text": requested_text(&req.value), "old": o.old, "readback": o.readback,
         "result": o.result.as_str(), "reason": o.reason, "dry_run": req.dry_run,
         "requested_ts": format_rfc3339(o.requested), "sent_ts": ts(o.sent), "settled_ts": format_rfc3339(o.settled),
     });
@@ -155,6 +165,15 @@ fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome, securit
         events.emit_now("security.write_refused", Severity::Warning, source.clone(), m, details.clone());
     }
     events.emit_now("write.audit", severity, source, msg, details);
+}
+
+/// The requested value as typed, for the audit: text quoted (`""` stays
+/// visible), numbers as written, `inf`/`NaN` kept (JSON has no such number).
+fn requested_text(v: &crate::model::Value) -> String {
+    match v {
+        crate::model::Value::Str(s) => format!("{s:?}"),
+        v => v.to_string(),
+    }
 }
 
 struct Owner {
@@ -168,6 +187,7 @@ struct Owner {
 pub struct Actuators {
     owners: Arc<Mutex<HashMap<String, Owner>>>,
     events: Option<Events>,
+    live: LiveTable,
 }
 
 impl std::fmt::Debug for Actuators {
@@ -180,7 +200,19 @@ impl Actuators {
     /// An empty registry whose writes emit their events to `events` (none:
     /// logged only, as under `relais import`).
     pub fn new(events: Option<Events>) -> Actuators {
-        Actuators { owners: Default::default(), events }
+        Actuators { owners: Default::default(), events, live: LiveTable::new() }
+    }
+
+    /// The same registry reading tag values from `live` for the interlock
+    /// and bad-quality guards (the app feeds it from the committed data).
+    pub fn with_live(mut self, live: LiveTable) -> Actuators {
+        self.live = live;
+        self
+    }
+
+    /// The live table the guards read.
+    pub fn live(&self) -> &LiveTable {
+        &self.live
     }
 
     /// Registers the devices one task owns, each with the names of all its
@@ -218,7 +250,14 @@ impl Actuators {
     /// and every outcome is audited (see the module docs).
     pub async fn write(&self, req: WriteRequest) -> WriteOutcome {
         let (reply, rx) = oneshot::channel();
-        let job = WriteJob { request: req, requested: Timestamp::now(), sent: None, reply: Some(reply), events: self.events.clone() };
+        let job = WriteJob {
+            request: req,
+            requested: Timestamp::now(),
+            sent: None,
+            reply: Some(reply),
+            events: self.events.clone(),
+            live: self.live.clone(),
+        };
         match self.enqueue(job) {
             Ok(()) => rx.await.unwrap_or_else(|_| WriteOutcome::failed("stopped: the write was lost (internal error)")),
             Err(refusal) => {
@@ -259,6 +298,7 @@ impl Actuators {
     }
 }
 
+pub mod guard;
 mod request;
 pub use request::{Origin, WriteOutcome, WriteRequest, WriteResult};
 

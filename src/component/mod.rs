@@ -32,6 +32,8 @@
 pub mod actuate;
 pub mod alarm_ack;
 mod claims;
+pub mod cond;
+pub mod live;
 
 use std::future::Future;
 use std::path::Path;
@@ -88,7 +90,7 @@ pub struct Ctx<'a> {
     pub actuators: Actuators,
     /// The last committed sample of every tag (interlocks, bad-quality
     /// refusals, the admin API); fed by the app from the tap.
-    pub live: crate::processors::live::LiveTable,
+    pub live: live::LiveTable,
     /// Alarm acknowledgements ([`alarm_ack`]): the rules register, commands
     /// acknowledge through it.
     pub alarm_acks: AlarmAcks,

@@ -130,11 +130,10 @@ impl Config {
             }
             None => Vec::new(),
         };
+        let known = crate::sources::known_tags(&devices, &sources);
+        crate::sources::check_interlocks(&devices, &known, &mut diag);
         let rules = match sections.rules {
-            Some(v) => {
-                let devs: Vec<(String, Vec<String>)> = devices.iter().map(|d| (d.name().to_string(), d.tag_names())).collect();
-                crate::processors::rules::config::parse_rules(v, &mut diag, Some(&devs))
-            }
+            Some(v) => crate::processors::rules::config::parse_rules(v, &mut diag, Some(&known)),
             None => Vec::new(),
         };
         if sinks.is_empty() && diag.ok() {

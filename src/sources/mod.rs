@@ -55,6 +55,65 @@ impl DeviceConfig {
     pub fn tag_names(&self) -> Vec<String> {
         self.component().tags().into_iter().map(|(_, t)| t).collect()
     }
+
+    /// Its tags with `writable = true`, with their limits.
+    pub fn writable_tags(&self) -> Vec<(&str, &writable::TagWrite)> {
+        match self {
+            DeviceConfig::Modbus(d) => d.tags.iter().filter_map(|t| Some((t.name.as_str(), t.write.as_ref()?))).collect(),
+            DeviceConfig::OpcUa(d) => d.tags.iter().filter_map(|t| Some((t.name.as_str(), t.write.as_ref()?))).collect(),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// True when it may name devices from its data (a CSV column, a JSON
+    /// path, an MQTT topic level) besides its `device`.
+    pub fn names_devices(&self) -> bool {
+        let c = self.common();
+        c.parse.csv.device_column.is_some()
+            || c.parse.json.device.is_some()
+            || matches!(self, SourceConfig::MqttIn(m) if m.device_level.is_some())
+    }
+}
+
+/// What the configuration supplies (devices, their tags and writable tags,
+/// the sources' devices), for the checks of rules and interlocks.
+pub fn known_tags(devices: &[DeviceConfig], sources: &[SourceConfig]) -> crate::component::cond::KnownTags {
+    crate::component::cond::KnownTags {
+        devices: devices.iter().map(|d| (d.name().to_string(), d.tag_names())).collect(),
+        writable: devices.iter().flat_map(|d| d.writable_tags().into_iter().map(move |(t, _)| format!("{}/{t}", d.name()))).collect(),
+        other_devices: sources.iter().map(|s| s.common().device.clone()).chain([crate::names::HEALTH_DEVICE.to_string()]).collect(),
+        open: sources.iter().any(SourceConfig::names_devices),
+    }
+}
+
+/// Errors for interlocks that name a tag the configuration does not supply:
+/// a tag a `[[device]]` does not have, or a device nothing supplies (the
+/// interlock could never hold, every write would be refused).
+pub fn check_interlocks(devices: &[DeviceConfig], known: &crate::component::cond::KnownTags, diag: &mut Diag<'_>) {
+    for d in devices {
+        for (tag, w) in d.writable_tags() {
+            let Some(il) = &w.interlock else { continue };
+            let key = format!("device {:?} / tag {tag:?} / interlock", d.name());
+            for leaf in il.cond.leaves() {
+                let Some((dev, t)) = leaf.tag.split_once('/') else { continue };
+                let why = match known.tags_of(dev) {
+                    Some(tags) if !tags.iter().any(|x| x == t) => {
+                        format!("device {dev:?} has no tag {t:?} (its tags: {})", tags.join(", "))
+                    }
+                    None if !known.supplies(dev) => {
+                        format!("no [[device]] or [[source]] supplies device {dev:?} (devices: {})", known.device_names())
+                    }
+                    _ => continue,
+                };
+                diag.error(
+                    il.span.clone(),
+                    &key,
+                    format!("{why}: the interlock could never hold and every write of {tag:?} would be refused"),
+                );
+            }
+        }
+    }
 }
 
 /// Source types a `[[source]]` may name.

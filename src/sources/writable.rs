@@ -1,23 +1,46 @@
 //! The write allow-list and limits of a device tag, shared by the device
-//! sources that accept writes (Modbus, OPC UA): the tag keys `writable`,
-//! `min`, `max`, `max_rate`, `readback`, `readback_timeout`, the limit
-//! checks and the `max_rate` window. Nothing is writable unless its tag says
-//! `writable = true`. See `component::actuate` for the write path.
+//! sources that accept writes (Modbus, OPC UA): the tag keys ([`WRITE_KEYS`]:
+//! `writable`, `min`, `max`, `max_rate`, `readback`, `readback_timeout`,
+//! `interlock`, `interlock_max_age`, `allow_bad_quality`), their reading,
+//! and [`admit`], the one check every owner runs on a write job before
+//! encoding it. Nothing is writable unless its tag says `writable = true`.
+//! See `component::actuate` for the write path.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::time::Instant;
 use toml::Spanned;
 
-use crate::diag::Reader;
-use crate::model::Value;
+use crate::component::actuate::{WriteJob, WriteOutcome, guard};
+use crate::component::cond::{Cond, RawCond, validate};
+use crate::diag::{Diag, Item, Reader, de_item, take_key};
+use crate::model::{Timestamp, Value};
 
 /// The window of `max_rate`.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
+/// Default `interlock_max_age`: an interlock input older than this counts as no value.
+pub const INTERLOCK_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// A writable tag's `interlock`: a condition on tags that must be known true
+/// for a write to go out (see `component::actuate::guard`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interlock {
+    /// The condition (tests on current values only).
+    pub cond: Cond,
+    /// Inputs older than this count as no value (`interlock_max_age`, default [`INTERLOCK_MAX_AGE`]).
+    pub max_age: Duration,
+    /// Where `interlock` is written in the configuration (for errors found later).
+    pub span: Range<usize>,
+}
+
 /// A writable tag's limits.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TagWrite {
     /// Lowest value accepted, in engineering units (after scale and offset).
     pub min: Option<f64>,
@@ -29,6 +52,10 @@ pub struct TagWrite {
     pub readback: bool,
     /// Timeout of the read-back read (default: the device timeout).
     pub readback_timeout: Duration,
+    /// The interlock, if any.
+    pub interlock: Option<Arc<Interlock>>,
+    /// Write even when the tag's last read is bad (`allow_bad_quality`, default false).
+    pub allow_bad_quality: bool,
 }
 
 impl TagWrite {
@@ -58,6 +85,12 @@ impl TagWrite {
         if let Some(r) = self.max_rate {
             limits.push(format!("max {r}/min"));
         }
+        if let Some(il) = &self.interlock {
+            limits.push(format!("interlock {} (inputs at most {} old)", il.cond.describe(), crate::units::format_duration(il.max_age)));
+        }
+        if self.allow_bad_quality {
+            limits.push("written even when its last read is bad".into());
+        }
         limits.push(if self.readback {
             format!("read-back within {}", crate::units::format_duration(self.readback_timeout))
         } else {
@@ -68,7 +101,8 @@ impl TagWrite {
 }
 
 /// The write keys of one `[[device.tag]]` as read from TOML.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawTagWrite {
     /// `writable`.
     pub writable: Option<Spanned<bool>>,
@@ -82,10 +116,41 @@ pub struct RawTagWrite {
     pub readback: Option<Spanned<bool>>,
     /// `readback_timeout`.
     pub readback_timeout: Option<Spanned<String>>,
+    /// `interlock`: a condition (the rules' condition tables).
+    pub interlock: Option<Spanned<RawCond>>,
+    /// `interlock_max_age`.
+    pub interlock_max_age: Option<Spanned<String>>,
+    /// `allow_bad_quality`.
+    pub allow_bad_quality: Option<Spanned<bool>>,
 }
 
 /// The tag keys read here.
-pub const WRITE_KEYS: &[&str] = &["writable", "min", "max", "max_rate", "readback", "readback_timeout"];
+pub const WRITE_KEYS: &[&str] =
+    &["writable", "min", "max", "max_rate", "readback", "readback_timeout", "interlock", "interlock_max_age", "allow_bad_quality"];
+
+/// A protocol's own tag keys followed by [`WRITE_KEYS`]: every key a
+/// writable `[[device.tag]]` may have.
+pub fn with_write_keys(own: &[&'static str]) -> Vec<&'static str> {
+    own.iter().chain(WRITE_KEYS).copied().collect()
+}
+
+impl RawTagWrite {
+    /// Takes the [`WRITE_KEYS`] out of the tag table `item` (so the rest is
+    /// read by the protocol) and reads them; wrong types are recorded in
+    /// `diag` under `key`.
+    pub fn take(item: &mut Item<'_>, diag: &mut Diag<'_>, key: &str) -> RawTagWrite {
+        let mut t = toml::de::DeTable::new();
+        for k in WRITE_KEYS {
+            if let Some(v) = take_key(item, k) {
+                t.insert(Spanned::new(v.span(), Cow::Borrowed(*k)), v);
+            }
+        }
+        if t.is_empty() {
+            return RawTagWrite::default();
+        }
+        de_item(Spanned::new(item.span(), toml::de::DeValue::Table(t)), diag, key).unwrap_or_default()
+    }
+}
 
 /// Validates a tag's write keys: the limits only with `writable = true`;
 /// `read_only`: why the tag can never be written (then `writable = true` is
@@ -107,6 +172,9 @@ pub fn read_tag_write(
             ("max_rate", w.max_rate.as_ref().map(|s| s.span())),
             ("readback", w.readback.as_ref().map(|s| s.span())),
             ("readback_timeout", w.readback_timeout.as_ref().map(|s| s.span())),
+            ("interlock", w.interlock.as_ref().map(|s| s.span())),
+            ("interlock_max_age", w.interlock_max_age.as_ref().map(|s| s.span())),
+            ("allow_bad_quality", w.allow_bad_quality.as_ref().map(|s| s.span())),
         ];
         for (key, span) in given {
             if let Some(span) = span {
@@ -140,7 +208,73 @@ pub fn read_tag_write(
     let readback = w.readback.as_ref().is_none_or(|s| *s.get_ref());
     let readback_timeout =
         r.duration_in(&w.readback_timeout, "readback_timeout", device_timeout, Duration::from_millis(10)..=Duration::from_secs(600));
-    Some(TagWrite { min, max, max_rate, readback, readback_timeout })
+    let interlock = read_interlock(r, &w);
+    let allow_bad_quality = w.allow_bad_quality.as_ref().is_some_and(|s| *s.get_ref());
+    Some(TagWrite { min, max, max_rate, readback, readback_timeout, interlock, allow_bad_quality })
+}
+
+/// `interlock` (validated like a rule's condition, tests on current values
+/// only) and `interlock_max_age` (only with an interlock).
+fn read_interlock(r: &mut Reader<'_, '_>, w: &RawTagWrite) -> Option<Arc<Interlock>> {
+    let Some(raw) = &w.interlock else {
+        if let Some(s) = &w.interlock_max_age {
+            r.error(s.span(), "interlock_max_age", "`interlock_max_age` applies to a tag with an `interlock`");
+        }
+        return None;
+    };
+    let max_age =
+        r.duration_in(&w.interlock_max_age, "interlock_max_age", INTERLOCK_MAX_AGE, Duration::from_millis(1)..=Duration::from_secs(86_400));
+    let key = r.key("interlock");
+    let cond = validate(raw.get_ref(), raw.span(), r.diag(), &key, None)?;
+    if !guard::interlock_tests_ok(&cond) {
+        r.error(
+            raw.span(),
+            "interlock",
+            "an interlock tests current values only: above, below, equals or quality (edge, rate_above, rate_below, stale \
+             and the hysteresis keys clear_below / clear_above need a history; use a [[rule]] for those)",
+        );
+        return None;
+    }
+    Some(Arc::new(Interlock { cond, max_age, span: raw.span() }))
+}
+
+/// The checks every owner runs on a write job before encoding it, in this
+/// order: the deadline (`expired`), the allow-list (`not_writable`), a
+/// finite number within `min`/`max` (`bad_value`, `out_of_range`), the
+/// `interlock` on the live values (`interlock`), the tag's own last read
+/// (`bad_quality`, unless `allow_bad_quality`), and `max_rate` against the
+/// tag's `rate` log (`rate_exceeded`; the owner records a write that goes
+/// out). Returns the tag's limits, or the refusal.
+pub fn admit<'w>(job: &WriteJob, write: Option<&'w TagWrite>, rate: &mut RateLog) -> Result<&'w TagWrite, WriteOutcome> {
+    let (device, tag, value) = (&job.request.device, &job.request.tag, &job.request.value);
+    if job.expired() {
+        return Err(WriteOutcome::refused("expired: the deadline passed while the write waited for the device's link"));
+    }
+    let Some(w) = write else {
+        return Err(WriteOutcome::refused(format!(
+            "not_writable: tag {tag:?} of device {device:?} is not writable (no writable = true in its [[device.tag]])"
+        )));
+    };
+    if let Some(x) = value.as_f64().filter(|_| !matches!(value, Value::Bool(_))) {
+        if !x.is_finite() {
+            return Err(WriteOutcome::refused(format!("bad_value: {x} is not a finite number")));
+        }
+        w.check_range(tag, value, x).map_err(WriteOutcome::refused)?;
+    }
+    let live = job.live();
+    if let Some(il) = &w.interlock {
+        let look = |path: &str| path.split_once('/').and_then(|(d, t)| live.get(d, t));
+        guard::check_interlock(&il.cond, il.max_age, Timestamp::now(), look).map_err(WriteOutcome::refused)?;
+    }
+    if !w.allow_bad_quality {
+        guard::check_quality(device, tag, live.get(device, tag).as_ref()).map_err(WriteOutcome::refused)?;
+    }
+    if let Some(max) = w.max_rate
+        && !rate.allows(max)
+    {
+        return Err(WriteOutcome::refused(format!("rate_exceeded: {max} write(s) per minute allowed on tag {tag:?}, already made")));
+    }
+    Ok(w)
 }
 
 /// When a tag's writes went out, for `max_rate`.

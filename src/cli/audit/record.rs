@@ -28,8 +28,11 @@ pub struct AuditRecord {
     pub tag: String,
     /// The value read before writing (engineering units), `null` when not read.
     pub old: Json,
-    /// The value asked for (engineering units).
+    /// The value asked for (engineering units; `null` for a number JSON
+    /// cannot hold, such as `inf`).
     pub requested: Json,
+    /// The value asked for as typed (`"inf"`, `"\"\""` for empty text), when recorded.
+    pub requested_text: Option<String>,
     /// `ok`, `refused`, `failed` or `unknown` (`?` when not recorded).
     pub result: String,
     /// The value read after writing, `null` when not read.
@@ -67,6 +70,7 @@ impl AuditRecord {
             tag: text(&d["tag"]).unwrap_or_else(|| src_tag.to_string()),
             old: d["old"].clone(),
             requested: d["requested_value"].clone(),
+            requested_text: text(&d["requested_text"]),
             result: text(&d["result"]).unwrap_or_else(|| "?".into()),
             readback: d["readback"].clone(),
             reason: text(&d["reason"]),
@@ -97,11 +101,20 @@ impl AuditRecord {
             self.who(),
             format!("{}/{}", self.device, self.tag),
             cell(&self.old, "-"),
-            cell(&self.requested, "-"),
+            self.requested_cell("-"),
             result,
             cell(&self.readback, "-"),
             self.reason.clone().unwrap_or_else(|| "-".into()),
         ]
+    }
+
+    /// The requested value: the number or boolean stored, else the text as
+    /// typed (a non-finite number, a string; `""` for empty text), else `empty`.
+    fn requested_cell(&self, empty: &str) -> String {
+        match (&self.requested, &self.requested_text) {
+            (Json::Null | Json::String(_), Some(t)) => t.clone(),
+            (v, _) => cell(v, empty),
+        }
     }
 
     /// The record as one CSV row, in the order of [`CSV_HEADER`]; values
@@ -117,7 +130,7 @@ impl AuditRecord {
             self.device.clone(),
             self.tag.clone(),
             cell(&self.old, ""),
-            cell(&self.requested, ""),
+            self.requested_cell(""),
             self.result.clone(),
             cell(&self.readback, ""),
             o(&self.reason),
@@ -240,6 +253,19 @@ mod tests {
         assert_eq!(r.cells()[3..7], ["-0.25", "21.5", "ok", "21.5"]);
         let r = AuditRecord::from_stored(&stored(serde_json::json!({"old": 1e300, "requested_value": -3.0, "readback": true})));
         assert_eq!(r.cells()[3..7], ["1e+300", "-3", "?", "true"]);
+    }
+
+    /// A refused non-finite number (JSON null) and empty text keep the text as typed.
+    #[test]
+    fn a_requested_value_json_cannot_hold_shows_as_typed() {
+        let r =
+            AuditRecord::from_stored(&stored(serde_json::json!({"requested_value": null, "requested_text": "inf", "result": "refused"})));
+        assert_eq!((r.cells()[4].as_str(), r.csv_row()[8].as_str()), ("inf", "inf"));
+        let r =
+            AuditRecord::from_stored(&stored(serde_json::json!({"requested_value": "", "requested_text": "\"\"", "result": "refused"})));
+        assert_eq!(r.cells()[4], "\"\"");
+        let r = AuditRecord::from_stored(&stored(serde_json::json!({"requested_value": 42, "requested_text": "42"})));
+        assert_eq!(r.cells()[4], "42");
     }
 
     #[test]

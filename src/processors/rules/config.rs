@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::cond::{COND_KEYS, Cond, Lit, RawCond, check_known, valid_path, validate};
+use super::cond::{COND_KEYS, Cond, Devices, KnownTags, Lit, RawCond, check_known, valid_path, validate};
 use crate::diag::{Diag, FirstSeen, Item, Reader, de_item, reject_unknown_keys, take_key};
 use crate::model::{Severity, Value};
 
@@ -79,7 +79,7 @@ const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
 /// Reads one `[[rule]]`; errors go to `diag` under `key`. With `devices`
 /// (`[[device]]` names and their tags), a tag of a configured device that
 /// does not exist is an error.
-pub fn parse_rule(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, devices: Option<&[(String, Vec<String>)]>) -> Option<RuleConfig> {
+pub fn parse_rule(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, devices: Devices<'_>) -> Option<RuleConfig> {
     let known: Vec<&str> = RULE_KEYS.iter().chain(COND_KEYS).copied().collect();
     reject_unknown_keys(&mut item, &known, diag, key);
     let span = item.span();
@@ -113,15 +113,15 @@ pub fn parse_rule(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, devices: O
     Some(RuleConfig { name, cond: cond?, on_delay, off_delay, alarm, severity, message: raw.message, writes, dry_run }).filter(|_| ok)
 }
 
-fn parse_write(w: &Spanned<RawWrite>, diag: &mut Diag<'_>, key: &str, devices: Option<&[(String, Vec<String>)]>) -> Option<WriteAction> {
+fn parse_write(w: &Spanned<RawWrite>, diag: &mut Diag<'_>, key: &str, devices: Devices<'_>) -> Option<WriteAction> {
     let key = format!("{key} / write");
     let w_ = w.get_ref();
     if !valid_path(w_.tag.get_ref()) {
         diag.error(w_.tag.span(), &format!("{key} / tag"), format!("{:?} is not a tag path \"device/tag\"", w_.tag.get_ref()));
         return None;
     }
-    if let Some(devs) = devices {
-        check_known(diag, devs, w_.tag.get_ref(), w_.tag.span(), &key);
+    if let Some(known) = devices {
+        check_write_target(diag, known, w_.tag.get_ref(), w_.tag.span(), &key);
     }
     let value = match w_.value.get_ref() {
         Lit::Bool(b) => Value::Bool(*b),
@@ -136,8 +136,32 @@ fn parse_write(w: &Spanned<RawWrite>, diag: &mut Diag<'_>, key: &str, devices: O
     Some(WriteAction { tag: w_.tag.get_ref().clone(), value, on_clear })
 }
 
+/// An error unless `path` is a tag with `writable = true` of a configured
+/// `[[device]]`: writes go to devices only, and a write to any other tag
+/// would be refused every time.
+fn check_write_target(diag: &mut Diag<'_>, known: &KnownTags, path: &str, span: std::ops::Range<usize>, key: &str) {
+    let Some((dev, tag)) = path.split_once('/') else { return };
+    let Some(tags) = known.tags_of(dev) else {
+        let msg = format!(
+            "no [[device]] {dev:?} (devices: {}): a rule writes to a tag of a configured Modbus or OPC UA device",
+            known.device_names()
+        );
+        diag.error(span, &format!("{key} / tag"), msg);
+        return;
+    };
+    if !tags.iter().any(|t| t == tag) {
+        check_known(diag, known, path, span, &format!("{key} / tag"));
+    } else if !known.writable.iter().any(|w| w == path) {
+        diag.error(
+            span,
+            &format!("{key} / tag"),
+            format!("tag {tag:?} of device {dev:?} is not writable: the write would be refused every time; add writable = true (and its limits) to that [[device.tag]]"),
+        );
+    }
+}
+
 /// Reads the `[[rule]]` array of a configuration (names must be unique).
-pub fn parse_rules(v: Item<'_>, diag: &mut Diag<'_>, devices: Option<&[(String, Vec<String>)]>) -> Vec<RuleConfig> {
+pub fn parse_rules(v: Item<'_>, diag: &mut Diag<'_>, devices: Devices<'_>) -> Vec<RuleConfig> {
     let mut out = Vec::new();
     let mut names = FirstSeen::new();
     for (i, item) in crate::diag::array_items(v, diag, "rule").into_iter().enumerate() {

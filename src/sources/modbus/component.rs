@@ -36,7 +36,7 @@ fn describe_writes(m: &ModbusDevice, s: &mut String) {
     }
     let _ = writeln!(s, "  writable: {} tag(s)", writable.len());
     for t in writable {
-        let Some(w) = t.write else { continue };
+        let Some(w) = &t.write else { continue };
         let single = |w: SingleWrite, one: &'static str, many: &'static str| if w == SingleWrite::Single { one } else { many };
         let how = match (t.table, t.bit, t.ty.register_count(), m.writes.mask_write) {
             (super::types::Table::Coil, ..) => single(m.writes.coil, "FC05", "FC15"),

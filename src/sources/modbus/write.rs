@@ -3,10 +3,10 @@
 //! read-modify-write of a register bit (field case B06).
 //!
 //! For each job ([`WriteJob`], see `component::actuate`):
-//! 1. Refused, with a reason, when: the deadline passed while it waited, the
-//!    tag is not `writable`, the value does not fit the type or the
-//!    `min`/`max` limits, or `max_rate` writes were already made in the last
-//!    60 s. A dry run stops here with `ok` and what it would have sent.
+//! 1. Refused, with a reason, by the checks shared with OPC UA
+//!    (`sources::writable::admit`: deadline, `writable`, `min`/`max`,
+//!    `interlock`, bad quality, `max_rate`), or when the value does not fit
+//!    the type. A dry run stops here with `ok` and what it would have sent.
 //! 2. With `readback` (the default), the tag is read first: its old value.
 //! 3. The request goes out with the function code the device is configured
 //!    for (never switched on an exception: the exception is the result).
@@ -27,6 +27,7 @@ use super::types::DataType;
 use super::write_plan::{self, Payload};
 use crate::component::actuate::{WriteJob, WriteOutcome, WriteResult};
 use crate::model::{Value, reason};
+use crate::sources::writable::admit;
 
 impl EndpointPoller {
     /// Executes one write job and settles it.
@@ -43,24 +44,15 @@ impl EndpointPoller {
         let Some(t) = self.devices[d].cfg.tags.iter().position(|x| x.name == tag_name) else {
             return WriteOutcome::refused(format!("unknown_tag: device {dev_name:?} has no tag {tag_name:?}"));
         };
-        if job.expired() {
-            return WriteOutcome::refused("expired: the deadline passed while the write waited for the link");
-        }
         let tag = self.devices[d].cfg.tags[t].clone();
-        let Some(w) = tag.write else {
-            return WriteOutcome::refused(format!(
-                "not_writable: tag {tag_name:?} of device {dev_name:?} is not writable (no writable = true in its [[device.tag]])"
-            ));
+        let w = match admit(job, tag.write.as_ref(), self.write_log.entry((d, t)).or_default()) {
+            Ok(w) => w,
+            Err(refusal) => return refusal,
         };
-        let payload = match write_plan::payload(&tag, &w, &job.request.value) {
+        let payload = match write_plan::payload(&tag, w, &job.request.value) {
             Ok(p) => p,
             Err(why) => return WriteOutcome::refused(why),
         };
-        if let Some(max) = w.max_rate
-            && !self.write_log.entry((d, t)).or_default().allows(max)
-        {
-            return WriteOutcome::refused(format!("rate_exceeded: {max} write(s) per minute allowed on tag {tag_name:?}, already made"));
-        }
         if job.request.dry_run {
             let what = write_plan::describe(&payload, &tag, &self.devices[d].cfg.writes);
             return WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {what}")));

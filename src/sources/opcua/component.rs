@@ -64,7 +64,7 @@ impl Component for OpcUaDevice {
                 ),
                 Acquisition::Poll { interval } => format!("poll every {}", format_duration(interval)),
             };
-            let writable = t.write.map_or(String::new(), |w| format!("; writable: {}", w.describe()));
+            let writable = t.write.as_ref().map_or(String::new(), |w| format!("; writable: {}", w.describe()));
             let _ = writeln!(s, "  {:<20} {}  ({how}{writable})", t.name, t.node);
         }
         s

@@ -58,6 +58,16 @@ pub fn to_variant(value: &Value, data_type: &NodeId) -> Result<Variant, String> 
     })
 }
 
+/// The name of a built-in DataType (`Double` for `i=11`), else its NodeId as text.
+pub fn type_name(data_type: &NodeId) -> String {
+    const NAMES: [&str; 12] =
+        ["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double", "String"];
+    match (&data_type.identifier, data_type.namespace) {
+        (Identifier::Numeric(n @ 1..=12), 0) => NAMES[*n as usize - 1].to_string(),
+        _ => data_type.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

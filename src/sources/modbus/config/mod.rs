@@ -15,6 +15,7 @@ use super::planner::Limits;
 use super::types::{ByteOrder, DataType, Table};
 use crate::diag::{Diag, FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys, take_key};
 use crate::names;
+use crate::sources::writable::{RawTagWrite, with_write_keys};
 use tag::{RawTag, TagDefaults, validate_tag};
 pub use transport::{Parity, Transport, check_endpoint, serial_key};
 pub use write::{DeviceWrites, SingleWrite, TagWrite};
@@ -115,26 +116,10 @@ pub fn device_keys_for(protocol: Option<&str>) -> Vec<&'static str> {
     DEVICE_KEYS.iter().copied().filter(|k| if rtu { *k != "endpoint" } else { !SERIAL.contains(k) }).chain(["tag"]).collect()
 }
 
-/// Keys of a Modbus `[[device.tag]]`.
-pub const TAG_KEYS: &[&str] = &[
-    "name",
-    "table",
-    "address",
-    "type",
-    "byte_order",
-    "bit",
-    "scale",
-    "offset",
-    "unit",
-    "poll_interval",
-    "description",
-    "writable",
-    "min",
-    "max",
-    "max_rate",
-    "readback",
-    "readback_timeout",
-];
+/// Keys of a Modbus `[[device.tag]]` besides the write keys
+/// (`sources::writable::WRITE_KEYS`).
+pub const TAG_KEYS: &[&str] =
+    &["name", "table", "address", "type", "byte_order", "bit", "scale", "offset", "unit", "poll_interval", "description"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,10 +165,11 @@ pub fn parse_device(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str) -> Optio
         };
         for e in entries(tags_item, diag, key, "tag", "device.tag") {
             let mut t = e.item;
-            reject_unknown_keys(&mut t, TAG_KEYS, diag, &e.key);
+            reject_unknown_keys(&mut t, &with_write_keys(TAG_KEYS), diag, &e.key);
+            let w = RawTagWrite::take(&mut t, diag, &e.key);
             if let Some(rt) = de_item::<RawTag>(t, diag, &e.key) {
                 let tkey = format!("{key} / tag {:?}", rt.name.get_ref());
-                validate_tag(rt, &mut Reader::new(diag, tkey), &dev);
+                validate_tag(rt, w, &mut Reader::new(diag, tkey), &dev);
             }
         }
         return None;
@@ -265,13 +251,14 @@ fn read_tags(r: &mut Reader<'_, '_>, list: Option<Item<'_>>, raw: &RawDevice, de
     let mut address_spans = Vec::new();
     for e in items {
         let mut t = e.item;
-        reject_unknown_keys(&mut t, TAG_KEYS, r.diag(), &e.key);
+        reject_unknown_keys(&mut t, &with_write_keys(TAG_KEYS), r.diag(), &e.key);
+        let w = RawTagWrite::take(&mut t, r.diag(), &e.key);
         let Some(rt) = de_item::<RawTag>(t, r.diag(), &e.key) else { continue };
         let tname = rt.name.get_ref().clone();
         let tkey = format!("{key} / tag {tname:?}");
         seen.insert(r.diag(), &tname, rt.name.span(), &tkey, "tag name");
         let span = rt.address.span();
-        if let Some(tag) = validate_tag(rt, &mut Reader::new(r.diag(), tkey), dev) {
+        if let Some(tag) = validate_tag(rt, w, &mut Reader::new(r.diag(), tkey), dev) {
             tags.push(tag);
             address_spans.push(span);
         }

@@ -36,12 +36,6 @@ pub(super) struct RawTag {
     poll_interval: Option<Spanned<String>>,
     #[allow(dead_code)]
     description: Option<String>,
-    writable: Option<Spanned<bool>>,
-    min: Option<Spanned<f64>>,
-    max: Option<Spanned<f64>>,
-    max_rate: Option<Spanned<i64>>,
-    readback: Option<Spanned<bool>>,
-    readback_timeout: Option<Spanned<String>>,
 }
 
 /// What a tag inherits from its device.
@@ -81,9 +75,10 @@ fn modicon(text: &str) -> Result<(Table, u16), String> {
     Ok((table, (n - 1) as u16))
 }
 
-/// Validates one tag read as `rt`; `r` reads the tag's table (its key is
-/// `device "…" / tag "…"`). `None` when any error was recorded.
-pub(super) fn validate_tag(rt: RawTag, r: &mut Reader<'_, '_>, dev: &TagDefaults) -> Option<ModbusTag> {
+/// Validates one tag read as `rt` with its write keys `raw_write`; `r`
+/// reads the tag's table (its key is `device "…" / tag "…"`). `None` when
+/// any error was recorded.
+pub(super) fn validate_tag(rt: RawTag, raw_write: RawTagWrite, r: &mut Reader<'_, '_>, dev: &TagDefaults) -> Option<ModbusTag> {
     let before = r.error_count();
     let name = rt.name.get_ref().clone();
     if let Err(e) = names::check(&name) {
@@ -112,14 +107,6 @@ pub(super) fn validate_tag(rt: RawTag, r: &mut Reader<'_, '_>, dev: &TagDefaults
     if count > limit {
         r.error(type_span, "type", format!("{ty} needs {count} registers, more than the device's limit of {limit} per request"));
     }
-    let raw_write = RawTagWrite {
-        writable: rt.writable,
-        min: rt.min,
-        max: rt.max,
-        max_rate: rt.max_rate,
-        readback: rt.readback,
-        readback_timeout: rt.readback_timeout,
-    };
     let write = read_tag_write(r, raw_write, table, ty, dev.timeout);
     if r.error_count() > before {
         return None;

@@ -21,7 +21,15 @@ fn tag(ty: DataType, table: Table, bit: Option<u8>, scale: f64, offset: f64, ord
 }
 
 fn limits(min: Option<f64>, max: Option<f64>) -> TagWrite {
-    TagWrite { min, max, max_rate: None, readback: true, readback_timeout: Duration::from_secs(1) }
+    TagWrite {
+        min,
+        max,
+        max_rate: None,
+        readback: true,
+        readback_timeout: Duration::from_secs(1),
+        interlock: None,
+        allow_bad_quality: false,
+    }
 }
 
 #[test]

@@ -197,7 +197,8 @@ pub const DEVICE_KEYS: &[&str] = &[
     "deadband",
     "deadband_type",
 ];
-/// Keys of an OPC UA `[[device.tag]]`.
+/// Keys of an OPC UA `[[device.tag]]` besides the write keys
+/// (`sources::writable::WRITE_KEYS`).
 pub const TAG_KEYS: &[&str] = &[
     "name",
     "node_id",
@@ -210,12 +211,6 @@ pub const TAG_KEYS: &[&str] = &[
     "deadband_type",
     "unit",
     "description",
-    "writable",
-    "min",
-    "max",
-    "max_rate",
-    "readback",
-    "readback_timeout",
 ];
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use super::acquisition::{AcqDefaults, acquisition, raw_acq, warn_poll_keys};
 use super::{Acquisition, OpcUaTag, TAG_KEYS};
 use crate::diag::{FirstSeen, Item, Reader, de_item, entries, reject_unknown_keys};
 use crate::names;
-use crate::sources::writable::{RawTagWrite, read_tag_write};
+use crate::sources::writable::{RawTagWrite, read_tag_write, with_write_keys};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,12 +27,6 @@ struct RawTag {
     poll_interval: Option<Spanned<String>>,
     deadband: Option<Spanned<f64>>,
     deadband_type: Option<Spanned<String>>,
-    writable: Option<Spanned<bool>>,
-    min: Option<Spanned<f64>>,
-    max: Option<Spanned<f64>>,
-    max_rate: Option<Spanned<i64>>,
-    readback: Option<Spanned<bool>>,
-    readback_timeout: Option<Spanned<String>>,
 }
 
 /// Reads the tags of the device `r` reads (`endpoint` for the namespace
@@ -57,7 +51,8 @@ pub(super) fn read_tags(
     let mut by_index: Vec<(String, u16, Range<usize>)> = Vec::new();
     for e in items {
         let mut t = e.item;
-        reject_unknown_keys(&mut t, TAG_KEYS, r.diag(), &e.key);
+        reject_unknown_keys(&mut t, &with_write_keys(TAG_KEYS), r.diag(), &e.key);
+        let raw_write = RawTagWrite::take(&mut t, r.diag(), &e.key);
         let Some(rt) = de_item::<RawTag>(t, r.diag(), &e.key) else { continue };
         let mut tr = Reader::new(r.diag(), &e.key);
         let tname = rt.name.get_ref().clone();
@@ -79,14 +74,6 @@ pub(super) fn read_tags(
         {
             by_index.push((tname.clone(), *ns, rt.node_id.span()));
         }
-        let raw_write = RawTagWrite {
-            writable: rt.writable,
-            min: rt.min,
-            max: rt.max,
-            max_rate: rt.max_rate,
-            readback: rt.readback,
-            readback_timeout: rt.readback_timeout,
-        };
         // The node's DataType is only known from the server: min/max are
         // checked for numbers, and a value of another kind is refused at write time.
         let write = read_tag_write(&mut tr, raw_write, None, true, "the node's type", timeout);

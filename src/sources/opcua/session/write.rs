@@ -2,9 +2,10 @@
 //! calls: the Write service on the Value attribute (OPC UA Part 4 §5.10.4)
 //! with the node's DataType, read first from the server.
 //!
-//! For each job (`component::actuate`): refused when the tag is not
-//! `writable`, the value is outside `min`/`max`, `max_rate` is exceeded, or
-//! the value does not fit the node's DataType; failed (not sent) while the
+//! For each job (`component::actuate`): refused by the checks shared with
+//! Modbus (`sources::writable::admit`: deadline, `writable`, `min`/`max`,
+//! `interlock`, bad quality, `max_rate`) or when the value does not fit the
+//! node's DataType; failed (not sent) while the
 //! session is down (a job that waited longer than `request_timeout` for the
 //! session is never sent late); then the old value (with `readback`), the
 //! Write, whose StatusCode is the result (`opcua_status(0x…): Bad…`), and the
@@ -14,13 +15,14 @@
 use std::sync::Arc;
 
 use opcua::client::Session;
-use opcua::types::{AttributeId, DataValue, NumericRange, ReadValueId, TimestampsToReturn, Variant, WriteValue};
+use opcua::types::{AttributeId, DataValue, NodeId, NumericRange, ReadValueId, StatusCode, TimestampsToReturn, Variant, WriteValue};
 
 use super::Device;
 use crate::component::actuate::{WriteJob, WriteOutcome, WriteResult};
-use crate::model::{Value, reason};
+use crate::model::reason;
 use crate::sources::opcua::convert::{status_reason, value_of};
-use crate::sources::opcua::write_value::to_variant;
+use crate::sources::opcua::write_value::{to_variant, type_name};
+use crate::sources::writable::admit;
 
 impl Device {
     /// Executes one write job and settles it.
@@ -34,25 +36,10 @@ impl Device {
         let Some(t) = self.dev.tags.iter().position(|x| x.name == name) else {
             return WriteOutcome::refused(format!("unknown_tag: device {:?} has no tag {name:?}", self.dev.name));
         };
-        if job.expired() {
-            return WriteOutcome::refused("expired: the deadline passed while the write waited for the session");
-        }
-        let Some(w) = self.dev.tags[t].write else {
-            return WriteOutcome::refused(format!(
-                "not_writable: tag {name:?} of device {:?} is not writable (no writable = true in its [[device.tag]])",
-                self.dev.name
-            ));
+        let w = match admit(job, self.dev.tags[t].write.as_ref(), self.write_log.entry(t).or_default()) {
+            Ok(w) => w.clone(),
+            Err(refusal) => return refusal,
         };
-        if let Some(x) = value.as_f64().filter(|_| !matches!(value, Value::Bool(_)))
-            && let Err(why) = w.check_range(&name, &value, x)
-        {
-            return WriteOutcome::refused(why);
-        }
-        if let Some(max) = w.max_rate
-            && !self.write_log.entry(t).or_default().allows(max)
-        {
-            return WriteOutcome::refused(format!("rate_exceeded: {max} write(s) per minute allowed on tag {name:?}, already made"));
-        }
         if !self.up || job.waited() > self.dev.request_timeout {
             return WriteOutcome::failed(format!("{}: no session to {} (not sent)", reason::COMM_FAILURE, self.dev.endpoint));
         }
@@ -69,7 +56,7 @@ impl Device {
         };
         let data_type = match read.first().and_then(|dv| dv.value.as_ref()) {
             Some(Variant::NodeId(id)) => (**id).clone(),
-            _ => return WriteOutcome::failed(format!("{}: the server gave no DataType for {node} (not sent)", reason::PARSE_ERROR)),
+            _ => return no_data_type(read.first().and_then(|dv| dv.status), &node, &name),
         };
         let variant = match to_variant(&value, &data_type) {
             Ok(v) => v,
@@ -77,7 +64,9 @@ impl Device {
         };
         let old = if w.readback { read.get(1).and_then(|dv| dv.value.as_ref()).and_then(|v| value_of(v).ok()) } else { None };
         if job.request.dry_run {
-            let mut o = WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {variant:?} to {node}")));
+            let what = value_of(&variant).map_or_else(|_| value.to_string(), |v| v.to_string());
+            let ty = type_name(&data_type);
+            let mut o = WriteOutcome::new(WriteResult::Ok, Some(format!("dry_run: would write {what} as {ty} to node {node}")));
             o.old = old;
             return o;
         }
@@ -110,7 +99,7 @@ impl Device {
     }
 
     /// Reads the node's value after a write: confirms it, or settles an unknown one.
-    async fn settle_by_readback(&self, session: &Arc<Session>, node: &opcua::types::NodeId, written: &Variant, o: &mut WriteOutcome) {
+    async fn settle_by_readback(&self, session: &Arc<Session>, node: &NodeId, written: &Variant, o: &mut WriteOutcome) {
         let req = [ReadValueId::new(node.clone(), AttributeId::Value)];
         let read = session.read(&req, TimestampsToReturn::Neither, 0.0).await;
         let back = match &read {
@@ -143,5 +132,23 @@ impl Device {
                 Some(format!("readback_mismatch: the answer was lost ({why}) and the read-back shows {back}: not applied")),
             ),
         };
+    }
+}
+
+/// The outcome of a write whose node gave no DataType: refused
+/// `unknown_node` when the server says the node does not exist
+/// (BadNodeIdUnknown: a wrong `node_id`), `bad_node` for another bad status,
+/// else failed (a malformed answer). Never sent.
+fn no_data_type(status: Option<StatusCode>, node: &NodeId, tag: &str) -> WriteOutcome {
+    match status.filter(|s| s.is_bad()) {
+        Some(s) if s.bits() & 0xFFFF_0000 == StatusCode::BadNodeIdUnknown.bits() => WriteOutcome::refused(format!(
+            "unknown_node: the server has no node {node} (node_id of tag {tag:?}): {} (not sent)",
+            status_reason(s.bits())
+        )),
+        Some(s) => WriteOutcome::refused(format!(
+            "bad_node: reading the DataType of node {node} (tag {tag:?}): {} (not sent)",
+            status_reason(s.bits())
+        )),
+        None => WriteOutcome::failed(format!("{}: the server gave no DataType for {node} (not sent)", reason::PARSE_ERROR)),
     }
 }
