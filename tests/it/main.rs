@@ -55,3 +55,4 @@ mod sparkplug_check;
 mod status;
 mod usability;
 mod watch;
+mod write_guards;

@@ -30,7 +30,8 @@ async fn opcua_writes_use_the_node_type_limits_and_the_status_code() {
         "[[device]]\nname = \"plc\"\nprotocol = \"opcua\"\nendpoint = \"{}\"\nmode = \"poll\"\npoll_interval = \"200ms\"\n\
          [[device.tag]]\nname = \"sp\"\nnode_id = \"nsu={NS};s=s.setpoint\"\nwritable = true\nmin = 0\nmax = 100\nmax_rate = 3\n\
          [[device.tag]]\nname = \"answer\"\nnode_id = \"nsu={NS};s=s.answer\"\n\
-         [[device.tag]]\nname = \"answer_w\"\nnode_id = \"nsu={NS};s=s.answer\"\nwritable = true\n",
+         [[device.tag]]\nname = \"answer_w\"\nnode_id = \"nsu={NS};s=s.answer\"\nwritable = true\n\
+         [[device.tag]]\nname = \"ghost\"\nnode_id = \"nsu={NS};s=s.no_such_node\"\nwritable = true\n",
         ua.endpoint()
     ));
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +76,10 @@ async fn opcua_writes_use_the_node_type_limits_and_the_status_code() {
     assert_eq!(o.result, WriteResult::Failed, "{o:?}");
     assert!(o.code().starts_with("opcua_status(0x80"), "{o:?}");
     assert_eq!(ua.read("s", "answer").and_then(|dv| dv.value), Some(Variant::Int32(42)));
+    // A node_id the server does not have: refused, with the server's status, never sent.
+    let o = write("ghost", Value::F64(1.0)).await;
+    assert_eq!((o.result, o.code()), (WriteResult::Refused, "unknown_node"), "{o:?}");
+    assert!(o.reason.as_deref().unwrap().contains("the server has no node") && o.sent.is_none(), "{o:?}");
     // max_rate = 3 (the first loop may have made several attempts, all counted only when sent).
     let o = write("sp", Value::F64(8.0)).await;
     assert_eq!(o.result, WriteResult::Ok, "{o:?}");
@@ -83,8 +88,8 @@ async fn opcua_writes_use_the_node_type_limits_and_the_status_code() {
     ingest.barrier().await;
     let recs = buffer.reader().unwrap().records_blocking(0, u64::MAX, 1_000_000).unwrap();
     let kinds = |k: &str| recs.iter().filter(|r| matches!(r, Record::Event(e) if &*e.kind == k)).count();
-    assert_eq!(kinds("security.write_refused"), 4);
-    assert!(kinds("write.audit") >= 8);
+    assert_eq!(kinds("security.write_refused"), 5);
+    assert!(kinds("write.audit") >= 9);
 }
 
 /// `relais check` shows a writable OPC UA tag with its limits.

@@ -211,6 +211,9 @@ async fn daemon_rule_writes_reach_the_device_owner_in_order_and_are_audited() {
         "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n\
          [[device]]\nname = \"tank\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"100ms\"\n\
          [[device.tag]]\nname = \"level\"\ntable = \"holding\"\naddress = 0\n\
+         [[device]]\nname = \"valve\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\n\
+         [[device.tag]]\nname = \"inlet\"\ntable = \"holding\"\naddress = 5\nwritable = true\n\
+         [[device.tag]]\nname = \"lamp\"\ntable = \"holding\"\naddress = 6\ntype = \"f32\"\nwritable = true\n\
          [[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"{}\"\ntopic = \"t/{{device}}/{{tag}}\"\n\
          [[rule]]\nname = \"inlet\"\ntag = \"tank/level\"\nabove = 80\nclear_below = 20\nalarm = false\n\
          [[rule.write]]\ntag = \"valve/inlet\"\nvalue = false\n[[rule.write]]\ntag = \"valve/inlet\"\nvalue = 1\non = \"clear\"\n\
@@ -222,6 +225,7 @@ async fn daemon_rule_writes_reach_the_device_owner_in_order_and_are_audited() {
     let cfg = Config::parse(&text, "gw.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let mut sub = Sub::new(broker.port, "t/relais/gw/event/#").await;
     let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    // The test takes the place of valve's poller as the owner of its writes.
     let mut jobs = gw.actuators.register(vec![("valve".into(), vec!["inlet".into(), "lamp".into()])]);
     let mut seen: Vec<(String, Value, bool, Origin)> = Vec::new();
     let t0 = Instant::now();
