@@ -40,7 +40,7 @@
 //!
 //! Reasons are `code: detail` like sample reasons: `unknown_device`,
 //! `unknown_tag`, `expired`, `busy`, `not_writable`, `out_of_range`,
-//! `rate_exceeded`, `interlock`, `bad_quality`, `bad_value`, `device_exception(N)`, `timeout`,
+//! `rate_exceeded`, `interlock`, `bad_quality`, `unknown_node`, `bad_value`, `device_exception(N)`, `timeout`,
 //! `comm_failure`, `readback_mismatch`, `dry_run`, `stopped`.
 
 use std::collections::{HashMap, HashSet};

@@ -33,6 +33,7 @@ pub mod actuate;
 pub mod alarm_ack;
 mod claims;
 pub mod cond;
+mod known_tags;
 pub mod live;
 
 use std::future::Future;

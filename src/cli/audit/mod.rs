@@ -150,7 +150,7 @@ pub(super) fn run(what: AuditCmd) -> ExitCode {
 fn list(rows: &[AuditRecord], data_dir: &std::path::Path) {
     if rows.is_empty() {
         outln!("no write attempts recorded (that match) in {}", data_dir.join("buffer.db").display());
-        outln!("note: write.audit events are deleted once every sink delivered them; the sinks keep the history");
+        outln!("note: the audit keeps write attempts for [buffer] audit_retention (default 90 days, at most audit_max_rows)");
         return;
     }
     let header = ["time", "who", "device/tag", "old", "requested", "result", "read-back", "reason"].map(String::from);
