@@ -161,7 +161,15 @@ async fn refusals_each_have_their_reason_and_a_security_event() {
     let sec = rig.events("security.write_refused").await;
     let codes: Vec<String> = sec.iter().map(|e| e.details["reason"].as_str().unwrap().split(':').next().unwrap().to_string()).collect();
     assert_eq!(codes, ["not_writable", "out_of_range", "bad_value", "not_writable", "unknown_tag", "rate_exceeded"]);
-    assert_eq!(rig.events("write.audit").await.len(), 8);
+    let audits = rig.events("write.audit").await;
+    assert_eq!(audits.len(), 8);
+    // Each refusal is in the audit too, with its reason.
+    let audited: Vec<&str> = audits
+        .iter()
+        .filter(|e| e.details["result"] == "refused")
+        .map(|e| e.details["reason"].as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(audited, codes);
 }
 
 /// Field case B06 with FC22: 10,000 writes of bit 3 while the poll runs and

@@ -105,3 +105,72 @@ fn writable_opcua_tags_are_described_with_their_limits() {
     assert!(text.contains("; writable: min 0, max 100, max 3/min, read-back within 10s)\n"), "{text}");
     assert_eq!(text.matches("writable").count(), 1, "{text}");
 }
+
+/// A third-party server (asyncua, `tests/sim/asyncua_server.py`): writes
+/// take each node's DataType (a Double, an Int16 that refuses 40000 before
+/// anything is sent), a read-only node answers with its StatusCode, and a
+/// node the server does not have is refused `unknown_node`.
+#[tokio::test]
+async fn an_asyncua_server_takes_writes_with_its_node_types() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(python) = crate::sim::python_with("asyncua", "ASYNCUA") else { return };
+    let port = crate::common::free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/asyncua_server.py");
+    let mut server = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.ok().and_then(Result::ok).flatten();
+    let endpoint = ready.as_deref().and_then(|l| l.strip_prefix("ready ")).expect("asyncua server ready line").to_string();
+    const UA: &str = "urn:relais:test:asyncua";
+    let devs = ua_devices(&format!(
+        "[[device]]\nname = \"py\"\nprotocol = \"opcua\"\nendpoint = \"{endpoint}\"\nmode = \"poll\"\npoll_interval = \"200ms\"\n\
+         [[device.tag]]\nname = \"sp\"\nnode_id = \"nsu={UA};s=sp\"\nwritable = true\n\
+         [[device.tag]]\nname = \"count\"\nnode_id = \"nsu={UA};s=count\"\nwritable = true\n\
+         [[device.tag]]\nname = \"ro\"\nnode_id = \"nsu={UA};s=ro\"\nwritable = true\n\
+         [[device.tag]]\nname = \"ghost\"\nnode_id = \"nsu={UA};s=ghost\"\nwritable = true\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Arc::new(Ingest::new(65536));
+    let _buffer = Buffer::open(&BufferConfig::default(), dir.path(), ingest.clone(), &[]).unwrap();
+    let acts = Actuators::new(Some(ingest.events()));
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    relais::sources::opcua::session::spawn_all_with(devs, ingest.clone(), &Telemetry::default(), stop.clone(), (dir.path(), "test"), &acts)
+        .unwrap();
+    let write = |tag: &str, v: Value| {
+        let acts = acts.clone();
+        let r = WriteRequest::new("py", tag, v, Origin::Cli);
+        async move { acts.write(r).await }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let o = write("sp", Value::F64(21.5)).await;
+        if o.code() != "comm_failure" || tokio::time::Instant::now() > deadline {
+            break o;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (first.result, first.readback.clone(), first.old.clone()),
+        (WriteResult::Ok, Some(Value::F64(21.5)), Some(Value::F64(0.0))),
+        "{first:?}"
+    );
+    let o = write("count", Value::I64(-7)).await;
+    assert_eq!((o.result, o.readback.clone()), (WriteResult::Ok, Some(Value::I64(-7))), "{o:?}");
+    let o = write("count", Value::I64(40000)).await;
+    assert_eq!((o.result, o.code()), (WriteResult::Refused, "bad_value"), "{o:?}");
+    assert!(o.reason.as_deref().unwrap().contains("does not fit Int16") && o.sent.is_none(), "{o:?}");
+    let o = write("ro", Value::I64(1)).await;
+    assert_eq!(o.result, WriteResult::Failed, "{o:?}");
+    assert!(o.code().starts_with("opcua_status(0x80"), "the server's StatusCode: {o:?}");
+    let o = write("ghost", Value::I64(1)).await;
+    assert_eq!((o.result, o.code()), (WriteResult::Refused, "unknown_node"), "{o:?}");
+    let o = write("count", Value::I64(5)).await;
+    assert_eq!(o.old, Some(Value::I64(-7)), "the server kept the earlier write: {o:?}");
+    server.kill().await.ok();
+}
