@@ -63,6 +63,15 @@ async fn opcua_writes_use_the_node_type_limits_and_the_status_code() {
     // An integer is written as the node's Double.
     let o = write("sp", Value::I64(7)).await;
     assert_eq!((o.result, o.readback.clone()), (WriteResult::Ok, Some(Value::F64(7.0))), "{o:?}");
+    // A dry run says what it would write in words, not Rust Debug.
+    let mut dry = WriteRequest::new("plc", "sp", Value::F64(3.5), Origin::Cli);
+    dry.dry_run = true;
+    let o = acts.write(dry).await;
+    let why = o.reason.clone().unwrap_or_default();
+    assert!(
+        o.result == WriteResult::Ok && why.starts_with("dry_run: would write 3.5 as Double to node ") && !why.contains("Double("),
+        "{o:?}"
+    );
     // Refusals never reach the server.
     let o = write("sp", Value::F64(100.5)).await;
     assert_eq!((o.result, o.code()), (WriteResult::Refused, "out_of_range"), "{o:?}");
