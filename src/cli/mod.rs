@@ -2,12 +2,14 @@
 //! `browse`, `probe`, `query`); `run`, `sim`, `import` and `demo` call into `app`, `sim` and
 //! `demo`.
 
+mod admin_client;
 mod audit;
 mod browse;
 mod check;
 mod probe;
 mod quarantine;
 mod query;
+mod status;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -165,6 +167,21 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCmd,
     },
+    /// A snapshot of the running daemon from its admin API: devices, sinks, buffer, latest events.
+    Status {
+        /// Where the daemon is.
+        #[command(flatten)]
+        at: status::Where,
+    },
+    /// Committed samples and events of the running daemon as they come (its admin API's live stream), until Ctrl-C.
+    Tail {
+        /// Only tags matching this glob on device/tag, e.g. 'pump1/*' (quote it in the shell).
+        #[arg(value_name = "GLOB")]
+        pattern: Option<String>,
+        /// Where the daemon is.
+        #[command(flatten)]
+        at: status::Where,
+    },
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -245,6 +262,8 @@ pub fn main() -> ExitCode {
         | Command::Quarantine { .. }
         | Command::Audit { .. }
         | Command::Query(_)
+        | Command::Status { .. }
+        | Command::Tail { .. }
         | Command::Detect { .. }
         | Command::Rules { .. } => {}
         // A one-shot command prints its own report: only problems are logged.
@@ -293,6 +312,8 @@ pub fn main() -> ExitCode {
         Command::Quarantine { what } => quarantine::run(what),
         Command::Audit { what } => audit::run(what),
         Command::Query(a) => query::run(&a),
+        Command::Status { at } => status::status(&at),
+        Command::Tail { pattern, at } => status::tail(&at, pattern.as_deref()),
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),

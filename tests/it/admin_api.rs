@@ -197,3 +197,78 @@ async fn openapi_documents_every_route() {
         assert!(!target.is_null(), "dangling $ref #/{path}");
     }
 }
+
+/// `relais status` and `relais tail` against a running gateway: the table,
+/// a sample as it is committed, and the errors when nothing runs or the
+/// token is wrong.
+#[tokio::test]
+async fn relais_status_and_tail_read_the_admin_api() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, ingest, admin, _sim) = start(dir.path()).await;
+    let cfg = dir.path().join("relais.toml");
+    // The same gateway configuration, in a file, for the client commands.
+    let text = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"admin.token\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let relais = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_relais"));
+        c.args(args).env_remove("RELAIS_ADMIN_TOKEN");
+        if let Some(t) = env {
+            c.env("RELAIS_ADMIN_TOKEN", t);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    crate::common::eventually(Duration::from_secs(5), || {
+        gw.status.telemetry.devices().iter().any(|d| d.good.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    })
+    .await;
+    let cfg_s: &'static str = cfg.to_str().unwrap().to_string().leak();
+    let (code, out, err) = tokio::task::spawn_blocking(move || relais(&["status", "--config", cfg_s], None)).await.unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("DEVICE") && out.lines().any(|l| l.starts_with("line") && l.contains(" up ")), "{out}");
+    // Wrong token, no daemon: exit 1 with what to do.
+    let url = format!("http://127.0.0.1:{admin}");
+    let (code, _, err) = tokio::task::spawn_blocking(move || relais(&["status", "--url", url.leak()], Some("wrong"))).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("refused the token"), "{err}");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (code, _, err) = tokio::task::spawn_blocking(move || relais(&["status", "--url", dead.leak()], None)).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("relais is not running"), "{err}");
+
+    // tail: the committed value, decoded, only for the glob.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["tail", "lab/*", "--config", cfg_s])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for l in std::io::BufReader::new(stdout).lines() {
+            let l = l.unwrap();
+            let done = l.contains("lab/temp = 42.5  good");
+            seen.push(l);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await; // connected
+    assert_eq!(post(ingest, r#"{"temp": 42.5}"#).await, 200);
+    let t0 = std::time::Instant::now();
+    while !lines.is_finished() && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = lines.join().unwrap();
+    assert!(seen.last().is_some_and(|l| l.contains("lab/temp = 42.5  good")), "{seen:?}");
+    assert!(seen.iter().all(|l| !l.contains("line/")), "only lab/*: {seen:?}");
+    gw.shutdown().await.unwrap();
+}
