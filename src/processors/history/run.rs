@@ -16,6 +16,7 @@
 //!   buffer keeps it). A new database starts with what is committed from
 //!   now on (no back-fill of the buffer).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -25,8 +26,8 @@ use super::agg::{HOUR_NS, MINUTE_NS, bucket};
 use super::collect::{Collector, FLUSH_ROWS};
 use super::config::HistoryConfig;
 use super::store::Store;
-use crate::buffer::Reader;
 use crate::buffer::tap::TapSubscription;
+use crate::buffer::{Buffer, Reader};
 use crate::component::Ctx;
 use crate::model::Timestamp;
 
@@ -39,16 +40,21 @@ const CATCH_UP_CHUNK: usize = 20_000;
 /// Opens `history.db` and starts the writer (nothing when `enabled = false`).
 /// It ends when `ctx.stop` fires (after a last flush) or the buffer closes.
 pub fn spawn(cfg: HistoryConfig, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    spawn_with(cfg, ctx.data_dir, ctx.buffer, ctx.stop.clone())
+}
+
+/// [`spawn`] with only what it uses (the ingest bench runs it beside a bare
+/// buffer). Call it inside a multi-threaded tokio runtime.
+pub fn spawn_with(cfg: HistoryConfig, data_dir: &Path, buffer: &Buffer, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
     if !cfg.enabled {
         return Ok(Vec::new());
     }
-    let path = HistoryConfig::path(ctx.data_dir);
+    let path = HistoryConfig::path(data_dir);
     let store = Store::open(&path)?;
-    let reader = ctx.buffer.reader()?;
+    let reader = buffer.reader()?;
     // Subscribed before any source starts: nothing committed from now on is missed.
-    let sub = ctx.buffer.tap().subscribe();
+    let sub = buffer.tap().subscribe();
     let handle = tokio::runtime::Handle::current();
-    let stop = ctx.stop.clone();
     tracing::info!(path = %path.display(), "{}", cfg.describe());
     Ok(vec![tokio::task::spawn_blocking(move || {
         let mut w = Writer { cfg, store, reader, lost: 0, written: 0 };
