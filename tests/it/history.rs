@@ -361,3 +361,17 @@ fn bad_arguments_give_clear_errors() {
     assert!(e.contains("history / minutes") && e.contains("keep raw <= minutes <= hours"), "{e}");
     assert!(e.contains("keep"), "{e}");
 }
+
+#[test]
+fn the_sample_loads_and_relais_check_describes_history() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/processors/history/sample.toml");
+    let cfg = relais::config::Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    let h = cfg.history.clone().expect("[history] parsed");
+    assert_eq!((h.raw.as_secs(), h.minutes.as_secs(), h.hours.as_secs()), (86_400, 7 * 86_400, 90 * 86_400));
+    let o = Command::new(env!("CARGO_BIN_EXE_relais")).args(["check", "--config"]).arg(&p).output().unwrap();
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        plan.contains("history: history.db in data_dir; raw samples 1d, minute rollups 7d, hour rollups 90d; written every 1s"),
+        "{plan}"
+    );
+}

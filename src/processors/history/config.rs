@@ -55,7 +55,7 @@ impl HistoryConfig {
         if !self.enabled {
             return "history: off ([history] enabled = false)".into();
         }
-        let h = |d: Duration| humantime::format_duration(d).to_string();
+        let h = crate::units::format_duration;
         format!(
             "history: {FILE_NAME} in data_dir; raw samples {}, minute rollups {}, hour rollups {}; written every {}",
             h(self.raw),

@@ -128,7 +128,7 @@ pub fn run(conn: &Connection, spec: &Spec, cfg: &HistoryConfig, now: i64) -> any
         notes.push(format!(
             "{} are kept {}: buckets before {} have no data (a larger --every reads a table kept longer)",
             table.describe(),
-            humantime::format_duration(table.keep(cfg)),
+            crate::units::format_duration(table.keep(cfg)),
             format_rfc3339(Timestamp(kept_from))
         ));
     }

@@ -64,7 +64,7 @@ impl Spec {
         if n > MAX_BUCKETS {
             return Err(format!(
                 "--every {}: {n} buckets in this window (at most {MAX_BUCKETS}); choose a larger --every or a shorter window",
-                humantime::format_duration(Duration::from_nanos(every as u64))
+                crate::units::format_duration(Duration::from_nanos(every as u64))
             ));
         }
         let by = match by {
