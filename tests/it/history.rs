@@ -375,3 +375,51 @@ fn the_sample_loads_and_relais_check_describes_history() {
         "{plan}"
     );
 }
+
+/// Samples committed while the daemon is down (`relais import`, which runs no
+/// history) are read back from the buffer at its next start: counted once.
+#[tokio::test]
+async fn what_was_committed_while_the_daemon_was_down_is_caught_up_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, admin) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), ingest, admin, "");
+    let file = "\n[[source]]\nname = \"rig\"\ntype = \"file\"\ntimestamp_column = \"ts\"\ntimestamp_format = \"rfc3339\"\n";
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(file);
+    std::fs::write(&cfg, text).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let t0 = (now - 2 * 3600).div_euclid(3600) * 3600;
+    // A first run: history starts (a new history.db starts at the buffer's end).
+    let d = Daemon::start(&cfg);
+    let first = rows(t0 + 1, 20, 30, 1.0);
+    post(ingest, "lab", &first).await;
+    wait_count(&cfg, "*", &rfc(t0), &rfc(t0 + 3600), 40).await;
+    d.stop().await;
+    // While it is down: an import commits 50 rows of two tags into the buffer.
+    let imported = rows(t0 + 2, 50, 40, 5.0);
+    let mut csv = String::from("ts,a,b\n");
+    for (t, a, b) in &imported {
+        csv += &format!("{},{},{}\n", rfc(*t), a.map_or("x".into(), |v| v.to_string()), b.map_or("x".into(), |v| v.to_string()));
+    }
+    // Strict policy for files: no bad values in what is imported.
+    let csv = csv.replace(",x,", ",0,");
+    std::fs::write(dir.path().join("rig.csv"), &csv).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["import", "--no-wait", "--source", "rig", "--config"])
+        .arg(&cfg)
+        .arg(dir.path().join("rig.csv"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(query_json(&cfg, &["rig/*", "--from", &rfc(t0), "--to", &rfc(t0 + 3600)]).is_empty(), "no history ran during the import");
+    // The next start reads them back from the buffer, once.
+    let d = Daemon::start(&cfg);
+    wait_count(&cfg, "*", &rfc(t0), &rfc(t0 + 3600), 140).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rig: u64 = query_json(&cfg, &["rig/*", "--from", &rfc(t0), "--to", &rfc(t0 + 3600), "--every", "1h"])
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rig, 100, "the imported samples, each once");
+    d.stop().await;
+}
