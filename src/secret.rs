@@ -30,8 +30,32 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if COMPARING.with(std::cell::Cell::get) {
+            // A salted digest: two configurations compare equal only when
+            // the secret is the same, and the text shows nothing of it.
+            use sha2::Digest;
+            let salt = SALT.get_or_init(|| fastrand::u64(..));
+            let d = sha2::Sha256::new().chain_update(salt.to_le_bytes()).chain_update(self.0.as_bytes()).finalize();
+            return write!(f, "Secret({:x})", d);
+        }
         f.write_str("Secret(***)")
     }
+}
+
+thread_local! {
+    static COMPARING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Runs `f` (which formats configurations with `Debug`) with every
+/// [`Secret`] shown as a salted digest instead of `***`, so a changed
+/// password makes a different text (`app::reload` compares configurations
+/// that way). The text must stay in memory: never log it.
+pub fn comparing<R>(f: impl FnOnce() -> R) -> R {
+    COMPARING.with(|c| c.set(true));
+    let r = f();
+    COMPARING.with(|c| c.set(false));
+    r
 }
 
 /// What [`read_secret`] found.

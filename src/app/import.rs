@@ -204,7 +204,7 @@ pub async fn run(cfg: Config, paths: &[String], opts: ImportOptions) -> anyhow::
         gw.shutdown().await?;
         return Ok(EXIT_INTERRUPTED);
     }
-    let delivered = opts.no_wait || gw.status.cursors.is_empty() || deliver(&gw, &interrupted, &data_dir).await;
+    let delivered = opts.no_wait || gw.status.cursors.list().is_empty() || deliver(&gw, &interrupted, &data_dir).await;
     gw.shutdown().await?;
     Ok(if !delivered {
         EXIT_INTERRUPTED

@@ -11,10 +11,13 @@
 pub mod admin;
 mod health;
 pub mod import;
+mod prepare;
+pub mod reload;
+mod signals;
 mod status;
 mod systemd;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,13 +28,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Buffer;
 use crate::component::Ctx;
-use crate::config::{Config, DeviceConfig, GatewayConfig, SinkConfig, SourceConfig};
+use crate::config::{Config, DeviceConfig, GatewayConfig, SourceConfig};
 use crate::ingest::Ingest;
-use crate::processors::history::HistoryConfig;
 use crate::telemetry::Telemetry;
-use crate::util::exit::permanent;
-use anyhow::Context as _;
 pub use health::spawn_health;
+use prepare::{check_tls_files, prepare_data_dir};
+pub use signals::cancel_on_signal;
 pub use status::{StatusLine, spawn_status};
 use systemd::spawn_systemd;
 
@@ -44,50 +46,13 @@ pub struct RunOptions {
     pub status_interval: Option<Duration>,
     /// Start only the buffer and the sinks (no devices, no sources): `relais import`.
     pub sinks_only: bool,
+    /// The configuration file, which `POST /api/reload`, SIGHUP and
+    /// `relais reload` read again (`relais run`); `None`: no reload.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Time sinks get at shutdown to deliver what is committed.
 const SINK_GRACE: Duration = Duration::from_millis(1500);
-
-/// Cancels `token` on SIGTERM or SIGINT. SIGHUP, SIGUSR1 and SIGUSR2 are
-/// logged and ignored (their default action would kill the daemon without
-/// its orderly shutdown).
-pub fn cancel_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    for (kind, name) in
-        [(SignalKind::hangup(), "SIGHUP"), (SignalKind::user_defined1(), "SIGUSR1"), (SignalKind::user_defined2(), "SIGUSR2")]
-    {
-        if let Ok(mut s) = signal(kind) {
-            tokio::spawn(async move {
-                while s.recv().await.is_some() {
-                    tracing::warn!("{name} ignored: relais does not reload its configuration; restart it to apply changes");
-                }
-            });
-        }
-    }
-    // Both handlers are installed before this returns (not when the task
-    // first runs): a signal arriving right after start is never missed, nor
-    // does it kill the process with the default action.
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = wait_signal(int.as_mut()) => tracing::info!("SIGINT received; shutting down"),
-            _ = wait_signal(term.as_mut()) => tracing::info!("SIGTERM received; shutting down"),
-        }
-        token.cancel();
-    });
-}
-
-/// Waits for the next delivery of `s` (forever without a handler).
-async fn wait_signal(s: Option<&mut tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending::<()>().await,
-    }
-}
 
 async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
     let n = handles.len();
@@ -107,46 +72,6 @@ async fn join_all(handles: Vec<JoinHandle<()>>, within: Duration, what: &str) {
     }
 }
 
-/// Creates `data_dir` (and its parents). A file in its place, or a folder
-/// that cannot be created, fails with the I/O error in the chain, so
-/// [`crate::util::exit::is_permanent`] tells it apart.
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(permanent(anyhow::anyhow!("cannot create data_dir {}: a file of that name exists", dir.display())));
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data_dir {}", dir.display()))
-}
-
-/// Reads the TLS files (CA, client certificate and key) of every MQTT sink
-/// and MQTT ingest source once, so an unreadable one stops the start
-/// (permanent) instead of failing every reconnection.
-fn check_tls_files(sinks: &[SinkConfig], sources: &[SourceConfig]) -> anyhow::Result<()> {
-    for s in sinks {
-        // The cloud sinks' TLS files (CA, client certificate and key).
-        let files = match s {
-            SinkConfig::Http(h) => Some(&h.tls),
-            _ => None,
-        };
-        if let Some(f) = files {
-            f.client_config().map_err(|e| permanent(e.context(format!("sink {:?}: TLS", s.name()))))?;
-        }
-    }
-    let sink_conns = sinks.iter().filter_map(|s| match s {
-        SinkConfig::Mqtt(m) => Some((format!("sink {:?}", m.name), &m.conn)),
-        _ => None,
-    });
-    let source_conns = sources.iter().filter_map(|s| match s {
-        SourceConfig::MqttIn(m) => Some((format!("source {:?}", m.common.name), &m.conn)),
-        _ => None,
-    });
-    for (who, conn) in sink_conns.chain(source_conns) {
-        if conn.broker.tls {
-            crate::mqtt::options(conn).map_err(|e| permanent(e.context(format!("{who}: TLS"))))?;
-        }
-    }
-    Ok(())
-}
-
 /// A started gateway: ring, buffer writer, sinks, sources, monitoring.
 pub struct Gateway {
     /// Gateway id.
@@ -164,12 +89,24 @@ pub struct Gateway {
     pub actuators: crate::component::Actuators,
     /// `type = "file"` sources (used by `relais import`).
     pub file_sources: Vec<crate::sources::file::config::FileSource>,
+    data_dir: PathBuf,
+    events: Option<crate::ingest::Events>,
+    live: crate::component::live::LiveTable,
+    alarm_acks: crate::component::AlarmAcks,
     sources_stop: CancellationToken,
     sinks_stop: CancellationToken,
     aux_stop: CancellationToken,
-    source_tasks: Vec<JoinHandle<()>>,
+    /// Sinks, processors, devices and sources, unit by unit (see `reload`).
+    supervisor: reload::Supervisor,
+    /// Tasks stopped with the sinks that are no unit (the live table).
     sink_tasks: Vec<JoinHandle<()>>,
     aux: Vec<JoinHandle<()>>,
+    /// The file and the running configuration, when it can be reloaded.
+    config: Option<reload::Source>,
+    reloader: Option<reload::Reloader>,
+    reloads: Option<tokio::sync::mpsc::Receiver<reload::Request>>,
+    /// The `[admin]` settings a reload changes in the running listener.
+    admin_settings: Option<admin::Settings>,
     /// Cancels every task when a `Gateway` is dropped without `shutdown`
     /// (a panicking test, an early return): blocking sources (tail, watch
     /// ingest) would otherwise keep the runtime from ever shutting down.
@@ -192,7 +129,7 @@ struct Processors {
     detectors: Vec<crate::processors::anomaly::DetectorConfig>,
     rules: Vec<crate::processors::rules::RuleConfig>,
     commands: Option<crate::processors::commands::CommandsConfig>,
-    history: Option<HistoryConfig>,
+    history: Option<crate::processors::history::HistoryConfig>,
 }
 
 /// What runs: everything, or with `sinks_only` (`relais import`: the sinks
@@ -210,26 +147,6 @@ fn to_run(
     } else {
         (devices, sources, procs)
     }
-}
-
-/// Detectors, rules and history first (they subscribe to committed samples before any
-/// source pushes), then devices and sources.
-async fn spawn_sources(
-    procs: Processors,
-    devices: &[DeviceConfig],
-    sources: &[SourceConfig],
-    ctx: &Ctx<'_>,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    use crate::component::Kind;
-    let mut tasks = crate::processors::anomaly::component::Anomaly::spawn(procs.detectors, ctx).await?;
-    tasks.extend(crate::processors::rules::component::Rules::spawn(procs.rules, ctx).await?);
-    tasks.extend(crate::processors::commands::component::Commands::spawn(procs.commands.into_iter().collect(), ctx).await?);
-    if let Some(h) = procs.history {
-        tasks.extend(crate::processors::history::run::spawn(h, ctx)?);
-    }
-    tasks.extend(DeviceConfig::spawn_all(devices, ctx).await?);
-    tasks.extend(SourceConfig::spawn_all(sources, ctx).await?);
-    Ok(tasks)
 }
 
 /// The status line, the health samples, the systemd watchdog and the log of
@@ -269,32 +186,39 @@ fn file_sources(sources: Vec<SourceConfig>) -> Vec<crate::sources::file::config:
 /// Starts the `[admin]` listener over the gateway's status, buffer and metrics.
 async fn start_admin(
     cfg: &crate::config::AdminConfig,
-    status: &StatusLine,
-    buffer: &Buffer,
+    gw: &Gateway,
     recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>,
     devices: Vec<(String, Option<Duration>)>,
-    (live, acks, data_dir, history): (
-        crate::processors::live::LiveTable,
-        crate::component::AlarmAcks,
-        &Path,
-        Option<admin::history::HistoryAccess>,
-    ),
-    stop: &CancellationToken,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    history: Option<admin::history::HistoryAccess>,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, admin::Settings)> {
     let expect = admin::Expect { devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
-    let (reader, auth, data_dir) = (buffer.reader()?, cfg.auth.clone(), data_dir.to_path_buf());
-    let a = admin::Admin { status: status.clone(), reader, recorder, auth, expect, live, data_dir, acks, history };
-    admin::spawn_admin(cfg, a, stop.clone()).await
+    let settings = admin::Settings::new(cfg.auth.clone(), expect);
+    let a = admin::Admin {
+        status: gw.status.clone(),
+        reader: gw.buffer.reader()?,
+        recorder,
+        settings: settings.clone(),
+        live: gw.live.clone(),
+        data_dir: gw.data_dir.clone(),
+        reload: gw.reloader.clone(),
+        acks: gw.alarm_acks.clone(),
+        history,
+    };
+    Ok((admin::spawn_admin(cfg, a, gw.aux_stop.clone()).await?, settings))
 }
 
 impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
+        let running = cfg.clone();
         let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin, history } = cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
         warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
-        let history_access = history.clone().map(|cfg| admin::history::HistoryAccess { path: HistoryConfig::path(&gateway.data_dir), cfg });
+        let history_access = history.clone().map(|cfg| {
+            let path = crate::processors::history::HistoryConfig::path(&gateway.data_dir);
+            admin::history::HistoryAccess { path, cfg }
+        });
         let (devices, sources, procs) = to_run(devices, sources, Processors { detectors, rules, commands, history }, &opts);
         let (n_devices, n_sinks, n_sources) = (devices.len(), sinks.len(), sources.len());
         // Problems a restart cannot cure fail here, marked (exit code 4).
@@ -308,57 +232,54 @@ impl Gateway {
         let telemetry = Arc::new(recorder.clone().map(Telemetry::with_recorder).unwrap_or_default());
         let expect_devices: Vec<(String, Option<Duration>)> =
             devices.iter().map(|d| (d.name().to_string(), d.component().poll_period())).collect();
+        let status =
+            StatusLine { ingest: ingest.clone(), buffer: buffer.stats().clone(), cursors: buffer.cursors(), telemetry: telemetry.clone() };
+        let (sources_stop, sinks_stop, aux_stop) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+        let config = opts.config_path.clone().filter(|_| !opts.sinks_only).map(|path| reload::Source { path, running });
+        let (reloader, reloads) = config.as_ref().map(|_| reload::Reloader::channel()).unzip();
         let live = crate::component::live::LiveTable::new();
-        let actuators = crate::component::Actuators::new(events.clone()).with_live(live.clone());
-        let alarm_acks = crate::component::AlarmAcks::default();
-        // Subscribed before any source starts; `relais import` needs none.
-
-        // Sinks, then detectors and rules, then sources: each family starts its kinds
-        // with one context (sources and sinks stop at different moments).
-        let sinks_stop = CancellationToken::new();
-        let ctx = |stop: &CancellationToken| Ctx {
-            gateway: &gateway.id,
-            data_dir: &gateway.data_dir,
-            ingest: &ingest,
-            buffer: &buffer,
-            telemetry: &telemetry,
-            events: events.clone(),
-            stop: stop.clone(),
-            grace: SINK_GRACE,
-            actuators: actuators.clone(),
-            live: live.clone(),
-            alarm_acks: alarm_acks.clone(),
+        let mut gw = Gateway {
+            _stop_on_drop: [sources_stop.clone().drop_guard(), sinks_stop.clone().drop_guard(), aux_stop.clone().drop_guard()],
+            id: gateway.id.clone(),
+            data_dir: gateway.data_dir.clone(),
+            actuators: crate::component::Actuators::new(events.clone()).with_live(live.clone()),
+            alarm_acks: crate::component::AlarmAcks::default(),
+            live,
+            events,
+            ingest,
+            buffer,
+            telemetry,
+            status,
+            file_sources: Vec::new(),
+            supervisor: reload::Supervisor::new(sources_stop.clone(), sinks_stop.clone()),
+            sources_stop,
+            sinks_stop,
+            aux_stop,
+            sink_tasks: Vec::new(),
+            aux: Vec::new(),
+            config,
+            reloader,
+            reloads,
+            admin_settings: None,
         };
-        let mut sink_tasks = SinkConfig::spawn_all(&sinks, &ctx(&sinks_stop)).await?;
-        // Subscribed before any source starts; `relais import` needs none.
-        sink_tasks.extend((!opts.sinks_only).then(|| live.spawn(buffer.tap(), sinks_stop.clone())));
-
-        let sources_stop = CancellationToken::new();
-        let source_tasks = spawn_sources(procs, &devices, &sources, &ctx(&sources_stop)).await?;
-        let file_sources = file_sources(sources);
-
-        // Monitoring.
-        let aux_stop = CancellationToken::new();
-        let status = StatusLine {
-            ingest: ingest.clone(),
-            buffer: buffer.stats().clone(),
-            cursors: sink_names.iter().filter_map(|n| buffer.cursor(n)).collect(),
-            telemetry: telemetry.clone(),
-        };
-        let mut aux = spawn_monitoring(&status, &gateway, &opts, &aux_stop);
+        // Sinks, then detectors, rules and commands (they subscribe to
+        // committed samples before any source pushes), then devices and
+        // sources: the units' order (see `reload::plan::Family`).
+        let procs_refs = (&procs.detectors[..], &procs.rules[..], procs.commands.as_ref(), procs.history.as_ref());
+        let units = reload::plan::units(&sinks, procs_refs, &devices, &sources);
+        // The live table subscribes before any source starts; `relais import` needs none.
+        if !opts.sinks_only {
+            gw.sink_tasks.push(gw.live.spawn(gw.buffer.tap(), gw.sinks_stop.clone()));
+        }
+        for (key, unit) in units {
+            gw.start_unit(key, unit).await?;
+        }
+        gw.file_sources = file_sources(sources);
+        gw.aux = spawn_monitoring(&gw.status, &gateway, &opts, &gw.aux_stop);
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
-            aux.extend(
-                start_admin(
-                    cfg,
-                    &status,
-                    &buffer,
-                    recorder,
-                    expect_devices,
-                    (live, alarm_acks, &gateway.data_dir, history_access),
-                    &aux_stop,
-                )
-                .await?,
-            );
+            let (tasks, settings) = start_admin(cfg, &gw, recorder, expect_devices, history_access).await?;
+            gw.aux.extend(tasks);
+            gw.admin_settings = Some(settings);
         }
         // Configuration parsing and planning are done: give their memory back.
         crate::memory::trim();
@@ -366,23 +287,34 @@ impl Gateway {
             gateway = %gateway.id, devices = n_devices, sources = n_sources, sinks = n_sinks,
             data_dir = %gateway.data_dir.display(), "relais running"
         );
-        let _stop_on_drop = [sources_stop.clone().drop_guard(), sinks_stop.clone().drop_guard(), aux_stop.clone().drop_guard()];
-        Ok(Gateway {
-            _stop_on_drop,
-            id: gateway.id,
-            ingest,
-            buffer,
-            telemetry,
-            status,
-            actuators,
-            file_sources,
-            sources_stop,
-            sinks_stop,
-            aux_stop,
-            source_tasks,
-            sink_tasks,
-            aux,
-        })
+        Ok(gw)
+    }
+
+    /// Starts one unit of components with its own stop token.
+    async fn start_unit(&mut self, key: reload::plan::UnitKey, unit: reload::plan::Unit) -> anyhow::Result<()> {
+        let stop = self.supervisor.token(key.0);
+        let ctx = Ctx {
+            gateway: &self.id,
+            data_dir: &self.data_dir,
+            ingest: &self.ingest,
+            buffer: &self.buffer,
+            telemetry: &self.telemetry,
+            events: self.events.clone(),
+            stop,
+            grace: SINK_GRACE,
+            actuators: self.actuators.clone(),
+            live: self.live.clone(),
+            alarm_acks: self.alarm_acks.clone(),
+        };
+        self.supervisor.start(key, unit, &ctx).await
+    }
+
+    /// The next reload asked for (never, when this gateway cannot reload).
+    async fn next_reload(&mut self) -> Option<reload::Request> {
+        match &mut self.reloads {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Committed samples not yet acknowledged by every sink (0 without sinks).
@@ -391,17 +323,19 @@ impl Gateway {
     }
 
     /// The ordered shutdown (see the module docs).
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let t0 = std::time::Instant::now();
         self.sources_stop.cancel();
-        join_all(self.source_tasks, Duration::from_secs(1), "sources").await;
+        join_all(self.supervisor.take_handles(false), Duration::from_secs(1), "sources").await;
         self.aux_stop.cancel();
         join_all(self.aux, Duration::from_millis(200), "monitoring").await;
         if tokio::time::timeout(Duration::from_secs(1), self.ingest.barrier()).await.is_err() {
             tracing::warn!(pending = self.ingest.len(), "the buffer did not commit the last samples within 1s");
         }
         self.sinks_stop.cancel();
-        join_all(self.sink_tasks, SINK_GRACE + Duration::from_millis(800), "sinks").await;
+        let mut sinks = self.supervisor.take_handles(true);
+        sinks.append(&mut self.sink_tasks);
+        join_all(sinks, SINK_GRACE + Duration::from_millis(800), "sinks").await;
         let buffer = self.buffer;
         let last = buffer.stats().last_seq.load(Ordering::Relaxed);
         tokio::task::spawn_blocking(move || buffer.close()).await?;
@@ -412,9 +346,23 @@ impl Gateway {
 
 /// Runs the gateway until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
-    let gw = Gateway::start(cfg, opts).await?;
+    let mut gw = Gateway::start(cfg, opts).await?;
+    // SIGHUP reloads this gateway's file while it runs.
+    let _hangup = gw.reloader.clone().map(reload::on_hangup);
     let _ = sd_notify::notify(&[NotifyState::Ready]);
-    shutdown.cancelled().await;
+    loop {
+        let req = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = gw.next_reload() => r,
+        };
+        let Some(req) = req else { break };
+        let _ = sd_notify::notify(&[NotifyState::Reloading]);
+        let out = gw.reload(req.origin).await;
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+        if let Some(reply) = req.reply {
+            let _ = reply.send(out);
+        }
+    }
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     gw.shutdown().await
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{BufferStats, SinkCursor};
+use crate::buffer::{BufferStats, CursorSet};
 use crate::ingest::Ingest;
 use crate::telemetry::Telemetry;
 
@@ -17,8 +17,8 @@ pub struct StatusLine {
     pub ingest: Arc<Ingest>,
     /// Buffer counters.
     pub buffer: Arc<BufferStats>,
-    /// Sink cursors, in sink order.
-    pub cursors: Vec<SinkCursor>,
+    /// Sink cursors, in sink order (shared: a reload adds and removes sinks).
+    pub cursors: Arc<CursorSet>,
     /// Component counters.
     pub telemetry: Arc<Telemetry>,
 }
@@ -29,6 +29,7 @@ impl StatusLine {
         let last = self.buffer.last_seq.load(Ordering::Relaxed);
         let first = self.buffer.first_seq.load(Ordering::Relaxed);
         self.cursors
+            .list()
             .iter()
             .map(|c| {
                 let from = c.get().max(first.saturating_sub(1));
@@ -61,7 +62,7 @@ impl StatusLine {
         ));
         let sinks = self.telemetry.sinks();
         for (name, backlog) in self.backlogs() {
-            let lost = self.cursors.iter().find(|c| c.name() == name).map_or(0, |c| c.dropped());
+            let lost = self.cursors.get(&name).map_or(0, |c| c.dropped());
             let state = sinks.iter().find(|s| s.name == name).map(|s| crate::sinks::driver::status::render(s, backlog, lost));
             parts.push(format!("{name}: {}", state.unwrap_or_default()));
         }

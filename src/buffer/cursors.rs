@@ -67,3 +67,71 @@ impl SinkCursor {
         self.acked.fetch_max(seq, Ordering::AcqRel);
     }
 }
+
+/// The cursors of the configured sinks, shared by the [`super::Buffer`]
+/// handle (which adds and removes sinks on a configuration reload), the
+/// status line and the writer thread (which persists them and keeps
+/// retention below the slowest).
+///
+/// Invariant: a sink's cursor is one shared [`SinkCursor`] for as long as the
+/// sink stays configured, so a restarted sink resumes where it was. Changes
+/// reach the writer at its next loop turn ([`CursorSet::take_changes`]).
+#[derive(Debug, Default)]
+pub struct CursorSet {
+    list: std::sync::RwLock<Vec<SinkCursor>>,
+    /// Names removed since the writer last looked (their rows are deleted).
+    removed: std::sync::Mutex<Vec<String>>,
+    changed: std::sync::atomic::AtomicBool,
+}
+
+impl CursorSet {
+    pub(crate) fn new(cursors: Vec<SinkCursor>) -> CursorSet {
+        CursorSet { list: std::sync::RwLock::new(cursors), ..Default::default() }
+    }
+
+    /// The cursors, in the order the sinks were configured (then added).
+    pub fn list(&self) -> Vec<SinkCursor> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The cursor of sink `name`.
+    pub fn get(&self, name: &str) -> Option<SinkCursor> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).iter().find(|c| c.name() == name).cloned()
+    }
+
+    /// The cursor of `name`, made at `seq` when the sink is new.
+    pub(crate) fn add(&self, name: &str, seq: u64) -> SinkCursor {
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = list.iter().find(|c| c.name() == name) {
+            return c.clone();
+        }
+        let c = SinkCursor::new(name, seq, None);
+        list.push(c.clone());
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).retain(|n| n != name);
+        self.changed.store(true, Ordering::Release);
+        c
+    }
+
+    /// Forgets sink `name`: its cursor no longer holds retention back and its
+    /// stored row is deleted. False when it was not there.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
+        list.retain(|c| c.name() != name);
+        if list.len() == before {
+            return false;
+        }
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).push(name.to_string());
+        self.changed.store(true, Ordering::Release);
+        true
+    }
+
+    /// For the writer: the new list and the removed names, once after each change.
+    pub(crate) fn take_changes(&self) -> Option<(Vec<SinkCursor>, Vec<String>)> {
+        if !self.changed.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let removed = std::mem::take(&mut *self.removed.lock().unwrap_or_else(|e| e.into_inner()));
+        Some((self.list(), removed))
+    }
+}

@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::watch;
 
 use super::config::BufferConfig;
-use super::cursors::SinkCursor;
+use super::cursors::{CursorSet, SinkCursor};
 use super::reader::Reader;
 use super::registry::TagRegistry;
 use super::schema;
@@ -60,7 +60,7 @@ pub struct Buffer {
     durability: super::config::Durability,
     stats: Arc<BufferStats>,
     tap: Arc<Tap>,
-    cursors: Vec<SinkCursor>,
+    cursors: Arc<CursorSet>,
     ingest: Arc<Ingest>,
     own_events: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -206,7 +206,7 @@ impl Buffer {
             })?
             .unwrap_or(0);
         let first_seq = if first > 0 { first as u64 } else { last_seq + 1 };
-        let cursors = load_cursors(&conn, sinks, first_seq)?;
+        let cursors = Arc::new(CursorSet::new(load_cursors(&conn, sinks, first_seq)?));
 
         let stats = Arc::new(BufferStats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
@@ -266,9 +266,39 @@ impl Buffer {
         &self.path
     }
 
-    /// The cursor of sink `name`, if it was passed to [`Buffer::open`].
+    /// The cursor of sink `name`, if it was passed to [`Buffer::open`] or
+    /// added by [`Buffer::add_sink`].
     pub fn cursor(&self, name: &str) -> Option<SinkCursor> {
-        self.cursors.iter().find(|c| c.name() == name).cloned()
+        self.cursors.get(name)
+    }
+
+    /// The cursors of the configured sinks (shared: it follows
+    /// [`Buffer::add_sink`] and [`Buffer::remove_sink`]).
+    pub fn cursors(&self) -> Arc<CursorSet> {
+        self.cursors.clone()
+    }
+
+    /// Gives a sink added by a configuration reload its cursor: just before
+    /// the oldest row kept, like a new sink at start (it receives everything
+    /// retained). A sink already configured keeps its cursor.
+    pub fn add_sink(&self, name: &str) -> SinkCursor {
+        let first = self.stats.first_seq.load(Ordering::Relaxed);
+        let c = self.cursors.add(name, first.saturating_sub(1));
+        if let Some(w) = &self.writer {
+            w.thread().unpark();
+        }
+        c
+    }
+
+    /// Forgets a sink removed by a configuration reload: its cursor stops
+    /// holding retention back and its stored row is deleted (a sink of that
+    /// name added later starts like a new one).
+    pub fn remove_sink(&self, name: &str) {
+        if self.cursors.remove(name)
+            && let Some(w) = &self.writer
+        {
+            w.thread().unpark();
+        }
     }
 
     /// A new read-only connection for a sink.

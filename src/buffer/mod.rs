@@ -107,7 +107,7 @@ pub mod tap;
 mod writer;
 
 pub use config::{BufferConfig, Durability, StartupCheck};
-pub use cursors::SinkCursor;
+pub use cursors::{CursorSet, SinkCursor};
 pub use handle::{Buffer, BufferStats};
 pub use reader::{Reader, Records};
 pub use tap::{Tap, TapHold, TapSubscription, Tapped};

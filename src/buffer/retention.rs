@@ -72,12 +72,15 @@ impl DropLog {
     }
 }
 
+/// What was last written of a cursor: its `seq` and its live lane.
+type Persisted = (u64, Option<(u64, u64)>);
+
 pub(crate) struct Retention {
     max_rows: u64,
     max_bytes: u64,
     max_age: Duration,
     cursors: Vec<SinkCursor>,
-    persisted: Vec<(u64, Option<(u64, u64)>)>,
+    persisted: Vec<Persisted>,
     first: u64,
     next: u64,
     drops: DropLog,
@@ -257,6 +260,21 @@ impl Retention {
             let upto = self.first + n - 1;
             let _ = self.delete_upto(conn, upto, Some("max_bytes"), stats);
         }
+    }
+
+    /// Takes the sinks added and removed by a configuration reload: a new
+    /// cursor is written at the next persist, a removed one's row deleted.
+    pub(crate) fn set_cursors(&mut self, conn: &Connection, cursors: Vec<SinkCursor>, removed: &[String]) {
+        let old: Vec<(&str, Persisted)> = self.cursors.iter().zip(&self.persisted).map(|(c, p)| (c.name(), *p)).collect();
+        // A cursor never persisted gets a value it cannot have: written at once.
+        self.persisted = cursors.iter().map(|c| old.iter().find(|(n, _)| *n == c.name()).map_or((u64::MAX, None), |(_, p)| *p)).collect();
+        self.cursors = cursors;
+        for name in removed {
+            if let Err(e) = conn.execute("DELETE FROM cursors WHERE sink = ?1", params![name]) {
+                tracing::warn!(error = %e, sink = %name, "cannot delete the cursor of a removed sink");
+            }
+        }
+        self.persist_cursors(conn);
     }
 
     /// Writes the cursors that moved.

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::checkpoint::Checkpointer;
 use super::clock::Observed;
 use super::config::BufferConfig;
-use super::cursors::SinkCursor;
+use super::cursors::CursorSet;
 use super::handle::{BufferStats, unix_ms};
 use super::registry::{MetaKey, TagRegistry};
 use super::retention::Retention;
@@ -49,6 +49,8 @@ pub(crate) struct Writer {
     pub(crate) path: PathBuf,
     pub(crate) cfg: BufferConfig,
     pub(crate) retention: Retention,
+    /// The sinks' cursors as the gateway configures them (see [`CursorSet`]).
+    cursors: Arc<CursorSet>,
     pub(crate) errors: RateLimited,
     pub(crate) full_log: RateLimited,
     ids: Vec<i64>,
@@ -68,7 +70,7 @@ impl Writer {
         cfg: &BufferConfig,
         path: &Path,
         ingest: Arc<Ingest>,
-        cursors: Vec<SinkCursor>,
+        cursors: Arc<CursorSet>,
         stats: Arc<BufferStats>,
         tap: Arc<Tap>,
         registry: Arc<TagRegistry>,
@@ -87,7 +89,8 @@ impl Writer {
             Observed::fresh()
         });
         Writer {
-            retention: Retention::new(cfg, cursors, first, next, own.clone()),
+            retention: Retention::new(cfg, cursors.list(), first, next, own.clone()),
+            cursors,
             own,
             observed,
             salvage,
@@ -145,6 +148,9 @@ impl Writer {
         let mut last_audit_trim: Option<Instant> = None;
         loop {
             self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
+            if let Some((list, removed)) = self.cursors.take_changes() {
+                self.retention.set_cursors(&self.conn, list, &removed);
+            }
             self.fill(&mut batch, &mut groups, &mut barriers);
             if !batch.is_empty() || !barriers.is_empty() || !groups.is_empty() {
                 self.ingest.notify_space();

@@ -9,6 +9,7 @@ mod check;
 mod probe;
 mod quarantine;
 mod query;
+mod reload;
 mod status;
 pub mod write;
 
@@ -66,6 +67,12 @@ pub enum Command {
     /// Run the gateway (the daemon).
     Run {
         /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make the running daemon read its configuration file again (POST /api/reload on its [admin] listener; SIGHUP does the same).
+    Reload {
+        /// The daemon's configuration file: its [admin] section gives the address and the token.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -258,6 +265,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { .. }
+        | Command::Reload { .. }
         | Command::Probe { .. }
         | Command::Quarantine { .. }
         | Command::Audit { .. }
@@ -278,6 +286,7 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config, file } => check::run(&config.or(file).unwrap_or_default()),
+        Command::Reload { config } => reload::run(&config),
         Command::Detect { what } => crate::processors::anomaly::command::run(what),
         Command::Rules { what } => {
             let crate::processors::rules::command::RulesCommand::Test { config, .. } = &what;
@@ -296,7 +305,8 @@ pub fn main() -> ExitCode {
             block_on(async {
                 let stop = CancellationToken::new();
                 crate::app::cancel_on_signal(stop.clone());
-                crate::app::run(cfg, stop, Default::default()).await
+                let opts = crate::app::RunOptions { config_path: Some(config), ..Default::default() };
+                crate::app::run(cfg, stop, opts).await
             })
             .map_or_else(fatal, |_| ExitCode::SUCCESS)
         }

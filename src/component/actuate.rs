@@ -228,6 +228,12 @@ impl Actuators {
         rx
     }
 
+    /// Forgets `device` (removed by a configuration reload): writes to it are
+    /// refused as to an unknown device.
+    pub fn unregister(&self, device: &str) {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner()).remove(device);
+    }
+
     /// The registered device names, sorted.
     pub fn devices(&self) -> Vec<String> {
         let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());

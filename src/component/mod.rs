@@ -137,6 +137,14 @@ pub trait Component {
     fn poll_period(&self) -> Option<Duration> {
         None
     }
+    /// Instances of one kind with the same group share what their kind's
+    /// [`Kind::spawn`] builds for them (a Modbus line, an HTTP listener):
+    /// they start together, and a configuration reload (`app::reload`)
+    /// restarts them together when any of them changed. `None` (the
+    /// default): the instance runs alone.
+    fn restart_group(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a description may refer to.

@@ -91,6 +91,7 @@ impl Sim {
                         let on_connected = |stream, peer| {
                             let service = service.clone();
                             let _ = peer;
+                            service.stations.values().for_each(|s| s.count_connection());
                             async move { std::io::Result::Ok(Some((service.clone(), front::tcp_front(stream, service)))) }
                         };
                         if let Err(e) = server.serve(&on_connected, |e| tracing::debug!(error = %e, "simulator connection ended")).await {

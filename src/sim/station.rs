@@ -55,6 +55,7 @@ pub struct Station {
     /// Engineering value of each tag (before Modbus scaling), for OPC UA.
     values: RwLock<Arc<Vec<Value>>>,
     version: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// Most read requests remembered by [`Station::reads`].
@@ -101,9 +102,22 @@ impl Station {
             writes: Mutex::new(Vec::new()),
             values: RwLock::new(Arc::new(Vec::new())),
             version: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         };
         st.refresh(0, true);
         st
+    }
+
+    /// Modbus TCP connections accepted on the station's listen address since
+    /// start (every station on that address counts each one): tests see a
+    /// client reconnect, such as a device restarted by a configuration reload.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts one accepted connection (the TCP listener calls it).
+    pub fn count_connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Current tick number (the CSV row served).

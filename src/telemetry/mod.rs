@@ -322,27 +322,52 @@ impl Telemetry {
         self.recorder.as_ref().map(|r| Hist::new(r, name, label, value)).unwrap_or_default()
     }
 
-    /// Registers a device and returns its counters.
+    /// Registers a device and returns its counters; a device registered
+    /// again (restarted by a configuration reload) keeps its counters.
     pub fn device(&self, name: &str) -> Arc<DeviceStats> {
+        let mut v = self.devices.lock().expect("telemetry lock");
+        if let Some(s) = v.iter().find(|s| s.name == name) {
+            return s.clone();
+        }
         let poll_duration = self.hist(metrics::POLL_DURATION, "device", name);
         let s = Arc::new(DeviceStats { name: name.to_string(), poll_duration, ..Default::default() });
-        self.devices.lock().expect("telemetry lock").push(s.clone());
+        v.push(s.clone());
         s
     }
 
-    /// Registers a sink and returns its counters.
+    /// Registers a sink and returns its counters (the same ones when registered again).
     pub fn sink(&self, name: &str) -> Arc<SinkStats> {
+        let mut v = self.sinks.lock().expect("telemetry lock");
+        if let Some(s) = v.iter().find(|s| s.name == name) {
+            return s.clone();
+        }
         let ack_latency = self.hist(metrics::ACK_LATENCY, "sink", name);
         let s = Arc::new(SinkStats { name: name.to_string(), ack_latency, ..Default::default() });
-        self.sinks.lock().expect("telemetry lock").push(s.clone());
+        v.push(s.clone());
         s
     }
 
-    /// Registers a source and returns its counters.
+    /// Registers a source and returns its counters (the same ones when registered again).
     pub fn source(&self, name: &str) -> Arc<SourceStats> {
+        let mut v = self.sources.lock().expect("telemetry lock");
+        if let Some(s) = v.iter().find(|s| s.name == name) {
+            return s.clone();
+        }
         let s = Arc::new(SourceStats { name: name.to_string(), ..Default::default() });
-        self.sources.lock().expect("telemetry lock").push(s.clone());
+        v.push(s.clone());
         s
+    }
+
+    /// Forgets the counters of a device, sink or source a configuration
+    /// reload removed (`family`: `device`, `sink`, `source`), so the status
+    /// line, `/api/status` and `/metrics` stop reporting it.
+    pub fn forget(&self, family: &str, name: &str) {
+        match family {
+            "device" => self.devices.lock().expect("telemetry lock").retain(|s| s.name != name),
+            "sink" => self.sinks.lock().expect("telemetry lock").retain(|s| s.name != name),
+            "source" => self.sources.lock().expect("telemetry lock").retain(|s| s.name != name),
+            _ => {}
+        }
     }
 
     /// Snapshot of the source counters.

@@ -47,6 +47,7 @@ mod postgres_dead;
 mod postgres_faults;
 mod postgres_timescale;
 mod records;
+mod reload;
 mod rules;
 mod secrets;
 mod sim;

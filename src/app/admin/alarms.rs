@@ -36,10 +36,10 @@ fn code_of(reason: &str) -> StatusCode {
 
 /// The handler of `POST /api/alarms/{rule}/ack`.
 pub(super) async fn ack(State(a): State<Arc<Shared>>, headers: HeaderMap, Path(rule): Path<String>) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
-    if a.auth == AdminAuth::None {
+    if a.settings.auth() == AdminAuth::None {
         return super::error(
             StatusCode::FORBIDDEN,
             "acknowledging needs [admin] auth = \"token\": a listener without a token is read-only",

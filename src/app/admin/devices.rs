@@ -53,7 +53,7 @@ pub fn list(s: &StatusLine, now_ms: u64) -> Vec<Value> {
 
 /// The handler of `GET /api/devices`.
 pub(super) async fn handler(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
     axum::Json(list(&a.status, crate::buffer::unix_ms_now())).into_response()

@@ -58,7 +58,7 @@ pub fn recent(s: &StatusLine, q: &Query) -> Vec<Value> {
 
 /// The handler of `GET /api/events`.
 pub(super) async fn handler(State(a): State<Arc<Shared>>, headers: HeaderMap, q: axum::extract::Query<Query>) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
     axum::Json(recent(&a.status, &q)).into_response()

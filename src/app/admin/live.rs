@@ -187,7 +187,7 @@ pub(super) async fn handler(
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    if let Err(r) = super::authorize_with(&a.auth, &headers, q.token.as_deref()) {
+    if let Err(r) = super::authorize_with(&a.settings.auth(), &headers, q.token.as_deref()) {
         return r;
     }
     let m = match super::tags::matcher(q.pattern.as_deref()) {

@@ -23,7 +23,10 @@
 //!   history, the rows of `relais query --format json` (see [`history`]);
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`openapi`]);
 //! - `GET /` and its assets: the dashboard ([`dashboard`]), plain
-//!   HTML/CSS/JS compiled into the binary.
+//!   HTML/CSS/JS compiled into the binary;
+//! - `POST /api/reload`: reads the configuration file again and applies it
+//!   ([`crate::app::reload`]); 200 with what changed, 422 with every error
+//!   of an invalid file, 409 when a change needs a restart (nothing applied).
 //!
 //! With `auth = "token"` every path but `/healthz` and the dashboard's static
 //! files (which hold no plant data; the page asks for the token and sends it
@@ -79,10 +82,11 @@ pub struct Admin {
     pub reader: crate::buffer::Reader,
     /// The recorder holding the histograms (and the gauges set at each scrape).
     pub recorder: Arc<PrometheusRecorder>,
-    /// How requests are authorised.
-    pub auth: AdminAuth,
-    /// What `/readyz` expects.
-    pub expect: Expect,
+    /// How requests are authorised and what `/readyz` expects (a reload
+    /// changes them).
+    pub settings: Settings,
+    /// Where `POST /api/reload` goes (`None`: not started from a file).
+    pub reload: Option<crate::app::reload::Reloader>,
     /// The last committed sample of every tag (`/api/tags`).
     pub live: crate::processors::live::LiveTable,
     /// The gateway's data folder (the quarantine is read from its buffer).
@@ -91,6 +95,31 @@ pub struct Admin {
     pub acks: crate::component::AlarmAcks,
     /// The local history for `/api/query` (`None` without `[history]`).
     pub history: Option<history::HistoryAccess>,
+}
+
+/// The settings of a running listener that a configuration reload changes:
+/// the token and what `/readyz` expects. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Settings(Arc<std::sync::RwLock<(AdminAuth, Expect)>>);
+
+impl Settings {
+    /// The settings at start.
+    pub fn new(auth: AdminAuth, expect: Expect) -> Settings {
+        Settings(Arc::new(std::sync::RwLock::new((auth, expect))))
+    }
+
+    /// Replaces them (a reload).
+    pub fn set(&self, auth: AdminAuth, expect: Expect) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = (auth, expect);
+    }
+
+    pub(super) fn auth(&self) -> AdminAuth {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    fn expect(&self) -> Expect {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
 }
 
 /// The handlers' state: [`Admin`], the open live streams and the listener's stop.
@@ -134,6 +163,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/metrics", get(metrics)),
         ("/readyz", get(readyz)),
         ("/api/status", get(api_status)),
+        ("/api/reload", post(api_reload)),
         ("/api/devices", get(devices::handler)),
         ("/api/tags", get(tags::handler)),
         ("/api/sinks", get(sinks::handler)),
@@ -170,7 +200,7 @@ fn spawn_upkeep(recorder: Arc<PrometheusRecorder>, stop: CancellationToken) -> J
 }
 
 async fn metrics(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&a.auth, &headers) {
+    if let Err(r) = authorize(&a.settings.auth(), &headers) {
         return r;
     }
     let a2 = a.clone();
@@ -181,16 +211,16 @@ async fn metrics(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
 }
 
 async fn readyz(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&a.auth, &headers) {
+    if let Err(r) = authorize(&a.settings.auth(), &headers) {
         return r;
     }
-    let r = ready::check(&a.status, &a.expect, crate::buffer::unix_ms_now());
+    let r = ready::check(&a.status, &a.settings.expect(), crate::buffer::unix_ms_now());
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(r)).into_response()
 }
 
 async fn api_status(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&a.auth, &headers) {
+    if let Err(r) = authorize(&a.settings.auth(), &headers) {
         return r;
     }
     axum::Json(api::status(&a.status, crate::buffer::unix_ms_now())).into_response()
@@ -201,10 +231,22 @@ async fn api_query(
     headers: HeaderMap,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorize(&a.auth, &headers) {
+    if let Err(r) = authorize(&a.settings.auth(), &headers) {
         return r;
     }
     history::answer(a.history.clone(), params).await
+}
+
+async fn api_reload(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&a.settings.auth(), &headers) {
+        return r;
+    }
+    let out = match &a.reload {
+        Some(r) => r.reload("api").await,
+        None => crate::app::reload::Outcome::Unavailable("this gateway was not started from a configuration file".into()),
+    };
+    let code = StatusCode::from_u16(out.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(out.to_json())).into_response()
 }
 
 /// 401 unless the bearer token matches (or `auth = "none"`).

@@ -75,7 +75,7 @@ pub fn read(data_dir: &Path, q: &Query) -> anyhow::Result<Value> {
 
 /// The handler of `GET /api/quarantine`.
 pub(super) async fn handler(State(a): State<Arc<Shared>>, headers: HeaderMap, q: axum::extract::Query<Query>) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
     let dir = a.data_dir.clone();

@@ -112,7 +112,8 @@ impl Ages {
             rows.refs().first().map_or(0.0, |r| (now - r.accepted_ts().0).max(0) as f64 / 1e9)
         };
         let buffer_oldest = age_after(first.saturating_sub(1));
-        let replay_lag = status.cursors.iter().map(|c| (c.name().to_string(), age_after(c.get().max(first.saturating_sub(1))))).collect();
+        let replay_lag =
+            status.cursors.list().iter().map(|c| (c.name().to_string(), age_after(c.get().max(first.saturating_sub(1))))).collect();
         Ages { buffer_oldest, replay_lag }
     }
 }
@@ -192,7 +193,7 @@ fn sinks(r: &PrometheusRecorder, s: &StatusLine, ages: &Ages) {
         if let Some((_, lag)) = ages.replay_lag.iter().find(|(n, _)| *n == name) {
             gauge(r, "relais_sink_replay_lag_seconds", &sink, *lag);
         }
-        let lost = s.cursors.iter().find(|c| c.name() == name).map_or(0, |c| c.dropped());
+        let lost = s.cursors.get(&name).map_or(0, |c| c.dropped());
         counter(r, "relais_sink_dropped_total", &[("sink", &name), ("reason", "buffer_limit")], lost);
         let Some(st) = stats.iter().find(|st| st.name == name) else { continue };
         let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);

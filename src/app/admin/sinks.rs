@@ -26,8 +26,8 @@ pub fn list(s: &StatusLine) -> Vec<Value> {
     s.backlogs()
         .into_iter()
         .map(|(name, backlog)| {
-            let cursor = s.cursors.iter().find(|c| c.name() == name);
-            let dropped = cursor.map_or(0, |c| c.dropped());
+            let cursor = s.cursors.get(&name);
+            let dropped = cursor.as_ref().map_or(0, |c| c.dropped());
             let mut v = json!({"name": name, "cursor": cursor.map(|c| c.get()), "backlog": backlog, "dropped": dropped});
             if let Some(st) = stats.iter().find(|st| st.name == name) {
                 let extra = json!({
@@ -50,7 +50,7 @@ pub fn list(s: &StatusLine) -> Vec<Value> {
 
 /// The handler of `GET /api/sinks`.
 pub(super) async fn handler(State(a): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
     axum::Json(list(&a.status)).into_response()

@@ -87,7 +87,7 @@ pub fn list(live: &LiveTable, m: Option<&GlobMatcher>, now: Timestamp) -> Vec<Va
 
 /// The handler of `GET /api/tags`.
 pub(super) async fn handler(State(a): State<Arc<Shared>>, headers: HeaderMap, q: axum::extract::Query<Query>) -> Response {
-    if let Err(r) = super::authorize(&a.auth, &headers) {
+    if let Err(r) = super::authorize(&a.settings.auth(), &headers) {
         return r;
     }
     match matcher(q.pattern.as_deref()) {

@@ -39,6 +39,10 @@ impl Component for HttpSource {
     fn describe(&self, _cx: &DescribeCx<'_>) -> String {
         describe(&self.common, &format!("http POST http://{}/ingest/{}", self.listen, self.common.name), None)
     }
+    /// Sources on one listen address share its server.
+    fn restart_group(&self) -> Option<String> {
+        Some(format!("listen:{}", self.listen))
+    }
     /// Its listen address (identical addresses share one server).
     fn claims(&self) -> Vec<Claim> {
         vec![Claim {

@@ -126,4 +126,9 @@ impl Component for ModbusDevice {
     fn tags(&self) -> Vec<(String, String)> {
         self.tags.iter().map(|t| (self.name.clone(), t.name.clone())).collect()
     }
+
+    /// Devices on one line (endpoint or serial port) share its poller.
+    fn restart_group(&self) -> Option<String> {
+        Some(self.transport.line_key(&self.endpoint))
+    }
 }
