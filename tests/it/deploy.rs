@@ -55,6 +55,8 @@ fn the_unit_runs_the_packaged_binary_on_the_packaged_config() {
         unit["ExecStart"]
     );
     assert_eq!(exec[1], "run");
+    // `systemctl reload relais` sends SIGHUP, which reloads the configuration (app::reload).
+    assert_eq!(unit.get("ExecReload").map(String::as_str), Some("/bin/kill -HUP $MAINPID"));
     let config = exec.iter().position(|a| *a == "--config").map(|i| exec[i + 1]).expect("ExecStart names --config");
     assert_eq!(assets.get(config).map(String::as_str), Some("deploy/relais.toml"), "--config {config} is not the packaged sample");
     // Files under /etc are conffiles by themselves (cargo-deb): an upgrade keeps the user's edits.

@@ -51,6 +51,11 @@ fn sink(name: &str, broker: u16) -> String {
 /// The gateway configuration: devices `d0`..`d2` (d1 polled every `d1_poll`),
 /// the sinks named, and `extra` appended.
 fn config(dir: &Path, p: &Ports, id: &str, d1_poll: &str, sinks: &[&str], extra: &str) -> PathBuf {
+    config_n(dir, p, (id, 3), d1_poll, sinks, extra)
+}
+
+/// [`config`] with the first `n` devices only.
+fn config_n(dir: &Path, p: &Ports, (id, n): (&str, usize), d1_poll: &str, sinks: &[&str], extra: &str) -> PathBuf {
     std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
     let mut text = format!(
         "[gateway]\nid = \"{id}\"\ndata_dir = \"{}\"\nstatus_interval = \"0s\"\nhealth_interval = \"0s\"\n\n\
@@ -58,7 +63,7 @@ fn config(dir: &Path, p: &Ports, id: &str, d1_poll: &str, sinks: &[&str], extra:
         dir.join("data").display(),
         p.admin
     );
-    for (i, port) in p.stations.iter().enumerate() {
+    for (i, port) in p.stations.iter().enumerate().take(n) {
         let poll = if i == 1 { d1_poll } else { "100ms" };
         text += &format!(
             "[[device]]\nname = \"d{i}\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"{poll}\"\ntimeout = \"500ms\"\n"
@@ -204,6 +209,26 @@ async fn a_changed_device_restarts_alone_an_added_sink_gets_everything_and_bad_f
     assert!(st["events"].as_array().unwrap().iter().any(|e| e["kind"] == "config.reload_refused"), "event config.reload_refused");
     let after = st["buffer"]["last_seq"].as_u64().unwrap();
     assert!(after > last + 20, "samples still flow: last_seq {last} → {after}");
+
+    // Device d2 and sink b removed: they stop and leave the status; the rest runs on untouched.
+    config_n(dir.path(), &p, ("gw1", 2), "200ms", &["a"], "");
+    let (code, body) = post_reload(p.admin).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(strings(&body["removed"]), vec![r#"device "d2""#, r#"sink "b""#]);
+    assert!(strings(&body["changed"]).is_empty() && strings(&body["added"]).is_empty(), "{body}");
+    let st = status(p.admin).await;
+    let names = |k: &str| -> Vec<String> {
+        let mut v: Vec<String> = st[k].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("devices"), vec!["d0", "d1"]);
+    assert_eq!(names("sinks"), vec!["a"]);
+    let n = samples_of(&got_a, "a", "d0");
+    got_a.extend(sub_a.collect(Duration::from_secs(5), |m| samples_of(m, "a", "d0") >= 10).await);
+    assert!(samples_of(&got_a, "a", "d0") >= n + 10, "d0 still delivered by sink a");
+    let now = connections(&simulator);
+    assert_eq!(&now[..2], &[before[0], before[1] + 1], "d0 and d1 kept their connections");
 }
 
 #[tokio::test]
