@@ -203,6 +203,7 @@ async fn start_admin(
         reload: gw.reloader.clone(),
         acks: gw.alarm_acks.clone(),
         history,
+        writes: gw.actuators.counts(),
     };
     Ok((admin::spawn_admin(cfg, a, gw.aux_stop.clone()).await?, settings))
 }

@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use crate::component::live::LiveTable;
 use crate::ingest::Events;
 use crate::model::{EventSource, Severity, Timestamp, format_rfc3339};
+use crate::telemetry::metrics::WriteCounts;
 
 /// Jobs an owning task's queue holds before [`Actuators::write`] answers `busy`.
 pub const WRITE_QUEUE: usize = 64;
@@ -67,6 +68,7 @@ pub struct WriteJob {
     reply: Option<oneshot::Sender<WriteOutcome>>,
     events: Option<Events>,
     live: LiveTable,
+    counts: Arc<WriteCounts>,
 }
 
 impl WriteJob {
@@ -110,7 +112,7 @@ impl WriteJob {
         outcome.requested = self.requested;
         outcome.sent = outcome.sent.or(self.sent);
         outcome.settled = Timestamp::now();
-        record(self.events.as_ref(), &self.request, &outcome, true);
+        record(self.events.as_ref(), &self.counts, &self.request, &outcome, true);
         let _ = reply.send(outcome);
     }
 }
@@ -130,7 +132,8 @@ impl Drop for WriteJob {
 
 /// Logs a settled write and emits its events (`security.write_refused` for
 /// a refusal only when `security`).
-fn record(events: Option<&Events>, req: &WriteRequest, o: &WriteOutcome, security: bool) {
+fn record(events: Option<&Events>, counts: &WriteCounts, req: &WriteRequest, o: &WriteOutcome, security: bool) {
+    counts.add(o.result.as_str());
     let source = EventSource::Tag { device: req.device.as_str().into(), tag: req.tag.as_str().into() };
     let reason = o.reason.as_deref().unwrap_or("");
     let msg = format!(
@@ -188,6 +191,7 @@ pub struct Actuators {
     owners: Arc<Mutex<HashMap<String, Owner>>>,
     events: Option<Events>,
     live: LiveTable,
+    counts: Arc<WriteCounts>,
 }
 
 impl std::fmt::Debug for Actuators {
@@ -200,7 +204,7 @@ impl Actuators {
     /// An empty registry whose writes emit their events to `events` (none:
     /// logged only, as under `relais import`).
     pub fn new(events: Option<Events>) -> Actuators {
-        Actuators { owners: Default::default(), events, live: LiveTable::new() }
+        Actuators { owners: Default::default(), events, live: LiveTable::new(), counts: Arc::default() }
     }
 
     /// The same registry reading tag values from `live` for the interlock
@@ -213,6 +217,11 @@ impl Actuators {
     /// The live table the guards read.
     pub fn live(&self) -> &LiveTable {
         &self.live
+    }
+
+    /// Settled writes by result, shared by every clone (`/metrics`).
+    pub fn counts(&self) -> Arc<WriteCounts> {
+        self.counts.clone()
     }
 
     /// Registers the devices one task owns, each with the names of all its
@@ -248,7 +257,7 @@ impl Actuators {
     /// like every write, so `relais audit list` shows it. No
     /// `security.write_refused`: the caller emits its own security event.
     pub fn audit_refused(&self, req: &WriteRequest, reason: &str) {
-        record(self.events.as_ref(), req, &WriteOutcome::refused(reason), false);
+        record(self.events.as_ref(), &self.counts, req, &WriteOutcome::refused(reason), false);
     }
 
     /// Executes `req` through the task that owns its device and waits for
@@ -263,6 +272,7 @@ impl Actuators {
             reply: Some(reply),
             events: self.events.clone(),
             live: self.live.clone(),
+            counts: self.counts.clone(),
         };
         match self.enqueue(job) {
             Ok(()) => rx.await.unwrap_or_else(|_| WriteOutcome::failed("stopped: the write was lost (internal error)")),

@@ -118,3 +118,32 @@ mod tests {
         Hist::default().record(Duration::from_secs(1));
     }
 }
+
+/// Writes settled by the actuator seam, by result (`relais_writes_total{result}`).
+#[derive(Debug, Default)]
+pub struct WriteCounts {
+    ok: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    unknown: AtomicU64,
+}
+
+impl WriteCounts {
+    /// Counts one settled write whose result is `result` (`ok`, `refused`,
+    /// `failed`, `unknown`; anything else counts as `unknown`).
+    pub fn add(&self, result: &str) {
+        let c = match result {
+            "ok" => &self.ok,
+            "refused" => &self.refused,
+            "failed" => &self.failed,
+            _ => &self.unknown,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every result with its count.
+    pub fn by_result(&self) -> [(&'static str, u64); 4] {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [("ok", l(&self.ok)), ("refused", l(&self.refused)), ("failed", l(&self.failed)), ("unknown", l(&self.unknown))]
+    }
+}

@@ -75,6 +75,19 @@ pub struct DeviceStats {
     /// Duration of the latest poll cycle, in microseconds (0 before the
     /// first): the poll latency of `/api/devices` and the dashboard.
     pub last_poll_us: AtomicU64,
+    /// Modbus: registers (or coils and inputs, as bits) read by successful
+    /// requests, gaps between tags included.
+    pub registers_read: AtomicU64,
+    /// Modbus: of those, the ones some tag decodes.
+    pub registers_used: AtomicU64,
+    /// OPC UA: true for an OPC UA device (its session is `up`).
+    pub opcua: AtomicBool,
+    /// OPC UA: subscriptions the device needs (one per publishing interval,
+    /// more when the server's limits split them).
+    pub subscriptions_wanted: AtomicU64,
+    /// OPC UA: of those, the ones created on the server in the current
+    /// session (0 while the session is down).
+    pub subscriptions_active: AtomicU64,
 }
 
 impl DeviceStats {

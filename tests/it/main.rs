@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_api;
+mod admin_metrics;
 mod audit;
 mod buffer;
 mod buffer_faults;

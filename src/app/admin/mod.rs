@@ -95,6 +95,8 @@ pub struct Admin {
     pub acks: crate::component::AlarmAcks,
     /// The local history for `/api/query` (`None` without `[history]`).
     pub history: Option<history::HistoryAccess>,
+    /// Writes settled by the actuator seam, by result (`/metrics`).
+    pub writes: Arc<crate::telemetry::metrics::WriteCounts>,
 }
 
 /// The settings of a running listener that a configuration reload changes:

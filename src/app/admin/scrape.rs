@@ -43,6 +43,27 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("relais_ring_depth", Kind::Gauge, None, "Entries in the ingest ring waiting for the buffer writer."),
     ("relais_ring_capacity", Kind::Gauge, None, "Capacity of the ingest ring (buffer ring_capacity)."),
     ("relais_ring_full_waits_total", Kind::Counter, None, "Times a producer found the ingest ring full and waited."),
+    (
+        "relais_ring_wait_seconds_total",
+        Kind::Counter,
+        Some(Unit::Seconds),
+        "Time producers spent waiting for room in the full ingest ring.",
+    ),
+    (
+        "relais_device_registers_read_total",
+        Kind::Counter,
+        None,
+        "Modbus: registers (coils and inputs: bits) read by successful requests, gaps between tags included.",
+    ),
+    ("relais_device_registers_used_total", Kind::Counter, None, "Modbus: of the registers read, those some tag decodes."),
+    ("relais_opcua_session_up", Kind::Gauge, None, "OPC UA: 1 while the device's session is active, else 0."),
+    (
+        "relais_opcua_subscriptions",
+        Kind::Gauge,
+        None,
+        "OPC UA: subscriptions per state (wanted: the device needs them; active: created in the current session).",
+    ),
+    ("relais_writes_total", Kind::Counter, None, "Writes settled by the actuator seam, per result (ok, refused, failed, unknown)."),
     ("relais_events_total", Kind::Counter, None, "Events emitted, per kind."),
     ("relais_events_dropped_total", Kind::Counter, None, "Events dropped because the ring and its event queue were full."),
     ("relais_buffer_rows", Kind::Gauge, None, "Rows (samples and events) held in the buffer."),
@@ -139,6 +160,9 @@ pub fn render(a: &Admin, ages: &Ages) -> String {
     core(r, &a.status, ages);
     sinks(r, &a.status, ages);
     sources(r, &a.status);
+    for (result, n) in a.writes.by_result() {
+        counter(r, "relais_writes_total", &[("result", result)], n);
+    }
     r.handle().render()
 }
 
@@ -159,6 +183,14 @@ fn devices(r: &PrometheusRecorder, s: &StatusLine) {
         counter(r, "relais_device_dropped_answers_total", &[("device", &d.name), ("reason", "late")], l(&d.late_responses));
         counter(r, "relais_device_dropped_answers_total", &[("device", &d.name), ("reason", "mismatched")], l(&d.mismatched_responses));
         gauge(r, "relais_device_up", &dev, if d.up.load(Ordering::Relaxed) { 1.0 } else { 0.0 });
+        if d.opcua.load(Ordering::Relaxed) {
+            gauge(r, "relais_opcua_session_up", &dev, if d.up.load(Ordering::Relaxed) { 1.0 } else { 0.0 });
+            gauge(r, "relais_opcua_subscriptions", &[("device", &d.name), ("state", "wanted")], l(&d.subscriptions_wanted) as f64);
+            gauge(r, "relais_opcua_subscriptions", &[("device", &d.name), ("state", "active")], l(&d.subscriptions_active) as f64);
+        } else {
+            counter(r, "relais_device_registers_read_total", &dev, l(&d.registers_read));
+            counter(r, "relais_device_registers_used_total", &dev, l(&d.registers_used));
+        }
         let last = l(&d.last_good_ms);
         if last > 0 {
             gauge(r, "relais_device_data_age_seconds", &dev, now_ms.saturating_sub(last) as f64 / 1e3);
@@ -171,6 +203,7 @@ fn core(r: &PrometheusRecorder, s: &StatusLine, ages: &Ages) {
     gauge(r, "relais_ring_depth", &[], s.ingest.len() as f64);
     gauge(r, "relais_ring_capacity", &[], s.ingest.capacity() as f64);
     counter(r, "relais_ring_full_waits_total", &[], ring.full_waits.load(Ordering::Relaxed));
+    r.register_counter(&key("relais_ring_wait_seconds_total", &[]), &META).absolute(ring.wait_ns.load(Ordering::Relaxed) / 1_000_000_000);
     counter(r, "relais_events_dropped_total", &[], ring.events_dropped.load(Ordering::Relaxed));
     for (kind, n) in ring.event_log.by_kind() {
         counter(r, "relais_events_total", &[("kind", &kind)], n);

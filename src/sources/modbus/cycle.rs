@@ -91,6 +91,10 @@ impl EndpointPoller {
             let leaves = self.execute(d, req.clone(), !keep_whole, &mut budget).await;
             let dev = &mut self.devices[d];
             for leaf in &leaves {
+                if leaf.result.is_ok() {
+                    dev.stats.registers_read.fetch_add(u64::from(leaf.req.count), Ordering::Relaxed);
+                    dev.stats.registers_used.fetch_add(planner::used(&leaf.req, &dev.spans), Ordering::Relaxed);
+                }
                 dev.samples_of(&leaf.req, &leaf.result, &mut samples);
                 if let Err(e) = &leaf.result
                     && e.is_silence()

@@ -131,6 +131,23 @@ fn request_over(table: Table, spans: &[&TagSpan]) -> ReadRequest {
     ReadRequest { table, start, count: (end - start as u32) as u16, tags: spans.iter().map(|t| t.index).collect() }
 }
 
+/// Registers (or bits) of `req` that some of its tags decode: the union of
+/// the tags' spans within the request (overlapping tags count once).
+/// `tags` is the device's full span list, indexed by [`TagSpan::index`].
+pub fn used(req: &ReadRequest, tags: &[TagSpan]) -> u64 {
+    let mut spans: Vec<(u32, u32)> = req.tags.iter().filter_map(|&i| tags.get(i)).map(|t| (u32::from(t.address), t.end())).collect();
+    spans.sort_unstable();
+    let (mut total, mut reach) = (0u64, 0u32);
+    for (a, e) in spans {
+        let from = a.max(reach);
+        if e > from {
+            total += u64::from(e - from);
+        }
+        reach = reach.max(e);
+    }
+    total
+}
+
 /// Splits a request that drew exception 02/03 into smaller ones.
 ///
 /// First at its holes (runs of tags that touch or overlap stay together); a
@@ -166,4 +183,20 @@ pub fn split(req: &ReadRequest, tags: &[TagSpan]) -> Vec<ReadRequest> {
     let cut = addrs[addrs.len() / 2];
     let (lo, hi): (Vec<&TagSpan>, Vec<&TagSpan>) = spans.iter().partition(|t| t.address < cut);
     vec![request_over(req.table, &lo), request_over(req.table, &hi)]
+}
+
+#[cfg(test)]
+mod used_tests {
+    use super::*;
+
+    #[test]
+    fn used_counts_the_union_of_the_tags_spans() {
+        let span = |index, address, count| TagSpan { index, table: Table::Holding, address, count };
+        // 0..2 (f32), 1 (overlaps), 5; read 0..6: 4 of 6 used (2, 3 are a gap).
+        let tags = [span(0, 0, 2), span(1, 1, 1), span(2, 5, 1)];
+        let req = ReadRequest { table: Table::Holding, start: 0, count: 6, tags: vec![0, 1, 2] };
+        assert_eq!(used(&req, &tags), 3);
+        let req = ReadRequest { table: Table::Holding, start: 5, count: 1, tags: vec![2] };
+        assert_eq!(used(&req, &tags), 1);
+    }
 }

@@ -249,6 +249,7 @@ impl Device {
         let was_up = self.up;
         self.up = false;
         self.stats.up.store(false, Ordering::Relaxed);
+        self.publish_subscription_state();
         if was_up {
             self.problem(&format!("OPC UA server unreachable: {why}; tags are bad (comm_failure) until it is back"), 1);
         }

@@ -208,6 +208,8 @@ impl Device {
         // Samples from subscription callbacks (sync, inside the library's
         // event loop) go through this channel to the ring.
         let events = ingest.events();
+        stats.opcua.store(true, std::sync::atomic::Ordering::Relaxed);
+        stats.subscriptions_wanted.store(subs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let samples_tx = samples::spawn_forward(ingest, stats.clone());
         let n = dev.tags.len();
         Device {

@@ -6,6 +6,7 @@
 //! [`RETRY_MISSING`].
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use opcua::client::{DataChangeCallback, MonitoredItem, Session};
@@ -96,7 +97,16 @@ impl Device {
             }
             g += 1;
         }
+        self.publish_subscription_state();
         Ok(())
+    }
+
+    /// Copies the subscriptions wanted and active into the device's
+    /// telemetry (`relais_opcua_subscriptions` on `/metrics`).
+    pub(super) fn publish_subscription_state(&self) {
+        self.stats.subscriptions_wanted.store(self.subs.len() as u64, Ordering::Relaxed);
+        let active = if self.up { self.subs.iter().filter(|s| s.id.is_some()).count() } else { 0 };
+        self.stats.subscriptions_active.store(active as u64, Ordering::Relaxed);
     }
 
     /// The server refused subscription group `g` with `e`: its tags get a
