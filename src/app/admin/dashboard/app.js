@@ -17,6 +17,7 @@ const STRINGS = {
     tag: "Tag", value: "Value", unit: "Unit", quality: "Quality", reason: "Reason", age: "Age", sparkline: "Recent values", trend: "Trend",
     good: "good", uncertain: "uncertain", bad: "bad",
     trend_live: "Drawn from the live stream since this page was loaded. Tick \"Trend\" in the tag table to add a tag.",
+    trend_history: "The last hour from the local history (1-minute means, /api/query), then the live values.",
     trend_of: "Trend of", trend_none: "No tag chosen", add_trend: "Show {tag} in the trend",
     spark_of: "Recent values of {tag}: from {min} to {max}",
     alarms: "Alarms", rule: "Rule", severity: "Severity", message: "Message", time: "Time", action: "Action",
@@ -41,6 +42,7 @@ const STRINGS = {
     tag: "Variable", value: "Valeur", unit: "Unité", quality: "Qualité", reason: "Motif", age: "Âge", sparkline: "Valeurs récentes", trend: "Tendance",
     good: "bonne", uncertain: "incertaine", bad: "mauvaise",
     trend_live: "Tracée à partir du flux en direct depuis l'ouverture de la page. Cochez « Tendance » dans le tableau des variables pour ajouter une variable.",
+    trend_history: "La dernière heure depuis l'historique local (moyennes par minute, /api/query), puis les valeurs en direct.",
     trend_of: "Tendance de", trend_none: "Aucune variable choisie", add_trend: "Afficher {tag} dans la tendance",
     spark_of: "Valeurs récentes de {tag} : de {min} à {max}",
     alarms: "Alarmes", rule: "Règle", severity: "Gravité", message: "Message", time: "Heure", action: "Action",
@@ -213,7 +215,10 @@ function sparkline(name) {
 
 function tagRow(e) {
   const box = el("input", { type: "checkbox", class: "trend-toggle", "aria-label": t("add_trend", { tag: e.name }), checked: state.trend.has(e.name),
-    onchange: (ev) => { if (ev.target.checked) state.trend.add(e.name); else state.trend.delete(e.name); drawTrend(); } });
+    onchange: (ev) => {
+      if (ev.target.checked) { state.trend.add(e.name); loadPast(e.name); } else state.trend.delete(e.name);
+      drawTrend();
+    } });
   return el("tr", { "data-tag": e.name },
     el("th", { scope: "row" }, e.name),
     el("td", { class: "num value" }, fmtNum(e.value)),
@@ -251,6 +256,24 @@ async function loadTags() {
 }
 
 // ---- trends ---------------------------------------------------------------
+
+/** The last hour of `name` from the local history (`/api/query`, 1-minute
+ *  means), put before the live values; without [history] (404) the trend
+ *  stays live-only. */
+async function loadPast(name) {
+  let rows;
+  try {
+    rows = await api("/api/query?every=1m&from=-1h&tags=" + encodeURIComponent(name));
+  } catch (e) { return; }
+  const h = state.history.get(name) || [];
+  const first = h.length ? h[0][0] : Infinity;
+  const past = rows.filter((r) => typeof r.mean === "number").map((r) => [Date.parse(r.bucket) + 30000, r.mean]).filter((p) => p[0] < first);
+  if (!past.length) return;
+  state.history.set(name, past.concat(h));
+  $("trend-source").dataset.i18n = "trend_history";
+  $("trend-source").textContent = t("trend_history");
+  drawTrend();
+}
 
 function drawTrend() {
   const svg = $("trend");
