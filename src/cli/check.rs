@@ -60,7 +60,8 @@ pub fn render_plan(cfg: &Config) -> String {
             crate::config::AdminAuth::Token(_) => "bearer token",
             crate::config::AdminAuth::None => "no token",
         };
-        let _ = writeln!(s, "\nadmin listener http://{}/ ({auth}): /metrics, /healthz, /readyz, /api/status", a.listen);
+        let _ =
+            writeln!(s, "\nadmin listener http://{}/ ({auth}): dashboard /, /metrics, /healthz, /readyz, /api/… (docs/api.md)", a.listen);
     }
     if let Some(h) = &cfg.history {
         let _ = writeln!(s, "\n{}", h.describe());

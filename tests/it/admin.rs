@@ -349,7 +349,12 @@ fn relais_check_shows_the_listener() {
     };
     let (code, text) = run("token_file = \"tok\"");
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("admin listener http://127.0.0.1:9780/ (bearer token): /metrics, /healthz, /readyz, /api/status"), "{text}");
+    assert!(
+        text.contains(
+            "admin listener http://127.0.0.1:9780/ (bearer token): dashboard /, /metrics, /healthz, /readyz, /api/… (docs/api.md)"
+        ),
+        "{text}"
+    );
     assert!(!text.contains("s3cret"), "the token is never printed: {text}");
     let (code, text) = run("listen = \"0.0.0.0:9780\"\nauth = \"none\"");
     assert_eq!(code, Some(2), "{text}");
