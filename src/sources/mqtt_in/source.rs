@@ -7,6 +7,15 @@
 //! and the acknowledgement run beside it, in one task that acknowledges in
 //! arrival order too (as MQTT requires for QoS 1).
 //!
+//! **A PUBACK only on the connection its publish came in on.** Each
+//! connection is a new `rumqttc` client and event loop (as in the commands
+//! task): after a connection error both are dropped with whatever
+//! acknowledgement they still held. rumqttc keeps unsent requests across its
+//! own reconnects and would send a stale PUBACK whose packet id the broker
+//! may since have given to another message (rumqttc issue #849), which would
+//! acknowledge, and lose, a message never committed. The broker redelivers
+//! what was not acknowledged on the old connection.
+//!
 //! The session is persistent (clean session off, fixed client id) and
 //! acknowledgements are manual: a QoS 1 message is acknowledged to the broker
 //! only after its samples are committed, so a crash or a restart never loses
@@ -201,11 +210,15 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                             tracing::warn!(source = %cfg.common.name, broker = %cfg.conn.broker, error = %e, "MQTT ingest disconnected; reconnecting");
                             logged = true;
                         }
-                        let wait = backoff.next_wait();
-                        tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
+                        break;
                     }
                 }
             }
+            // A new client and event loop for the next connection (see the
+            // module docs); the acknowledger of this one ends with it.
+            drop((client, el, acks));
+            let wait = backoff.next_wait();
+            tokio::select! { _ = ctx.stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
         }
     })
 }
