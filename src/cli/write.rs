@@ -64,6 +64,18 @@ async fn first_read(live: &crate::component::live::LiveTable, device: &str, tag:
     }
 }
 
+/// A one-shot write's reason: the link's "not connected; next attempt in
+/// 1.2s" (a retry this process will never make) becomes "DEVICE did not
+/// answer (not connected)"; any other reason is kept as it is.
+fn one_shot_reason(device: &str, why: &str) -> String {
+    const LINK: &str = "not connected; next attempt in ";
+    let Some(i) = why.find(LINK) else { return why.to_string() };
+    let after = &why[i + LINK.len()..];
+    // The wait: digits, a dot, then "s".
+    let end = after.find(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(after.len(), |e| e + usize::from(after[e..].starts_with('s')));
+    format!("{}{device} did not answer (not connected){}", &why[..i], &after[end..])
+}
+
 /// The outcome in one line (and the reason on a second one).
 pub fn render(device: &str, tag: &str, value: &Value, o: &WriteOutcome) -> String {
     let mut s = format!("{}: {device}/{tag} = {value}", o.result);
@@ -113,7 +125,9 @@ pub(super) fn run(config: &Path, device: &str, tag: &str, value: &str, dry_run: 
     let outcome = super::block_on(async move {
         let gw = crate::app::Gateway::start(cfg, Default::default()).await?;
         first_read(gw.actuators.live(), &req.device, &req.tag, wait).await;
-        let o = gw.actuators.write(req).await;
+        let name = req.device.clone();
+        let mut o = gw.actuators.write(req).await;
+        o.reason = o.reason.map(|r| one_shot_reason(&name, &r));
         gw.shutdown().await?;
         anyhow::Ok(o)
     });
@@ -129,6 +143,19 @@ pub(super) fn run(config: &Path, device: &str, tag: &str, value: &str, dry_run: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_shot_write_says_the_device_did_not_answer_not_when_the_link_retries() {
+        assert_eq!(
+            one_shot_reason("d", "comm_failure: not connected; next attempt in 0.8s"),
+            "comm_failure: d did not answer (not connected)"
+        );
+        assert_eq!(
+            one_shot_reason("d", "invalid_frame: bad CRC; not connected; next attempt in 12.0s; nothing sent"),
+            "invalid_frame: bad CRC; d did not answer (not connected); nothing sent"
+        );
+        assert_eq!(one_shot_reason("d", "comm_failure: connection refused"), "comm_failure: connection refused");
+    }
 
     #[test]
     fn values_that_would_not_be_written_as_typed_are_refused() {

@@ -314,17 +314,18 @@ fn a_one_shot_write_to_a_down_device_or_of_an_inexact_value_is_refused() {
     let body = format!(
         "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n{}",
         dir.path().join("data").display(),
-        device("d", free_port(), "[[device.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 10\nwritable = true\n")
+        device(
+            "d",
+            free_port(),
+            "[[device.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 10\nwritable = true\n\
+             [[device.tag]]\nname = \"sp2\"\ntable = \"holding\"\naddress = 11\nwritable = true\nallow_bad_quality = true\n"
+        )
     );
     std::fs::write(&cfg, body).unwrap();
-    let write = |v: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["write", "--config"])
-            .arg(&cfg)
-            .args(["d", "sp", v])
-            .output()
-            .unwrap()
+    let write_tag = |t: &str, v: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relais")).args(["write", "--config"]).arg(&cfg).args(["d", t, v]).output().unwrap()
     };
+    let write = |v: &str| write_tag("sp", v);
     let out = write("42");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
@@ -333,6 +334,12 @@ fn a_one_shot_write_to_a_down_device_or_of_an_inexact_value_is_refused() {
         "{stdout}"
     );
     assert!(!stdout.contains("next attempt"), "{stdout}");
+    // allow_bad_quality: tried on the link; the one-shot command says the
+    // device did not answer, not when a link it stops would retry.
+    let out = write_tag("sp2", "42");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("failed: d/sp2 = 42") && !stdout.contains("next attempt"), "{stdout}");
     for (v, why) in [("1e400", "is not a finite 64-bit number"), ("99999999999999999999", "would be rounded to 100000000000000000000")] {
         let out = write(v);
         let stderr = String::from_utf8_lossy(&out.stderr);
