@@ -336,6 +336,37 @@ async fn mqtt_in_takes_json_and_quarantines_bad_payloads() {
     assert!(q.iter().any(|(loc, why, _)| loc == "topic" && why.contains("reserved")), "{q:?}");
 }
 
+/// No stale PUBACK on a new connection (rumqttc #849), for mqtt-in as for
+/// commands: the proxy loses relais's PUBACK of the first message and cuts
+/// that connection at once, while the commit (after which relais
+/// acknowledges) may still be under way. Every PUBACK relais sends answers a
+/// PUBLISH of its own connection; the broker redelivers the message on a
+/// later connection and relais acknowledges it there; its sample is
+/// committed (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_in_never_sends_a_puback_on_a_later_connection() {
+    use crate::puback_proxy::{Log, assert_pubacks_on_their_own_connection, proxy};
+    use rumqttc::Packet;
+    let Some(broker) = Mosquitto::start() else { return };
+    let log: Log = std::sync::Arc::default();
+    let pport = proxy(broker.port, "rig/a", log.clone(), Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[[source]]\nname = \"rig\"\ntype = \"mqtt-in\"\nurl = \"mqtt://127.0.0.1:{pport}\"\ntopics = [\"rig/#\"]\nreconnect_max = \"1s\"\n"
+    );
+    let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_all(broker.port, "rig/a", vec!["{\"n\": 7}".into()]).await;
+    let acked_later = || log.lock().unwrap().iter().any(|(c, down, p)| *c > 0 && !*down && matches!(p, Packet::PubAck(_)));
+    assert!(eventually(Duration::from_secs(10), acked_later).await, "the redelivered message is acknowledged: {:?}", log.lock().unwrap());
+    assert!(eventually(Duration::from_secs(5), || !samples(&gw).is_empty()).await, "its sample is committed");
+    assert!(values(&samples(&gw)).iter().all(|v| *v == 7));
+    gw.shutdown().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    let conns = assert_pubacks_on_their_own_connection(&log);
+    assert!(conns >= 2, "the first connection was cut and relais reconnected: {log:?}");
+}
+
 /// A message above the client's packet limit (16 MiB) made the connection
 /// drop, and the broker redelivered it forever: the source was stuck. Now
 /// a message above `max_payload` is quarantined (`payload_too_large`, its
