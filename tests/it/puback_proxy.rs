@@ -20,8 +20,8 @@ pub type Log = Arc<Mutex<Vec<(usize, bool, Packet)>>>;
 
 /// Forwards whole packets from `r` to `w`, logging each. Towards the broker
 /// (`!down`), drops them instead while `mute` is set. With `cut_after` set,
-/// after the first PUBLISH on that topic: sets `mute`, and ends the
-/// connection `cut_delay` later.
+/// `(topic, delay)`: after the first PUBLISH on that topic, sets `mute`
+/// and ends the connection `delay` later.
 async fn pump(
     mut r: OwnedReadHalf,
     mut w: OwnedWriteHalf,
@@ -29,8 +29,7 @@ async fn pump(
     down: bool,
     log: Log,
     mute: Arc<AtomicBool>,
-    cut_after: Option<String>,
-    cut_delay: Duration,
+    cut_after: Option<(String, Duration)>,
 ) {
     let mut buf = BytesMut::new();
     let mut chunk = vec![0u8; 65536];
@@ -42,14 +41,14 @@ async fn pump(
         while let Ok(h) = rumqttc::mqttbytes::check(buf.iter(), 1 << 20) {
             let raw = buf.split_to(h.frame_length());
             let Ok(p) = Packet::read(&mut raw.clone(), 1 << 20) else { return };
-            let cut = matches!((&p, &cut_after), (Packet::Publish(p), Some(t)) if &p.topic == t);
+            let cut = matches!((&p, &cut_after), (Packet::Publish(p), Some((t, _))) if &p.topic == t);
             log.lock().unwrap().push((conn, down, p));
             if (down || !mute.load(Ordering::SeqCst)) && w.write_all(&raw).await.is_err() {
                 return;
             }
             if cut {
                 mute.store(true, Ordering::SeqCst);
-                tokio::time::sleep(cut_delay).await;
+                tokio::time::sleep(cut_after.as_ref().map_or(Duration::ZERO, |c| c.1)).await;
                 let _ = w.shutdown().await;
                 return;
             }
@@ -69,11 +68,11 @@ pub async fn proxy(upstream: u16, topic: &str, log: Log, cut_delay: Duration) ->
             let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
             let ((cr, cw), (sr, sw)) = (client.into_split(), server.into_split());
             let mute = Arc::new(AtomicBool::new(false));
-            let up = tokio::spawn(pump(cr, sw, conn, false, log.clone(), mute.clone(), None, cut_delay));
-            let cut = (conn == 0).then(|| topic.clone());
+            let up = tokio::spawn(pump(cr, sw, conn, false, log.clone(), mute.clone(), None));
+            let cut = (conn == 0).then(|| (topic.clone(), cut_delay));
             let log = log.clone();
             tokio::spawn(async move {
-                pump(sr, cw, conn, true, log, mute, cut, cut_delay).await;
+                pump(sr, cw, conn, true, log, mute, cut).await;
                 up.abort();
             });
         }
