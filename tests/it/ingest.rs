@@ -474,8 +474,13 @@ async fn mqtt_in_commits_a_burst_in_arrival_order() {
     let n = 400;
     publish_all(broker.port, "line/seq", (0..n).map(|i| format!("{{\"n\": {i}}}")).collect()).await;
     let gw = Gateway::start(gateway_config(dir.path(), &body), RunOptions::default()).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || samples(&gw).len() == n as usize + warmup).await, "{} samples", samples(&gw).len());
-    let got: Vec<i64> = samples(&gw).iter().skip(warmup).map(|s| if let Value::I64(v) = s.value { v } else { panic!("{s:?}") }).collect();
+    // Only the burst is checked: a warm-up message (`n = -1`) may come again
+    // after the restart (its PUBACK lost at shutdown: at-least-once) or late.
+    let burst = |gw: &Gateway| -> Vec<i64> {
+        samples(gw).iter().skip(warmup).map(|s| if let Value::I64(v) = s.value { v } else { panic!("{s:?}") }).filter(|v| *v >= 0).collect()
+    };
+    assert!(eventually(Duration::from_secs(20), || burst(&gw).len() >= n as usize).await, "{} samples of the burst", burst(&gw).len());
+    let got = burst(&gw);
     let first_disorder = got.windows(2).position(|w| w[0] > w[1]);
     assert_eq!(
         first_disorder,
