@@ -1,10 +1,13 @@
-//! The history writer in the daemon: one thread of its own (tokio's blocking
-//! pool) follows the committed-data tap, collects samples (see
+//! The history writer in the daemon: one thread of its own, at the lowest
+//! scheduling priority (nice 19), follows the committed-data tap, collects samples (see
 //! [`super::collect`]) and writes them every `flush_interval` in one
 //! transaction; once a minute it prunes what is older than the windows.
 //!
 //! Invariants:
-//! - **Never slows ingest.** The writer only reads the tap; when it falls
+//! - **Never slows ingest.** The writer runs at nice 19 ([`HISTORY_NICE`]):
+//!   when the CPU is short (ingest at saturation on a small edge PC), the
+//!   scheduler gives the buffer writer and the sources the CPU first and
+//!   history lags instead. It only reads the tap; when it falls
 //!   more than the tap's memory behind, the tap tells it exactly which `seq`
 //!   range it missed, and it reads that range back from the buffer (a
 //!   read-only connection, which never blocks the buffer's writer). What
@@ -34,6 +37,12 @@ use crate::model::Timestamp;
 /// How often old rows are pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Nice value of the history thread (Linux: per thread; 19 is the lowest
+/// priority). Set once on a thread of its own: an unprivileged process can
+/// lower a thread's priority but never raise it back, so it must not be a
+/// pooled thread that other work reuses.
+pub const HISTORY_NICE: i32 = 19;
+
 /// Samples read from the buffer per query when catching up.
 const CATCH_UP_CHUNK: usize = 20_000;
 
@@ -56,12 +65,27 @@ pub fn spawn_with(cfg: HistoryConfig, data_dir: &Path, buffer: &Buffer, stop: Ca
     let sub = buffer.tap().subscribe();
     let handle = tokio::runtime::Handle::current();
     tracing::info!(path = %path.display(), "{}", cfg.describe());
-    Ok(vec![tokio::task::spawn_blocking(move || {
+    let (done, ended) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("relais-history".into()).spawn(move || {
+        lower_priority();
         let mut w = Writer { cfg, store, reader, lost: 0, written: 0 };
         if let Err(e) = w.run(sub, &handle, &stop) {
             tracing::error!("history stopped: {e:#}");
         }
+        let _ = done.send(());
+    })?;
+    Ok(vec![tokio::spawn(async move {
+        let _ = ended.await;
     })])
+}
+
+/// Puts the calling thread at [`HISTORY_NICE`]; a failure is logged and the
+/// writer runs at normal priority.
+fn lower_priority() {
+    // `None`: the calling thread (Linux keeps the nice value per thread).
+    if let Err(e) = rustix::process::setpriority_process(None, HISTORY_NICE) {
+        tracing::warn!("history: could not lower the writer's priority ({e}); it competes with ingest for the CPU");
+    }
 }
 
 struct Writer {
@@ -211,5 +235,23 @@ impl Writer {
             Ok(n) => tracing::debug!(rows = n, "history pruned"),
             Err(e) => tracing::warn!("history: pruning failed: {e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The writer's own thread gets nice 19; the thread that spawned it
+    /// (a runtime worker, the ingest path) keeps its priority.
+    #[test]
+    fn the_writer_thread_runs_at_the_lowest_priority_and_only_it() {
+        let before = rustix::process::getpriority_process(None).expect("getpriority");
+        let inside = std::thread::spawn(|| {
+            super::lower_priority();
+            rustix::process::getpriority_process(None).expect("getpriority")
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(inside, super::HISTORY_NICE);
+        assert_eq!(rustix::process::getpriority_process(None).expect("getpriority"), before);
     }
 }
