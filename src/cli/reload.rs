@@ -77,8 +77,8 @@ fn admin_only(path: &Path) -> Option<AdminConfig> {
 
 async fn post(admin: &AdminConfig) -> anyhow::Result<(u16, Value)> {
     // The reload may stop sinks, which get their delivery grace: wait long enough.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let mut req = client.post(format!("http://{}/api/reload", admin.listen));
+    let addr = super::admin_client::connect_addr(admin.listen);
+    let mut req = super::admin_client::client().post(format!("http://{addr}/api/reload")).timeout(Duration::from_secs(60));
     if let AdminAuth::Token(t) = &admin.auth {
         req = req.bearer_auth(t.expose());
     }

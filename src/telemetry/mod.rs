@@ -338,7 +338,7 @@ impl Telemetry {
     /// Registers a device and returns its counters; a device registered
     /// again (restarted by a configuration reload) keeps its counters.
     pub fn device(&self, name: &str) -> Arc<DeviceStats> {
-        let mut v = self.devices.lock().expect("telemetry lock");
+        let mut v = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = v.iter().find(|s| s.name == name) {
             return s.clone();
         }
@@ -350,7 +350,7 @@ impl Telemetry {
 
     /// Registers a sink and returns its counters (the same ones when registered again).
     pub fn sink(&self, name: &str) -> Arc<SinkStats> {
-        let mut v = self.sinks.lock().expect("telemetry lock");
+        let mut v = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = v.iter().find(|s| s.name == name) {
             return s.clone();
         }
@@ -362,7 +362,7 @@ impl Telemetry {
 
     /// Registers a source and returns its counters (the same ones when registered again).
     pub fn source(&self, name: &str) -> Arc<SourceStats> {
-        let mut v = self.sources.lock().expect("telemetry lock");
+        let mut v = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = v.iter().find(|s| s.name == name) {
             return s.clone();
         }
@@ -376,26 +376,26 @@ impl Telemetry {
     /// line, `/api/status` and `/metrics` stop reporting it.
     pub fn forget(&self, family: &str, name: &str) {
         match family {
-            "device" => self.devices.lock().expect("telemetry lock").retain(|s| s.name != name),
-            "sink" => self.sinks.lock().expect("telemetry lock").retain(|s| s.name != name),
-            "source" => self.sources.lock().expect("telemetry lock").retain(|s| s.name != name),
+            "device" => self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|s| s.name != name),
+            "sink" => self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|s| s.name != name),
+            "source" => self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|s| s.name != name),
             _ => {}
         }
     }
 
     /// Snapshot of the source counters.
     pub fn sources(&self) -> Vec<Arc<SourceStats>> {
-        self.sources.lock().expect("telemetry lock").clone()
+        self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Snapshot of the device counters.
     pub fn devices(&self) -> Vec<Arc<DeviceStats>> {
-        self.devices.lock().expect("telemetry lock").clone()
+        self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Snapshot of the sink counters.
     pub fn sinks(&self) -> Vec<Arc<SinkStats>> {
-        self.sinks.lock().expect("telemetry lock").clone()
+        self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Reports the rejected records of every source not logged yet (see
