@@ -38,8 +38,9 @@
 //! | the store | `buffer` (with its own `buffer::config`) |
 //! | shared codecs | `parse` (CSV/JSON/timestamps), `mqtt` (client connection settings) |
 //! | the contract | `component` (`Kind`, `Component`, claims) |
-//! | components | `sources::*`, `sinks::*` (with the shared `sinks::driver`), `processors::*`, `sim` |
+//! | components | `sources::*`, `sinks::*` (with the shared `sinks::driver`), `processors::*`, `sim`, `proxy` (the TCP fault proxy) |
 //! | root config | `config` (composes the components' config types) |
+//! | the fault bench | `lab` (scenarios, the timeline player, the report: it drives `sim`, `proxy` and a gateway) |
 //! | wiring | `app`, `demo` |
 //! | command line | `cli` |
 

@@ -19,8 +19,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("buffer", &["buffer"]),
     ("shared codecs", &["parse", "mqtt"]),
     ("contract", &["component"]),
-    ("components", &["sources", "sinks", "processors", "sim", "lab"]),
+    ("components", &["sources", "sinks", "processors", "sim", "proxy"]),
     ("config", &["config"]),
+    ("fault bench", &["lab"]),
     ("app", &["app", "demo"]),
     ("cli", &["cli", "main"]),
 ];
