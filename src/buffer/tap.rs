@@ -13,10 +13,12 @@
 //! - **Never slows the writer.** Publishing is a push under a mutex held for a
 //!   few pointer moves; subscribers hold the same mutex only to clone `Arc`s.
 //!   Nothing a subscriber does (or fails to do) makes the writer wait.
-//! - **Bounded memory.** The tap keeps the newest committed records up to
-//!   [`TAP_RECORDS`] (by record count, whole batches), [`HOLD_RECORDS`]
-//!   while only sink drivers hold it ([`Tap::hold`]), and nothing at all
-//!   while nobody subscribes or holds. Records are shared (`Arc`), never copied per
+//! - **Bounded memory.** The tap keeps the newest [`HOLD_RECORDS`] committed
+//!   records (whole batches) while anyone subscribes or holds it
+//!   ([`Tap::hold`]: sink drivers), plus what its slowest subscriber has not
+//!   read yet, up to [`TAP_RECORDS`] in all; nothing at all while nobody
+//!   subscribes or holds. So a permanent subscriber that keeps up (the live
+//!   table, the dashboard) costs [`HOLD_RECORDS`], not [`TAP_RECORDS`]. Records are shared (`Arc`), never copied per
 //!   subscriber.
 //! - **Never holds back retention.** The tap lives in memory beside the
 //!   database: what SQLite retention deletes is unaffected by subscribers, and
@@ -30,7 +32,7 @@
 //!   left, then `None`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -87,6 +89,9 @@ struct Ring {
     held: usize,
     /// `seq` the next published batch starts at.
     next: u64,
+    /// The next `seq` of every live subscription (its own copy, updated as it
+    /// reads): what the slowest one has not read yet is kept.
+    positions: Vec<Arc<AtomicU64>>,
     /// Samples published since open.
     samples: u64,
     /// Bumped when the buffer was replaced (corruption): seqs jump.
@@ -173,20 +178,25 @@ impl Tap {
             let samples_before = r.samples;
             r.samples += samples;
             r.next = last + 1;
-            let keep = match (self.subscribers.load(Ordering::Relaxed), self.holds.load(Ordering::Relaxed)) {
-                (0, 0) => 0,
-                (0, _) => HOLD_RECORDS,
-                _ => TAP_RECORDS,
-            };
-            if !batch.is_empty() && keep > 0 {
+            let keep = self.subscribers.load(Ordering::Relaxed) > 0 || self.holds.load(Ordering::Relaxed) > 0;
+            if !batch.is_empty() && keep {
                 let records = std::mem::take(batch);
                 r.held += records.len();
                 r.batches.push_back(Arc::new(Committed { first, records, samples_before, samples }));
-                while r.held > keep && r.batches.len() > 1 {
-                    let old = r.batches.pop_front().expect("non-empty");
-                    r.held -= old.records.len();
+                // The slowest subscriber's next `seq` (none: everything is read).
+                let slowest = r.positions.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX);
+                while r.batches.len() > 1 {
+                    let front = r.batches.front().map_or(u64::MAX, |b| b.last());
+                    let unread = front >= slowest;
+                    if r.held > TAP_RECORDS || (r.held > HOLD_RECORDS && !unread) {
+                        if let Some(old) = r.batches.pop_front() {
+                            r.held -= old.records.len();
+                        }
+                    } else {
+                        break;
+                    }
                 }
-            } else if !r.batches.is_empty() && keep == 0 {
+            } else if !r.batches.is_empty() && !keep {
                 // Nobody listens any more: let memory go.
                 r.batches.clear();
                 r.held = 0;
@@ -216,9 +226,11 @@ impl Tap {
 
     /// A subscription starting with the next committed record.
     pub fn subscribe(self: &Arc<Self>) -> TapSubscription {
-        let r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         self.subscribers.fetch_add(1, Ordering::Relaxed);
-        TapSubscription { tap: self.clone(), next: r.next, seen_samples: r.samples, epoch: r.epoch, rx: self.committed.clone() }
+        let position = Arc::new(AtomicU64::new(r.next));
+        r.positions.push(position.clone());
+        TapSubscription { tap: self.clone(), next: r.next, seen_samples: r.samples, epoch: r.epoch, rx: self.committed.clone(), position }
     }
 
     /// Keeps the tap holding recent batches without reading them (it keeps
@@ -263,6 +275,8 @@ pub struct TapSubscription {
     seen_samples: u64,
     epoch: u64,
     rx: watch::Receiver<u64>,
+    /// `next`, as the tap sees it (registered in its ring).
+    position: Arc<AtomicU64>,
 }
 
 /// Interest in the tap's recent batches ([`Tap::hold`]); released on drop.
@@ -278,6 +292,9 @@ impl Drop for TapHold {
 
 impl Drop for TapSubscription {
     fn drop(&mut self) {
+        if let Ok(mut r) = self.tap.ring.lock() {
+            r.positions.retain(|p| !Arc::ptr_eq(p, &self.position));
+        }
         self.tap.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -329,6 +346,7 @@ impl TapSubscription {
             self.next = r.next;
             self.seen_samples = r.samples;
         }
+        self.position.store(self.next, Ordering::Relaxed);
         out
     }
 

@@ -80,3 +80,33 @@ fn nothing_kept_without_subscribers_but_loss_is_counted() {
     tap.publish(6, 7, 2, &mut batch(6, 2));
     assert_eq!(sub.try_recv().records().count(), 2);
 }
+
+#[test]
+fn a_subscriber_that_keeps_up_costs_hold_records_a_slow_one_keeps_its_unread() {
+    let tap = Arc::new(Tap::new(0));
+    let mut fast = tap.subscribe();
+    let mut next = 1;
+    for _ in 0..(HOLD_RECORDS / 1000 + 10) {
+        tap.publish(next, next + 999, 1000, &mut batch(next, 1000));
+        next += 1000;
+        assert_eq!(fast.try_recv().records().count(), 1000);
+    }
+    let held = tap.ring.lock().unwrap().held;
+    assert!(held <= HOLD_RECORDS + 1000, "a permanent subscriber that keeps up holds {held} records, not TAP_RECORDS");
+    assert!(held + 1000 > HOLD_RECORDS, "the sink lanes' window stays: {held}");
+    // A slow subscriber: what it has not read is kept (up to TAP_RECORDS).
+    let mut slow = tap.subscribe();
+    let from = next;
+    for _ in 0..20 {
+        tap.publish(next, next + 999, 1000, &mut batch(next, 1000));
+        next += 1000;
+        fast.try_recv();
+    }
+    let t = slow.try_recv();
+    assert_eq!(t.missed_samples, 0, "nothing the slow subscriber had not read was evicted");
+    assert_eq!(t.records().next().unwrap().seq(), from);
+    assert_eq!(t.records().count() as u64, next - from);
+    drop(slow);
+    tap.publish(next, next + 999, 1000, &mut batch(next, 1000));
+    assert!(tap.ring.lock().unwrap().held <= HOLD_RECORDS + 1000, "a dropped subscriber no longer holds memory");
+}
