@@ -78,10 +78,19 @@ impl Store {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         let conn = Connection::open(path).map_err(|e| anyhow::anyhow!("history: cannot open {}: {e}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.execute_batch(SCHEMA)
+        };
+        // SQLite opens lazily: a corrupt file is found here; name it.
+        setup().map_err(|e| {
+            anyhow::anyhow!(
+                "history: {} is not a usable history database: {e} (move it aside: relais then starts a new one)",
+                path.display()
+            )
+        })?;
         Ok(Store { conn })
     }
 
@@ -196,5 +205,27 @@ pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| anyhow::anyhow!("history: cannot open {}: {e}", path.display()))?;
     c.busy_timeout(std::time::Duration::from_secs(2))?;
+    // SQLite opens lazily: a corrupt file is found by the first read; name it.
+    c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| anyhow::anyhow!("history: {} is not a usable history database: {e}", path.display()))?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_history_file_is_named_by_both_openers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.db");
+        std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+        let e = Store::open(&path).err().expect("a corrupt file is refused").to_string();
+        assert!(e.contains(&path.display().to_string()) && e.contains("not a usable history database"), "{e}");
+        let e = open_readonly(&path).err().expect("a corrupt file is refused").to_string();
+        assert!(e.contains(&path.display().to_string()) && e.contains("not a usable history database"), "{e}");
+        std::fs::remove_file(&path).expect("remove");
+        Store::open(&path).expect("a new file opens");
+        open_readonly(&path).expect("and reads");
+    }
 }
