@@ -63,6 +63,7 @@ pub mod mqtt;
 pub mod names;
 pub mod parse;
 pub mod processors;
+pub mod proxy;
 pub mod secret;
 pub mod sim;
 pub mod sinks;

@@ -7,6 +7,7 @@ mod audit;
 mod browse;
 mod check;
 mod probe;
+mod proxy;
 mod quarantine;
 mod query;
 mod reload;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use audit::AuditCmd;
 pub use browse::OpcUaTarget;
 pub use probe::Probe;
+pub use proxy::ProxyArgs;
 pub use quarantine::QuarantineCmd;
 pub use query::QueryArgs;
 
@@ -124,6 +126,8 @@ pub enum Command {
         #[command(subcommand)]
         what: Probe,
     },
+    /// A TCP fault proxy in front of a device or a broker: latency, bandwidth cap, black hole, reset, … (src/proxy/README.md), until Ctrl-C.
+    Proxy(ProxyArgs),
     /// Import CSV or JSON files once (paths or globs), then forward them.
     Import {
         /// Configuration file (TOML) with a `[[source]]` of `type = "file"`.
@@ -327,6 +331,7 @@ pub fn main() -> ExitCode {
         Command::Demo { data_dir, broker } => block_on(crate::demo::run(data_dir, broker)).map_or_else(fatal, |_| ExitCode::SUCCESS),
         Command::Browse { server, node, depth, snippet, all } => browse::run(server, &node, depth, snippet, all),
         Command::Probe { what } => probe::run(what),
+        Command::Proxy(a) => proxy::run(a),
         Command::Write { config, dry_run, device, tag, value } => write::run(&config, &device, &tag, &value, dry_run),
     }
 }

@@ -47,6 +47,7 @@ mod postgres;
 mod postgres_dead;
 mod postgres_faults;
 mod postgres_timescale;
+mod proxy;
 mod puback_proxy;
 mod records;
 mod reload;
