@@ -460,3 +460,42 @@ async fn mqtt_refuse_connect_is_seen_by_rumqttc() {
         assert_eq!(connack(&p).await.expect("accepted again"), ConnectReturnCode::Success);
     }
 }
+
+#[tokio::test]
+async fn relais_proxy_command_applies_its_toxics_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, Read};
+    let upstream = echo().await;
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args([
+            "proxy",
+            "--listen",
+            &port.to_string(),
+            "--upstream",
+            &upstream.to_string(),
+            "--toxic",
+            "latency,latency=100ms,direction=upstream",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with(&format!("proxy listening on 127.0.0.1:{port} → {upstream}")), "{first}");
+    let mut second = String::new();
+    out.read_line(&mut second).unwrap();
+    assert!(second.starts_with("toxic latency:"), "{second}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let r = round_trip(&mut s, b"cli").await;
+    assert!(r >= Duration::from_millis(100) && r < Duration::from_millis(200), "{r:?}");
+    crate::common::kill(child.id(), 2);
+    assert_eq!(crate::common::wait_exit(&mut child, Duration::from_secs(5)), Some(0), "Ctrl-C: exit 0");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("proxy stopped"), "{rest}");
+    let r = read_within(&mut s, Duration::from_secs(2)).await.expect("the connection is closed");
+    assert!(r.map(|b| b.is_empty()).unwrap_or(true));
+}
