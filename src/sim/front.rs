@@ -69,6 +69,11 @@ pub fn tcp_front(sock: TcpStream, service: SimService) -> DuplexStream {
 }
 
 async fn tcp_pump(mut sock: TcpStream, mut inner: DuplexStream, service: SimService) -> std::io::Result<()> {
+    // The intrusion detection sees every request of this client (`ids`).
+    let mut client = match (&service.watch, sock.peer_addr()) {
+        (Some(w), Ok(peer)) => Some(w.connect(peer)),
+        _ => None,
+    };
     let mut pending: Vec<u8> = Vec::new();
     let (mut rx, mut back) = ([0u8; 2048], [0u8; 2048]);
     loop {
@@ -88,6 +93,9 @@ async fn tcp_pump(mut sock: TcpStream, mut inner: DuplexStream, service: SimServ
                         MbapHead::Frame { len, .. } => len,
                     };
                     let frame: Vec<u8> = pending.drain(..len).collect();
+                    if let (Some(c), Some(&unit), Some(&fc)) = (client.as_mut(), frame.get(6), frame.get(7)) {
+                        c.request(unit, fc);
+                    }
                     let triage = if frame.len() > MBAP_HEADER { triage_pdu(&frame[MBAP_HEADER..]) } else { Triage::Serve };
                     match triage {
                         Triage::Serve => inner.write_all(&frame).await?,

@@ -4,18 +4,25 @@
 //! - [`signal`]: the signal models (pure).
 //! - [`config`]: `[[station]]` configuration.
 //! - [`station`]: one station's register tables, signals and faults.
+//! - [`fault`]: faults injected at run time ([`SimFault`], [`Sim::inject`]).
 //! - [`server`]: the tokio-modbus service answering requests.
 //! - [`logs`]: a library ERROR turned into a DEBUG line (bare OPC UA connections).
 //! - [`front`]: what is answered in front of tokio-modbus (exception 01 for
 //!   unimplemented function codes, 03 for malformed requests), TCP front.
+//! - [`attack`]: the intrusion pack (a second Modbus TCP client).
+//! - [`ids`]: simulator-side intrusion detection ([`SimDetection`]).
 //! - [`ident`]: FC43 / MEI 0x0E Read Device Identification (pure).
 //! - [`rtu`]: the Modbus RTU lines on pseudo-terminals (framing in front of
 //!   tokio-modbus, restart after a failure).
 //! - [`opcua`]: the OPC UA server (async-opcua) serving the same stations.
 
+pub mod attack;
 pub mod config;
+pub mod fault;
 pub mod front;
 pub mod ident;
+pub mod ids;
+mod inject;
 pub mod logs;
 pub mod opcua;
 pub mod rtu;
@@ -32,8 +39,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_modbus::server::tcp::Server;
 
+pub use attack::{Attack, AttackReport, attack};
 use config::Line;
 pub use config::SimConfig;
+pub use fault::{FaultId, SimFault};
+pub use ids::{IdsThresholds, SimDetection};
 use server::SimService;
 pub use station::Station;
 
@@ -46,6 +56,10 @@ pub struct Sim {
     /// RTU lines: their links (removed on drop) and counters.
     lines: Vec<(PathBuf, Arc<rtu::LineStats>)>,
     opcua: Option<opcua::OpcUaSim>,
+    /// Faults injected at run time (`inject.rs`).
+    injected: inject::Injected,
+    /// Intrusion detections of every TCP listener.
+    detections: tokio::sync::broadcast::Sender<SimDetection>,
 }
 
 impl Drop for Sim {
@@ -78,6 +92,7 @@ impl Sim {
         let mut tasks = Vec::new();
         let mut addrs = HashMap::new();
         let mut lines = Vec::new();
+        let (detections, _) = tokio::sync::broadcast::channel(256);
         for (line, map) in groups {
             match line {
                 Line::None => {}
@@ -85,7 +100,11 @@ impl Sim {
                     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("simulator cannot listen on {addr}: {e}"))?;
                     let local = listener.local_addr()?;
                     addrs.insert(addr, local);
-                    let service = SimService { stations: Arc::new(map), serial: false };
+                    let names: HashMap<u8, String> = map.iter().map(|(u, s)| (*u, s.cfg.name.clone())).collect();
+                    let first =
+                        stations.iter().find(|s| map.values().any(|m| Arc::ptr_eq(m, s))).map(|s| s.cfg.name.clone()).unwrap_or_default();
+                    let watch = ids::Watch::new(detections.clone(), cfg.expected_clients.clone(), names, first);
+                    let service = SimService { stations: Arc::new(map), serial: false, watch: Some(Arc::new(watch)) };
                     tasks.push(tokio::spawn(async move {
                         let server = Server::new(listener);
                         let on_connected = |stream, peer| {
@@ -128,7 +147,7 @@ impl Sim {
             Some(o) => Some(opcua::OpcUaSim::start(o, stations.clone()).await?),
             None => None,
         };
-        Ok(Sim { stations, addrs, tasks, lines, opcua })
+        Ok(Sim { stations, addrs, tasks, lines, opcua, injected: inject::Injected::default(), detections })
     }
 
     /// The stations, in config order.

@@ -28,6 +28,8 @@ pub struct SimService {
     pub(crate) stations: Arc<HashMap<u8, Arc<Station>>>,
     /// On a serial line an absent unit is simply silent.
     pub(crate) serial: bool,
+    /// The intrusion detection watching a TCP listener (`ids`).
+    pub(crate) watch: Option<Arc<super::ids::Watch>>,
 }
 
 impl SimService {
@@ -39,14 +41,14 @@ impl SimService {
         let Some(st) = self.stations.get(&unit) else {
             return if self.serial { None } else { Some(u8::from(ExceptionCode::GatewayTargetDevice)) };
         };
-        let faults = st.faults();
-        if faults.silent {
+        let plan = st.plan(None);
+        if plan.silent {
             return None;
         }
-        if !faults.delay.is_zero() {
-            tokio::time::sleep(faults.delay).await;
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
         }
-        Some(code)
+        Some(plan.exception.unwrap_or(code))
     }
 }
 
@@ -64,6 +66,23 @@ fn refused(faults: &super::config::Faults, req: &Request<'_>) -> Option<Exceptio
     }
 }
 
+/// The addresses request `req` touches (table, start, count), for the
+/// faults injected on a tag; `None` for requests that name none.
+fn range_of(req: &Request<'_>) -> Option<(Table, u16, u16)> {
+    let n = |len: usize| u16::try_from(len).unwrap_or(u16::MAX);
+    Some(match req {
+        Request::ReadCoils(a, q) => (Table::Coil, *a, *q),
+        Request::ReadDiscreteInputs(a, q) => (Table::DiscreteInput, *a, *q),
+        Request::ReadHoldingRegisters(a, q) => (Table::Holding, *a, *q),
+        Request::ReadInputRegisters(a, q) => (Table::Input, *a, *q),
+        Request::WriteSingleRegister(a, _) | Request::MaskWriteRegister(a, _, _) => (Table::Holding, *a, 1),
+        Request::WriteMultipleRegisters(a, ws) => (Table::Holding, *a, n(ws.len())),
+        Request::WriteSingleCoil(a, _) => (Table::Coil, *a, 1),
+        Request::WriteMultipleCoils(a, cs) => (Table::Coil, *a, n(cs.len())),
+        _ => return None,
+    })
+}
+
 impl Service for SimService {
     type Request = SlaveRequest<'static>;
     type Response = Option<Response>;
@@ -77,13 +96,18 @@ impl Service for SimService {
             let Some(st) = station else {
                 return if serial { Ok(None) } else { Err(ExceptionCode::GatewayTargetDevice) };
             };
-            let faults = st.faults();
-            if faults.silent {
+            // Configured and injected faults (`Station::plan`).
+            let plan = st.plan(range_of(&req.request));
+            if plan.silent {
                 return Ok(None);
             }
-            if !faults.delay.is_zero() {
-                tokio::time::sleep(faults.delay).await;
+            if !plan.delay.is_zero() {
+                tokio::time::sleep(plan.delay).await;
             }
+            if let Some(code) = plan.exception {
+                return Err(ExceptionCode::new(code));
+            }
+            let faults = st.faults();
             let read = |t: Table, a: u16, n: u16| {
                 let r = st.read(t, a, n);
                 if st.cfg.lockstep && r.is_ok() {

@@ -54,6 +54,7 @@ mod reload;
 mod rules;
 mod secrets;
 mod sim;
+mod sim_faults;
 mod sparkplug;
 mod sparkplug_check;
 mod status;

@@ -130,6 +130,10 @@ pub struct SimConfig {
     pub missing_data: Vec<String>,
     /// The OPC UA server, when `[opcua]` is present.
     pub opcua: Option<super::opcua::OpcUaSimConfig>,
+    /// `[sim] expected_clients`: the client addresses the intrusion
+    /// detection expects (`None`: the first client is expected, any
+    /// concurrent other one is not; see `sim::ids`).
+    pub expected_clients: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Where a replayed CSV file is looked for: relative to the configuration
@@ -176,6 +180,16 @@ impl SimConfig {
             seen: HashMap::new(),
             tags: tags::TagCtx { base_dir, cache: HashMap::new(), missing: Vec::new() },
         };
+        let expected_clients = raw.sim.expected_clients.as_ref().map(|list| {
+            let mut ips = Vec::new();
+            for a in list.get_ref() {
+                match a.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ips.push(ip),
+                    Err(_) => d.error(list.span(), "sim / expected_clients", format!("{a:?} is not an IP address (e.g. \"127.0.0.1\")")),
+                }
+            }
+            ips
+        });
         let stations: Vec<StationConfig> = raw.station.into_iter().filter_map(|rs| station::parse_station(rs, &mut all, &mut d)).collect();
         let mut missing_data = all.tags.missing;
         missing_data.sort();
@@ -185,7 +199,7 @@ impl SimConfig {
         for w in warnings {
             tracing::warn!("{w}");
         }
-        Ok(SimConfig { stations, missing_data, opcua })
+        Ok(SimConfig { stations, missing_data, opcua, expected_clients })
     }
 }
 

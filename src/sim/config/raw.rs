@@ -11,6 +11,7 @@ use crate::diag::{Diag, array_items, array_items_of, de_item, peek_str, take_key
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSimSection {
     pub(super) tick: Option<Spanned<String>>,
+    pub(super) expected_clients: Option<Spanned<Vec<String>>>,
 }
 
 /// The sections of a simulator config, each read on its own (errors name

@@ -40,11 +40,11 @@ pub struct OpcUaSimConfig {
     pub scan: Duration,
 }
 
-/// The server builder of one server generation. Every other generation
-/// registers a padding namespace before ours, so the stations' namespace
-/// index moves between restarts (field case B16). The stations' node
+/// The server builder of one server generation. An odd `pad` registers a
+/// padding namespace before ours, so the stations' namespace index moves
+/// between restarts that bump it (field case B16). The stations' node
 /// manager is named `relais-sim`.
-pub(crate) fn builder(cfg: &OpcUaSimConfig, addr: SocketAddr, generation: u32) -> ServerBuilder {
+pub(crate) fn builder(cfg: &OpcUaSimConfig, addr: SocketAddr, pad: u32) -> ServerBuilder {
     let mut user_ids: Vec<String> = Vec::new();
     if cfg.anonymous {
         user_ids.push(ANONYMOUS_USER_TOKEN_ID.to_string());
@@ -74,7 +74,7 @@ pub(crate) fn builder(cfg: &OpcUaSimConfig, addr: SocketAddr, generation: u32) -
             b = b.add_endpoint(format!("{}_{n}", p.to_str()), ("/", *p, m, ids.as_slice()));
         }
     }
-    for k in 0..(generation % 2) {
+    for k in 0..(pad % 2) {
         b = b.with_node_manager(simple_node_manager(
             NamespaceMetadata { namespace_uri: format!("urn:relais:sim:padding:{k}"), ..Default::default() },
             "padding",

@@ -18,6 +18,8 @@
 //! `restart_after` stops the server after that long and starts it again
 //! `down_for` later with one more namespace registered before ours, so our
 //! namespace index changes, as after a PLC firmware update (field case B16).
+//! Injected faults (`Sim::inject`): served values and bad_status come from
+//! the stations' overlays; `opcua_restart` is [`OpcUaSim::restart_in`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,9 @@ struct Shared {
     addr: SocketAddr,
     current: Mutex<Option<Running>>,
     generation: AtomicU32,
+    /// Padding namespaces registered before ours: bumped by every restart
+    /// that renumbers (the builder pads by its parity).
+    pad: AtomicU32,
     max_sessions: AtomicU32,
     /// Sessions created by earlier server generations.
     sessions_before: AtomicU64,
@@ -101,6 +106,7 @@ impl OpcUaSim {
             addr,
             current: Mutex::new(None),
             generation: AtomicU32::new(0),
+            pad: AtomicU32::new(0),
             max_sessions: AtomicU32::new(0),
             sessions_before: AtomicU64::new(0),
             status: Mutex::new(status),
@@ -132,7 +138,7 @@ impl OpcUaSim {
                     tracing::info!(down_for = ?s.cfg.down_for, "simulator: restarting the OPC UA server (fault injection)");
                     s.stop();
                     tokio::time::sleep(s.cfg.down_for).await;
-                    if let Err(e) = s.relaunch().await {
+                    if let Err(e) = s.relaunch(true).await {
                         tracing::error!(error = %e, "simulator: OPC UA server did not come back");
                     }
                 }
@@ -183,7 +189,42 @@ impl OpcUaSim {
     /// namespace registered before ours (so our index changes).
     pub async fn restart(&self) -> anyhow::Result<()> {
         self.shared.stop();
-        self.shared.relaunch().await
+        self.shared.relaunch(true).await
+    }
+
+    /// True while the server is serving (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.shared.current.lock().is_ok_and(|g| g.is_some())
+    }
+
+    /// Fault `opcua_restart`: stops the server now and starts it again
+    /// after `down`, with our namespace renumbered when `reorder`. The
+    /// returned task is the pending return (aborting it leaves the server
+    /// down: then [`OpcUaSim::come_back`]).
+    pub fn restart_in(&self, down: Duration, reorder: bool) -> JoinHandle<()> {
+        tracing::info!(?down, reorder, "simulator: OPC UA server stopped (fault injection)");
+        self.shared.stop();
+        let s = self.shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            if let Err(e) = s.relaunch(reorder).await {
+                tracing::error!(error = %e, "simulator: OPC UA server did not come back");
+            }
+        })
+    }
+
+    /// Starts the server again now if it is stopped (a cleared
+    /// `opcua_restart`), renumbering our namespace when `reorder`.
+    pub fn come_back(&self, reorder: bool) {
+        if self.is_running() {
+            return;
+        }
+        let s = self.shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = s.relaunch(reorder).await {
+                tracing::error!(error = %e, "simulator: OPC UA server did not come back");
+            }
+        });
     }
 
     /// Serves tag `tag` of `station` with StatusCode `code` and no value
@@ -255,7 +296,13 @@ impl Shared {
         }
     }
 
-    async fn relaunch(self: &Arc<Self>) -> anyhow::Result<()> {
+    async fn relaunch(self: &Arc<Self>, reorder: bool) -> anyhow::Result<()> {
+        if self.current.lock().is_ok_and(|g| g.is_some()) {
+            return Ok(());
+        }
+        if reorder {
+            self.pad.fetch_add(1, Ordering::Relaxed);
+        }
         // The port is free again once the old listener is dropped; retry briefly.
         let mut last = None;
         for _ in 0..50 {
@@ -274,8 +321,7 @@ impl Shared {
     /// Builds and starts one server generation on `listener`.
     fn launch(self: &Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
         let cfg = &self.cfg;
-        let generation = self.generation.load(Ordering::Relaxed);
-        let b = endpoints::builder(cfg, self.addr, generation);
+        let b = endpoints::builder(cfg, self.addr, self.pad.load(Ordering::Relaxed));
         let (server, handle) = b.build().map_err(|e| anyhow::anyhow!("simulator OPC UA server: {e}"))?;
         let nm = handle
             .node_managers()
@@ -311,8 +357,9 @@ impl Shared {
                 continue;
             }
             seen[s] = v;
-            for (t, (tag, value)) in st.cfg.tags.iter().zip(st.values().iter()).enumerate() {
-                updates.push((node_of(r.ns, &st.cfg.name, &tag.name), data_value(tag, value, status.get(&(s, t)).copied(), now)));
+            for (t, (tag, value)) in st.cfg.tags.iter().zip(st.served_values().iter()).enumerate() {
+                let code = st.fault_status(t).or_else(|| status.get(&(s, t)).copied());
+                updates.push((node_of(r.ns, &st.cfg.name, &tag.name), data_value(tag, value, code, now)));
             }
         }
         if updates.is_empty() {
@@ -324,9 +371,9 @@ impl Shared {
     fn publish_one(&self, s: usize, t: usize) {
         let Ok(g) = self.current.lock() else { return };
         let Some(r) = g.as_ref() else { return };
-        let code = self.status.lock().ok().and_then(|m| m.get(&(s, t)).copied());
         let st = &self.stations[s];
-        let values = st.values();
+        let code = st.fault_status(t).or_else(|| self.status.lock().ok().and_then(|m| m.get(&(s, t)).copied()));
+        let values = st.served_values();
         let dv = data_value(&st.cfg.tags[t], &values[t], code, DateTime::now());
         let _ = r.nm.set_value(r.handle.subscriptions(), &node_of(r.ns, &st.cfg.name, &st.cfg.tags[t].name), None, dv);
     }

@@ -116,7 +116,7 @@ pub async fn run(link: PathBuf, stations: Arc<HashMap<u8, Arc<Station>>>, first:
 /// requests out of what the masters write.
 async fn serve(mut master: SerialStream, stations: &Arc<HashMap<u8, Arc<Station>>>, stats: &LineStats) -> anyhow::Result<()> {
     let (inner_server, mut inner) = SerialStream::pair()?;
-    let service = SimService { stations: stations.clone(), serial: true };
+    let service = SimService { stations: stations.clone(), serial: true, watch: None };
     let mut server = tokio::spawn(tokio_modbus::server::rtu::Server::new(inner_server).serve_forever(service.clone()));
     let _abort = AbortOnDrop(server.abort_handle());
     let mut units: Vec<u8> = stations.keys().copied().collect();

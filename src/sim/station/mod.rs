@@ -6,31 +6,15 @@ use std::time::Instant;
 
 use tokio_modbus::ExceptionCode;
 
-use super::config::{Faults, SimTag, StationConfig, Unmapped};
+use super::config::{Faults, StationConfig, Unmapped};
+use super::fault::Active;
 use super::signal::{Signal, SimValue};
 use crate::model::Value;
-use crate::sources::modbus::decode::{encode, with_bit, word16};
-use crate::sources::modbus::types::{DataType, Table};
+use crate::sources::modbus::types::Table;
+use tables::{Bank, engineering, grow, read_tag, write_tag};
 
-#[derive(Default)]
-struct Table16 {
-    data: Vec<u16>,
-    mapped: Vec<bool>,
-}
-
-#[derive(Default)]
-struct TableBits {
-    data: Vec<bool>,
-    mapped: Vec<bool>,
-}
-
-#[derive(Default)]
-struct Bank {
-    holding: Table16,
-    input: Table16,
-    coils: TableBits,
-    discrete: TableBits,
-}
+mod inject;
+pub(crate) mod tables;
 
 /// Read data of one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,16 +40,14 @@ pub struct Station {
     values: RwLock<Arc<Vec<Value>>>,
     version: AtomicU64,
     connections: AtomicU64,
+    /// Faults injected at run time (`Sim::inject`).
+    injected: Mutex<Vec<Active>>,
+    /// What they serve instead of the tables and the live values.
+    overlay: RwLock<inject::Overlay>,
 }
 
 /// Most read requests remembered by [`Station::reads`].
 const READ_LOG: usize = 10_000;
-
-fn grow<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
-    if v.len() < len {
-        v.resize(len, T::default());
-    }
-}
 
 impl Station {
     /// Builds the tables and writes every signal's first value.
@@ -103,6 +85,8 @@ impl Station {
             values: RwLock::new(Arc::new(Vec::new())),
             version: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            injected: Mutex::new(Vec::new()),
+            overlay: RwLock::new(inject::Overlay::default()),
         };
         st.refresh(0, true);
         st
@@ -164,6 +148,7 @@ impl Station {
         }
         drop(bank);
         *self.values.write().expect("values lock") = Arc::new(eng);
+        self.recompute();
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -225,7 +210,7 @@ impl Station {
                 Ok(())
             }
         };
-        Ok(match table {
+        let mut data = match table {
             Table::Holding | Table::Input => {
                 let tb = if table == Table::Holding { &bank.holding } else { &bank.input };
                 check(&tb.mapped)?;
@@ -236,7 +221,32 @@ impl Station {
                 check(&tb.mapped)?;
                 ReadData::Bits((start as usize..end).map(|i| tb.data.get(i).copied().unwrap_or(false)).collect())
             }
-        })
+        };
+        drop(bank);
+        // Injected value faults serve their overlay instead.
+        let ov = self.overlay.read().expect("overlay lock");
+        if ov.active {
+            let base = start as usize;
+            match &mut data {
+                ReadData::Words(w) => {
+                    let o = inject::r16(&ov.bank, table);
+                    for (k, x) in w.iter_mut().enumerate() {
+                        if o.mapped.get(base + k) == Some(&true) {
+                            *x = o.data[base + k];
+                        }
+                    }
+                }
+                ReadData::Bits(b) => {
+                    let o = inject::rbits(&ov.bank, table);
+                    for (k, x) in b.iter_mut().enumerate() {
+                        if o.mapped.get(base + k) == Some(&true) {
+                            *x = o.data[base + k];
+                        }
+                    }
+                }
+            }
+        }
+        Ok(data)
     }
 
     /// Writes holding registers (FC6/FC16/FC22 after masking).
@@ -286,110 +296,5 @@ impl Station {
         grow(&mut bank.coils.data, end);
         bank.coils.data[start as usize..end].copy_from_slice(bits);
         Ok(())
-    }
-}
-
-/// A signal value in engineering units, typed as the tag's data type
-/// suggests (integers stay exact).
-fn engineering(tag: &SimTag, v: &SimValue) -> Option<Value> {
-    Some(match v {
-        SimValue::Missing => return None,
-        SimValue::Text(s) => Value::Str(s.clone()),
-        SimValue::Num(x) if tag.ty == DataType::Bool => Value::Bool(*x != 0.0),
-        // An unscaled integer tag shows what its registers hold (rounded and
-        // saturated), so OPC UA serves it as an integer, as Modbus does.
-        SimValue::Num(x) if tag.ty.is_integer() && tag.scale == 1.0 && tag.offset == 0.0 => to_value(tag, *x),
-        SimValue::Num(x) => Value::F64(*x),
-        SimValue::Int(i) if tag.ty == DataType::Bool => Value::Bool(*i != 0),
-        SimValue::Int(i) if tag.ty.is_float() || tag.scale != 1.0 || tag.offset != 0.0 => Value::F64(*i as f64),
-        SimValue::Int(i) if matches!(tag.ty, DataType::I16 | DataType::I32 | DataType::I64) => {
-            Value::I64((*i).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
-        }
-        SimValue::Int(i) if matches!(tag.ty, DataType::U16 | DataType::U32 | DataType::U64) => {
-            Value::U64((*i).clamp(0, u64::MAX as i128) as u64)
-        }
-        SimValue::Int(i) => Value::F64(*i as f64),
-    })
-}
-
-fn to_value(tag: &SimTag, v: f64) -> Value {
-    let raw = (v - tag.offset) / tag.scale;
-    match tag.ty {
-        DataType::Bool => Value::Bool(raw != 0.0),
-        DataType::F32 | DataType::F64 => Value::F64(raw),
-        DataType::U16 => Value::U64(raw.round().clamp(0.0, u16::MAX as f64) as u64),
-        DataType::U32 => Value::U64(raw.round().clamp(0.0, u32::MAX as f64) as u64),
-        DataType::U64 => Value::U64(raw.round().max(0.0) as u64),
-        DataType::I16 => Value::I64(raw.round().clamp(i16::MIN as f64, i16::MAX as f64) as i64),
-        DataType::I32 => Value::I64(raw.round().clamp(i32::MIN as f64, i32::MAX as f64) as i64),
-        DataType::I64 => Value::I64(raw.round() as i64),
-        DataType::String(_) => Value::Str(format!("{v}")),
-    }
-}
-
-/// Exact integers go to integer types unchanged (saturated to the type's
-/// range) when no scaling is configured; otherwise they take the float path.
-fn int_value(tag: &SimTag, i: i128) -> Value {
-    if tag.scale != 1.0 || tag.offset != 0.0 || tag.ty.is_float() || tag.ty == DataType::Bool {
-        return to_value(tag, i as f64);
-    }
-    let (lo, hi): (i128, i128) = match tag.ty {
-        DataType::U16 => (0, u16::MAX as i128),
-        DataType::U32 => (0, u32::MAX as i128),
-        DataType::U64 => (0, u64::MAX as i128),
-        DataType::I16 => (i16::MIN as i128, i16::MAX as i128),
-        DataType::I32 => (i32::MIN as i128, i32::MAX as i128),
-        DataType::I64 => (i64::MIN as i128, i64::MAX as i128),
-        _ => return to_value(tag, i as f64),
-    };
-    let v = i.clamp(lo, hi);
-    if lo == 0 { Value::U64(v as u64) } else { Value::I64(v as i64) }
-}
-
-/// The engineering value of `tag` in the tables (what a client wrote):
-/// bits as 0/1, registers decoded and scaled like a gateway reads them.
-fn read_tag(bank: &Bank, tag: &SimTag) -> Option<f64> {
-    let a = tag.address as usize;
-    let v = match tag.table {
-        Table::Coil => Value::Bool(bank.coils.data.get(a).copied().unwrap_or(false)),
-        Table::DiscreteInput => Value::Bool(bank.discrete.data.get(a).copied().unwrap_or(false)),
-        Table::Holding | Table::Input => {
-            let tb = if tag.table == Table::Holding { &bank.holding } else { &bank.input };
-            let n = tag.ty.register_count() as usize;
-            let words: Vec<u16> = (a..a + n).map(|i| tb.data.get(i).copied().unwrap_or(0)).collect();
-            let v = crate::sources::modbus::decode::decode(&words, tag.ty, tag.byte_order, tag.bit).ok()?;
-            crate::model::apply_scale(v, tag.scale, tag.offset)
-        }
-    };
-    v.as_f64()
-}
-
-fn write_tag(bank: &mut Bank, tag: &SimTag, v: SimValue) {
-    let value = match v {
-        SimValue::Missing => return,
-        SimValue::Text(s) => Value::Str(s),
-        SimValue::Num(x) => to_value(tag, x),
-        SimValue::Int(i) => int_value(tag, i),
-    };
-    let a = tag.address as usize;
-    match tag.table {
-        Table::Coil | Table::DiscreteInput => {
-            let tb = if tag.table == Table::Coil { &mut bank.coils } else { &mut bank.discrete };
-            grow(&mut tb.data, a + 1);
-            tb.data[a] = matches!(value, Value::Bool(true));
-        }
-        Table::Holding | Table::Input => {
-            let tb = if tag.table == Table::Holding { &mut bank.holding } else { &mut bank.input };
-            if let (Some(bit), Value::Bool(on)) = (tag.bit, &value) {
-                grow(&mut tb.data, a + 1);
-                let w = word16(tb.data[a], tag.byte_order);
-                tb.data[a] = word16(with_bit(w, bit, *on), tag.byte_order);
-                return;
-            }
-            if let Ok(words) = encode(&value, tag.ty, tag.byte_order) {
-                grow(&mut tb.data, a + words.len());
-                tb.data[a..a + words.len()].copy_from_slice(&words);
-            }
-        }
     }
 }
