@@ -57,6 +57,7 @@ pub mod console;
 pub mod demo;
 pub mod diag;
 pub mod ingest;
+pub mod lab;
 pub mod memory;
 pub mod model;
 pub mod mqtt;

@@ -6,6 +6,7 @@ mod admin_client;
 mod audit;
 mod browse;
 mod check;
+mod lab;
 mod probe;
 mod proxy;
 mod quarantine;
@@ -65,6 +66,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         what: crate::processors::rules::command::RulesCommand,
+    },
+    /// The fault bench: play a scenario of faults against the simulator, proxies and a gateway, and grade what was detected.
+    Lab {
+        /// What to do.
+        #[command(subcommand)]
+        what: lab::LabCmd,
     },
     /// Run the gateway (the daemon).
     Run {
@@ -315,6 +322,7 @@ pub fn main() -> ExitCode {
             .map_or_else(fatal, |_| ExitCode::SUCCESS)
         }
         Command::Sim { config } => sim(&config),
+        Command::Lab { what } => lab::run(what),
         Command::Import { config, source, no_wait, force, paths } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -28,6 +28,7 @@ mod history;
 mod hostile;
 mod http_sink;
 mod ingest;
+mod lab;
 mod layering;
 mod modbus;
 mod modbus_faults;

@@ -1,0 +1,213 @@
+//! `relais lab run`: starts the simulator and the proxies in this process and
+//! the gateway as a child, subscribes to the gateway's MQTT output, plays the
+//! timeline, stops everything and grades the run.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::attribute::Played;
+use super::fill::{Vars, free_port};
+use super::gateway::{GatewayProcess, GatewaySetup, generate};
+use super::observe::{Collector, unix_ms};
+use super::play::{Bench, KILL_DEFAULT, Undo, clear, inject};
+use super::report::{Report, rfc3339};
+use super::scenario::Scenario;
+use crate::sim::{Sim, SimConfig};
+
+/// Options of `relais lab run`.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Where the report goes (created; `work/` inside holds the run's files).
+    pub report: PathBuf,
+    /// The MQTT broker, `mqtt://host:port`.
+    pub broker: String,
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Step {
+    at: Duration,
+    /// Clearings before injections at the same instant.
+    inject: bool,
+    fault: usize,
+}
+
+fn timeline(s: &Scenario) -> Vec<Step> {
+    let mut v = Vec::new();
+    for (i, f) in s.faults.iter().enumerate() {
+        v.push(Step { at: f.at, inject: true, fault: i });
+        let d =
+            f.duration.or(matches!(f.action, super::action::Action::Gateway(super::action::GatewayFault::Kill)).then_some(KILL_DEFAULT));
+        if let Some(d) = d {
+            v.push(Step { at: (f.at + d).min(s.duration), inject: false, fault: i });
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Appends one line to `injections.jsonl`.
+fn audit(file: &mut std::fs::File, t0: SystemTime, action: &str, f: &super::scenario::FaultSpec, result: &Result<(), String>) {
+    let now = SystemTime::now();
+    let line = serde_json::json!({
+        "at": rfc3339(unix_ms(now)),
+        "t_ms": now.duration_since(t0).map_or(0, |d| d.as_millis() as u64),
+        "action": action,
+        "fault": f.index,
+        "kind": f.kind,
+        "target": f.target.to_string(),
+        "params": f.params,
+        "result": match result { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") },
+    });
+    let _ = writeln!(file, "{line}");
+}
+
+/// Runs a scenario and writes its report; the report says whether every fault passed.
+pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
+    let sc = Scenario::load(&o.scenario).map_err(anyhow::Error::msg)?;
+    let url = crate::mqtt::BrokerUrl::parse(&o.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    std::fs::create_dir_all(&o.report)?;
+    let dir = std::path::absolute(&o.report)?;
+    let work = dir.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let run_id = format!("{:08x}", fastrand::u32(..));
+    let name: String = sc.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let prefix = format!("relais-lab/{name}/{run_id}");
+    let mut vars = Vars::default();
+    for (k, v) in [
+        ("broker", url.to_string()),
+        ("broker_addr", format!("{}:{}", url.host, url.port)),
+        ("data_dir", work.join("data").display().to_string()),
+        ("prefix", prefix.clone()),
+        ("run_id", run_id.clone()),
+        ("scenario_dir", sc.dir.display().to_string()),
+        ("work_dir", work.display().to_string()),
+    ] {
+        vars.fixed.insert(k.into(), v);
+    }
+    for p in &sc.proxies {
+        let port = free_port()?;
+        vars.proxies.insert(p.name.clone(), port);
+    }
+    // The simulator, in this process.
+    let sim = match &sc.sim {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let text = vars.fill(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+            let cfg = SimConfig::parse(&text, &path.display().to_string(), &sc.dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(Sim::start(cfg).await?)
+        }
+        None => None,
+    };
+    if !sc.proxies.is_empty() {
+        anyhow::bail!("{}: [[proxy]] needs the fault proxy (src/proxy), not in this build", o.scenario.display());
+    }
+    // The gateway's configuration.
+    let gw_file = sc.gateway.display().to_string();
+    let template = std::fs::read_to_string(&sc.gateway).map_err(|e| anyhow::anyhow!("{gw_file}: {e}"))?;
+    let filled = vars.fill(&template, &gw_file).map_err(anyhow::Error::msg)?;
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token_file = work.join("admin.token");
+    write_private(&token_file, &token)?;
+    let lab_faults = sc
+        .faults
+        .iter()
+        .any(|f| matches!(f.action, super::action::Action::Gateway(ref g) if !matches!(g, super::action::GatewayFault::Kill)));
+    let setup = GatewaySetup { data_dir: work.join("data"), admin_port: free_port()?, token: token.clone(), lab_faults };
+    let (text, sinks) = generate(&filled, &gw_file, &setup, &token_file).map_err(anyhow::Error::msg)?;
+    let gw_config = work.join("gateway.toml");
+    std::fs::write(&gw_config, text)?;
+    // Listen first, then start the gateway.
+    let collector = Collector::start(&url.host, url.port, &format!("{prefix}/#")).await?;
+    let mut gateway = GatewayProcess::new(gw_config, dir.join("gateway.log"), setup.admin_port, setup.token.clone());
+    gateway.start()?;
+    let mut first = collector.first_sample.clone();
+    let warm = tokio::time::timeout(sc.warmup, first.wait_for(|v| *v)).await;
+    if !matches!(warm, Ok(Ok(_))) {
+        let exited = gateway.exited();
+        let tail = gateway.log_tail(20);
+        gateway.stop(Duration::from_secs(5)).await;
+        anyhow::bail!(
+            "no sample from the gateway on {prefix}/# within {:?}{}; does its MQTT sink publish to url = \"${{broker}}\" with topic = \"${{prefix}}/{{device}}/{{tag}}\"? gateway log:\n{tail}",
+            sc.warmup,
+            exited.map(|s| format!(" (it exited: {s})")).unwrap_or_default()
+        );
+    }
+    let (t0, t0_wall) = (Instant::now(), SystemTime::now());
+    let mut audit_file = std::fs::File::create(dir.join("injections.jsonl"))?;
+    let mut played: BTreeMap<usize, (i64, Option<i64>)> = BTreeMap::new();
+    let mut errors: BTreeMap<usize, String> = BTreeMap::new();
+    let mut active: BTreeMap<usize, Undo> = BTreeMap::new();
+    {
+        let mut bench = Bench { sim: sim.as_ref(), gateway: &mut gateway };
+        for step in timeline(&sc) {
+            tokio::time::sleep_until(t0 + step.at).await;
+            let f = &sc.faults[step.fault];
+            if step.inject {
+                let now = unix_ms(SystemTime::now());
+                let r = inject(f, &mut bench).await;
+                audit(&mut audit_file, t0_wall, "inject", f, &r.as_ref().map(|_| ()).map_err(Clone::clone));
+                played.insert(step.fault, (now, None));
+                match r {
+                    Ok(u) => {
+                        active.insert(step.fault, u);
+                    }
+                    Err(e) => {
+                        tracing::warn!(fault = f.index, error = %e, "lab: injection failed");
+                        errors.insert(step.fault, format!("injection failed: {e}"));
+                    }
+                }
+            } else if let Some(u) = active.remove(&step.fault) {
+                let r = clear(u, &mut bench).await;
+                audit(&mut audit_file, t0_wall, "clear", f, &r);
+                if let Some(p) = played.get_mut(&step.fault) {
+                    p.1 = Some(unix_ms(SystemTime::now()));
+                }
+                if let Err(e) = r {
+                    errors.insert(step.fault, format!("clearing failed: {e}"));
+                }
+            }
+        }
+        tokio::time::sleep_until(t0 + sc.duration).await;
+        // Faults without a duration last to the end: cleared now, not judged as cleared.
+        for (i, u) in std::mem::take(&mut active) {
+            let r = clear(u, &mut bench).await;
+            audit(&mut audit_file, t0_wall, "clear (end of scenario)", &sc.faults[i], &r);
+        }
+    }
+    let end_ms = unix_ms(SystemTime::now());
+    tokio::time::sleep(sc.drain).await;
+    gateway.stop(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let observed = collector.snapshot();
+    drop(collector);
+    drop(sim);
+    let plays: Vec<Played> = sc
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (inj, clr) = played.get(&i).copied().unwrap_or((end_ms, None));
+            Played { injected_ms: inj, cleared_ms: clr, subject: super::grade::subject(f, &sc, &sinks), expect: f.expect.clone() }
+        })
+        .collect();
+    let report = super::grade::report(&sc, &plays, &errors, &observed, unix_ms(t0_wall), end_ms);
+    report.write(&dir)?;
+    Ok(report)
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
