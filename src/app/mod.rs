@@ -271,6 +271,8 @@ impl Gateway {
         // The live table subscribes before any source starts; `relais import` needs none.
         if !opts.sinks_only {
             gw.sink_tasks.push(gw.live.spawn(gw.buffer.tap(), gw.sinks_stop.clone()));
+            // The rogue-write detector likewise (component::rogue).
+            gw.sink_tasks.push(gw.actuators.rogue().spawn(gw.buffer.tap(), gw.events.clone(), gw.sinks_stop.clone()));
         }
         for (key, unit) in units {
             gw.start_unit(key, unit).await?;

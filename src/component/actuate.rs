@@ -37,6 +37,9 @@
 //!   `security.write_refused` event. Both are stored and forwarded like
 //!   every event (`docs/payloads.md`, "Events"). They are emitted where the
 //!   job settles, so a caller that stops waiting loses nothing.
+//! - **Rogue-write marks.** Every write that is not a dry run is marked in
+//!   [`Actuators::rogue`] when asked for and when settled, so the rogue-write
+//!   detector ([`crate::component::rogue`]) knows relais's own changes.
 //!
 //! Reasons are `code: detail` like sample reasons: `unknown_device`,
 //! `unknown_tag`, `expired`, `busy`, `not_writable`, `out_of_range`,
@@ -51,6 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::component::live::LiveTable;
+use crate::component::rogue::RogueWatch;
 use crate::ingest::Events;
 use crate::model::{EventSource, Severity, Timestamp, format_rfc3339};
 use crate::telemetry::metrics::WriteCounts;
@@ -69,6 +73,8 @@ pub struct WriteJob {
     events: Option<Events>,
     live: LiveTable,
     counts: Arc<WriteCounts>,
+    rogue: RogueWatch,
+    mark: Option<u64>,
 }
 
 impl WriteJob {
@@ -112,6 +118,9 @@ impl WriteJob {
         outcome.requested = self.requested;
         outcome.sent = outcome.sent.or(self.sent);
         outcome.settled = Timestamp::now();
+        if let Some(id) = self.mark {
+            self.rogue.settle(&self.request, id, &outcome);
+        }
         record(self.events.as_ref(), &self.counts, &self.request, &outcome, true);
         let _ = reply.send(outcome);
     }
@@ -192,6 +201,7 @@ pub struct Actuators {
     events: Option<Events>,
     live: LiveTable,
     counts: Arc<WriteCounts>,
+    rogue: RogueWatch,
 }
 
 impl std::fmt::Debug for Actuators {
@@ -204,7 +214,7 @@ impl Actuators {
     /// An empty registry whose writes emit their events to `events` (none:
     /// logged only, as under `relais import`).
     pub fn new(events: Option<Events>) -> Actuators {
-        Actuators { owners: Default::default(), events, live: LiveTable::new(), counts: Arc::default() }
+        Actuators { owners: Default::default(), events, live: LiveTable::new(), counts: Arc::default(), rogue: RogueWatch::default() }
     }
 
     /// The same registry reading tag values from `live` for the interlock
@@ -217,6 +227,13 @@ impl Actuators {
     /// The live table the guards read.
     pub fn live(&self) -> &LiveTable {
         &self.live
+    }
+
+    /// The rogue-write detector's registry: device sources watch their
+    /// writable tags there; every write through [`Actuators::write`] is
+    /// marked there ([`crate::component::rogue`]).
+    pub fn rogue(&self) -> &RogueWatch {
+        &self.rogue
     }
 
     /// Settled writes by result, shared by every clone (`/metrics`).
@@ -241,6 +258,7 @@ impl Actuators {
     /// refused as to an unknown device.
     pub fn unregister(&self, device: &str) {
         self.owners.lock().unwrap_or_else(|e| e.into_inner()).remove(device);
+        self.rogue.unwatch(device);
     }
 
     /// The registered device names, sorted.
@@ -265,6 +283,7 @@ impl Actuators {
     /// and every outcome is audited (see the module docs).
     pub async fn write(&self, req: WriteRequest) -> WriteOutcome {
         let (reply, rx) = oneshot::channel();
+        let mark = self.rogue.begin(&req);
         let job = WriteJob {
             request: req,
             requested: Timestamp::now(),
@@ -273,6 +292,8 @@ impl Actuators {
             events: self.events.clone(),
             live: self.live.clone(),
             counts: self.counts.clone(),
+            rogue: self.rogue.clone(),
+            mark,
         };
         match self.enqueue(job) {
             Ok(()) => rx.await.unwrap_or_else(|_| WriteOutcome::failed("stopped: the write was lost (internal error)")),

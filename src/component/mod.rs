@@ -35,6 +35,7 @@ mod claims;
 pub mod cond;
 mod known_tags;
 pub mod live;
+pub mod rogue;
 
 use std::future::Future;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The write allow-list and limits of a device tag, shared by the device
 //! sources that accept writes (Modbus, OPC UA): the tag keys ([`WRITE_KEYS`]:
 //! `writable`, `min`, `max`, `max_rate`, `readback`, `readback_timeout`,
-//! `interlock`, `interlock_max_age`, `allow_bad_quality`), their reading,
+//! `interlock`, `interlock_max_age`, `allow_bad_quality`, `rogue_write`), their reading,
 //! and [`admit`], the one check every owner runs on a write job before
 //! encoding it. Nothing is writable unless its tag says `writable = true`.
 //! See `component::actuate` for the write path.
@@ -56,6 +56,10 @@ pub struct TagWrite {
     pub interlock: Option<Arc<Interlock>>,
     /// Write even when the tag's last read is bad (`allow_bad_quality`, default false).
     pub allow_bad_quality: bool,
+    /// Report a change of the tag's read value that no relais write explains
+    /// as `security.rogue_write` (`rogue_write`, default true; see
+    /// `component::rogue`). Off for a tag a local HMI or the device also writes.
+    pub rogue_write: bool,
 }
 
 impl TagWrite {
@@ -91,6 +95,9 @@ impl TagWrite {
         if self.allow_bad_quality {
             limits.push("written even when its last read is bad".into());
         }
+        if !self.rogue_write {
+            limits.push("changes by other writers not reported".into());
+        }
         limits.push(if self.readback {
             format!("read-back within {}", crate::units::format_duration(self.readback_timeout))
         } else {
@@ -122,11 +129,29 @@ pub struct RawTagWrite {
     pub interlock_max_age: Option<Spanned<String>>,
     /// `allow_bad_quality`.
     pub allow_bad_quality: Option<Spanned<bool>>,
+    /// `rogue_write`.
+    pub rogue_write: Option<Spanned<bool>>,
+}
+
+/// The tags of a device to watch for rogue writes: the writable ones
+/// without `rogue_write = false` (`component::rogue`).
+pub fn rogue_watched<'a>(tags: impl IntoIterator<Item = (&'a str, Option<&'a TagWrite>)>) -> Vec<String> {
+    tags.into_iter().filter(|(_, w)| w.is_some_and(|w| w.rogue_write)).map(|(n, _)| n.to_string()).collect()
 }
 
 /// The tag keys read here.
-pub const WRITE_KEYS: &[&str] =
-    &["writable", "min", "max", "max_rate", "readback", "readback_timeout", "interlock", "interlock_max_age", "allow_bad_quality"];
+pub const WRITE_KEYS: &[&str] = &[
+    "writable",
+    "min",
+    "max",
+    "max_rate",
+    "readback",
+    "readback_timeout",
+    "interlock",
+    "interlock_max_age",
+    "allow_bad_quality",
+    "rogue_write",
+];
 
 /// A protocol's own tag keys followed by [`WRITE_KEYS`]: every key a
 /// writable `[[device.tag]]` may have.
@@ -175,6 +200,7 @@ pub fn read_tag_write(
             ("interlock", w.interlock.as_ref().map(|s| s.span())),
             ("interlock_max_age", w.interlock_max_age.as_ref().map(|s| s.span())),
             ("allow_bad_quality", w.allow_bad_quality.as_ref().map(|s| s.span())),
+            ("rogue_write", w.rogue_write.as_ref().map(|s| s.span())),
         ];
         for (key, span) in given {
             if let Some(span) = span {
@@ -210,7 +236,8 @@ pub fn read_tag_write(
         r.duration_in(&w.readback_timeout, "readback_timeout", device_timeout, Duration::from_millis(10)..=Duration::from_secs(600));
     let interlock = read_interlock(r, &w);
     let allow_bad_quality = w.allow_bad_quality.as_ref().is_some_and(|s| *s.get_ref());
-    Some(TagWrite { min, max, max_rate, readback, readback_timeout, interlock, allow_bad_quality })
+    let rogue_write = w.rogue_write.as_ref().is_none_or(|s| *s.get_ref());
+    Some(TagWrite { min, max, max_rate, readback, readback_timeout, interlock, allow_bad_quality, rogue_write })
 }
 
 /// `interlock` (validated like a rule's condition, tests on current values

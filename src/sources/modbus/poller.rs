@@ -38,6 +38,7 @@ use crate::component::Actuators;
 use crate::component::actuate::WriteJob;
 use crate::ingest::{Events, Ingest};
 use crate::model::TagMeta;
+use crate::sources::writable::rogue_watched;
 use crate::telemetry::{DeviceStats, Telemetry};
 use crate::util::supervise;
 
@@ -104,6 +105,10 @@ pub fn spawn_all_with(
             devs.iter().map(|d| (d.name.clone(), d.tags.iter().map(|t| t.name.clone()).collect())).collect();
         // Registered now, so writes asked for right after start find the line.
         let mut first = Some(actuators.register(names.clone()));
+        for d in &devs {
+            let watched = rogue_watched(d.tags.iter().map(|t| (t.name.as_str(), t.write.as_ref())));
+            actuators.rogue().watch(&d.name, &watched);
+        }
         handles.push(supervise(what, cancel.clone(), move || {
             let mut poller = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()).ok()?;
             poller.writes = Some(first.take().unwrap_or_else(|| actuators.register(names.clone())));

@@ -29,6 +29,7 @@ fn limits(min: Option<f64>, max: Option<f64>) -> TagWrite {
         readback_timeout: Duration::from_secs(1),
         interlock: None,
         allow_bad_quality: false,
+        rogue_write: true,
     }
 }
 

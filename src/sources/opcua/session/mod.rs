@@ -173,6 +173,8 @@ pub fn spawn_all_with(
         let names = vec![(dev.name.clone(), dev.tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>())];
         // Registered now, so writes asked for right after start find the device.
         let mut first = Some(actuators.register(names.clone()));
+        let watched = crate::sources::writable::rogue_watched(dev.tags.iter().map(|t| (t.name.as_str(), t.write.as_ref())));
+        actuators.rogue().watch(&dev.name, &watched);
         let actuators = actuators.clone();
         handles.push(supervise(what, cancel.clone(), move || {
             let mut device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone());
