@@ -148,12 +148,20 @@ pub struct SourceCtx {
     pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
     /// Fires at shutdown.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Where sources emit their events (`None` under `relais import`).
+    pub events: Option<crate::ingest::Events>,
 }
 
 impl SourceCtx {
     /// The context of a family's tasks, from the component context.
     pub fn new(ctx: &crate::component::Ctx<'_>) -> anyhow::Result<SourceCtx> {
-        Ok(SourceCtx { ingest: ctx.ingest.clone(), reader: ctx.buffer.reader()?, telemetry: ctx.telemetry.clone(), stop: ctx.stop.clone() })
+        Ok(SourceCtx {
+            ingest: ctx.ingest.clone(),
+            reader: ctx.buffer.reader()?,
+            telemetry: ctx.telemetry.clone(),
+            stop: ctx.stop.clone(),
+            events: ctx.events.clone(),
+        })
     }
 }
 

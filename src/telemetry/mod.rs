@@ -199,6 +199,8 @@ pub struct SourceStats {
     pub samples: AtomicU64,
     /// Records quarantined.
     pub quarantined: AtomicU64,
+    /// Requests refused 401 for a missing or wrong bearer token (HTTP ingest).
+    pub refused_tokens: AtomicU64,
     /// Quarantined records by reason code.
     pub reasons: Mutex<BTreeMap<String, u64>>,
     log: Mutex<RejectLog>,

@@ -90,6 +90,7 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("relais_source_records_total", Kind::Counter, None, "Records read by a [[source]]."),
     ("relais_source_samples_total", Kind::Counter, None, "Samples accepted from a [[source]]."),
     ("relais_source_quarantined_total", Kind::Counter, None, "Records a [[source]] rejected to the quarantine, per reason."),
+    ("relais_source_refused_tokens_total", Kind::Counter, None, "HTTP ingest requests refused 401 for a missing or wrong bearer token."),
 ];
 
 /// The names of every metric `/metrics` may show (`docs/metrics.md` lists them all).
@@ -244,6 +245,7 @@ fn sources(r: &PrometheusRecorder, s: &StatusLine) {
         let source = [("source", src.name.as_str())];
         counter(r, "relais_source_records_total", &source, src.records.load(Ordering::Relaxed));
         counter(r, "relais_source_samples_total", &source, src.samples.load(Ordering::Relaxed));
+        counter(r, "relais_source_refused_tokens_total", &source, src.refused_tokens.load(Ordering::Relaxed));
         let reasons: Vec<(String, u64)> = src.reasons.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
         for (reason, n) in reasons {
             counter(r, "relais_source_quarantined_total", &[("source", &src.name), ("reason", &reason)], n);

@@ -51,6 +51,11 @@ pub struct HttpSource {
     /// largest value among the sources sharing the address applies); a new
     /// connection beyond is closed at once, and counted.
     pub max_connections: usize,
+    /// Refused tokens (401) within `token_burst_window` that raise one
+    /// `security.token_refused_burst` event (`token_burst`, default 10; 0: off).
+    pub token_burst: u32,
+    /// The window of `token_burst` (default 60 s); at most one event per window.
+    pub token_burst_window: Duration,
 }
 
 /// Type-specific keys.
@@ -68,6 +73,8 @@ pub const HTTP_KEYS: &[&str] = &[
     "header_timeout",
     "idle_timeout",
     "max_connections",
+    "token_burst",
+    "token_burst_window",
 ];
 
 #[derive(Deserialize)]
@@ -86,6 +93,8 @@ struct RawHttp {
     header_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    token_burst: Option<Spanned<i64>>,
+    token_burst_window: Option<Spanned<String>>,
 }
 
 /// Parses a `type = "http"` source.
@@ -155,6 +164,13 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
         r.error(s, "idle_timeout", "idle_timeout must be longer than commit_timeout (a request waiting for its commit moves no byte)");
     }
     let max_connections = r.int(&raw.max_connections, "max_connections", 1..=100_000, 256);
+    let token_burst = r.int(&raw.token_burst, "token_burst", 0..=1000, super::burst::DEFAULT_TOKEN_BURST);
+    let token_burst_window = r.duration_in(
+        &raw.token_burst_window,
+        "token_burst_window",
+        super::burst::DEFAULT_TOKEN_BURST_WINDOW,
+        Duration::from_secs(1)..=Duration::from_secs(86_400),
+    );
     let listen_span = raw.listen.as_ref().map_or(span, |l| l.span());
     Some(HttpSource {
         common,
@@ -169,5 +185,7 @@ pub fn parse_http(item: Item<'_>, d: &mut Diag<'_>, key: &str, base: &Path) -> O
         header_timeout,
         idle_timeout,
         max_connections,
+        token_burst,
+        token_burst_window,
     })
 }

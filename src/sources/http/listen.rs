@@ -59,6 +59,11 @@ pub struct ConnStats {
     pub refused: AtomicU64,
 }
 
+/// The remote address of a request's connection, as an axum extension
+/// (`Option<Extension<Peer>>` in a handler).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Serves `app` on `listener` within `limits` until `stop`.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Arc<ConnStats>, stop: CancellationToken) {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -69,10 +74,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
     let mut full_log = RateLimited::new(Duration::from_secs(60));
     let mut accept_log = RateLimited::new(Duration::from_secs(60));
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
+                Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors (EMFILE) and the like: wait, never spin.
                     if let Some(n) = accept_log.allow() {
@@ -97,7 +102,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
         let mut io = TimeoutStream::new(tcp);
         io.set_read_timeout(Some(limits.idle_timeout));
         io.set_write_timeout(Some(limits.idle_timeout));
-        let conn = http.serve_connection(TokioIo::new(Box::pin(io)), TowerToHyperService::new(app.clone()));
+        // Handlers may read the remote address (`Extension<Peer>`).
+        let app = app.clone().layer(axum::Extension(Peer(peer)));
+        let conn = http.serve_connection(TokioIo::new(Box::pin(io)), TowerToHyperService::new(app));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // Errors here are the client's (timeouts, resets, bad requests).

@@ -1,5 +1,6 @@
 //! HTTP ingest: `POST /ingest/{source}` with CSV, JSON or JSON Lines.
 
+pub mod burst;
 pub mod component;
 pub mod config;
 pub mod listen;

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -30,9 +31,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::burst::Burst;
 use super::config::HttpSource;
 use super::listen::{self, Limits};
 use crate::ingest::Group;
+use crate::model::{EventSource, Severity};
 use crate::parse::Mapper;
 use crate::parse::parse_input;
 use crate::parse::spec::Format;
@@ -51,6 +54,8 @@ struct Route {
     fields: Arc<crate::parse::Fields>,
     bucket: Mutex<Bucket>,
     slots: Semaphore,
+    /// Refused tokens within the burst window.
+    burst: Mutex<Burst>,
 }
 
 #[derive(Clone)]
@@ -76,6 +81,7 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
             fields: Arc::default(),
             bucket: Mutex::new(Bucket { tokens: s.max_requests_per_second.max(1.0), last: Instant::now() }),
             slots: Semaphore::new(s.max_concurrent),
+            burst: Mutex::new(Burst::new(s.token_burst, s.token_burst_window)),
             cfg: s,
         });
         by_addr.entry(route.cfg.listen).or_default().insert(route.cfg.common.name.clone(), route);
@@ -116,12 +122,22 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 /// `POST /ingest/{source}`: checks (token, rate, concurrency, size, type),
 /// reads and parses the body, then commits all of it or none (module docs).
-async fn ingest(State(st): State<AppState>, Path(source): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn ingest(
+    State(st): State<AppState>,
+    Path(source): Path<String>,
+    peer: Option<Extension<listen::Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(route) = st.routes.get(&source).cloned() else {
         return reply(StatusCode::NOT_FOUND, json!({"error": format!("no HTTP source named {source:?} here")}));
     };
     let cfg = &route.cfg;
-    if let Err(r) = authorize(cfg, &headers).and_then(|()| take_token(&route)) {
+    if let Err(r) = authorize(cfg, &headers) {
+        refused_token(&st, &route, peer.map(|Extension(p)| p.0.ip()));
+        return *r;
+    }
+    if let Err(r) = take_token(&route) {
         return *r;
     }
     let Ok(_slot) = route.slots.try_acquire() else {
@@ -165,6 +181,29 @@ fn authorize(cfg: &HttpSource, headers: &HeaderMap) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Counts a request refused 401 and reports a burst of them
+/// ([`super::burst`]); the token sent is never logged.
+fn refused_token(st: &AppState, route: &Route, peer: Option<std::net::IpAddr>) {
+    route.stats.refused_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let report = route.burst.lock().unwrap_or_else(|p| p.into_inner()).refused(tokio::time::Instant::now(), peer);
+    let Some(b) = report else { return };
+    let (name, window) = (&route.cfg.common.name, route.cfg.token_burst_window);
+    let msg = format!(
+        "HTTP source {name}: {} requests refused for a missing or wrong token within {} (from {})",
+        b.count,
+        crate::units::format_duration(window),
+        if b.addresses.is_empty() { "unknown addresses".to_string() } else { b.addresses.join(", ") }
+    );
+    tracing::warn!(source = %name, count = b.count, "{msg}");
+    if let Some(events) = &st.ctx.events {
+        let details = json!({
+            "detector": "token_burst", "count": b.count, "window_s": window.as_secs_f64(), "remote_addresses": b.addresses,
+            "threshold": route.cfg.token_burst,
+        });
+        events.emit_now("security.token_refused_burst", Severity::Warning, EventSource::Device(name.as_str().into()), msg, details);
+    }
 }
 
 /// Takes one token of the route's `max_requests_per_second` bucket; 429 when empty.
