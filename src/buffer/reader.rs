@@ -123,6 +123,21 @@ impl Reader {
         self.records_blocking(after, upto, limit).map(Records::Stored)
     }
 
+    /// How long ago record `seq` was accepted, on the buffer's observed
+    /// clock (`clock.rs`: monotonic, persisted every second; time while the
+    /// gateway was stopped does not count): the newest age mark at or before
+    /// `seq` against the persisted clock, so to within about 2 s (blocking).
+    /// `None` before the writer persisted its clock or without a mark.
+    pub fn observed_age_blocking(&self, seq: u64) -> anyhow::Result<Option<std::time::Duration>> {
+        let g = self.inner.lock().map_err(|_| anyhow::anyhow!("buffer reader poisoned"))?;
+        let (now, at): (Option<i64>, Option<i64>) = g.conn.query_row(
+            "SELECT (SELECT value FROM meta WHERE key = 'observed_ns'),                     (SELECT observed FROM marks WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1)",
+            [seq as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(now.zip(at).map(|(now, at)| std::time::Duration::from_nanos(now.saturating_sub(at).max(0) as u64)))
+    }
+
     /// The stored read progress of input `key` (blocking).
     pub fn progress_blocking(&self, key: &str) -> anyhow::Result<Option<crate::ingest::Progress>> {
         let g = self.inner.lock().map_err(|_| anyhow::anyhow!("buffer reader poisoned"))?;

@@ -53,6 +53,9 @@
 //!   samples (oldest 35 s)`); connects and losses are logged (a lost far
 //!   end at first, then at most once a minute) and emitted as events
 //!   `sink.connected` / `sink.disconnected` (see `docs/payloads.md`).
+//! - **Backlog age.** `sink.backlog_old` when the oldest undelivered record
+//!   is older than `backlog_alarm_age`, `sink.backlog_ok` when it drains
+//!   ([`backlog_age`]), for every sink alike.
 //!
 //! # Fitting a sink
 //! - MQTT: `send` = `try_publish`; PUBACK (QoS 1) or the write to the socket
@@ -70,6 +73,7 @@
 //! [`SinkStats`]: crate::telemetry::SinkStats
 
 mod acks;
+pub mod backlog_age;
 mod connection;
 mod fill;
 pub mod held;
@@ -185,6 +189,10 @@ pub struct Settings {
     pub ack_timeout: Duration,
     /// Longest wait between two connection attempts.
     pub reconnect_max: Duration,
+    /// Age of the oldest undelivered record above which `sink.backlog_old`
+    /// is emitted (`backlog_alarm_age`, default
+    /// [`backlog_age::DEFAULT_BACKLOG_ALARM_AGE`]; zero: never; [`backlog_age`]).
+    pub backlog_alarm_age: Duration,
 }
 
 /// A sink's protocol side. The driver calls it from one task; none of its

@@ -75,6 +75,20 @@ impl<S: Sink> Driver<S> {
     /// Runs until `stop` fires; then delivers what is committed for up to
     /// `grace` and closes the connection.
     pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
+        // The backlog-age alarm runs beside the connection, as long as this does.
+        let alarm_stop = stop.child_token();
+        let _alarm = alarm_stop.clone().drop_guard();
+        if let Some(events) = self.events.clone().filter(|_| !self.set.backlog_alarm_age.is_zero()) {
+            let w = super::backlog_age::Watch {
+                name: self.set.name.clone(),
+                threshold: self.set.backlog_alarm_age,
+                reader: self.reader.clone(),
+                cursor: self.cursor.clone(),
+                committed: self.committed.clone(),
+                events,
+            };
+            tokio::spawn(super::backlog_age::run(w, alarm_stop));
+        }
         let mut lanes = Lanes::resume(self.cursor.get(), self.cursor.live(), self.set.backlog_threshold);
         let mut retry = Retry {
             backoff: Backoff::new(Duration::from_secs(1), self.set.reconnect_max),

@@ -50,6 +50,9 @@ pub struct HttpSinkConfig {
     pub max_body_bytes: usize,
     /// Backlog, in records, above which live records get a lane of their own (default 10000).
     pub backlog_threshold: u64,
+    /// Age of the oldest undelivered record that raises `sink.backlog_old`
+    /// (`backlog_alarm_age`, default 60 s; `"0s"`: off; `sinks::driver::backlog_age`).
+    pub backlog_alarm_age: Duration,
     /// Longest wait between reconnect attempts (default 5 s, [`crate::util::DEFAULT_RECONNECT_MAX`]).
     pub reconnect_max: Duration,
 }
@@ -80,6 +83,7 @@ pub const KEYS: &[&str] = &[
     "batch_max_records",
     "max_body_bytes",
     "backlog_threshold",
+    "backlog_alarm_age",
     "reconnect_max",
 ];
 
@@ -98,6 +102,7 @@ struct Raw {
     batch_max_records: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<Size>>,
     backlog_threshold: Option<Spanned<i64>>,
+    backlog_alarm_age: Option<Spanned<String>>,
     reconnect_max: Option<Spanned<String>>,
 }
 
@@ -174,6 +179,8 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
     let batch_max_records = r.int(&raw.batch_max_records, "batch_max_records", 1..=100_000, 1000);
     let max_body_bytes = r.size(&raw.max_body_bytes, "max_body_bytes", 4 << 20, 1024..=u64::MAX) as usize;
     let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 10_000);
+    let backlog_alarm_age =
+        r.duration(&raw.backlog_alarm_age, "backlog_alarm_age", crate::sinks::driver::backlog_age::DEFAULT_BACKLOG_ALARM_AGE);
     let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", crate::util::DEFAULT_RECONNECT_MAX);
     if d.error_count() > before {
         return None;
@@ -191,6 +198,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         batch_max_records,
         max_body_bytes,
         backlog_threshold,
+        backlog_alarm_age,
         reconnect_max,
     })
 }

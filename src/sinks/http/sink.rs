@@ -198,6 +198,7 @@ impl driver::Sink for Http {
             read_rows: self.cfg.batch_max_records,
             one_record_per_message: false,
             backlog_threshold: self.cfg.backlog_threshold,
+            backlog_alarm_age: self.cfg.backlog_alarm_age,
             ack_timeout: self.cfg.timeout + Duration::from_secs(10),
             reconnect_max: self.cfg.reconnect_max,
         }

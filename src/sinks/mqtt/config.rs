@@ -52,6 +52,9 @@ pub struct MqttSinkConfig {
     /// Backlog size, in rows, above which live samples are sent in a lane of
     /// their own beside the replay (default 10000).
     pub backlog_threshold: u64,
+    /// Age of the oldest undelivered record that raises `sink.backlog_old`
+    /// (`backlog_alarm_age`, default 60 s; `"0s"`: off; `sinks::driver::backlog_age`).
+    pub backlog_alarm_age: Duration,
     /// Longest wait for a PUBACK before the connection is rebuilt and the
     /// unacknowledged messages resent (default 30 s).
     pub ack_timeout: Duration,
@@ -78,6 +81,7 @@ pub const SINK_KEYS: &[&str] = &[
     "batch_max_samples",
     "read_rows",
     "backlog_threshold",
+    "backlog_alarm_age",
     "ack_timeout",
     "max_message_bytes",
     "group_id",
@@ -97,6 +101,7 @@ struct RawSink {
     batch_max_samples: Option<Spanned<i64>>,
     read_rows: Option<Spanned<i64>>,
     backlog_threshold: Option<Spanned<i64>>,
+    backlog_alarm_age: Option<Spanned<String>>,
     ack_timeout: Text,
     max_message_bytes: Option<Spanned<Size>>,
     group_id: Option<Spanned<String>>,
@@ -135,6 +140,8 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
     let batch_max_samples = r.int(&raw.batch_max_samples, "batch_max_samples", 1..=10_000, 500);
     let read_rows = r.int(&raw.read_rows, "read_rows", 1..=100_000, 1000);
     let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 10_000);
+    let backlog_alarm_age =
+        r.duration(&raw.backlog_alarm_age, "backlog_alarm_age", crate::sinks::driver::backlog_age::DEFAULT_BACKLOG_ALARM_AGE);
     let ack_timeout = r.duration_in(&raw.ack_timeout, "ack_timeout", Duration::from_secs(30), Duration::from_secs(1)..=Duration::MAX);
     let max_message_bytes = r.size(&raw.max_message_bytes, "max_message_bytes", 128 * 1024, 1024..=16 << 20) as usize;
     if diag.error_count() > before {
@@ -156,6 +163,7 @@ pub fn parse_sink(mut item: Item<'_>, diag: &mut Diag<'_>, key: &str, gateway: &
         batch_max_samples,
         read_rows,
         backlog_threshold,
+        backlog_alarm_age,
     })
 }
 

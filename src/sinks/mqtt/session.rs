@@ -54,6 +54,7 @@ pub fn settings(cfg: &MqttSinkConfig, protocol: &'static str, one_record_per_mes
         read_rows: cfg.read_rows,
         one_record_per_message,
         backlog_threshold: cfg.backlog_threshold,
+        backlog_alarm_age: cfg.backlog_alarm_age,
         ack_timeout: cfg.ack_timeout,
         reconnect_max: cfg.conn.reconnect_max,
     }

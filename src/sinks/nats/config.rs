@@ -86,6 +86,9 @@ pub struct NatsSinkConfig {
     /// Unsent records above which live records get a lane of their own
     /// during a replay (default 10000; 0: strict `seq` order always).
     pub backlog_threshold: u64,
+    /// Age of the oldest undelivered record that raises `sink.backlog_old`
+    /// (`backlog_alarm_age`, default 60 s; `"0s"`: off; `sinks::driver::backlog_age`).
+    pub backlog_alarm_age: Duration,
     /// Longest wait for a PubAck before the connection is rebuilt (default 10 s).
     pub ack_timeout: Duration,
     /// Longest wait between reconnect attempts (default 30 s).
@@ -133,6 +136,7 @@ pub const KEYS: &[&str] = &[
     "max_message_bytes",
     "read_rows",
     "backlog_threshold",
+    "backlog_alarm_age",
     "ack_timeout",
     "reconnect_max",
 ];
@@ -167,6 +171,7 @@ struct Raw {
     max_message_bytes: Option<Spanned<crate::diag::read::Size>>,
     read_rows: Option<Spanned<i64>>,
     backlog_threshold: Option<Spanned<i64>>,
+    backlog_alarm_age: Option<Spanned<String>>,
     ack_timeout: Option<Spanned<String>>,
     reconnect_max: Option<Spanned<String>>,
 }
@@ -340,6 +345,12 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
         crate::diag::size(d, &raw.max_message_bytes, &k("max_message_bytes"), "max_message_bytes", 1 << 20, 1024..=16 << 20) as usize;
     let read_rows = int_in(d, &raw.read_rows, &k("read_rows"), (1, 100_000), 1000) as usize;
     let backlog_threshold = int_in(d, &raw.backlog_threshold, &k("backlog_threshold"), (0, i64::MAX), 10_000) as u64;
+    let backlog_alarm_age = crate::diag::duration(
+        d,
+        &raw.backlog_alarm_age,
+        &k("backlog_alarm_age"),
+        crate::sinks::driver::backlog_age::DEFAULT_BACKLOG_ALARM_AGE,
+    );
     let ack_timeout = crate::diag::duration(d, &raw.ack_timeout, &k("ack_timeout"), Duration::from_secs(10));
     if ack_timeout < Duration::from_millis(100) {
         d.error(raw.ack_timeout.as_ref().map_or(0..0, |t| t.span()), &k("ack_timeout"), "ack_timeout must be at least 100ms");
@@ -365,6 +376,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, gateway:
         max_message_bytes,
         read_rows,
         backlog_threshold,
+        backlog_alarm_age,
         ack_timeout,
         reconnect_max,
     })

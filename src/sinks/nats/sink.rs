@@ -186,6 +186,7 @@ impl driver::Sink for Nats {
             one_record_per_message: self.cfg.format == Format::Json,
             // Live records go out during a replay (invariant 6).
             backlog_threshold: self.cfg.backlog_threshold,
+            backlog_alarm_age: self.cfg.backlog_alarm_age,
             ack_timeout: self.cfg.ack_timeout + Duration::from_secs(2),
             reconnect_max: self.cfg.reconnect_max,
         }

@@ -60,6 +60,9 @@ pub struct PgSinkConfig {
     pub connect_timeout: Duration,
     /// Backlog, in records, above which live records get a lane of their own (default 100000).
     pub backlog_threshold: u64,
+    /// Age of the oldest undelivered record that raises `sink.backlog_old`
+    /// (`backlog_alarm_age`, default 60 s; `"0s"`: off; `sinks::driver::backlog_age`).
+    pub backlog_alarm_age: Duration,
     /// Longest wait between reconnect attempts (default 30 s).
     pub reconnect_max: Duration,
 }
@@ -121,6 +124,7 @@ pub const KEYS: &[&str] = &[
     "timeout",
     "connect_timeout",
     "backlog_threshold",
+    "backlog_alarm_age",
     "reconnect_max",
 ];
 
@@ -146,6 +150,7 @@ struct Raw {
     timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     backlog_threshold: Option<Spanned<i64>>,
+    backlog_alarm_age: Option<Spanned<String>>,
     reconnect_max: Option<Spanned<String>>,
 }
 
@@ -286,6 +291,8 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
     let timeout = r.duration_in(&raw.timeout, "timeout", Duration::from_secs(20), at_least_100ms.clone());
     let connect_timeout = r.duration_in(&raw.connect_timeout, "connect_timeout", Duration::from_secs(10), at_least_100ms);
     let backlog_threshold = r.int(&raw.backlog_threshold, "backlog_threshold", 0..=i64::MAX, 100_000);
+    let backlog_alarm_age =
+        r.duration(&raw.backlog_alarm_age, "backlog_alarm_age", crate::sinks::driver::backlog_age::DEFAULT_BACKLOG_ALARM_AGE);
     let reconnect_max = r.duration(&raw.reconnect_max, "reconnect_max", Duration::from_secs(30));
     if let Some(m) = &raw.max_inflight
         && max_inflight < connections
@@ -312,6 +319,7 @@ pub fn parse_sink(mut item: Item<'_>, d: &mut Diag<'_>, item_key: &str, base: &P
         timeout,
         connect_timeout,
         backlog_threshold,
+        backlog_alarm_age,
         reconnect_max,
     })
 }
