@@ -54,6 +54,7 @@ mod records;
 mod reload;
 mod rules;
 mod secrets;
+mod security;
 mod sim;
 mod sim_faults;
 mod sparkplug;
