@@ -222,7 +222,7 @@ mod tests {
         std::fs::write(&path, vec![0x5a; 8192]).expect("write");
         let e = Store::open(&path).err().expect("a corrupt file is refused").to_string();
         assert!(e.contains(&path.display().to_string()) && e.contains("not a usable history database"), "{e}");
-        let e = open_readonly(&path).err().expect("a corrupt file is refused").to_string();
+        let e = open_readonly(&path).expect_err("a corrupt file is refused").to_string();
         assert!(e.contains(&path.display().to_string()) && e.contains("not a usable history database"), "{e}");
         std::fs::remove_file(&path).expect("remove");
         Store::open(&path).expect("a new file opens");
