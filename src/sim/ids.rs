@@ -6,15 +6,15 @@
 //!
 //! | detector | raised when (defaults: [`IdsThresholds`]) | episode |
 //! |---|---|---|
-//! | `unexpected_client` | at its first request, a client whose address is not in `[sim] expected_clients`; without the list, a client while another one is connected (the first is expected) | the connection |
+//! | `unexpected_client` | at its first request, a client whose address is not in `[sim] expected_clients`; without the list, a client that sent a request while another one was connected, once that other one sends a request too (a reconnecting gateway closes its old connection without another request, so it is not taken for an intruder, even behind a proxy that keeps the old upstream open) | the connection |
 //! | `function_code_scan` | ≥ 5 distinct function codes the simulator does not serve (not 1–6, 15, 16, 22, 43) from one client within 10 s | until 10 s without one |
 //! | `unit_sweep` | ≥ 5 distinct unit ids no station of the listener answers, from one client within 10 s | until 10 s without one |
 //! | `request_flood` | > 100 requests from one client within 1 s | until 1 s without a request |
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
@@ -78,7 +78,28 @@ pub(crate) struct Watch {
     /// Station names by unit id, and the first station's name.
     pub(crate) names: HashMap<u8, String>,
     pub(crate) first: String,
-    open: AtomicUsize,
+    next_id: AtomicU64,
+    conns: Mutex<Conns>,
+}
+
+/// The connections of a listener, for `unexpected_client`.
+#[derive(Default)]
+struct Conns {
+    /// Requests seen so far, by connection.
+    requests: HashMap<u64, u64>,
+    /// Clients that came while others were connected: raised when one of
+    /// those others sends another request, dropped when they all close.
+    pending: Vec<Pending>,
+}
+
+#[derive(Clone)]
+struct Pending {
+    peer: SocketAddr,
+    station: String,
+    /// Why, when raised at once (not in `expected_clients`).
+    why: Option<String>,
+    /// The other connections and their request counts at that moment.
+    others: Vec<(u64, u64)>,
 }
 
 impl Watch {
@@ -88,21 +109,59 @@ impl Watch {
         names: HashMap<u8, String>,
         first: String,
     ) -> Watch {
-        Watch { tx, expected, thresholds: IdsThresholds::default(), names, first, open: AtomicUsize::new(0) }
+        let conns = Mutex::new(Conns::default());
+        Watch { tx, expected, thresholds: IdsThresholds::default(), names, first, next_id: AtomicU64::new(0), conns }
     }
 
     /// A connection was accepted from `peer`.
     pub(crate) fn connect(self: &Arc<Self>, peer: SocketAddr) -> Client {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Client {
-            watch: self.clone(),
-            peer,
-            seen: false,
-            fired: [false; 3],
-            codes: VecDeque::new(),
-            units: VecDeque::new(),
-            requests: VecDeque::new(),
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut g) = self.conns.lock() {
+            g.requests.insert(id, 0);
         }
+        let (codes, units, requests) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
+        Client { watch: self.clone(), id, peer, seen: false, fired: [false; 3], codes, units, requests }
+    }
+
+    fn raise(&self, detector: &'static str, station: &str, message: String, client: SocketAddr) {
+        tracing::warn!(detector, station, %client, "simulator intrusion detection: {message}");
+        let d = SimDetection { at: SystemTime::now(), detector, station: station.to_string(), message, client };
+        let _ = self.tx.send(d);
+    }
+
+    /// `unexpected_client` on a request of connection `id` (`first`: its
+    /// first one): the clients to raise it for now.
+    fn concurrent(&self, id: u64, peer: SocketAddr, first: bool, station: &str) -> Vec<Pending> {
+        let Ok(mut g) = self.conns.lock() else { return Vec::new() };
+        let n = {
+            let n = g.requests.entry(id).or_default();
+            *n += 1;
+            *n
+        };
+        let mut hits = Vec::new();
+        g.pending.retain(|p| {
+            let hit = p.others.iter().any(|(o, before)| *o == id && n > *before);
+            if hit {
+                hits.push(p.clone());
+            }
+            !hit
+        });
+        if first {
+            match &self.expected {
+                Some(list) if !list.contains(&peer.ip()) => {
+                    let why = Some(format!("client {peer} is not in expected_clients"));
+                    hits.push(Pending { peer, station: station.to_string(), why, others: Vec::new() });
+                }
+                Some(_) => {}
+                None => {
+                    let others: Vec<(u64, u64)> = g.requests.iter().filter(|(k, _)| **k != id).map(|(k, v)| (*k, *v)).collect();
+                    if !others.is_empty() {
+                        g.pending.push(Pending { peer, station: station.to_string(), why: None, others });
+                    }
+                }
+            }
+        }
+        hits
     }
 }
 
@@ -112,6 +171,7 @@ type Window = VecDeque<(Instant, u8)>;
 /// One client's state (dropped when the connection ends).
 pub(crate) struct Client {
     watch: Arc<Watch>,
+    id: u64,
     peer: SocketAddr,
     /// Its first request was seen.
     seen: bool,
@@ -124,7 +184,13 @@ pub(crate) struct Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.watch.open.fetch_sub(1, Ordering::AcqRel);
+        if let Ok(mut g) = self.watch.conns.lock() {
+            g.requests.remove(&self.id);
+            // A client that came while this one was connected was its
+            // replacement (a reconnect) unless another one still talks.
+            g.pending.iter_mut().for_each(|p| p.others.retain(|(o, _)| *o != self.id));
+            g.pending.retain(|p| !p.others.is_empty());
+        }
     }
 }
 
@@ -148,17 +214,11 @@ impl Client {
         let w = self.watch.clone();
         let th = &w.thresholds;
         let station = w.names.get(&unit).unwrap_or(&w.first).clone();
-        if !self.seen {
-            self.seen = true;
-            let others = w.open.load(Ordering::Acquire).saturating_sub(1);
-            let why = match &w.expected {
-                Some(list) if !list.contains(&self.peer.ip()) => Some(format!("client {} is not in expected_clients", self.peer)),
-                None if others > 0 => Some(format!("client {} connected while {others} other client(s) were connected", self.peer)),
-                _ => None,
-            };
-            if let Some(m) = why {
-                self.raise("unexpected_client", &station, m);
-            }
+        let first = !std::mem::replace(&mut self.seen, true);
+        for p in w.concurrent(self.id, self.peer, first, &station) {
+            let why =
+                p.why.unwrap_or_else(|| format!("client {} sent requests while client {} was connected and polling", p.peer, self.peer));
+            w.raise("unexpected_client", &p.station, why, p.peer);
         }
         // Each window: events kept, an episode re-armed once its window is empty.
         for (k, (keep, window)) in [
@@ -203,9 +263,7 @@ impl Client {
     }
 
     fn raise(&self, detector: &'static str, station: &str, message: String) {
-        tracing::warn!(detector, station, client = %self.peer, "simulator intrusion detection: {message}");
-        let d = SimDetection { at: SystemTime::now(), detector, station: station.to_string(), message, client: self.peer };
-        let _ = self.watch.tx.send(d);
+        self.watch.raise(detector, station, message, self.peer);
     }
 }
 
@@ -237,7 +295,8 @@ mod tests {
     #[test]
     fn each_detector_fires_once_per_episode() {
         let (w, mut rx) = watch(None);
-        let _gateway = w.connect("127.0.0.1:40000".parse().unwrap());
+        let mut gateway = w.connect("127.0.0.1:40000".parse().unwrap());
+        gateway.request(1, 3);
         let mut c = w.connect("127.0.0.1:40001".parse().unwrap());
         for fc in 7..40 {
             c.request(2, fc);
@@ -248,11 +307,29 @@ mod tests {
         for _ in 0..200 {
             c.request(1, 3);
         }
+        gateway.request(1, 3); // the gateway polls on: two clients talk at once
+        gateway.request(1, 3);
         let got = kinds(&mut rx);
         let names: Vec<&str> = got.iter().map(|(d, _)| *d).collect();
-        assert_eq!(names, vec!["unexpected_client", "function_code_scan", "unit_sweep", "request_flood"]);
+        assert_eq!(names, vec!["function_code_scan", "unit_sweep", "request_flood", "unexpected_client"]);
         assert_eq!(got[0].1, "press", "named after the station of the request's unit");
-        assert_eq!(got[2].1, "conveyor", "an unknown unit: the listener's first station");
+        assert_eq!(got[1].1, "conveyor", "an unknown unit: the listener's first station");
+        assert_eq!(got[3].1, "press", "the station of the intruder's first request");
+    }
+
+    #[test]
+    fn a_reconnect_is_no_intruder_even_with_the_old_connection_still_open() {
+        let (w, mut rx) = watch(None);
+        let mut old = w.connect("127.0.0.1:40000".parse().unwrap());
+        old.request(1, 3);
+        // The gateway gave up on the old connection (no answers) and opened
+        // a new one; the old one closes later, without another request.
+        let mut new = w.connect("127.0.0.1:40002".parse().unwrap());
+        new.request(1, 3);
+        new.request(2, 3);
+        drop(old);
+        new.request(1, 3);
+        assert_eq!(kinds(&mut rx), vec![]);
     }
 
     #[test]
