@@ -244,3 +244,58 @@ async fn a_sink_to_a_stopped_broker_raises_backlog_old_then_backlog_ok_when_it_d
     assert_eq!(ok[0].details["detector"], "sink_backlog");
     assert!(ok[0].seq > old[0].seq);
 }
+
+/// The detectors' keys: `rogue_write` only on writable tags, `token_burst`
+/// within 0..=1000 with a window of at least 1 s, `backlog_alarm_age` a
+/// duration on every sink type; the defaults are the documented ones.
+#[test]
+fn the_detector_keys_are_checked_and_default_as_documented() {
+    use relais::sinks::SinkConfig;
+    use relais::sources::{DeviceConfig, SourceConfig};
+    let errors = |body: &str| {
+        Config::parse(&format!("[gateway]\nid = \"gw\"\n{body}"), "gw.toml", Path::new("."))
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let dev = |tag: &str| {
+        format!(
+            "[[device]]\nname = \"d\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:1502\"\n[[device.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 0\n{tag}\n"
+        )
+    };
+    let e = errors(&dev("rogue_write = false"));
+    assert!(e.contains("`rogue_write` applies to writable tags only"), "{e}");
+    let cfg = Config::parse(&format!("[gateway]\nid = \"gw\"\n{}", dev("writable = true")), "gw.toml", Path::new(".")).unwrap();
+    let DeviceConfig::Modbus(m) = &cfg.devices[0] else { panic!("modbus") };
+    assert!(m.tags[0].write.as_ref().unwrap().rogue_write, "on by default");
+    let cfg = Config::parse(&format!("[gateway]\nid = \"gw\"\n{}", dev("writable = true\nrogue_write = false")), "gw.toml", Path::new("."))
+        .unwrap();
+    let DeviceConfig::Modbus(m) = &cfg.devices[0] else { panic!("modbus") };
+    assert!(!m.tags[0].write.as_ref().unwrap().rogue_write);
+
+    let http = |extra: &str| format!("[[source]]\nname = \"h\"\ntype = \"http\"\nallow_anonymous = true\n{extra}\n");
+    let e = errors(&http("token_burst = 1001"));
+    assert!(e.contains("token_burst"), "{e}");
+    let e = errors(&http("token_burst_window = \"10ms\""));
+    assert!(e.contains("token_burst_window"), "{e}");
+    let cfg = Config::parse(&format!("[gateway]\nid = \"gw\"\n{}", http("")), "gw.toml", Path::new(".")).unwrap();
+    let SourceConfig::Http(h) = &cfg.sources[0] else { panic!("http") };
+    assert_eq!((h.token_burst, h.token_burst_window), (10, Duration::from_secs(60)));
+
+    let mqtt = |extra: &str| format!("[[sink]]\nname = \"b\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n{extra}\n");
+    let e = errors(&mqtt("backlog_alarm_age = \"soon\""));
+    assert!(e.contains("backlog_alarm_age"), "{e}");
+    let cfg = Config::parse(&format!("[gateway]\nid = \"gw\"\n{}", mqtt("backlog_alarm_age = \"0s\"")), "gw.toml", Path::new(".")).unwrap();
+    let SinkConfig::Mqtt(s) = &cfg.sinks[0] else { panic!("mqtt") };
+    assert_eq!(s.backlog_alarm_age, Duration::ZERO);
+    let cfg = Config::parse(&format!("[gateway]\nid = \"gw\"\n{}", mqtt("")), "gw.toml", Path::new(".")).unwrap();
+    let SinkConfig::Mqtt(s) = &cfg.sinks[0] else { panic!("mqtt") };
+    assert_eq!(s.backlog_alarm_age, Duration::from_secs(60));
+    for (ty, extra) in [
+        ("http", "url = \"http://127.0.0.1:9/x\"\nallow_insecure = true"),
+        ("postgres", "url = \"postgres://u@127.0.0.1/db\"\npassword_env = \"PG\""),
+        ("nats", "url = \"nats://127.0.0.1:4222\"\nstream = \"S\""),
+    ] {
+        let e = errors(&format!("[[sink]]\nname = \"s\"\ntype = \"{ty}\"\n{extra}\nbacklog_alarm_age = \"soon\"\n"));
+        assert!(e.contains("backlog_alarm_age"), "{ty}: {e}");
+    }
+}
