@@ -299,3 +299,36 @@ fn the_detector_keys_are_checked_and_default_as_documented() {
         assert!(e.contains("backlog_alarm_age"), "{ty}: {e}");
     }
 }
+
+/// The intrusion pack's rogue write (`relais::sim::attack`, what a lab
+/// scenario plays) is seen by the gateway as one `security.rogue_write`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intrusion_packs_rogue_write_is_detected_by_the_gateway() {
+    use relais::sim::{Attack, attack};
+    let port = free_port();
+    let _sim = sim(&format!(
+        "[[station]]\nname = \"press\"\nlisten = \"127.0.0.1:{port}\"\ntick = \"50ms\"\n\
+         [[station.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 10\nsignal = {{ kind = \"constant\", value = 10 }}\n"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::gateway_config(
+        dir.path(),
+        &format!(
+            "[[device]]\nname = \"press\"\nprotocol = \"modbus-tcp\"\nendpoint = \"127.0.0.1:{port}\"\npoll_interval = \"200ms\"\n\
+             [[device.tag]]\nname = \"sp\"\ntable = \"holding\"\naddress = 10\nwritable = true\n"
+        ),
+    );
+    let gw = Gateway::start(cfg, RunOptions::default()).await.unwrap();
+    reads(&gw, "press", "sp", Value::U64(10)).await;
+    let target = format!("127.0.0.1:{port}").parse().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    attack(target, Attack::RogueWrite { unit: 1, address: 10, value: 99 }, 7, stop).await.unwrap();
+    reads(&gw, "press", "sp", Value::U64(99)).await;
+    tokio::time::sleep(POLL * 2).await;
+    let found = events(&gw, "security.rogue_write").await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!((found[0].details["old"].as_u64(), found[0].details["new"].as_u64()), (Some(10), Some(99)));
+    assert!(found[0].details["last_write"].is_null(), "relais never wrote it");
+}
