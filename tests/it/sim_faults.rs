@@ -358,3 +358,48 @@ async fn opcua_serves_value_faults_bad_status_and_restarts_with_its_namespaces_r
     assert_eq!(ua.namespace_index(), ns);
     sim.clear(id);
 }
+
+/// The gateway's own Modbus poller against the faults: it reads the
+/// injected value, rides out a dropout (timeouts, reconnects) without the
+/// simulator's IDS taking it for an intruder, and a second client writing
+/// meanwhile is one `unexpected_client` within a poll period.
+#[tokio::test]
+async fn the_gateway_poller_sees_the_faults_and_the_ids_only_the_intruder() {
+    use crate::modbus::{Chain, devices};
+    use relais::model::{Quality, Value};
+    use relais::sim::{Attack, attack};
+    let (sim, addr) = line().await;
+    let mut rx = sim.detections();
+    let devs = devices(&format!(
+        "[[device]]\nname = \"line\"\nprotocol = \"modbus-tcp\"\nendpoint = \"{addr}\"\nunit_id = 1\npoll_interval = \"100ms\"\ntimeout = \"150ms\"\n\
+         [[device.tag]]\nname = \"other\"\ntable = \"holding\"\naddress = 10\n"
+    ));
+    let mut chain = Chain::start(&devs);
+    chain.wait_for("line", 3, Duration::from_secs(5)).await;
+    let id = sim.inject("line", Some("other"), SimFault::OutOfRange { value: 4242.0 }, 1).unwrap();
+    let got = chain.wait_for("line", 3, Duration::from_secs(3)).await;
+    assert_eq!(got.last().map(|s| (s.quality, s.value.clone())), Some((Quality::Good, Value::U64(4242))));
+    sim.clear(id);
+
+    let id = sim.inject("line", None, SimFault::Dropout, 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let during = chain.take().await;
+    assert!(during.iter().any(|s| s.quality == Quality::Bad), "the dropout shows as bad samples: {during:?}");
+    sim.clear(id);
+    let t = Instant::now();
+    let mut back: Vec<relais::model::Sample> = Vec::new();
+    while t.elapsed() < Duration::from_secs(8) && !(back.len() >= 3 && back.iter().rev().take(3).all(|s| s.quality == Quality::Good)) {
+        back.extend(chain.take().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.last().map(|s| (s.quality, s.value.clone())), Some((Quality::Good, Value::U64(7))), "recovered after the dropout");
+    eprintln!("connections accepted so far: {}", sim.station("line").unwrap().connections());
+    assert_eq!(detections(&mut rx, Duration::from_millis(300)).await, vec![], "the gateway's reconnects are no intrusion");
+
+    let r =
+        attack(addr, Attack::RogueWrite { unit: 1, address: 10, value: 99 }, 1, tokio_util::sync::CancellationToken::new()).await.unwrap();
+    assert_eq!(r.answers, 1);
+    assert_eq!(detections(&mut rx, Duration::from_millis(400)).await, vec![("unexpected_client", "line".to_string())]);
+    let got = chain.wait_for("line", 2, Duration::from_secs(3)).await;
+    assert_eq!(got.last().map(|s| s.value.clone()), Some(Value::U64(99)), "the gateway reads the rogue value");
+}
