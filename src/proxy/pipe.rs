@@ -5,6 +5,7 @@
 //! an open connection at once. With toxics it takes the toxic path: latency,
 //! pacing, slicing, budgets, Modbus framing and rewrites, dead directions.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,6 +45,47 @@ pub struct Way<'a> {
 /// Read buffer size (as `tokio::io::copy`'s 8 KiB, doubled).
 const BUF: usize = 16 * 1024;
 
+/// A unit waiting for its time (`latency`): reads go on meanwhile, as in
+/// Toxiproxy, so a stream is delayed, not slowed down.
+struct Item {
+    due: Instant,
+    bytes: Vec<u8>,
+    /// 2 for `duplicate_response`.
+    copies: u8,
+    /// A Modbus request: counted when written (for `late_response`).
+    request: bool,
+}
+
+/// Bytes waiting in the latency queue above which reading pauses.
+const MAX_QUEUED: usize = 4 << 20;
+
+/// The latency queue of one direction: due times never go backwards, so
+/// jitter never reorders bytes.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    bytes: usize,
+    last_due: Option<Instant>,
+}
+
+impl Queue {
+    fn push(&mut self, due: Instant, bytes: Vec<u8>, copies: u8, request: bool) {
+        if bytes.is_empty() {
+            return;
+        }
+        let due = self.last_due.map_or(due, |l| l.max(due));
+        self.last_due = Some(due);
+        self.bytes += bytes.len();
+        self.items.push_back(Item { due, bytes, copies, request });
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let i = self.items.pop_front()?;
+        self.bytes -= i.bytes.len();
+        Some(i)
+    }
+}
+
 /// Copies `src` to `dst` until `src` ends (then `dst` is shut down: a
 /// half-close) or the connection must be cut.
 pub async fn pump<R, W>(src: &mut R, dst: &mut W, mut w: Way<'_>, mut toxics: watch::Receiver<Arc<Active>>) -> Result<(), Cut>
@@ -56,6 +98,7 @@ where
     let mut requests = w.requests.subscribe();
     // late_response: the response held and the request count when it came.
     let mut held: Option<(Vec<u8>, u64)> = None;
+    let mut queue = Queue::default();
     let mut pace = Instant::now();
     loop {
         let t = toxics.borrow_and_update().clone();
@@ -65,7 +108,7 @@ where
         if t.down() || (w.protocol == Protocol::Mqtt && t.refuse_connect()) {
             return Err(Cut::Close);
         }
-        if t.is_empty() && framer.is_empty() && held.is_none() {
+        if t.is_empty() && framer.is_empty() && held.is_none() && queue.items.is_empty() {
             let n = tokio::select! {
                 r = src.read(&mut buf) => r.map_err(read_cut)?,
                 c = toxics.changed() => { c.map_err(|_| Cut::Close)?; continue }
@@ -79,58 +122,76 @@ where
         }
         let (late, wrong, dup) = if w.protocol == Protocol::Modbus { t.modbus() } else { (false, false, false) };
         let framing = late || wrong || dup;
-        let out = Out { t: &t, used: w.used, copies: 1 };
+        let copies = if dup { 2 } else { 1 };
+        let now = Instant::now();
         if !framing && !framer.is_empty() {
-            out.write(dst, &framer.take(), &mut pace).await?;
+            queue.push(now, framer.take(), 1, false);
         }
         if !late && let Some((h, _)) = held.take() {
-            out.write(dst, &h, &mut pace).await?;
+            queue.push(now, h, copies, false);
         }
         let cap = t.bandwidth().map_or(BUF, |r| usize::try_from(r / 20).unwrap_or(BUF).clamp(1, BUF));
         let held_at = held.as_ref().map(|h| h.1);
+        let due = queue.items.front().map(|i| i.due);
         let n = tokio::select! {
-            r = src.read(&mut buf[..cap]) => r.map_err(read_cut)?,
+            r = src.read(&mut buf[..cap]), if queue.bytes < MAX_QUEUED => r.map_err(read_cut)?,
             c = toxics.changed() => { c.map_err(|_| Cut::Close)?; continue }
             () = next_request(&mut requests, held_at), if held_at.is_some() => {
                 if let Some((h, _)) = held.take() {
-                    Out { copies: if dup { 2 } else { 1 }, ..out }.write(dst, &h, &mut pace).await?;
+                    queue.push(Instant::now(), h, copies, false);
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
+                if let Some(i) = queue.pop() {
+                    deliver(dst, i, &t, &w, &mut pace).await?;
                 }
                 continue;
             }
         };
         let at = Instant::now();
         if n == 0 {
+            while let Some(i) = queue.pop() {
+                tokio::time::sleep_until(i.due).await;
+                deliver(dst, i, &t, &w, &mut pace).await?;
+            }
             return closed(dst, &mut toxics, w.way, framer.take(), held.take().map(|h| h.0), &mut pace).await;
         }
         if t.dead(w.way) {
             continue;
         }
-        let units = if framing { framer.push(&buf[..n]) } else { vec![buf[..n].to_vec()] };
-        if let Some((latency, jitter)) = t.latency(w.way) {
-            tokio::time::sleep_until(at + jittered(latency, jitter, &mut w.rng)).await;
+        let due = at + t.latency(w.way).map_or(Duration::ZERO, |(l, j)| jittered(l, j, &mut w.rng));
+        if !framing {
+            queue.push(due, buf[..n].to_vec(), 1, false);
+            continue;
         }
-        for mut u in units {
-            if !framing || w.way == Direction::Upstream {
-                out.write(dst, &u, &mut pace).await?;
-                if framing {
-                    w.requests.send_modify(|c| *c += 1);
-                }
+        for mut u in framer.push(&buf[..n]) {
+            if w.way == Direction::Upstream {
+                queue.push(due, u, 1, true);
                 continue;
             }
             if wrong {
                 wrong_tid(&mut u);
             }
-            let out = Out { copies: if dup { 2 } else { 1 }, ..out };
             if late {
                 if let Some((h, _)) = held.take() {
-                    out.write(dst, &h, &mut pace).await?;
+                    queue.push(due, h, copies, false);
                 }
                 held = Some((u, *w.requests.borrow()));
                 continue;
             }
-            out.write(dst, &u, &mut pace).await?;
+            queue.push(due, u, copies, false);
         }
     }
+}
+
+/// Writes a queued unit; a request is counted once written.
+async fn deliver<W: AsyncWrite + Unpin>(dst: &mut W, i: Item, t: &Active, w: &Way<'_>, pace: &mut Instant) -> Result<(), Cut> {
+    Out { t, used: w.used, copies: i.copies }.write(dst, &i.bytes, pace).await?;
+    if i.request {
+        w.requests.send_modify(|c| *c += 1);
+    }
+    Ok(())
 }
 
 /// `src` ended: a dead direction keeps the close to itself until the toxic is

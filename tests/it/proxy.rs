@@ -499,3 +499,26 @@ async fn relais_proxy_command_applies_its_toxics_and_stops_on_ctrl_c() {
     let r = read_within(&mut s, Duration::from_secs(2)).await.expect("the connection is closed");
     assert!(r.map(|b| b.is_empty()).unwrap_or(true));
 }
+
+#[tokio::test]
+async fn latency_delays_a_stream_without_slowing_it_down() {
+    let p = proxy_to(echo().await, Protocol::Tcp).await;
+    p.set(Toxic::Latency { latency: Duration::from_millis(200), jitter: Duration::from_millis(20), direction: Direction::Upstream });
+    let s = connect(&p).await;
+    let (mut r, mut w) = s.into_split();
+    let t0 = Instant::now();
+    let send = tokio::spawn(async move {
+        for i in 0..10u8 {
+            w.write_all(&[i; 100]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        w
+    });
+    let mut got = vec![0u8; 1000];
+    r.read_exact(&mut got).await.unwrap();
+    let took = t0.elapsed();
+    let _w = send.await.unwrap();
+    assert!(got.chunks(100).enumerate().all(|(i, c)| c.iter().all(|b| usize::from(*b) == i)), "in order");
+    // Sent over 450 ms, each chunk 180…220 ms late: about 650 ms, not 10 × 200.
+    assert!(took >= Duration::from_millis(630) && took < Duration::from_millis(900), "{took:?}");
+}
