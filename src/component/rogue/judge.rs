@@ -85,14 +85,19 @@ impl TagState {
     }
 }
 
-/// True when `a` and `b` are the same reading: equal booleans or text, or
-/// numbers within 1e-9 + 1e-6 relative (a value written as f64 reads back
-/// through an f32 register or a scale).
+/// True when `a` and `b` are the same reading: equal text, or numbers
+/// (booleans as 0/1, a text that reads as a number, such as a requested
+/// value given as text) within 1e-9 + 1e-6 relative (a value written as f64
+/// reads back through an f32 register or a scale).
 pub fn same(a: &Value, b: &Value) -> bool {
+    let num = |v: &Value| match v {
+        Value::Str(s) => s.trim().parse::<f64>().ok(),
+        v => v.as_f64(),
+    };
     match (a, b) {
         (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Null, _) | (_, Value::Null) | (Value::Str(_), _) | (_, Value::Str(_)) => false,
-        _ => match (a.as_f64(), b.as_f64()) {
+        (Value::Null, _) | (_, Value::Null) => false,
+        _ => match (num(a), num(b)) {
             (Some(x), Some(y)) => (x - y).abs() <= 1e-9 + 1e-6 * x.abs().max(y.abs()),
             _ => false,
         },

@@ -118,4 +118,6 @@ fn a_write_settled_long_before_the_previous_reading_explains_nothing() {
     assert!(!explains(&recent, &Value::Bool(false), prev, prev));
     assert!(same(&Value::Bool(true), &Value::U64(1)) && !same(&Value::Str("a".into()), &Value::Str("b".into())));
     assert!(!same(&Value::Null, &Value::Null));
+    assert!(same(&Value::Str("42".into()), &Value::U64(42)) && !same(&Value::Str("on".into()), &Value::Bool(true)));
+    assert!(same(&Value::F64(21.3), &Value::F64(21.3f32 as f64)) && !same(&Value::F64(21.3), &Value::F64(21.4)));
 }
