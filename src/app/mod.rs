@@ -10,6 +10,7 @@
 
 pub mod admin;
 mod health;
+mod host;
 pub mod import;
 mod prepare;
 pub mod reload;
@@ -107,6 +108,8 @@ pub struct Gateway {
     reloads: Option<tokio::sync::mpsc::Receiver<reload::Request>>,
     /// The `[admin]` settings a reload changes in the running listener.
     admin_settings: Option<admin::Settings>,
+    /// The running marker is in `data_dir` (removed at a clean shutdown; `host.rs`).
+    marked: bool,
     /// Cancels every task when a `Gateway` is dropped without `shutdown`
     /// (a panicking test, an early return): blocking sources (tail, watch
     /// ingest) would otherwise keep the runtime from ever shutting down.
@@ -190,6 +193,7 @@ async fn start_admin(
     recorder: Arc<metrics_exporter_prometheus::PrometheusRecorder>,
     devices: Vec<(String, Option<Duration>)>,
     history: Option<admin::history::HistoryAccess>,
+    lab: &crate::config::LabConfig,
 ) -> anyhow::Result<(Vec<JoinHandle<()>>, admin::Settings)> {
     let expect = admin::Expect { devices, periods: cfg.ready_periods, ack_within: cfg.ready_ack_within };
     let settings = admin::Settings::new(cfg.auth.clone(), expect);
@@ -204,7 +208,11 @@ async fn start_admin(
         acks: gw.alarm_acks.clone(),
         history,
         writes: gw.actuators.counts(),
+        lab: lab.faults.then(|| admin::lab::Lab { disk_full: gw.buffer.disk_full_switch() }),
     };
+    if lab.faults {
+        tracing::warn!("[lab] faults = true: PUT /api/lab/clock and /api/lab/disk_full can move the clock and stop the buffer");
+    }
     Ok((admin::spawn_admin(cfg, a, gw.aux_stop.clone()).await?, settings))
 }
 
@@ -212,7 +220,8 @@ impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
         let running = cfg.clone();
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin, history } = cfg;
+        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin, history, lab } =
+            cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
         warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
@@ -262,7 +271,13 @@ impl Gateway {
             reloader,
             reloads,
             admin_settings: None,
+            marked: false,
         };
+        if let Some(ev) = gw.events.clone() {
+            let unclean = host::mark_running(&gw.data_dir);
+            gw.marked = true;
+            host::emit_started(&ev, &gw.id, unclean);
+        }
         // Sinks, then detectors, rules and commands (they subscribe to
         // committed samples before any source pushes), then devices and
         // sources: the units' order (see `reload::plan::Family`).
@@ -279,8 +294,11 @@ impl Gateway {
         }
         gw.file_sources = file_sources(sources);
         gw.aux = spawn_monitoring(&gw.status, &gateway, &opts, &gw.aux_stop);
+        if let Some(ev) = gw.events.clone() {
+            gw.aux.push(host::spawn_clock_events(ev, gw.aux_stop.clone()));
+        }
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
-            let (tasks, settings) = start_admin(cfg, &gw, recorder, expect_devices, history_access).await?;
+            let (tasks, settings) = start_admin(cfg, &gw, recorder, expect_devices, history_access, &lab).await?;
             gw.aux.extend(tasks);
             gw.admin_settings = Some(settings);
         }
@@ -342,6 +360,9 @@ impl Gateway {
         let buffer = self.buffer;
         let last = buffer.stats().last_seq.load(Ordering::Relaxed);
         tokio::task::spawn_blocking(move || buffer.close()).await?;
+        if self.marked {
+            host::mark_stopped(&self.data_dir);
+        }
         tracing::info!(last_seq = last, took = ?t0.elapsed(), "relais stopped");
         Ok(())
     }

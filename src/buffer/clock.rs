@@ -95,3 +95,47 @@ pub(crate) fn older_than(conn: &Connection, cutoff: i64, last: u64) -> Option<u6
         None => Some(last),
     }
 }
+
+/// Persists the gateway clock's floor (`meta('clock_floor')`, ns): the
+/// guarded clock now, at or after every stamp issued so far
+/// (`crate::model::clock`). Called every second and at shutdown.
+pub(crate) fn persist_floor(conn: &Connection) {
+    let now = crate::model::Timestamp::now().0;
+    let _ = conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('clock_floor', ?1)", params![now]);
+}
+
+/// Raises the process clock's floor to the one persisted by the previous
+/// run (before any source stamps a sample).
+pub(crate) fn load_floor(conn: &Connection) {
+    let floor: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'clock_floor'", [], |r| r.get(0)).ok();
+    if let Some(f) = floor {
+        crate::model::clock::raise_floor(crate::model::Timestamp(f));
+        tracing::debug!(floor = %crate::model::Timestamp(f), "clock floor loaded");
+    }
+}
+
+static SUSPECT_REASON: std::sync::LazyLock<std::sync::Arc<str>> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}: the wall clock disagreed with the gateway's clock; stamped from monotonic time since the last trusted instant",
+        crate::model::clock::REASON
+    )
+    .into()
+});
+
+/// Flags the samples of `batch` stamped while the clock was suspect (their
+/// `recv_ts` inside [`crate::model::clock::suspect_window`]): a good one
+/// becomes uncertain with reason `clock_suspect`, keeping its value; an
+/// uncertain or bad one keeps its own reason. One atomic load when the clock
+/// was never suspect.
+pub(crate) fn flag_suspect(batch: &mut [crate::model::Record]) {
+    let Some((from, to)) = crate::model::clock::suspect_window() else { return };
+    for r in batch.iter_mut() {
+        if let crate::model::Record::Sample(s) = r
+            && s.quality == crate::model::Quality::Good
+            && (from..=to).contains(&s.recv_ts.0)
+        {
+            s.quality = crate::model::Quality::Uncertain;
+            s.reason = Some(SUSPECT_REASON.clone());
+        }
+    }
+}

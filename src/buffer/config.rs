@@ -50,6 +50,10 @@ pub struct BufferConfig {
     pub audit_retention: Duration,
     /// Most rows of the audit copy; the oldest go first (default 100,000).
     pub audit_max_rows: u64,
+    /// `host.disk_low` when the file system holding the buffer has less than
+    /// this percent of its size free (default 5; 0 = off); `host.disk_ok`
+    /// when it is back one point above.
+    pub disk_low_percent: u8,
 }
 
 impl Default for BufferConfig {
@@ -64,6 +68,7 @@ impl Default for BufferConfig {
             startup_check: StartupCheck::Quick,
             audit_retention: Duration::from_secs(90 * 86400),
             audit_max_rows: 100_000,
+            disk_low_percent: 5,
         }
     }
 }
@@ -89,11 +94,22 @@ struct RawBuffer {
     startup_check: Option<Spanned<String>>,
     audit_retention: Option<Spanned<String>>,
     audit_max_rows: Option<Spanned<i64>>,
+    disk_low_percent: Option<Spanned<i64>>,
 }
 
 /// Keys of `[buffer]`.
-pub const BUFFER_KEYS: &[&str] =
-    &["max_bytes", "max_age", "max_rows", "durability", "ring_capacity", "batch_max", "startup_check", "audit_retention", "audit_max_rows"];
+pub const BUFFER_KEYS: &[&str] = &[
+    "max_bytes",
+    "max_age",
+    "max_rows",
+    "durability",
+    "ring_capacity",
+    "batch_max",
+    "startup_check",
+    "audit_retention",
+    "audit_max_rows",
+    "disk_low_percent",
+];
 
 /// Reads `[buffer]`: every wrong key is recorded in `diag` with its span;
 /// `None` when any was wrong.
@@ -123,6 +139,7 @@ pub fn parse(mut item: Item<'_>, diag: &mut Diag<'_>) -> Option<BufferConfig> {
             Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 86400),
         ),
         audit_max_rows: r.int(&raw.audit_max_rows, "audit_max_rows", 1..=100_000_000, d.audit_max_rows),
+        disk_low_percent: r.int(&raw.disk_low_percent, "disk_low_percent", 0..=99, d.disk_low_percent),
     };
     if diag.error_count() > before {
         return None;

@@ -67,6 +67,7 @@ pub struct Buffer {
     writer: Option<JoinHandle<()>>,
     registry: Arc<TagRegistry>,
     salvage: Option<super::salvage::Salvage>,
+    disk_full: Arc<AtomicBool>,
     _lock: File,
 }
 
@@ -196,6 +197,8 @@ impl Buffer {
         };
         let salvage = opened.salvage.clone();
         let conn = opened.conn;
+        // Before any source stamps a sample: the clock never reads below it.
+        super::clock::load_floor(&conn);
         let cfg = &fit_to_disk(&conn, cfg, data_dir, &path, &reserve)?;
 
         let last_seq = opened.last_seq;
@@ -221,6 +224,8 @@ impl Buffer {
         );
         let own_events = Arc::new(AtomicBool::new(false));
         let own = OwnEvents { events: ingest.events(), on: own_events.clone() };
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let host = super::host::Host::new(data_dir.to_path_buf(), cfg.disk_low_percent, disk_full.clone());
         let mut w = Writer::new(
             conn,
             cfg,
@@ -234,6 +239,7 @@ impl Buffer {
             own,
             salvage.clone(),
             reserve,
+            host,
         );
         let writer = std::thread::Builder::new()
             .name("relais-writer".into())
@@ -251,6 +257,7 @@ impl Buffer {
             writer: Some(writer),
             registry,
             salvage,
+            disk_full,
             _lock: lock,
         })
     }
@@ -327,6 +334,23 @@ impl Buffer {
     /// replaced. Events take a `seq` like samples (see the module docs).
     pub fn emit_events(&self) {
         self.own_events.store(true, Ordering::Relaxed);
+    }
+
+    /// The lab's disk-full switch (`PUT /api/lab/disk_full`, only with
+    /// `[lab] faults = true`): while on, every commit fails as on a full disk
+    /// on which nothing can be freed; samples wait in the ring, nothing is
+    /// dropped, and `buffer.disk_full` / `buffer.writable` are emitted as for a
+    /// real one (see `host.rs`).
+    pub fn set_disk_full(&self, on: bool) {
+        self.disk_full.store(on, Ordering::Relaxed);
+        if let Some(w) = &self.writer {
+            w.thread().unpark();
+        }
+    }
+
+    /// A handle to the disk-full switch (the admin API holds it).
+    pub fn disk_full_switch(&self) -> Arc<AtomicBool> {
+        self.disk_full.clone()
     }
 
     /// Counters and gauges.

@@ -49,7 +49,7 @@
 //!        ts INTEGER, message TEXT, details TEXT)    -- ts: ns since epoch; details: JSON or NULL
 //! marks(seq INTEGER PRIMARY KEY, observed INTEGER)  -- gateway-observed ns at acceptance, one per second (clock.rs)
 //! cursors(sink TEXT PRIMARY KEY, seq INTEGER)
-//! meta(key TEXT PRIMARY KEY, value ANY)   -- schema_version, last_seq, seq_origin, observed_ns
+//! meta(key TEXT PRIMARY KEY, value ANY)   -- schema_version, last_seq, seq_origin, observed_ns, clock_floor
 //! quarantine(id INTEGER PRIMARY KEY, recv_ts, source, origin, location, reason, raw)
 //! progress(key TEXT PRIMARY KEY, identity, offset, line, done, updated)
 //! ```
@@ -82,6 +82,13 @@
 //! - "Database is locked" (another process holds a write lock): the batch is
 //!   retried with backoff; samples wait in the bounded ring; reported once per
 //!   interval.
+//! - Clock (`clock.rs`, `crate::model::clock`): the gateway clock's floor
+//!   is persisted in `meta('clock_floor')` every second and at shutdown and
+//!   loaded at open, before any source stamps; the writer flags the samples
+//!   stamped while the clock was suspect (`uncertain`, `clock_suspect`).
+//! - Host (`host.rs`): `buffer.disk_full` / `buffer.writable` when commits
+//!   hit a full disk (or the lab's switch, [`Buffer::set_disk_full`]) and
+//!   write again; `host.disk_low` / `host.disk_ok` on free space.
 //! - A full disk (`space.rs`): the byte limit is capped below the disk's free
 //!   space at open; a reserve file beside the buffer is released on the first
 //!   `SQLITE_FULL` so the oldest rows can be deleted (deleting needs space)
@@ -94,6 +101,7 @@ mod clock;
 pub mod config;
 mod cursors;
 mod handle;
+mod host;
 pub mod quarantine;
 mod reader;
 mod recovery;

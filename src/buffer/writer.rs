@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::checkpoint::Checkpointer;
@@ -61,6 +61,8 @@ pub(crate) struct Writer {
     salvage: Option<super::salvage::Salvage>,
     /// Disk headroom released on a full disk (space.rs).
     pub(crate) reserve: super::space::Reserve,
+    /// The disk's state and the lab's disk-full switch (host.rs).
+    pub(crate) host: super::host::Host,
 }
 
 impl Writer {
@@ -78,6 +80,7 @@ impl Writer {
         own: super::handle::OwnEvents,
         salvage: Option<super::salvage::Salvage>,
         reserve: super::space::Reserve,
+        host: super::host::Host,
     ) -> Writer {
         let first = stats.first_seq.load(Ordering::Relaxed);
         let next = stats.last_seq.load(Ordering::Relaxed) + 1;
@@ -95,6 +98,7 @@ impl Writer {
             observed,
             salvage,
             reserve,
+            host,
             conn,
             ingest,
             batch_max: cfg.batch_max,
@@ -183,6 +187,8 @@ impl Writer {
             if last_maint.elapsed() >= Duration::from_secs(1) {
                 self.report_salvage();
                 self.observed.persist(&self.conn);
+                super::clock::persist_floor(&self.conn);
+                self.host.check_space(&self.own);
                 self.retention.periodic(&self.conn, &self.stats, self.observed.now());
                 self.tap.set_floor(self.stats.first_seq.load(Ordering::Relaxed));
                 if last_audit_trim.is_none_or(|t| t.elapsed() >= super::audit::TRIM_PERIOD) {
@@ -214,6 +220,7 @@ impl Writer {
         }
         // Shutdown: persist cursors and clocks, fold the WAL back.
         self.observed.persist(&self.conn);
+        super::clock::persist_floor(&self.conn);
         schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
         self.retention.periodic(&self.conn, &self.stats, self.observed.now());
         let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -247,71 +254,6 @@ impl Writer {
                 serde_json::json!({"salvaged": r.salvaged, "lost": r.lost, "unnamed": r.unnamed,
                     "old_range": r.range.map(|(a, b)| serde_json::json!([a, b]))}),
             );
-        }
-    }
-
-    /// Commits `batch`, retrying on lock and disk errors. Returns false when the
-    /// writer must stop (shutdown while the database stays unwritable).
-    fn commit_with_retry(&mut self, batch: &mut Vec<Record>, groups: &mut Vec<GroupMeta>) -> bool {
-        let mut backoff = Duration::from_millis(10);
-        let mut stop_seen: Option<Instant> = None;
-        loop {
-            let e = match self.commit(batch, groups) {
-                Ok(()) => {
-                    batch.clear();
-                    groups.clear();
-                    return true;
-                }
-                Err(e) => e,
-            };
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.stats.commit_retries.fetch_add(1, Ordering::Relaxed);
-            let code = e.sqlite_error_code();
-            if schema::is_corruption(&e) {
-                self.recover_corrupt(&e);
-                continue;
-            }
-            // A full disk shows as SQLITE_FULL, or as an I/O error on write.
-            let full = matches!(code, Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure));
-            if full && self.reserve.release() {
-                tracing::warn!(
-                    reserve = self.reserve.size(),
-                    "buffer disk full: released the disk reserve so the oldest rows can be deleted to make room"
-                );
-            }
-            if full && !self.retention.free_space(&self.conn, &self.stats, batch.len()) && self.shed_oldest_of_batch(batch, groups) {
-                return true;
-            }
-            if let Some(suppressed) = self.errors.allow() {
-                let what = match code {
-                    Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
-                        "buffer is locked by another connection; samples wait in the ingest ring and the commit is retried"
-                    }
-                    Some(ErrorCode::DiskFull) | Some(ErrorCode::SystemIoFailure) => {
-                        "buffer disk is full (or failing); dropping the oldest rows and retrying"
-                    }
-                    _ => "buffer commit failed; retrying",
-                };
-                tracing::warn!(error = %e, pending = batch.len(), retries_since_last_report = suppressed, "{what}");
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                let t = *stop_seen.get_or_insert_with(Instant::now);
-                if t.elapsed() > Duration::from_secs(2) {
-                    tracing::error!(
-                        lost = batch.len() + self.ingest.len(), error = %e,
-                        "shutting down while the buffer cannot be written: these samples were never accepted"
-                    );
-                    return false;
-                }
-            }
-            if full {
-                // Room was made (or the batch shrank): retry soon.
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            std::thread::sleep(backoff);
-            self.stats.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
-            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -356,7 +298,7 @@ impl Writer {
         Ok((first, samples))
     }
 
-    fn commit(&mut self, batch: &mut Vec<Record>, groups: &mut [GroupMeta]) -> rusqlite::Result<()> {
+    pub(crate) fn commit(&mut self, batch: &mut Vec<Record>, groups: &mut [GroupMeta]) -> rusqlite::Result<()> {
         // Statements parsed once per connection (500 commits a second is common).
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let (first, samples) = self.insert_records(batch)?;

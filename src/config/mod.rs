@@ -1,5 +1,5 @@
 //! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
-//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`, `[history]`.
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`, `[history]`, `[lab]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
@@ -7,6 +7,7 @@
 //! is documented in `docs/configuration.md`.
 
 pub mod admin;
+pub mod lab;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::sinks::parse_sink;
 pub use crate::sources::{DeviceConfig, SourceConfig};
 use crate::sources::{parse_device, parse_source};
 pub use admin::{AdminAuth, AdminConfig};
+pub use lab::LabConfig;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[history]`: the local history store; `None` without the section (no history).
     pub history: Option<crate::processors::history::HistoryConfig>,
+    /// `[lab]`: the fault switches of the fault bench (off by default).
+    pub lab: LabConfig,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -110,6 +114,8 @@ impl Config {
         let gw_id = gateway.as_ref().map_or("gateway", |g| g.id.as_str()).to_string();
         let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
         let admin = sections.admin.map(|a| admin::parse_admin(a, &mut diag, base_dir));
+        let admin_open = admin.as_ref().map(|a| a.as_ref().is_some_and(|a| a.auth == AdminAuth::None));
+        let lab = sections.lab.map(|l| lab::parse_lab(l, &mut diag, admin_open));
         let history = sections.history.map(|h| crate::processors::history::config::parse_history(h, &mut diag));
         let commands = sections.commands.map(|c| {
             let cx = ParseCx { key: "commands", gateway: &gw_id, base: base_dir };
@@ -159,6 +165,7 @@ impl Config {
             commands: commands.flatten(),
             admin: admin.flatten(),
             history: history.flatten(),
+            lab: lab.flatten().unwrap_or_default(),
         })
     }
 }
@@ -176,6 +183,7 @@ struct Sections<'i> {
     commands: Option<Item<'i>>,
     admin: Option<Item<'i>>,
     history: Option<Item<'i>>,
+    lab: Option<Item<'i>>,
 }
 
 /// Sorts the document's sections; an unknown one (or one of a simulator
@@ -194,6 +202,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "commands" => s.commands = Some(v),
             "admin" => s.admin = Some(v),
             "history" => s.history = Some(v),
+            "lab" => s.lab = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
                 other,
@@ -202,14 +211,14 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             other => {
                 let hint = crate::diag::closest(other, SECTIONS)
                     .map(|c| match c {
-                        "gateway" | "buffer" | "admin" | "commands" | "history" => format!("did you mean [{c}]? "),
+                        "gateway" | "buffer" | "admin" | "commands" | "history" | "lab" => format!("did you mean [{c}]? "),
                         c => format!("did you mean [[{c}]]? "),
                     })
                     .unwrap_or_default();
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands], [admin] or [history]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands], [admin], [history] or [lab]"),
                 )
             }
         }
@@ -299,7 +308,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin", "history"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin", "history", "lab"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

@@ -3,6 +3,7 @@
 //! Pure data: no I/O, no runtime. See `docs/payloads.md` for how a [`Sample`] is
 //! rendered on MQTT, and `../shared/GUIDE.md` §2 for the field definitions.
 
+pub mod clock;
 mod event;
 mod quality;
 mod quarantined;

@@ -7,8 +7,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    /// The current wall-clock time.
+    /// The current time on the gateway's guarded clock: the wall clock
+    /// while it is trusted, never before the persisted floor, never 1970
+    /// (see [`crate::model::clock`]).
     pub fn now() -> Timestamp {
+        super::clock::now()
+    }
+
+    /// The raw wall clock, unguarded (for tests and diagnostics only).
+    pub fn wall_now() -> Timestamp {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_nanos() as i64)
     }

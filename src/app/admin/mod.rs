@@ -24,6 +24,8 @@
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`openapi`]);
 //! - `GET /` and its assets: the dashboard ([`dashboard`]), plain
 //!   HTML/CSS/JS compiled into the binary;
+//! - `PUT /api/lab/clock`, `PUT /api/lab/disk_full`: the fault switches of
+//!   the fault bench, 404 unless `[lab] faults = true` ([`lab`]);
 //! - `POST /api/reload`: reads the configuration file again and applies it
 //!   ([`crate::app::reload`]); 200 with what changed, 422 with every error
 //!   of an invalid file, 409 when a change needs a restart (nothing applied).
@@ -45,6 +47,7 @@ pub mod dashboard;
 pub mod devices;
 pub mod events;
 pub mod history;
+pub mod lab;
 pub mod live;
 pub mod openapi;
 pub mod quarantine;
@@ -60,7 +63,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use metrics_exporter_prometheus::PrometheusRecorder;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +100,9 @@ pub struct Admin {
     pub history: Option<history::HistoryAccess>,
     /// Writes settled by the actuator seam, by result (`/metrics`).
     pub writes: Arc<crate::telemetry::metrics::WriteCounts>,
+    /// The fault switches (`None` unless `[lab] faults = true`: the
+    /// `/api/lab/*` routes then answer 404).
+    pub lab: Option<lab::Lab>,
 }
 
 /// The settings of a running listener that a configuration reload changes:
@@ -175,6 +181,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/api/live", get(live::handler)),
         ("/api/openapi.json", get(openapi::handler)),
         ("/api/alarms/{rule}/ack", post(alarms::ack)),
+        ("/api/lab/clock", put(lab::clock)),
+        ("/api/lab/disk_full", put(lab::disk_full)),
     ]
 }
 

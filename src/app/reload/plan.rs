@@ -257,6 +257,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.history != new.history {
         v.push("[history] changed: it is applied at the next restart of relais only".into());
     }
+    if old.lab != new.lab {
+        v.push(format!("[lab] faults changed ({} → {}): it is applied at the next restart of relais only", old.lab.faults, new.lab.faults));
+    }
     v
 }
 
