@@ -11,6 +11,7 @@ mod admin_metrics;
 mod audit;
 mod buffer;
 mod buffer_faults;
+mod clock;
 mod cloud;
 mod commands;
 mod commands_puback;
