@@ -12,6 +12,17 @@ use serde_json::Value;
 use crate::common::{Mosquitto, Msg, Sub, assert_complete_in_order, counter_station, free_port, kill, meta, seqs, spawn_relais, wait_exit};
 use crate::modbus::sim;
 
+/// Kills the gateway if the test panics before stopping it (no orphan holds the test's stderr).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            kill(self.0, 9);
+        }
+    }
+}
+
 const TOKEN: &str = "lab-token-0123456789";
 const YEAR: i64 = 365 * 86_400;
 
@@ -36,7 +47,7 @@ fn write_config(dir: &Path, broker: u16, sim_port: u16, admin: u16, extra: &str)
 }
 
 async fn put(admin: u16, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
-    let mut r = reqwest::Client::new().put(format!("http://127.0.0.1:{admin}{path}")).json(&body);
+    let mut r = crate::common::http_client().put(format!("http://127.0.0.1:{admin}{path}")).json(&body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
@@ -48,7 +59,7 @@ async fn put(admin: u16, path: &str, body: Value, token: Option<&str>) -> (u16, 
 /// Waits until the admin listener answers.
 async fn admin_up(admin: u16) {
     for _ in 0..100 {
-        if reqwest::get(format!("http://127.0.0.1:{admin}/healthz")).await.is_ok() {
+        if crate::common::http_client().get(format!("http://127.0.0.1:{admin}/healthz")).send().await.is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -108,6 +119,7 @@ async fn clock_jumps_back_and_ahead_never_date_a_sample_before_the_floor() {
     let cfg = write_config(dir.path(), broker.port, sim_port, admin, "[lab]\nfaults = true\n");
     let mut sub = Sub::with_id(broker.port, "plant/#", "clock-sub", false).await;
     let child = spawn_relais(&cfg);
+    let _reaper = Reaper(child.id());
     admin_up(admin).await;
     let mut got = sub.collect(Duration::from_secs(2), |_| false).await;
     let mut marks = Vec::new();
@@ -179,6 +191,7 @@ async fn a_restart_below_the_persisted_floor_stamps_after_it() {
     let cfg = write_config(dir.path(), broker.port, sim_port, admin, "");
     let mut sub = Sub::with_id(broker.port, "plant/#", "floor-sub", false).await;
     let mut child = spawn_relais(&cfg);
+    let _reaper = Reaper(child.id());
     admin_up(admin).await;
     let before = sub.collect(Duration::from_millis(1500), |_| false).await;
     kill(child.id(), 15);
@@ -190,6 +203,7 @@ async fn a_restart_below_the_persisted_floor_stamps_after_it() {
     c.execute("UPDATE meta SET value = ?1 WHERE key = 'clock_floor'", [floor]).unwrap();
     drop(c);
     let child = spawn_relais(&cfg);
+    let _reaper = Reaper(child.id());
     let mut got = before;
     got.extend(sub.collect(Duration::from_secs(3), |_| false).await);
     let got = stop_and_collect(child, &mut sub, &data, got).await;
@@ -218,6 +232,7 @@ async fn the_disk_full_switch_holds_samples_and_loses_none() {
     let cfg = write_config(dir.path(), broker.port, sim_port, admin, "[lab]\nfaults = true\n");
     let mut sub = Sub::with_id(broker.port, "plant/#", "full-sub", false).await;
     let child = spawn_relais(&cfg);
+    let _reaper = Reaper(child.id());
     admin_up(admin).await;
     let mut got = sub.collect(Duration::from_secs(2), |_| false).await;
     let (code, st) = put(admin, "/api/lab/disk_full", serde_json::json!({"on": true}), Some(TOKEN)).await;
@@ -258,6 +273,7 @@ async fn gateway_started_tells_a_kill_9_from_a_sigterm() {
     let mut verdicts: Vec<Value> = Vec::new();
     for sig in [9, 15, 15] {
         let mut child = spawn_relais(&cfg);
+        let _reaper = Reaper(child.id());
         // The previous run's event may come again (at-least-once after kill -9): the next new seq.
         let newest = verdicts.last().map_or(0, |e| e["seq"].as_u64().unwrap());
         loop {
@@ -289,6 +305,7 @@ async fn lab_routes_are_off_by_default_and_need_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write_config(dir.path(), broker.port, sim_port, admin, lab);
         let mut child = spawn_relais(&cfg);
+        let _reaper = Reaper(child.id());
         admin_up(admin).await;
         let got = [
             put(admin, "/api/lab/clock", serde_json::json!({"offset_s": 0}), None).await.0,
