@@ -321,3 +321,30 @@ async fn lab_routes_are_off_by_default_and_need_the_token() {
         let _ = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(8))).await.unwrap();
     }
 }
+
+/// `host.disk_low` when the buffer's disk has less free space than
+/// `disk_low_percent` (99 % here: any test machine's disk is fuller), once,
+/// with the numbers; nothing with the check off.
+#[tokio::test]
+async fn disk_low_is_one_event_with_the_numbers() {
+    use relais::config::BufferConfig;
+    use std::sync::atomic::Ordering;
+    let tb = crate::common::buffer_with(BufferConfig { disk_low_percent: 99, ..Default::default() }, &["down"]);
+    tb.buffer.emit_events();
+    let log = &tb.ingest.stats.event_log;
+    let low = || log.recent().into_iter().filter(|e| &*e.kind == "host.disk_low").collect::<Vec<_>>();
+    assert!(crate::common::eventually(Duration::from_secs(8), || !low().is_empty()).await, "no host.disk_low");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let ev = low();
+    assert_eq!(ev.len(), 1, "one event per crossing: {ev:?}");
+    assert_eq!(ev[0].details["detector"], "disk_low");
+    assert_eq!(ev[0].details["threshold_percent"], 99);
+    let (free, total) = (ev[0].details["free_bytes"].as_u64().unwrap(), ev[0].details["total_bytes"].as_u64().unwrap());
+    assert!(free < total / 100 * 99 && total > 0);
+    assert!(tb.ingest.stats.events.load(Ordering::Relaxed) >= 1);
+    // Off: no event.
+    let off = crate::common::buffer_with(BufferConfig { disk_low_percent: 0, ..Default::default() }, &["down"]);
+    off.buffer.emit_events();
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert!(off.ingest.stats.event_log.recent().iter().all(|e| !e.kind.starts_with("host.")));
+}
