@@ -51,8 +51,11 @@ pub const WITH_RECOVERY_EVENT: &[&str] = &[
 /// What the gateway's events and samples of a fault are about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    /// A device, a `device/tag`, or a simulator station (same name as its gateway device).
+    /// A device or a `device/tag` of the gateway (a simulator station has its device's name).
     Device(String),
+    /// What an attack aims at: the gateway's events on that device and the simulator's own
+    /// intrusion detections on that station.
+    Station(String),
     /// A sink of the gateway (its events; any sample shows that data flows).
     Sink(String),
     /// The gateway itself (its own events; any sample).
@@ -63,7 +66,10 @@ impl Subject {
     /// Whether event `e` is about this subject (a device matches its tags and a tag its device).
     pub fn matches_event(&self, e: &EventObs) -> bool {
         match self {
-            Subject::Device(n) => {
+            Subject::Device(n) | Subject::Station(n) => {
+                if e.source_kind == "station" && !matches!(self, Subject::Station(_)) {
+                    return false;
+                }
                 let n = n.as_str();
                 let s = e.source_name.as_str();
                 s == n || s.strip_prefix(n).is_some_and(|r| r.starts_with('/')) || n.strip_prefix(s).is_some_and(|r| r.starts_with('/'))
@@ -76,7 +82,7 @@ impl Subject {
     /// Whether a sample of `device`/`tag` is about this subject (any device but `_relais` for a sink or the gateway).
     pub fn matches_sample(&self, device: &str, tag: &str) -> bool {
         match self {
-            Subject::Device(n) => match n.split_once('/') {
+            Subject::Device(n) | Subject::Station(n) => match n.split_once('/') {
                 Some((d, t)) => d == device && t == tag,
                 None => n == device,
             },
@@ -112,6 +118,9 @@ pub struct Played {
     pub cleared_ms: Option<i64>,
     /// What its events and samples are about.
     pub subject: Subject,
+    /// When the next fault on the same subject was injected: detections from then on are not
+    /// this fault's.
+    pub next_ms: Option<i64>,
     /// Its expectations.
     pub expect: Option<Expect>,
 }
@@ -187,7 +196,7 @@ pub fn judge(p: &Played, o: &Observed, seqs: &SeqIndex, end_ms: i64) -> Judged {
     let mut events: Vec<&EventObs> = o.events.iter().collect();
     events.sort_by_key(|e| (e.at_ms, e.seq.unwrap_or(0)));
     let want = p.expect.as_ref().and_then(|x| x.detector.clone());
-    let late = p.cleared_ms.map_or(end_ms, |c| (c + LATE_MS).min(end_ms));
+    let late = p.cleared_ms.map_or(end_ms, |c| (c + LATE_MS).min(end_ms)).min(p.next_ms.map_or(i64::MAX, |n| n - TOLERANCE_MS));
     let candidates = || {
         events.iter().filter(|e| e.at_ms >= p.injected_ms - TOLERANCE_MS && e.at_ms <= late && p.subject.matches_event(e)).filter_map(|e| {
             let (d, rec) = classify(e)?;
@@ -198,11 +207,19 @@ pub fn judge(p: &Played, o: &Observed, seqs: &SeqIndex, end_ms: i64) -> Judged {
     let mut j =
         Judged { detected_ms: detection.as_ref().map(|d| d.0), detector: detection.as_ref().map(|d| d.1.clone()), ..Judged::default() };
     j.recovered_ms = match &detection {
-        Some((at, d)) if WITH_RECOVERY_EVENT.contains(&d.as_str()) => events
-            .iter()
-            .filter(|e| e.at_ms >= *at && p.subject.matches_event(e))
-            .find(|e| classify(e).is_some_and(|(dd, rec)| rec && dd == *d))
-            .map(|e| e.at_ms),
+        Some((at, d)) if WITH_RECOVERY_EVENT.contains(&d.as_str()) => {
+            // The recovery that holds: a new detection by the same detector while the fault
+            // lasts (a link that reconnects and breaks again) cancels the one before it.
+            let mut rec = None;
+            for e in events.iter().filter(|e| e.at_ms >= *at && p.subject.matches_event(e)) {
+                match classify(e) {
+                    Some((dd, true)) if dd == *d && rec.is_none() => rec = Some(e.at_ms),
+                    Some((dd, false)) if dd == *d && e.at_ms > *at && p.cleared_ms.is_none_or(|c| e.at_ms < c) => rec = None,
+                    _ => {}
+                }
+            }
+            rec
+        }
         _ => p.cleared_ms.and_then(|c| {
             let mut good: Vec<i64> = o
                 .samples

@@ -37,7 +37,7 @@ fn observed() -> Observed {
 }
 
 fn played(subject: &str, x: Expect) -> Played {
-    Played { injected_ms: 10_000, cleared_ms: Some(20_000), subject: Subject::Device(subject.into()), expect: Some(x) }
+    Played { injected_ms: 10_000, cleared_ms: Some(20_000), subject: Subject::Device(subject.into()), next_ms: None, expect: Some(x) }
 }
 
 #[test]
@@ -101,4 +101,40 @@ fn existing_event_kinds_map_to_detectors() {
     assert_eq!(c("gateway.started", json!({"unclean_shutdown": false})), None);
     assert_eq!(c("clock.trusted", json!({"detector": "clock"})), Some(("clock".into(), true)));
     assert_eq!(c("config.reloaded", Value::Null), None);
+}
+
+#[test]
+fn a_later_fault_on_the_same_subject_takes_its_own_detections() {
+    let o = observed();
+    let s = SeqIndex::new(&o);
+    let mut p = played("press/force", Expect { detected: Some(false), ..Expect::default() });
+    p.next_ms = Some(12_000);
+    let j = judge(&p, &o, &s, 30_000);
+    assert_eq!((j.detected_ms, j.pass), (None, true), "{:?}", j.reasons);
+}
+
+#[test]
+fn the_recovery_that_holds_and_station_detections_for_attacks_only() {
+    let mut o = Observed::default();
+    // A link that breaks, comes back during the fault, breaks again, and is back after its end.
+    for (at, kind) in [(11_000, "device.down"), (13_000, "device.up"), (15_000, "device.down"), (21_000, "device.up")] {
+        o.events.push(ev(at, at as u64, kind, "device", "conveyor", Value::Null));
+    }
+    o.events.push(EventObs {
+        seq: None,
+        kind: "sim.detection".into(),
+        source_kind: "station".into(),
+        source_name: "conveyor".into(),
+        details: json!({"detector": "unexpected_client"}),
+        at_ms: 10_500,
+    });
+    let s = SeqIndex::new(&o);
+    let j = judge(&played("conveyor", expect(Some("device_down"), None, None)), &o, &s, 30_000);
+    assert_eq!((j.detected_ms, j.recovered_ms), (Some(11_000), Some(21_000)));
+    // The simulator's detection is not the device's, but it is the attacked station's.
+    let j = judge(&played("conveyor", expect(None, None, None)), &o, &s, 30_000);
+    assert_eq!(j.detector.as_deref(), Some("device_down"));
+    let mut p = played("conveyor", expect(None, None, None));
+    p.subject = Subject::Station("conveyor".into());
+    assert_eq!(judge(&p, &o, &s, 30_000).detector.as_deref(), Some("unexpected_client"));
 }

@@ -21,8 +21,18 @@ pub fn subject(f: &FaultSpec, sc: &Scenario, sinks: &[String]) -> Subject {
         Target::Sim { station, tag: Some(t) } => Subject::Device(format!("{station}/{t}")),
         Target::Sim { station, tag: None } => Subject::Device(station.clone()),
         Target::Proxy(p) => named(&serves(p).unwrap_or_else(|| p.clone())),
-        Target::Attack(n) => Subject::Device(serves(n).unwrap_or_else(|| n.clone())),
+        Target::Attack(n) => Subject::Station(serves(n).unwrap_or_else(|| n.clone())),
         Target::Gateway => Subject::Gateway,
+    }
+}
+
+/// Sets each fault's `next_ms`: the injection of the next fault on the same subject (by the
+/// scenario's `at`: faults injected together share their detections).
+pub fn link_next(plays: &mut [Played], sc: &Scenario) {
+    for i in 0..plays.len() {
+        let (at, subject) = (sc.faults[i].at, plays[i].subject.clone());
+        plays[i].next_ms =
+            (0..plays.len()).filter(|&k| plays[k].subject == subject && sc.faults[k].at > at).map(|k| plays[k].injected_ms).min();
     }
 }
 

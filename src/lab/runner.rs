@@ -13,7 +13,7 @@ use super::attribute::Played;
 use super::fill::{Vars, free_port};
 use super::gateway::{GatewayProcess, GatewaySetup, generate};
 use super::observe::{Collector, unix_ms};
-use super::play::{Bench, KILL_DEFAULT, Undo, clear, inject};
+use super::play::{Bench, KILL_DEFAULT, Undo, clear, fault_seed, inject};
 use super::report::{Report, rfc3339};
 use super::scenario::Scenario;
 use crate::sim::{Sim, SimConfig};
@@ -108,8 +108,14 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
         }
         None => None,
     };
-    if !sc.proxies.is_empty() {
-        anyhow::bail!("{}: [[proxy]] needs the fault proxy (src/proxy), not in this build", o.scenario.display());
+    // The proxies, in this process.
+    let mut proxies = BTreeMap::new();
+    for (i, p) in sc.proxies.iter().enumerate() {
+        let upstream =
+            vars.fill(&p.upstream, &format!("{} [[proxy]] {:?} / upstream", o.scenario.display(), p.name)).map_err(anyhow::Error::msg)?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], vars.proxies[&p.name]));
+        let proxy = crate::proxy::Proxy::start(listen, upstream, p.protocol, fault_seed(sc.seed, 1000 + i)).await?;
+        proxies.insert(p.name.clone(), proxy);
     }
     // The gateway's configuration.
     let gw_file = sc.gateway.display().to_string();
@@ -128,6 +134,20 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     std::fs::write(&gw_config, text)?;
     // Listen first, then start the gateway.
     let collector = Collector::start(&url.host, url.port, &format!("{prefix}/#")).await?;
+    let sim_watch = sim.as_ref().map(|s| {
+        let (mut rx, observed) = (s.detections(), collector.observed.clone());
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(d) => Collector::add_sim_detection(&observed, d.at, d.detector, &d.station, &d.message),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "lab: simulator detections missed")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    });
     let mut gateway = GatewayProcess::new(gw_config, dir.join("gateway.log"), setup.admin_port, setup.token.clone());
     gateway.start()?;
     let mut first = collector.first_sample.clone();
@@ -148,7 +168,7 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     let mut errors: BTreeMap<usize, String> = BTreeMap::new();
     let mut active: BTreeMap<usize, Undo> = BTreeMap::new();
     {
-        let mut bench = Bench { sim: sim.as_ref(), gateway: &mut gateway };
+        let mut bench = Bench { sim: sim.as_ref(), proxies: &proxies, gateway: &mut gateway, seed: sc.seed };
         for step in timeline(&sc) {
             tokio::time::sleep_until(t0 + step.at).await;
             let f = &sc.faults[step.fault];
@@ -190,16 +210,27 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let observed = collector.snapshot();
     drop(collector);
+    if let Some(t) = sim_watch {
+        t.abort();
+    }
+    drop(proxies);
     drop(sim);
-    let plays: Vec<Played> = sc
+    let mut plays: Vec<Played> = sc
         .faults
         .iter()
         .enumerate()
         .map(|(i, f)| {
             let (inj, clr) = played.get(&i).copied().unwrap_or((end_ms, None));
-            Played { injected_ms: inj, cleared_ms: clr, subject: super::grade::subject(f, &sc, &sinks), expect: f.expect.clone() }
+            Played {
+                injected_ms: inj,
+                cleared_ms: clr,
+                subject: super::grade::subject(f, &sc, &sinks),
+                next_ms: None,
+                expect: f.expect.clone(),
+            }
         })
         .collect();
+    super::grade::link_next(&mut plays, &sc);
     let report = super::grade::report(&sc, &plays, &errors, &observed, unix_ms(t0_wall), end_ms);
     report.write(&dir)?;
     Ok(report)

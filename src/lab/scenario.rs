@@ -48,15 +48,11 @@ pub struct ProxySpec {
     /// Where it forwards to, `host:port`, placeholders allowed (`127.0.0.1:${port.line}`, `${broker_addr}`).
     pub upstream: String,
     /// `tcp` (default), `modbus` (Modbus-aware toxics) or `mqtt` (MQTT-aware toxics).
-    #[serde(default = "tcp")]
-    pub protocol: String,
+    #[serde(default)]
+    pub protocol: crate::proxy::Protocol,
     /// The gateway device or sink whose events and samples judge the faults of this proxy
     /// (default: the proxy's name).
     pub serves: Option<String>,
-}
-
-fn tcp() -> String {
-    "tcp".into()
 }
 
 /// What a fault acts on (`target`).
@@ -215,9 +211,6 @@ impl Scenario {
         for p in &raw.proxy {
             if !names.insert(p.name.clone()) {
                 return Err(format!("{file}: [[proxy]] {:?} / name: defined twice", p.name));
-            }
-            if !matches!(p.protocol.as_str(), "tcp" | "modbus" | "mqtt") {
-                return Err(format!("{file}: [[proxy]] {:?} / protocol: {:?} is not one of tcp, modbus, mqtt", p.name, p.protocol));
             }
         }
         let mut faults = Vec::new();
