@@ -53,7 +53,7 @@ fn a_good_scenario() {
     );
     assert_eq!(x.wants_detection(), Some(true));
     assert!(
-        matches!(s.faults[1].action, Action::Sim(crate::lab::action::SimKind::Slow { latency }) if latency == Duration::from_millis(200))
+        matches!(s.faults[1].action, Action::Sim(crate::sim::SimFault::Slow { latency, .. }) if latency == Duration::from_millis(200))
     );
     assert_eq!(s.faults[1].params, serde_json::json!({ "latency": "200ms" }));
     assert_eq!(s.faults[1].expect.as_ref().unwrap().wants_detection(), Some(false));
