@@ -4,7 +4,11 @@
 //!   error on write, see `space.rs`), or the lab's disk-full switch is on
 //!   ([`crate::buffer::Buffer::set_disk_full`]), the writer emits
 //!   `buffer.disk_full` (error, `details.detector = "disk_full"`) once, and
-//!   `buffer.writable` (info) at the next commit that succeeds.
+//!   `buffer.writable` (info) when it writes again: after the switch, at the
+//!   next commit that succeeds; after a real full disk, when the disk has room
+//!   again (the writer could make its reserve again, checked every 10 s: while
+//!   the disk stays full, commits go on by dropping the oldest rows, which is
+//!   not "writable" yet).
 //! - **The switch** makes every commit fail as on a full disk on which
 //!   nothing can be freed: the batch is held and retried every 50 ms, the
 //!   ring fills and sources wait as when it is full for any reason. Unlike a
@@ -43,7 +47,8 @@ pub(crate) struct Host {
     dir: PathBuf,
     low_percent: u8,
     low: bool,
-    full_since: Option<Instant>,
+    /// Since when the disk is full, and whether by the switch.
+    full_since: Option<(Instant, bool)>,
     last_check: Option<Instant>,
 }
 
@@ -62,7 +67,7 @@ impl Host {
         if self.full_since.is_some() {
             return;
         }
-        self.full_since = Some(Instant::now());
+        self.full_since = Some((Instant::now(), switched));
         let how = if switched { "the lab's disk_full switch is on" } else { "the disk holding the buffer is full" };
         tracing::warn!(pending, "buffer cannot write: {how}");
         own.emit_now(
@@ -73,9 +78,22 @@ impl Host {
         );
     }
 
-    /// A commit succeeded.
+    /// A commit succeeded: the end of a switched episode.
     pub(crate) fn written(&mut self, own: &OwnEvents) {
-        if let Some(t) = self.full_since.take() {
+        if self.full_since.is_some_and(|(_, switched)| switched) {
+            self.writable(own);
+        }
+    }
+
+    /// The disk has room again (the reserve was made): the end of a real episode.
+    pub(crate) fn room(&mut self, own: &OwnEvents) {
+        if self.full_since.is_some_and(|(_, switched)| !switched) {
+            self.writable(own);
+        }
+    }
+
+    fn writable(&mut self, own: &OwnEvents) {
+        if let Some((t, _)) = self.full_since.take() {
             let ms = t.elapsed().as_millis() as u64;
             tracing::info!(after_ms = ms, "buffer writes again");
             own.emit_now(

@@ -180,6 +180,7 @@ impl Writer {
             if last_hint.is_none_or(|t| t.elapsed() >= schema::HINT_PERIOD) {
                 if self.reserve.ensure() {
                     self.retention.disk_has_room(&self.conn, self.cfg.max_bytes);
+                    self.host.room(&self.own);
                 }
                 schema::write_seq_hint(&self.path, self.stats.last_seq.load(Ordering::Relaxed), self.retention.min_cursor());
                 last_hint = Some(Instant::now());

@@ -285,3 +285,34 @@ async fn a_full_disk_drops_the_oldest_and_a_restart_on_it_delivers_the_backlog()
     assert!(v.windows(2).all(|w| w[1] == w[0] + 1));
     drop(b);
 }
+
+/// A real full disk (issue 13): one `buffer.disk_full` (detector disk_full,
+/// not the lab's switch) when commits hit ENOSPC, one `buffer.writable` when
+/// they succeed again, and `host.disk_low` on the way.
+#[tokio::test]
+async fn a_real_full_disk_is_one_disk_full_event_then_writable() {
+    let fs = Tmpfs::mount("8m");
+    let data = fs.dir.path().join("data");
+    let cfg = BufferConfig { disk_low_percent: 30, ..Default::default() };
+    let ingest = std::sync::Arc::new(relais::ingest::Ingest::new(cfg.ring_capacity));
+    let b = relais::buffer::Buffer::open(&cfg, &data, ingest.clone(), &["down"]).unwrap();
+    b.emit_events();
+    push_range(&ingest, 0, 2_000).await;
+    let filler = fill_to_the_last_byte(fs.dir.path());
+    push_range(&ingest, 2_000, 30_000).await;
+    let kinds = |k: &str| ingest.stats.event_log.recent().into_iter().filter(|e| &*e.kind == k).collect::<Vec<_>>();
+    let full = kinds("buffer.disk_full");
+    assert_eq!(full.len(), 1, "one event for the episode: {full:?}");
+    assert_eq!(full[0].details["detector"], "disk_full");
+    assert_eq!(full[0].details["switch"], false);
+    assert!(kinds("buffer.writable").is_empty(), "not writable while the disk stays full (oldest rows dropped)");
+    assert!(eventually(Duration::from_secs(8), || !kinds("host.disk_low").is_empty()).await, "host.disk_low");
+    std::fs::remove_file(filler).unwrap();
+    let ok = eventually(Duration::from_secs(8), || !kinds("host.disk_ok").is_empty()).await;
+    assert!(ok, "host.disk_ok; {} bytes free", relais_available(fs.dir.path()));
+    // The reserve is made again at the next hint period (10 s): writable.
+    push_range(&ingest, 30_000, 30_100).await;
+    assert!(eventually(Duration::from_secs(15), || kinds("buffer.writable").len() == 1).await, "buffer.writable");
+    assert_eq!(kinds("buffer.disk_full").len(), 1);
+    drop(b);
+}
