@@ -52,9 +52,7 @@ fn a_good_scenario() {
         (Some("device_down"), Some(5000), Some(10_000), 0)
     );
     assert_eq!(x.wants_detection(), Some(true));
-    assert!(
-        matches!(s.faults[1].action, Action::Sim(crate::sim::SimFault::Slow { latency, .. }) if latency == Duration::from_millis(200))
-    );
+    assert!(matches!(s.faults[1].action, Action::Sim(crate::sim::SimFault::Slow { latency, .. }) if latency == Duration::from_millis(200)));
     assert_eq!(s.faults[1].params, serde_json::json!({ "latency": "200ms" }));
     assert_eq!(s.faults[1].expect.as_ref().unwrap().wants_detection(), Some(false));
     assert_eq!(Expect::default().wants_detection(), None);

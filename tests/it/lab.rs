@@ -115,6 +115,19 @@ fn uplink_scenario() {
     assert!(r["faults"].as_array().unwrap().iter().all(|f| f["samples_lost"] == 0));
 }
 
+#[test]
+fn host_scenario() {
+    let Some(r) = shipped("host") else { return };
+    // kill -9: the restarted gateway says its last run did not stop cleanly, and lost nothing.
+    let k = by_kind(&r, "kill");
+    assert_eq!((k["detector"].as_str(), k["samples_lost"].as_u64()), (Some("unclean_shutdown"), Some(0)), "{k:#}");
+    // Both clock jumps (two years back, a year ahead) are seen by the clock guard.
+    let jumps: Vec<&Value> = r["faults"].as_array().unwrap().iter().filter(|f| f["kind"] == "clock_jump").collect();
+    assert_eq!(jumps.len(), 2);
+    assert!(jumps.iter().all(|f| f["detector"] == "clock" && f["recovered_at"].is_string()), "{jumps:#?}");
+    assert_eq!(by_kind(&r, "disk_full")["detector"], "disk_full");
+}
+
 /// Wall-clock fields of report.json (they differ between two runs of the same seed).
 const CLOCK_FIELDS: &[&str] =
     &["injected_at", "cleared_at", "detected_at", "recovered_at", "time_to_detect_ms", "time_to_recover_ms", "timeline"];
