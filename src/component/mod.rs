@@ -31,6 +31,7 @@
 
 pub mod actuate;
 pub mod alarm_ack;
+pub mod checks;
 mod claims;
 pub mod cond;
 mod known_tags;
@@ -96,6 +97,10 @@ pub struct Ctx<'a> {
     /// Alarm acknowledgements ([`alarm_ack`]): the rules register, commands
     /// acknowledge through it.
     pub alarm_acks: AlarmAcks,
+    /// The per-tag checks of `[[check]]` ([`checks`]): every source makes a
+    /// [`checks::Checker`] per producing task and passes its samples through
+    /// it before they enter the ring.
+    pub checks: checks::Checks,
 }
 
 /// One configured instance of a kind.

@@ -1,5 +1,5 @@
 //! The root configuration: `[gateway]`, `[buffer]`, `[[device]]`, `[[source]]`,
-//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[commands]`, `[admin]`, `[history]`, `[lab]`.
+//! `[[sink]]`, `[[detector]]`, `[[rule]]`, `[[check]]`, `[commands]`, `[admin]`, `[history]`, `[lab]`.
 //!
 //! Loading reads the TOML file once with spans, hands each `[[device]]` to its
 //! protocol's parser and each `[[sink]]` to its type's parser, and collects
@@ -55,6 +55,8 @@ pub struct Config {
     pub history: Option<crate::processors::history::HistoryConfig>,
     /// `[lab]`: the fault switches of the fault bench (off by default).
     pub lab: LabConfig,
+    /// `[[check]]` entries (per-tag checks on ingest), in file order.
+    pub checks: Vec<crate::component::checks::CheckConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps its state.
@@ -142,6 +144,7 @@ impl Config {
             Some(v) => crate::processors::rules::config::parse_rules(v, &mut diag, Some(&known)),
             None => Vec::new(),
         };
+        let checks = sections.checks.map(|v| crate::component::checks::parse_checks(v, &mut diag, Some(&known))).unwrap_or_default();
         if sinks.is_empty() && diag.ok() {
             diag.warn(
                 doc_span.start..doc_span.start,
@@ -166,6 +169,7 @@ impl Config {
             admin: admin.flatten(),
             history: history.flatten(),
             lab: lab.flatten().unwrap_or_default(),
+            checks,
         })
     }
 }
@@ -184,6 +188,7 @@ struct Sections<'i> {
     admin: Option<Item<'i>>,
     history: Option<Item<'i>>,
     lab: Option<Item<'i>>,
+    checks: Option<Item<'i>>,
 }
 
 /// Sorts the document's sections; an unknown one (or one of a simulator
@@ -203,6 +208,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
             "admin" => s.admin = Some(v),
             "history" => s.history = Some(v),
             "lab" => s.lab = Some(v),
+            "check" => s.checks = Some(v),
             other @ ("station" | "sim" | "opcua") => diag.error(
                 k.span(),
                 other,
@@ -218,7 +224,7 @@ fn sections<'i>(doc: Spanned<toml::de::DeTable<'i>>, diag: &mut Diag<'_>) -> Sec
                 diag.error(
                     k.span(),
                     other,
-                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [commands], [admin], [history] or [lab]"),
+                    format!("unknown section or key `{other}`; {hint}expected [gateway], [buffer], [[device]], [[source]], [[sink]], [[detector]], [[rule]], [[check]], [commands], [admin], [history] or [lab]"),
                 )
             }
         }
@@ -308,7 +314,7 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "commands", "admin", "history", "lab"];
+const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "check", "commands", "admin", "history", "lab"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

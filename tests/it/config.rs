@@ -287,6 +287,7 @@ fn shipped_configs_are_valid() {
         "src/sinks/http/sample.toml",
         "src/sinks/postgres/sample.toml",
         "config/sink-postgres.toml",
+        "src/component/checks/sample.toml",
     ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
         if let Err(e) = Config::load(&p) {
