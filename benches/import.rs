@@ -45,7 +45,7 @@ fn main() {
         let buffer = Buffer::open(&bcfg, &data, ingest.clone(), &[]).unwrap();
         let mut mapper = Mapper::new(&src.common.name, &src.common.device, &src.common.parse.tags);
         let t = Instant::now();
-        let report = ingest_file(&path, &src.common.parse, &mut mapper, &ingest, None, 0, &LiveCounters::default());
+        let report = ingest_file(&path, &src.common.parse, &mut mapper, &ingest, None, 0, &LiveCounters::default(), None);
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(report.samples, (rows * cols) as u64);
         println!(

@@ -301,7 +301,7 @@ async fn read_file(job: &Job<'_>, path: &Path, size: u64, key: String, skip: u64
     let identity = format!("{} {size}", path.display());
     let task = tokio::task::spawn_blocking(move || {
         let mut mapper = Mapper::new(&src.common.name, &src.common.device, &src.common.parse.tags);
-        ingest_file(&p2, &src.common.parse, &mut mapper, &ingest, Some((key, identity)), skip, &live2)
+        ingest_file(&p2, &src.common.parse, &mut mapper, &ingest, Some((key, identity)), skip, &live2, None)
     });
     tokio::pin!(task);
     let started = Instant::now();

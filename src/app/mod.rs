@@ -94,6 +94,8 @@ pub struct Gateway {
     events: Option<crate::ingest::Events>,
     live: crate::component::live::LiveTable,
     alarm_acks: crate::component::AlarmAcks,
+    /// `[[check]]`: the per-tag checks every source applies.
+    checks: crate::component::checks::Checks,
     sources_stop: CancellationToken,
     sinks_stop: CancellationToken,
     aux_stop: CancellationToken,
@@ -220,8 +222,21 @@ impl Gateway {
     /// Opens the buffer and starts sinks, sources and monitoring.
     pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Gateway> {
         let running = cfg.clone();
-        let Config { gateway, buffer: buffer_cfg, devices, sinks, sources, warnings, detectors, rules, commands, admin, history, lab } =
-            cfg;
+        let Config {
+            gateway,
+            buffer: buffer_cfg,
+            devices,
+            sinks,
+            sources,
+            warnings,
+            detectors,
+            rules,
+            commands,
+            admin,
+            history,
+            lab,
+            checks,
+        } = cfg;
         // `relais import` runs beside the daemon: no second admin listener.
         let admin = admin.filter(|_| !opts.sinks_only);
         warnings.iter().for_each(|w| tracing::warn!("config: {w}"));
@@ -254,6 +269,7 @@ impl Gateway {
             data_dir: gateway.data_dir.clone(),
             actuators: crate::component::Actuators::new(events.clone()).with_live(live.clone()),
             alarm_acks: crate::component::AlarmAcks::default(),
+            checks: crate::component::checks::Checks::new(checks, events.clone()),
             live,
             events,
             ingest,
@@ -297,6 +313,11 @@ impl Gateway {
         if let Some(ev) = gw.events.clone() {
             gw.aux.push(host::spawn_clock_events(ev, gw.aux_stop.clone()));
         }
+        if !gw.checks.is_empty() {
+            // Stale samples enter the ring: the watcher stops with the sources.
+            let board = gw.checks.board();
+            gw.aux.push(crate::component::checks::stale::watch(board, gw.ingest.clone(), gw.events.clone(), gw.sources_stop.clone()));
+        }
         if let (Some(cfg), Some(recorder)) = (&admin, recorder) {
             let (tasks, settings) = start_admin(cfg, &gw, recorder, expect_devices, history_access, &lab).await?;
             gw.aux.extend(tasks);
@@ -326,6 +347,7 @@ impl Gateway {
             actuators: self.actuators.clone(),
             live: self.live.clone(),
             alarm_acks: self.alarm_acks.clone(),
+            checks: self.checks.clone(),
         };
         self.supervisor.start(key, unit, &ctx).await
     }

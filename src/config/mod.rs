@@ -314,7 +314,8 @@ impl Components {
 }
 
 /// The top-level sections of a gateway configuration.
-const SECTIONS: &[&str] = &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "check", "commands", "admin", "history", "lab"];
+const SECTIONS: &[&str] =
+    &["gateway", "buffer", "device", "source", "sink", "detector", "rule", "check", "commands", "admin", "history", "lab"];
 
 const GATEWAY_KEYS: &[&str] = &["id", "data_dir", "health_interval", "status_interval"];
 

@@ -150,6 +150,8 @@ pub struct SourceCtx {
     pub stop: tokio_util::sync::CancellationToken,
     /// Where sources emit their events (`None` under `relais import`).
     pub events: Option<crate::ingest::Events>,
+    /// `[[check]]`: each producing task makes its own checker.
+    pub checks: crate::component::checks::Checks,
 }
 
 impl SourceCtx {
@@ -161,6 +163,7 @@ impl SourceCtx {
             telemetry: ctx.telemetry.clone(),
             stop: ctx.stop.clone(),
             events: ctx.events.clone(),
+            checks: ctx.checks.clone(),
         })
     }
 }

@@ -11,6 +11,7 @@ mod admin_metrics;
 mod audit;
 mod buffer;
 mod buffer_faults;
+mod checks;
 mod clock;
 mod cloud;
 mod commands;

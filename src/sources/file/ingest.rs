@@ -84,6 +84,8 @@ pub use crate::model::reason::code as reason_code;
 /// Accumulates records into groups and pushes them.
 pub struct Batcher<'a> {
     ingest: &'a Ingest,
+    /// `[[check]]` state of the source's tags, when its samples are checked.
+    pub checker: Option<&'a mut crate::component::checks::Checker>,
     group: Group,
     waiting: Vec<oneshot::Receiver<Accepted>>,
     /// The report so far.
@@ -111,6 +113,7 @@ impl<'a> Batcher<'a> {
     pub fn new(ingest: &'a Ingest, key: Option<(String, String)>, skip: u64) -> Self {
         Batcher {
             ingest,
+            checker: None,
             group: Group::default(),
             waiting: Vec::new(),
             report: FileReport::default(),
@@ -198,6 +201,9 @@ impl<'a> Batcher<'a> {
         }
         if g.samples.is_empty() && g.quarantine.is_empty() && g.progress.is_none() {
             return;
+        }
+        if let Some(c) = self.checker.as_deref_mut() {
+            c.apply_all(&mut g.samples, None);
         }
         self.waiting.push(self.ingest.push_group_blocking(g));
         // Collect what is already accepted, to keep the list short.
@@ -352,17 +358,21 @@ pub struct LiveCounters {
 
 /// Ingests one file (blocking): parses it and pushes its groups, waiting for
 /// their commit. `key` records progress; `skip` records are skipped (resume).
-pub fn ingest_file(
+/// With `checker`, samples pass the `[[check]]` checks before the ring.
+#[allow(clippy::too_many_arguments)]
+pub fn ingest_file<'a>(
     path: &Path,
     spec: &ParseSpec,
     mapper: &mut Mapper,
-    ingest: &Ingest,
+    ingest: &'a Ingest,
     key: Option<(String, String)>,
     skip: u64,
     live: &LiveCounters,
+    checker: Option<&'a mut crate::component::checks::Checker>,
 ) -> FileReport {
     let origin = path.display().to_string();
     let mut b = Batcher::new(ingest, key, skip);
+    b.checker = checker;
     b.live_records = Some(live.records.clone());
     b.cancel = live.cancel.clone();
     let bytes = live.bytes.clone();

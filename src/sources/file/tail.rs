@@ -260,6 +260,8 @@ struct Follow<'a> {
     stats: std::sync::Arc<crate::telemetry::SourceStats>,
     /// Lines read so far in the current file.
     lines: u64,
+    /// `[[check]]` state of the source's tags.
+    checker: crate::component::checks::Checker,
 }
 
 impl Follow<'_> {
@@ -269,6 +271,7 @@ impl Follow<'_> {
         let n_lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
         let complete = chunk.len() as u64;
         let mut b = Batcher::new(&self.ctx.ingest, Some((self.key.clone(), open.identity())), 0);
+        b.checker = Some(&mut self.checker);
         // One group per chunk: its progress (offset) matches its samples.
         b.auto_flush = false;
         b.set_consumed(self.lines);
@@ -315,7 +318,7 @@ fn run(cfg: &TailSource, ctx: &SourceCtx) -> anyhow::Result<()> {
     let key = format!("tail:{name}");
     let stored = ctx.reader.progress_blocking(&key)?;
     tracing::info!(source = %name, path = %cfg.path.display(), resume = ?stored.as_ref().map(|p| p.offset), "tailing file");
-    let mut f = Follow { cfg, ctx, key, format, mapper, stats: ctx.telemetry.source(name), lines: 0 };
+    let mut f = Follow { cfg, ctx, key, format, mapper, stats: ctx.telemetry.source(name), lines: 0, checker: ctx.checks.checker() };
     // After a restart with a rotated file: finish the old one first.
     let mut cur: Option<Open> = None;
     if let Some(p) = &stored {

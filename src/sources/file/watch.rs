@@ -122,6 +122,8 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
         let _watcher = watcher;
         let cfg = Arc::new(cfg);
         let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
+        // One checker for the source, handed to each file's blocking read.
+        let checker = Arc::new(std::sync::Mutex::new(ctx.checks.checker()));
         loop {
             tokio::select! {
                 _ = ctx.stop.cancelled() => return,
@@ -129,8 +131,12 @@ pub fn spawn(cfg: WatchSource, ctx: SourceCtx) -> anyhow::Result<JoinHandle<()>>
                 _ = tokio::time::sleep(Duration::from_millis(500).min(cfg.settle)) => {}
             }
             for path in scan(&cfg, &pattern, &mut seen) {
-                let (cfg2, ctx2, stats2) = (cfg.clone(), ctx.clone(), stats.clone());
-                let done = tokio::task::spawn_blocking(move || ingest_and_move(&cfg2, &ctx2, &path, &stats2)).await;
+                let (cfg2, ctx2, stats2, checker2) = (cfg.clone(), ctx.clone(), stats.clone(), checker.clone());
+                let done = tokio::task::spawn_blocking(move || {
+                    let mut checker = checker2.lock().unwrap_or_else(|p| p.into_inner());
+                    ingest_and_move(&cfg2, &ctx2, &path, &stats2, &mut checker)
+                })
+                .await;
                 if let Ok(Err(e)) = done {
                     tracing::error!(source = %cfg.common.name, error = %escape(&e.to_string()), "watch folder");
                 }
@@ -206,7 +212,13 @@ fn move_file(path: &Path, dest: &Path) -> anyhow::Result<()> {
 }
 
 /// Ingests one settled file and moves it to `done/` or `failed/`.
-fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crate::telemetry::SourceStats) -> anyhow::Result<()> {
+fn ingest_and_move(
+    cfg: &WatchSource,
+    ctx: &SourceCtx,
+    path: &Path,
+    stats: &crate::telemetry::SourceStats,
+    checker: &mut crate::component::checks::Checker,
+) -> anyhow::Result<()> {
     let src = &cfg.common;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let origin = path.display().to_string();
@@ -230,7 +242,16 @@ fn ingest_and_move(cfg: &WatchSource, ctx: &SourceCtx, path: &Path, stats: &crat
     };
     let mut mapper = Mapper::new(&src.name, &src.device, &src.parse.tags);
     let live = LiveCounters { cancel: Some(ctx.stop.clone()), ..Default::default() };
-    let report = ingest_file(path, &src.parse, &mut mapper, &ctx.ingest, Some((key, format!("{} {size}", path.display()))), skip, &live);
+    let report = ingest_file(
+        path,
+        &src.parse,
+        &mut mapper,
+        &ctx.ingest,
+        Some((key, format!("{} {size}", path.display()))),
+        skip,
+        &live,
+        Some(checker),
+    );
     if !report.complete() && !report.file_error {
         // Stopped by the shutdown (or the buffer stopped): the file stays
         // here and the next start resumes after the committed records.

@@ -56,6 +56,8 @@ struct Route {
     slots: Semaphore,
     /// Refused tokens within the burst window.
     burst: Mutex<Burst>,
+    /// `[[check]]` state of this source's tags (its requests take turns).
+    checker: Mutex<crate::component::checks::Checker>,
 }
 
 #[derive(Clone)]
@@ -82,6 +84,7 @@ pub async fn spawn(sources: Vec<HttpSource>, ctx: SourceCtx) -> anyhow::Result<V
             bucket: Mutex::new(Bucket { tokens: s.max_requests_per_second.max(1.0), last: Instant::now() }),
             slots: Semaphore::new(s.max_concurrent),
             burst: Mutex::new(Burst::new(s.token_burst, s.token_burst_window)),
+            checker: Mutex::new(ctx.checks.checker()),
             cfg: s,
         });
         by_addr.entry(route.cfg.listen).or_default().insert(route.cfg.common.name.clone(), route);
@@ -313,8 +316,9 @@ async fn refuse(st: &AppState, route: &Route, records: u64, rejects: Vec<crate::
 
 /// Pushes the samples and answers once committed: 200 with the `seq` range,
 /// 507 when the buffer cannot store them, 503 past `commit_timeout`.
-async fn commit(st: &AppState, route: &Route, records: u64, samples: Vec<crate::model::Sample>) -> Response {
+async fn commit(st: &AppState, route: &Route, records: u64, mut samples: Vec<crate::model::Sample>) -> Response {
     let cfg = &route.cfg;
+    route.checker.lock().unwrap_or_else(|p| p.into_inner()).apply_all(&mut samples, None);
     let n = samples.len() as u64;
     let g = Group { samples, ..Default::default() };
     match tokio::time::timeout(cfg.commit_timeout, st.ctx.ingest.push_group(g)).await {

@@ -23,7 +23,7 @@ impl Kind for Modbus {
 
     /// One polling task per line (endpoint or serial port) shared by its devices.
     async fn spawn(items: Vec<ModbusDevice>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        super::poller::spawn_all_with(items, ctx.ingest.clone(), ctx.telemetry, ctx.stop.clone(), &ctx.actuators)
+        super::poller::spawn_checked(items, ctx.ingest.clone(), ctx.telemetry, ctx.stop.clone(), &ctx.actuators, &ctx.checks)
     }
 }
 

@@ -115,6 +115,7 @@ impl EndpointPoller {
             super::state::transition(&self.events, dev, t);
         }
         count(&dev.stats, &results, &samples, t0);
+        self.checker.apply_all(&mut samples, Some(interval));
         self.ingest.push_all(samples).await;
     }
 
@@ -130,7 +131,7 @@ impl EndpointPoller {
         }
         .into();
         let ts = Timestamp::now();
-        let samples: Vec<Sample> = dev.groups[g]
+        let mut samples: Vec<Sample> = dev.groups[g]
             .requests
             .iter()
             .flat_map(|p| p.req.tags.iter())
@@ -138,6 +139,8 @@ impl EndpointPoller {
             .collect();
         dev.stats.bad.fetch_add(samples.len() as u64, Ordering::Relaxed);
         dev.stats.up.store(false, Ordering::Relaxed);
+        let interval = dev.groups[g].interval;
+        self.checker.apply_all(&mut samples, Some(interval));
         self.ingest.push_all(samples).await;
     }
 

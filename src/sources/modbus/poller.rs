@@ -36,6 +36,7 @@ use super::link::Link;
 use super::planner::{self, ReadRequest, TagSpan};
 use crate::component::Actuators;
 use crate::component::actuate::WriteJob;
+use crate::component::checks::{Checker, Checks};
 use crate::ingest::{Events, Ingest};
 use crate::model::TagMeta;
 use crate::sources::writable::rogue_watched;
@@ -81,6 +82,19 @@ pub fn spawn_all_with(
     cancel: CancellationToken,
     actuators: &Actuators,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    spawn_checked(devices, ingest, telemetry, cancel, actuators, &Checks::default())
+}
+
+/// [`spawn_all_with`], each line's samples passing through its own
+/// [`Checker`](crate::component::checks::Checker) of `checks` before the ring.
+pub fn spawn_checked(
+    devices: Vec<ModbusDevice>,
+    ingest: Arc<Ingest>,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+    actuators: &Actuators,
+    checks: &Checks,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut by_line: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
     for d in devices {
         let key = d.transport.line_key(&d.endpoint);
@@ -95,7 +109,7 @@ pub fn spawn_all_with(
         let stats: Vec<Arc<DeviceStats>> = devs.iter().map(|d| telemetry.device(&d.name)).collect();
         // Plan errors surface here, before anything runs.
         EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone())?;
-        let (ingest, cancel, actuators) = (ingest.clone(), cancel.clone(), actuators.clone());
+        let (ingest, cancel, actuators, checks) = (ingest.clone(), cancel.clone(), actuators.clone(), checks.clone());
         // A poller that panics (a bug, or a library assertion on a malformed
         // answer) is logged and restarted, never lost; it registers its
         // devices again (writes queued for the one that panicked settle as
@@ -112,6 +126,7 @@ pub fn spawn_all_with(
         handles.push(supervise(what, cancel.clone(), move || {
             let mut poller = EndpointPoller::new(&endpoint, devs.clone(), ingest.clone(), stats.clone()).ok()?;
             poller.writes = Some(first.take().unwrap_or_else(|| actuators.register(names.clone())));
+            poller.checker = checks.checker();
             Some(poller.run(cancel.clone()))
         }));
     }
@@ -148,6 +163,8 @@ pub struct EndpointPoller {
     pub(super) writes: Option<mpsc::Receiver<WriteJob>>,
     /// When each writable tag `(device, tag)` was last written (`max_rate`).
     pub(super) write_log: HashMap<(usize, usize), crate::sources::writable::RateLog>,
+    /// The `[[check]]` checks of this line's tags (state owned by this task).
+    pub(super) checker: Checker,
 }
 
 impl EndpointPoller {
@@ -197,6 +214,7 @@ impl EndpointPoller {
             answers: AnswerTimes::default(),
             writes: None,
             write_log: HashMap::new(),
+            checker: Checks::default().checker(),
         })
     }
 

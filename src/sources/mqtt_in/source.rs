@@ -159,6 +159,7 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
         let mut backoff = Backoff::new(Duration::from_secs(1), cfg.conn.reconnect_max);
         let mut logged = false;
         let mut subscribed = false;
+        let mut checker = ctx.checks.checker();
         loop {
             if ctx.stop.is_cancelled() {
                 return;
@@ -193,7 +194,8 @@ pub fn spawn(cfg: MqttInSource, ctx: SourceCtx) -> JoinHandle<()> {
                         let topic = p.topic.clone();
                         let payload = p.payload.clone();
                         let parsed = tokio::task::spawn_blocking(move || parse_payload(&cfg2, &fields2, &topic, &payload)).await;
-                        let Ok(g) = parsed else { continue };
+                        let Ok(mut g) = parsed else { continue };
+                        checker.apply_all(&mut g.samples, None);
                         stats.records.fetch_add(1, Ordering::Relaxed);
                         stats.rejected(&g.quarantine);
                         let n = g.samples.len() as u64;

@@ -26,13 +26,14 @@ impl Kind for OpcUa {
     /// it. Its start-up errors are all about the PKI files (cannot create,
     /// read or write a certificate): a restart does not cure them.
     async fn spawn(items: Vec<OpcUaDevice>, ctx: &Ctx<'_>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        super::session::spawn_all_with(
+        super::session::spawn_checked(
             items,
             ctx.ingest.clone(),
             ctx.telemetry,
             ctx.stop.clone(),
             (ctx.data_dir, ctx.gateway),
             &ctx.actuators,
+            &ctx.checks,
         )
         .map_err(permanent)
     }

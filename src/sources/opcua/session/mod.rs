@@ -151,8 +151,22 @@ pub fn spawn_all_with(
     ingest: Arc<Ingest>,
     telemetry: &crate::telemetry::Telemetry,
     cancel: CancellationToken,
+    dirs: (&std::path::Path, &str),
+    actuators: &crate::component::Actuators,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    spawn_checked(devices, ingest, telemetry, cancel, dirs, actuators, &crate::component::checks::Checks::default())
+}
+
+/// [`spawn_all_with`], each device's samples passing through its own
+/// checker of `checks` (`[[check]]`) before the ring.
+pub fn spawn_checked(
+    devices: Vec<OpcUaDevice>,
+    ingest: Arc<Ingest>,
+    telemetry: &crate::telemetry::Telemetry,
+    cancel: CancellationToken,
     (data_dir, gateway_id): (&std::path::Path, &str),
     actuators: &crate::component::Actuators,
+    checks: &crate::component::checks::Checks,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut pkis: HashMap<std::path::PathBuf, Pki> = HashMap::new();
     let mut handles = Vec::new();
@@ -175,9 +189,9 @@ pub fn spawn_all_with(
         let mut first = Some(actuators.register(names.clone()));
         let watched = crate::sources::writable::rogue_watched(dev.tags.iter().map(|t| (t.name.as_str(), t.write.as_ref())));
         actuators.rogue().watch(&dev.name, &watched);
-        let actuators = actuators.clone();
+        let (actuators, checks) = (actuators.clone(), checks.clone());
         handles.push(supervise(what, cancel.clone(), move || {
-            let mut device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone());
+            let mut device = Device::new(dev.clone(), ingest.clone(), stats.clone(), pki.clone(), gateway_id.clone(), checks.checker());
             device.writes = Some(first.take().unwrap_or_else(|| actuators.register(names.clone())));
             Some(device.run(cancel.clone()))
         }));
@@ -186,8 +200,16 @@ pub fn spawn_all_with(
 }
 
 impl Device {
-    /// The runtime of `dev`; nothing is contacted yet.
-    pub fn new(dev: OpcUaDevice, ingest: Arc<Ingest>, stats: Arc<DeviceStats>, pki: Pki, gateway_id: String) -> Device {
+    /// The runtime of `dev`; nothing is contacted yet. Its samples pass
+    /// `checker` (`[[check]]`) on their way to the ring.
+    pub fn new(
+        dev: OpcUaDevice,
+        ingest: Arc<Ingest>,
+        stats: Arc<DeviceStats>,
+        pki: Pki,
+        gateway_id: String,
+        checker: crate::component::checks::Checker,
+    ) -> Device {
         let name: Arc<str> = dev.name.as_str().into();
         let metas: Arc<Vec<Arc<TagMeta>>> =
             Arc::new(dev.tags.iter().map(|t| TagMeta::new(name.clone(), t.name.as_str(), t.unit.as_deref())).collect());
@@ -212,7 +234,7 @@ impl Device {
         let events = ingest.events();
         stats.opcua.store(true, std::sync::atomic::Ordering::Relaxed);
         stats.subscriptions_wanted.store(subs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let samples_tx = samples::spawn_forward(ingest, stats.clone());
+        let samples_tx = samples::spawn_forward(ingest, stats.clone(), checker);
         let n = dev.tags.len();
         Device {
             dev,

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
 
 use super::Device;
+use crate::component::checks::Checker;
 use crate::ingest::Ingest;
 use crate::model::{Quality, Sample, Timestamp};
 use crate::telemetry::DeviceStats;
@@ -56,15 +57,15 @@ struct Shared {
 }
 
 /// Opens the channel and starts the task that moves its samples to the ring.
-pub(super) fn spawn_forward(ingest: Arc<Ingest>, stats: Arc<DeviceStats>) -> SampleTx {
+pub(super) fn spawn_forward(ingest: Arc<Ingest>, stats: Arc<DeviceStats>, checker: Checker) -> SampleTx {
     let (tx, rx) = mpsc::unbounded_channel::<Sample>();
     let shared = Arc::new(Shared { queued: AtomicUsize::new(0), room: Notify::new(), flowed: AtomicBool::new(false), stats });
-    tokio::spawn(forward(rx, ingest, shared.clone()));
+    tokio::spawn(forward(rx, ingest, shared.clone(), checker));
     SampleTx { tx, shared }
 }
 
 /// Moves samples from the channel to the ring, in batches, counting them.
-async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, shared: Arc<Shared>) {
+async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, shared: Arc<Shared>, mut checker: Checker) {
     let mut buf = Vec::with_capacity(1024);
     while rx.recv_many(&mut buf, 4096).await > 0 {
         let n = buf.len();
@@ -74,6 +75,8 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Sample>, ingest: Arc<Ingest>, s
         if let Some(ts) = buf.iter().filter(|s| s.quality == Quality::Good).map(|s| s.ts.0).max() {
             shared.stats.good_at(ts);
         }
+        // `[[check]]`: OPC UA reports on change, so no poll period (stale needs `stale_after`).
+        checker.apply_all(&mut buf, None);
         ingest.push_all(buf.drain(..)).await;
         let left = shared.queued.fetch_sub(n, Ordering::AcqRel) - n;
         shared.stats.pending.store(left as u64, Ordering::Relaxed);
