@@ -19,7 +19,9 @@
 //!   trusted while it agrees with the clock: no more than [`TOLERANCE`]
 //!   behind it, no more than [`MAX_STEP`] ahead. Then the stamp is the wall
 //!   clock (or the clock when the wall is slightly behind: small backward
-//!   steps are absorbed by running the clock at 90 % speed until they agree).
+//!   steps are absorbed by running the clock at 90 % speed until they agree;
+//!   a step back beyond that but within [`MAX_SLEW_BACK`] is suspect while the
+//!   clock slews to it the same way, then trusted).
 //! - **Suspect.** A wall clock further behind (below the floor) or jumping
 //!   ahead by more than [`MAX_STEP`] is not followed: the stamp is the clock
 //!   (last trusted instant + monotonic time since), and samples stamped
@@ -56,6 +58,14 @@ pub const TOLERANCE: i64 = 2_000_000_000;
 
 /// How long a forward jump must hold steady to be accepted as a correction (10 min).
 pub const ACCEPT_AFTER: i64 = 600_000_000_000;
+
+/// The largest step back of the wall clock the clock slews to (60 s): an NTP
+/// correction of a drifting RTC. Such a step is suspect, and the clock runs at
+/// 90 % speed until it meets the wall clock (a 30 s step takes 5 minutes),
+/// then is trusted again. A larger step back (a bad time sync, a clock set to
+/// a plausible past date) is not slewed to: the episode lasts until the wall
+/// clock comes back.
+pub const MAX_SLEW_BACK: i64 = 60_000_000_000;
 
 /// The floor of a gateway without a persisted one: 2026-12-01T00:00:00Z, in ns.
 pub const BUILD_FLOOR_NS: i64 = 1_796_083_200_000_000_000;
@@ -215,6 +225,11 @@ impl Guard {
             }
         } else {
             m.ahead_since = None;
+            if delta >= -MAX_SLEW_BACK {
+                // A modest step back (NTP correcting a fast RTC): run at 90 %
+                // speed towards the wall clock, never going back.
+                self.d.store((d - elapsed / 10).max(wall - mono), Ordering::Relaxed);
+            }
             None
         };
         if let Some(how) = accepted {

@@ -145,3 +145,28 @@ fn the_lab_offset_moves_the_wall_clock() {
     run(&g, S, 2 * S, |m| T0 + m);
     assert!(!g.status().suspect);
 }
+
+/// NTP steps a fast RTC back by 30 s: suspect, slewed to at 90 % speed
+/// (never back), trusted again once met (about 300 s), not suspect forever.
+#[test]
+fn an_ntp_step_back_within_a_minute_is_slewed_to_then_trusted() {
+    let g = Guard::new(0, T0, BUILD_FLOOR_NS);
+    let before = run(&g, 0, 10 * S, |m| T0 + m);
+    let during = run(&g, 10 * S, 200 * S, |m| T0 + m - 30 * S);
+    assert!(g.status().suspect, "a 30 s step back is suspect while it is slewed to");
+    let later = run(&g, 200 * S, 400 * S, |m| T0 + m - 30 * S);
+    let st = g.status();
+    assert!(!st.suspect, "trusted again once the clock met the wall clock");
+    assert_eq!(st.episodes, 1);
+    assert_eq!(st.recovery.unwrap().accepted, "agrees");
+    let all: Vec<i64> = before.iter().chain(&during).chain(&later).copied().collect();
+    assert!(monotone(&all), "the clock never goes back");
+    let last = *later.last().unwrap();
+    assert!((last - (T0 + 400 * S - 30 * S)).abs() <= TOLERANCE, "it follows the corrected wall clock: {}", last - T0);
+    // A step back beyond MAX_SLEW_BACK is not slewed to.
+    let g = Guard::new(0, T0, BUILD_FLOOR_NS);
+    run(&g, 0, 10 * S, |m| T0 + m);
+    let v = run(&g, 10 * S, 400 * S, |m| T0 + m - 2 * MAX_SLEW_BACK);
+    assert!(g.status().suspect);
+    assert_eq!(*v.last().unwrap(), T0 + 400 * S - 50_000_000, "stamped from monotonic time, not slewed");
+}
