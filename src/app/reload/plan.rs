@@ -260,6 +260,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.lab != new.lab {
         v.push(format!("[lab] faults changed ({} → {}): it is applied at the next restart of relais only", old.lab.faults, new.lab.faults));
     }
+    if old.checks != new.checks {
+        v.push("[[check]] changed: the per-tag checks are applied at the next restart of relais only".into());
+    }
     v
 }
 
@@ -312,6 +315,16 @@ mod tests {
         assert!(needs_restart(&a, &a).is_empty());
         assert!(needs_restart(&a, &b)[0].starts_with("[buffer]"));
         assert!(needs_restart(&a, &c)[0].contains("[gateway] id changed (\"gw\" → \"other\")"));
+    }
+
+    #[test]
+    fn a_check_change_needs_a_restart() {
+        // The checks' state lives in the running sources: a reload does not swap it.
+        let (a, b) = (cfg(""), cfg("[[check]]\nmatch = \"a/t\"\nmax = 1.0\n"));
+        let c = cfg("[[check]]\nmatch = \"a/t\"\nmax = 2.0\n");
+        assert_eq!(needs_restart(&a, &b), ["[[check]] changed: the per-tag checks are applied at the next restart of relais only"]);
+        assert_eq!(needs_restart(&b, &c).len(), 1);
+        assert!(needs_restart(&b, &cfg("\n[[check]]\nmatch = \"a/t\"\nmax = 1.0\n")).is_empty(), "moved text is no change");
     }
 
     #[test]
