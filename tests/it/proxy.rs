@@ -82,7 +82,7 @@ async fn no_toxic_is_a_plain_copy_with_half_close() {
 async fn latency_with_jitter_within_bounds_per_direction_and_cleared_on_the_same_connection() {
     let p = proxy_to(echo().await, Protocol::Tcp).await;
     let mut s = connect(&p).await;
-    assert!(round_trip(&mut s, b"warm").await < Duration::from_millis(50));
+    assert!(round_trip(&mut s, b"warm").await < Duration::from_millis(80));
     let id = p.set(Toxic::Latency { latency: Duration::from_millis(100), jitter: Duration::from_millis(20), direction: Direction::Both });
     let mut rtts = Vec::new();
     for _ in 0..10 {
@@ -99,7 +99,7 @@ async fn latency_with_jitter_within_bounds_per_direction_and_cleared_on_the_same
     assert!(r >= Duration::from_millis(100) && r < Duration::from_millis(180), "downstream only: {r:?}");
     p.clear_all();
     let r = round_trip(&mut s, b"fast").await;
-    assert!(r < Duration::from_millis(50), "cleared on the same connection: {r:?}");
+    assert!(r < Duration::from_millis(80), "cleared on the same connection: {r:?}");
 }
 
 #[tokio::test]
