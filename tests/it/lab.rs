@@ -83,8 +83,28 @@ fn by_kind(r: &Value, kind: &str) -> Value {
 #[test]
 fn device_faults_scenario() {
     let Some(r) = shipped("device-faults") else { return };
-    // Device down within one poll period and the timeout (500 ms + 500 ms).
+    // Each device fault by its own detector.
+    for (k, d) in [
+        ("stuck", "flat_line"),
+        ("drift", "rate_of_change"),
+        ("counter_reset", "counter_reset"),
+        ("out_of_range", "gross_range"),
+        ("spike", "spike"),
+        ("dropout", "device_down"),
+        ("noise", "spike"),
+        ("byte_order", "gross_range"),
+        ("exception", "bad_quality"),
+    ] {
+        assert_eq!(by_kind(&r, k)["detector"], d, "{k}");
+    }
+    // Device down within one poll period and the timeout (500 ms + 500 ms); out of range on the
+    // same sample (one poll period); flat line within its window (3 s) + one poll period.
     assert!(by_kind(&r, "dropout")["time_to_detect_ms"].as_i64().unwrap() <= 1500);
+    assert!(by_kind(&r, "out_of_range")["time_to_detect_ms"].as_i64().unwrap() <= 1000);
+    assert!(by_kind(&r, "stuck")["time_to_detect_ms"].as_i64().unwrap() <= 3500 + 500);
+    // A slow device below its timeout is not a fault of the chain.
+    assert!(by_kind(&r, "slow")["detector"].is_null());
+    assert!(r["unattributed"].as_array().unwrap().is_empty(), "false alarms: {:#}", r["unattributed"]);
 }
 
 #[test]
@@ -157,6 +177,7 @@ fn intrusion_scenario_twice_gives_the_same_report() {
         ("function_code_scan", "function_code_scan"),
         ("unit_sweep", "unit_sweep"),
         ("request_flood", "request_flood"),
+        ("false_value", "response_injection"),
     ] {
         assert_eq!(by_kind(&r1, k)["detector"], d);
     }
