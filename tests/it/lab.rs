@@ -148,6 +148,20 @@ fn host_scenario() {
     assert_eq!(by_kind(&r, "disk_full")["detector"], "disk_full");
 }
 
+#[test]
+fn opcua_faults_scenario() {
+    let Some(r) = shipped("opcua-faults") else { return };
+    // A Bad StatusCode on a node is a bad_quality detection within a publishing interval or two.
+    let b = by_kind(&r, "bad_status");
+    assert_eq!(b["detector"], "bad_quality", "{b:#}");
+    assert!(b["time_to_detect_ms"].as_i64().unwrap() <= 2000, "{b:#}");
+    // The server restarting (namespaces reordered) is the device going down and coming back.
+    let rs = by_kind(&r, "opcua_restart");
+    assert_eq!(rs["detector"], "device_down", "{rs:#}");
+    assert!(rs["recovered_at"].is_string(), "the gateway reads the press again after the restart: {rs:#}");
+    assert!(r["unattributed"].as_array().unwrap().is_empty(), "false alarms: {:#}", r["unattributed"]);
+}
+
 /// Wall-clock fields of report.json (they differ between two runs of the same seed).
 const CLOCK_FIELDS: &[&str] =
     &["injected_at", "cleared_at", "detected_at", "recovered_at", "time_to_detect_ms", "time_to_recover_ms", "timeline"];
