@@ -9,7 +9,7 @@ use clap::Subcommand;
 /// `relais lab …`.
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
-    /// Play a scenario (simulator, proxies, the gateway as a child process) and write the graded report (exit 0 every fault passed, 1 a fault failed, 2 scenario error).
+    /// Play a scenario (simulator, proxies, the gateway as a child process) and write the graded report (exit 0 every fault passed, 1 a fault failed, 2 the scenario or the bench is wrong: nothing was graded).
     Run {
         /// The scenario file (TOML).
         #[arg(long)]
@@ -31,7 +31,20 @@ pub fn run(cmd: LabCmd) -> ExitCode {
         return ExitCode::from(2);
     }
     let opts = crate::lab::LabOptions { scenario, report: report.clone(), broker };
-    match super::block_on(crate::lab::run(&opts)) {
+    let run = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            r = crate::lab::run(&opts) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => None,
+        }
+    };
+    let Some(outcome) = super::block_on(run) else {
+        // Dropping the run stopped the gateway (killed: what it committed is kept), the simulator and the proxies.
+        eprintln!("interrupted: the run was stopped before its end; no report was graded (the gateway was stopped)");
+        return ExitCode::from(130);
+    };
+    match outcome {
         Ok(r) => {
             for f in &r.faults {
                 let verdict = if f.pass { "pass".to_string() } else { format!("FAIL: {}", f.reason.as_deref().unwrap_or("")) };
@@ -47,15 +60,32 @@ pub fn run(cmd: LabCmd) -> ExitCode {
                     f.duplicates
                 );
             }
+            for u in &r.unattributed {
+                crate::outln!(
+                    "no fault explains: {} from {} (detector {}): a false alarm, or a detector tuned too tight",
+                    u.kind,
+                    u.source,
+                    u.detector
+                );
+            }
             crate::outln!(
-                "{}: {} of {} faults passed; report in {}",
+                "{}: {} of {} faults passed{}; report in {}",
                 r.scenario,
                 r.faults.len() - r.failed(),
                 r.faults.len(),
+                match r.unattributed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} detection(s) no fault explains"),
+                },
                 report.join("report.html").display()
             );
             if r.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
-        Err(e) => super::fatal(e),
+        Err(e) => {
+            // The bench could not run (broker, gateway configuration, simulator): not a
+            // student's failed fault, so not exit 1.
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -17,7 +17,7 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:0", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// Where connections go: `HOST:PORT` (the device or the broker).
-    #[arg(long)]
+    #[arg(long, value_parser = upstream_addr)]
     pub upstream: String,
     /// What the connections speak: the Modbus-aware and MQTT-aware toxics need `modbus` or `mqtt`.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Tcp)]
@@ -50,6 +50,18 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     s.parse().map_err(|_| format!("{s:?}: write HOST:PORT with an IP address (127.0.0.1:5020) or a port"))
+}
+
+/// `--upstream`: `HOST:PORT` with a port in 1..=65535 (the host is resolved per connection,
+/// so a name that does not resolve yet is allowed; a malformed address is refused at start).
+fn upstream_addr(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?}: write HOST:PORT, e.g. 127.0.0.1:5020 or plc.local:502");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !host.is_empty() && !host.contains(char::is_whitespace) => Ok(s.to_string()),
+        _ => Err(bad()),
+    }
 }
 
 /// Runs the proxy until SIGINT/SIGTERM: exit 0, or 1 when the address

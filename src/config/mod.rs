@@ -117,7 +117,8 @@ impl Config {
         let parts = Components::parse(sections.devices, sections.sinks, sections.sources, &mut diag, &gw_id, base_dir);
         let admin = sections.admin.map(|a| admin::parse_admin(a, &mut diag, base_dir));
         let admin_open = admin.as_ref().map(|a| a.as_ref().is_some_and(|a| a.auth == AdminAuth::None));
-        let lab = sections.lab.map(|l| lab::parse_lab(l, &mut diag, admin_open));
+        let admin_remote = admin.as_ref().and_then(|a| a.as_ref()).is_some_and(|a| !a.listen.ip().is_loopback());
+        let lab = sections.lab.map(|l| lab::parse_lab(l, &mut diag, admin_open, admin_remote));
         let history = sections.history.map(|h| crate::processors::history::config::parse_history(h, &mut diag));
         let commands = sections.commands.map(|c| {
             let cx = ParseCx { key: "commands", gateway: &gw_id, base: base_dir };

@@ -41,13 +41,51 @@ pub enum GatewayFault {
 impl Action {
     /// The kind and parameters of a fault on `target` (`t` still holds `kind`).
     pub fn parse(target: &Target, t: toml::Table) -> Result<Action, String> {
-        let msg = |e: toml::de::Error| e.message().trim_end().to_string();
+        let msg = |e: toml::de::Error| kind_hint(e.message().trim_end());
+        for (k, v) in &t {
+            if let toml::Value::Float(x) = v
+                && !x.is_finite()
+            {
+                return Err(format!("{k}: {x} is not a finite number"));
+            }
+        }
+        let kind = t.get("kind").and_then(toml::Value::as_str).unwrap_or("").to_string();
+        let extra: Vec<String> = t.keys().filter(|k| *k != "kind").cloned().collect();
+        if let Target::Proxy(_) = target {
+            // The proxy's own strict reader (it refuses keys on kinds without parameters).
+            return Toxic::from_table(t).map(Action::Proxy).map_err(|e| kind_hint(&e));
+        }
         let v = toml::Value::Table(t);
-        match target {
+        let a = match target {
             Target::Sim { .. } => v.try_into().map(Action::Sim).map_err(msg),
             Target::Proxy(_) => v.try_into().map(Action::Proxy).map_err(msg),
             Target::Attack(_) => v.try_into().map(Action::Attack).map_err(msg),
             Target::Gateway => v.try_into().map(Action::Gateway).map_err(msg),
+        }?;
+        // serde's deny_unknown_fields lets a kind without parameters ignore extra keys.
+        let no_params = matches!(
+            &a,
+            Action::Sim(SimFault::Stuck | SimFault::Dropout | SimFault::ByteOrder | SimFault::CounterReset | SimFault::BadStatus)
+                | Action::Gateway(GatewayFault::Kill | GatewayFault::DiskFull)
+        );
+        if no_params && let Some(k) = extra.first() {
+            return Err(format!("{k}: `{kind}` takes no parameter"));
         }
+        if let Action::Gateway(GatewayFault::ClockJump { offset_s }) = &a
+            && offset_s.unsigned_abs() > 100 * 366 * 86_400
+        {
+            return Err(format!("offset_s: {offset_s} is beyond ±100 years (±3162240000 s)"));
+        }
+        Ok(a)
     }
+}
+
+/// serde's "unknown variant `stuk`, expected one of `stuck`, …" as "kind: unknown kind
+/// "stuk" (did you mean "stuck"?); …": names the key and the likely typo.
+fn kind_hint(m: &str) -> String {
+    let Some(rest) = m.strip_prefix("unknown variant `") else { return m.to_string() };
+    let Some((name, tail)) = rest.split_once('`') else { return m.to_string() };
+    let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    let hint = crate::diag::closest(name, &known).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+    format!("kind: unknown kind {name:?} for this target{hint}; known: {}", known.join(", "))
 }

@@ -68,17 +68,56 @@ fn audit(file: &mut std::fs::File, t0: SystemTime, action: &str, f: &super::scen
     let _ = writeln!(file, "{line}");
 }
 
+/// Every `sim:` target names a station of the simulator, and a tag of it: a typo is an
+/// error before the run, not a failed fault after it.
+fn check_sim_targets(file: &Path, sc: &Scenario, sim: &Sim) -> Result<(), String> {
+    for f in &sc.faults {
+        let super::scenario::Target::Sim { station, tag } = &f.target else { continue };
+        let names: Vec<&str> = sim.stations().iter().map(|s| s.cfg.name.as_str()).collect();
+        let Some(st) = sim.station(station) else {
+            let hint = crate::diag::closest(station, &names).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+            return Err(format!(
+                "{}: fault #{} ({}) / target: no station {station:?} in the simulator{hint}; stations: {}",
+                file.display(),
+                f.index,
+                f.kind,
+                names.join(", ")
+            ));
+        };
+        if let Some(tag) = tag {
+            let tags: Vec<&str> = st.cfg.tags.iter().map(|t| t.name.as_str()).collect();
+            if !tags.contains(&tag.as_str()) {
+                let hint = crate::diag::closest(tag, &tags).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+                return Err(format!(
+                    "{}: fault #{} ({}) / target: station {station:?} has no tag {tag:?}{hint}; its tags: {}",
+                    file.display(),
+                    f.index,
+                    f.kind,
+                    tags.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs a scenario and writes its report; the report says whether every fault passed.
 pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     let sc = Scenario::load(&o.scenario).map_err(anyhow::Error::msg)?;
     let url = crate::mqtt::BrokerUrl::parse(&o.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
-    std::fs::create_dir_all(&o.report)?;
+    std::fs::create_dir_all(&o.report).map_err(|e| anyhow::anyhow!("--report {}: {e}", o.report.display()))?;
     let dir = std::path::absolute(&o.report)?;
     let work = dir.join("work");
+    let marker = work.join(".relais-lab");
     if work.exists() {
-        std::fs::remove_dir_all(&work)?;
+        if !marker.exists() {
+            anyhow::bail!("{}: exists and was not made by relais lab run; give --report a new or former report folder", work.display());
+        }
+        std::fs::remove_dir_all(&work).map_err(|e| anyhow::anyhow!("{}: {e}", work.display()))?;
     }
-    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&work).map_err(|e| anyhow::anyhow!("{}: {e}", work.display()))?;
+    std::fs::write(&marker, "made by relais lab run; removed and made again by the next run with this --report\n")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", marker.display()))?;
     let run_id = format!("{:08x}", fastrand::u32(..));
     let name: String = sc.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     let prefix = format!("relais-lab/{name}/{run_id}");
@@ -121,6 +160,14 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     let gw_file = sc.gateway.display().to_string();
     let template = std::fs::read_to_string(&sc.gateway).map_err(|e| anyhow::anyhow!("{gw_file}: {e}"))?;
     let filled = vars.fill(&template, &gw_file).map_err(anyhow::Error::msg)?;
+    // Placeholders are filled in place, so the lines are the user's: check the file as the
+    // gateway will read it, before anything runs, and name the user's file and line.
+    if let Err(e) = crate::config::Config::parse(&filled, &gw_file, &sc.dir) {
+        anyhow::bail!("{e}");
+    }
+    if let Some(sim) = &sim {
+        check_sim_targets(&o.scenario, &sc, sim).map_err(anyhow::Error::msg)?;
+    }
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let token_file = work.join("admin.token");
     write_private(&token_file, &token)?;
@@ -151,8 +198,22 @@ pub async fn run(o: &LabOptions) -> anyhow::Result<Report> {
     let mut gateway = GatewayProcess::new(gw_config, dir.join("gateway.log"), setup.admin_port, setup.token.clone());
     gateway.start()?;
     let mut first = collector.first_sample.clone();
-    let warm = tokio::time::timeout(sc.warmup, first.wait_for(|v| *v)).await;
-    if !matches!(warm, Ok(Ok(_))) {
+    let warm = tokio::time::timeout(sc.warmup, async {
+        // Stop waiting as soon as the gateway exits (a configuration it refuses).
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                r = first.wait_for(|v| *v) => return r.is_ok(),
+                _ = tick.tick() => {
+                    if gateway.exited().is_some() {
+                        return false;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    if !matches!(warm, Ok(true)) {
         let exited = gateway.exited();
         let tail = gateway.log_tail(20);
         gateway.stop(Duration::from_secs(5)).await;

@@ -219,7 +219,39 @@ impl Scenario {
             if f.at > duration {
                 return Err(format!("{file}: fault #{} ({}) / at: {:?} is after the scenario's duration", f.index, f.kind, f.at));
             }
+            if f.duration == Some(Duration::ZERO) {
+                return Err(format!(
+                    "{file}: fault #{} ({}) / duration: 0s; leave it out (until the end, or 2 s for kill) or give a length",
+                    f.index, f.kind
+                ));
+            }
+            if let Some(d) = f.duration
+                && f.at + d > duration
+            {
+                return Err(format!(
+                    "{file}: fault #{} ({}) / duration: ends at {:?}, after the scenario's duration {:?}",
+                    f.index,
+                    f.kind,
+                    f.at + d,
+                    duration
+                ));
+            }
             faults.push(f);
+        }
+        // Gateway faults share one switch each (the clock offset, the disk switch) and a kill
+        // restarts the gateway with none: they must not overlap.
+        let spans: Vec<(usize, Duration, Duration)> = faults
+            .iter()
+            .filter(|f| matches!(f.target, Target::Gateway))
+            .map(|f| (f.index, f.at, f.at + f.duration.unwrap_or(duration.saturating_sub(f.at))))
+            .collect();
+        for (i, a) in spans.iter().enumerate() {
+            if let Some(b) = spans[i + 1..].iter().find(|b| b.1 < a.2 && a.1 < b.2) {
+                return Err(format!(
+                    "{file}: fault #{} / at: overlaps fault #{} on the gateway; gateway faults must follow each other",
+                    b.0, a.0
+                ));
+            }
         }
         Ok(Scenario {
             name: raw.name,
@@ -269,7 +301,10 @@ fn parse_fault(index: usize, mut t: toml::Table, proxies: &std::collections::Has
     }
     let expect = match t.remove("expect") {
         None => None,
-        Some(v) => Some(parse_expect(v).map_err(|e| format!("{ctx} / expect.{e}"))?),
+        Some(v) => Some(
+            parse_expect(v)
+                .map_err(|e| if e.starts_with("unknown field") { format!("{ctx} / expect: {e}") } else { format!("{ctx} / expect.{e}") })?,
+        ),
     };
     let mut params = t.clone();
     params.remove("kind");
@@ -277,6 +312,34 @@ fn parse_fault(index: usize, mut t: toml::Table, proxies: &std::collections::Has
     let action = Action::parse(&target, t).map_err(|e| format!("{ctx} on {target}: {e}"))?;
     Ok(FaultSpec { index, at, duration: dur, kind, target, action, params, expect })
 }
+
+/// Every detector name an `expect.detector` may give (docs/lab-guide.md's table): the
+/// gateway's (tag checks, device, sink, host, clock, security) and the simulator's.
+pub const DETECTORS: &[&str] = &[
+    "gross_range",
+    "flat_line",
+    "spike",
+    "rate_of_change",
+    "counter_reset",
+    "stale",
+    "bad_quality",
+    "response_injection",
+    "device_down",
+    "device_degraded",
+    "sink_down",
+    "sink_backlog",
+    "clock",
+    "disk_full",
+    "disk_low",
+    "unclean_shutdown",
+    "rogue_write",
+    "token_burst",
+    "command_refused",
+    "unexpected_client",
+    "function_code_scan",
+    "unit_sweep",
+    "request_flood",
+];
 
 fn parse_expect(v: toml::Value) -> Result<Expect, String> {
     let raw: RawExpect = v.try_into().map_err(|e: toml::de::Error| e.message().trim_end().to_string())?;
@@ -292,6 +355,12 @@ fn parse_expect(v: toml::Value) -> Result<Expect, String> {
         duplicates: raw.duplicates,
         source: raw.source,
     };
+    if let Some(d) = &e.detector
+        && !DETECTORS.contains(&d.as_str())
+    {
+        let hint = crate::diag::closest(d, DETECTORS).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+        return Err(format!("detector: unknown detector {d:?}{hint}; known: {}", DETECTORS.join(", ")));
+    }
     if e.detected == Some(false) && (e.detector.is_some() || e.detect_within_ms.is_some()) {
         return Err("detected: `detected = false` with `detector` or `detect_within` contradicts itself".into());
     }

@@ -316,6 +316,9 @@ async fn lab_routes_are_off_by_default_and_need_the_token() {
         assert_eq!(got, codes, "with {lab:?}");
         if !lab.is_empty() {
             assert_eq!(put(admin, "/api/lab/clock", serde_json::json!({"offset": 1}), Some(TOKEN)).await.0, 400);
+            // i64::MIN: its absolute value overflows; refused, never a panic (bad-input pass).
+            assert_eq!(put(admin, "/api/lab/clock", serde_json::json!({"offset_s": i64::MIN}), Some(TOKEN)).await.0, 400);
+            assert_eq!(put(admin, "/api/lab/clock", serde_json::json!({"offset_s": 0}), Some(TOKEN)).await.0, 200, "still serving");
         }
         kill(child.id(), 15);
         let _ = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(8))).await.unwrap();

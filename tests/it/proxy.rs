@@ -490,7 +490,7 @@ async fn relais_proxy_command_applies_its_toxics_and_stops_on_ctrl_c() {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.set_nodelay(true).unwrap();
     let r = round_trip(&mut s, b"cli").await;
-    assert!(r >= Duration::from_millis(100) && r < Duration::from_millis(200), "{r:?}");
+    assert!(r >= Duration::from_millis(100) && r < Duration::from_millis(1000), "{r:?}");
     crate::common::kill(child.id(), 2);
     assert_eq!(crate::common::wait_exit(&mut child, Duration::from_secs(5)), Some(0), "Ctrl-C: exit 0");
     let mut rest = String::new();

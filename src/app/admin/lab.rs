@@ -73,7 +73,7 @@ pub(super) async fn clock(State(a): State<Arc<Shared>>, headers: HeaderMap, body
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"offset_s\": <integer seconds>}}: {e}")),
     };
-    if b.offset_s.abs() > MAX_OFFSET_S {
+    if b.offset_s.unsigned_abs() > MAX_OFFSET_S.unsigned_abs() {
         return error(StatusCode::BAD_REQUEST, format!("offset_s {} is beyond ±100 years", b.offset_s));
     }
     crate::model::clock::set_offset_s(b.offset_s);
