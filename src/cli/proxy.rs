@@ -72,6 +72,20 @@ pub fn run(a: ProxyArgs) -> ExitCode {
         ProtocolArg::Modbus => Protocol::Modbus,
         ProtocolArg::Mqtt => Protocol::Mqtt,
     };
+    // A protocol-aware toxic on a proxy of another protocol would do nothing: say so.
+    for t in &a.toxics {
+        let needs = match t {
+            Toxic::LateResponse | Toxic::WrongTid | Toxic::DuplicateResponse => Some((Protocol::Modbus, "modbus")),
+            Toxic::RefuseConnect => Some((Protocol::Mqtt, "mqtt")),
+            _ => None,
+        };
+        if let Some((p, name)) = needs
+            && p != protocol
+        {
+            eprintln!("--toxic {}: needs --protocol {name} (it acts on {name} frames; on this proxy it would do nothing)", t.kind());
+            return ExitCode::from(2);
+        }
+    }
     let res = super::block_on(async {
         let proxy = Proxy::start(a.listen, a.upstream.clone(), protocol, a.seed).await?;
         outln!("proxy listening on {} → {} ({:?}); Ctrl-C to stop", proxy.local_addr(), a.upstream, a.protocol);
