@@ -124,8 +124,9 @@ impl Checker {
             return;
         }
         let i = self.slot_of(&s.meta);
-        let shared = self.shared.clone();
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        // Disjoint borrows of the two fields: no Arc clone per sample.
+        let (shared, slots) = (&self.shared, &mut self.slots);
+        let Some(slot) = slots.get_mut(i) else { return };
         if slot.limits.is_empty() {
             return;
         }
